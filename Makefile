@@ -1,0 +1,50 @@
+# Every target installs what it needs, so a fresh machine needs nothing but `make`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the suite uses: tshark (reference dissector), openssh-server and
+# iproute2/nftables (the namespace test fleet), sqlite3, unzip/curl (local Elasticsearch).
+DEBS := tshark openssh-server openssh-client iproute2 nftables sqlite3 unzip curl \
+        dpkg-dev util-linux procps psmisc
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test bench venv sysdeps es lint clean
+
+run: venv
+	mkdir -p data
+	$(BIN)/govsoc up
+
+test: sysdeps venv es
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: sysdeps venv es
+	$(BIN)/python bench/ingest.py
+	for b in bench/*.py; do [ "$$b" = bench/ingest.py ] || $(BIN)/python $$b || exit 1; done
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+sysdeps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+es:
+	scripts/es-local fetch
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""govsoc crypto_svc."""

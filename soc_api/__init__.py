@@ -1,0 +1,1 @@
+"""govsoc soc_api."""

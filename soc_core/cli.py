@@ -1,0 +1,259 @@
+"""`govsoc`: the command line. The core composes the commands that every installed package
+declares under the `govsoc.commands` entry-point group; it imports none of them itself."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from soc_core import ecs
+from soc_core.cliutil import fail, open_cli_store, store_option
+from soc_core.query import QueryError
+from soc_core.store import Selection, StoreError, parse_duration
+
+
+class _Composed(click.Group):
+    """Loads subcommands from entry points on demand, so `govsoc crypto ...` does not
+    import the packet stack."""
+
+    def _eps(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group="govsoc.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._eps())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        ep = self._eps().get(name)
+        return ep.load() if ep else None
+
+
+@click.group(cls=_Composed, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="govsoc")
+def main() -> None:
+    """govsoc — security operations for government clouds."""
+
+
+# -- store ---------------------------------------------------------------------------
+@click.group("store")
+def store_group() -> None:
+    """Inspect and maintain the event store."""
+
+
+@store_group.command("info")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def store_info(store_url: str | None, as_json: bool) -> None:
+    """Backend, datasets and document counts."""
+    with open_cli_store(store_url) as store:
+        info = store.info()
+    if as_json:
+        click.echo(orjson.dumps(info).decode())
+        return
+    click.echo(f"backend: {info['backend']}  {info.get('version', '')}")
+    click.echo(f"url:     {info['url']}")
+    for family, datasets in info["families"].items():
+        total = sum(datasets.values())
+        click.echo(f"{family:14} {total:>10}")
+        for name, n in sorted(datasets.items()):
+            click.echo(f"  {name:30} {n:>10}")
+
+
+@store_group.command("prune")
+@store_option
+@click.option("--older-than", default="180d", show_default=True,
+              help="Delete logs, metrics and audit records older than this (e.g. 180d).")
+def store_prune(store_url: str | None, older_than: str) -> None:
+    """Apply retention now."""
+    try:
+        days = parse_duration(older_than).total_seconds() / 86400
+    except ValueError as exc:
+        fail(str(exc))
+    if days < 1 or days != int(days):
+        fail("--older-than must be a whole number of days, e.g. 180d")
+    with open_cli_store(store_url) as store:
+        deleted = store.prune(int(days))
+    click.echo(f"deleted {deleted} documents older than {int(days)} days")
+
+
+# -- ingest --------------------------------------------------------------------------
+@click.command("ingest")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--dataset", default=None, help="event.dataset for lines that carry none.")
+@click.option("--batch", default=5000, show_default=True, help="Documents per write.")
+@store_option
+def ingest_cmd(file: str, dataset: str | None, batch: int, store_url: str | None) -> None:
+    """Load an NDJSON file of ECS events. Bad lines are reported and skipped."""
+    from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+
+    if file != "-" and not Path(file).exists():
+        fail(f"no such file: {file}")
+    stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+    size = None if file == "-" else Path(file).stat().st_size
+    written = dup = 0
+    skipped: list[str] = []
+    with open_cli_store(store_url) as store, Progress(
+        TextColumn("ingest"), BarColumn(), TransferSpeedColumn(), TextColumn("{task.fields[n]} events"),
+        transient=True, disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("ingest", total=size, n=0)
+        pending: list[dict] = []
+        lineno_of: list[int] = []
+
+        def flush() -> None:
+            nonlocal written, dup
+            result = _write_or_fail(store, pending)
+            written += result.written
+            dup += result.duplicates
+            for rej in result.rejected:
+                skipped.append(f"line {lineno_of[pending.index(rej.doc)]}: {rej.reason}")
+            pending.clear()
+            lineno_of.clear()
+            bar.update(task, n=written + dup)
+
+        for lineno, line in enumerate(stream, 1):
+            bar.advance(task, len(line))
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                skipped.append(f"line {lineno}: not JSON ({exc.args[0].split(':')[0]})")
+                continue
+            if isinstance(doc, dict) and dataset:
+                doc = ecs.expand_dotted(doc)
+                doc.setdefault("event", {}).setdefault("dataset", dataset)
+            pending.append(doc)
+            lineno_of.append(lineno)
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+    if file != "-":
+        stream.close()
+    for line in skipped[:50]:
+        click.echo(f"skipped {line}", err=True)
+    if len(skipped) > 50:
+        click.echo(f"... and {len(skipped) - 50} more skipped lines", err=True)
+    click.echo(f"ingested {written} new, {dup} already present, {len(skipped)} skipped")
+
+
+def _write_or_fail(store, docs):
+    try:
+        return store.write(docs)
+    except StoreError as exc:
+        fail(f"store refused the batch: {exc}")
+
+
+# -- search --------------------------------------------------------------------------
+@click.command("search")
+@click.argument("query", required=False)
+@click.option("--family", default="events", show_default=True,
+              type=click.Choice(ecs.FAMILIES))
+@click.option("--dataset", default=None, help="event.dataset, e.g. network.dns.")
+@click.option("--from", "start", default=None, help="Start time (ISO-8601 or now-1h).")
+@click.option("--to", "end", default=None, help="End time (ISO-8601 or now).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--desc/--asc", default=True, help="Newest first (default) or oldest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
+@store_option
+def search_cmd(query: str | None, family: str, dataset: str | None, start: str | None,
+               end: str | None, limit: int, desc: bool, as_json: bool,
+               store_url: str | None) -> None:
+    """Search events with the Kibana field:value query syntax."""
+    try:
+        sel = Selection(family=family, dataset=dataset, start=start, end=end, query=query)
+    except (QueryError, ValueError) as exc:
+        fail(f"bad query: {exc}")
+    shown = 0
+    with open_cli_store(store_url) as store:
+        try:
+            for doc in store.scan(sel, page_size=min(limit, 5000), descending=desc):
+                if as_json:
+                    sys.stdout.buffer.write(orjson.dumps(doc) + b"\n")
+                else:
+                    click.echo(_one_line(doc))
+                shown += 1
+                if shown >= limit:
+                    break
+        except StoreError as exc:
+            fail(str(exc))
+    if not as_json:
+        click.echo(f"-- {shown} shown", err=True)
+
+
+def _one_line(doc: dict) -> str:
+    ev = doc.get("event", {})
+    src = ecs.get_field(doc, "source.ip") or ""
+    dst = ecs.get_field(doc, "destination.ip") or ""
+    host = ecs.get_field(doc, "host.name") or ""
+    msg = doc.get("message") or ""
+    flow = f" {src}->{dst}" if src or dst else ""
+    return f"{doc['@timestamp']} {ev.get('dataset', '')} {host}{flow} {msg}".rstrip()
+
+
+# -- up: the main job ----------------------------------------------------------------
+@click.command("up")
+@store_option
+@click.option("--demo", is_flag=True, help="Replay the bundled attack scenario first.")
+@click.option("--once", is_flag=True, help="Start every service, show one status, stop.")
+def up_cmd(store_url: str | None, demo: bool, once: bool) -> None:
+    """Run the main job: every installed service on the configured store, with a live view.
+
+    Services come from the `govsoc.services` entry-point group: each is a callable
+    `(store_url, stop: threading.Event, demo: bool) -> None` that runs until `stop` is set.
+    """
+    from rich.live import Live
+    from rich.table import Table
+
+    with open_cli_store(store_url) as store:
+        url = store.url
+    stop = threading.Event()
+    threads = []
+    for ep in sorted(entry_points(group="govsoc.services"), key=lambda e: e.name):
+        fn = ep.load()
+        t = threading.Thread(target=_guard, args=(ep.name, fn, url, stop, demo),
+                             name=ep.name, daemon=True)
+        t.start()
+        threads.append(t)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def view() -> Table:
+        table = Table(title=f"govsoc · {url}")
+        table.add_column("family")
+        table.add_column("documents", justify="right")
+        with open_cli_store(url) as s:
+            for family, datasets in s.info()["families"].items():
+                table.add_row(family, str(sum(datasets.values())))
+        table.caption = "services: " + (", ".join(t.name for t in threads) or "none")
+        return table
+
+    try:
+        with Live(view(), refresh_per_second=1, transient=once) as live:
+            while not stop.is_set() and not once:
+                time.sleep(2)
+                live.update(view())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+
+
+def _guard(name: str, fn: Any, url: str, stop: threading.Event, demo: bool) -> None:
+    try:
+        fn(url, stop, demo)
+    except Exception as exc:  # a failing service is reported; the others go on
+        click.echo(f"service {name} stopped: {exc}", err=True)
+
+
+if __name__ == "__main__":
+    main()

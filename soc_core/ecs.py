@@ -1,0 +1,214 @@
+"""The event model: ECS 8.x documents, validated at the boundary, with deterministic ids.
+
+Documents are nested ECS objects (`{"source": {"ip": ...}}`); dotted keys given at the
+boundary are expanded. Our own fields live under `govsoc.*`.
+
+Every stored document belongs to one *family*, which decides where a backend keeps it:
+
+    events         logs by source (`event.dataset` e.g. `network.flow`, `auth`)
+    metrics        `event.kind: metric`
+    alerts         `event.kind: alert` (mutable: workflow status)
+    assets         `event.kind: asset` (mutable: latest record per asset)
+    audit          `event.dataset: govsoc.audit`
+    playbook_runs  `event.dataset: govsoc.playbook_run`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ECS_VERSION = "8.11.0"
+FAMILIES = ("events", "metrics", "alerts", "assets", "audit", "playbook_runs")
+# Families whose documents are updated in place (latest state wins) instead of appended.
+MUTABLE_FAMILIES = frozenset({"alerts", "assets", "playbook_runs"})
+EVENT_KINDS = frozenset(
+    {"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"}
+)
+_IP_FIELDS = (("source", "ip"), ("destination", "ip"), ("client", "ip"), ("server", "ip"),
+              ("host", "ip"))
+_PORT_FIELDS = (("source", "port"), ("destination", "port"), ("client", "port"),
+                ("server", "port"))
+
+
+class EventError(ValueError):
+    """A document that is not a valid govsoc ECS event; the message says which field."""
+
+
+def stable_id(*parts: Any) -> str:
+    """Deterministic id from the parts of a source record (same record -> same id), so a
+    redelivered event overwrites itself instead of duplicating."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def content_id(doc: dict[str, Any]) -> str:
+    """Id for a record that carries none: the digest of its canonical JSON."""
+    return stable_id(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+
+
+def family_of(doc: dict[str, Any]) -> str:
+    event = doc.get("event") or {}
+    kind = event.get("kind")
+    if kind == "metric":
+        return "metrics"
+    if kind == "alert":
+        return "alerts"
+    if kind == "asset":
+        return "assets"
+    dataset = event.get("dataset")
+    if dataset == "govsoc.audit":
+        return "audit"
+    if dataset == "govsoc.playbook_run":
+        return "playbook_runs"
+    return "events"
+
+
+def expand_dotted(doc: dict[str, Any]) -> dict[str, Any]:
+    """`{"source.ip": x}` -> `{"source": {"ip": x}}`, recursively; nested input is kept."""
+    if not any("." in k for k in doc) and not any(isinstance(v, dict) for v in doc.values()):
+        return doc
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = expand_dotted(value)
+        if "." in key and key != "@timestamp":
+            *parents, leaf = key.split(".")
+            node = out
+            for p in parents:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise EventError(f"field {key!r} conflicts with a non-object value")
+            _merge(node, leaf, value)
+        else:
+            _merge(out, key, value)
+    return out
+
+
+def _merge(node: dict[str, Any], key: str, value: Any) -> None:
+    if key in node and isinstance(node[key], dict) and isinstance(value, dict):
+        for k, v in value.items():
+            _merge(node[key], k, v)
+    else:
+        node[key] = value
+
+
+def get_field(doc: dict[str, Any], dotted: str) -> Any:
+    """Value at a dotted ECS path in a nested document, or None."""
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        if part in node:
+            node = node[part]
+        elif dotted in node:  # tolerate a flat key left in place
+            return node[dotted]
+        else:
+            return None
+    return node
+
+
+def set_field(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = doc
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def parse_time(value: Any) -> datetime:
+    """ISO-8601 string, epoch seconds (int/float) or datetime -> aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        dt = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise EventError(f"@timestamp {value!r} is not ISO-8601") from exc
+    else:
+        raise EventError(f"@timestamp has type {type(value).__name__}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)  # storage is UTC; a naive time is taken as UTC
+    return dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def to_millis(value: Any) -> int:
+    dt = parse_time(value)
+    return int(dt.timestamp() * 1000)
+
+
+def normalize(doc: dict[str, Any]) -> dict[str, Any]:
+    """Validate and complete one document at the boundary. Returns the (possibly new)
+    nested document with `@timestamp` (UTC, ms), `event.id`, `event.kind`,
+    `event.dataset` and `ecs.version` set. Raises EventError naming the bad field."""
+    if not isinstance(doc, dict):
+        raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
+    doc = expand_dotted(doc)
+    if "@timestamp" not in doc:
+        raise EventError("missing @timestamp")
+    doc["@timestamp"] = format_time(parse_time(doc["@timestamp"]))
+    event = doc.get("event")
+    if event is None:
+        event = doc["event"] = {}
+    elif not isinstance(event, dict):
+        raise EventError("event must be an object")
+    dataset = event.get("dataset")
+    if not isinstance(dataset, str) or not dataset or " " in dataset or "-" in dataset:
+        raise EventError(f"event.dataset must be a word without spaces or '-', got {dataset!r}")
+    kind = event.setdefault("kind", "event")
+    if kind not in EVENT_KINDS:
+        raise EventError(f"event.kind {kind!r} is not an ECS kind")
+    for obj, key in _IP_FIELDS:
+        sub = doc.get(obj)
+        if isinstance(sub, dict) and key in sub:
+            _check_ips(f"{obj}.{key}", sub[key])
+    for obj, key in _PORT_FIELDS:
+        sub = doc.get(obj)
+        if isinstance(sub, dict) and key in sub:
+            port = sub[key]
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+                raise EventError(f"{obj}.{key} must be an integer 0-65535, got {port!r}")
+    message = doc.get("message")
+    if message is not None and not isinstance(message, str):
+        raise EventError("message must be a string")
+    if "id" not in event:
+        event["id"] = content_id(doc)
+    elif not isinstance(event["id"], str) or not event["id"] or len(event["id"]) > 256:
+        raise EventError("event.id must be a non-empty string of at most 256 characters")
+    doc.setdefault("ecs", {"version": ECS_VERSION})
+    return doc
+
+
+def _check_ips(name: str, value: Any) -> None:
+    for v in value if isinstance(value, list) else [value]:
+        try:
+            ipaddress.ip_address(v)
+        except (ValueError, TypeError) as exc:
+            raise EventError(f"{name} is not an IP address: {v!r}") from exc
+
+
+def make_event(dataset: str, timestamp: Any, source_key: Any, fields: dict[str, Any],
+               kind: str = "event") -> dict[str, Any]:
+    """Build an event whose id derives from (dataset, source_key): the identity of the
+    source record (file+offset, pcap+flow key, host+pid+start time...)."""
+    doc = expand_dotted(dict(fields))
+    doc["@timestamp"] = timestamp if isinstance(timestamp, str) else format_time(
+        parse_time(timestamp))
+    event = doc.setdefault("event", {})
+    event["dataset"] = dataset
+    event.setdefault("kind", kind)
+    event["id"] = stable_id(dataset, source_key)
+    return doc

@@ -1,0 +1,42 @@
+"""EventStore: one interface, two backends chosen by URL.
+
+    sqlite:///relative/path.db   sqlite:////absolute/path.db   (embedded default)
+    http://host:9200  https://host:9200                          (Elasticsearch 8)
+"""
+
+from __future__ import annotations
+
+from soc_core.store.base import (
+    EventStore,
+    Page,
+    Rejected,
+    Selection,
+    StoreError,
+    StoreUnavailable,
+    WriteResult,
+    parse_duration,
+    resolve_time,
+)
+
+__all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
+           "WriteResult", "open_store", "parse_duration", "resolve_time"]
+
+
+def open_store(url: str | None = None, **options) -> EventStore:
+    """Open (and set up) the store named by `url`, or by the config's `store_url`."""
+    if url is None:
+        from soc_core.config import load_config
+
+        url = load_config().store_url
+    if url.startswith("sqlite:///"):
+        from soc_core.store.sqlite import SqliteStore
+
+        store: EventStore = SqliteStore(url, **options)
+    elif url.startswith(("http://", "https://")):
+        from soc_core.store.elastic import ElasticStore
+
+        store = ElasticStore(url, **options)
+    else:
+        raise StoreError(f"unsupported store URL {url!r}: use sqlite:///path.db or http(s)://host:9200")
+    store.setup()
+    return store

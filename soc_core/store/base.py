@@ -1,0 +1,213 @@
+"""The EventStore interface, shared by the SQLite and Elasticsearch backends.
+
+Every read takes the same selection arguments (see `Selection`): a family (see
+`soc_core.ecs`), an optional `event.dataset`, a time range on `@timestamp`, term/terms
+filters, an analyst query (string or parsed AST) and free text over `message`.
+Results are sorted by (`@timestamp`, `event.id`), which makes the cursor of
+`search(..., after=cursor)` stable: deep pagination never skips or repeats a document.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from soc_core import ecs, query as q
+
+
+class StoreError(RuntimeError):
+    """The store could not do what was asked (down, refused, misconfigured)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now; the caller may retry or spool."""
+
+
+@dataclass
+class Rejected:
+    """A document the store refused, with the reason; never dropped silently."""
+
+    id: str | None
+    reason: str
+    doc: Any = None
+
+
+@dataclass
+class WriteResult:
+    written: int = 0  # newly stored (or replaced, for mutable families)
+    duplicates: int = 0  # already present with the same id: not stored twice
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def merge(self, other: WriteResult) -> None:
+        self.written += other.written
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+
+
+@dataclass
+class Page:
+    hits: list[dict[str, Any]]
+    cursor: list[Any] | None  # pass as `after=` for the next page; None when exhausted
+
+
+@dataclass
+class Selection:
+    family: str = "events"
+    dataset: str | list[str] | None = None
+    start: Any = None  # inclusive; datetime, ISO string, or "now-1h"
+    end: Any = None  # exclusive
+    filters: dict[str, Any] | None = None  # field -> value (term) or list (terms)
+    query: str | q.Node | None = None
+    text: str | None = None  # free text over `message`
+
+    def __post_init__(self) -> None:
+        if self.family not in ecs.FAMILIES:
+            raise StoreError(f"unknown family {self.family!r}; one of {', '.join(ecs.FAMILIES)}")
+        if isinstance(self.query, str):
+            self.query = q.parse(self.query)
+        self.start_ms = None if self.start is None else resolve_millis(self.start)
+        self.end_ms = None if self.end is None else resolve_millis(self.end)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `1h`, `180d`, `2w` -> timedelta."""
+    text = text.strip()
+    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
+        raise ValueError(f"bad duration {text!r}: use a number and s/m/h/d/w, e.g. 180d")
+    return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+
+
+def resolve_time(value: Any) -> datetime:
+    """`now`, `now-1h`, `-15m`, ISO-8601, epoch seconds or datetime -> UTC datetime."""
+    if isinstance(value, str):
+        v = value.strip()
+        if v == "now":
+            return datetime.now(UTC)
+        if v.startswith("now-") or (v.startswith("-") and v[-1:] in _UNITS):
+            return datetime.now(UTC) - parse_duration(v.split("-", 1)[1])
+    try:
+        return ecs.parse_time(value)
+    except ecs.EventError as exc:
+        raise ValueError(f"bad time {value!r}: use ISO-8601 or now-1h") from exc
+
+
+def resolve_millis(value: Any) -> int:
+    return int(resolve_time(value).timestamp() * 1000)
+
+
+class EventStore(abc.ABC):
+    """One interface, two backends. Obtain one with `soc_core.store.open_store(url)`."""
+
+    backend: str = ""
+    url: str = ""
+
+    # -- lifecycle ---------------------------------------------------------------
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Create schema / templates; idempotent, called by open_store."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ------------------------------------------------------------------
+    def write(self, docs: Iterable[dict[str, Any]], *, refresh: bool = False) -> WriteResult:
+        """Validate and store a batch. Append families keep the first copy of an id
+        (a repeat counts as a duplicate); mutable families (alerts, assets, playbook
+        runs) replace the stored document. Invalid documents are rejected, the rest kept."""
+        result = WriteResult()
+        valid: list[tuple[str, dict[str, Any]]] = []
+        for doc in docs:
+            try:
+                norm = ecs.normalize(doc)
+            except ecs.EventError as exc:
+                result.rejected.append(Rejected(_id_of(doc), str(exc), doc))
+                continue
+            valid.append((ecs.family_of(norm), norm))
+        if valid:
+            result.merge(self._write_valid(valid, refresh=refresh))
+        return result
+
+    @abc.abstractmethod
+    def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
+                     ) -> WriteResult: ...
+
+    @abc.abstractmethod
+    def delete(self, family: str, ids: Iterable[str]) -> int:
+        """Delete documents by id; returns how many existed."""
+
+    @abc.abstractmethod
+    def refresh(self) -> None:
+        """Make every write so far visible to reads (a no-op where it always is)."""
+
+    # -- reads -------------------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, family: str, doc_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def search(self, sel: Selection | None = None, *, size: int = 100,
+               after: list[Any] | None = None, descending: bool = False) -> Page: ...
+
+    def scan(self, sel: Selection | None = None, *, page_size: int = 1000,
+             descending: bool = False) -> Iterator[dict[str, Any]]:
+        """Every matching document, page by page (search_after)."""
+        cursor = None
+        while True:
+            page = self.search(sel, size=page_size, after=cursor, descending=descending)
+            yield from page.hits
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    @abc.abstractmethod
+    def count(self, sel: Selection | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def terms(self, field: str, sel: Selection | None = None, *, size: int = 10
+              ) -> list[tuple[Any, int]]:
+        """Top values of a field with counts (a terms aggregation), most frequent first."""
+
+    @abc.abstractmethod
+    def histogram(self, interval: str, sel: Selection | None = None
+                  ) -> list[tuple[str, int]]:
+        """Counts per fixed `interval` (`1h`, `1d`...) bucket of `@timestamp`, oldest first,
+        as (bucket start ISO-8601 UTC, count); empty buckets are left out."""
+
+    @abc.abstractmethod
+    def native(self, native_query: Any, sel: Selection | None = None, *, size: int = 1000,
+               after: list[Any] | None = None) -> Page:
+        """Run a backend-compiled query (a Sigma rule compiled by pySigma) inside the
+        selection. Elasticsearch: a Lucene string or a query-DSL dict. SQLite: a SQL boolean
+        expression over table `docs` where a field is `json_extract(doc, '$.a.b')`."""
+
+    # -- retention / info --------------------------------------------------------
+    @abc.abstractmethod
+    def prune(self, older_than_days: int, families: Iterable[str] = ("events", "metrics",
+              "audit", "playbook_runs")) -> int:
+        """Delete documents whose @timestamp is older than N days; returns how many.
+        Alerts and assets are state, not logs, and are kept."""
+
+    @abc.abstractmethod
+    def info(self) -> dict[str, Any]:
+        """Backend, version, and per family/dataset document counts."""
+
+
+def _id_of(doc: Any) -> str | None:
+    if isinstance(doc, dict):
+        ev = doc.get("event")
+        if isinstance(ev, dict) and isinstance(ev.get("id"), str):
+            return ev["id"]
+        if isinstance(doc.get("event.id"), str):
+            return doc["event.id"]
+    return None

@@ -1,0 +1,298 @@
+"""The embedded EventStore: one SQLite file in WAL mode, JSON documents with indexed hot
+fields, FTS5 over `message`. One box, no server."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from soc_core import ecs
+from soc_core.config import sqlite_path
+from soc_core.store.base import (
+    EventStore,
+    Page,
+    Selection,
+    StoreError,
+    StoreUnavailable,
+    WriteResult,
+)
+from soc_core.store.sql import Compiler, json_path, segment
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    rowid INTEGER PRIMARY KEY,
+    family TEXT NOT NULL,
+    id TEXT NOT NULL,
+    ts INTEGER NOT NULL,            -- @timestamp in epoch milliseconds (UTC)
+    dataset TEXT NOT NULL,
+    kind TEXT,
+    host_name TEXT,
+    source_ip TEXT,
+    destination_ip TEXT,
+    doc TEXT NOT NULL,              -- the ECS document, JSON
+    UNIQUE (family, id)
+);
+CREATE INDEX IF NOT EXISTS docs_time ON docs (family, ts, id);
+CREATE INDEX IF NOT EXISTS docs_dataset ON docs (family, dataset, ts);
+CREATE INDEX IF NOT EXISTS docs_kind ON docs (kind, ts);
+CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts);
+CREATE INDEX IF NOT EXISTS docs_source_ip ON docs (source_ip, ts);
+CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5 (message, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+INSERT = ("INSERT INTO docs (rowid, family, id, ts, dataset, kind, host_name, source_ip, "
+          "destination_ip, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+REPLACE = ("UPDATE docs SET ts = ?, dataset = ?, kind = ?, host_name = ?, source_ip = ?, "
+           "destination_ip = ?, doc = ? WHERE rowid = ?")
+INSERT_FTS = "INSERT INTO docs_fts (rowid, message) VALUES (?, ?)"
+_CHUNK = 500  # ids per existence probe (below SQLite's bound-parameter limit)
+
+
+def row_of(doc: dict[str, Any]) -> tuple:
+    """The hot columns of a normalized document (shared with the ingest benchmark)."""
+    ev = doc["event"]
+    host = doc.get("host")
+    src = doc.get("source")
+    dst = doc.get("destination")
+    return (
+        ecs.to_millis(doc["@timestamp"]),
+        ev["dataset"],
+        ev.get("kind"),
+        host.get("name") if isinstance(host, dict) else None,
+        _scalar(src.get("ip")) if isinstance(src, dict) else None,
+        _scalar(dst.get("ip")) if isinstance(dst, dict) else None,
+    )
+
+
+def _scalar(v: Any) -> Any:
+    return v[0] if isinstance(v, list) and v else v
+
+
+class SqliteStore(EventStore):
+    backend = "sqlite"
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                        check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self.lock = threading.RLock()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def setup(self) -> None:
+        with self.lock:
+            c = self.conn
+            c.execute("PRAGMA journal_mode = WAL")
+            c.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; WAL keeps it safe
+            c.execute("PRAGMA temp_store = MEMORY")
+            c.execute("PRAGMA cache_size = -65536")
+            c.execute("PRAGMA mmap_size = 268435456")
+            try:
+                c.executescript(SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    # -- writes ------------------------------------------------------------------
+    def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
+                     ) -> WriteResult:
+        result = WriteResult()
+        # one version per id within the batch: append families keep the first copy,
+        # mutable ones the last
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for family, doc in docs:
+            key = (family, doc["event"]["id"])
+            if key in latest and family not in ecs.MUTABLE_FAMILIES:
+                result.duplicates += 1
+                continue
+            latest[key] = doc
+        with self.lock, self._tx():
+            c = self.conn
+            existing = self._existing(latest)
+            next_rowid = (c.execute("SELECT COALESCE(MAX(rowid), 0) FROM docs").fetchone()[0]) + 1
+            inserts, replaces, fts, fts_delete = [], [], [], []
+            for key, doc in latest.items():
+                rowid = existing.get(key)
+                if rowid is not None and key[0] not in ecs.MUTABLE_FAMILIES:
+                    result.duplicates += 1
+                    continue
+                cols = row_of(doc)
+                body = orjson.dumps(doc).decode()
+                if rowid is None:
+                    rowid = next_rowid
+                    next_rowid += 1
+                    inserts.append((rowid, key[0], key[1], *cols, body))
+                else:
+                    replaces.append((*cols, body, rowid))
+                    fts_delete.append((rowid,))
+                result.written += 1
+                message = doc.get("message")
+                if message:
+                    fts.append((rowid, segment(message)))
+            c.executemany(INSERT, inserts)
+            if replaces:
+                c.executemany(REPLACE, replaces)
+                c.executemany("DELETE FROM docs_fts WHERE rowid = ?", fts_delete)
+            c.executemany(INSERT_FTS, fts)
+        return result
+
+    def _existing(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        by_family: dict[str, list[str]] = {}
+        for family, doc_id in keys:
+            by_family.setdefault(family, []).append(doc_id)
+        found: dict[tuple[str, str], int] = {}
+        for family, ids in by_family.items():
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for rowid, doc_id in self.conn.execute(
+                        f"SELECT rowid, id FROM docs WHERE family = ? AND id IN ({marks})",
+                        (family, *chunk)):
+                    found[(family, doc_id)] = rowid
+        return found
+
+    def _tx(self):
+        return _Transaction(self.conn)
+
+    def delete(self, family: str, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        n = 0
+        with self.lock, self._tx():
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                where = f"family = ? AND id IN ({marks})"
+                self.conn.execute(
+                    f"DELETE FROM docs_fts WHERE rowid IN (SELECT rowid FROM docs WHERE {where})",
+                    (family, *chunk))
+                n += self.conn.execute(f"DELETE FROM docs WHERE {where}", (family, *chunk)).rowcount
+        return n
+
+    def refresh(self) -> None:
+        """Writes are visible when their transaction commits."""
+
+    # -- reads -------------------------------------------------------------------
+    def _rows(self, sql: str, params: list[Any]) -> list[tuple]:
+        with self.lock:
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"query failed: {exc}") from exc
+
+    def get(self, family: str, doc_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT doc FROM docs WHERE family = ? AND id = ?", [family, doc_id])
+        return orjson.loads(rows[0][0]) if rows else None
+
+    def _page(self, where: str, comp: Compiler, size: int, after: list[Any] | None,
+              descending: bool) -> Page:
+        if after is not None:
+            op = "<" if descending else ">"
+            where += f" AND (ts, id) {op} ({comp.p(int(after[0]))}, {comp.p(str(after[1]))})"
+        order = "DESC" if descending else "ASC"
+        sql = (f"SELECT ts, id, doc FROM docs WHERE {where} ORDER BY ts {order}, id {order} "
+               f"LIMIT {comp.p(size)}")
+        rows = self._rows(sql, comp.params)
+        hits = [orjson.loads(r[2]) for r in rows]
+        cursor = [rows[-1][0], rows[-1][1]] if len(rows) == size and rows else None
+        return Page(hits, cursor)
+
+    def search(self, sel: Selection | None = None, *, size: int = 100,
+               after: list[Any] | None = None, descending: bool = False) -> Page:
+        comp = Compiler()
+        return self._page(comp.selection(sel or Selection()), comp, size, after, descending)
+
+    def native(self, native_query: Any, sel: Selection | None = None, *, size: int = 1000,
+               after: list[Any] | None = None) -> Page:
+        comp = Compiler()
+        where = comp.selection(sel or Selection())
+        sql, params = native_query if isinstance(native_query, tuple) else (native_query, ())
+        # the native expression's own parameters come right after the selection's
+        where += f" AND ({sql})"
+        comp.params.extend(params)
+        return self._page(where, comp, size, after, False)
+
+    def count(self, sel: Selection | None = None) -> int:
+        comp = Compiler()
+        where = comp.selection(sel or Selection())
+        return self._rows(f"SELECT count(*) FROM docs WHERE {where}", comp.params)[0][0]
+
+    def terms(self, field: str, sel: Selection | None = None, *, size: int = 10
+              ) -> list[tuple[Any, int]]:
+        comp = Compiler()
+        where = comp.selection(sel or Selection())
+        sql = (f"SELECT je.value, count(*) AS n FROM docs, json_each(docs.doc, "
+               f"'{json_path(field)}') AS je WHERE {where} AND je.type NOT IN ('object', 'array')"
+               f" GROUP BY je.value ORDER BY n DESC, je.value LIMIT {int(size)}")
+        return [(v, n) for v, n in self._rows(sql, comp.params)]
+
+    def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
+        from soc_core.store.base import parse_duration
+
+        step = int(parse_duration(interval).total_seconds() * 1000)
+        comp = Compiler()
+        where = comp.selection(sel or Selection())
+        sql = (f"SELECT (ts / {step}) * {step} AS b, count(*) FROM docs WHERE {where} "
+               f"GROUP BY b ORDER BY b")
+        return [(ecs.format_time(ecs.parse_time(b / 1000)), n)
+                for b, n in self._rows(sql, comp.params)]
+
+    # -- retention / info --------------------------------------------------------
+    def prune(self, older_than_days: int, families: Iterable[str] = ("events", "metrics",
+              "audit", "playbook_runs")) -> int:
+        from datetime import UTC, datetime, timedelta
+
+        cutoff = int((datetime.now(UTC) - timedelta(days=older_than_days)).timestamp() * 1000)
+        families = list(families)
+        marks = ",".join("?" * len(families))
+        where = f"family IN ({marks}) AND ts < ?"
+        with self.lock, self._tx():
+            self.conn.execute(
+                f"DELETE FROM docs_fts WHERE rowid IN (SELECT rowid FROM docs WHERE {where})",
+                (*families, cutoff))
+            return self.conn.execute(f"DELETE FROM docs WHERE {where}",
+                                     (*families, cutoff)).rowcount
+
+    def info(self) -> dict[str, Any]:
+        families: dict[str, dict[str, int]] = {f: {} for f in ecs.FAMILIES}
+        for family, dataset, n in self._rows(
+                "SELECT family, dataset, count(*) FROM docs GROUP BY family, dataset", []):
+            families.setdefault(family, {})[dataset] = n
+        return {"backend": self.backend, "version": f"SQLite {sqlite3.sqlite_version}",
+                "url": self.url, "families": families}
+
+    def drop_all(self) -> None:
+        with self.lock, self._tx():
+            self.conn.execute("DELETE FROM docs_fts")
+            self.conn.execute("DELETE FROM docs")
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers queue on the write lock instead of
+    failing half-way; any error rolls the whole batch back (nothing half-written)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"database is busy: {exc}") from exc
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
