@@ -69,7 +69,7 @@ _TOKEN = re.compile(
       (?P<range>[\[{]\s*(?P<lo>"[^"]*"|[^\s\]}]+)\s+TO\s+(?P<hi>"[^"]*"|[^\s\]}]+)\s*[\]}]) |
       (?P<phrase>"(?:[^"\\]|\\.)*") |
       (?P<cmp>(?:>=|<=|>|<)) |
-      (?P<word>(?:[^\s()"\\:]|\\.)+) |
+      (?P<word>(?:[^\s()"\\:\[\]{}]|\\.)+) |
       (?P<colon>:) |
       (?P<bad>\S)
     )""",
@@ -89,6 +89,9 @@ def _tokens(text: str) -> list[tuple[str, str, int, re.Match]]:
         if kind == "bad":
             if m.group("bad") == '"':
                 raise QueryError(f"unterminated quote at position {m.start('bad') + 1}")
+            if m.group("bad") in "[{":
+                raise QueryError(f"unclosed range at position {m.start('bad') + 1}: "
+                                 "use [low TO high]")
             raise QueryError(f"unexpected {m.group('bad')!r} at position {m.start('bad') + 1}")
         out.append((kind, m.group(kind), m.start(kind), m))
     return out

@@ -91,12 +91,12 @@ class SqliteStore(EventStore):
     def setup(self) -> None:
         with self.lock:
             c = self.conn
-            c.execute("PRAGMA journal_mode = WAL")
-            c.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; WAL keeps it safe
-            c.execute("PRAGMA temp_store = MEMORY")
-            c.execute("PRAGMA cache_size = -65536")
-            c.execute("PRAGMA mmap_size = 268435456")
             try:
+                c.execute("PRAGMA journal_mode = WAL")
+                c.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, safe
+                c.execute("PRAGMA temp_store = MEMORY")
+                c.execute("PRAGMA cache_size = -65536")
+                c.execute("PRAGMA mmap_size = 268435456")
                 c.executescript(SCHEMA)
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc

@@ -1,0 +1,405 @@
+"""The Elasticsearch 8 EventStore: data streams for events and metrics
+(`logs-govsoc.<dataset>-<namespace>`, `metrics-govsoc.<dataset>-<namespace>`), plain
+indices for alerts, assets, audit and playbook runs (`govsoc-<family>-<namespace>`).
+
+Writes are bulk requests with deterministic `_id`s: `create` for append families (a
+repeat is a 409, counted as a duplicate), `index` for mutable ones. Rejections are
+returned, never dropped; overload (429) and connection loss are retried with backoff.
+
+Caveat: a data stream deduplicates ids only within its current write index. A document
+redelivered after a rollover is stored again; rollover is rare (size/age) compared with the
+seconds a redelivery takes, and `search` results carry `event.id` to spot it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+from soc_core import ecs, query as q
+from soc_core.config import load_config
+from soc_core.store import es_mappings
+from soc_core.store.base import (
+    EventStore,
+    Page,
+    Rejected,
+    Selection,
+    StoreError,
+    StoreUnavailable,
+    WriteResult,
+    parse_duration,
+)
+
+log = logging.getLogger(__name__)
+_STREAM_FAMILIES = {"events": "logs", "metrics": "metrics"}
+_MAX_BATCH_BYTES = 8 * 1024 * 1024
+_RETRY_STATUS = {429, 502, 503, 504}
+
+
+class ElasticStore(EventStore):
+    backend = "elasticsearch"
+
+    def __init__(self, url: str, *, namespace: str | None = None, retries: int = 4,
+                 retention_days: int | None = None, request_timeout: float = 60.0) -> None:
+        cfg = load_config()
+        self.url = url
+        self.namespace = namespace or cfg.get("es_namespace", "default")
+        if not self.namespace.replace("_", "").isalnum() or not self.namespace.islower():
+            raise StoreError(f"bad namespace {self.namespace!r}: lowercase letters and digits")
+        self.retries = retries
+        self.retention_days = retention_days or int(cfg.get("retention_days", 180))
+        self.es = Elasticsearch(url, request_timeout=request_timeout, max_retries=0)
+        self.retention_mode = "govsoc"
+        self.version = ""
+
+    # -- naming ------------------------------------------------------------------
+    def index_for(self, family: str, dataset: str) -> str:
+        kind = _STREAM_FAMILIES.get(family)
+        if kind:
+            return f"{kind}-govsoc.{dataset}-{self.namespace}"
+        return f"govsoc-{family}-{self.namespace}"
+
+    def pattern(self, sel: Selection) -> str:
+        kind = _STREAM_FAMILIES.get(sel.family)
+        if not kind:
+            return f"govsoc-{sel.family}-{self.namespace}"
+        if sel.dataset:
+            datasets = [sel.dataset] if isinstance(sel.dataset, str) else sel.dataset
+            return ",".join(f"{kind}-govsoc.{d}-{self.namespace}" for d in datasets)
+        return f"{kind}-govsoc.*-{self.namespace}"
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _call(self, fn, *args, **kwargs):
+        """One API call; connection problems are retried, then StoreUnavailable."""
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except ApiError as exc:
+                if exc.meta.status in _RETRY_STATUS and attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise StoreError(_api_reason(exc)) from exc
+            except TransportError as exc:
+                if attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise StoreUnavailable(f"Elasticsearch at {self.url} unreachable: "
+                                       f"{type(exc).__name__}") from exc
+        raise AssertionError("unreachable")
+
+    def setup(self) -> None:
+        nodes = self._call(self.es.nodes.info, metric="plugins,settings",
+                           filter_path="nodes.*.version,nodes.*.modules.name")
+        node = next(iter(nodes.get("nodes", {}).values()), {})
+        self.version = node.get("version", "")
+        if not self.version.startswith("8."):
+            raise StoreError(f"Elasticsearch {self.version} found; govsoc needs 8.x")
+        modules = {m["name"] for m in node.get("modules", [])}
+        retention = f"{self.retention_days}d"
+        ilm = None
+        if "x-pack-ilm" in modules:
+            self.retention_mode = "ilm"
+            ilm = "govsoc-logs"
+            self._call(self.es.ilm.put_lifecycle, name=ilm, policy={"phases": {
+                "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}}},
+                "delete": {"min_age": retention, "actions": {"delete": {}}}}})
+        elif "data-streams" in modules:
+            self.retention_mode = "data_stream_lifecycle"
+        else:
+            self.retention_mode = "govsoc"  # `prune()` run by the scheduler or CLI
+        dsl = retention if self.retention_mode == "data_stream_lifecycle" else None
+        for name, patterns, stream in (
+            ("govsoc-logs", ["logs-govsoc.*-*"], True),
+            ("govsoc-metrics", ["metrics-govsoc.*-*"], True),
+            ("govsoc-state", ["govsoc-*"], False),
+        ):
+            body = es_mappings.template(patterns, data_stream=stream, retention=dsl,
+                                        ilm_policy=ilm if stream else None)
+            self._call(self.es.indices.put_index_template, name=name, **body)
+
+    def close(self) -> None:
+        self.es.close()
+
+    # -- writes ------------------------------------------------------------------
+    def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
+                     ) -> WriteResult:
+        result = WriteResult()
+        lines: list[bytes] = []
+        batch: list[tuple[str, dict[str, Any]]] = []
+        size = 0
+        for family, doc in docs:
+            op = "index" if family in ecs.MUTABLE_FAMILIES else "create"
+            action = orjson.dumps({op: {"_index": self.index_for(family, doc["event"]["dataset"]),
+                                        "_id": doc["event"]["id"]}})
+            body = orjson.dumps(doc)
+            lines.append(action)
+            lines.append(body)
+            batch.append((family, doc))
+            size += len(action) + len(body) + 2
+            if size >= _MAX_BATCH_BYTES:
+                result.merge(self._bulk(lines, batch))
+                lines, batch, size = [], [], 0
+        if batch:
+            result.merge(self._bulk(lines, batch))
+        if refresh:
+            self.refresh()
+        return result
+
+    def _bulk(self, lines: list[bytes], batch: list[tuple[str, dict[str, Any]]]) -> WriteResult:
+        result = WriteResult()
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            resp = self._call(self.es.bulk, operations=lines,
+                              filter_path="errors,items.*.status,items.*.error")
+            if not resp.get("errors"):
+                result.written += len(batch)
+                return result
+            retry_lines: list[bytes] = []
+            retry_batch = []
+            for i, item in enumerate(resp["items"]):
+                (op, info), = item.items()
+                status = info.get("status", 0)
+                if status in (200, 201):
+                    result.written += 1
+                elif status == 409 and op == "create":
+                    result.duplicates += 1
+                elif status in _RETRY_STATUS and attempt < self.retries:
+                    retry_lines += lines[2 * i:2 * i + 2]
+                    retry_batch.append(batch[i])
+                else:
+                    err = info.get("error", {})
+                    doc = batch[i][1]
+                    reason = f"{err.get('type', status)}: {err.get('reason', '')}".strip()
+                    result.rejected.append(Rejected(doc["event"]["id"], reason, doc))
+            if not retry_batch:
+                return result
+            lines, batch = retry_lines, retry_batch
+            time.sleep(delay)
+            delay *= 2
+        return result
+
+    def delete(self, family: str, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        sel = Selection(family=family)
+        hits = self._call(self.es.search, index=self.pattern(sel), size=len(ids),
+                          query={"ids": {"values": ids}}, source=False,
+                          ignore_unavailable=True, allow_no_indices=True)["hits"]["hits"]
+        return self._delete_hits(hits)
+
+    def _delete_hits(self, hits: list[dict[str, Any]]) -> int:
+        if not hits:
+            return 0
+        ops = [orjson.dumps({"delete": {"_index": h["_index"], "_id": h["_id"]}}) for h in hits]
+        resp = self._call(self.es.bulk, operations=ops, refresh=True,
+                          filter_path="items.*.status")
+        return sum(1 for it in resp.get("items", []) if next(iter(it.values()))["status"] == 200)
+
+    def refresh(self) -> None:
+        self._call(self.es.indices.refresh, index=self._all_indices(),
+                   ignore_unavailable=True, allow_no_indices=True)
+
+    def _all_indices(self) -> str:
+        ns = self.namespace
+        return f"logs-govsoc.*-{ns},metrics-govsoc.*-{ns},govsoc-*-{ns}"
+
+    # -- reads -------------------------------------------------------------------
+    def get(self, family: str, doc_id: str) -> dict[str, Any] | None:
+        hits = self._search(Selection(family=family), {"ids": {"values": [doc_id]}}, size=1)
+        return hits[0]["_source"] if hits else None
+
+    def _search(self, sel: Selection, extra: dict[str, Any] | None, *, size: int,
+                after: list[Any] | None = None, descending: bool = False,
+                sort: bool = True) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"query": self._query(sel, extra), "size": size}
+        if sort:
+            order = "desc" if descending else "asc"
+            body["sort"] = [{"@timestamp": {"order": order}}, {"event.id": {"order": order}}]
+        if after is not None:
+            body["search_after"] = after
+        resp = self._call(self.es.search, index=self.pattern(sel), ignore_unavailable=True,
+                          allow_no_indices=True, track_total_hits=False, **body)
+        return resp["hits"]["hits"]
+
+    def _page(self, sel: Selection, extra: dict[str, Any] | None, size: int,
+              after: list[Any] | None, descending: bool) -> Page:
+        hits = self._search(sel, extra, size=size, after=after, descending=descending)
+        cursor = list(hits[-1]["sort"]) if hits and len(hits) == size else None
+        return Page([h["_source"] for h in hits], cursor)
+
+    def search(self, sel: Selection | None = None, *, size: int = 100,
+               after: list[Any] | None = None, descending: bool = False) -> Page:
+        return self._page(sel or Selection(), None, size, after, descending)
+
+    def native(self, native_query: Any, sel: Selection | None = None, *, size: int = 1000,
+               after: list[Any] | None = None) -> Page:
+        if isinstance(native_query, str):
+            clause = {"query_string": {"query": native_query, "default_field": "message"}}
+        elif isinstance(native_query, dict):
+            clause = native_query
+        else:
+            raise StoreError("Elasticsearch native query must be a Lucene string or a DSL dict")
+        return self._page(sel or Selection(), clause, size, after, False)
+
+    def count(self, sel: Selection | None = None) -> int:
+        sel = sel or Selection()
+        resp = self._call(self.es.count, index=self.pattern(sel), query=self._query(sel, None),
+                          ignore_unavailable=True, allow_no_indices=True)
+        return resp["count"]
+
+    def terms(self, field: str, sel: Selection | None = None, *, size: int = 10
+              ) -> list[tuple[Any, int]]:
+        sel = sel or Selection()
+        resp = self._call(self.es.search, index=self.pattern(sel), size=0,
+                          query=self._query(sel, None), ignore_unavailable=True,
+                          allow_no_indices=True,
+                          aggs={"t": {"terms": {"field": field, "size": size,
+                                                "order": [{"_count": "desc"}, {"_key": "asc"}]}}})
+        buckets = resp.get("aggregations", {}).get("t", {}).get("buckets", [])
+        return [(b.get("key_as_string", b["key"]) if isinstance(b["key"], str) else b["key"],
+                 b["doc_count"]) for b in buckets]
+
+    def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
+        sel = sel or Selection()
+        seconds = int(parse_duration(interval).total_seconds())
+        resp = self._call(self.es.search, index=self.pattern(sel), size=0,
+                          query=self._query(sel, None), ignore_unavailable=True,
+                          allow_no_indices=True,
+                          aggs={"h": {"date_histogram": {"field": "@timestamp",
+                                                         "fixed_interval": f"{seconds}s",
+                                                         "min_doc_count": 1}}})
+        buckets = resp.get("aggregations", {}).get("h", {}).get("buckets", [])
+        return [(ecs.format_time(ecs.parse_time(b["key"] / 1000)), b["doc_count"])
+                for b in buckets]
+
+    # -- query compilation ---------------------------------------------------------
+    def _query(self, sel: Selection, extra: dict[str, Any] | None) -> dict[str, Any]:
+        filters: list[dict[str, Any]] = []
+        if sel.dataset:
+            datasets = [sel.dataset] if isinstance(sel.dataset, str) else list(sel.dataset)
+            filters.append({"terms": {"event.dataset": datasets}})
+        rng: dict[str, Any] = {}
+        if sel.start_ms is not None:
+            rng["gte"] = sel.start_ms
+        if sel.end_ms is not None:
+            rng["lt"] = sel.end_ms
+        if rng:
+            filters.append({"range": {"@timestamp": {**rng, "format": "epoch_millis"}}})
+        for field, value in (sel.filters or {}).items():
+            values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+            filters.append(_terms(field, values))
+        if sel.query is not None:
+            filters.append(_node(sel.query))
+        if sel.text:
+            filters.append(_node(q.parse(sel.text)))
+        if extra is not None:
+            filters.append(extra)
+        return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+
+    # -- retention / info --------------------------------------------------------
+    def prune(self, older_than_days: int, families: Iterable[str] = ("events", "metrics",
+              "audit", "playbook_runs")) -> int:
+        """govsoc's own pruning, for servers without ILM / data-stream lifecycle (and for
+        an operator's explicit `store prune`): whole backing indices that hold only old
+        data are deleted; older documents in the others are deleted by id."""
+        cutoff = int((datetime.now(UTC) - timedelta(days=older_than_days)).timestamp() * 1000)
+        deleted = 0
+        for family in families:
+            sel = Selection(family=family, end=cutoff / 1000)
+            deleted += self._drop_old_backing_indices(sel, cutoff)
+            while True:
+                hits = self._search(sel, None, size=5000, sort=False)
+                if not hits:
+                    break
+                deleted += self._delete_hits(hits)
+        return deleted
+
+    def _drop_old_backing_indices(self, sel: Selection, cutoff: int) -> int:
+        if sel.family not in _STREAM_FAMILIES:
+            return 0
+        resolved = self._call(self.es.indices.resolve_index, name=self.pattern(sel))
+        deleted = 0
+        for stream in resolved.get("data_streams", []):
+            for index in stream["backing_indices"][:-1]:  # never the write index
+                resp = self._call(self.es.search, index=index, size=0, aggs={
+                    "newest": {"max": {"field": "@timestamp"}}}, track_total_hits=True)
+                newest = resp["aggregations"]["newest"]["value"]
+                if newest is not None and newest < cutoff:
+                    deleted += resp["hits"]["total"]["value"]
+                    self._call(self.es.indices.delete, index=index)
+        return deleted
+
+    def info(self) -> dict[str, Any]:
+        families: dict[str, dict[str, int]] = {}
+        for family in ecs.FAMILIES:
+            families[family] = dict(self.terms("event.dataset", Selection(family=family),
+                                               size=1000))
+        return {"backend": self.backend, "version": f"Elasticsearch {self.version}",
+                "url": self.url, "namespace": self.namespace,
+                "retention": self.retention_mode, "families": families}
+
+    def drop_all(self) -> None:
+        """Remove this namespace's plain indices and data-stream documents (tests)."""
+        ns = self.namespace
+        self._call(self.es.indices.delete, index=f"govsoc-*-{ns}", ignore_unavailable=True,
+                   allow_no_indices=True, expand_wildcards="all")
+        for kind in ("logs", "metrics"):
+            try:
+                self.es.indices.delete_data_stream(name=f"{kind}-govsoc.*-{ns}")
+            except ApiError:  # no data-streams module: the write indices stay, tiny
+                pass
+
+
+def _api_reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", {})
+    if isinstance(err, dict):
+        root = (err.get("root_cause") or [err])[0]
+        return f"{root.get('type', exc.meta.status)}: {root.get('reason', '')}"
+    return f"{exc.meta.status}: {err or exc.message}"
+
+
+def _terms(field: str, values: list[Any]) -> dict[str, Any]:
+    if field == "message":
+        return {"bool": {"should": [{"match_phrase": {"message": str(v)}} for v in values],
+                         "minimum_should_match": 1}}
+    return {"terms": {field: values}}
+
+
+def _node(n: Any) -> dict[str, Any]:
+    if isinstance(n, q.And):
+        return {"bool": {"filter": [_node(i) for i in n.items]}}
+    if isinstance(n, q.Or):
+        return {"bool": {"should": [_node(i) for i in n.items], "minimum_should_match": 1}}
+    if isinstance(n, q.Not):
+        return {"bool": {"must_not": [_node(n.item)]}}
+    if isinstance(n, q.Term):
+        field = n.field or "message"
+        if field == "message":
+            return {"match_phrase": {"message": n.value}}
+        return {"term": {field: n.value}}
+    if isinstance(n, q.Wildcard):
+        field = n.field or "message"
+        if field == "message":
+            return {"wildcard": {"message": {"value": n.pattern, "case_insensitive": True}}}
+        return {"wildcard": {field: {"value": n.pattern}}}
+    if isinstance(n, q.Range):
+        rng: dict[str, Any] = {}
+        if n.low is not None:
+            rng["gte" if n.include_low else "gt"] = n.low
+        if n.high is not None:
+            rng["lte" if n.include_high else "lt"] = n.high
+        return {"range": {n.field: rng}} if rng else {"exists": {"field": n.field}}
+    if isinstance(n, q.Exists):
+        return {"exists": {"field": n.field}}
+    raise q.QueryError(f"unsupported query element {n!r}")

@@ -1,0 +1,87 @@
+"""Index templates for Elasticsearch: ECS 8.x types for the fields govsoc writes.
+
+Only field types available in every 8.x distribution are used (`keyword`, `text`, `ip`,
+`date`, numbers): Elastic's minimal test distribution has no `wildcard` or
+`match_only_text` mappers, and a mapping must not depend on optional modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_KW = {"type": "keyword", "ignore_above": 1024}
+_IP = {"type": "ip"}
+_LONG = {"type": "long"}
+_DATE = {"type": "date"}
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"properties": props}
+
+
+ECS_PROPERTIES: dict[str, Any] = {
+    "@timestamp": _DATE,
+    "message": {"type": "text"},
+    "tags": _KW,
+    "labels": {"type": "object"},
+    "ecs": _obj(version=_KW),
+    "event": _obj(
+        id=_KW, kind=_KW, category=_KW, type=_KW, action=_KW, outcome=_KW, dataset=_KW,
+        module=_KW, provider=_KW, code=_KW, severity=_LONG, risk_score={"type": "float"},
+        created=_DATE, start=_DATE, end=_DATE, ingested=_DATE, duration=_LONG,
+        original={"type": "keyword", "index": False, "doc_values": False},
+    ),
+    "host": _obj(name=_KW, hostname=_KW, id=_KW, ip=_IP, mac=_KW,
+                 os=_obj(name=_KW, version=_KW, family=_KW, kernel=_KW, platform=_KW)),
+    "source": _obj(ip=_IP, port=_LONG, bytes=_LONG, packets=_LONG, domain=_KW, mac=_KW),
+    "destination": _obj(ip=_IP, port=_LONG, bytes=_LONG, packets=_LONG, domain=_KW, mac=_KW),
+    "client": _obj(ip=_IP, port=_LONG),
+    "server": _obj(ip=_IP, port=_LONG),
+    "network": _obj(transport=_KW, protocol=_KW, type=_KW, direction=_KW, bytes=_LONG,
+                    packets=_LONG, community_id=_KW, vlan=_obj(id=_KW)),
+    "related": _obj(ip=_KW, user=_KW, hash=_KW, hosts=_KW),
+    "user": _obj(name=_KW, id=_KW, domain=_KW, effective=_obj(name=_KW, id=_KW)),
+    "process": _obj(pid=_LONG, name=_KW, executable=_KW, command_line=_KW, args=_KW,
+                    working_directory=_KW, start=_DATE,
+                    parent=_obj(pid=_LONG, name=_KW, executable=_KW, command_line=_KW),
+                    hash=_obj(sm3=_KW, sha256=_KW, md5=_KW)),
+    "file": _obj(path=_KW, name=_KW, directory=_KW, extension=_KW, size=_LONG,
+                 hash=_obj(sm3=_KW, sha256=_KW)),
+    "dns": _obj(type=_KW, id=_KW, response_code=_KW, question=_obj(name=_KW, type=_KW,
+                                                                   registered_domain=_KW)),
+    "http": _obj(request=_obj(method=_KW), response=_obj(status_code=_LONG)),
+    "url": _obj(original=_KW, domain=_KW, path=_KW),
+    "user_agent": _obj(original=_KW),
+    "tls": _obj(version=_KW, cipher=_KW, client=_obj(server_name=_KW, ja3=_KW)),
+    "rule": _obj(id=_KW, name=_KW, uuid=_KW),
+    "observer": _obj(name=_KW, type=_KW, hostname=_KW),
+}
+
+# Strings we did not type explicitly become keywords (exact match, aggregatable), never
+# dates or numbers guessed from their text.
+DYNAMIC_TEMPLATES = [{"strings_as_keywords": {"match_mapping_type": "string",
+                                              "mapping": _KW}}]
+
+
+def template(patterns: list[str], *, data_stream: bool, retention: str | None = None,
+             ilm_policy: str | None = None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"index": {"number_of_shards": 1, "number_of_replicas": 0,
+                                          "refresh_interval": "1s",
+                                          "mapping": {"total_fields": {"limit": 5000}}}}
+    if ilm_policy:
+        settings["index"]["lifecycle"] = {"name": ilm_policy}
+    body: dict[str, Any] = {
+        "index_patterns": patterns,
+        "priority": 300,
+        "template": {
+            "settings": settings,
+            "mappings": {"dynamic_templates": DYNAMIC_TEMPLATES, "date_detection": False,
+                         "properties": ECS_PROPERTIES},
+        },
+        "_meta": {"managed_by": "govsoc"},
+    }
+    if data_stream:
+        body["data_stream"] = {}
+        if retention:
+            body["template"]["lifecycle"] = {"data_retention": retention}
+    return body

@@ -1,0 +1,250 @@
+"""The store contract, run unchanged against SQLite and Elasticsearch (`store` fixture)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from soc_core import ecs
+from soc_core.query import QueryError
+from soc_core.store import Selection, StoreError, StoreUnavailable, open_store
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def ev(i: int, *, dataset: str = "network.flow", minutes: float | None = None, **fields):
+    doc = {
+        "@timestamp": ecs.format_time(T0 + timedelta(minutes=i if minutes is None else minutes)),
+        "event": {"dataset": dataset, "id": f"{dataset}-{i}"},
+        "source": {"ip": f"10.1.{i % 3}.{i % 250 + 1}", "port": 40000 + i % 1000},
+        "destination": {"ip": "10.9.0.1", "port": [22, 443, 3306][i % 3]},
+        "host": {"name": f"web-{i % 4}"},
+    }
+    for key, value in fields.items():
+        ecs.set_field(doc, key.replace("__", "."), value)
+    return doc
+
+
+def test_idempotent_batch_and_rejects(store):
+    docs = [ev(i) for i in range(50)] + [{"@timestamp": "yesterday", "event": {"dataset": "x"}}]
+    first = store.write(docs, refresh=True)
+    assert (first.written, first.duplicates, len(first.rejected)) == (50, 0, 1)
+    assert "@timestamp" in first.rejected[0].reason
+    again = store.write([ev(i) for i in range(60)], refresh=True)
+    assert (again.written, again.duplicates) == (10, 50)
+    assert store.count() == 60
+    assert store.get("events", "network.flow-7")["source"]["port"] == 40007
+
+
+def test_duplicate_inside_one_batch(store):
+    result = store.write([ev(1), ev(1), ev(2)], refresh=True)
+    assert (result.written, result.duplicates) == (2, 1)
+    assert store.count() == 2
+
+
+def test_mutable_family_replaces(store):
+    alert = {"@timestamp": ecs.format_time(T0), "event": {"kind": "alert", "id": "a-1",
+             "dataset": "govsoc.alert"}, "govsoc": {"status": "open"}}
+    store.write([alert], refresh=True)
+    alert2 = {**alert, "event": dict(alert["event"]), "govsoc": {"status": "closed"}}
+    assert store.write([alert2], refresh=True).written == 1
+    assert store.count(Selection(family="alerts")) == 1
+    assert store.get("alerts", "a-1")["govsoc"]["status"] == "closed"
+    assert store.count(Selection(family="events")) == 0
+
+
+def test_filters_time_range_and_dataset(store):
+    store.write([ev(i) for i in range(30)] + [ev(i, dataset="network.dns") for i in range(10)],
+                refresh=True)
+    assert store.count(Selection(dataset="network.dns")) == 10
+    assert store.count(Selection(dataset=["network.dns", "network.flow"])) == 40
+    window = Selection(start=T0 + timedelta(minutes=5), end=T0 + timedelta(minutes=10))
+    assert store.count(window) == 10  # 5..9 of each dataset, end exclusive
+    assert store.count(Selection(filters={"destination.port": 22})) == 14
+    assert store.count(Selection(filters={"destination.port": [22, 443]})) == 27
+    assert store.count(Selection(filters={"host.name": "web-1", "event.dataset": "network.dns"})) == 3
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("destination.port:22", 10),
+    ("destination.port:22 AND host.name:web-0", 3),
+    ("destination.port:22 OR destination.port:443", 20),
+    ("NOT destination.port:22", 20),
+    ("-destination.port:22", 20),
+    ("host.name:(web-1 OR web-2)", 15),
+    ("host.name:web-*", 30),
+    ("source.ip:10.1.0.1", 1),
+    ("source.port:[40005 TO 40009]", 5),
+    ("source.port:{40005 TO 40009}", 3),
+    ("source.port:>=40025", 5),
+    ('user.name:"张 三"', 1),
+    ("user.name:*", 1),
+    ("@timestamp:[2026-03-01T08:10:00Z TO *]", 20),
+])
+def test_query_language(store, query, expected):
+    docs = [ev(i) for i in range(30)]
+    docs[4]["user"] = {"name": "张 三"}
+    store.write(docs, refresh=True)
+    assert store.count(Selection(query=query)) == expected
+
+
+def test_malformed_queries_are_clear_errors():
+    for bad in ["a:(b", 'a:"open', "AND x", "a:", "a:[1 TO"]:
+        with pytest.raises(QueryError):
+            Selection(query=bad)
+
+
+def test_chinese_free_text(store):
+    docs = [
+        ev(1, message="用户 admin 登录失败，来源 10.1.1.1"),
+        ev(2, message="用户 admin 登录成功"),
+        ev(3, message="Failed password for root from 10.2.2.2 port 22 ssh2"),
+    ]
+    store.write(docs, refresh=True)
+    assert [d["event"]["id"] for d in store.search(Selection(text="登录失败")).hits] == [
+        "network.flow-1"]
+    assert store.count(Selection(text="登录")) == 2
+    assert store.count(Selection(text="失败登录")) == 0
+    assert store.count(Selection(query='message:"failed password"')) == 1
+    assert store.count(Selection(query="fail*")) == 1
+    assert store.count(Selection(query="admin AND NOT 成功")) == 1
+
+
+def test_deep_pagination_no_loss_no_repeat(store):
+    # 12,000 documents, many sharing a timestamp, so the id tie-break matters
+    docs = [ev(i, minutes=i // 7) for i in range(12_000)]
+    for i in range(0, len(docs), 4000):
+        assert store.write(docs[i:i + 4000]).written == 4000
+    store.refresh()
+    for descending in (False, True):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = store.search(size=997, after=cursor, descending=descending)
+            seen += [d["event"]["id"] for d in page.hits]
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        assert len(seen) == 12_000
+        assert len(set(seen)) == 12_000
+        stamps = [int(s.split("-")[1]) // 7 for s in seen]
+        assert stamps == sorted(stamps, reverse=descending)
+    assert sum(1 for _ in store.scan(page_size=5000)) == 12_000
+
+
+def test_aggregations(store):
+    store.write([ev(i) for i in range(48)], refresh=True)
+    top = store.terms("destination.port")
+    assert top == [(22, 16), (443, 16), (3306, 16)]
+    assert store.terms("host.name", size=2) == [("web-0", 12), ("web-1", 12)]
+    hourly = store.histogram("1h")
+    assert hourly == [("2026-03-01T08:00:00.000Z", 48)]
+    ten = store.histogram("10m")
+    assert [n for _, n in ten] == [10, 10, 10, 10, 8]
+    assert ten[1][0] == "2026-03-01T08:10:00.000Z"
+
+
+def test_native_query_hook(store):
+    store.write([ev(i) for i in range(9)], refresh=True)
+    if store.backend == "sqlite":
+        native = ("json_extract(doc, '$.destination.port') = ?", (3306,))
+    else:
+        native = "destination.port:3306"
+    page = store.native(native, Selection(start=T0 + timedelta(minutes=3)))
+    assert sorted(d["event"]["id"] for d in page.hits) == ["network.flow-5", "network.flow-8"]
+
+
+def test_retention_prunes_only_old_logs(store):
+    now = datetime.now(UTC)
+    old = [ev(i, minutes=0) for i in range(20)]
+    for d in old:
+        d["@timestamp"] = ecs.format_time(now - timedelta(days=200))
+    fresh = [ev(i + 100) for i in range(5)]
+    for d in fresh:
+        d["@timestamp"] = ecs.format_time(now - timedelta(days=1))
+    alert = {"@timestamp": ecs.format_time(now - timedelta(days=400)),
+             "event": {"kind": "alert", "dataset": "govsoc.alert", "id": "old-alert"}}
+    store.write(old + fresh + [alert], refresh=True)
+    assert store.prune(180) == 20
+    store.refresh()
+    assert store.count() == 5
+    assert store.count(Selection(family="alerts")) == 1
+    assert store.prune(180) == 0
+
+
+def test_concurrent_writers(store):
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            other = open_store(store.url, **({"namespace": store.namespace}
+                                             if store.backend == "elasticsearch" else {}))
+            for start in range(0, 1000, 100):
+                # writers overlap: each writes ids [k*500, k*500+1000)
+                other.write([ev(k * 500 + start + j) for j in range(100)])
+            other.close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store.refresh()
+    assert store.count() == 2500
+
+
+def test_info_counts(store):
+    store.write([ev(i) for i in range(3)] + [ev(i, dataset="system.auth") for i in range(2)],
+                refresh=True)
+    info = store.info()
+    assert info["backend"] == store.backend
+    assert info["families"]["events"] == {"network.flow": 3, "system.auth": 2}
+
+
+def test_bad_selection():
+    with pytest.raises(StoreError):
+        Selection(family="nope")
+    with pytest.raises(ValueError):
+        Selection(start="last tuesday")
+
+
+@pytest.mark.es
+def test_es_partial_failure_is_reported(es_store):
+    docs = [ev(i) for i in range(5)]
+    docs[2]["network"] = {"bytes": "lots"}  # mapped as long: the node rejects this one
+    result = es_store.write(docs, refresh=True)
+    assert result.written == 4
+    assert [r.id for r in result.rejected] == ["network.flow-2"]
+    assert "network.bytes" in result.rejected[0].reason
+    assert es_store.count() == 4
+
+
+@pytest.mark.es
+def test_es_data_streams_and_templates(es_store):
+    es_store.write([ev(1), ev(2, dataset="network.dns")], refresh=True)
+    resolved = es_store.es.indices.resolve_index(name=f"logs-govsoc.*-{es_store.namespace}")
+    names = sorted(s["name"] for s in resolved["data_streams"])
+    assert names == [f"logs-govsoc.network.dns-{es_store.namespace}",
+                     f"logs-govsoc.network.flow-{es_store.namespace}"]
+    mapping = es_store.es.indices.get_mapping(index=names[0])
+    props = next(iter(mapping.body.values()))["mappings"]["properties"]
+    assert props["source"]["properties"]["ip"]["type"] == "ip"
+    assert props["@timestamp"]["type"] == "date"
+
+
+def test_store_down_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreUnavailable) as err:
+        open_store("http://127.0.0.1:9", retries=0)
+    assert "unreachable" in str(err.value)
+    bad = tmp_path / "not-a-db.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as err2:
+        open_store(f"sqlite:///{bad}")
+    assert "not a usable govsoc database" in str(err2.value)
+    with pytest.raises(StoreError):
+        open_store("ftp://example")
