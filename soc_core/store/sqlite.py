@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS docs (
     host_name TEXT,
     source_ip TEXT,
     destination_ip TEXT,
+    fts_text TEXT,                  -- `message` segmented for FTS5 (see sql.segment)
     doc TEXT NOT NULL,              -- the ECS document, JSON
     UNIQUE (family, id)
 );
@@ -43,14 +44,36 @@ CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts);
 CREATE INDEX IF NOT EXISTS docs_source_ip ON docs (source_ip, ts);
 CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts);
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5 (message, tokenize = 'unicode61');
+-- the full-text index follows the documents
+CREATE TRIGGER IF NOT EXISTS docs_fts_insert AFTER INSERT ON docs
+WHEN new.fts_text IS NOT NULL BEGIN
+    INSERT INTO docs_fts (rowid, message) VALUES (new.rowid, new.fts_text);
+END;
+CREATE TRIGGER IF NOT EXISTS docs_fts_update AFTER UPDATE OF doc ON docs BEGIN
+    DELETE FROM docs_fts WHERE rowid = old.rowid;
+    INSERT INTO docs_fts (rowid, message)
+    SELECT new.rowid, new.fts_text WHERE new.fts_text IS NOT NULL;
+END;
+CREATE TRIGGER IF NOT EXISTS docs_fts_delete AFTER DELETE ON docs BEGIN
+    DELETE FROM docs_fts WHERE rowid = old.rowid;
+END;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-INSERT = ("INSERT INTO docs (rowid, family, id, ts, dataset, kind, host_name, source_ip, "
-          "destination_ip, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-REPLACE = ("UPDATE docs SET ts = ?, dataset = ?, kind = ?, host_name = ?, source_ip = ?, "
-           "destination_ip = ?, doc = ? WHERE rowid = ?")
-INSERT_FTS = "INSERT INTO docs_fts (rowid, message) VALUES (?, ?)"
-_CHUNK = 500  # ids per existence probe (below SQLite's bound-parameter limit)
+_COLUMNS = ("family, id, ts, dataset, kind, host_name, source_ip, destination_ip, fts_text, "
+            "doc")
+_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# append families keep the first copy of an id; mutable ones take the newest
+INSERT = f"INSERT INTO docs ({_COLUMNS}) {_VALUES} ON CONFLICT DO NOTHING"
+UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
+          "ON CONFLICT (family, id) DO UPDATE SET ts = excluded.ts, dataset = excluded.dataset, "
+          "kind = excluded.kind, host_name = excluded.host_name, source_ip = excluded.source_ip, "
+          "destination_ip = excluded.destination_ip, fts_text = excluded.fts_text, "
+          "doc = excluded.doc")
+_CHUNK = 500  # ids per statement (below SQLite's bound-parameter limit)
+
+
+def connect(path, timeout: float = 30.0) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
 def row_of(doc: dict[str, Any]) -> tuple:
@@ -66,6 +89,7 @@ def row_of(doc: dict[str, Any]) -> tuple:
         host.get("name") if isinstance(host, dict) else None,
         _scalar(src.get("ip")) if isinstance(src, dict) else None,
         _scalar(dst.get("ip")) if isinstance(dst, dict) else None,
+        segment(doc["message"]) if doc.get("message") else None,
     )
 
 
@@ -81,8 +105,7 @@ class SqliteStore(EventStore):
         self.path = sqlite_path(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                        check_same_thread=False)
+            self.conn = connect(self.path, timeout)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.lock = threading.RLock()
@@ -109,59 +132,18 @@ class SqliteStore(EventStore):
     def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
                      ) -> WriteResult:
         result = WriteResult()
-        # one version per id within the batch: append families keep the first copy,
-        # mutable ones the last
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        append, mutable = [], []
         for family, doc in docs:
-            key = (family, doc["event"]["id"])
-            if key in latest and family not in ecs.MUTABLE_FAMILIES:
-                result.duplicates += 1
-                continue
-            latest[key] = doc
+            row = (family, doc["event"]["id"], *row_of(doc), orjson.dumps(doc).decode())
+            (mutable if family in ecs.MUTABLE_FAMILIES else append).append(row)
         with self.lock, self._tx():
-            c = self.conn
-            existing = self._existing(latest)
-            next_rowid = (c.execute("SELECT COALESCE(MAX(rowid), 0) FROM docs").fetchone()[0]) + 1
-            inserts, replaces, fts, fts_delete = [], [], [], []
-            for key, doc in latest.items():
-                rowid = existing.get(key)
-                if rowid is not None and key[0] not in ecs.MUTABLE_FAMILIES:
-                    result.duplicates += 1
-                    continue
-                cols = row_of(doc)
-                body = orjson.dumps(doc).decode()
-                if rowid is None:
-                    rowid = next_rowid
-                    next_rowid += 1
-                    inserts.append((rowid, key[0], key[1], *cols, body))
-                else:
-                    replaces.append((*cols, body, rowid))
-                    fts_delete.append((rowid,))
-                result.written += 1
-                message = doc.get("message")
-                if message:
-                    fts.append((rowid, segment(message)))
-            c.executemany(INSERT, inserts)
-            if replaces:
-                c.executemany(REPLACE, replaces)
-                c.executemany("DELETE FROM docs_fts WHERE rowid = ?", fts_delete)
-            c.executemany(INSERT_FTS, fts)
+            # rowcount counts the rows this statement inserted, not the triggers' work
+            result.written = max(self.conn.executemany(INSERT, append).rowcount, 0)
+            result.duplicates = len(append) - result.written
+            if mutable:
+                self.conn.executemany(UPSERT, mutable)
+                result.written += len(mutable)
         return result
-
-    def _existing(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        by_family: dict[str, list[str]] = {}
-        for family, doc_id in keys:
-            by_family.setdefault(family, []).append(doc_id)
-        found: dict[tuple[str, str], int] = {}
-        for family, ids in by_family.items():
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i:i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for rowid, doc_id in self.conn.execute(
-                        f"SELECT rowid, id FROM docs WHERE family = ? AND id IN ({marks})",
-                        (family, *chunk)):
-                    found[(family, doc_id)] = rowid
-        return found
 
     def _tx(self):
         return _Transaction(self.conn)
@@ -173,11 +155,8 @@ class SqliteStore(EventStore):
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                where = f"family = ? AND id IN ({marks})"
-                self.conn.execute(
-                    f"DELETE FROM docs_fts WHERE rowid IN (SELECT rowid FROM docs WHERE {where})",
-                    (family, *chunk))
-                n += self.conn.execute(f"DELETE FROM docs WHERE {where}", (family, *chunk)).rowcount
+                n += self.conn.execute(f"DELETE FROM docs WHERE family = ? AND id IN ({marks})",
+                                       (family, *chunk)).rowcount
         return n
 
     def refresh(self) -> None:
@@ -258,9 +237,6 @@ class SqliteStore(EventStore):
         marks = ",".join("?" * len(families))
         where = f"family IN ({marks}) AND ts < ?"
         with self.lock, self._tx():
-            self.conn.execute(
-                f"DELETE FROM docs_fts WHERE rowid IN (SELECT rowid FROM docs WHERE {where})",
-                (*families, cutoff))
             return self.conn.execute(f"DELETE FROM docs WHERE {where}",
                                      (*families, cutoff)).rowcount
 
@@ -274,7 +250,6 @@ class SqliteStore(EventStore):
 
     def drop_all(self) -> None:
         with self.lock, self._tx():
-            self.conn.execute("DELETE FROM docs_fts")
             self.conn.execute("DELETE FROM docs")
 
 

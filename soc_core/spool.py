@@ -1,0 +1,357 @@
+"""A durable, ordered disk spool: append-only segment files of checksummed records.
+
+The shipper puts a batch here when the store cannot take it, and drains the spool in
+order once the store is back. Layout of a spool directory:
+
+    seg-000000000001.spool   records, oldest segment first
+    cursor                   "<segment> <offset>": the first record not yet acknowledged
+    lock                     flock'ed by the one process that owns the spool
+
+One record on disk (little-endian):
+
+    magic b"GSPL" | length u32 | crc32 u32 | appended_ms u64 | payload (length bytes)
+
+The CRC covers `appended_ms` and the payload, so a torn write (crash mid-record) or a
+flipped byte is detected. A damaged region is reported (`corruptions`) and skipped by
+searching forward for the next record whose checksum holds: every good record is still
+delivered. Appends never go after damage: a spool opened again starts a fresh segment.
+
+Records are acknowledged after they are delivered; the cursor is then advanced. A crash
+between delivery and acknowledgement redelivers the record, which deterministic event
+ids make harmless (at-least-once delivery, exactly-once effect).
+
+fsync policy: "always" (every append and cursor move reaches the disk before returning:
+survives power loss), "interval" (at most every `fsync_interval` seconds: survives a
+killed process, loses at most that much on power loss), "never" (the OS decides).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+MAGIC = b"GSPL"
+_HEAD = struct.Struct("<4sIIQ")  # magic, length, crc32, appended_ms
+HEADER_SIZE = _HEAD.size
+MAX_RECORD = 256 * 1024 * 1024  # a larger length field can only be damage
+FSYNC_POLICIES = ("always", "interval", "never")
+
+
+class SpoolError(RuntimeError):
+    """The spool cannot be used (bad directory, owned by another process, full)."""
+
+
+class SpoolFull(SpoolError):
+    """Appending would exceed the spool's size limit."""
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A damaged region found while reading: where, how long, and why."""
+
+    segment: str
+    offset: int
+    skipped_bytes: int
+    reason: str
+
+    def __str__(self) -> str:
+        return (f"{self.segment} at byte {self.offset}: {self.reason} "
+                f"({self.skipped_bytes} bytes skipped)")
+
+
+@dataclass(frozen=True)
+class Record:
+    segment: int
+    offset: int
+    end: int  # offset of the next record in the same segment
+    appended_ms: int
+    payload: bytes
+
+
+def _seg_name(n: int) -> str:
+    return f"seg-{n:012d}.spool"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """One process's durable FIFO of byte records. Thread-safe."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, fsync: str = "interval",
+                 fsync_interval: float = 1.0, segment_bytes: int = 16 * 1024 * 1024,
+                 max_bytes: int | None = None) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise SpoolError(f"fsync policy {fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot create spool directory {self.dir}: {exc.strerror}") from exc
+        self.fsync = fsync
+        self.fsync_interval = fsync_interval
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.corruptions: list[Corruption] = []
+        self._lock = threading.RLock()
+        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            raise SpoolError(f"spool {self.dir} is in use by another process") from exc
+        self._last_sync = time.monotonic()
+        self._dirty = False
+        segs = self._segments()
+        self._read_seg, self._read_off = self._load_cursor(segs)
+        # Never append after what a previous run left: its tail may be torn.
+        self._write_seg = (segs[-1] + 1) if segs else max(1, self._read_seg)
+        self._write_fd: int | None = None
+        self._write_off = 0
+        self._pending_bytes = sum(self._seg_size(s) for s in segs if s >= self._read_seg)
+        self._pending_bytes -= self._read_off if self._read_seg in segs else 0
+        self._read_fh = None
+        self._read_fh_seg = -1
+
+    # -- bookkeeping -----------------------------------------------------------------
+    def _segments(self) -> list[int]:
+        out = []
+        for p in self.dir.glob("seg-*.spool"):
+            try:
+                out.append(int(p.name[4:-6]))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def _seg_size(self, n: int) -> int:
+        try:
+            return (self.dir / _seg_name(n)).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _load_cursor(self, segs: list[int]) -> tuple[int, int]:
+        try:
+            seg_s, off_s = (self.dir / "cursor").read_text().split()
+            seg, off = int(seg_s), int(off_s)
+        except (FileNotFoundError, ValueError):
+            return (segs[0] if segs else 1), 0
+        if segs and seg < segs[0]:  # the acknowledged segment was already removed
+            return segs[0], 0
+        return seg, off
+
+    def _save_cursor(self) -> None:
+        tmp = self.dir / "cursor.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{self._read_seg} {self._read_off}\n")
+            if self.fsync == "always":
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / "cursor")
+        if self.fsync == "always":
+            _fsync_dir(self.dir)
+
+    def _maybe_sync(self, force: bool = False) -> None:
+        if self._write_fd is None or self.fsync == "never":
+            return
+        now = time.monotonic()
+        if self.fsync == "always" or force or now - self._last_sync >= self.fsync_interval:
+            if self._dirty:
+                os.fsync(self._write_fd)
+                self._dirty = False
+            self._last_sync = now
+
+    # -- writing ---------------------------------------------------------------------
+    def append(self, payload: bytes) -> None:
+        """Add one record at the tail. Raises SpoolFull past `max_bytes`."""
+        if len(payload) > MAX_RECORD:
+            raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
+        ms = int(time.time() * 1000)
+        crc = zlib.crc32(payload, zlib.crc32(struct.pack("<Q", ms)))
+        blob = _HEAD.pack(MAGIC, len(payload), crc, ms) + payload
+        with self._lock:
+            if self.max_bytes is not None and self._pending_bytes + len(blob) > self.max_bytes:
+                raise SpoolFull(f"spool {self.dir} is full ({self._pending_bytes} bytes)")
+            if self._write_fd is None or self._write_off >= self.segment_bytes:
+                self._roll()
+            assert self._write_fd is not None
+            os.write(self._write_fd, blob)  # one write a record: readers never see half
+            self._write_off += len(blob)
+            self._pending_bytes += len(blob)
+            self._dirty = True
+            self._maybe_sync()
+
+    def _roll(self) -> None:
+        if self._write_fd is not None:
+            self._maybe_sync(force=True)
+            os.close(self._write_fd)
+            self._write_seg += 1
+        path = self.dir / _seg_name(self._write_seg)
+        self._write_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._write_off = os.fstat(self._write_fd).st_size
+        if self.fsync != "never":
+            _fsync_dir(self.dir)  # the new file's name must survive too
+
+    def sync(self) -> None:
+        """Force appended records to disk now (e.g. before a checkpoint is saved)."""
+        with self._lock:
+            self._maybe_sync(force=True)
+
+    # -- reading ---------------------------------------------------------------------
+    def _open_read(self, seg: int):
+        if self._read_fh_seg != seg:
+            if self._read_fh is not None:
+                self._read_fh.close()
+                self._read_fh, self._read_fh_seg = None, -1
+            try:
+                self._read_fh = open(self.dir / _seg_name(seg), "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                return None  # not written yet: look again next time
+            self._read_fh_seg = seg
+        return self._read_fh
+
+    def _read_at(self, seg: int, off: int) -> tuple[Record | None, int]:
+        """The first good record at or after `off` in segment `seg` and its offset, or None
+        and the end of the segment. Damage on the way is recorded in `corruptions`."""
+        fh = self._open_read(seg)
+        if fh is None:
+            return None, off
+        size = os.fstat(fh.fileno()).st_size
+        damage_at: int | None = None
+        reason = ""
+        while off < size:
+            fh.seek(off)
+            head = fh.read(HEADER_SIZE)
+            why = ""
+            if len(head) < HEADER_SIZE:
+                why = "truncated record header"
+            else:
+                magic, length, crc, ms = _HEAD.unpack(head)
+                if magic != MAGIC:
+                    why = "bad record marker"
+                elif length > MAX_RECORD:
+                    why = f"impossible record length {length}"
+                elif off + HEADER_SIZE + length > size:
+                    why = "record truncated"
+                else:
+                    payload = fh.read(length)
+                    if zlib.crc32(payload, zlib.crc32(struct.pack("<Q", ms))) == crc:
+                        if damage_at is not None:
+                            self._report(seg, damage_at, off - damage_at, reason)
+                        return Record(seg, off, off + HEADER_SIZE + length, ms, payload), off
+                    why = "checksum mismatch"
+            if damage_at is None:
+                damage_at, reason = off, why
+            # resynchronise on the next record marker after the damaged byte
+            fh.seek(off + 1)
+            nxt = fh.read(size - off - 1).find(MAGIC)
+            off = size if nxt < 0 else off + 1 + nxt
+        if damage_at is not None:
+            self._report(seg, damage_at, size - damage_at, reason)
+        return None, size
+
+    def _report(self, seg: int, off: int, n: int, reason: str) -> None:
+        c = Corruption(_seg_name(seg), off, n, reason)
+        if c not in self.corruptions:
+            self.corruptions.append(c)
+
+    def peek(self) -> Record | None:
+        """The oldest unacknowledged record, or None when the spool is empty."""
+        with self._lock:
+            while True:
+                rec, stop = self._read_at(self._read_seg, self._read_off)
+                if rec is not None:
+                    if rec.offset != self._read_off:  # damage skipped: remember it
+                        self._pending_bytes -= rec.offset - self._read_off
+                        self._read_off = rec.offset
+                        self._save_cursor()
+                    return rec
+                if stop != self._read_off:
+                    self._pending_bytes -= stop - self._read_off
+                    self._read_off = stop
+                later = [s for s in self._segments() if s > self._read_seg]
+                if not later:
+                    self._pending_bytes = max(self._pending_bytes, 0)
+                    return None
+                self._advance_segment(later[0])
+
+    def _advance_segment(self, nxt: int) -> None:
+        done = self._read_seg
+        if self._read_fh_seg == done and self._read_fh is not None:
+            self._read_fh.close()
+            self._read_fh = None
+            self._read_fh_seg = -1
+        self._read_seg, self._read_off = nxt, 0
+        self._save_cursor()
+        if done != self._write_seg:
+            try:
+                os.unlink(self.dir / _seg_name(done))
+            except FileNotFoundError:
+                pass
+
+    def ack(self, record: Record) -> None:
+        """Mark `record` (the one `peek` returned) delivered."""
+        with self._lock:
+            if (record.segment, record.offset) != (self._read_seg, self._read_off):
+                raise SpoolError("acknowledged a record that is not the oldest")
+            self._pending_bytes -= record.end - record.offset
+            self._read_off = record.end
+            self._save_cursor()
+            if self._read_seg != self._write_seg and self._read_off >= self._seg_size(
+                    self._read_seg):
+                later = [s for s in self._segments() if s > self._read_seg]
+                if later:
+                    self._advance_segment(later[0])
+
+    def __iter__(self) -> Iterator[Record]:
+        """Drain: yield the oldest record, acknowledging it when the next is asked for."""
+        while True:
+            rec = self.peek()
+            if rec is None:
+                return
+            yield rec
+            self.ack(rec)
+
+    # -- state -----------------------------------------------------------------------
+    @property
+    def pending_bytes(self) -> int:
+        return max(0, self._pending_bytes)
+
+    def empty(self) -> bool:
+        return self.peek() is None
+
+    def oldest_ms(self) -> int | None:
+        rec = self.peek()
+        return rec.appended_ms if rec else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._write_fd is not None:
+                self._maybe_sync(force=True)
+                os.close(self._write_fd)
+                self._write_fd = None
+            if self._read_fh is not None:
+                self._read_fh.close()
+                self._read_fh = None
+            if self._lock_fd >= 0:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
