@@ -105,17 +105,19 @@ def ingest_cmd(file: str, dataset: str | None, batch: int, store_url: str | None
     ) as bar:
         task = bar.add_task("ingest", total=size, n=0)
         pending: list[dict] = []
-        lineno_of: list[int] = []
+        line_of: dict[int, int] = {}  # id(doc) -> line number, to name rejected lines
 
         def flush() -> None:
             nonlocal written, dup
             result = _write_or_fail(store, pending)
             written += result.written
             dup += result.duplicates
+            by_event_id = {ecs.get_field(d, "event.id"): line_of[id(d)] for d in pending}
             for rej in result.rejected:
-                skipped.append(f"line {lineno_of[pending.index(rej.doc)]}: {rej.reason}")
+                where = line_of.get(id(rej.doc)) or by_event_id.get(rej.id, "?")
+                skipped.append(f"line {where}: {rej.reason}")
             pending.clear()
-            lineno_of.clear()
+            line_of.clear()
             bar.update(task, n=written + dup)
 
         for lineno, line in enumerate(stream, 1):
@@ -131,11 +133,12 @@ def ingest_cmd(file: str, dataset: str | None, batch: int, store_url: str | None
                 doc = ecs.expand_dotted(doc)
                 doc.setdefault("event", {}).setdefault("dataset", dataset)
             pending.append(doc)
-            lineno_of.append(lineno)
+            line_of[id(doc)] = lineno
             if len(pending) >= batch:
                 flush()
         if pending:
             flush()
+        store.refresh()  # a script's next command sees what was ingested
     if file != "-":
         stream.close()
     for line in skipped[:50]:

@@ -45,14 +45,14 @@ _RETRY_STATUS = {429, 502, 503, 504}
 class ElasticStore(EventStore):
     backend = "elasticsearch"
 
-    def __init__(self, url: str, *, namespace: str | None = None, retries: int = 4,
+    def __init__(self, url: str, *, namespace: str | None = None, retries: int | None = None,
                  retention_days: int | None = None, request_timeout: float = 60.0) -> None:
         cfg = load_config()
         self.url = url
         self.namespace = namespace or cfg.get("es_namespace", "default")
         if not self.namespace.replace("_", "").isalnum() or not self.namespace.islower():
             raise StoreError(f"bad namespace {self.namespace!r}: lowercase letters and digits")
-        self.retries = retries
+        self.retries = int(cfg.get("es_retries", 4)) if retries is None else retries
         self.retention_days = retention_days or int(cfg.get("retention_days", 180))
         self.es = Elasticsearch(url, request_timeout=request_timeout, max_retries=0)
         self.retention_mode = "govsoc"
