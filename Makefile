@@ -41,7 +41,7 @@ sysdeps:
 	fi
 
 es:
-	scripts/es-local fetch
+	ES_PORT=9250 scripts/es-local fetch   # the port the test fixture uses
 
 lint: venv
 	$(BIN)/ruff check .

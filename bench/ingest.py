@@ -5,7 +5,8 @@ same run, for each backend.
 
 SQLite baseline: `sqlite3.executemany` of the same INSERT in one transaction into the same
 schema (indexes and the FTS5 trigger included); documents are validated before the clock
-starts, so only building the rows (hot columns, JSON) and the inserts are timed. Elasticsearch baseline: `elasticsearch.helpers.bulk`
+starts, so only building the rows (hot columns, JSON) and the inserts are timed.
+Elasticsearch baseline: `elasticsearch.helpers.bulk`
 with `op_type=create`, the same `_id`s, into the same data streams' template.
 Targets (issue 2): SQLite >= 50,000 events/s and >= 0.8x its baseline; ES >= 0.8x.
 """

@@ -32,7 +32,18 @@ class _Composed(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         ep = self._eps().get(name)
-        return ep.load() if ep else None
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except Exception as exc:  # one broken package must not take the whole CLI down
+            reason = f"{type(exc).__name__}: {exc}"
+
+            @click.command(name, help=f"(unavailable: {reason})")
+            def broken() -> None:
+                fail(f"command {name!r} could not be loaded: {reason}")
+
+            return broken
 
 
 @click.group(cls=_Composed, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,7 +111,8 @@ def ingest_cmd(file: str, dataset: str | None, batch: int, store_url: str | None
     written = dup = 0
     skipped: list[str] = []
     with open_cli_store(store_url) as store, Progress(
-        TextColumn("ingest"), BarColumn(), TransferSpeedColumn(), TextColumn("{task.fields[n]} events"),
+        TextColumn("ingest"), BarColumn(), TransferSpeedColumn(),
+        TextColumn("{task.fields[n]} events"),
         transient=True, disable=not sys.stderr.isatty(),
     ) as bar:
         task = bar.add_task("ingest", total=size, n=0)
@@ -228,18 +240,26 @@ def up_cmd(store_url: str | None, demo: bool, once: bool) -> None:
         threads.append(t)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    def view() -> Table:
-        table = Table(title=f"govsoc · {url}")
-        table.add_column("family")
-        table.add_column("documents", justify="right")
+    views = [ep.load() for ep in sorted(entry_points(group="govsoc.views"), key=lambda e: e.name)]
+
+    def view():
+        """Panels from `govsoc.views` entry points (callables store -> rich renderable);
+        document counts when no package offers one."""
+        from rich.console import Group
+
         with open_cli_store(url) as s:
+            if views:
+                return Group(*(render(s) for render in views))
+            table = Table(title=f"govsoc · {url}")
+            table.add_column("family")
+            table.add_column("documents", justify="right")
             for family, datasets in s.info()["families"].items():
                 table.add_row(family, str(sum(datasets.values())))
         table.caption = "services: " + (", ".join(t.name for t in threads) or "none")
         return table
 
     try:
-        with Live(view(), refresh_per_second=1, transient=once) as live:
+        with Live(view(), refresh_per_second=1) as live:
             while not stop.is_set() and not once:
                 time.sleep(2)
                 live.update(view())

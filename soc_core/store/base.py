@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from soc_core import ecs, query as q
+from soc_core import ecs
+from soc_core import query as q
 
 
 class StoreError(RuntimeError):

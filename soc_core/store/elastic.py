@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
-from soc_core import ecs, query as q
+from soc_core import ecs
+from soc_core import query as q
 from soc_core.config import load_config
 from soc_core.store import es_mappings
 from soc_core.store.base import (
@@ -110,7 +111,8 @@ class ElasticStore(EventStore):
             self.retention_mode = "ilm"
             ilm = "govsoc-logs"
             self._call(self.es.ilm.put_lifecycle, name=ilm, policy={"phases": {
-                "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}}},
+                "hot": {"actions": {"rollover": {"max_age": "1d",
+                                                 "max_primary_shard_size": "50gb"}}},
                 "delete": {"min_age": retention, "actions": {"delete": {}}}}})
         elif "data-streams" in modules:
             self.retention_mode = "data_stream_lifecycle"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from soc_core import ecs, query as q
+from soc_core import ecs
+from soc_core import query as q
 from soc_core.store.base import Selection
 
 # ECS field -> indexed column
@@ -121,7 +122,8 @@ class Compiler:
                 f"WHERE je.value IN ({marks}))")
 
     def fts(self, text: str) -> str:
-        return f"docs.rowid IN (SELECT rowid FROM docs_fts WHERE docs_fts MATCH {self.p(fts_phrase(text))})"
+        phrase = self.p(fts_phrase(text))
+        return f"docs.rowid IN (SELECT rowid FROM docs_fts WHERE docs_fts MATCH {phrase})"
 
     # -- query AST ----------------------------------------------------------------
     def node(self, n: Any) -> str:

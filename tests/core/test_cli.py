@@ -10,7 +10,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from conftest import unique_namespace
 
 GOVSOC = str(Path(sys.executable).with_name("govsoc"))
@@ -111,3 +110,10 @@ def test_subcommands_come_from_entry_points():
     assert out.returncode == 0
     for name in (b"store", b"ingest", b"search", b"up"):
         assert name in out.stdout
+
+
+def test_up_once_starts_and_stops(tmp_path):
+    env = {"GOVSOC_STORE_URL": f"sqlite:///{tmp_path}/up.db"}
+    out = govsoc("up", "--once", env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "up.db").exists()

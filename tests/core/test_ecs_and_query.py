@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from soc_core import ecs, query as q
+from soc_core import ecs
+from soc_core import query as q
 from soc_core.config import ConfigError, load_config
 
 

@@ -64,7 +64,8 @@ def test_filters_time_range_and_dataset(store):
     assert store.count(window) == 10  # 5..9 of each dataset, end exclusive
     assert store.count(Selection(filters={"destination.port": 22})) == 14
     assert store.count(Selection(filters={"destination.port": [22, 443]})) == 27
-    assert store.count(Selection(filters={"host.name": "web-1", "event.dataset": "network.dns"})) == 3
+    web1_dns = Selection(filters={"host.name": "web-1", "event.dataset": "network.dns"})
+    assert store.count(web1_dns) == 3
 
 
 @pytest.mark.parametrize("query,expected", [
