@@ -3,6 +3,7 @@ declares under the `govsoc.commands` entry-point group; it imports none of them 
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -204,6 +205,20 @@ def search_cmd(query: str | None, family: str, dataset: str | None, start: str |
         click.echo(f"-- {shown} shown", err=True)
 
 
+@functools.cache
+def _viewer_zone():
+    from zoneinfo import ZoneInfo
+
+    from soc_core.config import load_config
+
+    return ZoneInfo(load_config().get("timezone", "Asia/Shanghai"))
+
+
+def _local_time(stamp: str) -> str:
+    """Stored UTC shown in the viewer's zone (config `timezone`, default Asia/Shanghai)."""
+    return ecs.parse_time(stamp).astimezone(_viewer_zone()).isoformat(timespec="milliseconds")
+
+
 def _one_line(doc: dict) -> str:
     ev = doc.get("event", {})
     src = ecs.get_field(doc, "source.ip") or ""
@@ -211,7 +226,8 @@ def _one_line(doc: dict) -> str:
     host = ecs.get_field(doc, "host.name") or ""
     msg = doc.get("message") or ""
     flow = f" {src}->{dst}" if src or dst else ""
-    return f"{doc['@timestamp']} {ev.get('dataset', '')} {host}{flow} {msg}".rstrip()
+    when = _local_time(doc["@timestamp"])
+    return f"{when} {ev.get('dataset', '')} {host}{flow} {msg}".rstrip()
 
 
 # -- up: the main job ----------------------------------------------------------------

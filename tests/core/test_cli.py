@@ -117,3 +117,13 @@ def test_up_once_starts_and_stops(tmp_path):
     out = govsoc("up", "--once", env=env)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "up.db").exists()
+
+
+def test_search_shows_times_in_viewer_zone(tmp_path):
+    env = {"GOVSOC_STORE_URL": f"sqlite:///{tmp_path}/tz.db"}
+    body = b'{"@timestamp": "2026-05-01T00:00:00Z", "event.dataset": "a", "message": "m"}\n'
+    assert govsoc("ingest", "-", env=env, stdin=body).returncode == 0
+    shown = govsoc("search", env=env).stdout.decode()
+    assert shown.startswith("2026-05-01T08:00:00.000+08:00 a")
+    utc = govsoc("search", env={**env, "GOVSOC_TIMEZONE": "UTC"}).stdout.decode()
+    assert utc.startswith("2026-05-01T00:00:00.000+00:00 a")
