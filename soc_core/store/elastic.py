@@ -47,7 +47,8 @@ class ElasticStore(EventStore):
     backend = "elasticsearch"
 
     def __init__(self, url: str, *, namespace: str | None = None, retries: int | None = None,
-                 retention_days: int | None = None, request_timeout: float = 60.0) -> None:
+                 retention_days: int | None = None, retention: str | None = None,
+                 request_timeout: float = 60.0) -> None:
         cfg = load_config()
         self.url = url
         self.namespace = namespace or cfg.get("es_namespace", "default")
@@ -56,6 +57,7 @@ class ElasticStore(EventStore):
         self.retries = int(cfg.get("es_retries", 4)) if retries is None else retries
         self.retention_days = retention_days or int(cfg.get("retention_days", 180))
         self.es = Elasticsearch(url, request_timeout=request_timeout, max_retries=0)
+        self.retention_request = retention or str(cfg.get("es_retention", "auto"))
         self.retention_mode = "govsoc"
         self.version = ""
 
@@ -106,18 +108,14 @@ class ElasticStore(EventStore):
             raise StoreError(f"Elasticsearch {self.version} found; govsoc needs 8.x")
         modules = {m["name"] for m in node.get("modules", [])}
         retention = f"{self.retention_days}d"
+        self.retention_mode = self._choose_retention(modules)
         ilm = None
-        if "x-pack-ilm" in modules:
-            self.retention_mode = "ilm"
+        if self.retention_mode == "ilm":
             ilm = "govsoc-logs"
             self._call(self.es.ilm.put_lifecycle, name=ilm, policy={"phases": {
                 "hot": {"actions": {"rollover": {"max_age": "1d",
                                                  "max_primary_shard_size": "50gb"}}},
                 "delete": {"min_age": retention, "actions": {"delete": {}}}}})
-        elif "data-streams" in modules:
-            self.retention_mode = "data_stream_lifecycle"
-        else:
-            self.retention_mode = "govsoc"  # `prune()` run by the scheduler or CLI
         dsl = retention if self.retention_mode == "data_stream_lifecycle" else None
         for name, patterns, stream in (
             ("govsoc-logs", ["logs-govsoc.*-*"], True),
@@ -127,6 +125,22 @@ class ElasticStore(EventStore):
             body = es_mappings.template(patterns, data_stream=stream, retention=dsl,
                                         ilm_policy=ilm if stream else None)
             self._call(self.es.indices.put_index_template, name=name, **body)
+
+    def _choose_retention(self, modules: set[str]) -> str:
+        """`es_retention`: auto (ILM, else data-stream lifecycle, else govsoc's pruning),
+        or one of them by name; a feature the node lacks is a clear error."""
+        wanted = self.retention_request
+        offered = {"ilm": "x-pack-ilm" in modules,
+                   "data_stream_lifecycle": "data-streams" in modules, "govsoc": True}
+        if wanted == "auto":
+            return next(mode for mode, ok in offered.items() if ok)
+        if wanted not in offered:
+            raise StoreError(f"es_retention {wanted!r}: use auto, ilm, "
+                             "data_stream_lifecycle or govsoc")
+        if not offered[wanted]:
+            raise StoreError(f"es_retention {wanted!r}: this Elasticsearch node lacks that "
+                             "feature (minimal distribution?); use auto or govsoc")
+        return wanted
 
     def close(self) -> None:
         self.es.close()

@@ -249,3 +249,25 @@ def test_store_down_is_a_clear_error(tmp_path):
     assert "not a usable govsoc database" in str(err2.value)
     with pytest.raises(StoreError):
         open_store("ftp://example")
+
+
+@pytest.mark.es
+def test_es_retention_mode_follows_the_node(es_url, es_store):
+    from soc_core.store import es_mappings
+
+    # the test distribution has neither ILM nor the data-stream lifecycle module
+    assert es_store.retention_mode == "govsoc"
+    assert es_store.info()["retention"] == "govsoc"
+    with pytest.raises(StoreError) as err:
+        open_store(es_url, namespace=es_store.namespace, retention="ilm")
+    assert "lacks that feature" in str(err.value)
+    assert es_store._choose_retention({"x-pack-ilm", "data-streams"}) == "ilm"
+    assert es_store._choose_retention({"data-streams"}) == "data_stream_lifecycle"
+    # the lifecycle template govsoc writes where the module exists is valid for an 8.x node
+    name = f"govsoc-test-{es_store.namespace}"
+    body = es_mappings.template([f"logs-{es_store.namespace}.*-*"], data_stream=True,
+                                retention="180d")
+    es_store.es.indices.put_index_template(name=name, **body)
+    got = es_store.es.indices.get_index_template(name=name)["index_templates"][0]
+    assert got["index_template"]["template"]["lifecycle"]["data_retention"] == "180d"
+    es_store.es.indices.delete_index_template(name=name)
