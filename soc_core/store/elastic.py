@@ -6,9 +6,9 @@ Writes are bulk requests with deterministic `_id`s: `create` for append families
 repeat is a 409, counted as a duplicate), `index` for mutable ones. Rejections are
 returned, never dropped; overload (429) and connection loss are retried with backoff.
 
-Caveat: a data stream deduplicates ids only within its current write index. A document
-redelivered after a rollover is stored again; rollover is rare (size/age) compared with the
-seconds a redelivery takes, and `search` results carry `event.id` to spot it.
+A data stream deduplicates `create` only within its write index, so after a rollover the
+ids of a batch are first looked up in the older backing indices (see
+`_stored_in_older_backing_indices`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class ElasticStore(EventStore):
         self.retention_request = retention or str(cfg.get("es_retention", "auto"))
         self.retention_mode = "govsoc"
         self.version = ""
+        self._backing: dict[str, tuple[float, list[str]]] = {}
 
     # -- naming ------------------------------------------------------------------
     def index_for(self, family: str, dataset: str) -> str:
@@ -149,13 +150,17 @@ class ElasticStore(EventStore):
     def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
                      ) -> WriteResult:
         result = WriteResult()
+        seen = self._stored_in_older_backing_indices(docs)
         lines: list[bytes] = []
         batch: list[tuple[str, dict[str, Any]]] = []
         size = 0
         for family, doc in docs:
+            index = self.index_for(family, doc["event"]["dataset"])
+            if (index, doc["event"]["id"]) in seen:
+                result.duplicates += 1
+                continue
             op = "index" if family in ecs.MUTABLE_FAMILIES else "create"
-            action = orjson.dumps({op: {"_index": self.index_for(family, doc["event"]["dataset"]),
-                                        "_id": doc["event"]["id"]}})
+            action = orjson.dumps({op: {"_index": index, "_id": doc["event"]["id"]}})
             body = orjson.dumps(doc)
             lines.append(action)
             lines.append(body)
@@ -169,6 +174,45 @@ class ElasticStore(EventStore):
         if refresh:
             self.refresh()
         return result
+
+    def _stored_in_older_backing_indices(self, docs: list[tuple[str, dict[str, Any]]]
+                                         ) -> set[tuple[str, str]]:
+        """`create` deduplicates only within a data stream's write index. For a stream that
+        has rolled over, look the batch's ids up in the older backing indices first, so a
+        redelivery after a rollover is still a duplicate, not a second copy."""
+        by_stream: dict[str, list[str]] = {}
+        for family, doc in docs:
+            if family in _STREAM_FAMILIES:
+                index = self.index_for(family, doc["event"]["dataset"])
+                by_stream.setdefault(index, []).append(doc["event"]["id"])
+        found: set[tuple[str, str]] = set()
+        for stream, ids in by_stream.items():
+            older = self._older_backing_indices(stream)
+            if not older:
+                continue
+            for i in range(0, len(ids), 10_000):
+                chunk = ids[i:i + 10_000]
+                hits = self._call(self.es.search, index=",".join(older), size=len(chunk),
+                                  query={"ids": {"values": chunk}}, source=False,
+                                  ignore_unavailable=True)["hits"]["hits"]
+                found.update((stream, h["_id"]) for h in hits)
+        return found
+
+    def _older_backing_indices(self, stream: str) -> list[str]:
+        """Backing indices other than the write index, cached for a minute (rollovers are
+        rare; a stale answer only delays the lookup by that much)."""
+        now = time.monotonic()
+        cached = self._backing.get(stream)
+        if cached and now - cached[0] < 60:
+            return cached[1]
+        # a wildcard, so a stream that does not exist yet answers empty instead of 404
+        resolved = self._call(self.es.indices.resolve_index, name=stream + "*")
+        older: list[str] = []
+        for ds in resolved.get("data_streams", []):
+            if ds["name"] == stream:
+                older = list(ds["backing_indices"][:-1])
+        self._backing[stream] = (now, older)
+        return older
 
     def _bulk(self, lines: list[bytes], batch: list[tuple[str, dict[str, Any]]]) -> WriteResult:
         result = WriteResult()

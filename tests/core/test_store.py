@@ -271,3 +271,15 @@ def test_es_retention_mode_follows_the_node(es_url, es_store):
     got = es_store.es.indices.get_index_template(name=name)["index_templates"][0]
     assert got["index_template"]["template"]["lifecycle"]["data_retention"] == "180d"
     es_store.es.indices.delete_index_template(name=name)
+
+
+@pytest.mark.es
+def test_es_redelivery_after_rollover_is_still_a_duplicate(es_store):
+    docs = [ev(i) for i in range(20)]
+    assert es_store.write(docs, refresh=True).written == 20
+    stream = f"logs-govsoc.network.flow-{es_store.namespace}"
+    es_store.es.indices.rollover(alias=stream)
+    es_store._backing.clear()
+    again = es_store.write([ev(i) for i in range(25)], refresh=True)
+    assert (again.written, again.duplicates) == (5, 20)
+    assert es_store.count() == 25
