@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,10 +30,8 @@ MUTABLE_FAMILIES = frozenset({"alerts", "assets", "playbook_runs"})
 EVENT_KINDS = frozenset(
     {"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"}
 )
-_IP_FIELDS = (("source", "ip"), ("destination", "ip"), ("client", "ip"), ("server", "ip"),
-              ("host", "ip"))
-_PORT_FIELDS = (("source", "port"), ("destination", "port"), ("client", "port"),
-                ("server", "port"))
+# objects whose `ip` and `port` are checked at the boundary (ES maps them as ip / long)
+_ADDRESS_OBJECTS = ("source", "destination", "client", "server", "host")
 
 
 class EventError(ValueError):
@@ -156,9 +154,19 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def to_millis(value: Any) -> int:
-    dt = parse_time(value)
-    return int(dt.timestamp() * 1000)
+    """Epoch milliseconds, exact (integer arithmetic: float timestamps can land on
+    .999 and truncate to the previous millisecond)."""
+    if type(value) is str and len(value) == 24 and value[-1] == "Z":
+        try:  # the stored form: no zone conversion needed
+            return (datetime.fromisoformat(value) - _EPOCH) // _MS
+        except ValueError:
+            pass
+    return (parse_time(value) - _EPOCH) // _MS
 
 
 _DATASET = re.compile(r"[a-z0-9_][a-z0-9_.]{0,99}\Z")
@@ -203,16 +211,14 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
     kind = event.setdefault("kind", "event")
     if kind not in EVENT_KINDS:
         raise EventError(f"event.kind {kind!r} is not an ECS kind")
-    for obj, key in _IP_FIELDS:
+    for obj in _ADDRESS_OBJECTS:
         sub = doc.get(obj)
-        if isinstance(sub, dict) and key in sub:
-            _check_ips(f"{obj}.{key}", sub[key])
-    for obj, key in _PORT_FIELDS:
-        sub = doc.get(obj)
-        if isinstance(sub, dict) and key in sub:
-            port = sub[key]
-            if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-                raise EventError(f"{obj}.{key} must be an integer 0-65535, got {port!r}")
+        if type(sub) is dict:
+            if "ip" in sub:
+                _check_ips(f"{obj}.ip", sub["ip"])
+            port = sub.get("port")
+            if port is not None and (type(port) is not int or not 0 <= port <= 65535):
+                raise EventError(f"{obj}.port must be an integer 0-65535, got {port!r}")
     message = doc.get("message")
     if message is not None and not isinstance(message, str):
         raise EventError("message must be a string")

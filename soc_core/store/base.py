@@ -99,7 +99,7 @@ def resolve_time(value: Any) -> datetime:
 
 
 def resolve_millis(value: Any) -> int:
-    return int(resolve_time(value).timestamp() * 1000)
+    return ecs.to_millis(resolve_time(value))
 
 
 class EventStore(abc.ABC):

@@ -372,7 +372,7 @@ class ElasticStore(EventStore):
         """govsoc's own pruning, for servers without ILM / data-stream lifecycle (and for
         an operator's explicit `store prune`): whole backing indices that hold only old
         data are deleted; older documents in the others are deleted by id."""
-        cutoff = int((datetime.now(UTC) - timedelta(days=older_than_days)).timestamp() * 1000)
+        cutoff = ecs.to_millis(datetime.now(UTC) - timedelta(days=older_than_days))
         deleted = 0
         for family in families:
             sel = Selection(family=family, end=cutoff / 1000)

@@ -232,7 +232,7 @@ class SqliteStore(EventStore):
               "audit", "playbook_runs")) -> int:
         from datetime import UTC, datetime, timedelta
 
-        cutoff = int((datetime.now(UTC) - timedelta(days=older_than_days)).timestamp() * 1000)
+        cutoff = ecs.to_millis(datetime.now(UTC) - timedelta(days=older_than_days))
         families = list(families)
         marks = ",".join("?" * len(families))
         where = f"family IN ({marks}) AND ts < ?"
