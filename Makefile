@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the suite uses: tshark (reference dissector), openssh-server and
 # iproute2/nftables (the namespace test fleet), sqlite3, unzip/curl (local Elasticsearch).
 DEBS := tshark openssh-server openssh-client iproute2 nftables sqlite3 unzip curl \
-        dpkg-dev util-linux procps psmisc
+        dpkg-dev util-linux procps psmisc openssl
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test bench venv sysdeps es lint clean

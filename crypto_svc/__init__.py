@@ -1,1 +1,29 @@
-"""govsoc crypto_svc."""
+"""govsoc crypto_svc: SM2/SM3/SM4 (国密), the keystore and the crypto service.
+
+Entry points for other packages (import from here; the modules are internals):
+    CryptoService   keystore-backed sign/verify/encrypt/decrypt/seal with audit events
+    Keystore        keys by id, versions, purpose, state, sealed under the master secret
+    SM2PrivateKey, SM2PublicKey, sm3_digest, hmac_sm3, sm4_seal/sm4_open (SM4-GCM by default)
+The HTTP router is `crypto_svc.api.make_router`; the CLI group `crypto_svc.cli:crypto`.
+"""
+
+from crypto_svc.errors import (
+    CryptoError,
+    DecryptionError,
+    KeyNotFound,
+    KeyStateError,
+    KeystoreError,
+)
+from crypto_svc.keystore import Keystore
+from crypto_svc.service import CryptoService
+from crypto_svc.sm2 import InvalidSignature, SM2PrivateKey, SM2PublicKey
+from crypto_svc.sm3 import hmac_sm3
+from crypto_svc.sm3 import sm3 as sm3_digest  # `crypto_svc.sm3` stays the module
+from crypto_svc.sm4 import open_sealed as sm4_open
+from crypto_svc.sm4 import seal as sm4_seal
+
+__all__ = [
+    "CryptoError", "CryptoService", "DecryptionError", "InvalidSignature", "KeyNotFound",
+    "KeyStateError", "Keystore", "KeystoreError", "SM2PrivateKey", "SM2PublicKey", "hmac_sm3",
+    "sm3_digest", "sm4_open", "sm4_seal",
+]

@@ -1,0 +1,304 @@
+"""The crypto service: keystore-backed SM2 operations with an audit event for every use of
+a key. The CLI and the HTTP router are thin layers over this class; both pass the caller's
+identity as `user`, which becomes `user.name` in the audit events.
+
+Private keys never leave this object: there is no method that returns private material.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
+
+from crypto_svc import sm3 as _sm3
+from crypto_svc import sm4
+from crypto_svc.audit import AuditLog, key_event
+from crypto_svc.errors import CryptoError, DecryptionError, KeyStateError
+from crypto_svc.keystore import KeyInfo, Keystore
+from crypto_svc.sm2 import DEFAULT_ID, InvalidSignature, SM2PublicKey
+
+T = TypeVar("T")
+LOCAL_USER = "local"
+ENVELOPE_MAGIC = b"GSE1"
+
+
+@dataclass
+class Signed:
+    key_id: str
+    version: int
+    signature: bytes
+
+
+@dataclass
+class Verdict:
+    valid: bool
+    key_id: str | None
+    version: int | None
+    reason: str | None = None
+
+
+class CryptoService:
+    def __init__(self, keystore: Keystore, store: Any = None, *,
+                 audit: AuditLog | None = None) -> None:
+        self.keystore = keystore
+        self.audit = audit or AuditLog(store)
+
+    @classmethod
+    def from_config(cls, cfg: Any = None, store: Any = None) -> CryptoService:
+        return cls(Keystore.from_config(cfg), store)
+
+    def close(self) -> None:
+        self.audit.close()
+
+    def __enter__(self) -> CryptoService:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- auditing ------------------------------------------------------------------------
+    def _run(self, action: str, user: str, key_id: str | None, data: bytes | None,
+             fn: Callable[[], tuple[T, dict[str, Any]]], *,
+             digest_of_input: str | None = None, size: int | None = None) -> T:
+        """Run `fn` (-> result, facts for the event: version, purpose, and optionally
+        key_id, outcome, reason) and record one audit event, also when it fails."""
+        if data is not None:
+            digest_of_input, size = _sm3.sm3_hex(data), len(data)
+        try:
+            result, facts = fn()
+        except CryptoError as exc:
+            self.audit.record(key_event(action=action, outcome="failure", user=user,
+                                        key_id=key_id, input_sm3=digest_of_input,
+                                        input_bytes=size, reason=str(exc)))
+            raise
+        facts = {"key_id": key_id, "outcome": "success", "input_sm3": digest_of_input,
+                 "input_bytes": size, **facts}
+        self.audit.record(key_event(action=action, user=user, **facts))
+        return result
+
+    # -- key administration --------------------------------------------------------------
+    def create_key(self, purpose: str, labels: dict[str, str] | None = None, *,
+                   user: str = LOCAL_USER) -> KeyInfo:
+        def go() -> tuple[KeyInfo, dict[str, Any]]:
+            info = self.keystore.create(purpose, labels)
+            return info, _facts(info.current, info.purpose, key_id=info.id)
+
+        return self._run("keygen", user, None, None, go)
+
+    def list_keys(self) -> list[KeyInfo]:
+        return self.keystore.list()
+
+    def key_info(self, key_id: str) -> KeyInfo:
+        return self.keystore.info(key_id)
+
+    def _admin(self, action: str, key_id: str, user: str,
+               op: Callable[[str], KeyInfo]) -> KeyInfo:
+        def go() -> tuple[KeyInfo, dict[str, Any]]:
+            info = op(key_id)
+            return info, _facts(info.current, info.purpose)
+
+        return self._run(action, user, key_id, None, go)
+
+    def rotate_key(self, key_id: str, *, user: str = LOCAL_USER) -> KeyInfo:
+        return self._admin("rotate", key_id, user, self.keystore.rotate)
+
+    def disable_key(self, key_id: str, *, user: str = LOCAL_USER) -> KeyInfo:
+        return self._admin("disable", key_id, user, self.keystore.disable)
+
+    def enable_key(self, key_id: str, *, user: str = LOCAL_USER) -> KeyInfo:
+        return self._admin("enable", key_id, user, self.keystore.enable)
+
+    def destroy_key(self, key_id: str, *, user: str = LOCAL_USER) -> KeyInfo:
+        return self._admin("destroy", key_id, user, self.keystore.destroy)
+
+    def public_pem(self, key_id: str, version: int | None = None) -> str:
+        pub, _ = self.keystore.public_key(key_id, version)
+        return pub.to_pem()
+
+    # -- signatures ----------------------------------------------------------------------
+    def sign(self, key_id: str, data: bytes, *, uid: bytes = DEFAULT_ID, fmt: str = "der",
+             prehashed: bool = False, user: str = LOCAL_USER) -> Signed:
+        """Sign `data` (or, with `prehashed`, the 32-byte e = SM3(Z_A || M) for large
+        files) with the current version of `key_id`."""
+        def go() -> tuple[Signed, dict[str, Any]]:
+            key, version = self.keystore.private_key(key_id, purpose="sign")
+            sig = (key.sign_digest(data, fmt=fmt) if prehashed
+                   else key.sign(data, uid=uid, fmt=fmt))
+            return Signed(key_id, version, sig), _facts(version, "sign")
+
+        return self._run("sign_digest" if prehashed else "sign", user, key_id, data, go)
+
+    def sign_many(self, key_id: str, items: Iterable[bytes], *, uid: bytes = DEFAULT_ID,
+                  fmt: str = "der", user: str = LOCAL_USER) -> list[Signed]:
+        """Batch signing: one keystore look-up for the batch, one audit event per
+        signature (each with its own input digest)."""
+        items = list(items)
+        try:
+            key, version = self.keystore.private_key(key_id, purpose="sign")
+            z = key.public_key.za(uid)
+        except CryptoError as exc:
+            self.audit.record(key_event(action="sign", outcome="failure", user=user,
+                                        key_id=key_id, reason=str(exc),
+                                        extra={"batch": len(items)}))
+            raise
+        out = []
+        for item in items:
+            sig = key.sign_digest(_sm3.sm3(z + item), fmt=fmt)
+            self.audit.record(key_event(action="sign", outcome="success", user=user,
+                                        key_id=key_id, version=version, purpose="sign",
+                                        input_sm3=_sm3.sm3_hex(item), input_bytes=len(item)))
+            out.append(Signed(key_id, version, sig))
+        return out
+
+    def sign_stream(self, key_id: str, stream: BinaryIO, *, uid: bytes = DEFAULT_ID,
+                    fmt: str = "der", user: str = LOCAL_USER) -> Signed:
+        """Sign a large input in one pass, never holding it in memory: e = SM3(Z_A || M)
+        and the audit digest SM3(M) are computed side by side."""
+        facts: dict[str, Any] = {}
+
+        def go() -> tuple[Signed, dict[str, Any]]:
+            key, version = self.keystore.private_key(key_id, purpose="sign")
+            e_hash, plain, size = _sm3.new(), _sm3.new(), 0
+            e_hash.update(key.public_key.za(uid))
+            while chunk := stream.read(1 << 20):
+                e_hash.update(chunk)
+                plain.update(chunk)
+                size += len(chunk)
+            facts.update(input_sm3=plain.finalize().hex(), input_bytes=size)
+            sig = key.sign_digest(e_hash.finalize(), fmt=fmt)
+            return Signed(key_id, version, sig), {**_facts(version, "sign"), **facts}
+
+        return self._run("sign", user, key_id, None, go)
+
+    def verify(self, key_id: str, data: bytes, signature: bytes, *,
+               version: int | None = None, uid: bytes = DEFAULT_ID, fmt: str = "der",
+               prehashed: bool = False, user: str = LOCAL_USER) -> Verdict:
+        """Verify against the named version, or else every remaining version (newest
+        first): a signature made before a rotation still verifies."""
+        def go() -> tuple[Verdict, dict[str, Any]]:
+            info = self.keystore.info(key_id)
+            if info.state == "destroyed":
+                raise KeyStateError(f"key {key_id} is destroyed")
+            if info.purpose != "sign":
+                raise KeyStateError(f"key {key_id} is for {info.purpose}, not sign")
+            candidates = ([info.version(version)] if version is not None
+                          else sorted(info.versions, key=lambda v: -v.version))
+            reason = "no usable key version"
+            for v in candidates:
+                try:
+                    if prehashed:
+                        v.public.check_digest(data, signature, fmt=fmt)
+                    else:
+                        v.public.check(data, signature, uid=uid, fmt=fmt)
+                    return Verdict(True, key_id, v.version), _facts(v.version, "sign")
+                except InvalidSignature as exc:
+                    reason = str(exc)
+            return (Verdict(False, key_id, version, reason),
+                    _facts(version, "sign", outcome="failure", reason=reason))
+
+        return self._run("verify", user, key_id, data, go)
+
+    @staticmethod
+    def verify_with_public(pub: SM2PublicKey, data: bytes, signature: bytes, *,
+                           uid: bytes = DEFAULT_ID, fmt: str = "der") -> Verdict:
+        """Verification with a caller-supplied public key: no keystore, no key use."""
+        try:
+            pub.check(data, signature, uid=uid, fmt=fmt)
+        except InvalidSignature as exc:
+            return Verdict(False, None, None, str(exc))
+        return Verdict(True, None, None)
+
+    # -- encryption ----------------------------------------------------------------------
+    def _current_public(self, key_id: str) -> tuple[SM2PublicKey, int]:
+        info = self.keystore.info(key_id)
+        if info.state != "active":
+            raise KeyStateError(f"key {key_id} is {info.state}")
+        if info.purpose != "encrypt":
+            raise KeyStateError(f"key {key_id} is for {info.purpose}, not encrypt")
+        v = info.version()
+        return v.public, v.version
+
+    def _decrypt_any(self, key_id: str, ciphertext: bytes, fmt: str,
+                     version: int | None) -> tuple[bytes, int]:
+        """Decrypt with the named version, or else each remaining version newest first
+        (C3 tells the right one)."""
+        info = self.keystore.info(key_id)
+        if info.state != "active":
+            raise KeyStateError(f"key {key_id} is {info.state}")
+        if info.purpose != "encrypt":
+            raise KeyStateError(f"key {key_id} is for {info.purpose}, not encrypt")
+        numbers = ([version] if version is not None
+                   else [v.version for v in sorted(info.versions, key=lambda v: -v.version)
+                         if not v.destroyed])
+        for number in numbers:
+            key, _ = self.keystore.private_key(key_id, number, purpose="encrypt")
+            try:
+                return key.decrypt(ciphertext, fmt=fmt), number
+            except DecryptionError:
+                continue
+        raise DecryptionError()
+
+    def encrypt(self, key_id: str, plaintext: bytes, *, fmt: str = "der",
+                user: str = LOCAL_USER) -> tuple[bytes, int]:
+        def go() -> tuple[tuple[bytes, int], dict[str, Any]]:
+            pub, version = self._current_public(key_id)
+            return (pub.encrypt(plaintext, fmt=fmt), version), _facts(version, "encrypt")
+
+        return self._run("encrypt", user, key_id, plaintext, go)
+
+    def decrypt(self, key_id: str, ciphertext: bytes, *, fmt: str = "der",
+                version: int | None = None, user: str = LOCAL_USER) -> tuple[bytes, int]:
+        def go() -> tuple[tuple[bytes, int], dict[str, Any]]:
+            plaintext, number = self._decrypt_any(key_id, ciphertext, fmt, version)
+            return (plaintext, number), _facts(number, "encrypt")
+
+        return self._run("decrypt", user, key_id, ciphertext, go)
+
+    # -- envelope encryption (data of any size) --------------------------------------------
+    def seal(self, key_id: str, data: bytes, *, aad: bytes = b"",
+             user: str = LOCAL_USER) -> bytes:
+        """Encrypt data of any size (backups, reports): a fresh SM4 key encrypts the data
+        with SM4-GCM and is itself wrapped with SM2 under `key_id` (purpose encrypt).
+
+        Format: b"GSE1" || len(wrapped) (2 bytes) || wrapped (GM/T 0009 DER) ||
+        nonce(12) || ciphertext || tag(16); the header and wrapped key are authenticated
+        as associated data with the caller's `aad`. The audit event carries the digest of
+        the data, never anything about the data key."""
+        def go() -> tuple[bytes, dict[str, Any]]:
+            pub, version = self._current_public(key_id)
+            dek = sm4.generate_key()
+            wrapped = pub.encrypt(dek)
+            header = ENVELOPE_MAGIC + len(wrapped).to_bytes(2, "big") + wrapped
+            return header + sm4.seal(dek, data, aad=header + aad), _facts(version, "encrypt")
+
+        return self._run("seal", user, key_id, data, go)
+
+    def unseal(self, key_id: str, blob: bytes, *, aad: bytes = b"",
+               user: str = LOCAL_USER) -> bytes:
+        def go() -> tuple[bytes, dict[str, Any]]:
+            if len(blob) < 6 or blob[:4] != ENVELOPE_MAGIC:
+                raise DecryptionError("decryption failed: not a govsoc envelope (GSE1)")
+            n = int.from_bytes(blob[4:6], "big")
+            header, body = blob[:6 + n], blob[6 + n:]
+            if len(header) != 6 + n:
+                raise DecryptionError()
+            dek, version = self._decrypt_any(key_id, header[6:], "der", None)
+            return sm4.open_sealed(dek, body, aad=header + aad), _facts(version, "encrypt")
+
+        return self._run("unseal", user, key_id, blob, go)
+
+    # -- keyless helpers -----------------------------------------------------------------
+    @staticmethod
+    def hash(data: bytes) -> str:
+        return _sm3.sm3_hex(data)
+
+    @staticmethod
+    def hmac(key: bytes, data: bytes) -> str:
+        if not key:
+            raise CryptoError("HMAC-SM3 needs a non-empty key")
+        return _sm3.hmac_sm3(key, data).hex()
+
+
+def _facts(version: int | None, purpose: str, **more: Any) -> dict[str, Any]:
+    return {"version": version, "purpose": purpose, **more}
