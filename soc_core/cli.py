@@ -248,15 +248,14 @@ def up_cmd(store_url: str | None, demo: bool, once: bool) -> None:
         url = store.url
     stop = threading.Event()
     threads = []
-    for ep in sorted(entry_points(group="govsoc.services"), key=lambda e: e.name):
-        fn = ep.load()
-        t = threading.Thread(target=_guard, args=(ep.name, fn, url, stop, demo),
-                             name=ep.name, daemon=True)
+    for name, fn in _load_group("govsoc.services"):
+        t = threading.Thread(target=_guard, args=(name, fn, url, stop, demo),
+                             name=name, daemon=True)
         t.start()
         threads.append(t)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    views = [ep.load() for ep in sorted(entry_points(group="govsoc.views"), key=lambda e: e.name)]
+    views = [fn for _, fn in _load_group("govsoc.views")]
 
     def view():
         """Panels from `govsoc.views` entry points (callables store -> rich renderable);
@@ -285,6 +284,17 @@ def up_cmd(store_url: str | None, demo: bool, once: bool) -> None:
         stop.set()
         for t in threads:
             t.join(timeout=10)
+
+
+def _load_group(group: str) -> list[tuple[str, Any]]:
+    """Entry points of a group, loaded; one that fails to load is reported and left out."""
+    loaded = []
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        try:
+            loaded.append((ep.name, ep.load()))
+        except Exception as exc:  # a broken package must not stop the main job
+            click.echo(f"{group} {ep.name} unavailable: {type(exc).__name__}: {exc}", err=True)
+    return loaded
 
 
 def _guard(name: str, fn: Any, url: str, stop: threading.Event, demo: bool) -> None:
