@@ -1,0 +1,219 @@
+"""A bidirectional flow table in the manner of Zeek's conn.log.
+
+Flows are keyed by (proto, src, sport, dst, dport, vlan) in the originator's
+orientation; a packet the other way finds its flow through the reversed key. Each
+flow counts packets and IP bytes each way, keeps the TCP flag history as Zeek's
+letters (upper case: originator, lower case: responder) and ends on an idle timeout
+(per protocol), an active timeout, a closed TCP connection seen again with a fresh
+SYN, eviction when the table is full (oldest first, so memory stays bounded) or at
+the end of input (`flush`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections.abc import Callable
+from typing import Any
+
+TCP, UDP = 6, 17
+
+# Zeek history letters as bits, in the order they are written within one packet.
+S, H, A, D, F, R = 1, 2, 4, 8, 16, 32
+_ORDER = ((S, "S"), (H, "H"), (A, "A"), (D, "D"), (F, "F"), (R, "R"))
+UPPER = ["".join(c for b, c in _ORDER if bits & b) for bits in range(64)]
+LOWER = [s.lower() for s in UPPER]
+
+
+def _tcp_bits(index: int) -> int:
+    """Letters for TCP flags FIN/SYN/RST/ACK (0x17) plus 0x08 = 'has payload'."""
+    fin, syn, rst, ack, data = index & 1, index & 2, index & 4, index & 0x10, index & 8
+    bits = 0
+    if syn:
+        bits |= H if ack else S
+    if data:
+        bits |= D
+    if fin:
+        bits |= F
+    if rst:
+        bits |= R
+    if ack and not (syn or fin or rst or data):
+        bits |= A
+    return bits
+
+
+TCP_BITS = [_tcp_bits(i) for i in range(32)]
+
+
+class Flow:
+    """State of one connection: about 450 bytes with its key and application state
+    (bench/packet.py measures it), so 1,000,000 flows stay under half a GiB."""
+
+    __slots__ = ("key", "first", "last", "opkts", "obytes", "rpkts", "rbytes",
+                 "obits", "rbits", "history", "app")
+
+    def __init__(self, key: tuple, ts: float) -> None:
+        self.key = key
+        self.first = ts
+        self.last = ts
+        self.opkts = self.obytes = self.rpkts = self.rbytes = 0
+        self.obits = self.rbits = 0
+        self.history = ""
+        self.app: Any = None  # application-layer state owned by the engine
+
+    def closed(self) -> bool:
+        both = self.obits | self.rbits
+        return bool(both & R or (self.obits & self.rbits & F))
+
+
+def conn_state(flow: Flow) -> tuple[str, str]:
+    """(Zeek conn_state, govsoc state: attempted|established|rejected|reset|finished)."""
+    o, r = flow.obits, flow.rbits
+    if flow.key[0] != TCP:
+        return ("SF", "established") if flow.rpkts else ("S0", "attempted")
+    if o & S:
+        if r & H:
+            if o & R:
+                return "RSTO", "reset"
+            if r & R:
+                return "RSTR", "reset"
+            if o & F and r & F:
+                return "SF", "finished"
+            if o & F:
+                return "S2", "established"
+            if r & F:
+                return "S3", "established"
+            return "S1", "established"
+        if r & R:
+            return "REJ", "rejected"
+        if o & R:
+            return "RSTOS0", "reset"
+        if o & F:
+            return "SH", "attempted"
+        if not flow.rpkts:
+            return "S0", "attempted"
+        return "OTH", "established"
+    if r & H:
+        if r & R:
+            return "RSTRH", "reset"
+        if r & F:
+            return "SHR", "attempted"
+    if (o | r) & R:
+        return "OTH", "reset"
+    if o & F and r & F:
+        return "OTH", "finished"
+    return "OTH", "established"
+
+
+def community_id(key: tuple) -> str | None:
+    """Community ID v1 (seed 0) of a TCP/UDP/SCTP flow, the cross-tool flow hash."""
+    proto, src, sport, dst, dport = key[:5]
+    if proto not in (TCP, UDP, 132):
+        return None
+    if (src, sport) > (dst, dport):
+        src, sport, dst, dport = dst, dport, src, sport
+    data = b"\0\0" + src + dst + _CID_TAIL(proto, sport, dport)
+    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+_CID_TAIL = struct.Struct(">BxHH").pack
+
+
+# Seconds of silence after which a flow ends (Zeek: tcp 5 min, udp/icmp 1 min,
+# closed TCP connections 5 s).
+IDLE = {TCP: 300.0, UDP: 60.0}
+IDLE_OTHER = 60.0
+IDLE_CLOSED = 5.0
+
+
+class FlowTable:
+    def __init__(self, on_end: Callable[[Flow, str], None], *, active_timeout: float = 1800.0,
+                 idle: dict[int, float] | None = None, max_flows: int = 1_000_000,
+                 sweep_every: float = 10.0) -> None:
+        self.on_end = on_end
+        self.flows: dict[tuple, Flow] = {}
+        self.active_timeout = active_timeout
+        self.idle = {**IDLE, **(idle or {})}
+        self.max_flows = max_flows
+        self.sweep_every = sweep_every
+        self.next_sweep = 0.0
+        self.ended = 0
+
+    def packet(self, ts: float, proto: int, src: bytes, sport: int, dst: bytes, dport: int,
+               vlan: int, ip_len: int, flags: int, plen: int) -> tuple[Flow, bool]:
+        """Account one packet; returns its flow and whether it went originator->responder."""
+        if ts >= self.next_sweep:
+            # before the lookup, so a packet after a long silence opens a new flow
+            self.sweep(ts)
+        flows = self.flows
+        key = (proto, src, sport, dst, dport, vlan)
+        f = flows.get(key)
+        fwd = True
+        if f is None:
+            f = flows.get((proto, dst, dport, src, sport, vlan))
+            if f is None:
+                if len(flows) >= self.max_flows:
+                    self._end(next(iter(flows.values())), "evicted")
+                if proto == TCP and flags & 0x12 == 0x12:
+                    # first packet seen is a SYN-ACK: the receiver opened the connection
+                    key = (proto, dst, dport, src, sport, vlan)
+                    fwd = False
+                f = flows[key] = Flow(key, ts)
+            else:
+                fwd = False
+        if proto == TCP:
+            if flags & 0x12 == 0x02 and f.opkts and f.closed():
+                # a fresh SYN on a finished connection starts a new one (port reuse)
+                self._end(f, "closed")
+                f = flows[key] = Flow(key, ts)
+                fwd = True
+            bits = TCP_BITS[(flags & 0x17) | (8 if plen else 0)]
+        else:
+            bits = D if plen else 0
+        f.last = ts
+        if fwd:
+            f.opkts += 1
+            f.obytes += ip_len
+            new = bits & ~f.obits
+            if new:
+                f.obits |= new
+                f.history += UPPER[new]
+        else:
+            f.rpkts += 1
+            f.rbytes += ip_len
+            new = bits & ~f.rbits
+            if new:
+                f.rbits |= new
+                f.history += LOWER[new]
+        return f, fwd
+
+    def sweep(self, now: float) -> None:
+        """End flows that went idle or exceeded the active timeout."""
+        if self.next_sweep == 0.0:
+            self.next_sweep = now + self.sweep_every
+            return
+        self.next_sweep = now + self.sweep_every
+        idle, other, active = self.idle, IDLE_OTHER, self.active_timeout
+        expired = []
+        for f in self.flows.values():
+            if f.closed():
+                limit = IDLE_CLOSED
+            else:
+                limit = idle.get(f.key[0], other)
+            if now - f.last > limit:
+                expired.append((f, "idle-timeout"))
+            elif now - f.first > active:
+                expired.append((f, "active-timeout"))
+        for f, reason in expired:
+            self._end(f, reason)
+
+    def flush(self) -> None:
+        for f in list(self.flows.values()):
+            self._end(f, "end-of-input")
+
+    def _end(self, f: Flow, reason: str) -> None:
+        if self.flows.get(f.key) is f:
+            del self.flows[f.key]
+        self.ended += 1
+        self.on_end(f, reason)

@@ -1,0 +1,149 @@
+"""TLS ClientHello / ServerHello, the JA3 fingerprint and the Chinese SM cipher suites.
+
+TLCP (GB/T 38636-2020, the 国密 SSL protocol) uses record version 0x0101 and the SM2/
+SM3/SM4 suites below; RFC 8998 adds TLS_SM4_GCM_SM3/TLS_SM4_CCM_SM3 to TLS 1.3. When a
+client offers any of them the event notes it under `govsoc.tls.sm_ciphers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+VERSIONS = {0x0300: ("ssl", "3.0"), 0x0301: ("tls", "1.0"), 0x0302: ("tls", "1.1"),
+            0x0303: ("tls", "1.2"), 0x0304: ("tls", "1.3"), 0x0101: ("tlcp", "1.1")}
+SM_CIPHERS = {
+    0xE001: "ECDHE_SM1_SM3", 0xE003: "ECC_SM1_SM3", 0xE005: "IBSDH_SM1_SM3",
+    0xE007: "IBC_SM1_SM3", 0xE009: "RSA_SM1_SM3", 0xE00A: "RSA_SM1_SHA1",
+    0xE011: "ECDHE_SM4_CBC_SM3", 0xE013: "ECC_SM4_CBC_SM3", 0xE015: "IBSDH_SM4_CBC_SM3",
+    0xE017: "IBC_SM4_CBC_SM3", 0xE019: "RSA_SM4_CBC_SM3", 0xE01A: "RSA_SM4_CBC_SHA1",
+    0xE01C: "RSA_SM4_CBC_SHA256", 0xE051: "ECDHE_SM4_GCM_SM3", 0xE053: "ECC_SM4_GCM_SM3",
+    0xE055: "IBSDH_SM4_GCM_SM3", 0xE057: "IBC_SM4_GCM_SM3", 0xE059: "RSA_SM4_GCM_SM3",
+    0xE05A: "RSA_SM4_GCM_SHA256",
+    0x00C6: "TLS_SM4_GCM_SM3", 0x00C7: "TLS_SM4_CCM_SM3",
+}
+CIPHER_NAMES = {
+    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", 0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256", 0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA", 0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
+    **SM_CIPHERS,
+}
+
+
+def cipher_name(c: int) -> str:
+    return CIPHER_NAMES.get(c, f"0x{c:04X}")
+
+
+def is_grease(v: int) -> bool:
+    return (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)
+
+
+def version_of(v: int) -> tuple[str, str]:
+    return VERSIONS.get(v, ("tls", f"0x{v:04x}"))
+
+
+def record_length(data: bytes) -> int | None:
+    """Bytes needed for the first handshake record (header included), or None when the
+    data does not start with a TLS/TLCP handshake record."""
+    if len(data) < 5 or data[0] != 0x16 or data[1] not in (1, 3):
+        return None
+    return 5 + ((data[3] << 8) | data[4])
+
+
+def _exts(data: bytes, off: int, end: int):
+    while off + 4 <= end:
+        etype, elen = struct.unpack_from(">HH", data, off)
+        off += 4
+        if off + elen > end:
+            raise ValueError("tls extension truncated")
+        yield etype, off, elen
+        off += elen
+
+
+def parse_client_hello(data: bytes) -> dict[str, Any] | None:
+    """A handshake record holding a ClientHello -> its fields and JA3."""
+    if record_length(data) is None or len(data) < 9 or data[5] != 1:
+        return None
+    end = min(len(data), 9 + int.from_bytes(data[6:9], "big"))
+    off = 9
+    client_version = struct.unpack_from(">H", data, off)[0]
+    off += 2 + 32
+    off += 1 + data[off]  # session id
+    (clen,) = struct.unpack_from(">H", data, off)
+    off += 2
+    if off + clen > end:
+        raise ValueError("tls cipher list truncated")
+    ciphers = list(struct.unpack_from(f">{clen // 2}H", data, off))
+    off += clen
+    off += 1 + data[off]  # compression methods
+    sni = None
+    exts: list[int] = []
+    groups: list[int] = []
+    formats: list[int] = []
+    versions: list[int] = []
+    alpn: list[str] = []
+    if off + 2 <= end:
+        (xlen,) = struct.unpack_from(">H", data, off)
+        off += 2
+        for etype, eoff, elen in _exts(data, off, min(end, off + xlen)):
+            exts.append(etype)
+            if etype == 0 and elen >= 5:
+                nlen = struct.unpack_from(">H", data, eoff + 3)[0]
+                sni = data[eoff + 5:eoff + 5 + nlen].decode("ascii", "backslashreplace")
+            elif etype == 10 and elen >= 2:
+                n = struct.unpack_from(">H", data, eoff)[0] // 2
+                groups = list(struct.unpack_from(f">{n}H", data, eoff + 2))
+            elif etype == 11 and elen >= 1:
+                formats = list(data[eoff + 1:eoff + 1 + data[eoff]])
+            elif etype == 43 and elen >= 1:
+                n = data[eoff] // 2
+                versions = list(struct.unpack_from(f">{n}H", data, eoff + 1))
+            elif etype == 16 and elen >= 2:
+                i, stop = eoff + 2, eoff + elen
+                while i < stop:
+                    n = data[i]
+                    alpn.append(data[i + 1:i + 1 + n].decode("ascii", "backslashreplace"))
+                    i += 1 + n
+    ja3_full = ",".join([
+        str(client_version),
+        "-".join(str(c) for c in ciphers if not is_grease(c)),
+        "-".join(str(e) for e in exts if not is_grease(e)),
+        "-".join(str(g) for g in groups if not is_grease(g)),
+        "-".join(str(f) for f in formats),
+    ])
+    offered = [v for v in versions if not is_grease(v)]
+    return {
+        "client_version": client_version, "record_version": (data[1] << 8) | data[2],
+        "ciphers": [c for c in ciphers if not is_grease(c)], "sni": sni,
+        "supported_versions": offered, "alpn": alpn,
+        "ja3_full": ja3_full, "ja3": hashlib.md5(ja3_full.encode()).hexdigest(),
+    }
+
+
+def parse_server_hello(data: bytes) -> dict[str, Any] | None:
+    if record_length(data) is None or len(data) < 9 or data[5] != 2:
+        return None
+    end = min(len(data), 9 + int.from_bytes(data[6:9], "big"))
+    off = 9
+    version = struct.unpack_from(">H", data, off)[0]
+    off += 2 + 32
+    off += 1 + data[off]
+    (cipher,) = struct.unpack_from(">H", data, off)
+    off += 3
+    if off + 2 <= end:
+        (xlen,) = struct.unpack_from(">H", data, off)
+        off += 2
+        for etype, eoff, elen in _exts(data, off, min(end, off + xlen)):
+            if etype == 43 and elen == 2:
+                version = struct.unpack_from(">H", data, eoff)[0]
+    return {"version": version, "cipher": cipher}

@@ -1,0 +1,270 @@
+"""The tshark engine: Wireshark's dissectors (`tshark -T fields`) as the reference and
+for deep dissection. tshark decodes every layer; the same flow table, DNS/HTTP/TLS
+pairing and event builders as the fast engine turn its fields into events, so the two
+engines' output can be compared field by field (tests/collectors/packet/
+test_differential.py)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from collectors.packet.decode import ARP, FRAGMENT, NON_IP
+from collectors.packet.pcapfile import CaptureFile
+from collectors.packet.proto import tls as tlsp
+from collectors.packet.session import Session
+from collectors.packet.stats import CaptureError
+
+AGG = "\x1f"  # between occurrences of one field; never inside a value tshark prints
+FIELDS = [
+    "frame.time_epoch", "frame.cap_len", "vlan.id", "arp.opcode", "_ws.malformed",
+    "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.frag_offset",
+    "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen",
+    "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.len",
+    "udp.srcport", "udp.dstport", "udp.length",
+    "icmp.type", "icmp.code", "icmpv6.type", "icmpv6.code",
+    "dns.id", "dns.flags.response", "dns.flags.opcode", "dns.flags.rcode",
+    "dns.flags.authoritative", "dns.flags.truncated", "dns.flags.recdesired",
+    "dns.flags.recavail", "dns.flags.authenticated", "dns.flags.checkdisable",
+    "dns.qry.name", "dns.qry.type", "dns.qry.class",
+    "dns.resp.name", "dns.resp.type", "dns.resp.class", "dns.resp.ttl",
+    "dns.a", "dns.aaaa", "dns.cname", "dns.ns", "dns.ptr.domain_name",
+    "dns.mx.mail_exchange", "dns.txt",
+    "http.request.method", "http.request.uri", "http.request.version", "http.host",
+    "http.user_agent", "http.referer", "http.response.code", "http.response.version",
+    "http.content_length_header", "http.content_type",
+    "tls.record.version", "tls.handshake.type", "tls.handshake.version",
+    "tls.handshake.ciphersuite", "tls.handshake.extensions_server_name",
+    "tls.handshake.ja3", "tls.handshake.ja3_full",
+    "tls.handshake.extensions.supported_version", "tls.handshake.extensions_alpn_str",
+    "ssh.protocol",
+]
+IX = {name: i for i, name in enumerate(FIELDS)}
+# Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
+# stays on (it is what makes tshark the deep reference for HTTP and TLS).
+PREFS = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]
+_FLAG_NAMES = (("dns.flags.authoritative", "AA"), ("dns.flags.truncated", "TC"),
+               ("dns.flags.recdesired", "RD"), ("dns.flags.recavail", "RA"),
+               ("dns.flags.authenticated", "AD"), ("dns.flags.checkdisable", "CD"))
+_RDATA = {"A": "dns.a", "AAAA": "dns.aaaa", "CNAME": "dns.cname", "NS": "dns.ns",
+          "PTR": "dns.ptr.domain_name", "MX": "dns.mx.mail_exchange", "TXT": "dns.txt"}
+
+
+def check_tshark() -> str:
+    path = shutil.which("tshark")
+    if not path:
+        raise CaptureError("tshark is not installed (apt-get install tshark)")
+    return path
+
+
+def tshark_command(path: str) -> list[str]:
+    cmd = [check_tshark(), "-n", "-r", path, *PREFS, "-T", "fields", "-E", "separator=/t",
+           "-E", "occurrence=a", "-E", f"aggregator={AGG}", "-E", "quote=n"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    return cmd
+
+
+def _num(v: str) -> int:
+    return int(v, 16) if v.startswith("0x") else int(v)
+
+
+def _flag(v: str) -> bool:
+    return v in ("1", "True", "true")
+
+
+def run_file(cap: CaptureFile, session: Session,
+             progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    stats = session.stats
+    out = session.out
+    proc = subprocess.Popen(tshark_command(str(cap.path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                            errors="backslashreplace")
+    assert proc.stdout is not None
+    pos = 24  # where in the file tshark is, roughly: header + records so far
+    try:
+        for n, line in enumerate(proc.stdout, 1):
+            row = line.rstrip("\n").split("\t")
+            if len(row) < len(FIELDS):
+                row += [""] * (len(FIELDS) - len(row))
+            stats.packets += 1
+            caplen = int(row[IX["frame.cap_len"]] or 0)
+            stats.bytes += caplen
+            pos += caplen + 16
+            _packet(session, row)
+            if out:
+                yield from out
+                out.clear()
+            if progress is not None and not n & 0x3FFF:
+                progress(min(pos, cap.size))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        err = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode not in (0, -9) and "appears to have been cut short" not in err:
+            stats.bad(f"tshark: {err.strip().splitlines()[-1] if err.strip() else 'failed'}")
+
+
+def _first(row: list[str], name: str) -> str:
+    return row[IX[name]].split(AGG, 1)[0]
+
+
+def _all(row: list[str], name: str) -> list[str]:
+    v = row[IX[name]]
+    return v.split(AGG) if v else []
+
+
+def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame's fields
+    stats = session.stats
+    ts = float(row[0] or 0)
+    src4 = _first(row, "ip.src")
+    src6 = _first(row, "ipv6.src")
+    if src4:
+        if int(_first(row, "ip.frag_offset") or 0):
+            stats.skipped[FRAGMENT] += 1
+            return
+        src = socket.inet_pton(socket.AF_INET, src4)
+        dst = socket.inet_pton(socket.AF_INET, _first(row, "ip.dst"))
+        proto = int(_first(row, "ip.proto"))
+        ip_len = int(_first(row, "ip.len"))
+    elif src6:
+        src = socket.inet_pton(socket.AF_INET6, src6)
+        dst = socket.inet_pton(socket.AF_INET6, _first(row, "ipv6.dst"))
+        ip_len = int(_first(row, "ipv6.plen")) + 40
+        if row[IX["icmpv6.type"]]:
+            proto = 58
+        elif row[IX["tcp.srcport"]]:
+            proto = 6
+        elif row[IX["udp.srcport"]]:
+            proto = 17
+        else:
+            proto = int(_first(row, "ipv6.nxt"))
+    elif row[IX["arp.opcode"]]:
+        stats.skipped[ARP] += 1
+        return
+    elif row[IX["_ws.malformed"]]:
+        stats.bad("malformed (tshark)")
+        return
+    else:
+        stats.skipped[NON_IP] += 1
+        return
+    vlan = int(_first(row, "vlan.id") or 0)
+    flags = 0
+    if proto == 6:
+        if not row[IX["tcp.srcport"]]:
+            stats.bad("truncated tcp header")
+            return
+        sport, dport = int(_first(row, "tcp.srcport")), int(_first(row, "tcp.dstport"))
+        flags = _num(_first(row, "tcp.flags")) & 0xFF
+        plen = int(_first(row, "tcp.len") or 0)
+    elif proto == 17:
+        if not row[IX["udp.srcport"]]:
+            stats.bad("truncated udp header")
+            return
+        sport, dport = int(_first(row, "udp.srcport")), int(_first(row, "udp.dstport"))
+        plen = int(_first(row, "udp.length") or 8) - 8
+    elif proto in (1, 58):
+        name = "icmp" if proto == 1 else "icmpv6"
+        t = _first(row, f"{name}.type")
+        if not t:
+            stats.bad("truncated icmp header")
+            return
+        itype = int(t)
+        pairs = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17} if proto == 1 \
+            else {128: 129, 129: 128}
+        sport = itype
+        dport = pairs.get(itype, int(_first(row, f"{name}.code") or 0))
+        plen = 1  # ICMP always carries a body beyond its 4-byte header here
+    else:
+        sport = dport = 0
+        plen = 1
+    f, fwd = session.table.packet(ts, proto, src, sport, dst, dport, vlan, ip_len, flags,
+                                  plen)
+    if row[IX["dns.id"]]:
+        _dns(session, f, ts, row)
+    if row[IX["http.request.method"]] or row[IX["http.response.code"]]:
+        _http(session, f, ts, row)
+    if row[IX["tls.handshake.type"]]:
+        _tls(session, f, ts, row)
+    if row[IX["ssh.protocol"]]:
+        session.ssh(f, fwd, _first(row, "ssh.protocol"))
+
+
+def _dns(session: Session, f, ts: float, row: list[str]) -> None:
+    names, types = _all(row, "dns.qry.name"), _all(row, "dns.qry.type")
+    classes = _all(row, "dns.qry.class")
+    questions = [(names[i], int(types[i]), _num(classes[i]))
+                 for i in range(min(len(names), len(types), len(classes)))]
+    rdata = {k: _all(row, v) for k, v in _RDATA.items()}
+    answers = []
+    from collectors.packet.proto import dns as dnsp
+
+    rnames, rtypes = _all(row, "dns.resp.name"), _all(row, "dns.resp.type")
+    rclasses, ttls = _all(row, "dns.resp.class"), _all(row, "dns.resp.ttl")
+    for i in range(min(len(rnames), len(rtypes))):
+        rtype = dnsp.type_name(int(rtypes[i]))
+        if rtype == "OPT":
+            continue  # EDNS pseudo-record lives in the additional section
+        pool = rdata.get(rtype)
+        answers.append({"name": rnames[i], "type": rtype,
+                        "class": dnsp.class_name(_num(rclasses[i])) if i < len(rclasses)
+                        else "IN",
+                        "ttl": int(ttls[i]) if i < len(ttls) else 0,
+                        "data": pool.pop(0) if pool else ""})
+    msg = {"id": _num(_first(row, "dns.id")), "response": _flag(_first(row, "dns.flags.response")),
+           "opcode": int(_first(row, "dns.flags.opcode") or 0),
+           "rcode": int(_first(row, "dns.flags.rcode") or 0),
+           "flags": [n for field, n in _FLAG_NAMES if _flag(_first(row, field))],
+           "questions": questions, "answers": answers}
+    session.dns(f, ts, msg)
+
+
+def _opt_int(v: str) -> int | None:
+    return int(v) if v.isdigit() else None
+
+
+def _http(session: Session, f, ts: float, row: list[str]) -> None:
+    methods = _all(row, "http.request.method")
+    if methods:
+        uris = _all(row, "http.request.uri")
+        versions = _all(row, "http.request.version")
+        for i, method in enumerate(methods):
+            session.http_request(f, ts, {
+                "method": method, "uri": uris[i] if i < len(uris) else "",
+                "version": (versions[i] if i < len(versions) else "HTTP/1.1")[5:],
+                "host": _first(row, "http.host") or None,
+                "user_agent": _first(row, "http.user_agent") or None,
+                "referrer": _first(row, "http.referer") or None,
+                "content_length": _opt_int(_first(row, "http.content_length_header"))})
+    for i, code in enumerate(_all(row, "http.response.code")):
+        versions = _all(row, "http.response.version")
+        session.http_response(f, ts, {
+            "status": int(code),
+            "version": (versions[i] if i < len(versions) else "HTTP/1.1")[5:],
+            "content_type": _first(row, "http.content_type") or None,
+            "content_length": _opt_int(_first(row, "http.content_length_header"))})
+
+
+def _tls(session: Session, f, ts: float, row: list[str]) -> None:
+    types = _all(row, "tls.handshake.type")
+    ciphers = [_num(c) for c in _all(row, "tls.handshake.ciphersuite")]
+    versions = [_num(v) for v in _all(row, "tls.handshake.extensions.supported_version")]
+    if "1" in types:
+        hv = _first(row, "tls.handshake.version")
+        full = _first(row, "tls.handshake.ja3_full")
+        session.tls_client(f, ts, {
+            "client_version": _num(hv) if hv else 0,
+            "record_version": _num(_first(row, "tls.record.version") or "0"),
+            "ciphers": [c for c in ciphers if not tlsp.is_grease(c)],
+            "sni": _first(row, "tls.handshake.extensions_server_name") or None,
+            "supported_versions": [v for v in versions if not tlsp.is_grease(v)],
+            "alpn": _all(row, "tls.handshake.extensions_alpn_str"),
+            "ja3_full": full, "ja3": _first(row, "tls.handshake.ja3")})
+    elif "2" in types and ciphers:
+        hv = _first(row, "tls.handshake.version")
+        session.tls_server(f, ts, {"version": versions[-1] if versions else _num(hv),
+                                   "cipher": ciphers[0]})
