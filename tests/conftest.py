@@ -47,6 +47,12 @@ def unique_namespace() -> str:
 
 
 @pytest.fixture
+def es_namespace() -> str:
+    """A data-stream namespace no other test uses (for CLI runs against Elasticsearch)."""
+    return unique_namespace()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path):
     from soc_core.store import open_store
 

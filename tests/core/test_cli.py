@@ -10,7 +10,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import unique_namespace
 
 GOVSOC = str(Path(sys.executable).with_name("govsoc"))
 
@@ -33,7 +32,8 @@ def store_env(request, tmp_path):
     if request.param == "sqlite":
         return {"GOVSOC_STORE_URL": f"sqlite:///{tmp_path}/cli.db"}
     url = request.getfixturevalue("es_url")
-    return {"GOVSOC_STORE_URL": url, "GOVSOC_ES_NAMESPACE": unique_namespace()}
+    return {"GOVSOC_STORE_URL": url,
+            "GOVSOC_ES_NAMESPACE": request.getfixturevalue("es_namespace")}
 
 
 def test_ingest_search_info_prune(store_env, tmp_path):

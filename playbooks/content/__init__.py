@@ -1,0 +1,1 @@
+"""Ansible content shipped with govsoc: playbooks and their modules."""

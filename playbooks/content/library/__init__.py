@@ -1,0 +1,1 @@
+"""Ansible modules of the govsoc content (run on the managed hosts)."""
