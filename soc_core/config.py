@@ -64,6 +64,8 @@ def _lookup(values: dict[str, Any], key: str, default: Any) -> Any:
 
 def _coerce(raw: str, like: Any) -> Any:
     """Environment values are strings; give them the type of the value they replace."""
+    if isinstance(like, list):  # GOVSOC_LOGS_PATHS=/var/log/auth.log,/var/log/syslog
+        return [part for part in raw.split(",") if part.strip()]
     if isinstance(like, bool):
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if isinstance(like, int):

@@ -103,10 +103,10 @@ class SqliteStore(EventStore):
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url
         self.path = sqlite_path(url)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path, timeout)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.lock = threading.RLock()
 

@@ -100,3 +100,18 @@ def test_config_file_and_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "empty")
     monkeypatch.delenv("GOVSOC_STORE_URL", raising=False)
     assert load_config().store_url == "sqlite:///./data/govsoc.db"
+
+
+def test_env_override_of_a_list_key(tmp_path, monkeypatch):
+    cfg_file = tmp_path / "govsoc.toml"
+    cfg_file.write_text('[logs]\npaths = ["/var/log/auth.log"]\n')
+    monkeypatch.setenv("GOVSOC_LOGS_PATHS", "/a.log,/b.log")
+    assert load_config(cfg_file).get("logs.paths") == ["/a.log", "/b.log"]
+
+
+def test_sqlite_path_that_cannot_exist_is_a_store_error(tmp_path):
+    from soc_core.store import StoreUnavailable, open_store
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreUnavailable):
+        open_store(f"sqlite:///{tmp_path}/file/sub/govsoc.db")

@@ -1,0 +1,30 @@
+"""Log importers and tailers: Linux auth/syslog/auditd text logs and Windows EVTX.
+
+Public API (the `govsoc collect logs|evtx` commands call these):
+
+    parser_for(fmt)                      "auth" | "auditd" | "syslog" -> a line parser
+    LogReader(path, parser, sink, positions=..., checkpoint=...).import_once()
+    LogReader(...).follow(stop_event)    tail with rotation until stop is set
+    read_evtx(path, sink) -> ReadStats   one EVTX file, mapped as Winlogbeat does
+"""
+
+from __future__ import annotations
+
+from collectors.logs.auditd import AuditdParser
+from collectors.logs.auth import AuthParser
+from collectors.logs.records import LineParser, ReadStats, Source
+from collectors.logs.syslog import SyslogParser
+from collectors.logs.tail import LogReader, Positions
+
+FORMATS = {"auth": AuthParser, "auditd": AuditdParser, "syslog": SyslogParser}
+
+
+def parser_for(fmt: str) -> LineParser:
+    try:
+        return FORMATS[fmt]()
+    except KeyError:
+        raise ValueError(f"unknown log format {fmt!r}: one of {', '.join(FORMATS)}") from None
+
+
+__all__ = ["FORMATS", "LineParser", "LogReader", "Positions", "ReadStats", "Source",
+           "parser_for"]

@@ -1,0 +1,488 @@
+"""Windows EVTX files (Security, System, Sysmon...) to ECS, as Winlogbeat writes them:
+`winlog.*` (channel, event_id, record_id, provider, computer, event_data...) plus the
+ECS fields its security/sysmon pipelines set (`event.category/type/outcome/action`,
+`user.*`, `source.*`, `destination.*`, `process.*`, `file.*`, `dns.*`), so Sigma's
+Windows rules apply through the `ecs_windows` field mapping.
+
+Parsing uses the `evtx` package (Rust); damaged records are counted, the rest imported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+from collectors.logs.records import ReadStats
+from soc_core.ecs import make_event, parse_time
+
+_LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information",
+           5: "verbose"}
+_DATASETS = {"security": "system.security", "system": "system.system",
+             "application": "system.application",
+             "microsoft-windows-sysmon/operational": "windows.sysmon_operational",
+             "microsoft-windows-powershell/operational": "windows.powershell_operational"}
+_LOGON_TYPES = {2: "Interactive", 3: "Network", 4: "Batch", 5: "Service", 7: "Unlock",
+                8: "NetworkCleartext", 9: "NewCredentials", 10: "RemoteInteractive",
+                11: "CachedInteractive"}
+_PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp"}
+# Security event id -> (action, category, type, outcome)
+_SECURITY: dict[int, tuple[str, list[str], list[str], str | None]] = {
+    4624: ("logged-in", ["authentication"], ["start"], "success"),
+    4625: ("logon-failed", ["authentication"], ["start"], "failure"),
+    4634: ("logged-out", ["authentication"], ["end"], "success"),
+    4647: ("logged-out", ["authentication"], ["end"], "success"),
+    4648: ("logged-in-explicit", ["authentication"], ["start"], "success"),
+    4672: ("logged-in-special", ["iam"], ["admin"], "success"),
+    4673: ("privileged-service-called", ["iam"], ["admin"], None),
+    4688: ("created-process", ["process"], ["start"], "success"),
+    4689: ("exited-process", ["process"], ["end"], "success"),
+    4720: ("added-user-account", ["iam"], ["user", "creation"], "success"),
+    4726: ("deleted-user-account", ["iam"], ["user", "deletion"], "success"),
+    4732: ("added-member-to-group", ["iam"], ["group", "change"], "success"),
+    4740: ("locked-out-user-account", ["iam"], ["user", "change"], "success"),
+    4768: ("kerberos-authentication-ticket-requested", ["authentication"], ["start"], None),
+    4769: ("kerberos-service-ticket-requested", ["authentication"], ["start"], None),
+    4776: ("credential-validated", ["authentication"], ["start"], None),
+    1102: ("audit-log-cleared", ["iam"], ["admin"], "success"),
+    5152: ("windows-firewall-packet-drop", ["network"], ["denied"], "failure"),
+    5156: ("windows-firewall-connection-allowed", ["network"], ["allowed", "connection"],
+           "success"),
+    5157: ("windows-firewall-connection-blocked", ["network"], ["denied", "connection"],
+           "failure"),
+}
+# Sysmon event id -> (action, category, type)
+_SYSMON: dict[int, tuple[str, list[str], list[str]]] = {
+    1: ("Process Create (rule: ProcessCreate)", ["process"], ["start"]),
+    3: ("Network connection detected (rule: NetworkConnect)", ["network"], ["connection",
+                                                                            "start"]),
+    5: ("Process terminated (rule: ProcessTerminate)", ["process"], ["end"]),
+    7: ("Image loaded (rule: ImageLoad)", ["process"], ["change"]),
+    11: ("File created (rule: FileCreate)", ["file"], ["creation"]),
+    13: ("Registry value set (rule: RegistryEvent)", ["configuration", "registry"],
+         ["change"]),
+    22: ("Dns query (rule: DnsQuery)", ["network"], ["connection", "protocol", "info"]),
+}
+# System event id -> (action, category, type)
+_SYSTEM: dict[int, tuple[str, list[str], list[str]]] = {
+    7045: ("service-installed", ["configuration", "process"], ["creation"]),
+    7036: ("service-state-changed", ["process"], ["change"]),
+    104: ("audit-log-cleared", ["iam"], ["admin"]),
+    6005: ("event-log-started", ["host"], ["start"]),
+    6006: ("event-log-stopped", ["host"], ["end"]),
+}
+
+
+_FILE_HEADER = 4096
+_CHUNK = 65536
+
+
+class EvtxError(ValueError):
+    """A file that is not an EVTX log."""
+
+
+def _text(v: Any) -> Any:
+    """Element values come as `{"#text": ..., "#attributes": ...}` or scalars."""
+    if isinstance(v, dict):
+        return v.get("#text")
+    return v
+
+
+def _str(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def _int(v: Any) -> int | None:
+    if v is None:
+        return None
+    s = str(v).strip()
+    try:
+        return int(s, 16) if s.lower().startswith("0x") else int(s)
+    except ValueError:
+        return None
+
+
+def _ip(v: Any) -> str | None:
+    s = _str(v).strip()
+    if s.startswith("::ffff:") and "." in s:
+        s = s[7:]
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        return None
+
+
+def _port(v: Any) -> int | None:
+    p = _int(v)
+    return p if p is not None and 0 <= p <= 65535 else None
+
+
+def _basename(path: str) -> str:
+    return path.replace("/", "\\").rsplit("\\", 1)[-1]
+
+
+def _flatten_event_data(data: Any) -> dict[str, str]:
+    """EventData as Winlogbeat writes it: name -> string (unnamed values: param1...)."""
+    out: dict[str, str] = {}
+    if not isinstance(data, dict):
+        return out
+    for k, v in data.items():
+        if k == "#attributes":
+            continue
+        if isinstance(v, list):
+            out[k] = ", ".join(_str(_text(x)) for x in v)
+        elif isinstance(v, dict):
+            t = _text(v)
+            if t is not None:
+                out[k] = _str(t)
+        elif v is not None:
+            out[k] = _str(v)
+    return out
+
+
+def map_record(rec: dict[str, Any], source_key: Any = None) -> dict[str, Any]:
+    """One parsed record (the JSON form `evtx` returns: {"Event": {"System": ...,
+    "EventData": ...}}) -> an ECS event. Raises KeyError/ValueError for a record without
+    the System block."""
+    event = rec["Event"]
+    system = event["System"]
+    provider = system.get("Provider", {}).get("#attributes", {})
+    event_id = _int(_text(system.get("EventID")))
+    if event_id is None:
+        raise ValueError("record has no EventID")
+    channel = _str(_text(system.get("Channel")))
+    computer = _str(_text(system.get("Computer")))
+    record_id = _str(_text(system.get("EventRecordID")))
+    ts = parse_time(system["TimeCreated"]["#attributes"]["SystemTime"])
+    data = _flatten_event_data(event.get("EventData"))
+    user_data = event.get("UserData")
+    winlog: dict[str, Any] = {
+        "api": "wineventlog",
+        "channel": channel,
+        "event_id": str(event_id),
+        "record_id": record_id,
+        "computer_name": computer,
+        "provider_name": provider.get("Name", ""),
+    }
+    if provider.get("Guid"):
+        winlog["provider_guid"] = "{" + provider["Guid"].strip("{}") + "}"
+    execution = (system.get("Execution") or {}).get("#attributes", {})
+    if execution:
+        winlog["process"] = {"pid": _int(execution.get("ProcessID")),
+                             "thread": {"id": _int(execution.get("ThreadID"))}}
+    for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
+        if _text(system.get(src)) is not None:
+            winlog[dst] = _int(_text(system.get(src))) if dst == "version" else _str(
+                _text(system.get(src)))
+    if _text(system.get("Keywords")):
+        winlog["keywords"] = [_str(_text(system["Keywords"]))]
+    security = (system.get("Security") or {}) if isinstance(system.get("Security"), dict) else {}
+    sid = security.get("#attributes", {}).get("UserID")
+    if sid:
+        winlog["user"] = {"identifier": sid}
+    if data:
+        winlog["event_data"] = data
+    if isinstance(user_data, dict):
+        winlog["user_data"] = _flatten_event_data(next(iter(
+            (v for k, v in user_data.items() if k != "#attributes")), {}))
+    level = _int(_text(system.get("Level"))) or 0
+    fields: dict[str, Any] = {
+        "event": {"code": str(event_id), "provider": provider.get("Name", ""),
+                  "module": "windows"},
+        "winlog": winlog,
+        "host": {"name": computer},
+        "log": {"level": _LEVELS.get(level, str(level))},
+    }
+    chan = channel.lower()
+    if chan == "security":
+        fields["event"]["module"] = "security"
+        _security(event_id, data, fields)
+    elif chan == "microsoft-windows-sysmon/operational":
+        fields["event"]["module"] = "sysmon"
+        _sysmon(event_id, data, fields)
+    elif chan == "system":
+        fields["event"]["module"] = "system"
+        if event_id in _SYSTEM:
+            act, cat, typ = _SYSTEM[event_id]
+            fields["event"].update(action=act, category=cat, type=typ)
+        if event_id == 7045 and data.get("ServiceName"):
+            fields["service"] = {"name": data["ServiceName"]}
+            if data.get("ImagePath"):
+                fields["file"] = {"path": data["ImagePath"]}
+    dataset = _DATASETS.get(chan, "windows.eventlog")
+    key = source_key if source_key is not None else ("evtx", computer, channel, record_id)
+    return make_event(dataset, ts, key, fields)
+
+
+def _user(fields: dict[str, Any], name: str | None, domain: str | None, sid: str | None
+          ) -> None:
+    user: dict[str, Any] = {}
+    if name and name != "-":
+        user["name"] = name
+    if domain and domain != "-":
+        user["domain"] = domain
+    if sid and sid not in ("-", "S-1-0-0"):
+        user["id"] = sid
+    if user:
+        fields["user"] = user
+        if "name" in user:
+            fields.setdefault("related", {})["user"] = [user["name"]]
+
+
+def _security(eid: int, d: dict[str, str], f: dict[str, Any]) -> None:
+    ev = f["event"]
+    if eid in _SECURITY:
+        act, cat, typ, outcome = _SECURITY[eid]
+        ev.update(action=act, category=cat, type=typ)
+        if outcome:
+            ev["outcome"] = outcome
+    winlog = f["winlog"]
+    if "TargetUserName" in d:
+        _user(f, d.get("TargetUserName"), d.get("TargetDomainName"), d.get("TargetUserSid"))
+    elif "SubjectUserName" in d:
+        _user(f, d.get("SubjectUserName"), d.get("SubjectDomainName"), d.get("SubjectUserSid"))
+    if eid in (4624, 4625, 4634, 4647, 4648, 4672) and d.get("LogonType"):
+        lt = _int(d["LogonType"])
+        if lt in _LOGON_TYPES:
+            winlog["logon"] = {"type": _LOGON_TYPES[lt]}
+    if d.get("TargetLogonId"):
+        winlog.setdefault("logon", {})["id"] = d["TargetLogonId"]
+    src: dict[str, Any] = {}
+    if ip := _ip(d.get("IpAddress")):
+        src["ip"] = ip
+        if (port := _port(d.get("IpPort"))) is not None and port:
+            src["port"] = port
+    ws = d.get("WorkstationName") or d.get("Workstation")
+    if ws and ws != "-":
+        src["domain"] = ws
+    if eid == 4776:
+        ev["outcome"] = "success" if _int(d.get("Status")) == 0 else "failure"
+    if eid == 4625 and d.get("Status"):
+        failure = {"status": d["Status"]}
+        if d.get("SubStatus"):
+            failure["sub_status"] = d["SubStatus"]
+        winlog["logon"] = {**winlog.get("logon", {}), "failure": failure}
+    if eid in (4688, 4689):
+        proc: dict[str, Any] = {}
+        exe = d.get("NewProcessName") or d.get("ProcessName")
+        if exe:
+            proc["executable"] = exe
+            proc["name"] = _basename(exe)
+        pid = _int(d.get("NewProcessId") if eid == 4688 else d.get("ProcessId"))
+        if pid is not None:
+            proc["pid"] = pid
+        if d.get("CommandLine"):
+            proc["command_line"] = d["CommandLine"]
+        if eid == 4688:
+            parent: dict[str, Any] = {}
+            if (ppid := _int(d.get("ProcessId"))) is not None:
+                parent["pid"] = ppid
+            if d.get("ParentProcessName"):
+                parent["executable"] = d["ParentProcessName"]
+                parent["name"] = _basename(d["ParentProcessName"])
+            if parent:
+                proc["parent"] = parent
+            if "SubjectUserName" in d:
+                _user(f, d.get("SubjectUserName"), d.get("SubjectDomainName"),
+                      d.get("SubjectUserSid"))
+        f["process"] = proc
+    elif d.get("ProcessName") and d["ProcessName"] != "-":
+        proc = {"executable": d["ProcessName"], "name": _basename(d["ProcessName"])}
+        if (pid := _int(d.get("ProcessId"))) is not None:
+            proc["pid"] = pid
+        f["process"] = proc
+    if eid in (5152, 5156, 5157):
+        src = {}
+        dst: dict[str, Any] = {}
+        if ip := _ip(d.get("SourceAddress")):
+            src["ip"] = ip
+        if (p := _port(d.get("SourcePort"))) is not None:
+            src["port"] = p
+        if ip := _ip(d.get("DestAddress")):
+            dst["ip"] = ip
+        if (p := _port(d.get("DestPort"))) is not None:
+            dst["port"] = p
+        if dst:
+            f["destination"] = dst
+        proto = _PROTOCOLS.get(_int(d.get("Protocol")) or -1)
+        direction = {"%%14592": "inbound", "%%14593": "outbound"}.get(d.get("Direction", ""))
+        net: dict[str, Any] = {}
+        if proto:
+            net["transport"] = proto
+        if direction:
+            net["direction"] = direction
+        if net:
+            f["network"] = net
+        app = d.get("Application")
+        if app and app != "-":
+            f["process"] = {"executable": app, "name": _basename(app)}
+            if (pid := _int(d.get("ProcessId") or d.get("ProcessID"))) is not None:
+                f["process"]["pid"] = pid
+    if src:
+        f["source"] = src
+        if "ip" in src:
+            f.setdefault("related", {})["ip"] = [src["ip"]]
+
+
+def _split_user(v: str | None) -> tuple[str | None, str | None]:
+    if not v:
+        return None, None
+    if "\\" in v:
+        dom, name = v.split("\\", 1)
+        return name, dom
+    return v, None
+
+
+def _hashes(v: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in (v or "").split(","):
+        k, _, h = part.partition("=")
+        if h:
+            out[k.strip().lower()] = h.strip().lower()
+    return out
+
+
+def _sysmon(eid: int, d: dict[str, str], f: dict[str, Any]) -> None:
+    ev = f["event"]
+    if eid in _SYSMON:
+        act, cat, typ = _SYSMON[eid]
+        ev.update(action=act, category=cat, type=typ)
+    proc: dict[str, Any] = {}
+    if d.get("Image"):
+        proc["executable"] = d["Image"]
+        proc["name"] = _basename(d["Image"])
+    if (pid := _int(d.get("ProcessId"))) is not None:
+        proc["pid"] = pid
+    if d.get("ProcessGuid"):
+        proc["entity_id"] = d["ProcessGuid"]
+    if d.get("CommandLine"):
+        proc["command_line"] = d["CommandLine"]
+    if d.get("CurrentDirectory"):
+        proc["working_directory"] = d["CurrentDirectory"]
+    parent: dict[str, Any] = {}
+    if d.get("ParentImage"):
+        parent["executable"] = d["ParentImage"]
+        parent["name"] = _basename(d["ParentImage"])
+    if (ppid := _int(d.get("ParentProcessId"))) is not None:
+        parent["pid"] = ppid
+    if d.get("ParentCommandLine"):
+        parent["command_line"] = d["ParentCommandLine"]
+    if d.get("ParentProcessGuid"):
+        parent["entity_id"] = d["ParentProcessGuid"]
+    if parent:
+        proc["parent"] = parent
+    if eid in (1, 7) and (h := _hashes(d.get("Hashes"))):
+        target = proc if eid == 1 else f.setdefault("file", {})
+        target["hash"] = {k: v for k, v in h.items() if k in ("md5", "sha1", "sha256")}
+        if d.get("Hashes"):
+            f.setdefault("related", {})["hash"] = sorted(h.values())
+    if eid == 1 and d.get("OriginalFileName"):
+        proc["pe"] = {"original_file_name": d["OriginalFileName"]}
+    if proc:
+        f["process"] = proc
+    name, dom = _split_user(d.get("User"))
+    _user(f, name, dom, None)
+    if eid == 3:
+        src: dict[str, Any] = {}
+        dst: dict[str, Any] = {}
+        if ip := _ip(d.get("SourceIp")):
+            src["ip"] = ip
+        if (p := _port(d.get("SourcePort"))) is not None:
+            src["port"] = p
+        if d.get("SourceHostname"):
+            src["domain"] = d["SourceHostname"]
+        if ip := _ip(d.get("DestinationIp")):
+            dst["ip"] = ip
+        if (p := _port(d.get("DestinationPort"))) is not None:
+            dst["port"] = p
+        if d.get("DestinationHostname"):
+            dst["domain"] = d["DestinationHostname"]
+        f["source"], f["destination"] = src, dst
+        net: dict[str, Any] = {}
+        if d.get("Protocol"):
+            net["transport"] = d["Protocol"].lower()
+        if d.get("Initiated"):
+            net["direction"] = "outbound" if d["Initiated"].lower() == "true" else "inbound"
+        f["network"] = net
+        f["related"] = {**f.get("related", {}), "ip": [x["ip"] for x in (src, dst) if "ip" in x]}
+    elif eid == 11 and d.get("TargetFilename"):
+        path = d["TargetFilename"]
+        f["file"] = {"path": path, "name": _basename(path)}
+    elif eid == 7 and d.get("ImageLoaded"):
+        f.setdefault("file", {}).update(path=d["ImageLoaded"], name=_basename(d["ImageLoaded"]))
+    elif eid == 13 and d.get("TargetObject"):
+        f["registry"] = {"path": d["TargetObject"]}
+        if d.get("Details"):
+            f["registry"]["data"] = {"strings": [d["Details"]]}
+    elif eid == 22 and d.get("QueryName"):
+        f["dns"] = {"question": {"name": d["QueryName"]}}
+        if d.get("QueryResults"):
+            ips = [x for x in (_ip(r) for r in d["QueryResults"].split(";") if r) if x]
+            if ips:
+                f["dns"]["resolved_ip"] = ips
+
+
+def iter_records(path: str, stats: ReadStats) -> Iterator[tuple[dict[str, Any], int]]:
+    """Parsed records of one file; damaged ones are counted in `stats` with a reason."""
+    from evtx import PyEvtxParser
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_FILE_HEADER)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise EvtxError(f"{path}: {exc.strerror}") from exc
+    if head[:8] != b"ElfFile\x00":
+        raise EvtxError(f"{path}: not an EVTX file (bad signature)")
+    if len(head) >= 44:
+        (chunks,) = struct.unpack_from("<H", head, 42)
+        whole = max(0, size - _FILE_HEADER) // _CHUNK
+        if whole < chunks:
+            # the parser silently drops a cut chunk: say so
+            stats.bad(path, f"file truncated: {whole} of {chunks} chunks complete, the "
+                            "records of the cut chunk are lost")
+    try:
+        parser = PyEvtxParser(path, number_of_threads=1, skip_errors=True)
+    except (OSError, RuntimeError) as exc:
+        raise EvtxError(f"{path}: not a readable EVTX file: {exc}") from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        it = parser.records_json()
+        while True:
+            try:
+                rec = next(it)
+            except StopIteration:
+                break
+            except RuntimeError as exc:  # unrecoverable damage: the rest is unreadable
+                stats.bad(path, f"EVTX damage stops the file: {str(exc)[:160]}")
+                break
+            for w in caught:
+                stats.bad(path, f"damaged record skipped: {str(w.message)[:160]}")
+            caught.clear()
+            stats.lines += 1
+            try:
+                yield orjson.loads(rec["data"]), int(rec["event_record_id"])
+            except (orjson.JSONDecodeError, KeyError, ValueError) as exc:
+                stats.bad(f"{path} record {rec.get('event_record_id')}", f"bad JSON: {exc}")
+        for w in caught:
+            stats.bad(path, f"damaged record skipped: {str(w.message)[:160]}")
+
+
+def read_evtx(path: str, sink: Callable[[dict[str, Any]], Any],
+              stats: ReadStats | None = None) -> ReadStats:
+    """Map every record of one EVTX file and hand it to `sink`."""
+    stats = stats or ReadStats()
+    for rec, rid in iter_records(path, stats):
+        try:
+            doc = map_record(rec)
+        except (KeyError, ValueError, TypeError) as exc:
+            stats.bad(f"{path} record {rid}", f"unmappable record: {type(exc).__name__}: {exc}")
+            continue
+        stats.events += 1
+        sink(doc)
+    return stats

@@ -1,0 +1,308 @@
+"""Delivery: a bounded queue -> batches -> `EventStore.write`, with a disk spool for when
+the store is slow or down.
+
+Sources call `put()` (blocking when the queue is full: back-pressure) and `checkpoint(fn)`
+to learn when everything they put before is durable — in the store or in the spool —
+so they may persist their read position. A batch the store cannot take goes to the spool;
+while the spool holds anything, new batches are appended behind it so order is kept,
+and a retry loop drains it oldest first once the store answers again. Event ids are
+deterministic, so a batch delivered twice (crash between write and acknowledgement) is
+stored once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import orjson
+
+from collectors.health import HEALTH_DATASET, Health, save_snapshot
+from soc_core.spool import Spool, SpoolError, SpoolFull
+from soc_core.store import EventStore, StoreError, open_store
+
+log = logging.getLogger("govsoc.shipper")
+
+# Failures that mean "not now" rather than "never": the batch is spooled and retried.
+TRANSIENT = (StoreError, OSError, ConnectionError, TimeoutError)
+
+
+@dataclass
+class _Marker:
+    callback: Callable[[], Any] | None
+    done: threading.Event
+
+
+_STOP = object()
+
+
+class Shipper:
+    """Deliver documents to a store, at least once, in order, surviving store outages."""
+
+    def __init__(self, store: str | Callable[[], EventStore], *, name: str = "collector",
+                 data_dir: str | Path = "data", batch_size: int = 1000,
+                 flush_interval: float = 1.0, queue_size: int = 20_000,
+                 fsync: str = "interval", spool_max_bytes: int | None = 2 * 1024**3,
+                 metric_interval: float = 30.0, retry_max: float = 10.0,
+                 emit_metrics: bool = True) -> None:
+        self._connect: Callable[[], EventStore] = (
+            (lambda: open_store(store)) if isinstance(store, str) else store)
+        self.name = name
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.metric_interval = metric_interval
+        self.retry_max = retry_max
+        self.emit_metrics = emit_metrics
+        self.health = Health(name=name)
+        self.spool = Spool(self.data_dir / "spool" / name, fsync=fsync,
+                           max_bytes=spool_max_bytes)
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._store: EventStore | None = None
+        self._retry_at = 0.0  # monotonic time before which the store is not tried again
+        self._backoff = 0.5
+        self._thread = threading.Thread(target=self._run, name=f"shipper-{name}", daemon=True)
+        self._started = False
+        self._failure: BaseException | None = None
+        self._drain_deadline = 0.0
+        self._count_lock = threading.Lock()
+        self._q_putback: Any = None  # a control item taken early by the batch intake
+        self._corruptions_noted = 0
+
+    # -- producer side ---------------------------------------------------------------
+    def start(self) -> Shipper:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def put(self, doc: dict[str, Any], *, block: bool = True) -> bool:
+        """Queue one document. With block=False a full queue drops it (counted)."""
+        if self._failure is not None:
+            raise RuntimeError(f"shipper {self.name} stopped: {self._failure}")
+        try:
+            self._q.put(doc, block=block)
+        except queue.Full:
+            with self._count_lock:
+                self.health.dropped += 1
+            return False
+        with self._count_lock:  # several sources may share one shipper
+            self.health.events_in += 1
+        return True
+
+    def put_many(self, docs: Iterable[dict[str, Any]]) -> None:
+        for doc in docs:
+            self.put(doc)
+
+    def checkpoint(self, callback: Callable[[], Any] | None = None) -> threading.Event:
+        """Run `callback` in the delivery thread once every document put before is in
+        the store or on disk in the spool. Returns an Event set at that moment."""
+        marker = _Marker(callback, threading.Event())
+        self._q.put(marker)
+        return marker.done
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything put so far is durable (store or spool)."""
+        return self.checkpoint().wait(timeout)
+
+    def close(self, drain_timeout: float = 30.0) -> dict[str, Any]:
+        """Deliver what is queued, try to empty the spool for up to `drain_timeout`
+        seconds (what remains stays on disk for the next run), stop, and return the
+        final health snapshot."""
+        if self._started:
+            self._drain_deadline = time.monotonic() + drain_timeout
+            self._q.put(_STOP)
+            self._thread.join()
+        snap = self._refresh_health()
+        try:
+            save_snapshot(self.data_dir, snap)
+        except OSError as exc:
+            log.warning("cannot save collector health: %s", exc.strerror)
+        self.spool.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._failure is not None:
+            raise RuntimeError(f"shipper {self.name} failed: {self._failure}") from self._failure
+        return snap
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- delivery thread -------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # keep the reason for close(); never hang producers
+            log.exception("shipper %s stopped", self.name)
+            self._failure = exc
+            while True:  # release anyone waiting on a checkpoint
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Marker):
+                    item.done.set()
+
+    def _loop(self) -> None:
+        batch: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.flush_interval
+        next_health = time.monotonic()
+        next_metric = time.monotonic() + self.metric_interval
+        stopping = False
+        while True:
+            now = time.monotonic()
+            timeout = max(0.0, min(deadline, next_health) - now)
+            if self._spooled() and not stopping:
+                timeout = min(timeout, max(0.0, self._retry_at - now), 0.2)
+            if self._q_putback is not None:
+                item, self._q_putback = self._q_putback, None
+            else:
+                try:
+                    item = self._q.get(timeout=timeout)
+                except queue.Empty:
+                    item = None
+            if item is _STOP:
+                stopping = True
+            elif isinstance(item, _Marker):
+                self._deliver(batch)
+                batch = []
+                self.spool.sync()
+                if item.callback is not None:
+                    item.callback()
+                item.done.set()
+            elif item is not None:
+                batch.append(item)
+                # take what is already waiting in one go, so intake keeps pace with a drain
+                while len(batch) < self.batch_size:
+                    try:
+                        nxt = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(nxt, dict):
+                        self._q_putback = nxt  # a marker or stop: handled next iteration
+                        break
+                    batch.append(nxt)
+            now = time.monotonic()
+            if len(batch) >= self.batch_size or (batch and now >= deadline) or stopping:
+                self._deliver(batch)
+                batch = []
+                deadline = now + self.flush_interval
+            elif not batch:
+                deadline = now + self.flush_interval
+            self._drain(budget=0.5)
+            if self.emit_metrics and (now >= next_metric or stopping):
+                self._deliver([self.health.metric_doc()], count=False)
+                next_metric = now + self.metric_interval
+            if now >= next_health:
+                try:
+                    save_snapshot(self.data_dir, self._refresh_health())
+                except OSError as exc:  # status display is not worth losing events over
+                    log.warning("cannot save collector health: %s", exc.strerror)
+                next_health = now + 2.0
+            if stopping and self._q.empty() and self._q_putback is None:
+                while self._spooled() and time.monotonic() < self._drain_deadline:
+                    self._drain(budget=1.0)
+                    if self._spooled():
+                        time.sleep(min(0.5, max(0.0, self._retry_at - time.monotonic())))
+                return
+
+    def _deliver(self, batch: list[dict[str, Any]], *, count: bool = True) -> None:
+        if not batch:
+            return
+        if not self._spooled() and time.monotonic() >= self._retry_at and self._write(batch):
+            return
+        self._to_spool(batch, count)
+
+    def _spooled(self) -> bool:
+        return self.spool.pending_bytes > 0
+
+    def _to_spool(self, batch: list[dict[str, Any]], count: bool) -> None:
+        payload = orjson.dumps(batch, default=str)
+        try:
+            self.spool.append(payload)
+        except SpoolFull as exc:
+            self.health.dropped += len(batch)
+            self.health.note(f"dropped {len(batch)} events: {exc}")
+            return
+        except (SpoolError, OSError) as exc:
+            self.health.dropped += len(batch)
+            self.health.note(f"dropped {len(batch)} events: spool failed: {exc}")
+            return
+        if count:
+            self.health.spooled += len(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> bool:
+        """One write attempt; False (store marked down) on a transient failure."""
+        try:
+            if self._store is None:
+                self._store = self._connect()
+            result = self._store.write(batch)
+        except TRANSIENT as exc:
+            self.health.errors += 1
+            self.health.store_up = False
+            self.health.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            if self.health.errors == 1 or self._backoff >= self.retry_max:
+                log.warning("store write failed (%s); spooling", self.health.last_error)
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, self.retry_max)
+            if self._store is not None and not isinstance(exc, StoreError):
+                self._drop_store()
+            return False
+        self._backoff = 0.5
+        self.health.store_up = True
+        own = sum(1 for d in batch if _is_own_metric(d))  # health docs are not traffic
+        self.health.events_out += result.written + result.duplicates - own
+        self.health.duplicates += result.duplicates
+        if result.rejected:
+            self.health.rejected += len(result.rejected)
+            for rej in result.rejected[:10]:
+                self.health.note(f"rejected {rej.id or '(no id)'}: {rej.reason}")
+        return True
+
+    def _drop_store(self) -> None:
+        # closing a broken connection may fail too; it is discarded either way
+        with contextlib.suppress(Exception):
+            self._store.close()  # type: ignore[union-attr]
+        self._store = None
+
+    def _drain(self, budget: float) -> None:
+        """Deliver spooled batches oldest first for up to `budget` seconds."""
+        end = time.monotonic() + budget
+        while time.monotonic() < end and time.monotonic() >= self._retry_at:
+            rec = self.spool.peek()
+            if rec is None:
+                return
+            batch = orjson.loads(rec.payload)
+            if not self._write(batch):
+                return
+            self.spool.ack(rec)
+            self.health.drained += sum(1 for d in batch if not _is_own_metric(d))
+
+    def _refresh_health(self) -> dict[str, Any]:
+        h = self.health
+        h.spool_bytes = self.spool.pending_bytes
+        h.queued = self._q.qsize()
+        h.spool_corruptions = len(self.spool.corruptions)
+        for c in self.spool.corruptions[self._corruptions_noted:]:
+            h.note(f"spool damage: {c}")
+            log.warning("spool damage: %s", c)
+        self._corruptions_noted = len(self.spool.corruptions)
+        oldest = self.spool.oldest_ms() if h.spool_bytes else None
+        h.lag_seconds = round(max(0.0, time.time() - oldest / 1000), 3) if oldest else 0.0
+        return h.snapshot()
+
+
+def _is_own_metric(doc: dict[str, Any]) -> bool:
+    ev = doc.get("event")
+    return isinstance(ev, dict) and ev.get("dataset") == HEALTH_DATASET
