@@ -17,16 +17,17 @@ import binascii
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from crypto_svc.errors import CryptoError, KeyNotFound, KeyStateError, KeystoreError
 from crypto_svc.service import CryptoService, Verdict
-from crypto_svc.sm2 import DEFAULT_ID, SM2PublicKey
+from crypto_svc.sm2 import DEFAULT_ID, MAX_PEM, SM2PublicKey
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ async def local_principal() -> str:
 
 # -- request models --------------------------------------------------------------------
 _B64 = Field(description="base64")
+# Key ids are "k" + 16 hex digits; the bound keeps a hostile id out of errors and audit
+# events, while a well-formed id that does not exist still gets its 404.
+_KEY_ID_MAX = 64
+KeyId = Annotated[str, Field(min_length=1, max_length=_KEY_ID_MAX)]
+Version = Annotated[int, Field(ge=1, le=1 << 31)]
+# a public key PEM is a few hundred bytes; longer input is refused before it is parsed
+Pem = Annotated[str, Field(max_length=MAX_PEM)]
 
 
 class KeyCreate(BaseModel):
@@ -52,7 +60,7 @@ class KeyCreate(BaseModel):
 
 
 class SignRequest(BaseModel):
-    key_id: str
+    key_id: KeyId
     data: str | None = Field(None, description="base64 message (single)")
     items: list[str] | None = Field(None, description="base64 messages (batch)")
     uid: str | None = None
@@ -61,9 +69,9 @@ class SignRequest(BaseModel):
 
 
 class VerifyRequest(BaseModel):
-    key_id: str | None = None
-    public_key_pem: str | None = None
-    version: int | None = None
+    key_id: KeyId | None = None
+    public_key_pem: Pem | None = None
+    version: Version | None = None
     data: str = _B64
     signature: str = _B64
     uid: str | None = None
@@ -72,15 +80,15 @@ class VerifyRequest(BaseModel):
 
 
 class EncryptRequest(BaseModel):
-    key_id: str | None = None
-    public_key_pem: str | None = None
+    key_id: KeyId | None = None
+    public_key_pem: Pem | None = None
     data: str = _B64
     format: Literal["der", "c1c3c2", "c1c2c3"] = "der"
 
 
 class DecryptRequest(BaseModel):
-    key_id: str
-    version: int | None = None
+    key_id: KeyId
+    version: Version | None = None
     ciphertext: str = _B64
     format: Literal["der", "c1c3c2", "c1c2c3"] = "der"
 
@@ -267,15 +275,17 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
         except CryptoError as exc:
             raise _http_error(exc) from None
 
+    path_id = PathParam(max_length=_KEY_ID_MAX)
+
     @router.get("/keys/{key_id}")
-    def get_key(key_id: str) -> dict[str, Any]:
+    def get_key(key_id: str = path_id) -> dict[str, Any]:
         try:
             return _key_view(get_service().key_info(key_id))
         except CryptoError as exc:
             raise _http_error(exc) from None
 
     def admin(action: str) -> Callable[..., dict[str, Any]]:
-        def endpoint(key_id: str, who: str = Depends(user)) -> dict[str, Any]:
+        def endpoint(key_id: str = path_id, who: str = Depends(user)) -> dict[str, Any]:
             try:
                 return _key_view(getattr(get_service(), f"{action}_key")(key_id, user=who))
             except CryptoError as exc:

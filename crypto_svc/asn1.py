@@ -139,7 +139,8 @@ def to_bits(item: TLV) -> bytes:
 
 
 def to_oid(item: TLV) -> str:
-    if item.tag != OID or not item.body:
+    if item.tag != OID or not item.body or item.body[-1] & 0x80:
+        # the last byte of every arc has bit 8 clear: one that is set leaves an arc open
         raise DERError("expected an OBJECT IDENTIFIER")
     arcs: list[int] = []
     value = 0

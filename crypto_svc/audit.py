@@ -8,6 +8,10 @@ would cap the signing rate at the store's commit rate, so events are queued and 
 batches by a background thread (at most `flush_interval` seconds late) and on `flush()` /
 `close()`. Without a store, events stay in memory (the newest `keep` of them) for tests and
 for callers that ship them elsewhere.
+
+While the store is down, events wait in memory and are retried. The wait is bounded: with
+`max_pending` events waiting, `check()` raises AuditUnavailable and the service refuses key
+use (fail closed: no unrecorded use, no memory growing without end).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from crypto_svc.errors import AuditUnavailable
 from soc_core import ecs
-from soc_core.store.base import StoreError
+from soc_core.config import redact_url
 
 DATASET = "govsoc.audit"
 # orders events of one process that share a millisecond (ECS event.sequence)
@@ -62,13 +67,15 @@ _KEY_ADMIN = frozenset({"keygen", "rotate", "disable", "enable", "destroy"})
 
 class AuditLog:
     def __init__(self, store: Any = None, *, flush_interval: float = 0.5,
-                 batch: int = 1000, keep: int = 10_000) -> None:
+                 batch: int = 1000, keep: int = 10_000, max_pending: int = 100_000) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.batch = batch
+        self.max_pending = max_pending
         self._pending: list[dict[str, Any]] = []
+        self._in_flight = 0  # taken from _pending by a write still under way
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=100)
         self._cv = threading.Condition()
         self._write_lock = threading.Lock()
         self._closed = False
@@ -76,6 +83,17 @@ class AuditLog:
         if store is not None:
             self._thread = threading.Thread(target=self._run, name="crypto-audit", daemon=True)
             self._thread.start()
+
+    def check(self) -> None:
+        """Raise AuditUnavailable when the backlog of unwritten events is full."""
+        if self.store is None:
+            return
+        with self._cv:
+            waiting = len(self._pending) + self._in_flight
+        if waiting >= self.max_pending:
+            # the store's own error text stays out: it may name the store URL and its user
+            raise AuditUnavailable(f"audit events cannot be written to the event store "
+                                   f"({waiting} waiting): key use is refused until it recovers")
 
     def record(self, doc: dict[str, Any]) -> None:
         self.recent.append(doc)
@@ -104,17 +122,23 @@ class AuditLog:
         with self._write_lock:
             with self._cv:
                 docs, self._pending = self._pending, []
+                self._in_flight = len(docs)
             if not docs:
                 return 0
             try:
                 result = self.store.write(docs)
-            except (StoreError, OSError) as exc:  # store down: keep the events, retry later
+            except Exception as exc:  # noqa: BLE001 - store down or broken: keep the events
+                # (anything escaping here would end the writer thread and drop this batch)
                 with self._cv:
                     self._pending[:0] = docs
-                self.errors.append(f"audit write failed: {type(exc).__name__}: {exc}")
+                    self._in_flight = 0
+                self.errors.append(redact_url(f"audit write failed: "
+                                                 f"{type(exc).__name__}: {exc}"))
                 return 0
+            with self._cv:
+                self._in_flight = 0
             for rej in result.rejected:
-                self.errors.append(f"audit event rejected: {rej.reason}")
+                self.errors.append(redact_url(f"audit event rejected: {rej.reason}"))
             return result.written + result.duplicates
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ recorded as an audit event in the configured event store (`--store` to name anot
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -69,13 +70,16 @@ def _open_in(path: str) -> Iterator[BinaryIO]:
         yield fh
 
 
-def _write(path: str, data: bytes) -> None:
+def _write(path: str, data: bytes, *, private: bool = False) -> None:
+    """Write the output; `private` (decrypted plaintext) creates a new file with mode 0600
+    instead of the umask's usual 0644, so other users of the host cannot read it."""
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
     try:
-        with open(path, "wb") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}")
@@ -214,6 +218,9 @@ def verify_cmd(key_id: str | None, pub_path: str | None, user_id: str | None, ra
     """Verify an SM2 signature: exit 0 valid, 1 invalid."""
     if (key_id is None) == (pub_path is None):
         fail("give exactly one of --key ID or --pub PEM")
+    if in_path == "-" and sig_path == "-":
+        # the signature would take all of stdin and the message none: "invalid", wrongly
+        fail("--in and --sig cannot both be - (stdin)")
     uid = _uid(user_id)
     fmt = "raw" if raw else "der"
     signature = _read(sig_path)
@@ -221,8 +228,11 @@ def verify_cmd(key_id: str | None, pub_path: str | None, user_id: str | None, ra
     if pub_path is not None:
         from crypto_svc.service import CryptoService
 
-        verdict = CryptoService.verify_with_public(_public_from_file(pub_path), data,
-                                                   signature, uid=uid, fmt=fmt)
+        try:
+            verdict = CryptoService.verify_with_public(_public_from_file(pub_path), data,
+                                                       signature, uid=uid, fmt=fmt)
+        except CryptoError as exc:  # e.g. an --id too long for Z_A: a usage error, not
+            fail(str(exc))          # "invalid" (exit 1 means the signature is bad)
     else:
         with _service(store_url) as svc:
             verdict = svc.verify(key_id, data, signature, uid=uid, fmt=fmt)
@@ -280,7 +290,7 @@ def decrypt_cmd(key_id: str, fmt: str, envelope: bool, in_path: str, out_path: s
     with _service(store_url) as svc:
         plaintext = (svc.unseal(key_id, data) if envelope
                      else svc.decrypt(key_id, data, fmt=fmt)[0])
-    _write(out_path, plaintext)
+    _write(out_path, plaintext, private=True)
 
 
 @crypto.command("hash")

@@ -29,3 +29,8 @@ class KeyNotFound(KeystoreError):
 
 class KeyStateError(KeystoreError):
     """The key exists but its state or purpose forbids the operation (HTTP 409)."""
+
+
+class AuditUnavailable(KeystoreError):
+    """Audit events cannot be written and the backlog is full: key use is refused until
+    the event store recovers, since every use must be recorded (HTTP 503)."""

@@ -195,13 +195,7 @@ class Keystore:
                 self._doc = None  # always start from the file on disk
                 doc = json.loads(json.dumps(self._load()))  # a private copy to edit
                 yield doc
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(doc, fh, indent=1, sort_keys=True)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
+                _write_private(self.path, doc)
                 self._doc = None
                 self._load()
             finally:
@@ -259,7 +253,8 @@ class Keystore:
     def _entry(self, doc: dict[str, Any], key_id: str) -> dict[str, Any]:
         entry = doc["keys"].get(key_id)
         if entry is None:
-            raise KeyNotFound(f"no key {key_id!r} in the keystore")
+            shown = key_id if len(key_id) <= 64 else key_id[:64] + "..."
+            raise KeyNotFound(f"no key {shown!r} in the keystore")
         return entry
 
     def _info(self, entry: dict[str, Any]) -> KeyInfo:
@@ -375,6 +370,32 @@ class Keystore:
 
     def destroy(self, key_id: str) -> KeyInfo:
         return self.set_state(key_id, "destroyed")
+
+
+def _write_private(path: Path, doc: dict[str, Any]) -> None:
+    """Replace `path` atomically with `doc`, mode 0600 from the first byte. The temporary
+    file is created fresh (O_EXCL): reusing one a crashed run left behind would keep that
+    file's mode, which O_CREAT does not reset."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    # the rename itself is durable only once the directory is synced
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:

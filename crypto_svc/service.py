@@ -63,6 +63,7 @@ class CryptoService:
              digest_of_input: str | None = None, size: int | None = None) -> T:
         """Run `fn` (-> result, facts for the event: version, purpose, and optionally
         key_id, outcome, reason) and record one audit event, also when it fails."""
+        self.audit.check()  # no key use that cannot be recorded
         if data is not None:
             digest_of_input, size = _sm3.sm3_hex(data), len(data)
         try:
@@ -134,6 +135,7 @@ class CryptoService:
         """Batch signing: one keystore look-up for the batch, one audit event per
         signature (each with its own input digest)."""
         items = list(items)
+        self.audit.check()
         try:
             key, version = self.keystore.private_key(key_id, purpose="sign")
             z = key.public_key.za(uid)

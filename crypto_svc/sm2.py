@@ -133,16 +133,34 @@ def decode_ciphertext(ct: bytes, fmt: str = "der", size: int = _SIZE) -> tuple[b
 
 
 # -- PEM -----------------------------------------------------------------------------------
-_PEM = re.compile(rb"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+# A key's PEM is well under 1 KiB; the bound keeps hostile input (HTTP bodies, files) cheap.
+MAX_PEM = 64 << 10
+_BEGIN, _DASHES = b"-----BEGIN ", b"-----"
+_LABEL = re.compile(rb"[A-Z][A-Z ]{0,63}")
 
 
 def pem_decode(data: bytes | str) -> tuple[str, bytes]:
+    """(label, DER) of the first PEM block. A plain scan, each byte looked at a bounded
+    number of times: a regex with a back-reference took seconds on a crafted 100 KiB input
+    (many BEGIN lines without an END)."""
+    if len(data) > MAX_PEM:
+        raise CryptoError(f"a PEM document is at most {MAX_PEM} bytes, got {len(data)}")
     raw = data.encode() if isinstance(data, str) else data
-    m = _PEM.search(raw)
-    if not m:
+    start = raw.find(_BEGIN)
+    if start < 0:
         raise CryptoError("not a PEM document (no -----BEGIN ...----- block)")
+    label_at = start + len(_BEGIN)
+    label_end = raw.find(_DASHES, label_at)
+    label = raw[label_at:label_end] if label_end >= 0 else b""
+    if not _LABEL.fullmatch(label):
+        raise CryptoError("not a PEM document (bad -----BEGIN ...----- line)")
+    end_marker = b"-----END " + label + _DASHES
+    body_end = raw.find(end_marker, label_end + len(_DASHES))
+    if body_end < 0:
+        raise CryptoError(f"PEM block {label.decode()} has no -----END line")
+    body = raw[label_end + len(_DASHES):body_end]
     try:
-        return m.group(1).decode(), base64.b64decode(b"".join(m.group(2).split()), validate=True)
+        return label.decode(), base64.b64decode(b"".join(body.split()), validate=True)
     except ValueError:
         raise CryptoError("PEM body is not valid base64") from None
 
@@ -280,20 +298,30 @@ class SM2PublicKey:
         if fmt not in CT_FORMATS:
             raise CryptoError(f"unknown ciphertext format {fmt!r}; one of {', '.join(CT_FORMATS)}")
         gm = self._gm if _k is None else _GM(pk=self._point, rnd_fn=_rng(_k))
-        raw = gm.encrypt(plaintext)  # C1(65) || C3(32) || C2
-        return encode_ciphertext(raw[:65], raw[65:97], raw[97:], fmt)
+        for _ in range(8):
+            raw = gm.encrypt(plaintext)  # C1(65) || C3(32) || C2
+            # When KDF(x2||y2) is all zeros (GB/T 32918.4 A5: pick another k), gmalglib
+            # leaves its loop without a retry and returns C3 and C2 as zero bytes: an
+            # undecryptable ciphertext, once in 256 for a one-byte plaintext. A real C3
+            # (an SM3 digest) is never all zeros; we retry with a fresh k.
+            if any(raw[65:97]):
+                return encode_ciphertext(raw[:65], raw[65:97], raw[97:], fmt)
+            if _k is not None:
+                break
+        raise CryptoError("encryption failed: the nonce gave an all-zero key stream")
 
 
 class SM2PrivateKey:
     """An SM2 private key d in [1, n-2]. Its repr and str never show d."""
 
-    __slots__ = ("_d", "_gm", "public_key")
+    __slots__ = ("_d", "_gm", "_ossl_dec", "public_key")
 
     def __init__(self, d: int) -> None:
         if not 1 <= d <= _N - 2:
             raise CryptoError("invalid SM2 private key: d must be in [1, n-2]")
         self._d = d
         self._gm = _GM(d.to_bytes(_SIZE, "big"), rnd_fn=os.urandom)
+        self._ossl_dec: ossl.Decryptor | None | bool = False  # False: not loaded yet
         self.public_key = SM2PublicKey(_GM.get_pk(d.to_bytes(_SIZE, "big")))
 
     def __repr__(self) -> str:
@@ -353,12 +381,27 @@ class SM2PrivateKey:
                     raise CryptoError("the public key in the file does not match the private key")
         return key
 
+    def _pkcs8(self) -> bytes:
+        ec = asn1.sequence(asn1.integer(1), asn1.octets(self.to_bytes()),
+                           asn1.tlv(0xA1, asn1.bits(self.public_key.to_bytes())))
+        return asn1.sequence(asn1.integer(0), _ALG_ID, asn1.octets(ec))
+
     def to_pem(self) -> str:
         """PKCS#8 as `openssl genpkey -algorithm SM2` writes it (for tests and offline
         tools; the service never exports private keys)."""
-        ec = asn1.sequence(asn1.integer(1), asn1.octets(self.to_bytes()),
-                           asn1.tlv(0xA1, asn1.bits(self.public_key.to_bytes())))
-        return pem_encode("PRIVATE KEY", asn1.sequence(asn1.integer(0), _ALG_ID, asn1.octets(ec)))
+        return pem_encode("PRIVATE KEY", self._pkcs8())
+
+    def _decryptor(self) -> ossl.Decryptor | None:
+        """This key in libcrypto, loaded on first use; None without a usable libcrypto."""
+        if self._ossl_dec is False:
+            dec = None
+            if ossl.available():
+                try:
+                    dec = ossl.Decryptor(self._pkcs8())
+                except ValueError:
+                    dec = None
+            self._ossl_dec = dec
+        return self._ossl_dec  # type: ignore[return-value]
 
     # operations
     def sign(self, message: bytes, *, uid: bytes = DEFAULT_ID, fmt: str = "der",
@@ -386,6 +429,14 @@ class SM2PrivateKey:
         c1, c3, c2 = decode_ciphertext(ciphertext, fmt)
         if not _GM.is_pk_valid(c1):  # C1 must be a point of the curve (invalid-curve attacks)
             raise DecryptionError()
+        dec = self._decryptor()
+        if dec is not None:
+            # libcrypto compares C3 in constant time (gmalglib's loop stops at the first
+            # differing byte: a timing oracle on how much of a forged C3 is right)
+            plaintext = dec.decrypt(encode_ciphertext(c1, c3, c2, "der"))
+            if plaintext is None:
+                raise DecryptionError()
+            return plaintext
         try:
             return self._gm.decrypt(c1 + c3 + c2)
         except ValueError:

@@ -17,6 +17,7 @@ import orjson
 
 from soc_core import ecs
 from soc_core.cliutil import fail, open_cli_store, store_option
+from soc_core.config import redact_url
 from soc_core.query import QueryError
 from soc_core.store import Selection, StoreError, parse_duration
 
@@ -265,7 +266,7 @@ def up_cmd(store_url: str | None, demo: bool, once: bool) -> None:
         with open_cli_store(url) as s:
             if views:
                 return Group(*(render(s) for render in views))
-            table = Table(title=f"govsoc · {url}")
+            table = Table(title=f"govsoc · {redact_url(url)}")
             table.add_column("family")
             table.add_column("documents", justify="right")
             for family, datasets in s.info()["families"].items():

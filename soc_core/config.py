@@ -7,6 +7,7 @@ Top-level keys map the same way: `store_url` <- `GOVSOC_STORE_URL`.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,15 @@ def _coerce(raw: str, like: Any) -> Any:
     if isinstance(like, float):
         return float(raw)
     return raw
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_url(text: str) -> str:
+    """Any `scheme://user:password@host` in `text` with the credentials masked, for
+    messages, logs and `store info`: secrets never reach them."""
+    return _USERINFO.sub("***@", text)
 
 
 def sqlite_path(url: str) -> Path:

@@ -31,8 +31,9 @@ DLT_NULL, DLT_EN10MB, DLT_RAW, DLT_LOOP = 0, 1, 101, 108
 DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_IPV4, DLT_IPV6 = 113, 276, 228, 229
 _RAW_ALIASES = (12, 14)  # DLT_RAW on some BSDs
 
-_ICMP_PAIR = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
-_ICMP6_PAIR = {128: 129, 129: 128}
+# ICMP request/reply types that share a flow (both engines key ICMP flows this way)
+ICMP_PAIR = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
+ICMP6_PAIR = {128: 129, 129: 128}
 _IP6_EXT = frozenset({0, 43, 60, 135, 139, 140})
 
 _HH = struct.Struct(">HH").unpack_from
@@ -196,7 +197,7 @@ def _l4(buf, l4: int, l4len: int, end: int, proto: int, src: bytes, dst: bytes, 
         if l4end - l4 < 4:
             return "truncated icmp header"
         itype = buf[l4]
-        pair = (_ICMP_PAIR if proto == ICMP else _ICMP6_PAIR).get(itype)
+        pair = (ICMP_PAIR if proto == ICMP else ICMP6_PAIR).get(itype)
         return (proto, src, itype, dst, buf[l4 + 1] if pair is None else pair, vlan,
                 ip_len, 0, l4len - 4, l4 + 4, l4end)
     return (proto, src, 0, dst, 0, vlan, ip_len, 0, l4len, l4, l4end)

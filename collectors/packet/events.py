@@ -5,6 +5,7 @@ their events here, which is what makes their output comparable."""
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from typing import Any
@@ -55,9 +56,13 @@ _SECONDS: dict[int, str] = {}
 
 def iso_time(ts: float) -> str:
     """soc_core.ecs.format_time for an epoch float, with the per-second prefix cached
-    (a capture's events cluster in a few seconds)."""
-    us = round(ts * 1_000_000)
-    sec, frac = divmod(us, 1_000_000)
+    (a capture's events cluster in a few seconds). Microseconds are rounded from the
+    fraction alone, as datetime.fromtimestamp does: round(ts * 1e6) rounds the product,
+    which differs at half-microsecond ties (35184373.0529995 gave .053, core .052)."""
+    frac_s, whole = math.modf(ts)
+    sec, frac = int(whole), round(frac_s * 1_000_000)
+    if frac >= 1_000_000:
+        sec, frac = sec + 1, frac - 1_000_000
     prefix = _SECONDS.get(sec)
     if prefix is None:
         if len(_SECONDS) > 4096:

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from collectors.packet.decode import ARP, FRAGMENT, NON_IP
+from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
@@ -72,6 +72,14 @@ def _num(v: str) -> int:
     return int(v, 16) if v.startswith("0x") else int(v)
 
 
+def _int(v: str) -> int:
+    return int(v) if v.isdigit() else 0
+
+
+# what a damaged frame's fields raise here: int('') / inet_pton('') / a missing occurrence
+_ROW_ERRORS = (ValueError, IndexError, OSError)
+
+
 def _flag(v: str) -> bool:
     return v in ("1", "True", "true")
 
@@ -91,10 +99,15 @@ def run_file(cap: CaptureFile, session: Session,
             if len(row) < len(FIELDS):
                 row += [""] * (len(FIELDS) - len(row))
             stats.packets += 1
-            caplen = int(row[IX["frame.cap_len"]] or 0)
+            caplen = _int(row[IX["frame.cap_len"]])
             stats.bytes += caplen
             pos += caplen + 16
-            _packet(session, row)
+            try:
+                _packet(session, row)
+            except _ROW_ERRORS:
+                # a field tshark left empty or odd on a damaged frame: that frame is bad,
+                # the rest of the capture is still read (as in the fast engine)
+                stats.bad("malformed (tshark)")
             if out:
                 yield from out
                 out.clear()
@@ -158,6 +171,9 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if not row[IX["tcp.srcport"]]:
             stats.bad("truncated tcp header")
             return
+        if not row[IX["tcp.flags"]]:
+            stats.bad("truncated tcp header")
+            return
         sport, dport = int(_first(row, "tcp.srcport")), int(_first(row, "tcp.dstport"))
         flags = _num(_first(row, "tcp.flags")) & 0xFF
         plen = int(_first(row, "tcp.len") or 0)
@@ -174,8 +190,7 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
             stats.bad("truncated icmp header")
             return
         itype = int(t)
-        pairs = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17} if proto == 1 \
-            else {128: 129, 129: 128}
+        pairs = ICMP_PAIR if proto == 1 else ICMP6_PAIR
         sport = itype
         dport = pairs.get(itype, int(_first(row, f"{name}.code") or 0))
         plen = 1  # ICMP always carries a body beyond its 4-byte header here
@@ -184,12 +199,21 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         plen = 1
     f, fwd = session.table.packet(ts, proto, src, sport, dst, dport, vlan, ip_len, flags,
                                   plen)
-    if row[IX["dns.id"]]:
-        _dns(session, f, ts, row)
-    if row[IX["http.request.method"]] or row[IX["http.response.code"]]:
-        _http(session, f, ts, row)
-    if row[IX["tls.handshake.type"]]:
-        _tls(session, f, ts, row)
+    # the frame is in its flow now; a payload tshark could not fully dissect is an
+    # application error of that flow, as in the fast engine, not a bad frame
+    service = "tcp"
+    try:
+        if row[IX["dns.id"]]:
+            service = "dns"
+            _dns(session, f, ts, row)
+        if row[IX["http.request.method"]] or row[IX["http.response.code"]]:
+            service = "http"
+            _http(session, f, ts, row)
+        if row[IX["tls.handshake.type"]]:
+            service = "tls"
+            _tls(session, f, ts, row)
+    except _ROW_ERRORS:
+        stats.app_errors[service] += 1
     if row[IX["ssh.protocol"]]:
         session.ssh(f, fwd, _first(row, "ssh.protocol"))
 
@@ -224,7 +248,7 @@ def _dns(session: Session, f, ts: float, row: list[str]) -> None:
 
 
 def _opt_int(v: str) -> int | None:
-    return int(v) if v.isdigit() else None
+    return int(v) if v.isascii() and v.isdigit() and len(v) <= 18 else None
 
 
 def _http(session: Session, f, ts: float, row: list[str]) -> None:

@@ -37,6 +37,9 @@ def open_store(url: str | None = None, **options) -> EventStore:
 
         store = ElasticStore(url, **options)
     else:
-        raise StoreError(f"unsupported store URL {url!r}: use sqlite:///path.db or http(s)://host:9200")
+        from soc_core.config import redact_url
+
+        raise StoreError(f"unsupported store URL {redact_url(url)!r}: "
+                         "use sqlite:///path.db or http(s)://host:9200")
     store.setup()
     return store

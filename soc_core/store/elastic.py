@@ -24,7 +24,7 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from soc_core import ecs
 from soc_core import query as q
-from soc_core.config import load_config
+from soc_core.config import load_config, redact_url
 from soc_core.store import es_mappings
 from soc_core.store.base import (
     EventStore,
@@ -96,7 +96,7 @@ class ElasticStore(EventStore):
                     time.sleep(delay)
                     delay *= 2
                     continue
-                raise StoreUnavailable(f"Elasticsearch at {self.url} unreachable: "
+                raise StoreUnavailable(f"Elasticsearch at {redact_url(self.url)} unreachable: "
                                        f"{type(exc).__name__}") from exc
         raise AssertionError("unreachable")
 
@@ -405,7 +405,7 @@ class ElasticStore(EventStore):
             families[family] = dict(self.terms("event.dataset", Selection(family=family),
                                                size=1000))
         return {"backend": self.backend, "version": f"Elasticsearch {self.version}",
-                "url": self.url, "namespace": self.namespace,
+                "url": redact_url(self.url), "namespace": self.namespace,
                 "retention": self.retention_mode, "families": families}
 
     def drop_all(self) -> None:

@@ -283,3 +283,12 @@ def test_es_redelivery_after_rollover_is_still_a_duplicate(es_store):
     again = es_store.write([ev(i) for i in range(25)], refresh=True)
     assert (again.written, again.duplicates) == (5, 20)
     assert es_store.count() == 25
+
+
+def test_credentials_never_reach_messages():
+    with pytest.raises(StoreUnavailable) as err:
+        open_store("http://govsoc:hunter2secret@127.0.0.1:9", retries=0)
+    assert "hunter2secret" not in str(err.value) and "***@127.0.0.1:9" in str(err.value)
+    with pytest.raises(StoreError) as err2:
+        open_store("ftp://u:hunter2secret@example")
+    assert "hunter2secret" not in str(err2.value)

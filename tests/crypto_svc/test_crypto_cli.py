@@ -6,34 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from crypto_helpers import MASTER
+from crypto_helpers import GOVSOC, MASTER, ok, one_error_line, run
 
 from crypto_svc import sm3
 from soc_core.store import Selection, open_store
-
-GOVSOC = str(Path(sys.executable).with_name("govsoc"))
-
-
-def run(*args: str, stdin: bytes | None = None, env: dict | None = None):
-    return subprocess.run([GOVSOC, "crypto", *args], capture_output=True, input=stdin,
-                          timeout=120, env={**os.environ, **(env or {})}, check=False)
-
-
-def ok(*args: str, **kw) -> str:
-    out = run(*args, **kw)
-    assert out.returncode == 0, out.stderr.decode()
-    return out.stdout.decode()
-
-
-def one_error_line(out: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert out.returncode == code, (out.returncode, out.stderr)
-    lines = out.stderr.decode().strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_sign_verify_cycle_with_openssl(crypto_env: Path):

@@ -35,10 +35,13 @@ def header_flags(flags: int) -> list[str]:
 
 def read_name(msg: bytes, off: int) -> tuple[str, int]:
     """Name at `off`; returns (name, offset after it). Pointers are followed with a hop
-    limit, so a looping message is an error, not a hang."""
+    limit, so a looping message is an error, not a hang, and a name is at most 255 bytes
+    (RFC 1035 2.3.4): chained pointers could otherwise spell 8 KB names, hundreds of times
+    over in one 10 KB message, and every answer becomes part of an event."""
     labels: list[str] = []
     end = -1
     hops = 0
+    size = 1  # the root label
     while True:
         n = msg[off]
         if n & 0xC0 == 0xC0:
@@ -57,10 +60,11 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
         label = msg[off:off + n]
         if len(label) != n:
             raise ValueError("dns name truncated")
+        size += n + 1
+        if size > 255:
+            raise ValueError("dns name longer than 255 bytes")
         labels.append(label.decode("ascii", "backslashreplace"))
         off += n
-        if len(labels) > 128:
-            raise ValueError("dns name too long")
     return (".".join(labels) if labels else "."), (end if end >= 0 else off)
 
 

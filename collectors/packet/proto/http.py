@@ -41,7 +41,8 @@ def parse_request(data: bytes) -> dict[str, Any] | None:
 def parse_response(data: bytes) -> dict[str, Any] | None:
     lines = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or len(parts[1]) != 3 \
+            or not parts[1].isdigit():
         return None
     hdr = _headers(lines[1:])
     return {"status": int(parts[1]), "version": parts[0][5:].decode("latin-1"),
@@ -50,4 +51,7 @@ def parse_response(data: bytes) -> dict[str, Any] | None:
 
 
 def _int(v: str | None) -> int | None:
-    return int(v) if v is not None and v.isdigit() else None
+    """A decimal header value, else None. ASCII digits only and at most 18 of them:
+    str.isdigit() also accepts "²" (latin-1 0xB2) and int() refuses 4,300+ digits, and
+    either raising would drop the whole request and stop parsing that connection."""
+    return int(v) if v is not None and v.isascii() and v.isdigit() and len(v) <= 18 else None

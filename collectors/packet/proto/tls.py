@@ -70,15 +70,24 @@ def _exts(data: bytes, off: int, end: int):
         off += elen
 
 
-def parse_client_hello(data: bytes) -> dict[str, Any] | None:
-    """A handshake record holding a ClientHello -> its fields and JA3."""
-    if record_length(data) is None or len(data) < 9 or data[5] != 1:
+def _hello(data: bytes, kind: int) -> tuple[int, int, int] | None:
+    """The common head of a Client/ServerHello (handshake type `kind`): (end of the
+    message, its version, offset after random and session id), or None when `data` is
+    not a handshake record holding one."""
+    if record_length(data) is None or len(data) < 9 or data[5] != kind:
         return None
     end = min(len(data), 9 + int.from_bytes(data[6:9], "big"))
-    off = 9
-    client_version = struct.unpack_from(">H", data, off)[0]
-    off += 2 + 32
-    off += 1 + data[off]  # session id
+    version = struct.unpack_from(">H", data, 9)[0]
+    off = 9 + 2 + 32
+    return end, version, off + 1 + data[off]  # session id
+
+
+def parse_client_hello(data: bytes) -> dict[str, Any] | None:
+    """A handshake record holding a ClientHello -> its fields and JA3."""
+    head = _hello(data, 1)
+    if head is None:
+        return None
+    end, client_version, off = head
     (clen,) = struct.unpack_from(">H", data, off)
     off += 2
     if off + clen > end:
@@ -97,16 +106,18 @@ def parse_client_hello(data: bytes) -> dict[str, Any] | None:
         off += 2
         for etype, eoff, elen in _exts(data, off, min(end, off + xlen)):
             exts.append(etype)
+            # lengths inside an extension are cut at its end: one that overruns it must
+            # not pull in the next extension's bytes or fail the whole hello
             if etype == 0 and elen >= 5:
-                nlen = struct.unpack_from(">H", data, eoff + 3)[0]
+                nlen = min(struct.unpack_from(">H", data, eoff + 3)[0], elen - 5)
                 sni = data[eoff + 5:eoff + 5 + nlen].decode("ascii", "backslashreplace")
             elif etype == 10 and elen >= 2:
-                n = struct.unpack_from(">H", data, eoff)[0] // 2
+                n = min(struct.unpack_from(">H", data, eoff)[0], elen - 2) // 2
                 groups = list(struct.unpack_from(f">{n}H", data, eoff + 2))
             elif etype == 11 and elen >= 1:
-                formats = list(data[eoff + 1:eoff + 1 + data[eoff]])
+                formats = list(data[eoff + 1:eoff + 1 + min(data[eoff], elen - 1)])
             elif etype == 43 and elen >= 1:
-                n = data[eoff] // 2
+                n = min(data[eoff], elen - 1) // 2
                 versions = list(struct.unpack_from(f">{n}H", data, eoff + 1))
             elif etype == 16 and elen >= 2:
                 i, stop = eoff + 2, eoff + elen
@@ -131,13 +142,10 @@ def parse_client_hello(data: bytes) -> dict[str, Any] | None:
 
 
 def parse_server_hello(data: bytes) -> dict[str, Any] | None:
-    if record_length(data) is None or len(data) < 9 or data[5] != 2:
+    head = _hello(data, 2)
+    if head is None:
         return None
-    end = min(len(data), 9 + int.from_bytes(data[6:9], "big"))
-    off = 9
-    version = struct.unpack_from(">H", data, off)[0]
-    off += 2 + 32
-    off += 1 + data[off]
+    end, version, off = head
     (cipher,) = struct.unpack_from(">H", data, off)
     off += 3
     if off + 2 <= end:
