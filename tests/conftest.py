@@ -30,7 +30,9 @@ def es_url() -> str:
     if given:
         yield given
         return
-    env = {**os.environ, "ES_PORT": ES_TEST_PORT}
+    # a node this session starts begins empty: test data streams cannot be deleted on
+    # this distribution, so they would pile up from run to run
+    env = {**os.environ, "ES_PORT": ES_TEST_PORT, "ES_FRESH": "1"}
     status = subprocess.run([ROOT / "scripts" / "es-local", "status"], env=env,
                             capture_output=True, text=True)
     started_here = status.returncode != 0

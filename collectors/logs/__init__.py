@@ -26,5 +26,12 @@ def parser_for(fmt: str) -> LineParser:
         raise ValueError(f"unknown log format {fmt!r}: one of {', '.join(FORMATS)}") from None
 
 
+def read_evtx(path, sink, **kwargs) -> ReadStats:
+    """One EVTX file into ECS events (imported on use: the parser is only needed here)."""
+    from collectors.logs.evtx import read_evtx as read
+
+    return read(path, sink, **kwargs)
+
+
 __all__ = ["FORMATS", "LineParser", "LogReader", "Positions", "ReadStats", "Source",
-           "parser_for"]
+           "parser_for", "read_evtx"]

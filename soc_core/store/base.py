@@ -116,6 +116,9 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def optimize(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+        """Refresh query-planner statistics; a no-op where the server keeps its own."""
+
     def __enter__(self) -> EventStore:
         return self
 

@@ -83,7 +83,10 @@ class Compiler:
         parts = [f"family = {self.p(sel.family)}"]
         if sel.dataset:
             datasets = [sel.dataset] if isinstance(sel.dataset, str) else list(sel.dataset)
-            parts.append(f"dataset IN ({', '.join(self.p(d) for d in datasets)})")
+            if len(datasets) == 1:  # equality lets docs_dataset serve the ORDER BY too
+                parts.append(f"dataset = {self.p(datasets[0])}")
+            else:
+                parts.append(f"dataset IN ({', '.join(self.p(d) for d in datasets)})")
         if sel.start_ms is not None:
             parts.append(f"ts >= {self.p(sel.start_ms)}")
         if sel.end_ms is not None:

@@ -1,0 +1,146 @@
+"""Alerts: ECS documents (`event.kind: alert`) with the rule, ATT&CK `threat.*`, the matched
+events' ids, first/last seen, a count, and a workflow (open -> acknowledged -> closed).
+
+The alert id derives from (rule id, group key, suppression bucket), so the same matches
+always land on the same alert: a restart, a re-scan of an overlapping window, or another
+backend with the same events produce the same id and the same count, never a second alert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from soc_core import ecs
+from soc_core.store import EventStore, Selection
+
+DATASET = "govsoc.alert"
+STATUSES = ("open", "acknowledged", "closed")
+CLOSE_REASONS = ("resolved", "false_positive", "duplicate", "benign")
+EVIDENCE_IDS = 100  # matched event ids kept on the alert (the count stays exact)
+# ECS fields copied from the first matched event, for list views and posture
+CONTEXT_FIELDS = ("host.name", "source.ip", "destination.ip", "destination.port", "user.name",
+                  "process.executable", "dns.question.name", "organization.name")
+
+
+class AlertError(ValueError):
+    """A workflow change the user asked for is not possible (unknown id, bad status)."""
+
+
+def iso(ms: int) -> str:
+    return ecs.format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def alert_id(rule_id: str, key: tuple, bucket: int) -> str:
+    return ecs.stable_id("alert", rule_id, repr(key), bucket)
+
+
+def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
+          events: list[dict[str, Any]], existing: dict[str, Any] | None) -> dict[str, Any]:
+    """The alert for these matched events (sorted oldest first), keeping an existing
+    alert's workflow state (status, assignee, notes)."""
+    key = tuple(group.items())
+    aid = alert_id(rule.id, key, bucket)
+    times = [ecs.to_millis(e["@timestamp"]) for e in events]
+    first, last = min(times), max(times)
+    ids = [e["event"]["id"] for e in events]
+    count = len(set(ids))
+    prev = ((existing or {}).get("govsoc") or {}).get("alert") or {}
+    if prev:
+        first = min(first, ecs.to_millis(prev.get("first_seen", iso(first))))
+        last = max(last, ecs.to_millis(prev.get("last_seen", iso(last))))
+        # each pass recomputes the whole bucket; never lower a count already reported
+        count = max(count, int(prev.get("count", 0)))
+    doc: dict[str, Any] = {
+        "@timestamp": iso(last),
+        "message": f"{rule.title} ({count} event{'s' if count != 1 else ''})",
+        "event": {"kind": "alert", "id": aid, "dataset": DATASET, "module": "govsoc",
+                  "severity": rule.severity, "risk_score": float(rule.severity),
+                  "start": iso(first), "end": iso(last)},
+        "rule": {"id": rule.id, "uuid": rule.id, "name": rule.title,
+                 "description": (rule.sigma.description or "")[:1000],
+                 "ruleset": rule.path.split("/rules/")[-1] if "/rules/" in rule.path
+                 else rule.path},
+        "threat": rule.threat(),
+    }
+    for f in CONTEXT_FIELDS:
+        v = group.get(f)
+        if v is None:
+            v = next((ecs.get_field(e, f) for e in events if ecs.get_field(e, f) is not None),
+                     None)
+        if v is not None:
+            ecs.set_field(doc, f, list(v) if isinstance(v, tuple) else v)
+    doc["govsoc"] = {"alert": {
+        "status": prev.get("status", "open"),
+        "level": rule.level,
+        "count": count,
+        "first_seen": iso(first),
+        "last_seen": iso(last),
+        "window": {"start": iso(bucket * bucket_ms), "end": iso((bucket + 1) * bucket_ms)},
+        "group": {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()},
+        "event_ids": ids[:EVIDENCE_IDS],
+        "correlation": bool(rule.is_correlation),
+        "assignee": prev.get("assignee"),
+        "close_reason": prev.get("close_reason"),
+        "notes": prev.get("notes", []),
+        "created": prev.get("created") or iso(_now_ms()),
+    }}
+    return doc
+
+
+def changed(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    if old is None:
+        return True
+    a, b = new["govsoc"]["alert"], (old.get("govsoc") or {}).get("alert") or {}
+    return (a["count"], a["last_seen"], a["first_seen"]) != (
+        b.get("count"), b.get("last_seen"), b.get("first_seen"))
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def set_status(store: EventStore, aid: str, *, status: str | None = None,
+               note: str | None = None, assignee: str | None = None,
+               close_reason: str | None = None, by: str = "analyst") -> dict[str, Any]:
+    """Move an alert through its workflow; a note is appended with who and when."""
+    doc = store.get("alerts", aid)
+    if doc is None:
+        raise AlertError(f"no alert with id {aid}")
+    al = doc.setdefault("govsoc", {}).setdefault("alert", {})
+    if status is not None:
+        if status not in STATUSES:
+            raise AlertError(f"bad status {status!r}: one of {', '.join(STATUSES)}")
+        if status == "closed":
+            reason = close_reason or "resolved"
+            if reason not in CLOSE_REASONS:
+                raise AlertError(f"bad close reason {reason!r}: one of {', '.join(CLOSE_REASONS)}")
+            al["close_reason"] = reason
+        elif close_reason is not None:
+            raise AlertError("a close reason goes with --status closed")
+        else:
+            al["close_reason"] = None
+        al["status"] = status
+    elif close_reason is not None:
+        raise AlertError("a close reason goes with --status closed")
+    if assignee is not None:
+        al["assignee"] = assignee or None
+    if note:
+        al.setdefault("notes", []).append({"at": iso(_now_ms()), "by": by, "text": note})
+    res = store.write([doc], refresh=True)
+    if res.rejected:
+        raise AlertError(f"alert {aid} not updated: {res.rejected[0].reason}")
+    return doc
+
+
+def list_alerts(store: EventStore, *, status: str | None = None, limit: int = 1000,
+                start: Any = None) -> list[dict[str, Any]]:
+    """Newest first."""
+    filters = {"govsoc.alert.status": status} if status else None
+    out = []
+    for doc in store.scan(Selection(family="alerts", filters=filters, start=start),
+                          page_size=min(limit, 1000), descending=True):
+        out.append(doc)
+        if len(out) >= limit:
+            break
+    return out

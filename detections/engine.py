@@ -1,0 +1,373 @@
+"""The detection engine: runs each rule over `[checkpoint - lookback, now - delay]`, turns
+matches into alerts, and persists checkpoints and rule health.
+
+Exactly once: every pass re-reads whole suppression buckets (the window start is aligned
+down to a bucket boundary) and recomputes each touched alert from all its matches, so an
+overlapping window, a restart or a crash between writing alerts and saving the checkpoint
+rewrites the same alert with the same count instead of adding to it. Gaps (the engine was
+down longer than a few intervals) are recorded in rule health and backfilled, because the
+next window always starts at the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from detections import alerts as al
+from detections.correlation import Match, evaluate
+from detections.rules import Rule, RulePack, load_pack
+from detections.state import DetectionState
+from soc_core import ecs
+from soc_core.store import EventStore, Selection, StoreError, parse_duration
+
+DEFAULT_GROUP = ("host.name", "source.ip", "destination.ip", "user.name")
+HEALTH_GAPS = 20  # gaps remembered per rule
+
+
+class TooNoisy(ValueError):
+    """More matches in one window than the engine holds at once."""
+
+
+@dataclass
+class Settings:
+    interval_s: float = 30.0  # scheduler period
+    delay_ms: int = 5_000  # events may arrive this late
+    lookback_ms: int = 60_000  # overlap with the previous window
+    initial_ms: int = 7 * 86_400_000  # first run of a rule looks back this far
+    suppress_ms: int = 3_600_000  # matches of one rule+group in this bucket -> one alert
+    max_matches: int = 200_000  # per rule and slice; beyond that the rule is flagged noisy
+    slice_ms: int = 3_600_000  # long windows (first run, backfill) are run in slices
+    page: int | None = None  # None: 50,000 on SQLite (fewer keyset re-walks), 10,000 on ES
+
+
+@dataclass
+class RunSummary:
+    rules: int = 0
+    matches: int = 0
+    new_alerts: int = 0
+    updated_alerts: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+    snoozed: int = 0
+    events_scanned: int | None = None
+
+    def line(self) -> str:
+        return (f"{self.rules} rules, {self.matches} matches, {self.new_alerts} new alerts, "
+                f"{self.updated_alerts} updated, {self.snoozed} snoozed, "
+                f"{len(self.errors)} errors")
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def to_ms(value: Any) -> int:
+    from soc_core.store.base import resolve_millis
+
+    return resolve_millis(value)
+
+
+def ts_ms(stamp: str) -> int:
+    """@timestamp of a stored (normalized, UTC) document in epoch ms; the hot path of
+    correlation, so without the general parser's checks."""
+    try:
+        return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return ecs.to_millis(stamp)
+
+
+class Engine:
+    def __init__(self, store: EventStore, pack: RulePack | None = None, *,
+                 settings: Settings | None = None, state: DetectionState | None = None
+                 ) -> None:
+        self.store = store
+        self.pack = pack or load_pack(backends=[self.backend_of(store)])
+        self.settings = settings or Settings()
+        self.state = state or DetectionState.for_store(store)
+        self._analyzed = 0.0
+
+    @staticmethod
+    def backend_of(store: EventStore) -> str:
+        return "sqlite" if store.backend == "sqlite" else "elasticsearch"
+
+    @property
+    def backend(self) -> str:
+        return self.backend_of(self.store)
+
+    # -- one pass ------------------------------------------------------------------
+    def run_once(self, now: Any = None, since: Any = None) -> RunSummary:
+        """Run every applicable rule once over its window; returns what happened."""
+        now = now_ms() if now is None else to_ms(now)
+        since_ms = None if since is None else to_ms(since)
+        summary = RunSummary()
+        state = self.state.load()
+        self.store.refresh()
+        if time.monotonic() - self._analyzed > 3600:
+            self.store.optimize()
+            self._analyzed = time.monotonic()
+        self._cache: dict[tuple, list[dict[str, Any]]] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        for rule in self.pack.runnable(self.backend):
+            if not rule.is_correlation and not rule.generate:
+                continue  # only feeds correlations
+            summary.rules += 1
+            upd = self._run_rule(rule, state, now, since_ms, summary)
+            updates[rule.id] = upd
+        self._save(updates)
+        if summary.new_alerts or summary.updated_alerts:
+            self.store.refresh()
+        return summary
+
+    def _window(self, rule: Rule, state: dict[str, Any], now: int, since: int | None
+                ) -> tuple[int, int, dict[str, int] | None]:
+        s = self.settings
+        end = now - s.delay_ms
+        cp = state["checkpoints"].get(rule.id)
+        gap = None
+        if cp is None:
+            start = end - s.initial_ms
+        else:
+            start = cp - s.lookback_ms
+            if end - cp > max(3 * s.interval_s * 1000, s.lookback_ms) + s.delay_ms:
+                gap = {"start": al.iso(cp), "end": al.iso(end), "backfilled": True}
+        if since is not None:
+            start = min(start, since)
+        return start, end, gap
+
+    def _run_rule(self, rule: Rule, state: dict[str, Any], now: int, since: int | None,
+                  summary: RunSummary) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        start, end, gap = self._window(rule, state, now, since)
+        upd: dict[str, Any] = {"checkpoint": end, "gap": gap, "matches": 0, "alerts": 0,
+                               "error": None, "snoozed": None}
+        snooze = state["snoozes"].get(rule.id)
+        if snooze and to_ms(snooze["until"]) > now:
+            # snoozed: the window is consumed without alerting (that is what snooze means)
+            upd["snoozed"] = snooze["until"]
+            summary.snoozed += 1
+        elif end > start:
+            run = self._correlate if rule.is_correlation else self._single
+
+            def tally(counts: tuple[int, int, int]) -> None:
+                n_match, n_new, n_upd = counts
+                upd["matches"] += n_match
+                upd["alerts"] += n_new + n_upd
+                summary.matches += n_match
+                summary.new_alerts += n_new
+                summary.updated_alerts += n_upd
+
+            lo = start
+            try:
+                try:
+                    tally(run(rule, state, start, end))
+                except TooNoisy:
+                    # too many matches at once (a first run, a long backfill): go slice by
+                    # slice; slices end on bucket boundaries, so each alert bucket is still
+                    # computed whole, and the checkpoint advances as slices succeed
+                    step = self._slice_ms(rule)
+                    while lo < end:
+                        hi = min(end, (lo // step + 1) * step)
+                        tally(run(rule, state, lo, hi))
+                        lo = hi
+            except (StoreError, ValueError, sqlite3.Error) as exc:
+                # the checkpoint stays where the failed slice began: retried next pass
+                old = state["checkpoints"].get(rule.id)
+                upd["checkpoint"] = lo if lo > start else old
+                upd["error"] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                summary.errors[rule.id] = upd["error"]
+        upd["duration_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return upd
+
+    # -- fetching ------------------------------------------------------------------
+    def _native(self, rule: Rule) -> Any:
+        q = rule.queries[self.backend]
+        if self.backend == "elasticsearch":
+            return {"query_string": {"query": q, "default_field": "message", "lenient": True}}
+        return q
+
+    def fetch(self, rule: Rule, start: int, end: int) -> list[dict[str, Any]]:
+        """Every event matching a base rule in [start, end), oldest first."""
+        key = (rule.id, start, end)
+        if key in self._cache:
+            return self._cache[key]
+        sel = Selection(family="events", dataset=rule.datasets, start=al.iso(start),
+                        end=al.iso(end))
+        out: list[dict[str, Any]] = []
+        cursor = None
+        native = self._native(rule)
+        size = self.settings.page or (50_000 if self.backend == "sqlite" else 10_000)
+        while True:
+            page = self.store.native(native, sel, size=size, after=cursor)
+            out.extend(page.hits)
+            if len(out) > self.settings.max_matches:
+                raise TooNoisy(f"more than {self.settings.max_matches} matches in one "
+                                 f"window: the rule is too noisy, tune it or add an exception")
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        self._cache[key] = out
+        return out
+
+    def _exceptions(self, rule: Rule, state: dict[str, Any],
+                    docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        excs = state["exceptions"].get(rule.id) or []
+        if not excs:
+            return docs
+        return [d for d in docs if not any(exception_matches(x, d) for x in excs)]
+
+    # -- single-event rules --------------------------------------------------------
+    def _bucket_ms(self, rule: Rule) -> int:
+        spec = rule.options.get("suppress")
+        if spec:
+            return int(parse_duration(str(spec)).total_seconds() * 1000)
+        return self.settings.suppress_ms
+
+    def _slice_ms(self, rule: Rule) -> int:
+        bucket = self._bucket_ms(rule)
+        if rule.is_correlation:
+            bucket = max(bucket, int(rule.sigma.timespan.seconds * 1000))
+        return max(1, -(-self.settings.slice_ms // bucket)) * bucket
+
+    def _group_fields(self, rule: Rule) -> list[str]:
+        if rule.is_correlation:
+            return list(rule.sigma.group_by or [])
+        fields = rule.options.get("group_by")
+        return list(fields) if fields else list(DEFAULT_GROUP)
+
+    def _single(self, rule: Rule, state: dict[str, Any], start: int, end: int
+                ) -> tuple[int, int, int]:
+        bucket_ms = self._bucket_ms(rule)
+        qstart = start - start % bucket_ms
+        docs = self._exceptions(rule, state, self.fetch(rule, qstart, end))
+        fields = self._group_fields(rule)
+        groups: dict[tuple[tuple, int], list[dict[str, Any]]] = {}
+        for d in docs:
+            key = tuple(_hashable(ecs.get_field(d, f)) for f in fields)
+            groups.setdefault((key, ts_ms(d["@timestamp"]) // bucket_ms), []).append(d)
+        new, upd = self._emit(rule, fields, groups, bucket_ms)
+        return len(docs), new, upd
+
+    # -- correlation rules ---------------------------------------------------------
+    def _correlate(self, rule: Rule, state: dict[str, Any], start: int, end: int
+                   ) -> tuple[int, int, int]:
+        corr = rule.sigma
+        bucket_ms = max(self._bucket_ms(rule), int(corr.timespan.seconds * 1000))
+        start -= start % bucket_ms
+        first_bucket = start // bucket_ms
+        # a sliding window ending in the first bucket may start one timespan earlier
+        qstart = first_bucket * bucket_ms - int(corr.timespan.seconds * 1000)
+        matches: list[Match] = []
+        for base in self.pack.bases(rule):
+            docs = self._exceptions(rule, state, self.fetch(base, qstart, end))
+            name = base.sigma.name
+            matches.extend(Match(base.id, name, ts_ms(d["@timestamp"]), d) for d in docs)
+        names = {b.sigma.name: b.id for b in self.pack.bases(rule) if b.sigma.name}
+        mins = {names.get(k, k): int(v) for k, v in (rule.options.get("min_count") or {}).items()}
+        found = evaluate(corr, matches, bucket_ms, min_counts=mins)
+        beacon = rule.options.get("beacon")
+        if beacon:
+            limit = float(beacon.get("max_jitter", 0.15))
+            found = {k: ms for k, ms in found.items() if regular(ms, limit)}
+        groups = {(key, b): [m.doc for m in ms] for (key, b), ms in found.items()
+                  if b >= first_bucket}
+        new, upd = self._emit(rule, self._group_fields(rule), groups, bucket_ms)
+        return len(matches), new, upd
+
+    # -- writing alerts ------------------------------------------------------------
+    def _emit(self, rule: Rule, fields: list[str],
+              groups: dict[tuple[tuple, int], list[dict[str, Any]]], bucket_ms: int
+              ) -> tuple[int, int]:
+        docs, new, upd = [], 0, 0
+        planned = []
+        for (key, bucket), events in groups.items():
+            group = {f: v for f, v in zip(fields, key, strict=True) if v is not None}
+            planned.append((al.alert_id(rule.id, tuple(group.items()), bucket), group, bucket,
+                            events))
+        known = self._existing([p[0] for p in planned])
+        for aid, group, bucket, events in planned:
+            events.sort(key=lambda e: (e["@timestamp"], e["event"]["id"]))
+            existing = known.get(aid)
+            doc = al.build(rule, group, bucket, bucket_ms, events, existing)
+            if al.changed(doc, existing):
+                docs.append(doc)
+                if existing is None:
+                    new += 1
+                else:
+                    upd += 1
+        if docs:
+            res = self.store.write(docs)
+            if res.rejected:
+                raise ValueError(f"alert rejected by the store: {res.rejected[0].reason}")
+        return new, upd
+
+    def _existing(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored alerts among `ids`, in a few searches instead of one get each."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            sel = Selection(family="alerts", filters={"event.id": chunk})
+            for doc in self.store.search(sel, size=len(chunk)).hits:
+                out[doc["event"]["id"]] = doc
+        return out
+
+    # -- persisted state -----------------------------------------------------------
+    def _save(self, updates: dict[str, dict[str, Any]]) -> None:
+        def apply(data: dict[str, Any]) -> None:
+            for rid, u in updates.items():
+                if u["checkpoint"] is not None:
+                    data["checkpoints"][rid] = u["checkpoint"]
+                h = data["health"].setdefault(rid, {"runs": 0, "errors": 0, "total_matches": 0,
+                                                     "gaps": []})
+                h["runs"] += 1
+                h["last_run"] = al.iso(now_ms())
+                h["duration_ms"] = u["duration_ms"]
+                h["matches"] = u["matches"]
+                h["total_matches"] += u["matches"]
+                h["alerts"] = u["alerts"]
+                h["snoozed_until"] = u["snoozed"]
+                if u["error"]:
+                    h["errors"] += 1
+                    h["last_error"] = u["error"]
+                    h["last_error_at"] = h["last_run"]
+                if u["gap"]:
+                    h["gaps"] = (h["gaps"] + [u["gap"]])[-HEALTH_GAPS:]
+                if u["checkpoint"] is not None:
+                    h["checkpoint"] = al.iso(u["checkpoint"])
+        self.state.update(apply)
+
+
+def regular(matches: list[Match], max_jitter: float) -> bool:
+    """A beacon: the gaps between connections vary by at most `max_jitter` (coefficient of
+    variation), which humans browsing never manage and implants on a timer always do."""
+    times = sorted(m.ts for m in matches)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    if len(gaps) < 2:
+        return False
+    mean = sum(gaps) / len(gaps)
+    if mean <= 0:
+        return False
+    var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
+    return (var ** 0.5) / mean <= max_jitter
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def exception_matches(exc: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """An exception is `field` with one or more values (`*` wildcards allowed): it excludes
+    an event whose field equals (or, for a list field, contains) one of them."""
+    value = ecs.get_field(doc, exc["field"])
+    if value is None:
+        return False
+    have = [str(v) for v in (value if isinstance(value, list) else [value])]
+    for want in exc["values"]:
+        want = str(want)
+        for h in have:
+            if (fnmatch.fnmatchcase(h, want) if any(c in want for c in "*?[") else h == want):
+                return True
+    return False

@@ -1,0 +1,242 @@
+"""Rule packs: load Sigma rules from folders, compile each for both stores, report the rest.
+
+A rule that does not parse, or that a backend cannot convert, is reported as (file, reason)
+and skipped for that backend; it never stops the others. Correlation rules reference base
+rules by `name` or `id`, across files of all the packs loaded together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from detections.backends import LuceneStoreBackend, SqliteStoreBackend
+from detections.pipelines import datasets_for, govsoc_pipeline
+
+OWN_PACK = Path(__file__).resolve().parent / "rules"
+BACKENDS = ("sqlite", "elasticsearch")
+LEVELS = {"informational": 1, "low": 21, "medium": 47, "high": 73, "critical": 99}
+TACTICS = {  # ATT&CK tactic tag -> (id, name)
+    "reconnaissance": ("TA0043", "Reconnaissance"),
+    "resource-development": ("TA0042", "Resource Development"),
+    "initial-access": ("TA0001", "Initial Access"),
+    "execution": ("TA0002", "Execution"),
+    "persistence": ("TA0003", "Persistence"),
+    "privilege-escalation": ("TA0004", "Privilege Escalation"),
+    "defense-evasion": ("TA0005", "Defense Evasion"),
+    "credential-access": ("TA0006", "Credential Access"),
+    "discovery": ("TA0007", "Discovery"),
+    "lateral-movement": ("TA0008", "Lateral Movement"),
+    "collection": ("TA0009", "Collection"),
+    "command-and-control": ("TA0011", "Command and Control"),
+    "exfiltration": ("TA0010", "Exfiltration"),
+    "impact": ("TA0040", "Impact"),
+}
+_TECHNIQUE = re.compile(r"^t\d{4}(\.\d{3})?$")
+
+
+class RuleError(ValueError):
+    """A rule pack path the user named is unusable."""
+
+
+@dataclass
+class Rule:
+    """One loaded rule with its compiled query per backend (or the reason it has none)."""
+
+    id: str
+    title: str
+    path: str
+    level: str
+    sigma: SigmaRule | SigmaCorrelationRule
+    datasets: list[str] | None = None  # None: a log source govsoc does not collect
+    queries: dict[str, Any] = field(default_factory=dict)  # backend -> native query
+    errors: dict[str, str] = field(default_factory=dict)  # backend -> why not converted
+    fields: set[str] = field(default_factory=set)
+    generate: bool = True  # False: only feeds correlation rules
+    options: dict[str, Any] = field(default_factory=dict)  # the rule's `govsoc:` block
+
+    @property
+    def is_correlation(self) -> bool:
+        return isinstance(self.sigma, SigmaCorrelationRule)
+
+    @property
+    def severity(self) -> int:
+        return LEVELS.get(self.level, 47)
+
+    def threat(self) -> dict[str, Any]:
+        """ECS `threat.*` from the rule's ATT&CK tags."""
+        techniques, subs, tactics = [], [], []
+        for tag in self.sigma.tags:
+            if tag.namespace != "attack":
+                continue
+            name = tag.name.lower()
+            if _TECHNIQUE.match(name):
+                (subs if "." in name else techniques).append(name.upper())
+            elif name in TACTICS:
+                tactics.append(TACTICS[name])
+        for sub in subs:
+            parent = sub.split(".")[0]
+            if parent not in techniques:
+                techniques.append(parent)
+        out: dict[str, Any] = {"framework": "MITRE ATT&CK"}
+        if techniques:
+            out["technique"] = {"id": techniques}
+            if subs:
+                out["technique"]["subtechnique"] = {"id": subs}
+        if tactics:
+            out["tactic"] = {"id": [t[0] for t in tactics], "name": [t[1] for t in tactics]}
+        return out
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+    rule_id: str | None = None
+    backend: str | None = None
+
+
+@dataclass
+class RulePack:
+    rules: list[Rule]
+    skipped: list[Skipped]  # files or documents that did not parse
+
+    def by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
+
+    def runnable(self, backend: str) -> list[Rule]:
+        """Rules the engine runs on `backend`: collected log source, converted, and
+        either alerting themselves or feeding a correlation."""
+        out = []
+        for r in self.rules:
+            if r.is_correlation:
+                if all(b.id in self.by_id() and backend in self.by_id()[b.id].queries
+                       for b in self.bases(r)):
+                    out.append(r)
+            elif backend in r.queries and r.datasets:
+                out.append(r)
+        return out
+
+    def bases(self, rule: Rule) -> list[Rule]:
+        ids = self.by_id()
+        return [ids[str(ref.rule.id)] for ref in rule.sigma.rules
+                if isinstance(ref.rule, SigmaRule) and str(ref.rule.id) in ids]
+
+
+def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(sorted(f for f in path.rglob("*") if f.suffix in (".yml", ".yaml")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise RuleError(f"no such rule file or folder: {path}")
+    return files
+
+
+def load_pack(paths: Iterable[str | Path] | None = None, *,
+              backends: Iterable[str] = BACKENDS) -> RulePack:
+    """Load and compile every rule under `paths` (default: the project's own pack)."""
+    files = rule_files(paths if paths is not None else [OWN_PACK])
+    skipped: list[Skipped] = []
+    collections: list[SigmaCollection] = []
+    raw: dict[int, tuple[str, dict[str, Any]]] = {}
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+            docs = [d for d in yaml.safe_load_all(text) if d]
+            coll = SigmaCollection.from_dicts(docs, collect_errors=True)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
+            skipped.append(Skipped(str(f), _one_line(exc)))
+            continue
+        good = []
+        for rule, doc in zip(coll.rules, docs, strict=False):
+            if rule.errors:
+                skipped.append(Skipped(str(f), _one_line(rule.errors[0]),
+                                       str(rule.id) if rule.id else None))
+                continue
+            if rule.id is None:
+                skipped.append(Skipped(str(f), "rule has no id"))
+                continue
+            good.append(rule)
+            raw[id(rule)] = (str(f), doc)
+        collections.append(SigmaCollection(good))
+    merged = SigmaCollection.merge(collections) if collections else SigmaCollection([])
+    try:
+        merged.resolve_rule_references()
+    except SigmaError as exc:
+        # one bad reference must not sink the pack: drop correlations that fail to resolve
+        merged = _resolve_each(merged, raw, skipped, exc)
+
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for srule in merged.rules:
+        path, doc = raw[id(srule)]
+        rid = str(srule.id)
+        if rid in seen:
+            skipped.append(Skipped(path, f"duplicate rule id {rid}", rid))
+            continue
+        seen.add(rid)
+        opts = srule.custom_attributes.get("govsoc") or {}
+        rule = Rule(id=rid, title=srule.title, path=path,
+                    level=srule.level.name.lower() if srule.level else "medium",
+                    sigma=srule, options=opts if isinstance(opts, dict) else {})
+        if isinstance(srule, SigmaRule):
+            rule.datasets = datasets_for(srule.logsource)
+            rule.generate = not srule._backreferences or _generate_requested(srule)
+            for backend in backends:
+                _compile(rule, doc, backend)
+        rules.append(rule)
+    return RulePack(rules, skipped)
+
+
+def _generate_requested(rule: SigmaRule) -> bool:
+    return any(getattr(c, "generate", False) for c in rule._backreferences)
+
+
+def _resolve_each(merged: SigmaCollection, raw, skipped: list[Skipped], first: Exception
+                  ) -> SigmaCollection:
+    plain = [r for r in merged.rules if not isinstance(r, SigmaCorrelationRule)]
+    keep = SigmaCollection(plain)
+    for corr in (r for r in merged.rules if isinstance(r, SigmaCorrelationRule)):
+        trial = SigmaCollection(plain + [corr])
+        try:
+            trial.resolve_rule_references()
+        except SigmaError as exc:
+            skipped.append(Skipped(raw[id(corr)][0], _one_line(exc), str(corr.id)))
+            continue
+        keep.rules.append(corr)
+    keep.resolve_rule_references()
+    return keep
+
+
+def _compile(rule: Rule, doc: dict[str, Any], backend: str) -> None:
+    try:
+        # conversion applies the pipeline to the rule in place: use a fresh copy each time
+        fresh = SigmaRule.from_dict(doc)
+        engine = (SqliteStoreBackend if backend == "sqlite" else LuceneStoreBackend)(
+            govsoc_pipeline())
+        queries = engine.convert_rule(fresh)
+        if len(queries) != 1:
+            raise SigmaError(f"rule converts to {len(queries)} queries")
+        rule.queries[backend] = queries[0]
+        rule.fields |= engine.fields_seen
+    except (SigmaError, NotImplementedError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError) as exc:
+        rule.errors[backend] = _one_line(exc)
+
+
+def _one_line(exc: Any) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,106 @@
+"""The posture and its 0-100 security index (formula in detections/posture.py and README),
+the live view for `govsoc up`, and the scheduler service with the demo scenario."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.console import Console
+
+from detections.engine import Engine, Settings, now_ms
+from detections.posture import posture, security_index
+from detections.rules import load_pack
+from detections.service import replay_demo, run
+from detections.view import render
+from soc_core import ecs
+from soc_core.store import Selection
+from tests.detections.helpers import BASE, auth_failure
+
+H = 3_600_000
+
+
+def _alert(level: str, first_ms: int, status: str = "open", tactic: str = "Execution",
+           target: str | None = None) -> dict:
+    doc = {"@timestamp": ecs.format_time(ecs.parse_time(first_ms / 1000)),
+           "threat": {"tactic": {"name": [tactic]}},
+           "govsoc": {"alert": {"level": level, "status": status,
+                                "first_seen": ecs.format_time(ecs.parse_time(first_ms / 1000))}}}
+    if target:
+        doc["destination"] = {"ip": target}
+    return doc
+
+
+def test_security_index_formula():
+    now = BASE * 1000
+    assert security_index([], now)["value"] == 100.0
+    alerts = [_alert("critical", now - H),  # 10 * 1
+              _alert("high", now - 48 * H),  # 5 * 1.5
+              _alert("medium", now - 100 * H, status="acknowledged"),  # 2 * 2 * 0.5
+              _alert("low", now - H),  # 0.5
+              _alert("high", now - H, tactic="Initial Access", target="10.20.3.5")]  # 5, E=5
+    assets = [{"govsoc": {"asset": {"patch_lag_days": 45}}},
+              {"govsoc": {"asset": {"patch_lag_days": 3}}}]
+    idx = security_index(alerts, now, assets)
+    assert idx["alerts"] == 10 + 7.5 + 2 + 0.5 + 5
+    assert idx["exposure"] == 5 and idx["exposed"] == ["10.20.3.5"]
+    assert idx["patch_lag"] == 7.5
+    assert idx["value"] == 100 - 25 - 5 - 7.5
+    assert idx["band"] == "at_risk"  # 62.5
+    flood = [_alert("critical", now - 200 * H, tactic="Initial Access", target=f"10.0.0.{i}")
+             for i in range(30)]
+    worst = security_index(flood, now, [{"govsoc": {"asset": {"patch_lag_days": 90}}}])
+    assert (worst["alerts"], worst["exposure"], worst["patch_lag"]) == (60, 25, 15)
+    assert worst["value"] == 0 and worst["band"] == "severe"
+
+
+def test_posture_on_the_store(store):
+    pack = load_pack()
+    now = now_ms() / 1000
+    store.write([auth_failure(i, t=now - 900 + i) for i in range(12)]
+                + [auth_failure(i, ip="198.51.100.3", t=now - 800 + i, host="gov-db-09")
+                   for i in range(3)], refresh=True)
+    Engine(store, pack).run_once()
+    p = posture(store)
+    assert p["open_alerts"] == 1 and p["by_severity"]["high"] == 1
+    assert p["by_tactic"] == {"Credential Access": 1}
+    assert p["by_host"] == {"gov-web-01": 1}
+    assert p["by_department"] == {"(unassigned)": 1}
+    assert p["security_index"]["value"] == 95.0  # one fresh high alert: 100 - 5
+    assert dict(p["top_sources"]) == {"203.0.113.7": 12, "198.51.100.3": 3}
+    assert set(p["new_assets"]) == {"gov-web-01", "gov-db-09"}
+    assert sum(n for _, n in p["trend_hourly"]) == 1
+    text = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    text.print(render(store))
+    out = text.export_text()
+    assert "security index 95/100" in out and "SSH brute force" in out
+
+
+def test_service_replays_the_demo_and_raises_alerts(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/up.db"
+    monkeypatch.setenv("GOVSOC_DETECTIONS_INTERVAL", "1")
+    stop = threading.Event()
+    t = threading.Thread(target=run, args=(url, stop, True), daemon=True)
+    t.start()
+    from soc_core.store import open_store
+
+    with open_store(url) as store:
+        deadline = time.monotonic() + 120
+        names: set[str] = set()
+        while time.monotonic() < deadline and not {"SSH brute force from one source",
+                                                   "Vertical port scan", "DNS tunnelling",
+                                                   "Reverse shell command line"} <= names:
+            time.sleep(1)
+            names = {a["rule"]["name"] for a in store.scan(Selection(family="alerts"))}
+        stop.set()
+        t.join(30)
+        assert not t.is_alive()
+        assert {"SSH brute force from one source", "Vertical port scan", "Horizontal port scan",
+                "DNS tunnelling", "Reverse shell command line",
+                "Crypto-miner process"} <= names
+        # a second replay is a new scenario (fresh ids), not a rewrite of the first
+        assert replay_demo(store) > 0
+
+
+def test_scheduler_settings_default():
+    assert Settings().delay_ms > 0 and Settings().lookback_ms > 0
