@@ -5,7 +5,7 @@ their events here, which is what makes their output comparable."""
 
 from __future__ import annotations
 
-import math
+import hashlib
 import socket
 import time
 from typing import Any
@@ -13,14 +13,22 @@ from typing import Any
 from collectors.packet.flows import Flow, community_id, conn_state
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import tls as tlsp
-from soc_core.ecs import stable_id
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 47: "gre",
               50: "esp", 51: "ah", 2: "igmp", 89: "ospf"}
 
+# Event building is the larger half of the fast path's time (one flow event per
+# connection, one event per DNS/HTTP/TLS transaction), so the builders below are
+# shaped for speed: each document is one nested literal in its final key order, ids
+# are hashed inline, repeated texts (addresses, protocol numbers, second prefixes,
+# millisecond suffixes) come from tables. Key order and values stay exactly those of
+# soc_core's make_event (tests/collectors/packet/test_packet_events.py).
 
 _PORTED = frozenset({6, 17, 132, 1, 58})  # transports whose events carry ports
 _IP_TEXT: dict[bytes, str] = {}
+_PROTO_TEXT = {i: str(i) for i in range(256)}  # network.iana_number
+_TRANSPORT_TEXT = {i: TRANSPORTS.get(i) or str(i) for i in range(256)}
+_blake2b = hashlib.blake2b
 
 
 def ip_text(addr: bytes) -> str:
@@ -39,6 +47,12 @@ def flow_key_text(key: tuple) -> str:
     return f"{proto}|{ip_text(src)}|{sport}|{ip_text(dst)}|{dport}|{vlan}"
 
 
+def event_id(dataset: str, source_key: str) -> str:
+    """soc_core.ecs.stable_id(dataset, source_key) for two strings, in one hash call
+    (stable_id first checks every part's type through a generator)."""
+    return _blake2b(f"{dataset}\x1f{source_key}\x1f".encode(), digest_size=16).hexdigest()
+
+
 def make_event(dataset: str, ts: float | str, source_key: str, fields: dict[str, Any]) -> dict:
     """soc_core.ecs.make_event for documents that are nested already: the same document
     and the same id (tests/collectors/packet/test_packet_events.py holds the two equal),
@@ -47,11 +61,13 @@ def make_event(dataset: str, ts: float | str, source_key: str, fields: dict[str,
     fields["@timestamp"] = ts if type(ts) is str else iso_time(ts)
     event = fields["event"]
     event["dataset"] = dataset
-    event["id"] = stable_id(dataset, source_key)
+    event["id"] = _blake2b(f"{dataset}\x1f{source_key}\x1f".encode(),
+                           digest_size=16).hexdigest()
     return fields
 
 
 _SECONDS: dict[int, str] = {}
+_MILLIS = [f"{i:03d}Z" for i in range(1000)]
 
 
 def iso_time(ts: float) -> str:
@@ -59,36 +75,57 @@ def iso_time(ts: float) -> str:
     (a capture's events cluster in a few seconds). Microseconds are rounded from the
     fraction alone, as datetime.fromtimestamp does: round(ts * 1e6) rounds the product,
     which differs at half-microsecond ties (35184373.0529995 gave .053, core .052)."""
-    frac_s, whole = math.modf(ts)
-    sec, frac = int(whole), round(frac_s * 1_000_000)
+    # int() truncates toward zero as math.modf does, and ts - sec is exact (the
+    # integer part of a float subtracts without rounding): the same fraction, one call less
+    sec = int(ts)
+    frac = round((ts - sec) * 1_000_000)
     if frac >= 1_000_000:
-        sec, frac = sec + 1, frac - 1_000_000
+        sec += 1
+        frac -= 1_000_000
     prefix = _SECONDS.get(sec)
     if prefix is None:
         if len(_SECONDS) > 4096:
             _SECONDS.clear()
         prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-    return f"{prefix}{frac // 1000:03d}Z"
+    if frac < 0:  # before 1970: not from a capture, formatted as before
+        return f"{prefix}{frac // 1000:03d}Z"
+    return prefix + _MILLIS[frac // 1000]
 
 
 def _us(ts: float) -> int:
     return round(ts * 1_000_000)
 
 
-def _endpoints(key: tuple) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _proto_text(proto: int) -> str:
+    return _PROTO_TEXT.get(proto) or str(proto)
+
+
+def _transport(proto: int) -> str:
+    return _TRANSPORT_TEXT.get(proto) or str(proto)
+
+
+def _endpoints(key: tuple, protocol: str) -> tuple[dict[str, Any], dict[str, Any],
+                                                   dict[str, Any], str]:
+    """source, destination and network objects of a flow's events, and the flow's key
+    text (flow_key_text) for their ids."""
     proto, src, sport, dst, dport, vlan = key
-    source: dict[str, Any] = {"ip": ip_text(src)}
-    destination: dict[str, Any] = {"ip": ip_text(dst)}
+    s_ip = _IP_TEXT.get(src) or ip_text(src)
+    d_ip = _IP_TEXT.get(dst) or ip_text(dst)
     if proto in _PORTED:
-        source["port"] = sport
-        destination["port"] = dport
-    network: dict[str, Any] = {
-        "transport": TRANSPORTS.get(proto, str(proto)), "iana_number": str(proto),
-        "type": "ipv4" if len(src) == 4 else "ipv6",
-    }
+        source: dict[str, Any] = {"ip": s_ip, "port": sport}
+        destination: dict[str, Any] = {"ip": d_ip, "port": dport}
+    else:
+        source = {"ip": s_ip}
+        destination = {"ip": d_ip}
     if vlan:
-        network["vlan"] = {"id": str(vlan)}
-    return source, destination, network
+        network: dict[str, Any] = {
+            "transport": _transport(proto), "iana_number": _proto_text(proto),
+            "type": "ipv4" if len(src) == 4 else "ipv6", "vlan": {"id": str(vlan)},
+            "protocol": protocol}
+    else:
+        network = {"transport": _transport(proto), "iana_number": _proto_text(proto),
+                   "type": "ipv4" if len(src) == 4 else "ipv6", "protocol": protocol}
+    return source, destination, network, f"{proto}|{s_ip}|{sport}|{d_ip}|{dport}|{vlan}"
 
 
 class EventBuilder:
@@ -99,71 +136,68 @@ class EventBuilder:
         self.ident = ident
         self.source_name = source_name
 
-    def _govsoc(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        g: dict[str, Any] = {"capture": {"source": self.source_name}}
-        if extra:
-            g.update(extra)
-        return g
-
     def flow(self, f: Flow, reason: str, service: str | None,
              ssh: dict[str, str] | None) -> dict[str, Any]:
         # Written out flat rather than through _endpoints: one flow event per
         # connection makes this the most frequent builder on the fast path.
-        proto, src, sport, dst, dport, vlan = f.key
-        s_ip, d_ip = ip_text(src), ip_text(dst)
-        first_us, last_us = round(f.first * 1_000_000), round(f.last * 1_000_000)
-        start = iso_time(f.first)
+        proto, src, sport, dst, dport, vlan = key = f.key
+        s_ip = _IP_TEXT.get(src) or ip_text(src)
+        d_ip = _IP_TEXT.get(dst) or ip_text(dst)
+        first, last = f.first, f.last
+        first_us, last_us = round(first * 1_000_000), round(last * 1_000_000)
+        start = iso_time(first)
         zstate, state = conn_state(f)
+        obytes, opkts, rbytes, rpkts = f.obytes, f.opkts, f.rbytes, f.rpkts
         if proto in _PORTED:
-            source = {"ip": s_ip, "port": sport, "bytes": f.obytes, "packets": f.opkts}
-            destination = {"ip": d_ip, "port": dport, "bytes": f.rbytes, "packets": f.rpkts}
+            source = {"ip": s_ip, "port": sport, "bytes": obytes, "packets": opkts}
+            destination = {"ip": d_ip, "port": dport, "bytes": rbytes, "packets": rpkts}
         else:
-            source = {"ip": s_ip, "bytes": f.obytes, "packets": f.opkts}
-            destination = {"ip": d_ip, "bytes": f.rbytes, "packets": f.rpkts}
+            source = {"ip": s_ip, "bytes": obytes, "packets": opkts}
+            destination = {"ip": d_ip, "bytes": rbytes, "packets": rpkts}
         network: dict[str, Any] = {
-            "transport": TRANSPORTS.get(proto) or str(proto), "iana_number": str(proto),
+            "transport": _TRANSPORT_TEXT.get(proto) or str(proto),
+            "iana_number": _PROTO_TEXT.get(proto) or str(proto),
             "type": "ipv4" if len(src) == 4 else "ipv6",
-            "bytes": f.obytes + f.rbytes, "packets": f.opkts + f.rpkts}
+            "bytes": obytes + rbytes, "packets": opkts + rpkts}
         if vlan:
             network["vlan"] = {"id": str(vlan)}
-        cid = community_id(f.key)
-        if cid:
-            network["community_id"] = cid
+        if proto == 6 or proto == 17 or proto == 132:
+            network["community_id"] = community_id(key)
         if service:
             network["protocol"] = service
         g: dict[str, Any] = {"capture": {"source": self.source_name},
                              "flow": {"state": state, "end_reason": reason}}
         if ssh:
             g["ssh"] = ssh
-        fields = {
+        eid = _blake2b(f"network.flow\x1f{self.ident}|{proto}|{s_ip}|{sport}|{d_ip}|{dport}|"
+                       f"{vlan}|{first_us}\x1f".encode(), digest_size=16).hexdigest()
+        return {
             "event": {"kind": "event", "category": ["network"],
                       "type": ["connection", "end"], "action": "network_flow",
-                      "start": start, "end": iso_time(f.last),
-                      "duration": (last_us - first_us) * 1000},
+                      "start": start, "end": iso_time(last),
+                      "duration": (last_us - first_us) * 1000,
+                      "dataset": "network.flow", "id": eid},
             "source": source, "destination": destination, "network": network,
             "zeek": {"connection": {"state": zstate, "history": f.history}},
             "govsoc": g,
+            "@timestamp": start,
         }
-        return make_event("network.flow", start, f"{self.ident}|{proto}|{s_ip}|{sport}|"
-                          f"{d_ip}|{dport}|{vlan}|{first_us}", fields)
 
     def dns(self, f: Flow, ts: float, query: dict | None, reply: dict | None,
             reply_ts: float | None) -> dict[str, Any]:
         msg = query or reply
         assert msg is not None
-        source, destination, network = _endpoints(f.key)
-        network["protocol"] = "dns"
-        d: dict[str, Any] = {"id": str(msg["id"]), "type": "answer" if reply else "query"}
+        source, destination, network, key_text = _endpoints(f.key, "dns")
+        ident = msg["id"]
+        d: dict[str, Any] = {"id": str(ident), "type": "answer" if reply else "query"}
+        qname = ""
         if msg["questions"]:
-            name, qtype, qclass = msg["questions"][0]
-            d["question"] = {"name": name, "type": dnsp.type_name(qtype),
+            qname, qtype, qclass = msg["questions"][0]
+            d["question"] = {"name": qname, "type": dnsp.type_name(qtype),
                              "class": dnsp.class_name(qclass)}
-        flags = set(query["flags"] if query else [])
-        event: dict[str, Any] = {"kind": "event", "category": ["network"],
-                                 "type": ["protocol", "info"], "action": "dns_query"}
+        ts_us = round(ts * 1_000_000)
         if reply:
-            flags.update(reply["flags"])
-            d["response_code"] = dnsp.RCODES.get(reply["rcode"], str(reply["rcode"]))
+            d["response_code"] = dnsp.RCODES.get(reply["rcode"]) or str(reply["rcode"])
             answers = reply["answers"]
             if answers:
                 d["answers"] = answers
@@ -171,33 +205,49 @@ class EventBuilder:
                 if ips:
                     d["resolved_ip"] = ips
             if query and reply_ts is not None:
-                event["duration"] = (_us(reply_ts) - _us(ts)) * 1000
+                event: dict[str, Any] = {
+                    "kind": "event", "category": ["network"], "type": ["protocol", "info"],
+                    "action": "dns_query",
+                    "duration": (round(reply_ts * 1_000_000) - ts_us) * 1000}
+                flags = sorted({*query["flags"], *reply["flags"]})
+            else:
+                event = {"kind": "event", "category": ["network"],
+                         "type": ["protocol", "info"], "action": "dns_query"}
+                flags = sorted({*query["flags"], *reply["flags"]} if query
+                               else set(reply["flags"]))
+        else:
+            event = {"kind": "event", "category": ["network"], "type": ["protocol", "info"],
+                     "action": "dns_query"}
+            flags = sorted(set(msg["flags"]))
         if flags:
-            d["header_flags"] = sorted(flags)
-        qname = d.get("question", {}).get("name", "")
-        fields = {"event": event, "source": source, "destination": destination,
-                  "network": network, "dns": d, "govsoc": self._govsoc()}
-        return make_event("network.dns", ts, f"{self.ident}|{flow_key_text(f.key)}|"
-                          f"{msg['id']}|{qname}|{_us(ts)}", fields)
+            d["header_flags"] = flags
+        event["dataset"] = "network.dns"
+        event["id"] = _blake2b(f"network.dns\x1f{self.ident}|{key_text}|{ident}|{qname}|"
+                               f"{ts_us}\x1f".encode(), digest_size=16).hexdigest()
+        return {"event": event, "source": source, "destination": destination,
+                "network": network, "dns": d,
+                "govsoc": {"capture": {"source": self.source_name}},
+                "@timestamp": iso_time(ts)}
 
     def http(self, f: Flow, ts: float, seq: int, req: dict | None,
              resp: dict | None) -> dict[str, Any]:
-        source, destination, network = _endpoints(f.key)
-        network["protocol"] = "http"
+        source, destination, network, key_text = _endpoints(f.key, "http")
         http: dict[str, Any] = {}
+        event: dict[str, Any] = {"kind": "event", "category": ["network", "web"],
+                                 "type": ["protocol", "access"], "action": "http_request"}
         fields: dict[str, Any] = {
-            "event": {"kind": "event", "category": ["network", "web"],
-                      "type": ["protocol", "access"], "action": "http_request"},
-            "source": source, "destination": destination, "network": network,
-            "http": http, "govsoc": self._govsoc(),
+            "event": event, "source": source, "destination": destination,
+            "network": network, "http": http,
+            "govsoc": {"capture": {"source": self.source_name}},
         }
         if req:
-            http["request"] = {"method": req["method"]}
+            request: dict[str, Any] = {"method": req["method"]}
+            http["request"] = request
             http["version"] = req["version"]
             if req.get("referrer"):
-                http["request"]["referrer"] = req["referrer"]
+                request["referrer"] = req["referrer"]
             if req.get("content_length") is not None:
-                http["request"]["body"] = {"bytes": req["content_length"]}
+                request["body"] = {"bytes": req["content_length"]}
             uri = req["uri"]
             url: dict[str, Any] = {"original": uri}
             path, _, query = uri.partition("?")
@@ -205,33 +255,41 @@ class EventBuilder:
                 url["path"] = path
                 if query:
                     url["query"] = query
-            if req.get("host"):
-                host = req["host"]
+            host = req.get("host")
+            if host:
                 url["domain"] = host.rsplit(":", 1)[0] if not host.startswith("[") else host
                 destination["domain"] = url["domain"]
             fields["url"] = url
             if req.get("user_agent"):
                 fields["user_agent"] = {"original": req["user_agent"]}
         if resp:
-            http["response"] = {"status_code": resp["status"]}
-            http.setdefault("version", resp["version"])
+            status = resp["status"]
+            response: dict[str, Any] = {"status_code": status}
+            http["response"] = response
+            if "version" not in http:
+                http["version"] = resp["version"]
             if resp.get("content_length") is not None:
-                http["response"]["body"] = {"bytes": resp["content_length"]}
+                response["body"] = {"bytes": resp["content_length"]}
             if resp.get("content_type"):
-                http["response"]["mime_type"] = resp["content_type"].split(";")[0].strip()
-            fields["event"]["outcome"] = "success" if resp["status"] < 400 else "failure"
-        return make_event("network.http", ts, f"{self.ident}|{flow_key_text(f.key)}|"
-                          f"{seq}|{_us(ts)}", fields)
+                response["mime_type"] = resp["content_type"].split(";")[0].strip()
+            event["outcome"] = "success" if status < 400 else "failure"
+        event["dataset"] = "network.http"
+        event["id"] = _blake2b(f"network.http\x1f{self.ident}|{key_text}|{seq}|"
+                               f"{round(ts * 1_000_000)}\x1f".encode(),
+                               digest_size=16).hexdigest()
+        fields["@timestamp"] = iso_time(ts)
+        return fields
 
     def tls(self, f: Flow, ts: float, hello: dict, server: dict | None) -> dict[str, Any]:
-        source, destination, network = _endpoints(f.key)
-        network["protocol"] = "tls"
+        source, destination, network, key_text = _endpoints(f.key, "tls")
+        ciphers = hello["ciphers"]
         client: dict[str, Any] = {"ja3": hello["ja3"],
-                                  "supported_ciphers": [tlsp.cipher_name(c)
-                                                        for c in hello["ciphers"]]}
-        if hello.get("sni"):
-            client["server_name"] = hello["sni"]
-            destination["domain"] = hello["sni"]
+                                  "supported_ciphers": [_cipher_name(c) or tlsp.cipher_name(c)
+                                                        for c in ciphers]}
+        sni = hello.get("sni")
+        if sni:
+            client["server_name"] = sni
+            destination["domain"] = sni
         tls: dict[str, Any] = {"client": client}
         if server:
             proto, ver = tlsp.version_of(server["version"])
@@ -245,16 +303,23 @@ class EventBuilder:
         tls["version"] = ver
         tls["version_protocol"] = proto
         g: dict[str, Any] = {"ja3_full": hello["ja3_full"]}
-        sm = [tlsp.SM_CIPHERS[c] for c in hello["ciphers"] if c in tlsp.SM_CIPHERS]
+        sm = [_SM_CIPHERS[c] for c in ciphers if c in _SM_CIPHERS]
         if sm:
             g["sm_ciphers"] = sm
         if proto == "tlcp":
             g["tlcp"] = True
         if hello.get("alpn"):
             g["alpn"] = hello["alpn"]
-        fields = {"event": {"kind": "event", "category": ["network"],
-                            "type": ["protocol", "info"], "action": "tls_client_hello"},
-                  "source": source, "destination": destination, "network": network,
-                  "tls": tls, "govsoc": self._govsoc({"tls": g})}
-        return make_event("network.tls", ts,
-                          f"{self.ident}|{flow_key_text(f.key)}|{_us(ts)}", fields)
+        eid = _blake2b(f"network.tls\x1f{self.ident}|{key_text}|"
+                       f"{round(ts * 1_000_000)}\x1f".encode(), digest_size=16).hexdigest()
+        return {"event": {"kind": "event", "category": ["network"],
+                          "type": ["protocol", "info"], "action": "tls_client_hello",
+                          "dataset": "network.tls", "id": eid},
+                "source": source, "destination": destination, "network": network,
+                "tls": tls,
+                "govsoc": {"capture": {"source": self.source_name}, "tls": g},
+                "@timestamp": iso_time(ts)}
+
+
+_cipher_name = tlsp.CIPHER_NAMES.get
+_SM_CIPHERS = tlsp.SM_CIPHERS

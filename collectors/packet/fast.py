@@ -21,11 +21,17 @@ TCP, UDP = 6, 17
 DNS_PORTS = frozenset({53, 5353, 5355})
 _REQ = httpp.REQUEST_PREFIXES
 _HEADS = _REQ | {b"HTTP"}
+_HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body rarely has one
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
 # All partial ClientHellos held at once: past this, hellos are parsed from what came
 # in their first segment, so crafted half-hellos cannot grow memory without bound.
 MAX_BUFFERED = 32 << 20
+
+# Ethernet + IPv4 header without options + the first 14 bytes of TCP (UDP: its header
+# and 6 payload bytes, unused) in one unpack: ethertype, version/IHL, total length,
+# flags/fragment offset, protocol, source, destination, ports, TCP data offset, TCP flags.
+_ETH_IP4_L4 = struct.Struct(">12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
 
 
 class Inspector:
@@ -54,10 +60,8 @@ class Inspector:
             if proto == UDP:
                 if sport in DNS_PORTS or dport in DNS_PORTS:
                     self.udp_dns(f, ts, buf, ps, pe)
-            elif proto == TCP:
-                app = f.app
-                if app is None or app.budget:
-                    self.tcp(f, fwd, ts, buf, ps, pe, sport, dport)
+            elif proto == TCP and (f.app is None or f.budget):
+                self.tcp(f, fwd, ts, buf, ps, pe, sport, dport)
 
     def udp_dns(self, f, ts: float, buf, ps: int, pe: int) -> None:
         try:
@@ -70,7 +74,7 @@ class Inspector:
     def tcp(self, f, fwd: bool, ts: float, buf, ps: int, pe: int, sport: int,
             dport: int) -> None:
         sess = self.session
-        app = f.app if f.app is not None else sess.app(f)
+        app = f if f.app else sess.app(f)  # (the state is in the flow's slots)
         svc = app.service
         try:
             if svc == "http":
@@ -154,40 +158,53 @@ class Inspector:
             app.budget = 0
 
 
-def run_file(cap: CaptureFile, session: Session,
+def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, one body
              progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
     """Events of one capture file (flows still open at its end stay in the session's
-    table: the caller flushes after the last file)."""
+    table: the caller flushes after the last file).
+
+    This loop is the engine's hot path, so it is written flat: pcap records walked
+    inline (a generator resume per packet is a few percent of the budget), the common
+    Ethernet + IPv4 + TCP|UDP frame decoded inline in one unpack (a `decode` call and
+    its 11-tuple were a fifth of the budget), the flow table's accounting for a known
+    flow inlined, names bound to locals. Every other frame goes through `decode`, and
+    every case the inline code does not finish (new flow, SYN, sweep due) through
+    `FlowTable.packet`, so the results are the same as feeding `Inspector.frame`
+    (tests/collectors/packet/test_packet_hotpath.py holds the two equal)."""
     insp = Inspector(session)
     stats = session.stats
-    out = session.out
+    out, flow_events = session.out, session.flow_events
     buf = cap.buf
     table = session.table
     packet = table.packet
     flows_get = table.flows.get
     udp_dns, tcp = insp.udp_dns, insp.tcp
     skipped, bad = stats.skipped, stats.bad
+    frame4 = _ETH_IP4_L4
+    tcp_bits, upper, lower = TCP_BITS, UPPER, LOWER
+    heads, head_bytes = _HEADS, _HEAD_BYTES
+    next_sweep = table.next_sweep  # a local copy, refreshed whenever packet() ran
+    max_record = MAX_RECORD
     n = end = 0
     size = cap.size
     if cap.kind == "pcap":
-        # classic pcap is walked here rather than through the frames() generator:
-        # a generator resume per packet is a few percent of the budget
         frames = None
-        pcap_lt, scale, rec = pcap_header(buf)
+        lt, scale, rec = pcap_header(buf)  # one link type for the whole file
         off = 24
+        last_header = size - 16  # the last offset where a record header fits
     else:
         frames = cap.frames(stats)
     try:
         while True:
             if frames is None:
-                if off + 16 > size:
+                if off > last_header:
                     if off < size:
                         bad("truncated record header")
                     break
                 sec, frac, caplen, _wire = rec(buf, off)
                 start = off + 16
                 end = start + caplen
-                if caplen > MAX_RECORD:
+                if caplen > max_record:
                     bad("bad record length")
                     break
                 if end > size:
@@ -195,33 +212,60 @@ def run_file(cap: CaptureFile, session: Session,
                     break
                 off = end
                 ts = sec + frac * scale
-                lt = pcap_lt
             else:
                 nxt = next(frames, None)
                 if nxt is None:
                     break
                 ts, lt, start, end = nxt
             n += 1
-            p = decode(buf, start, end, lt)
-            if type(p) is str:
-                if p in SKIP:
-                    skipped[p] += 1
-                else:
-                    bad(p)
-                continue
-            proto, src, sport, dst, dport, vlan, ip_len, flags, plen, ps, pe = p
-            # FlowTable.packet's accounting, inlined for the common case (a known flow,
-            # no SYN, no sweep due): a call less per packet is a tenth of the budget.
+            # -- decode: the common frame (Ethernet + IPv4 without options + TCP|UDP)
+            # inline, any other through decode(). vlan stays -1 when the inline code
+            # did not finish the frame (a flag less to test).
+            vlan = -1
+            if lt == 1 and end - start >= 48:  # the bytes _ETH_IP4_L4 reads
+                (etype, vihl, ip_len, frag, proto, src, dst, sport, dport, doff,
+                 flags) = frame4(buf, start)
+                if etype == 0x0800 and vihl == 0x45 and not frag & 0x1FFF:
+                    pe = start + 14 + ip_len
+                    if pe > end:
+                        pe = end  # cut by the snaplen: count the wire length
+                    if proto == TCP:
+                        doff = (doff >> 4) << 2
+                        if pe - start >= 54 and 20 <= doff <= ip_len - 20:
+                            plen = ip_len - 20 - doff
+                            ps = start + 34 + doff
+                            if ps > pe:
+                                ps = pe
+                            vlan = 0
+                    elif proto == UDP and pe - start >= 42 and ip_len >= 28:
+                        flags = 0
+                        plen = ip_len - 28
+                        ps = start + 42
+                        vlan = 0
+            if vlan < 0:
+                p = decode(buf, start, end, lt)
+                if type(p) is str:
+                    if p in SKIP:
+                        skipped[p] += 1
+                    else:
+                        bad(p)
+                    continue
+                proto, src, sport, dst, dport, vlan, ip_len, flags, plen, ps, pe = p
+            # -- flows: the table's lookup and FlowTable.packet's accounting, inlined for
+            # the common case (a known flow, no SYN, no sweep due): a call less per
+            # packet is a tenth of the budget
             f = flows_get((proto, src, sport, dst, dport, vlan))
             fwd = True
             if f is None:
                 f = flows_get((proto, dst, dport, src, sport, vlan))
                 fwd = False
-            if f is None or flags & 0x02 or ts >= table.next_sweep:
+            # (a SYN without ACK may reopen a closed connection: FlowTable.packet decides)
+            if f is None or flags & 0x12 == 0x02 or ts >= next_sweep:
                 f, fwd = packet(ts, proto, src, sport, dst, dport, vlan, ip_len, flags, plen)
+                next_sweep = table.next_sweep
             else:
                 if proto == TCP:
-                    bits = TCP_BITS[(flags & 0x17) | (8 if plen else 0)]
+                    bits = tcp_bits[(flags & 0x17) | (8 if plen else 0)]
                 else:
                     bits = 8 if plen else 0
                 f.last = ts
@@ -231,28 +275,35 @@ def run_file(cap: CaptureFile, session: Session,
                     new = bits & ~f.obits
                     if new:
                         f.obits |= new
-                        f.history += UPPER[new]
+                        f.history += upper[new]
                 else:
                     f.rpkts += 1
                     f.rbytes += ip_len
                     new = bits & ~f.rbits
                     if new:
                         f.rbits |= new
-                        f.history += LOWER[new]
+                        f.history += lower[new]
+            # -- payloads: only flows that may still be DNS/HTTP/TLS/SSH are looked at
             if ps < pe:
                 if proto == UDP:
                     if sport in DNS_PORTS or dport in DNS_PORTS:
                         udp_dns(f, ts, buf, ps, pe)
                 elif proto == TCP:
-                    app = f.app
-                    if app is None:
+                    if f.app is None:
                         tcp(f, fwd, ts, buf, ps, pe, sport, dport)
-                    elif app.budget > 0 or (app.budget and buf[ps:ps + 4] in _HEADS):
-                        # HTTP connections (budget -1): only a segment that starts a
-                        # request or response is parsed; body segments cost one slice
-                        tcp(f, fwd, ts, buf, ps, pe, sport, dport)
-            if out:
-                yield from out
+                    else:
+                        budget = f.budget
+                        if budget > 0 or (budget and buf[ps] in head_bytes
+                                          and buf[ps:ps + 4] in heads):
+                            # HTTP connections (budget -1): only a segment that starts a
+                            # request or response is parsed; a body segment costs a byte
+                            tcp(f, fwd, ts, buf, ps, pe, sport, dport)
+            if out:  # Session.drain(), inlined
+                for item in out:
+                    if type(item) is tuple:
+                        yield from flow_events(*item)
+                    else:
+                        yield item
                 out.clear()
             if progress is not None and not n & 0xFFFF:
                 progress(end)

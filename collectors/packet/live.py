@@ -138,7 +138,7 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
     session = Session(EventBuilder(ident, f"live:{iface}"), stats, **table_opts)
     insp = Inspector(session)
     frame = insp.frame
-    out = session.out
+    out, drain = session.out, session.drain
     hatype = sock.ins.getsockname()[3]
     linktype = _ARPHRD_TO_DLT.get(hatype, DLT_EN10MB)
     fd = sock.ins.fileno()
@@ -178,9 +178,8 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                                     tci) + data[12:]
                     frame(ts or time.time(), linktype, data, 0, len(data))
                     if out:
-                        for ev in out:
+                        for ev in drain():
                             sink(ev)
-                        out.clear()
             now = time.time()
             if now >= next_check:
                 next_check = now + 1.0
@@ -189,17 +188,15 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                 stats.kernel_drops += dr
                 if now >= session.table.next_sweep:  # end idle flows while traffic is quiet
                     session.table.sweep(now)
-                for ev in out:
+                for ev in drain():
                     sink(ev)
-                out.clear()
     finally:
         pk, dr = kernel_counters(sock)
         stats.kernel_packets += pk
         stats.kernel_drops += dr
         sock.close()
         session.finish()
-        for ev in out:
+        for ev in drain():
             sink(ev)
-        out.clear()
         stats.elapsed = time.perf_counter() - t0
     return stats

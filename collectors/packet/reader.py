@@ -54,8 +54,7 @@ def _events(caps, engine, progress, stats, table_opts) -> Iterator[dict[str, Any
 
                 yield from run_tshark(cap, session, cb)
             session.finish()
-            yield from session.out
-            session.out.clear()
+            yield from session.drain()
             done += cap.size
             if progress:
                 progress(done, total)

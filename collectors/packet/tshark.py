@@ -87,7 +87,7 @@ def _flag(v: str) -> bool:
 def run_file(cap: CaptureFile, session: Session,
              progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
     stats = session.stats
-    out = session.out
+    out, drain = session.out, session.drain
     proc = subprocess.Popen(tshark_command(str(cap.path)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, encoding="utf-8",
                             errors="backslashreplace")
@@ -109,8 +109,7 @@ def run_file(cap: CaptureFile, session: Session,
                 # the rest of the capture is still read (as in the fast engine)
                 stats.bad("malformed (tshark)")
             if out:
-                yield from out
-                out.clear()
+                yield from drain()
             if progress is not None and not n & 0x3FFF:
                 progress(min(pos, cap.size))
     finally:

@@ -14,6 +14,7 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
           6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 _HDR = struct.Struct(">HHHHHH").unpack_from
 _RR = struct.Struct(">HHIH").unpack_from
+_QTAIL = struct.Struct(">HH").unpack_from
 
 
 def type_name(t: int) -> str:
@@ -24,13 +25,16 @@ def class_name(c: int) -> str:
     return CLASSES.get(c, f"CLASS{c}")
 
 
+_FLAG_BITS = ((0x0400, "AA"), (0x0200, "TC"), (0x0100, "RD"), (0x0080, "RA"),
+              (0x0020, "AD"), (0x0010, "CD"))
+# names of every combination of the flag bits above (bits 4..10 of the flags word),
+# looked up once a message rather than tested bit by bit
+_FLAG_NAMES = tuple(tuple(name for bit, name in _FLAG_BITS if (i << 4) & bit)
+                    for i in range(128))
+
+
 def header_flags(flags: int) -> list[str]:
-    out = []
-    for bit, name in ((0x0400, "AA"), (0x0200, "TC"), (0x0100, "RD"), (0x0080, "RA"),
-                      (0x0020, "AD"), (0x0010, "CD")):
-        if flags & bit:
-            out.append(name)
-    return out
+    return list(_FLAG_NAMES[(flags >> 4) & 0x7F])
 
 
 def read_name(msg: bytes, off: int) -> tuple[str, int]:
@@ -38,7 +42,7 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
     limit, so a looping message is an error, not a hang, and a name is at most 255 bytes
     (RFC 1035 2.3.4): chained pointers could otherwise spell 8 KB names, hundreds of times
     over in one 10 KB message, and every answer becomes part of an event."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     hops = 0
     size = 1  # the root label
@@ -63,9 +67,13 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
         size += n + 1
         if size > 255:
             raise ValueError("dns name longer than 255 bytes")
-        labels.append(label.decode("ascii", "backslashreplace"))
+        labels.append(label)
         off += n
-    return (".".join(labels) if labels else "."), (end if end >= 0 else off)
+    if not labels:
+        return ".", (end if end >= 0 else off)
+    # one decode of the joined labels: ASCII with backslashreplace works byte by byte,
+    # so this is the same text as decoding each label and joining with "."
+    return b".".join(labels).decode("ascii", "backslashreplace"), (end if end >= 0 else off)
 
 
 def _rdata(msg: bytes, rtype: int, off: int, rdlen: int) -> str:
@@ -99,7 +107,7 @@ def parse(msg: bytes) -> dict[str, Any]:
     questions = []
     for _ in range(min(qd, 32)):
         name, off = read_name(msg, off)
-        qtype, qclass = struct.unpack_from(">HH", msg, off)
+        qtype, qclass = _QTAIL(msg, off)
         off += 4
         questions.append((name, qtype, qclass))
     answers = []
@@ -107,9 +115,11 @@ def parse(msg: bytes) -> dict[str, Any]:
         name, off = read_name(msg, off)
         rtype, rclass, ttl, rdlen = _RR(msg, off)
         off += 10
-        answers.append({"name": name, "type": type_name(rtype), "class": class_name(rclass),
+        answers.append({"name": name, "type": TYPES.get(rtype) or f"TYPE{rtype}",
+                        "class": CLASSES.get(rclass) or f"CLASS{rclass}",
                         "ttl": ttl, "data": _rdata(msg, rtype, off, rdlen)})
         off += rdlen
     return {"id": ident, "response": bool(flags & 0x8000), "opcode": (flags >> 11) & 15,
-            "rcode": flags & 15, "flags": header_flags(flags), "questions": questions,
+            "rcode": flags & 15, "flags": list(_FLAG_NAMES[(flags >> 4) & 0x7F]),
+            "questions": questions,
             "answers": answers}

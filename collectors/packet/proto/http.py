@@ -14,40 +14,53 @@ def looks_like_request(head: bytes) -> bool:
     return head[:4] in REQUEST_PREFIXES
 
 
-def _headers(lines: list[bytes]) -> dict[str, str]:
-    out: dict[str, str] = {}
+# The header fields the events use; others are skipped before anything is decoded.
+_REQUEST_FIELDS = frozenset({b"host", b"user-agent", b"referer", b"content-length"})
+_RESPONSE_FIELDS = frozenset({b"content-type", b"content-length"})
+
+
+def _headers(lines: list[bytes], wanted: frozenset[bytes]) -> dict[bytes, str]:
+    """The first value of each wanted field (names compared lower-cased)."""
+    out: dict[bytes, str] = {}
     for line in lines:
         if not line:
             break
         name, sep, value = line.partition(b":")
         if sep:
-            out.setdefault(name.strip().lower().decode("latin-1"),
-                           value.strip().decode("latin-1"))
+            name = name.strip().lower()
+            if name in wanted and name not in out:
+                out[name] = value.strip().decode("latin-1")
     return out
 
 
+def _head(data: bytes) -> list[bytes]:
+    """The head's lines (up to the blank line), without copying the body."""
+    end = data.find(b"\r\n\r\n")
+    return (data[:end] if end >= 0 else data).split(b"\r\n")
+
+
 def parse_request(data: bytes) -> dict[str, Any] | None:
-    lines = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    lines = _head(data)
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[0] not in METHODS or not parts[2].startswith(b"HTTP/"):
         return None
-    hdr = _headers(lines[1:])
+    hdr = _headers(lines[1:], _REQUEST_FIELDS)
     return {"method": parts[0].decode(), "uri": parts[1].decode("latin-1"),
-            "version": parts[2][5:].decode("latin-1"), "host": hdr.get("host"),
-            "user_agent": hdr.get("user-agent"), "referrer": hdr.get("referer"),
-            "content_length": _int(hdr.get("content-length"))}
+            "version": parts[2][5:].decode("latin-1"), "host": hdr.get(b"host"),
+            "user_agent": hdr.get(b"user-agent"), "referrer": hdr.get(b"referer"),
+            "content_length": _int(hdr.get(b"content-length"))}
 
 
 def parse_response(data: bytes) -> dict[str, Any] | None:
-    lines = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    lines = _head(data)
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or len(parts[1]) != 3 \
             or not parts[1].isdigit():
         return None
-    hdr = _headers(lines[1:])
+    hdr = _headers(lines[1:], _RESPONSE_FIELDS)
     return {"status": int(parts[1]), "version": parts[0][5:].decode("latin-1"),
-            "content_type": hdr.get("content-type"),
-            "content_length": _int(hdr.get("content-length"))}
+            "content_type": hdr.get(b"content-type"),
+            "content_length": _int(hdr.get(b"content-length"))}
 
 
 def _int(v: str | None) -> int | None:

@@ -40,12 +40,20 @@ CIPHER_NAMES = {
 }
 
 
+_H = struct.Struct(">H").unpack_from
+_HH = struct.Struct(">HH").unpack_from
+
+
 def cipher_name(c: int) -> str:
     return CIPHER_NAMES.get(c, f"0x{c:04X}")
 
 
 def is_grease(v: int) -> bool:
     return (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)
+
+
+# the 16 GREASE values (RFC 8701): 0x0A0A, 0x1A1A ... 0xFAFA, for set lookups in loops
+GREASE = frozenset(v for v in range(0x10000) if is_grease(v))
 
 
 def version_of(v: int) -> tuple[str, str]:
@@ -62,7 +70,7 @@ def record_length(data: bytes) -> int | None:
 
 def _exts(data: bytes, off: int, end: int):
     while off + 4 <= end:
-        etype, elen = struct.unpack_from(">HH", data, off)
+        etype, elen = _HH(data, off)
         off += 4
         if off + elen > end:
             raise ValueError("tls extension truncated")
@@ -77,7 +85,7 @@ def _hello(data: bytes, kind: int) -> tuple[int, int, int] | None:
     if record_length(data) is None or len(data) < 9 or data[5] != kind:
         return None
     end = min(len(data), 9 + int.from_bytes(data[6:9], "big"))
-    version = struct.unpack_from(">H", data, 9)[0]
+    version = _H(data, 9)[0]
     off = 9 + 2 + 32
     return end, version, off + 1 + data[off]  # session id
 
@@ -88,7 +96,7 @@ def parse_client_hello(data: bytes) -> dict[str, Any] | None:
     if head is None:
         return None
     end, client_version, off = head
-    (clen,) = struct.unpack_from(">H", data, off)
+    (clen,) = _H(data, off)
     off += 2
     if off + clen > end:
         raise ValueError("tls cipher list truncated")
@@ -102,17 +110,17 @@ def parse_client_hello(data: bytes) -> dict[str, Any] | None:
     versions: list[int] = []
     alpn: list[str] = []
     if off + 2 <= end:
-        (xlen,) = struct.unpack_from(">H", data, off)
+        (xlen,) = _H(data, off)
         off += 2
         for etype, eoff, elen in _exts(data, off, min(end, off + xlen)):
             exts.append(etype)
             # lengths inside an extension are cut at its end: one that overruns it must
             # not pull in the next extension's bytes or fail the whole hello
             if etype == 0 and elen >= 5:
-                nlen = min(struct.unpack_from(">H", data, eoff + 3)[0], elen - 5)
+                nlen = min(_H(data, eoff + 3)[0], elen - 5)
                 sni = data[eoff + 5:eoff + 5 + nlen].decode("ascii", "backslashreplace")
             elif etype == 10 and elen >= 2:
-                n = min(struct.unpack_from(">H", data, eoff)[0], elen - 2) // 2
+                n = min(_H(data, eoff)[0], elen - 2) // 2
                 groups = list(struct.unpack_from(f">{n}H", data, eoff + 2))
             elif etype == 11 and elen >= 1:
                 formats = list(data[eoff + 1:eoff + 1 + min(data[eoff], elen - 1)])
@@ -125,17 +133,19 @@ def parse_client_hello(data: bytes) -> dict[str, Any] | None:
                     n = data[i]
                     alpn.append(data[i + 1:i + 1 + n].decode("ascii", "backslashreplace"))
                     i += 1 + n
+    grease = GREASE
+    ciphers = [c for c in ciphers if c not in grease]
     ja3_full = ",".join([
         str(client_version),
-        "-".join(str(c) for c in ciphers if not is_grease(c)),
-        "-".join(str(e) for e in exts if not is_grease(e)),
-        "-".join(str(g) for g in groups if not is_grease(g)),
-        "-".join(str(f) for f in formats),
+        "-".join(map(str, ciphers)),
+        "-".join([str(e) for e in exts if e not in grease]),
+        "-".join([str(g) for g in groups if g not in grease]),
+        "-".join(map(str, formats)),
     ])
-    offered = [v for v in versions if not is_grease(v)]
+    offered = [v for v in versions if v not in grease]
     return {
         "client_version": client_version, "record_version": (data[1] << 8) | data[2],
-        "ciphers": [c for c in ciphers if not is_grease(c)], "sni": sni,
+        "ciphers": ciphers, "sni": sni,
         "supported_versions": offered, "alpn": alpn,
         "ja3_full": ja3_full, "ja3": hashlib.md5(ja3_full.encode()).hexdigest(),
     }
@@ -146,12 +156,12 @@ def parse_server_hello(data: bytes) -> dict[str, Any] | None:
     if head is None:
         return None
     end, version, off = head
-    (cipher,) = struct.unpack_from(">H", data, off)
+    (cipher,) = _H(data, off)
     off += 3
     if off + 2 <= end:
-        (xlen,) = struct.unpack_from(">H", data, off)
+        (xlen,) = _H(data, off)
         off += 2
         for etype, eoff, elen in _exts(data, off, min(end, off + xlen)):
             if etype == 43 and elen == 2:
-                version = struct.unpack_from(">H", data, eoff)[0]
+                version = _H(data, eoff)[0]
     return {"version": version, "cipher": cipher}
