@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from soc_core import ecs  # noqa: E402
 from soc_core.store import open_store  # noqa: E402
-from soc_core.store.sqlite import INSERT, SCHEMA, connect, row_of  # noqa: E402
+from soc_core.store.sqlite import INSERT, PRAGMAS, SCHEMA, connect, row_of  # noqa: E402
 
 USERS = ["root", "admin", "zhangsan", "lisi", "oracle", "nginx"]
 MESSAGES = [
@@ -97,8 +97,7 @@ def bench_sqlite(docs: list[dict], batch: int) -> tuple[float, float]:
 def _bench_sqlite_in(tmp: str, docs: list[dict], batch: int) -> tuple[float, float]:
     # baseline: the same schema, raw executemany in one transaction
     conn = connect(f"{tmp}/raw.db")
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "temp_store = MEMORY",
-                   "cache_size = -65536"):
+    for pragma in PRAGMAS:  # the store's own settings
         conn.execute(f"PRAGMA {pragma}")
     conn.executescript(SCHEMA)
     prepared = [ecs.normalize(copy.deepcopy(d)) for d in docs]  # untimed
