@@ -4,15 +4,19 @@ evaluated over the base rules' matches.
 The base rules run as compiled queries on the store; grouping and the sliding `timespan`
 window are evaluated here, in one place, so a correlation means exactly the same on SQLite
 and on Elasticsearch (neither store's own aggregation semantics leak in).
+
+This is the engine's hot path (every base-rule match of a pass goes through it), so the
+work per match is kept small: group keys come from field getters compiled once per rule,
+and only groups large enough to ever satisfy the condition are timed, sorted and windowed.
 """
 
 from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from sigma.correlations import SigmaCorrelationConditionOperator as Op
 from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationType
@@ -23,27 +27,121 @@ _OPS: dict[Op, Callable[[int, int], bool]] = {
     Op.LT: operator.lt, Op.LTE: operator.le, Op.GT: operator.gt, Op.GTE: operator.ge,
     Op.EQ: operator.eq, Op.NEQ: operator.ne,
 }
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
-@dataclass
-class Match:
-    """One base-rule match: the event, which base rule matched it, its time in ms."""
+class Match(NamedTuple):
+    """One base-rule match: its time in ms and event id (the order of matches), which base
+    rule matched, and the event."""
 
-    rule_id: str
-    rule_name: str | None
     ts: int
+    event_id: str
+    rule_id: str
     doc: dict[str, Any]
 
 
+class Base(NamedTuple):
+    """One base rule's matches in a pass, in store order (oldest first)."""
+
+    rule_id: str
+    rule_name: str | None
+    docs: Sequence[dict[str, Any]]
+
+
+def ts_ms(stamp: str) -> int:
+    """@timestamp of a stored (normalized, UTC) document in epoch ms, exact like the
+    stores' own `ts` (integer arithmetic: a float product can land on .999 and truncate
+    into the previous millisecond, i.e. sometimes into the previous bucket)."""
+    try:
+        return (datetime.fromisoformat(stamp) - _EPOCH) // _MS
+    except (TypeError, ValueError):
+        return ecs.to_millis(stamp)
+
+
+def getter(dotted: str) -> Callable[[dict[str, Any]], Any]:
+    """`ecs.get_field(doc, dotted)` with the path split once: the nested lookup is tried
+    directly and anything unusual (a missing key, a flat dotted key, a list on the way)
+    falls back to `get_field`, so the result is always the same."""
+    parts = dotted.split(".")
+    if len(parts) == 2:  # the usual ECS depth (source.ip, user.name): no loop
+        a, b = parts
+
+        def get2(doc: dict[str, Any]) -> Any:
+            try:
+                return doc[a][b]
+            except (KeyError, TypeError, IndexError):
+                return ecs.get_field(doc, dotted)
+
+        return get2
+
+    def get(doc: dict[str, Any]) -> Any:
+        node: Any = doc
+        try:
+            for p in parts:
+                node = node[p]
+        except (KeyError, TypeError, IndexError):
+            return ecs.get_field(doc, dotted)
+        return node
+
+    return get
+
+
+def key_getter(fields: Sequence[str]) -> Callable[[dict[str, Any]], tuple]:
+    """A document's group key for `fields`: a tuple, lists turned into tuples (hashable)."""
+    gets = [getter(f) for f in fields]
+    if len(gets) == 1:  # the usual group-by: one field
+        one = gets[0]
+
+        def key1(doc: dict[str, Any]) -> tuple:
+            v = one(doc)
+            return (tuple(v) if isinstance(v, list) else v,)
+
+        return key1
+
+    def key(doc: dict[str, Any]) -> tuple:
+        out = []
+        for g in gets:
+            v = g(doc)
+            out.append(tuple(v) if isinstance(v, list) else v)
+        return tuple(out)
+
+    return key
+
+
 def group_key(doc: dict[str, Any], fields: list[str]) -> tuple:
-    out = []
-    for f in fields:
-        v = ecs.get_field(doc, f)
-        out.append(tuple(v) if isinstance(v, list) else v)
-    return tuple(out)
+    return key_getter(fields)(doc)
 
 
-def _field_for(corr: SigmaCorrelationRule, match: Match, name: str) -> str:
+def group_keys(docs: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[tuple]:
+    """`group_key` of every document. Correlations key every base-rule match of a pass,
+    so the usual case (two-level ECS fields present in every match) is read column by
+    column in comprehensions; anything else goes document by document."""
+    cols = [_column(docs, f) for f in fields]
+    if any(c is None for c in cols):
+        key_of = key_getter(fields)
+        return [key_of(d) for d in docs]
+    return list(zip(*cols, strict=True)) if cols else [() for _ in docs]
+
+
+def _column(docs: Sequence[dict[str, Any]], dotted: str) -> list[Any] | None:
+    """The field in every document (lists as tuples), or None when some document needs
+    `get_field`'s fallbacks (a missing key, a flat dotted key)."""
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        return None
+    a, b = parts
+    try:
+        col = [d[a][b] for d in docs]
+    except (KeyError, TypeError, IndexError):
+        return None
+    if list in set(map(type, col)):  # keys must be hashable
+        col = [tuple(v) if isinstance(v, list) else v for v in col]
+    return col
+
+
+def _field_for(corr: SigmaCorrelationRule, rule_id: str, rule_name: str | None,
+               name: str) -> str:
     """The event field a group-by name stands for in this base rule (Sigma `aliases`)."""
     alias = corr.aliases.aliases.get(name) if corr.aliases else None
     if alias is None:
@@ -51,12 +149,12 @@ def _field_for(corr: SigmaCorrelationRule, match: Match, name: str) -> str:
     for ref, fieldname in alias.mapping.items():
         target = ref.rule if hasattr(ref, "rule") else ref
         ids = {str(getattr(target, "id", "")), str(getattr(target, "name", "")), str(ref)}
-        if match.rule_id in ids or (match.rule_name and match.rule_name in ids):
+        if rule_id in ids or (rule_name and rule_name in ids):
             return fieldname
     return name
 
 
-def evaluate(corr: SigmaCorrelationRule, matches: list[Match], bucket_ms: int,
+def evaluate(corr: SigmaCorrelationRule, bases: Sequence[Base], bucket_ms: int,
              field_map: Callable[[str], str] = lambda f: f,
              min_counts: dict[str, int] | None = None
              ) -> dict[tuple[tuple, int], list[Match]]:
@@ -68,46 +166,53 @@ def evaluate(corr: SigmaCorrelationRule, matches: list[Match], bucket_ms: int,
     span = int(corr.timespan.seconds * 1000)
     cond = corr.condition
     check = _OPS[cond.op]
-    groups: dict[tuple, list[Match]] = {}
-    by_rule: dict[str, list[str]] = {}  # base rule -> its group-by fields (aliases resolved)
-    for m in matches:
-        fields = by_rule.get(m.rule_id)
-        if fields is None:
-            fields = by_rule[m.rule_id] = [field_map(_field_for(corr, m, g))
-                                           for g in corr.group_by or []]
-        key = group_key(m.doc, fields)
-        if any(v is None for v in key):
-            continue  # an event without the grouping field does not belong to any group
-        groups.setdefault(key, []).append(m)
     ctype = corr.type
-    value_field = field_map(cond.fieldref) if cond.fieldref else None
     need = [str(r.rule.id) for r in corr.rules]
     mins = min_counts or {}
+    floor = _minimum(ctype, cond, need, mins)
+    # count the keys first: most groups (one source address...) are far below the
+    # threshold, and their matches never need a time, a Match or a sort
+    keys = [group_keys(base.docs, [field_map(_field_for(corr, base.rule_id, base.rule_name, g))
+                                   for g in corr.group_by or []]) for base in bases]
+    sizes: Counter = Counter()
+    for ks in keys:
+        sizes.update(ks)
+    # an event without a grouping field does not belong to any group
+    wanted = {k for k, n in sizes.items() if n >= floor and None not in k}
+    groups: dict[tuple, list[tuple[int, dict[str, Any]]]] = {}
+    for i, (base, ks) in enumerate(zip(bases, keys, strict=True)):
+        for j in [j for j, k in enumerate(ks) if k in wanted]:
+            groups.setdefault(ks[j], []).append((i, base.docs[j]))
+    value_of = getter(field_map(cond.fieldref)) if cond.fieldref else None
     out: dict[tuple[tuple, int], list[Match]] = {}
-    floor = _minimum(ctype, cond)
-    for key, items in groups.items():
-        if len(items) < floor:
-            continue  # too few events in the whole group to ever reach the threshold
-        items.sort(key=lambda m: (m.ts, m.doc["event"]["id"]))
-        measures = [_measure(ctype, m, value_field) for m in items]
+    counting = ctype == SigmaCorrelationType.EVENT_COUNT  # the window size is the measure
+    summing = ctype in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG)
+    for key, members in groups.items():
+        items = [Match(ts_ms(d["@timestamp"]), d["event"]["id"], bases[i].rule_id, d)
+                 for i, d in members]
+        # stable: an event matched by two base rules keeps the base rules' order
+        items.sort(key=_order)
+        measures = [] if counting else [_measure(ctype, m, value_of) for m in items]
         start = 0
         added: dict[int, int] = {}  # bucket -> index up to which items were added
         seen: Counter = Counter()
         total = 0.0
         for end, m in enumerate(items):
-            seen[measures[end]] += 1
-            if ctype in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG):
-                total += _number(measures[end])
+            if not counting:
+                seen[measures[end]] += 1
+                if summing:
+                    total += _number(measures[end])
             while m.ts - items[start].ts > span:
-                old = measures[start]
-                seen[old] -= 1
-                if not seen[old]:
-                    del seen[old]
-                if ctype in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG):
-                    total -= _number(old)
+                if not counting:
+                    old = measures[start]
+                    seen[old] -= 1
+                    if not seen[old]:
+                        del seen[old]
+                    if summing:
+                        total -= _number(old)
                 start += 1
             size = end + 1 - start
-            if ctype == SigmaCorrelationType.EVENT_COUNT:
+            if counting:
                 ok = check(size, cond.count)
             elif ctype == SigmaCorrelationType.VALUE_COUNT:
                 ok = check(len(seen) - (None in seen), cond.count)
@@ -131,23 +236,33 @@ def evaluate(corr: SigmaCorrelationRule, matches: list[Match], bucket_ms: int,
     return out
 
 
-def _measure(ctype: SigmaCorrelationType, m: Match, value_field: str | None) -> Any:
+def _order(m: Match) -> tuple[int, str]:
+    return m.ts, m.event_id
+
+
+def _measure(ctype: SigmaCorrelationType, m: Match,
+             value_of: Callable[[dict[str, Any]], Any] | None) -> Any:
     if ctype in (SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.VALUE_SUM,
                  SigmaCorrelationType.VALUE_AVG):
-        v = ecs.get_field(m.doc, value_field) if value_field else None
+        v = value_of(m.doc) if value_of else None
         return tuple(v) if isinstance(v, list) else v
     if ctype == SigmaCorrelationType.EVENT_COUNT:
-        return m.doc["event"]["id"]
+        return m.event_id
     return m.rule_id
 
 
-def _minimum(ctype: SigmaCorrelationType, cond: Any) -> int:
-    """Fewest events a group needs before the condition can hold (counts only grow)."""
+def _minimum(ctype: SigmaCorrelationType, cond: Any, need: list[str],
+             mins: dict[str, int]) -> int:
+    """Fewest matches a group needs before the condition can hold (counts only grow)."""
     if ctype in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
         if cond.op == Op.GTE:
             return int(cond.count)
         if cond.op == Op.GT:
             return int(cond.count) + 1
+    if ctype in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
+        # every base rule its minimum number of times (one event matching two base rules
+        # is two matches, so the sum holds)
+        return sum(mins.get(r, 1) for r in set(need))
     return 1
 
 
