@@ -41,9 +41,12 @@ CREATE TABLE IF NOT EXISTS docs (
 );
 CREATE INDEX IF NOT EXISTS docs_time ON docs (family, ts, id);
 CREATE INDEX IF NOT EXISTS docs_dataset ON docs (family, dataset, ts, id);
-CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts);
-CREATE INDEX IF NOT EXISTS docs_source_ip ON docs (source_ip, ts);
-CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts);
+-- partial: many events have no host or address, and skipping them is ~10 % of ingest time;
+-- `col = ?` implies `col IS NOT NULL`, so lookups still use these
+CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts) WHERE host_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_source_ip ON docs (source_ip, ts) WHERE source_ip IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts)
+    WHERE destination_ip IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5 (message, tokenize = 'unicode61');
 -- the full-text index follows the documents
 CREATE TRIGGER IF NOT EXISTS docs_fts_insert AFTER INSERT ON docs
