@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -193,7 +194,7 @@ def _waiting(log: AuditLog) -> int:
 
 
 def test_store_down_bounds_the_backlog_and_refuses_key_use(keystore):
-    password = "es-password-4711"
+    password = "pw" + secrets.token_hex(8)  # a made-up credential that must never show
     store = ElasticStore(f"http://govsoc:{password}@127.0.0.1:{_closed_port()}", retries=0)
     log = AuditLog(store, flush_interval=0.01, max_pending=5)
     svc = CryptoService(keystore, audit=log)
