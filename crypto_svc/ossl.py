@@ -78,22 +78,35 @@ def version() -> str:
     return lib.OpenSSL_version(0).decode() if lib else "unavailable"
 
 
-class Verifier:
-    """An SM2 public key loaded into libcrypto (from its SubjectPublicKeyInfo DER)."""
+class _Key:
+    """An EVP_PKEY parsed from DER by one of libcrypto's d2i functions, freed with its
+    owner. The key is shared read-only by all threads; each call makes its own context."""
 
-    def __init__(self, spki_der: bytes) -> None:
+    _d2i = ""  # libcrypto function that parses the DER
+    _what = ""
+
+    def __init__(self, der: bytes) -> None:
         lib = _load()
         if lib is None:
             raise RuntimeError("libcrypto 3 is not available")
-        buf = ctypes.c_char_p(spki_der)
-        pkey = lib.d2i_PUBKEY(None, ctypes.byref(buf), len(spki_der))
+        buf = ctypes.c_char_p(der)
+        pkey = getattr(lib, self._d2i)(None, ctypes.byref(buf), len(der))
         if not pkey:
             lib.ERR_clear_error()
-            raise ValueError("libcrypto refused the public key")
+            raise ValueError(f"libcrypto refused the {self._what}")
+        if lib.EVP_PKEY_is_a(pkey, b"SM2") != 1:
+            lib.EVP_PKEY_free(pkey)
+            raise ValueError(f"libcrypto did not load the {self._what} as an SM2 key")
         self._pkey = pkey
         self._lib = lib
-        # the EVP_PKEY is shared read-only by all threads; each call has its own context
         weakref.finalize(self, lib.EVP_PKEY_free, pkey)
+
+
+class Verifier(_Key):
+    """An SM2 public key loaded into libcrypto (from its SubjectPublicKeyInfo DER)."""
+
+    _d2i = "d2i_PUBKEY"
+    _what = "public key"
 
     def verify_digest(self, e: bytes, der_sig: bytes) -> bool:
         lib = self._lib
@@ -112,24 +125,11 @@ class Verifier:
             lib.EVP_PKEY_CTX_free(ctx)
 
 
-class Decryptor:
+class Decryptor(_Key):
     """An SM2 private key loaded into libcrypto (from PKCS#8 DER), for decryption only."""
 
-    def __init__(self, pkcs8_der: bytes) -> None:
-        lib = _load()
-        if lib is None:
-            raise RuntimeError("libcrypto 3 is not available")
-        buf = ctypes.c_char_p(pkcs8_der)
-        pkey = lib.d2i_AutoPrivateKey(None, ctypes.byref(buf), len(pkcs8_der))
-        if not pkey:
-            lib.ERR_clear_error()
-            raise ValueError("libcrypto refused the private key")
-        if lib.EVP_PKEY_is_a(pkey, b"SM2") != 1:
-            lib.EVP_PKEY_free(pkey)
-            raise ValueError("libcrypto did not load the key as an SM2 key")
-        self._pkey = pkey
-        self._lib = lib
-        weakref.finalize(self, lib.EVP_PKEY_free, pkey)
+    _d2i = "d2i_AutoPrivateKey"
+    _what = "private key"
 
     def decrypt(self, der_ct: bytes) -> bytes | None:
         """The plaintext of a GM/T 0009 DER ciphertext, or None when it does not decrypt

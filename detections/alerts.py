@@ -83,7 +83,7 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "assignee": prev.get("assignee"),
         "close_reason": prev.get("close_reason"),
         "notes": prev.get("notes", []),
-        "created": prev.get("created") or iso(_now_ms()),
+        "created": prev.get("created") or iso(now_ms()),
     }}
     return doc
 
@@ -96,8 +96,8 @@ def changed(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
         b.get("count"), b.get("last_seen"), b.get("first_seen"))
 
 
-def _now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
+def now_ms() -> int:
+    return ecs.to_millis(datetime.now(UTC))
 
 
 def set_status(store: EventStore, aid: str, *, status: str | None = None,
@@ -126,7 +126,7 @@ def set_status(store: EventStore, aid: str, *, status: str | None = None,
     if assignee is not None:
         al["assignee"] = assignee or None
     if note:
-        al.setdefault("notes", []).append({"at": iso(_now_ms()), "by": by, "text": note})
+        al.setdefault("notes", []).append({"at": iso(now_ms()), "by": by, "text": note})
     res = store.write([doc], refresh=True)
     if res.rejected:
         raise AlertError(f"alert {aid} not updated: {res.rejected[0].reason}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sigma.correlations import SigmaCorrelationConditionOperator as Op
@@ -27,8 +26,6 @@ _OPS: dict[Op, Callable[[int, int], bool]] = {
     Op.LT: operator.lt, Op.LTE: operator.le, Op.GT: operator.gt, Op.GTE: operator.ge,
     Op.EQ: operator.eq, Op.NEQ: operator.ne,
 }
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 class Match(NamedTuple):
@@ -47,16 +44,6 @@ class Base(NamedTuple):
     rule_id: str
     rule_name: str | None
     docs: Sequence[dict[str, Any]]
-
-
-def ts_ms(stamp: str) -> int:
-    """@timestamp of a stored (normalized, UTC) document in epoch ms, exact like the
-    stores' own `ts` (integer arithmetic: a float product can land on .999 and truncate
-    into the previous millisecond, i.e. sometimes into the previous bucket)."""
-    try:
-        return (datetime.fromisoformat(stamp) - _EPOCH) // _MS
-    except (TypeError, ValueError):
-        return ecs.to_millis(stamp)
 
 
 def getter(dotted: str) -> Callable[[dict[str, Any]], Any]:
@@ -188,7 +175,7 @@ def evaluate(corr: SigmaCorrelationRule, bases: Sequence[Base], bucket_ms: int,
     counting = ctype == SigmaCorrelationType.EVENT_COUNT  # the window size is the measure
     summing = ctype in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG)
     for key, members in groups.items():
-        items = [Match(ts_ms(d["@timestamp"]), d["event"]["id"], bases[i].rule_id, d)
+        items = [Match(ecs.to_millis(d["@timestamp"]), d["event"]["id"], bases[i].rule_id, d)
                  for i, d in members]
         # stable: an event matched by two base rules keeps the base rules' order
         items.sort(key=_order)

@@ -20,11 +20,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from detections import alerts as al
-from detections.correlation import Base, Match, evaluate, key_getter, ts_ms
+from detections.alerts import now_ms
+from detections.correlation import Base, Match, evaluate, key_getter
 from detections.rules import Rule, RulePack, load_pack
 from detections.state import DetectionState
 from soc_core import ecs
@@ -64,10 +64,6 @@ class RunSummary:
         return (f"{self.rules} rules, {self.matches} matches, {self.new_alerts} new alerts, "
                 f"{self.updated_alerts} updated, {self.snoozed} snoozed, "
                 f"{len(self.errors)} errors")
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 def to_ms(value: Any) -> int:
@@ -321,7 +317,8 @@ class Engine:
         key_of = key_getter(fields)
         groups: dict[tuple[tuple, int], list[dict[str, Any]]] = {}
         for d in docs:
-            groups.setdefault((key_of(d), ts_ms(d["@timestamp"]) // bucket_ms), []).append(d)
+            bucket = ecs.to_millis(d["@timestamp"]) // bucket_ms
+            groups.setdefault((key_of(d), bucket), []).append(d)
         new, upd = self._emit(rule, fields, groups, bucket_ms)
         return len(docs), new, upd
 
@@ -440,11 +437,11 @@ def regular(matches: list[Match], max_jitter: float) -> bool:
 
 
 def _doc_ts(doc: dict[str, Any]) -> int:
-    return ts_ms(doc["@timestamp"])
+    return ecs.to_millis(doc["@timestamp"])
 
 
 def _doc_order(doc: dict[str, Any]) -> tuple[int, str]:
-    return ts_ms(doc["@timestamp"]), doc["event"]["id"]
+    return ecs.to_millis(doc["@timestamp"]), doc["event"]["id"]
 
 
 def exception_matches(exc: dict[str, Any], doc: dict[str, Any]) -> bool:

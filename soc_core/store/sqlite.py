@@ -8,6 +8,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from soc_core.store.base import (
     StoreError,
     StoreUnavailable,
     WriteResult,
+    parse_duration,
 )
 from soc_core.store.sql import Compiler, json_path, segment
 
@@ -253,8 +255,6 @@ class SqliteStore(EventStore):
         return [(v, n) for v, n in self._rows(sql, comp.params)]
 
     def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
-        from soc_core.store.base import parse_duration
-
         step = int(parse_duration(interval).total_seconds() * 1000)
         comp = Compiler()
         where = comp.selection(sel or Selection())
@@ -266,8 +266,6 @@ class SqliteStore(EventStore):
     # -- retention / info --------------------------------------------------------
     def prune(self, older_than_days: int, families: Iterable[str] = ("events", "metrics",
               "audit", "playbook_runs")) -> int:
-        from datetime import UTC, datetime, timedelta
-
         cutoff = ecs.to_millis(datetime.now(UTC) - timedelta(days=older_than_days))
         families = list(families)
         marks = ",".join("?" * len(families))

@@ -28,3 +28,11 @@ def one_error_line(out: subprocess.CompletedProcess, code: int = 2) -> str:
     lines = out.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
     return lines[0]
+
+
+def detail(resp, status: int) -> str:
+    """The HTTP error's `detail`: one line of text, with the expected status."""
+    assert resp.status_code == status, resp.text
+    text = resp.json()["detail"]
+    assert isinstance(text, str) and "\n" not in text
+    return text

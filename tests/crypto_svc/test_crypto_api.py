@@ -7,6 +7,7 @@ import base64
 import warnings
 
 import pytest
+from crypto_helpers import detail
 from fastapi import Header
 
 from crypto_svc.api import Limits, create_app
@@ -35,13 +36,6 @@ def client(service):
                      limits=Limits(max_data=4096, max_body=64_000, max_batch=100))
     with TestClient(app) as c:
         yield c
-
-
-def detail(resp, status: int) -> str:
-    assert resp.status_code == status, resp.text
-    text = resp.json()["detail"]
-    assert isinstance(text, str) and "\n" not in text
-    return text
 
 
 def new_key(client, purpose="sign") -> str:

@@ -13,7 +13,7 @@ import time
 import warnings
 
 import pytest
-from crypto_helpers import GOVSOC, ok, one_error_line, run
+from crypto_helpers import GOVSOC, detail, ok, one_error_line, run
 
 from crypto_svc import asn1, ossl
 from crypto_svc.api import Limits, create_app
@@ -42,13 +42,6 @@ def client(service):
     app = create_app(service, limits=Limits(max_data=4096, max_body=200_000, max_batch=10))
     with TestClient(app) as c:
         yield c
-
-
-def detail(resp, status: int) -> str:
-    assert resp.status_code == status, resp.text
-    text = resp.json()["detail"]
-    assert isinstance(text, str) and "\n" not in text
-    return text
 
 
 # -- PEM and DER ---------------------------------------------------------------------------
