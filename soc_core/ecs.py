@@ -19,7 +19,7 @@ import hashlib
 import re
 import socket
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -31,7 +31,8 @@ EVENT_KINDS = frozenset(
     {"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"}
 )
 # objects whose `ip` and `port` are checked at the boundary (ES maps them as ip / long)
-_ADDRESS_OBJECTS = ("source", "destination", "client", "server", "host")
+# beside host, source and destination, which are also indexed
+_OTHER_ADDRESS_OBJECTS = ("client", "server")
 
 
 class EventError(ValueError):
@@ -58,14 +59,16 @@ def content_id(doc: dict[str, Any]) -> str:
 
 def family_of(doc: dict[str, Any]) -> str:
     event = doc.get("event") or {}
-    kind = event.get("kind")
+    return _family(event.get("kind"), event.get("dataset"))
+
+
+def _family(kind: Any, dataset: Any) -> str:
     if kind == "metric":
         return "metrics"
     if kind == "alert":
         return "alerts"
     if kind == "asset":
         return "assets"
-    dataset = event.get("dataset")
     if dataset == "govsoc.audit":
         return "audit"
     if dataset == "govsoc.playbook_run":
@@ -177,16 +180,15 @@ _DATASET = re.compile(r"[a-z0-9_][a-z0-9_.]{0,99}\Z")
 _good_datasets: set[str] = set()
 
 
-def _is_canonical_time(ts: Any) -> bool:
-    """Already `YYYY-MM-DDTHH:MM:SS.mmmZ` and a real instant (the common case: skip the
-    reformatting, keep the validation)."""
+def _canonical_time(ts: Any) -> datetime | None:
+    """The instant, if `ts` is already `YYYY-MM-DDTHH:MM:SS.mmmZ` and a real one (the
+    common case: no reformatting, same validation)."""
     if type(ts) is not str or len(ts) != 24 or ts[-1] != "Z" or ts[19] != ".":
-        return False
+        return None
     try:
-        datetime.fromisoformat(ts)
+        return datetime.fromisoformat(ts)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def normalize(doc: dict[str, Any]) -> dict[str, Any]:
@@ -196,15 +198,78 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
     doc = expand_dotted(doc)
+    _complete(doc)
+    return doc
+
+
+class Prepared(NamedTuple):
+    """A normalized document ready for a backend: its family, the fields stores index
+    (read once, during validation) and its JSON."""
+
+    family: str
+    id: str
+    millis: int  # @timestamp, epoch milliseconds
+    dataset: str
+    kind: str
+    host_name: Any
+    source_ip: Any  # the first address when the field holds several
+    destination_ip: Any
+    message: str | None
+    doc: dict[str, Any]
+    json: bytes
+
+
+# A dotted key in compact JSON: a dot, then to the closing quote of that string, then `:`
+# (a value's closing quote is never followed by `:`). An escaped quote could hide one, so a
+# text with any backslash goes the slow way too (two C scans: faster than one alternation).
+_DOTTED_JSON = re.compile(rb'\.[^"]*":')
+_ECS_SUFFIX = b',"ecs":{"version":"' + ECS_VERSION.encode() + b'"}}'
+
+
+def prepare(doc: dict[str, Any]) -> Prepared:
+    """`normalize`, plus what the stores need: family, indexed fields and the JSON. The
+    JSON is needed anyway, so it also serves to look for dotted keys: one C pass over the
+    text instead of a Python walk over every nested object."""
+    if not isinstance(doc, dict):
+        raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
+    try:
+        text: bytes | None = orjson.dumps(doc)
+    except TypeError as exc:
+        raise EventError(f"not representable as JSON: {exc}") from exc
+    if b"\\" in text or _DOTTED_JSON.search(text):  # type: ignore[operator, arg-type]
+        expanded = expand_dotted(doc)
+        if expanded is not doc:
+            doc, text = expanded, None
+    facts, changed = _complete(doc)
+    if text is None or changed > _ADDED_ECS:
+        text = orjson.dumps(doc)
+    elif changed:  # only `ecs` was added, as the last key: append it to the text
+        text = text[:-1] + _ECS_SUFFIX
+    return _tuple_new(Prepared, (*facts, doc, text))  # Prepared(...) is a Python-level call
+
+
+_ADDED_ECS, _REWROTE = 1, 2
+_tuple_new = tuple.__new__
+
+
+def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
+    """The checks and defaults of `normalize` on a document whose keys are expanded.
+    Returns the leading fields of its `Prepared` and what was changed (0, _ADDED_ECS or
+    _REWROTE: a field inside the document)."""
+    changed = 0
     ts = doc.get("@timestamp")
     if ts is None:
         raise EventError("missing @timestamp")
-    if not _is_canonical_time(ts):
-        doc["@timestamp"] = format_time(parse_time(ts))
+    dt = _canonical_time(ts)
+    if dt is None:
+        dt = parse_time(ts)
+        doc["@timestamp"] = format_time(dt)
+        changed = _REWROTE
     event = doc.get("event")
     if event is None:
         event = doc["event"] = {}
-    elif not isinstance(event, dict):
+        changed = _REWROTE
+    elif type(event) is not dict:
         raise EventError("event must be an object")
     dataset = event.get("dataset")
     if dataset not in _good_datasets:
@@ -212,36 +277,60 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
             raise EventError("event.dataset must be lowercase letters, digits, '_' and '.', "
                              f"got {dataset!r}")
         _good_datasets.add(dataset)
-    kind = event.setdefault("kind", "event")
-    if kind not in EVENT_KINDS:
+    kind = event.get("kind")
+    if kind is None:
+        kind = event["kind"] = "event"
+        changed = _REWROTE
+    elif kind not in EVENT_KINDS:
         raise EventError(f"event.kind {kind!r} is not an ECS kind")
-    for obj in _ADDRESS_OBJECTS:
+    host_name = source_ip = destination_ip = None
+    sub = doc.get("host")
+    if type(sub) is dict:
+        _check_address("host", sub)
+        host_name = sub.get("name")
+    sub = doc.get("source")
+    if type(sub) is dict:
+        source_ip = _check_address("source", sub)
+    sub = doc.get("destination")
+    if type(sub) is dict:
+        destination_ip = _check_address("destination", sub)
+    for obj in _OTHER_ADDRESS_OBJECTS:
         sub = doc.get(obj)
         if type(sub) is dict:
-            if "ip" in sub:
-                _check_ips(f"{obj}.ip", sub["ip"])
-            port = sub.get("port")
-            if port is not None and (type(port) is not int or not 0 <= port <= 65535):
-                raise EventError(f"{obj}.port must be an integer 0-65535, got {port!r}")
+            _check_address(obj, sub)
     message = doc.get("message")
-    if message is not None and not isinstance(message, str):
+    if message is not None and type(message) is not str:
         raise EventError("message must be a string")
-    if "id" not in event:
-        event["id"] = content_id(doc)
-    elif not isinstance(event["id"], str) or not event["id"] or len(event["id"]) > 256:
+    event_id = event.get("id")
+    if event_id is None:
+        event_id = event["id"] = content_id(doc)
+        changed = _REWROTE
+    elif type(event_id) is not str or not event_id or len(event_id) > 256:
         raise EventError("event.id must be a non-empty string of at most 256 characters")
-    doc.setdefault("ecs", {"version": ECS_VERSION})
-    return doc
+    if "ecs" not in doc:
+        doc["ecs"] = {"version": ECS_VERSION}
+        changed = changed or _ADDED_ECS
+    return (_family(kind, dataset), event_id, (dt - _EPOCH) // _MS, dataset, kind,
+            host_name, source_ip, destination_ip, message), changed
 
 
-def _check_ips(name: str, value: Any) -> None:
-    for v in value if isinstance(value, list) else [value]:
-        if not isinstance(v, str):
-            raise EventError(f"{name} is not an IP address: {v!r}")
+def _check_address(obj: str, sub: dict[str, Any]) -> Any:
+    """Raise unless `<obj>.ip` holds addresses and `<obj>.port` a port; return the (first)
+    address."""
+    port = sub.get("port")
+    if port is not None and (type(port) is not int or not 0 <= port <= 65535):
+        raise EventError(f"{obj}.port must be an integer 0-65535, got {port!r}")
+    value = sub.get("ip")
+    if value is None:
+        return None
+    for v in value if type(value) is list else (value,):
+        if type(v) is not str:
+            raise EventError(f"{obj}.ip is not an IP address: {v!r}")
         try:  # inet_pton is strict and runs in C: the hot path of every flow event
             socket.inet_pton(socket.AF_INET6 if ":" in v else socket.AF_INET, v)
         except OSError as exc:
-            raise EventError(f"{name} is not an IP address: {v!r}") from exc
+            raise EventError(f"{obj}.ip is not an IP address: {v!r}") from exc
+    return value[0] if type(value) is list and value else value
 
 
 def make_event(dataset: str, timestamp: Any, source_key: Any, fields: dict[str, Any],

@@ -131,21 +131,18 @@ class EventStore(abc.ABC):
         (a repeat counts as a duplicate); mutable families (alerts, assets, playbook
         runs) replace the stored document. Invalid documents are rejected, the rest kept."""
         result = WriteResult()
-        valid: list[tuple[str, dict[str, Any]]] = []
+        valid: list[ecs.Prepared] = []
         for doc in docs:
             try:
-                norm = ecs.normalize(doc)
+                valid.append(ecs.prepare(doc))
             except ecs.EventError as exc:
                 result.rejected.append(Rejected(_id_of(doc), str(exc), doc))
-                continue
-            valid.append((ecs.family_of(norm), norm))
         if valid:
             result.merge(self._write_valid(valid, refresh=refresh))
         return result
 
     @abc.abstractmethod
-    def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
-                     ) -> WriteResult: ...
+    def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...
 
     @abc.abstractmethod
     def delete(self, family: str, ids: Iterable[str]) -> int:

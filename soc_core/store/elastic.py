@@ -147,21 +147,20 @@ class ElasticStore(EventStore):
         self.es.close()
 
     # -- writes ------------------------------------------------------------------
-    def _write_valid(self, docs: list[tuple[str, dict[str, Any]]], *, refresh: bool
-                     ) -> WriteResult:
+    def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult:
         result = WriteResult()
         seen = self._stored_in_older_backing_indices(docs)
         lines: list[bytes] = []
         batch: list[tuple[str, dict[str, Any]]] = []
         size = 0
-        for family, doc in docs:
-            index = self.index_for(family, doc["event"]["dataset"])
-            if (index, doc["event"]["id"]) in seen:
+        for p in docs:
+            family, doc, body = p.family, p.doc, p.json
+            index = self.index_for(family, p.dataset)
+            if (index, p.id) in seen:
                 result.duplicates += 1
                 continue
             op = "index" if family in ecs.MUTABLE_FAMILIES else "create"
-            action = orjson.dumps({op: {"_index": index, "_id": doc["event"]["id"]}})
-            body = orjson.dumps(doc)
+            action = orjson.dumps({op: {"_index": index, "_id": p.id}})
             lines.append(action)
             lines.append(body)
             batch.append((family, doc))
@@ -175,16 +174,16 @@ class ElasticStore(EventStore):
             self.refresh()
         return result
 
-    def _stored_in_older_backing_indices(self, docs: list[tuple[str, dict[str, Any]]]
+    def _stored_in_older_backing_indices(self, docs: list[ecs.Prepared]
                                          ) -> set[tuple[str, str]]:
         """`create` deduplicates only within a data stream's write index. For a stream that
         has rolled over, look the batch's ids up in the older backing indices first, so a
         redelivery after a rollover is still a duplicate, not a second copy."""
         by_stream: dict[str, list[str]] = {}
-        for family, doc in docs:
-            if family in _STREAM_FAMILIES:
-                index = self.index_for(family, doc["event"]["dataset"])
-                by_stream.setdefault(index, []).append(doc["event"]["id"])
+        for p in docs:
+            if p.family in _STREAM_FAMILIES:
+                index = self.index_for(p.family, p.dataset)
+                by_stream.setdefault(index, []).append(p.id)
         found: set[tuple[str, str]] = set()
         for stream, ids in by_stream.items():
             older = self._older_backing_indices(stream)
