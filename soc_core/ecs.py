@@ -54,26 +54,22 @@ def stable_id(*parts: Any) -> str:
 
 def content_id(doc: dict[str, Any]) -> str:
     """Id for a record that carries none: the digest of its canonical JSON."""
-    return stable_id(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+    try:
+        return stable_id(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+    except TypeError as exc:
+        raise EventError(f"not representable as JSON: {exc}") from exc
 
 
 def family_of(doc: dict[str, Any]) -> str:
     event = doc.get("event") or {}
-    return _family(event.get("kind"), event.get("dataset"))
+    kind, dataset = event.get("kind"), event.get("dataset")
+    return ((type(kind) is str and _FAMILY_OF_KIND.get(kind))
+            or (type(dataset) is str and _FAMILY_OF_DATASET.get(dataset)) or "events")
 
 
-def _family(kind: Any, dataset: Any) -> str:
-    if kind == "metric":
-        return "metrics"
-    if kind == "alert":
-        return "alerts"
-    if kind == "asset":
-        return "assets"
-    if dataset == "govsoc.audit":
-        return "audit"
-    if dataset == "govsoc.playbook_run":
-        return "playbook_runs"
-    return "events"
+# the kind decides first, then the dataset; everything else is an event
+_FAMILY_OF_KIND = {"metric": "metrics", "alert": "alerts", "asset": "assets"}
+_FAMILY_OF_DATASET = {"govsoc.audit": "audit", "govsoc.playbook_run": "playbook_runs"}
 
 
 def expand_dotted(doc: dict[str, Any]) -> dict[str, Any]:
@@ -260,7 +256,7 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     ts = doc.get("@timestamp")
     if ts is None:
         raise EventError("missing @timestamp")
-    dt = _canonical_time(ts)
+    dt = _canonical_time(ts)  # the common case: already as stored
     if dt is None:
         dt = parse_time(ts)
         doc["@timestamp"] = format_time(dt)
@@ -272,7 +268,7 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     elif type(event) is not dict:
         raise EventError("event must be an object")
     dataset = event.get("dataset")
-    if dataset not in _good_datasets:
+    if type(dataset) is not str or dataset not in _good_datasets:  # (a list is unhashable)
         if not isinstance(dataset, str) or not _DATASET.match(dataset):
             raise EventError("event.dataset must be lowercase letters, digits, '_' and '.', "
                              f"got {dataset!r}")
@@ -281,7 +277,7 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     if kind is None:
         kind = event["kind"] = "event"
         changed = _REWROTE
-    elif kind not in EVENT_KINDS:
+    elif type(kind) is not str or kind not in EVENT_KINDS:
         raise EventError(f"event.kind {kind!r} is not an ECS kind")
     host_name = source_ip = destination_ip = None
     sub = doc.get("host")
@@ -310,7 +306,8 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     if "ecs" not in doc:
         doc["ecs"] = {"version": ECS_VERSION}
         changed = changed or _ADDED_ECS
-    return (_family(kind, dataset), event_id, (dt - _EPOCH) // _MS, dataset, kind,
+    family = _FAMILY_OF_KIND.get(kind) or _FAMILY_OF_DATASET.get(dataset, "events")
+    return (family, event_id, (dt - _EPOCH) // _MS, dataset, kind,
             host_name, source_ip, destination_ip, message), changed
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soc_core import ecs
@@ -32,11 +35,51 @@ def test_normalize_expands_dotted_and_completes():
       "destination": {"port": 70000}}, "destination.port"),
     ({"@timestamp": "2026-01-01T00:00:00Z", "event": {"dataset": "a"}, "message": 5}, "message"),
     ([1, 2], "JSON object"),
+    # unhashable values where a name is expected: rejected, not a crash of the whole batch
+    ({"@timestamp": "2026-01-01T00:00:00Z", "event": {"dataset": ["a"]}}, "event.dataset"),
+    ({"@timestamp": "2026-01-01T00:00:00Z", "event": {"dataset": "a", "kind": {}}},
+     "event.kind"),
+    ({"@timestamp": "2026-01-01T00:00:00Z", "event.dataset": "a", "host": {"ip": [1]}},
+     "host.ip"),
+    ({"@timestamp": "2026-01-01T00:00:00Z", "event": {"dataset": "a"}, "x": {1, 2}}, "JSON"),
 ])
-def test_invalid_events_name_the_field(bad, field):
+@pytest.mark.parametrize("check", [ecs.normalize, ecs.prepare])
+def test_invalid_events_name_the_field(bad, field, check):
     with pytest.raises(ecs.EventError) as err:
-        ecs.normalize(bad)
+        check(copy.deepcopy(bad))
     assert field in str(err.value)
+
+
+_KEY = st.text(alphabet='ab.\\"\u7528:{}', min_size=1, max_size=6)
+_SCALAR = st.one_of(st.none(), st.integers(-5, 5), st.text(alphabet='a.\\":,}', max_size=6))
+_TREE = st.recursive(_SCALAR, lambda kids: st.dictionaries(_KEY, kids, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(extra=st.dictionaries(_KEY, _TREE, max_size=5), ecs_given=st.booleans(),
+       kind=st.sampled_from([None, "event", "alert"]))
+def test_prepare_is_normalize_plus_json(extra, ecs_given, kind):
+    """The stores' fast path (dotted keys found in the JSON text, `ecs` appended to it) gives
+    exactly what `normalize` and a fresh serialisation give, whatever the keys hold."""
+    event = {"dataset": "a.b", **({"kind": kind} if kind else {})}
+    doc = {"@timestamp": "2026-01-01T00:00:00.000Z", "event": event, **extra}
+    if ecs_given:
+        doc["ecs"] = {"version": "8.0.0"}
+    try:
+        expected = ecs.normalize(copy.deepcopy(doc))
+    except ecs.EventError as exc:
+        with pytest.raises(ecs.EventError) as err:
+            ecs.prepare(copy.deepcopy(doc))
+        assert str(err.value) == str(exc)
+        return
+    got = ecs.prepare(copy.deepcopy(doc))
+    assert got.doc == expected
+    assert got.json == orjson.dumps(expected)
+    assert orjson.loads(got.json) == expected
+    assert (got.family, got.id, got.dataset, got.kind) == (
+        ecs.family_of(expected), expected["event"]["id"], expected["event"]["dataset"],
+        expected["event"]["kind"])
+    assert got.millis == ecs.to_millis(expected["@timestamp"])
 
 
 def test_ids_are_deterministic():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,6 +54,30 @@ def test_mutable_family_replaces(store):
     assert store.count(Selection(family="alerts")) == 1
     assert store.get("alerts", "a-1")["govsoc"]["status"] == "closed"
     assert store.count(Selection(family="events")) == 0
+
+
+def test_full_text_follows_replacements_and_deletes(store):
+    """Text search sees a mutable document's newest message only: across batches, twice in
+    one batch, beside new documents in that batch, and not after a delete."""
+    def alert(msg: str, i: int = 1) -> dict:
+        return {"@timestamp": ecs.format_time(T0), "message": msg,
+                "event": {"kind": "alert", "id": f"a-{i}", "dataset": "govsoc.alert"}}
+
+    def hits(text: str) -> list[str]:
+        return sorted(d["event"]["id"] for d in store.search(
+            Selection(family="alerts", text=text)).hits)
+
+    store.write([alert("暴力破解 first")], refresh=True)
+    store.write([alert("second"), alert("暴力破解 third"), alert("fourth", 2)], refresh=True)
+    assert (hits("first"), hits("second"), hits("third"), hits("fourth")) == (
+        [], [], ["a-1"], ["a-2"])
+    assert hits("暴力破解") == ["a-1"]
+    store.write([alert("fifth", 2), ev(7, message="fifth")], refresh=True)
+    assert (hits("fourth"), hits("fifth")) == ([], ["a-2"])
+    assert store.count(Selection(text="fifth")) == 1  # the event, in its own family
+    assert store.delete("alerts", ["a-1"]) == 1
+    store.refresh()
+    assert hits("暴力破解") == []
 
 
 def test_filters_time_range_and_dataset(store):
@@ -212,6 +237,25 @@ def test_bad_selection():
         Selection(family="nope")
     with pytest.raises(ValueError):
         Selection(start="last tuesday")
+
+
+def test_sqlite_checkpoints_off_the_commit_path(tmp_path):
+    """Commits leave the WAL alone (no fsync wait in the writer); the store's own thread
+    copies it back into the database file soon after, and closing leaves no WAL behind."""
+    db = tmp_path / "ckpt.db"
+    store = open_store(f"sqlite:///{db}")
+    empty = db.stat().st_size
+    store.write([ev(i, message="x" * 500) for i in range(3000)])
+    deadline = time.monotonic() + 20
+    while db.stat().st_size < empty + 1_500_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size >= empty + 1_500_000  # 3000 documents of > 500 bytes
+    other = open_store(f"sqlite:///{db}")  # a reader meanwhile sees everything committed
+    assert other.count() == 3000
+    other.close()
+    store.close()
+    assert not (tmp_path / "ckpt.db-wal").exists()
+    assert open_store(f"sqlite:///{db}").count(Selection(text="x" * 500)) == 3000
 
 
 @pytest.mark.es
