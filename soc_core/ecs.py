@@ -194,7 +194,7 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
     doc = expand_dotted(doc)
-    _complete(doc)
+    _complete(doc, None)
     return doc
 
 
@@ -211,8 +211,8 @@ class Prepared(NamedTuple):
     source_ip: Any  # the first address when the field holds several
     destination_ip: Any
     message: str | None
-    doc: dict[str, Any]
     json: bytes
+    doc: dict[str, Any]
 
 
 # A dotted key in compact JSON: a dot, then to the closing quote of that string, then `:`
@@ -236,23 +236,16 @@ def prepare(doc: dict[str, Any]) -> Prepared:
         expanded = expand_dotted(doc)
         if expanded is not doc:
             doc, text = expanded, None
-    facts, changed = _complete(doc)
-    if text is None or changed > _ADDED_ECS:
-        text = orjson.dumps(doc)
-    elif changed:  # only `ecs` was added, as the last key: append it to the text
-        text = text[:-1] + _ECS_SUFFIX
-    return _tuple_new(Prepared, (*facts, doc, text))  # Prepared(...) is a Python-level call
+    return _complete(doc, text)
 
 
-_ADDED_ECS, _REWROTE = 1, 2
 _tuple_new = tuple.__new__
 
 
-def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
-    """The checks and defaults of `normalize` on a document whose keys are expanded.
-    Returns the leading fields of its `Prepared` and what was changed (0, _ADDED_ECS or
-    _REWROTE: a field inside the document)."""
-    changed = 0
+def _complete(doc: dict[str, Any], text: bytes | None) -> Prepared:
+    """The checks and defaults of `normalize` on a document whose keys are expanded; `text`
+    is its JSON before them, if known."""
+    rewrote = False  # a field inside the document: its JSON must be made again
     ts = doc.get("@timestamp")
     if ts is None:
         raise EventError("missing @timestamp")
@@ -260,11 +253,11 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     if dt is None:
         dt = parse_time(ts)
         doc["@timestamp"] = format_time(dt)
-        changed = _REWROTE
+        rewrote = True
     event = doc.get("event")
     if event is None:
         event = doc["event"] = {}
-        changed = _REWROTE
+        rewrote = True
     elif type(event) is not dict:
         raise EventError("event must be an object")
     dataset = event.get("dataset")
@@ -276,7 +269,7 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     kind = event.get("kind")
     if kind is None:
         kind = event["kind"] = "event"
-        changed = _REWROTE
+        rewrote = True
     elif type(kind) is not str or kind not in EVENT_KINDS:
         raise EventError(f"event.kind {kind!r} is not an ECS kind")
     host_name = source_ip = destination_ip = None
@@ -300,15 +293,22 @@ def _complete(doc: dict[str, Any]) -> tuple[tuple, int]:
     event_id = event.get("id")
     if event_id is None:
         event_id = event["id"] = content_id(doc)
-        changed = _REWROTE
+        rewrote = True
     elif type(event_id) is not str or not event_id or len(event_id) > 256:
         raise EventError("event.id must be a non-empty string of at most 256 characters")
     if "ecs" not in doc:
         doc["ecs"] = {"version": ECS_VERSION}
-        changed = changed or _ADDED_ECS
+        if text is not None and not rewrote:  # `ecs` is the last key: append it to the text
+            text = text[:-1] + _ECS_SUFFIX
+    if text is None or rewrote:
+        try:
+            text = orjson.dumps(doc)
+        except TypeError as exc:
+            raise EventError(f"not representable as JSON: {exc}") from exc
     family = _FAMILY_OF_KIND.get(kind) or _FAMILY_OF_DATASET.get(dataset, "events")
-    return (family, event_id, (dt - _EPOCH) // _MS, dataset, kind,
-            host_name, source_ip, destination_ip, message), changed
+    # a C call: `Prepared(...)` would run the namedtuple's Python-level __new__
+    return _tuple_new(Prepared, (family, event_id, (dt - _EPOCH) // _MS, dataset, kind,
+                                 host_name, source_ip, destination_ip, message, text, doc))
 
 
 def _check_address(obj: str, sub: dict[str, Any]) -> Any:

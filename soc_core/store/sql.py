@@ -32,7 +32,7 @@ _CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00
 def segment(text: str) -> str:
     """Text as indexed in FTS5: every CJK character stands alone, like ES's standard
     analyzer, so both backends agree on what a Chinese phrase matches."""
-    return _CJK.sub(r" \1 ", text) if text else text
+    return _CJK.sub(r" \1 ", text) if text and not text.isascii() else text
 
 
 def json_path(field: str) -> str:

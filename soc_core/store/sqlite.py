@@ -163,8 +163,9 @@ class SqliteStore(EventStore):
         append: list[tuple] = []
         mutable: dict[tuple[str, str], tuple] = {}  # the newest copy of an id in the batch
         for p in docs:
-            # the hot columns, in the order of _COLUMNS: the first eight fields of Prepared
-            row = (*p[:8], segment(p.message) if p.message else None, p.json)
+            # Prepared starts with the columns, in order; only CJK text is segmented first
+            msg = p.message
+            row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
             if p.family in ecs.MUTABLE_FAMILIES:
                 mutable[p.family, p.id] = row
             else:
