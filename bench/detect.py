@@ -29,7 +29,6 @@ import argparse
 import gc
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from eslocal import throwaway_node  # noqa: E402
 
 from detections.catalog import usable  # noqa: E402
 from detections.engine import Engine, Settings  # noqa: E402
@@ -281,16 +282,8 @@ def main() -> None:
     if args.es:
         _bench_es(args, pack, docs, nrules, args.es)
         return
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "ES_PORT": "9271", "ES_HOME": home}
-        es_local = str(ROOT / "scripts" / "es-local")
-        out = subprocess.run([es_local, "start"], capture_output=True, text=True, env=env)
-        if out.returncode:
-            sys.exit(f"Elasticsearch did not start: {out.stderr[-2000:]}")
-        try:
-            _bench_es(args, pack, docs, nrules, out.stdout.strip().splitlines()[-1])
-        finally:
-            subprocess.run([es_local, "stop"], capture_output=True, env=env)
+    with throwaway_node(9271) as url:
+        _bench_es(args, pack, docs, nrules, url)
 
 
 def _bench_es(args, pack: RulePack, docs: list[dict], nrules: int, url: str) -> None:

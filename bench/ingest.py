@@ -18,9 +18,7 @@ import argparse
 import contextlib
 import copy
 import gc
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from eslocal import throwaway_node  # noqa: E402
 
 from soc_core import ecs  # noqa: E402
 from soc_core.cli import INGEST_BATCH  # noqa: E402
@@ -210,19 +210,9 @@ def main() -> None:
         warm_up_es(docs, args.es)
         runs = [bench_es(docs, args.es, args.batch) for _ in range(args.rounds)]
     else:
-        # a throw-away node of its own, so the benchmark's documents do not pile up
-        with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "ES_PORT": "9270", "ES_HOME": home}
-            es_local = str(ROOT / "scripts" / "es-local")
-            out = subprocess.run([es_local, "start"], capture_output=True, text=True, env=env)
-            if out.returncode:
-                sys.exit(f"Elasticsearch did not start: {out.stderr[-2000:]}")
-            try:
-                url = out.stdout.strip().splitlines()[-1]
-                warm_up_es(docs, url)
-                runs = [bench_es(docs, url, args.batch) for _ in range(args.rounds)]
-            finally:
-                subprocess.run([es_local, "stop"], capture_output=True, env=env)
+        with throwaway_node(9270) as url:
+            warm_up_es(docs, url)
+            runs = [bench_es(docs, url, args.batch) for _ in range(args.rounds)]
     ours, raw = min(r[0] for r in runs), min(r[1] for r in runs)
     print(f"elastic EventStore {n / ours:10,.0f} ev/s   raw helpers.bulk {n / raw:10,.0f} ev/s"
           f"   ratio {raw / ours:.2f}  (target >= 0.80)")
