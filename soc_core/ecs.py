@@ -54,15 +54,22 @@ def stable_id(*parts: Any) -> str:
 
 def content_id(doc: dict[str, Any]) -> str:
     """Id for a record that carries none: the digest of its canonical JSON."""
+    return stable_id(_json(doc, orjson.OPT_SORT_KEYS))
+
+
+def _json(doc: dict[str, Any], option: int = 0) -> bytes:
     try:
-        return stable_id(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+        return orjson.dumps(doc, option=option)
     except TypeError as exc:
         raise EventError(f"not representable as JSON: {exc}") from exc
 
 
 def family_of(doc: dict[str, Any]) -> str:
     event = doc.get("event") or {}
-    kind, dataset = event.get("kind"), event.get("dataset")
+    return _family(event.get("kind"), event.get("dataset"))
+
+
+def _family(kind: Any, dataset: Any) -> str:
     return ((type(kind) is str and _FAMILY_OF_KIND.get(kind))
             or (type(dataset) is str and _FAMILY_OF_DATASET.get(dataset)) or "events")
 
@@ -164,12 +171,7 @@ _MS = timedelta(milliseconds=1)
 def to_millis(value: Any) -> int:
     """Epoch milliseconds, exact (integer arithmetic: float timestamps can land on
     .999 and truncate to the previous millisecond)."""
-    if type(value) is str and len(value) == 24 and value[-1] == "Z":
-        try:  # the stored form: no zone conversion needed
-            return (datetime.fromisoformat(value) - _EPOCH) // _MS
-        except ValueError:
-            pass
-    return (parse_time(value) - _EPOCH) // _MS
+    return ((_canonical_time(value) or parse_time(value)) - _EPOCH) // _MS
 
 
 _DATASET = re.compile(r"[a-z0-9_][a-z0-9_.]{0,99}\Z")
@@ -194,7 +196,7 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
     doc = expand_dotted(doc)
-    _complete(doc, None)
+    _complete(doc, None)  # serialises too: a document that cannot be stored is invalid
     return doc
 
 
@@ -228,10 +230,7 @@ def prepare(doc: dict[str, Any]) -> Prepared:
     text instead of a Python walk over every nested object."""
     if not isinstance(doc, dict):
         raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
-    try:
-        text: bytes | None = orjson.dumps(doc)
-    except TypeError as exc:
-        raise EventError(f"not representable as JSON: {exc}") from exc
+    text: bytes | None = _json(doc)
     if b"\\" in text or _DOTTED_JSON.search(text):  # type: ignore[operator, arg-type]
         expanded = expand_dotted(doc)
         if expanded is not doc:
@@ -301,11 +300,8 @@ def _complete(doc: dict[str, Any], text: bytes | None) -> Prepared:
         if text is not None and not rewrote:  # `ecs` is the last key: append it to the text
             text = text[:-1] + _ECS_SUFFIX
     if text is None or rewrote:
-        try:
-            text = orjson.dumps(doc)
-        except TypeError as exc:
-            raise EventError(f"not representable as JSON: {exc}") from exc
-    family = _FAMILY_OF_KIND.get(kind) or _FAMILY_OF_DATASET.get(dataset, "events")
+        text = _json(doc)
+    family = _family(kind, dataset)
     # a C call: `Prepared(...)` would run the namedtuple's Python-level __new__
     return _tuple_new(Prepared, (family, event_id, (dt - _EPOCH) // _MS, dataset, kind,
                                  host_name, source_ip, destination_ip, message, text, doc))
