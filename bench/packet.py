@@ -230,26 +230,11 @@ def bench_live_replay(path: Path, rate: float) -> None:
     namespaces, removed afterwards) while the collector captures on the other end;
     prints what arrived and the kernel's drop counter."""
     import threading
-    import uuid
 
     from collectors.packet.live import LiveStats, capture
+    from collectors.packet.vethpair import veth_pair
 
-    tag = uuid.uuid4().hex[:8]
-    ns_a, ns_b, va, vb = f"gba{tag}", f"gbb{tag}", f"gva{tag}", f"gvb{tag}"
-
-    def sh(*a: str) -> None:
-        subprocess.run(a, check=True, capture_output=True)
-
-    made = []
-    try:
-        for ns in (ns_a, ns_b):
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
-        sh("ip", "link", "set", va, "netns", ns_a)
-        sh("ip", "link", "set", vb, "netns", ns_b)
-        sh("ip", "-n", ns_a, "link", "set", va, "up")
-        sh("ip", "-n", ns_b, "link", "set", vb, "up")
+    with veth_pair("gb") as (ns_a, ns_b, va, vb):
         stats, stop, ready = LiveStats(), threading.Event(), threading.Event()
         events = [0]
 
@@ -279,9 +264,6 @@ def bench_live_replay(path: Path, rate: float) -> None:
               f"{stats.kernel_packets:,}, kernel drops {stats.kernel_drops:,}; "
               f"{events[0]:,} events; collector CPU {cpu:.2f} s "
               f"(target: >= 100,000 packets/s with zero drops)")
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def main() -> None:

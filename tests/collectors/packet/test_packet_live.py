@@ -9,12 +9,12 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 
 import pytest
 
 from collectors.packet import CaptureError
 from collectors.packet.live import capture
+from collectors.packet.vethpair import veth_pair as make_veth_pair
 
 pytestmark = pytest.mark.live
 
@@ -119,32 +119,12 @@ CLIENT = textwrap.dedent(f"""
 """)
 
 
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, text=True)
-
-
 @pytest.fixture
 def veth_pair():
     """Namespaces A (client) and B (server) joined by a veth pair; names unique to this
     test; everything removed afterwards, also when the test fails."""
-    tag = uuid.uuid4().hex[:8]
-    ns_a, ns_b, va, vb = f"gsa{tag}", f"gsb{tag}", f"gva{tag}", f"gvb{tag}"
-    made = []
-    try:
-        for ns in (ns_a, ns_b):
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
-        sh("ip", "link", "set", va, "netns", ns_a)
-        sh("ip", "link", "set", vb, "netns", ns_b)
-        for ns, dev, ip in ((ns_a, va, CLIENT_IP), (ns_b, vb, SERVER_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        yield ns_a, ns_b, va, vb
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with make_veth_pair("gs", (CLIENT_IP, SERVER_IP)) as pair:
+        yield pair
 
 
 def test_live_capture_matches_the_traffic_sent(veth_pair, tmp_path):
