@@ -11,6 +11,8 @@ Every stored document belongs to one *family*, which decides where a backend kee
     assets         `event.kind: asset` (mutable: latest record per asset)
     audit          `event.dataset: govsoc.audit`
     playbook_runs  `event.dataset: govsoc.playbook_run`
+    state          `event.dataset: govsoc.state.*` (mutable: users, tokens, detection state
+                   shared by every API worker and engine)
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any, NamedTuple
 import orjson
 
 ECS_VERSION = "8.11.0"
-FAMILIES = ("events", "metrics", "alerts", "assets", "audit", "playbook_runs")
+FAMILIES = ("events", "metrics", "alerts", "assets", "audit", "playbook_runs", "state")
 # Families whose documents are updated in place (latest state wins) instead of appended.
-MUTABLE_FAMILIES = frozenset({"alerts", "assets", "playbook_runs"})
+MUTABLE_FAMILIES = frozenset({"alerts", "assets", "playbook_runs", "state"})
+STATE_PREFIX = "govsoc.state."
 EVENT_KINDS = frozenset(
     {"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"}
 )
@@ -70,8 +73,15 @@ def family_of(doc: dict[str, Any]) -> str:
 
 
 def _family(kind: Any, dataset: Any) -> str:
-    return ((type(kind) is str and _FAMILY_OF_KIND.get(kind))
-            or (type(dataset) is str and _FAMILY_OF_DATASET.get(dataset)) or "events")
+    if type(kind) is str and (family := _FAMILY_OF_KIND.get(kind)):
+        return family
+    if type(dataset) is str:
+        family = _FAMILY_OF_DATASET.get(dataset)
+        if family:
+            return family
+        if dataset.startswith(STATE_PREFIX):
+            return "state"
+    return "events"
 
 
 # the kind decides first, then the dataset; everything else is an event

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 
 from soc_core import ecs
 from soc_core import query as q
@@ -274,6 +274,16 @@ class ElasticStore(EventStore):
 
     # -- reads -------------------------------------------------------------------
     def get(self, family: str, doc_id: str) -> dict[str, Any] | None:
+        if family not in _STREAM_FAMILIES:
+            # one index per family: a real-time GET sees a write before any refresh
+            try:
+                resp = self.es.get(index=self.index_for(family, ""), id=doc_id)
+            except NotFoundError:
+                return None
+            except (ApiError, TransportError):
+                pass  # the search below reports it with the store's own retries
+            else:
+                return resp["_source"]
         hits = self._search(Selection(family=family), {"ids": {"values": [doc_id]}}, size=1)
         return hits[0]["_source"] if hits else None
 
