@@ -1,46 +1,16 @@
-"""SM3 (GB/T 32905): hash, HMAC-SM3 (GM/T 0042) and the SM3 key derivation function of
-GB/T 32918.4, on the OpenSSL build that `cryptography` ships (the fastest SM3 at hand)."""
+"""SM3 (GB/T 32905): the hash (from `soc_core.sm3`), HMAC-SM3 (GM/T 0042) and the SM3 key
+derivation function of GB/T 32918.4."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import BinaryIO
-
 from cryptography.hazmat.primitives import hashes, hmac
 
-DIGEST_SIZE = 32
+from soc_core.sm3 import DIGEST_SIZE, new, sm3, sm3_hex, sm3_parts, sm3_stream
+
+__all__ = ["DIGEST_SIZE", "hmac_sm3", "kdf", "new", "sm3", "sm3_hex", "sm3_parts",
+           "sm3_stream"]
+
 _SM3 = hashes.SM3()
-_CHUNK = 1 << 20
-
-
-def sm3(data: bytes) -> bytes:
-    h = hashes.Hash(_SM3)
-    h.update(data)
-    return h.finalize()
-
-
-def sm3_hex(data: bytes) -> str:
-    return sm3(data).hex()
-
-
-def new() -> hashes.Hash:
-    """An incremental SM3 hasher (`update`, `finalize`)."""
-    return hashes.Hash(_SM3)
-
-
-def sm3_parts(parts: Iterable[bytes]) -> bytes:
-    h = hashes.Hash(_SM3)
-    for part in parts:
-        h.update(part)
-    return h.finalize()
-
-
-def sm3_stream(stream: BinaryIO) -> bytes:
-    """SM3 of a file-like object read in 1 MiB chunks (large files never sit in memory)."""
-    h = hashes.Hash(_SM3)
-    while chunk := stream.read(_CHUNK):
-        h.update(chunk)
-    return h.finalize()
 
 
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
