@@ -1,0 +1,139 @@
+"""The govsoc API: `create_app(config)` composes the routes behind one gate (`auth.gate`)
+and the plain ASGI guard (request ids, body limits, security headers).
+
+Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema and its
+viewer need a login. Errors are JSON with a one-line `detail`; an unexpected error is a
+500 naming the request id, with the stack trace in the server's log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from crypto_svc.api import Limits, make_router, one_line_validation_error
+from soc_api import routes_admin, routes_audit, routes_auth, routes_data
+from soc_api.auth import gate
+from soc_api.context import Context
+from soc_api.identity import Identity
+from soc_api.middleware import Guard
+from soc_core.config import Config, load_config, redact_url
+from soc_core.store import open_store
+
+log = logging.getLogger("govsoc.api")
+MAX_BODY = 16 << 20
+
+
+def build_context(cfg: Config, store: Any = None, trail: Any = None) -> Context:
+    """Open what the API stands on. `store`/`trail` may be given (tests, `govsoc up`)."""
+    from soc_core.audit import AuditTrail
+
+    store = store or open_store(cfg.store_url)
+    trail = trail or AuditTrail.from_config(cfg, name="api")
+    departments = None
+    try:
+        from soc_core.departments import Departments
+    except ImportError:  # pragma: no cover - departments land with the tenancy work
+        Departments = None  # noqa: N806
+    if Departments is not None:
+        departments = Departments.from_config(cfg)
+    ctx = Context(cfg=cfg, store=store, identity=Identity.from_config(cfg, store),
+                  trail=trail, departments=departments,
+                  token_rate=float(cfg.get("api.token_rate", 3000)))
+    return ctx
+
+
+def create_app(cfg: Config | None = None, *, context: Context | None = None) -> Any:
+    """The ASGI app. Without a context, one is built at startup from `cfg` (or the
+    configuration files and GOVSOC_* variables) and closed at shutdown."""
+    holder: dict[str, Context] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        own = context is None
+        ctx = context or build_context(cfg or load_config())
+        app.state.ctx = ctx
+        holder["ctx"] = ctx
+        try:
+            yield
+        finally:
+            if own:
+                close_context(ctx)
+
+    app = FastAPI(title="govsoc", version="0.1.0", lifespan=lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None, dependencies=[Depends(gate)])
+    if context is not None:
+        app.state.ctx = context
+        holder["ctx"] = context
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        ctx = request.app.state.ctx
+        try:
+            ctx.store.count()
+            ctx.trail.check()
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            return JSONResponse({"status": "unavailable",
+                                 "detail": redact_url(type(exc).__name__)}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="govsoc API")
+
+    for r in (routes_auth.router, routes_admin.router, routes_data.router,
+              routes_audit.router):
+        app.include_router(r)
+
+    def crypto_service() -> Any:
+        return holder["ctx"].crypto_service()
+
+    async def principal(request: Request) -> Any:
+        return request.state.principal
+
+    app.include_router(make_router(crypto_service, principal=principal,
+                                   may_use=lambda p, key_id: p.may_use_key(key_id),
+                                   limits=Limits(max_body=MAX_BODY)))
+
+    app.add_exception_handler(RequestValidationError, one_line_validation_error)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.error("request %s failed: %s", rid, redact_url(f"{type(exc).__name__}: {exc}"))
+        return JSONResponse({"detail": f"internal error (request {rid})"}, status_code=500)
+
+    return Guard(app, max_body=MAX_BODY)
+
+
+def close_context(ctx: Context) -> None:
+    if ctx.crypto is not None:
+        ctx.crypto.close()
+    ctx.trail.close()
+    ctx.store.close()
+
+
+def app_from_config() -> Any:
+    """uvicorn factory (`govsoc api serve` with several workers): config from govsoc.toml
+    and GOVSOC_* variables."""
+    return create_app(load_config())
