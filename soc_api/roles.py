@@ -63,7 +63,6 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/events/{event_id}"): "events:read",
     ("GET", "/alerts"): "alerts:read",
     ("GET", "/alerts/{alert_id}"): "alerts:read",
-    ("GET", "/posture"): "posture:read",
     # the audit trail
     ("GET", "/audit"): "audit:read",
     ("GET", "/audit/verify"): "audit:read",

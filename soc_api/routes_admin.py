@@ -162,7 +162,7 @@ def revoke_token(request: Request, token_id: str = TokenId) -> dict[str, Any]:
 @router.get("/departments")
 def departments(request: Request) -> dict[str, Any]:
     deps = request.app.state.ctx.departments
-    return {"departments": deps.all() if deps is not None else []}
+    return {"departments": [d.to_dict() for d in deps.all()] if deps is not None else []}
 
 
 @router.get("/system/status")

@@ -94,7 +94,7 @@ def test_cli_user_and_token_lifecycle(tmp_path, api_sqlite):
     assert r.returncode == 0, r.stderr
     otp = r.stdout.strip().rsplit(" ", 1)[1]
     assert govsoc("user", "add", "first.admin").returncode == 2
-    bad = govsoc("user", "add", "x", "--role", "root")
+    bad = govsoc("user", "add", "second.admin", "--role", "root")
     assert bad.returncode == 2 and "unknown role" in bad.stderr
     lst = govsoc("user", "list")
     assert "first.admin" in lst.stdout and otp not in lst.stdout
