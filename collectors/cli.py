@@ -69,7 +69,7 @@ def make_shipper(store_url: str | None, name: str, cfg: Config | None = None):
     except StoreUnavailable as exc:
         click.echo(f"warning: store unreachable ({exc}); events are spooled until it is back",
                    err=True)
-    except StoreError as exc:
+    except (StoreError, ConfigError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. the SQLite file's directory cannot be created
         fail(f"cannot open the store {url}: {exc.strerror or exc}")

@@ -20,7 +20,7 @@ CLOSE_REASONS = ("resolved", "false_positive", "duplicate", "benign")
 EVIDENCE_IDS = 100  # matched event ids kept on the alert (the count stays exact)
 # ECS fields copied from the first matched event, for list views and posture
 CONTEXT_FIELDS = ("host.name", "source.ip", "destination.ip", "destination.port", "user.name",
-                  "process.executable", "dns.question.name", "organization.name")
+                  "process.executable", "dns.question.name")
 
 
 class AlertError(ValueError):
@@ -70,6 +70,9 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
                      None)
         if v is not None:
             ecs.set_field(doc, f, list(v) if isinstance(v, tuple) else v)
+    organization, departments = _departments([*events, existing or {}])
+    if organization:
+        doc["organization"] = organization
     doc["govsoc"] = {"alert": {
         "status": prev.get("status", "open"),
         "level": rule.level,
@@ -85,7 +88,29 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "notes": prev.get("notes", []),
         "created": prev.get("created") or iso(now_ms()),
     }}
+    if departments:
+        doc["govsoc"]["departments"] = departments
     return doc
+
+
+def _departments(docs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The alert's department: the organization of its oldest matched event that has
+    one; and every department id its events (and the alert so far) involve, so each of
+    them sees the alert."""
+    organization = None
+    ids: list[str] = []
+    for d in docs:
+        org = d.get("organization")
+        if isinstance(org, dict) and isinstance(org.get("id"), str):
+            if organization is None:
+                organization = {k: org[k] for k in ("id", "name") if k in org}
+            if org["id"] not in ids:
+                ids.append(org["id"])
+        more = (d.get("govsoc") or {}).get("departments")
+        for i in more if isinstance(more, list) else ():
+            if isinstance(i, str) and i not in ids:
+                ids.append(i)
+    return organization, ids
 
 
 def changed(new: dict[str, Any], old: dict[str, Any] | None) -> bool:

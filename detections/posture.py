@@ -13,7 +13,17 @@ Security index (also in detections/README.md)::
     E  exposure, at most 25:    5 per internal address with an open initial-access alert
                                 (admin port reachable from outside, exploited web service)
     P  patch lag, at most 15:   15 * share of inventoried assets whose patch lag exceeds
-                                30 days (`govsoc.asset.patch_lag_days`; 0 without inventory)
+                                30 days (0 without inventory), where for each asset
+         patch lag = now - last patched, in days
+         last patched = the newest of
+           - `govsoc.asset.last_patch` from its latest asset sweep: the newest package
+             install/upgrade in the host's dpkg log (else dpkg's status file time); the
+             host writes local time without a zone, read as UTC (at most a day off
+             against a 30-day threshold)
+           - the end (`event.end`) of the newest `patch` playbook run, not in check mode,
+             in which the host finished ok or changed: that run applied every pending
+             (security) update, so the host was current then even if nothing changed
+         an asset with neither counts as lagging: a patch state nobody can show is a risk
 
 Bands: 90-100 good (良好), 70-89 attention (关注), 50-69 at risk (风险), below 50 severe (严重).
 """
@@ -45,9 +55,48 @@ def age_factor(age_ms: int) -> float:
     return 2.0
 
 
+def patch_lag_days(asset: dict[str, Any], now: int,
+                   patched: dict[str, int] | None = None) -> float | None:
+    """Days since the asset was last patched (formula above), None when unknown.
+    `patched`: host name -> end of its newest successful patch run (`last_patch_runs`)."""
+    times = []
+    swept = ecs.get_field(asset, "govsoc.asset.last_patch")
+    if swept:
+        try:
+            times.append(to_ms(swept))
+        except ValueError:
+            pass  # an unreadable time is an unknown one
+    name = ecs.get_field(asset, "host.name")
+    if patched and isinstance(name, str) and name in patched:
+        times.append(patched[name])
+    if not times:
+        return None
+    return max(0.0, (now - max(times)) / (24 * _HOUR))
+
+
+def last_patch_runs(store: EventStore) -> dict[str, int]:
+    """Host name -> end (epoch ms) of its newest patch run that applied updates for real
+    (not check mode) and left the host ok or changed."""
+    out: dict[str, int] = {}
+    sel = Selection(family="playbook_runs", filters={"govsoc.playbook.playbook": "patch",
+                                                     "event.kind": "state"})
+    for doc in store.scan(sel, page_size=1000):
+        run = (doc.get("govsoc") or {}).get("playbook") or {}
+        ended = run.get("ended") or ecs.get_field(doc, "event.end")
+        if run.get("check") or not ended:
+            continue
+        end = to_ms(ended)
+        for host, summary in (run.get("summary") or {}).items():
+            if (summary or {}).get("status") in ("ok", "changed") and end > out.get(host, 0):
+                out[host] = end
+    return out
+
+
 def security_index(open_alerts: list[dict[str, Any]], now: int,
-                   assets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The formula above, with its parts, so a reader can check the figure."""
+                   assets: list[dict[str, Any]] | None = None,
+                   patched: dict[str, int] | None = None) -> dict[str, Any]:
+    """The formula above, with its parts, so a reader can check the figure. `patched`:
+    see `patch_lag_days`."""
     a = 0.0
     exposed: set[str] = set()
     for doc in open_alerts:
@@ -63,14 +112,34 @@ def security_index(open_alerts: list[dict[str, Any]], now: int,
     a = min(A_MAX, a)
     e = min(E_MAX, 5.0 * len(exposed))
     assets = assets or []
-    lagging = [x for x in assets
-               if (ecs.get_field(x, "govsoc.asset.patch_lag_days") or 0) > PATCH_LAG_DAYS]
+    lagging = []
+    for x in assets:
+        lag = patch_lag_days(x, now, patched)
+        if lag is None or lag > PATCH_LAG_DAYS:
+            lagging.append(x)
     p = P_MAX * len(lagging) / len(assets) if assets else 0.0
     value = max(0.0, min(100.0, 100.0 - a - e - p))
     band = next(b for b in BANDS if value >= b[0])
     return {"value": round(value, 1), "band": band[1], "band_zh": band[2],
             "alerts": round(a, 2), "exposure": round(e, 2), "patch_lag": round(p, 2),
             "exposed": sorted(exposed), "assets": len(assets), "lagging_assets": len(lagging)}
+
+
+def department_names(doc: dict[str, Any], departments: Any = None) -> list[str]:
+    """The names of every department an alert belongs to (`organization.*` and
+    `govsoc.departments`, stamped from its events), or ["(unassigned)"]. An alert of
+    several departments counts once for each: each of them sees it."""
+    org = doc.get("organization") or {}
+    ids = list((doc.get("govsoc") or {}).get("departments") or [])
+    if org.get("id") and org["id"] not in ids:
+        ids.insert(0, org["id"])
+    names = []
+    for i in ids:
+        if i == org.get("id") and org.get("name"):
+            names.append(str(org["name"]))
+        else:
+            names.append(departments.name_of(i) if departments else str(i))
+    return names or ["(unassigned)"]
 
 
 def open_alerts(store: EventStore, limit: int = 10_000) -> list[dict[str, Any]]:
@@ -99,7 +168,8 @@ def posture(store: EventStore, now: Any = None) -> dict[str, Any]:
         host = ecs.get_field(doc, "host.name") or ecs.get_field(doc, "destination.ip") \
             or ecs.get_field(doc, "winlog.computer_name")
         by_host[str(host or "(unknown)")] += 1
-        by_dept[str(ecs.get_field(doc, "organization.name") or "(unassigned)")] += 1
+        for dept in department_names(doc, store.departments):
+            by_dept[dept] += 1
     assets = list(store.scan(Selection(family="assets"), page_size=1000))
     day_ago, week_ago = iso(now - 24 * _HOUR), iso(now - 8 * 24 * _HOUR)
     recent = Selection(family="events", start=day_ago, end=iso(now))
@@ -109,7 +179,7 @@ def posture(store: EventStore, now: Any = None) -> dict[str, Any]:
     new_assets = sorted(hosts_now - hosts_before)
     return {
         "generated": iso(now),
-        "security_index": security_index(alerts, now, assets),
+        "security_index": security_index(alerts, now, assets, last_patch_runs(store)),
         "open_alerts": len(alerts),
         "by_severity": {lvl: by_level.get(lvl, 0) for lvl in LEVEL_ORDER},
         "by_tactic": dict(by_tactic.most_common(20)),

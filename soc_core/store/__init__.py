@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from soc_core.store.base import (
     EventStore,
     Page,
@@ -22,12 +24,21 @@ __all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUn
            "WriteResult", "open_store", "parse_duration", "resolve_time"]
 
 
-def open_store(url: str | None = None, **options) -> EventStore:
-    """Open (and set up) the store named by `url`, or by the config's `store_url`."""
-    if url is None:
-        from soc_core.config import load_config
+def open_store(url: str | None = None, *, departments: Any = None, **options) -> EventStore:
+    """Open (and set up) the store named by `url`, or by the config's `store_url`.
+    Documents it writes are stamped with their department (`soc_core.departments`):
+    `departments` given, else the config's `[[departments]]` (none configured: nothing
+    is stamped)."""
+    from soc_core.config import load_config
 
-        url = load_config().store_url
+    cfg = None
+    if url is None:
+        cfg = load_config()
+        url = cfg.store_url
+    if departments is None:
+        from soc_core.departments import Departments
+
+        departments = Departments.from_config(cfg or load_config())
     if url.startswith("sqlite:///"):
         from soc_core.store.sqlite import SqliteStore
 
@@ -42,4 +53,10 @@ def open_store(url: str | None = None, **options) -> EventStore:
         raise StoreError(f"unsupported store URL {redact_url(url)!r}: "
                          "use sqlite:///path.db or http(s)://host:9200")
     store.setup()
+    if departments:
+        try:
+            store.use_departments(departments)
+        except BaseException:
+            store.close()
+            raise
     return store

@@ -10,6 +10,7 @@ Results are sorted by (`@timestamp`, `event.id`), which makes the cursor of
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,8 @@ from typing import Any
 
 from soc_core import ecs
 from soc_core import query as q
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -107,6 +110,8 @@ class EventStore(abc.ABC):
 
     backend: str = ""
     url: str = ""
+    # set by open_store from the config's [[departments]]; None or empty: no stamping
+    departments: Any = None
 
     # -- lifecycle ---------------------------------------------------------------
     @abc.abstractmethod
@@ -137,9 +142,29 @@ class EventStore(abc.ABC):
                 valid.append(ecs.prepare(doc))
             except ecs.EventError as exc:
                 result.rejected.append(Rejected(_id_of(doc), str(exc), doc))
+        departments = self.departments
+        if departments and valid:
+            # every write path comes through here: the one place departments are stamped
+            if departments.reload_due():
+                self._reload_assignments()
+            stamp = departments.stamp_prepared
+            valid = [stamp(p) for p in valid]
         if valid:
             result.merge(self._write_valid(valid, refresh=refresh))
         return result
+
+    def use_departments(self, departments: Any) -> None:
+        """Stamp departments on what this store writes (`soc_core.departments`), with the
+        asset registry's assignments read from the store now."""
+        self.departments = departments
+        if departments:
+            departments.load_assignments(self.scan(Selection(family="assets")))
+
+    def _reload_assignments(self) -> None:
+        try:
+            self.departments.load_assignments(self.scan(Selection(family="assets")))
+        except StoreError as exc:  # keep the assignments known so far; retried next batch
+            log.warning("department assignments not reloaded: %s", exc)
 
     @abc.abstractmethod
     def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...

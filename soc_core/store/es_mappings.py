@@ -55,6 +55,7 @@ ECS_PROPERTIES: dict[str, Any] = {
     "tls": _obj(version=_KW, cipher=_KW, client=_obj(server_name=_KW, ja3=_KW)),
     "rule": _obj(id=_KW, name=_KW, uuid=_KW),
     "observer": _obj(name=_KW, type=_KW, hostname=_KW),
+    "organization": _obj(id=_KW, name=_KW),  # the department (委办局) that owns the document
 }
 
 # Strings we did not type explicitly become keywords (exact match, aggregatable), never

@@ -39,8 +39,11 @@ def test_security_index_formula():
               _alert("medium", now - 100 * H, status="acknowledged"),  # 2 * 2 * 0.5
               _alert("low", now - H),  # 0.5
               _alert("high", now - H, tactic="Initial Access", target="10.20.3.5")]  # 5, E=5
-    assets = [{"govsoc": {"asset": {"patch_lag_days": 45}}},
-              {"govsoc": {"asset": {"patch_lag_days": 3}}}]
+    def swept(days: float | None, name: str = "h") -> dict:
+        last = None if days is None else ecs.format_time(ecs.parse_time(now / 1000 - days * 86400))
+        return {"host": {"name": name}, "govsoc": {"asset": {"last_patch": last}}}
+
+    assets = [swept(45), swept(3)]
     idx = security_index(alerts, now, assets)
     assert idx["alerts"] == 10 + 7.5 + 2 + 0.5 + 5
     assert idx["exposure"] == 5 and idx["exposed"] == ["10.20.3.5"]
@@ -49,9 +52,13 @@ def test_security_index_formula():
     assert idx["band"] == "at_risk"  # 62.5
     flood = [_alert("critical", now - 200 * H, tactic="Initial Access", target=f"10.0.0.{i}")
              for i in range(30)]
-    worst = security_index(flood, now, [{"govsoc": {"asset": {"patch_lag_days": 90}}}])
+    worst = security_index(flood, now, [swept(90)])
     assert (worst["alerts"], worst["exposure"], worst["patch_lag"]) == (60, 25, 15)
     assert worst["value"] == 0 and worst["band"] == "severe"
+    # a patch run that left the host current counts as its last patch; no record at all lags
+    fleet = [swept(45, "a"), swept(45, "b"), swept(None, "c"), swept(3, "d")]
+    idx = security_index([], now, fleet, patched={"a": now - 2 * 24 * H})
+    assert idx["lagging_assets"] == 2 and idx["patch_lag"] == 7.5
 
 
 def test_posture_on_the_store(store):

@@ -1,0 +1,346 @@
+"""Departments (委办局) as tenants: which department an event, asset or alert belongs to.
+
+Configured in `govsoc.toml`, one table per department::
+
+    [[departments]]
+    id = "wjw"                 # stable id: lowercase letters, digits, '-' and '_'
+    name = "市卫健委"
+    cidrs = ["10.1.0.0/16"]    # its address space (longest prefix wins across departments)
+    hosts = ["wjw-*"]          # host-name glob patterns (case-insensitive; the most
+                               # specific pattern wins: most literal characters)
+
+The asset registry overrides the config: an asset document (family `assets`) that carries
+`organization.id` and was not stamped from the config (`govsoc.asset.department_source`
+is not `"config"`) decides the department of its host name and its addresses.
+
+Stamping (`Departments.stamp`) sets ECS `organization.id` and `organization.name`. The
+candidates are, in order, `host.name`, `host.ip`, `source.ip`, `destination.ip`: the first
+that maps gives the organization (so a network event belongs to its source side when that
+is internal, else to its destination side); when the candidates map to more than one
+department, `govsoc.departments` lists every id involved so each of them can see the event.
+A document that already carries an organization is left as it is; one whose department is
+unknown gets none (the API shows it as unassigned).
+
+The store calls `stamp_prepared` on every document it writes (one place for every write
+path); lookups are cached per address and per host name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import translate
+from typing import Any
+
+import orjson
+
+from soc_core import ecs
+from soc_core.config import Config, ConfigError
+
+__all__ = ["Department", "Departments", "STAMPED_FAMILIES"]
+
+# Families whose documents belong to a department. Audit records and detection state carry
+# their own notion of who acted; they are not stamped.
+STAMPED_FAMILIES = frozenset({"events", "metrics", "alerts", "assets", "playbook_runs"})
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
+_KEYS = {"id", "name", "cidrs", "hosts"}
+_CACHE_MAX = 200_000  # addresses and host names remembered; the cache restarts when full
+RELOAD_SECONDS = 60.0  # how often registry assignments written by other processes are re-read
+_MISS = object()
+
+
+@dataclass(frozen=True)
+class Department:
+    id: str
+    name: str
+    cidrs: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "cidrs": list(self.cidrs),
+                "hosts": list(self.hosts)}
+
+
+def _where(i: int, raw: Any) -> str:
+    did = raw.get("id") if isinstance(raw, dict) else None
+    return f"departments[{i}]" + (f" (id {did!r})" if isinstance(did, str) else "")
+
+
+def _parse(i: int, raw: Any) -> Department:
+    where = _where(i, raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table ([[departments]])")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; use id, name, cidrs, hosts")
+    did = raw.get("id")
+    if not isinstance(did, str) or not _ID.match(did):
+        raise ConfigError(f"{where}: bad id {did!r}: use 1-64 lowercase letters, digits, "
+                          "'-' and '_', starting with a letter or digit")
+    name = raw.get("name", did)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: name must be a non-empty string")
+    cidrs, hosts = raw.get("cidrs", []), raw.get("hosts", [])
+    for key, value in (("cidrs", cidrs), ("hosts", hosts)):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: {key} must be a list of strings")
+    norm = []
+    for c in cidrs:
+        try:
+            norm.append(str(ipaddress.ip_network(c.strip(), strict=True)))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: bad CIDR {c!r}: {exc}") from None
+    return Department(did, name.strip(), tuple(norm), tuple(h.strip().lower() for h in hosts))
+
+
+class Departments:
+    """The configured departments and the registry's assignments, with a fast `stamp`."""
+
+    def __init__(self, departments: Sequence[Department] = ()) -> None:
+        self._list = list(departments)
+        self._by_id: dict[str, Department] = {}
+        nets: dict[str, str] = {}
+        for d in self._list:
+            if d.id in self._by_id:
+                raise ConfigError(f"departments: duplicate id {d.id!r}")
+            self._by_id[d.id] = d
+            for c in d.cidrs:
+                if c in nets:
+                    raise ConfigError(f"departments: CIDR {c} is given to both "
+                                      f"{nets[c]!r} and {d.id!r}")
+                nets[c] = d.id
+        # per (version, prefix length), longest first: network number -> department
+        tables: dict[tuple[int, int], dict[int, Department]] = {}
+        for d in self._list:
+            for c in d.cidrs:
+                net = ipaddress.ip_network(c)
+                tables.setdefault((net.version, net.prefixlen), {})[
+                    int(net.network_address) >> (net.max_prefixlen - net.prefixlen)] = d
+        self._tables = {v: [(net_bits - plen, t) for (ver, plen), t in
+                            sorted(tables.items(), key=lambda kv: -kv[0][1]) if ver == v]
+                        for v, net_bits in ((4, 32), (6, 128))}
+        # host patterns, most specific first (most literal characters), then config order
+        pats = [(len(p.replace("*", "").replace("?", "")), n, p, d)
+                for n, d in enumerate(self._list) for p in d.hosts]
+        pats.sort(key=lambda x: (-x[0], x[1]))
+        self._patterns = [(re.compile(translate(p)), d) for _, _, p, d in pats]
+        self._lock = threading.Lock()
+        self._override_hosts: dict[str, Department] = {}
+        self._override_ips: dict[str, Department] = {}
+        self._reset_caches()
+        self._loaded_at: float | None = None
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: Config) -> Departments:
+        """The `[[departments]]` tables of the config; ConfigError (one line) if unusable."""
+        raw = cfg.get("departments", [])
+        if raw in (None, ""):
+            raw = []
+        if not isinstance(raw, list):
+            raise ConfigError("departments: use [[departments]] tables "
+                              "(id, name, cidrs, hosts)")
+        return cls([_parse(i, r) for i, r in enumerate(raw)])
+
+    # -- reading -----------------------------------------------------------------------
+    def __bool__(self) -> bool:
+        return bool(self._list)
+
+    def all(self) -> list[Department]:
+        """Every configured department, in config order."""
+        return list(self._list)
+
+    def get(self, dept_id: str) -> Department | None:
+        return self._by_id.get(dept_id)
+
+    def name_of(self, dept_id: str) -> str:
+        d = self._by_id.get(dept_id)
+        return d.name if d else dept_id
+
+    def for_address(self, ip: str) -> Department | None:
+        """The department of an address: a registry assignment, else the longest
+        configured prefix that holds it."""
+        hit = self._ip_cache.get(ip, _MISS)
+        if hit is _MISS:
+            hit = self._override_ips.get(ip) or self._longest_prefix(ip)
+            if len(self._ip_cache) >= _CACHE_MAX:
+                self._ip_cache = {}
+            self._ip_cache[ip] = hit
+        return hit  # type: ignore[return-value]
+
+    def for_host(self, name: str) -> Department | None:
+        """The department of a host name: a registry assignment, else its pattern."""
+        hit = self._host_cache.get(name, _MISS)
+        if hit is _MISS:
+            low = name.lower()
+            hit = self._override_hosts.get(low)
+            if hit is None:
+                hit = next((d for rx, d in self._patterns if rx.match(low)), None)
+            if len(self._host_cache) >= _CACHE_MAX:
+                self._host_cache = {}
+            self._host_cache[name] = hit
+        return hit  # type: ignore[return-value]
+
+    def _longest_prefix(self, ip: str) -> Department | None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        value = int(addr)
+        for shift, table in self._tables[addr.version]:
+            d = table.get(value >> shift)
+            if d is not None:
+                return d
+        return None
+
+    def resolve(self, doc: dict[str, Any]) -> list[Department]:
+        """Every department the document involves, the owning one first (see module doc)."""
+        found: list[Department] = []
+        host = doc.get("host")
+        if type(host) is dict:
+            name = host.get("name")
+            if type(name) is str and name and (d := self.for_host(name)) is not None:
+                found.append(d)
+            self._add_addresses(found, host.get("ip"))
+        for side in ("source", "destination"):
+            sub = doc.get(side)
+            if type(sub) is dict:
+                self._add_addresses(found, sub.get("ip"))
+        return found
+
+    def _add_addresses(self, found: list[Department], value: Any) -> None:
+        if value is None:
+            return
+        for ip in value if type(value) is list else (value,):
+            if type(ip) is str and (d := self.for_address(ip)) is not None and d not in found:
+                found.append(d)
+
+    # -- stamping ----------------------------------------------------------------------
+    def stamp(self, doc: dict[str, Any], family: str | None = None) -> bool:
+        """Set `organization.*` (and `govsoc.departments` when several departments are
+        involved) on a nested document; True if it was stamped. A document that carries
+        an organization already is left alone (an asset with one is a registry
+        assignment and is remembered)."""
+        family = family or ecs.family_of(doc)
+        if family not in STAMPED_FAMILIES:
+            return False
+        if "organization" in doc:
+            if family == "assets":
+                self._learn(doc)
+            return False
+        found = self.resolve(doc)
+        if not found:
+            return False
+        self._apply(doc, family, found)
+        return True
+
+    def _apply(self, doc: dict[str, Any], family: str, found: list[Department]) -> bool:
+        """Write the stamp; True when the document's JSON can take it as a plain suffix
+        (only `organization` added at the top level)."""
+        doc["organization"] = {"id": found[0].id, "name": found[0].name}
+        simple = True
+        if len(found) > 1:
+            ecs.set_field(doc, "govsoc.departments", [d.id for d in found])
+            simple = False
+        if family == "assets" and not self._registry_assigned(doc, found[0]):
+            ecs.set_field(doc, "govsoc.asset.department_source", "config")
+            simple = False
+        return simple
+
+    def _registry_assigned(self, doc: dict[str, Any], dept: Department) -> bool:
+        """True when an asset's department came from a registry assignment of its host, so
+        a new sweep of the host keeps the assignment."""
+        host = doc.get("host") or {}
+        name = host.get("name")
+        if isinstance(name, str) and self._override_hosts.get(name.lower()) is dept:
+            return True
+        ips = host.get("ip") or []
+        return any(self._override_ips.get(ip) is dept
+                   for ip in (ips if isinstance(ips, list) else [ips]) if isinstance(ip, str))
+
+    def stamp_prepared(self, p: ecs.Prepared) -> ecs.Prepared:
+        """`stamp` for a document the store has validated: the JSON is extended in place
+        when only `organization` is added (the common case: no second serialization)."""
+        if p.family not in STAMPED_FAMILIES:
+            return p
+        doc = p.doc
+        if "organization" in doc:
+            if p.family == "assets":
+                self._learn(doc)
+            return p
+        found = self.resolve(doc)
+        if not found:
+            return p
+        if self._apply(doc, p.family, found):
+            suffix = self._suffix.get(found[0].id)
+            if suffix is None:
+                suffix = self._suffix[found[0].id] = b',"organization":' + orjson.dumps(
+                    doc["organization"]) + b"}"
+            text = p.json[:-1] + suffix
+        else:
+            text = orjson.dumps(doc)
+        # tuple.__new__: a C call, where `_replace` runs the namedtuple's Python code
+        return tuple.__new__(ecs.Prepared, (*p[:9], text, doc))
+
+    # -- registry assignments ----------------------------------------------------------
+    def _learn(self, asset: dict[str, Any]) -> None:
+        """Remember an asset's explicit assignment (not one stamped from the config)."""
+        did = ecs.get_field(asset, "organization.id")
+        if not isinstance(did, str) or ecs.get_field(
+                asset, "govsoc.asset.department_source") == "config":
+            return
+        dept = self._by_id.get(did) or Department(
+            did, str(ecs.get_field(asset, "organization.name") or did))
+        host = asset.get("host") or {}
+        names = [n.lower() for n in (host.get("name"), host.get("hostname"))
+                 if isinstance(n, str) and n]
+        ips = host.get("ip") or []
+        ips = [ip for ip in (ips if isinstance(ips, list) else [ips]) if _assignable(ip)]
+        if all(self._override_hosts.get(n) is dept for n in names) and all(
+                self._override_ips.get(ip) is dept for ip in ips):
+            return
+        with self._lock:
+            for n in names:
+                self._override_hosts[n] = dept
+            for ip in ips:
+                self._override_ips[ip] = dept
+            self._reset_caches()
+
+    def load_assignments(self, assets: Iterable[dict[str, Any]]) -> int:
+        """Replace the registry assignments with those of these asset documents (read in
+        full first: a failed read keeps the assignments known so far); returns how many
+        assets assign a department."""
+        explicit = [d for d in assets if "organization" in d]
+        with self._lock:
+            self._override_hosts, self._override_ips = {}, {}
+            self._reset_caches()
+        for doc in explicit:
+            self._learn(doc)
+        self._loaded_at = time.monotonic()
+        return sum(1 for d in explicit if ecs.get_field(
+            d, "govsoc.asset.department_source") != "config")
+
+    def reload_due(self) -> bool:
+        return self._loaded_at is None or time.monotonic() - self._loaded_at > RELOAD_SECONDS
+
+    def _reset_caches(self) -> None:
+        self._ip_cache: dict[str, Any] = {}
+        self._host_cache: dict[str, Any] = {}
+        self._suffix: dict[str, bytes] = {}
+
+
+def _assignable(ip: Any) -> bool:
+    """Addresses an asset can own: not loopback or link-local (every host has those)."""
+    if not isinstance(ip, str):
+        return False
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return not (addr.is_loopback or addr.is_link_local or addr.is_unspecified)
