@@ -16,7 +16,11 @@ from soc_core import query as q
 from soc_core.store import Selection, StoreError
 
 router = APIRouter(tags=["data"])
-DocId = PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+
+
+def doc_id() -> object:
+    # a fresh parameter each time: FastAPI binds a shared one to the first name it meets
+    return PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 
 
 def encode_cursor(cursor: list[Any] | None) -> str | None:
@@ -89,7 +93,7 @@ def search_events(request: Request, q: str | None = _Q, dataset: str | None = _D
 
 
 @router.get("/events/{event_id}")
-def get_event(request: Request, event_id: str = DocId) -> dict[str, Any]:
+def get_event(request: Request, event_id: str = doc_id()) -> dict[str, Any]:
     return _one(request, "events", "events.read", event_id)
 
 
@@ -103,5 +107,5 @@ def search_alerts(request: Request, q: str | None = _Q,
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(request: Request, alert_id: str = DocId) -> dict[str, Any]:
+def get_alert(request: Request, alert_id: str = doc_id()) -> dict[str, Any]:
     return _one(request, "alerts", "alerts.read", alert_id)
