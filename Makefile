@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 # Debian packages the suite uses: tshark (reference dissector), openssh-server and
 # iproute2/nftables (the namespace test fleet), sqlite3, unzip/curl (local Elasticsearch),
 # openssl (crypto interop tests), python3 (what Ansible runs on the fleet hosts),
-# maven and a JDK 17 (fetch and run the local Elasticsearch).
-DEBS := tshark openssh-server openssh-client iproute2 nftables sqlite3 unzip curl \
+# maven and a JDK 17 (fetch and run the local Elasticsearch), wrk (load for bench/api.py).
+DEBS := tshark wrk openssh-server openssh-client iproute2 nftables sqlite3 unzip curl \
         dpkg-dev util-linux procps psmisc openssl python3 tar maven openjdk-17-jre-headless
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
