@@ -343,27 +343,21 @@ def create_app(service: CryptoService | None = None, *,
                limits: Limits = Limits()) -> FastAPI:
     """A standalone app with just the crypto routes (tests, bench). Without a service, one
     is built at startup from the configuration (keystore, master secret, event store for
-    the audit events) and closed at shutdown, flushing the audit queue."""
+    the audit trail) and closed at shutdown, draining the audit trail."""
     holder: dict[str, CryptoService] = {}
     if service is not None:
         holder["svc"] = service
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        store = None
-        if "svc" not in holder:
-            from soc_core.config import load_config
-            from soc_core.store import open_store
-
-            cfg = load_config()
-            store = open_store(cfg.store_url)
-            holder["svc"] = CryptoService.from_config(cfg, store)
+        own = "svc" not in holder
+        if own:
+            holder["svc"] = CryptoService.from_config(name="api")
         try:
             yield
         finally:
-            if store is not None:
+            if own:
                 holder["svc"].close()
-                store.close()
 
     app = FastAPI(title="govsoc crypto", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, one_line_validation_error)

@@ -53,6 +53,10 @@ class SpoolFull(SpoolError):
     """Appending would exceed the spool's size limit."""
 
 
+class SpoolBusy(SpoolError):
+    """The spool directory is owned (flock'ed) by another open Spool."""
+
+
 @dataclass(frozen=True)
 class Corruption:
     """A damaged region found while reading: where, how long, and why."""
@@ -112,7 +116,7 @@ class Spool:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             os.close(self._lock_fd)
-            raise SpoolError(f"spool {self.dir} is in use by another process") from exc
+            raise SpoolBusy(f"spool {self.dir} is in use by another process") from exc
         self._last_sync = time.monotonic()
         self._dirty = False
         segs = self._segments()
@@ -314,6 +318,53 @@ class Spool:
                 later = [s for s in self._segments() if s > self._read_seg]
                 if later:
                     self._advance_segment(later[0])
+
+    def peek_many(self, max_records: int) -> list[Record]:
+        """Up to `max_records` of the oldest unacknowledged records, oldest first, none
+        acknowledged: a consumer can deliver several small records in one write and then
+        acknowledge them together with `ack_many`."""
+        with self._lock:
+            first = self.peek()
+            if first is None:
+                return []
+            out = [first]
+            seg, off = first.segment, first.end
+            while len(out) < max_records:
+                rec, _ = self._read_at(seg, off)
+                if rec is None or rec.offset != off:
+                    break  # end of segment or damage: the next peek handles it
+                out.append(rec)
+                off = rec.end
+            return out
+
+    def ack_many(self, records: list[Record]) -> None:
+        """Acknowledge records `peek_many` returned (all of them, in order), saving the
+        cursor once."""
+        if not records:
+            return
+        with self._lock:
+            first, last = records[0], records[-1]
+            if (first.segment, first.offset) != (self._read_seg, self._read_off) or \
+                    last.segment != first.segment:
+                raise SpoolError("acknowledged records that are not the oldest")
+            # consecutive records of one segment are acknowledged as one span
+            self.ack(Record(last.segment, first.offset, last.end, 0, b""))
+
+    def last(self) -> Record | None:
+        """The newest good record not yet acknowledged (the tail a restarted writer
+        continues from), or None."""
+        with self._lock:
+            for seg in reversed([s for s in self._segments() if s >= self._read_seg]):
+                off = self._read_off if seg == self._read_seg else 0
+                found = None
+                while True:
+                    rec, stop = self._read_at(seg, off)
+                    if rec is None:
+                        break
+                    found, off = rec, rec.end
+                if found is not None:
+                    return found
+            return None
 
     def __iter__(self) -> Iterator[Record]:
         """Drain: yield the oldest record, acknowledging it when the next is asked for."""
