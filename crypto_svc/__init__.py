@@ -1,7 +1,11 @@
 """govsoc crypto_svc: SM2/SM3/SM4 (国密), the keystore and the crypto service.
 
 Entry points for other packages (import from here; the modules are internals):
-    CryptoService   keystore-backed sign/verify/encrypt/decrypt/seal with audit events
+    CryptoService   keystore-backed sign/verify/encrypt/decrypt/seal; every key use is an
+                    audit record in the durable trail (`soc_core.audit`) before it returns
+    platform_signer, platform_verifier
+                    the platform key (label govsoc.role=audit-checkpoint) that signs the
+                    audit trail's checkpoints and evidence manifests
     Keystore        keys by id, versions, purpose, state, sealed under the master secret
     SM2PrivateKey, SM2PublicKey, sm3_digest, hmac_sm3, sm4_seal/sm4_open (SM4-GCM by default)
 The HTTP router is `crypto_svc.api.make_router`; the CLI group `crypto_svc.cli:crypto`.
@@ -15,6 +19,7 @@ from crypto_svc.errors import (
     KeystoreError,
 )
 from crypto_svc.keystore import Keystore
+from crypto_svc.platform import platform_signer, platform_verifier
 from crypto_svc.service import CryptoService
 from crypto_svc.sm2 import InvalidSignature, SM2PrivateKey, SM2PublicKey
 from crypto_svc.sm3 import hmac_sm3
@@ -25,5 +30,5 @@ from crypto_svc.sm4 import seal as sm4_seal
 __all__ = [
     "CryptoError", "CryptoService", "DecryptionError", "InvalidSignature", "KeyNotFound",
     "KeyStateError", "Keystore", "KeystoreError", "SM2PrivateKey", "SM2PublicKey", "hmac_sm3",
-    "sm3_digest", "sm4_open", "sm4_seal",
+    "platform_signer", "platform_verifier", "sm3_digest", "sm4_open", "sm4_seal",
 ]

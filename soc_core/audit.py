@@ -177,6 +177,7 @@ class _Head:
     hash: str | None = None
     time: str | None = None
     ms: int = 0
+    checkpointed: bool = True  # the last record is a checkpoint (or there is none)
 
 
 # -- the writer ----------------------------------------------------------------------------
@@ -212,7 +213,8 @@ class AuditTrail:
         self.spool, self.slot = self._take_slot(fsync, fsync_interval)
         self._head = self._recover()
         self._lock = threading.Lock()
-        self._since_cp = 0
+        # a tail a previous process left without a checkpoint gets one at the next chance
+        self._since_cp = 0 if self._head.checkpointed else 1
         self._last_cp = time.monotonic()
         self._closed = False
         self._down = False  # the last store write failed
@@ -264,13 +266,15 @@ class AuditTrail:
         head = None
         with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
             saved = json.loads((self.slot / HEAD_FILE).read_text())
-            head = _Head(saved["chain"], int(saved["seq"]), saved["hash"], saved["time"])
+            head = _Head(saved["chain"], int(saved["seq"]), saved["hash"], saved["time"],
+                         checkpointed=bool(saved.get("checkpointed", True)))
         last = self.spool.last()
         if last is not None:
             a = orjson.loads(last.payload)[-1]
             spooled = a["govsoc"]["audit"]
             if head is None or spooled["seq"] > head.seq:
-                head = _Head(spooled["chain"], spooled["seq"], spooled["hash"], a["@timestamp"])
+                head = _Head(spooled["chain"], spooled["seq"], spooled["hash"], a["@timestamp"],
+                             checkpointed=a["event"]["action"] == CHECKPOINT_ACTION)
         if head is None:
             head = _Head(f"{self.name}-{self.slot.name.rsplit('-', 1)[1]}-"
                          f"{secrets.token_hex(6)}")
@@ -282,7 +286,7 @@ class AuditTrail:
     def _save_head(self, head: _Head) -> None:
         tmp = self.slot / (HEAD_FILE + ".tmp")
         tmp.write_text(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
-                                   "time": head.time}))
+                                   "time": head.time, "checkpointed": head.checkpointed}))
         os.replace(tmp, self.slot / HEAD_FILE)
 
     @property
@@ -479,7 +483,8 @@ class AuditTrail:
                     self.errors.append(f"audit record {rej.id} rejected: {rej.reason}"[:500])
         last = docs[-1]
         a = last["govsoc"]["audit"]
-        self._save_head(_Head(a["chain"], a["seq"], a["hash"], last["@timestamp"]))
+        self._save_head(_Head(a["chain"], a["seq"], a["hash"], last["@timestamp"],
+                              checkpointed=last["event"]["action"] == CHECKPOINT_ACTION))
         self.spool.ack_many(recs)
         return len(docs)
 

@@ -204,14 +204,17 @@ def test_store_down_then_up_loses_and_duplicates_nothing(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import sys
+    import sys, time
+    from pathlib import Path
     from soc_core.audit import AuditTrail
     audit_dir, url, tag = sys.argv[1:4]
     trail = AuditTrail(audit_dir, url, name="api", drain_interval=0.01)
+    print(trail.chain, flush=True)
     for i in range(2000):
         trail.record(action="event.search", outcome="success", user=tag, request_id=f"{tag}-{i}")
+    while not Path(audit_dir, "release").exists():  # both hold their slot at once
+        time.sleep(0.01)
     assert trail.flush(120)
-    print(trail.chain)
     trail.close()
 """)
 
@@ -222,11 +225,13 @@ def test_two_processes_write_two_chains(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "audit"), url, tag],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for tag in ("w1", "w2")]
+    chains = {p.stdout.readline().strip() for p in procs}  # type: ignore[union-attr]
+    (tmp_path / "audit" / "release").touch()
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    chains = {o[0].strip() for o in outs}
     assert len(chains) == 2
-    assert sorted(p.name for p in (tmp_path / "audit").iterdir()) == ["api-0", "api-1"]
+    assert sorted(p.name for p in (tmp_path / "audit").iterdir()) == ["api-0", "api-1",
+                                                                      "release"]
     with open_store(url) as store:
         report = verify(store)
     assert report.ok, report.problems
