@@ -16,6 +16,7 @@ import click
 import orjson
 
 from soc_core import ecs
+from soc_core.audit import MIN_RETENTION_DAYS
 from soc_core.cliutil import fail, open_cli_store, store_option
 from soc_core.config import redact_url
 from soc_core.query import QueryError
@@ -91,8 +92,13 @@ def store_prune(store_url: str | None, older_than: str) -> None:
         fail(str(exc))
     if days < 1 or days != int(days):
         fail("--older-than must be a whole number of days, e.g. 180d")
+    families = ["events", "metrics", "audit", "playbook_runs"]
+    if days < MIN_RETENTION_DAYS:
+        families.remove("audit")  # the legal minimum for the audit trail
+        click.echo(f"audit records are kept at least {MIN_RETENTION_DAYS} days: not pruned",
+                   err=True)
     with open_cli_store(store_url) as store:
-        deleted = store.prune(int(days))
+        deleted = store.prune(int(days), families)
     click.echo(f"deleted {deleted} documents older than {int(days)} days")
 
 
