@@ -75,6 +75,7 @@ DATASET = "govsoc.audit"
 CHECKPOINT_ACTION = "audit.checkpoint"
 MIN_RETENTION_DAYS = 180  # 等保 level 3 / 网络安全法 art. 21: six months at least
 MAX_SLOTS = 256
+_CACHE_DOCS = 50_000  # spooled documents kept in memory for the drain
 HEAD_FILE = "head.json"
 REJECTED_FILE = "rejected.ndjson"
 REDACTED = "[redacted]"
@@ -216,6 +217,8 @@ class AuditTrail:
         # a tail a previous process left without a checkpoint gets one at the next chance
         self._since_cp = 0 if self._head.checkpointed else 1
         self._last_cp = time.monotonic()
+        self._cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        self._cached_docs = 0
         self._closed = False
         self._down = False  # the last store write failed
         self._stop = threading.Event()
@@ -333,13 +336,14 @@ class AuditTrail:
             if self.signer is not None and self._since_cp >= self.checkpoint_every:
                 docs.append(self._checkpoint_doc())
             try:
-                self.spool.append(orjson.dumps(docs))
+                where = self.spool.append(orjson.dumps(docs))
             except (SpoolFull, SpoolError, OSError) as exc:
                 # nothing was kept: the chain goes on from the record before
                 head.seq, head.hash, head.time, head.ms, self._since_cp = saved
                 why = "spool full" if isinstance(exc, SpoolFull) else type(exc).__name__
                 raise AuditUnavailable(f"the audit record cannot be kept ({why}): "
                                        f"the action is refused") from None
+            self._remember(where, docs)
         self.recent.extend(docs)
         return docs[:len(bodies)]
 
@@ -424,14 +428,24 @@ class AuditTrail:
                 return None
             doc = self._checkpoint_doc()
             try:
-                self.spool.append(orjson.dumps([doc]))
+                where = self.spool.append(orjson.dumps([doc]))
             except (SpoolError, OSError) as exc:
                 self.errors.append(f"audit checkpoint not kept: {type(exc).__name__}")
                 return None
+            self._remember(where, [doc])
         self.recent.append(doc)
         return doc
 
     # -- draining -----------------------------------------------------------------------
+    def _remember(self, where: tuple[int, int], docs: list[dict[str, Any]]) -> None:
+        """Keep the documents of a spool record for the drain, which then need not parse
+        them back from disk (that parse cost as much as the store write). Bounded: past
+        `_CACHE_DOCS` waiting documents (the store is down) they are read from disk."""
+        if self._cached_docs < _CACHE_DOCS and (self._store is not None
+                                                or self._connect is not None):
+            self._cache[where] = docs
+            self._cached_docs += len(docs)
+
     def _run(self) -> None:
         retry_at, backoff = 0.0, 0.5
         while not self._stop.is_set():
@@ -447,7 +461,7 @@ class AuditTrail:
                 backoff = min(backoff * 2, self.retry_max)
             else:
                 backoff = 0.5
-                if moved == 0:
+                if moved < self.drain_batch:  # caught up: let the next batch gather
                     self._stop.wait(self.drain_interval)
 
     def _drain_once(self) -> int | None:
@@ -459,8 +473,12 @@ class AuditTrail:
         if not recs:
             return 0
         docs: list[dict[str, Any]] = []
+        cached = 0
         for rec in recs:
-            docs.extend(orjson.loads(rec.payload))
+            mine = self._cache.get((rec.segment, rec.offset))
+            if mine is not None:
+                cached += len(mine)
+            docs.extend(mine if mine is not None else orjson.loads(rec.payload))
         try:
             if self._store is None:
                 assert self._connect is not None
@@ -486,6 +504,10 @@ class AuditTrail:
         self._save_head(_Head(a["chain"], a["seq"], a["hash"], last["@timestamp"],
                               checkpointed=last["event"]["action"] == CHECKPOINT_ACTION))
         self.spool.ack_many(recs)
+        with self._lock:
+            for rec in recs:
+                self._cache.pop((rec.segment, rec.offset), None)
+            self._cached_docs -= cached
         return len(docs)
 
     @property

@@ -178,8 +178,9 @@ class Spool:
             self._last_sync = now
 
     # -- writing ---------------------------------------------------------------------
-    def append(self, payload: bytes) -> None:
-        """Add one record at the tail. Raises SpoolFull past `max_bytes`."""
+    def append(self, payload: bytes) -> tuple[int, int]:
+        """Add one record at the tail; returns its (segment, offset), the position
+        `peek` will report for it. Raises SpoolFull past `max_bytes`."""
         if len(payload) > MAX_RECORD:
             raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
         ms = int(time.time() * 1000)
@@ -192,10 +193,12 @@ class Spool:
                 self._roll()
             assert self._write_fd is not None
             os.write(self._write_fd, blob)  # one write a record: readers never see half
+            where = (self._write_seg, self._write_off)
             self._write_off += len(blob)
             self._pending_bytes += len(blob)
             self._dirty = True
             self._maybe_sync()
+            return where
 
     def _roll(self) -> None:
         if self._write_fd is not None:
