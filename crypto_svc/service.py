@@ -1,6 +1,7 @@
 """The crypto service: keystore-backed SM2 operations with an audit record for every use of
 a key. The CLI and the HTTP router are thin layers over this class; both pass the caller's
-identity as `user`, which becomes `user.name` in the audit records.
+identity as `user` (a name, or a `soc_core.audit.Actor` that adds role, department, source
+address and request id), which becomes `user.name` in the audit records.
 
 Every record is on disk in the audit trail (`soc_core.audit.AuditTrail`) before the
 signature, ciphertext or plaintext is returned; when the trail cannot keep records, key use
@@ -105,18 +106,19 @@ class CryptoService:
         """Run `fn` (-> result, facts for the record: version, purpose, and optionally
         key_id, outcome, reason) and record one audit record, also when it fails."""
         self._check()
+        name, context = _actor(user)
         if data is not None:
             digest_of_input, size = _sm3.sm3_hex(data), len(data)
         try:
             result, facts = fn()
         except CryptoError as exc:
-            self._record([key_record(action=action, outcome="failure", user=user,
+            self._record([key_record(action=action, outcome="failure", user=name,
                                      key_id=key_id, input_sm3=digest_of_input,
-                                     input_bytes=size, reason=str(exc))])
+                                     input_bytes=size, reason=str(exc), **context)])
             raise
         facts = {"key_id": key_id, "outcome": "success", "input_sm3": digest_of_input,
                  "input_bytes": size, **facts}
-        self._record([key_record(action=action, user=user, **facts)])
+        self._record([key_record(action=action, user=name, **facts, **context)])
         return result
 
     # -- key administration --------------------------------------------------------------
@@ -178,20 +180,22 @@ class CryptoService:
         before any signature is returned."""
         items = list(items)
         self._check()
+        name, context = _actor(user)
         try:
             key, version = self.keystore.private_key(key_id, purpose="sign")
             z = key.public_key.za(uid)
         except CryptoError as exc:
-            self._record([key_record(action="sign", outcome="failure", user=user,
+            self._record([key_record(action="sign", outcome="failure", user=name,
                                      key_id=key_id, reason=str(exc),
-                                     extra={"batch": len(items)})])
+                                     extra={"batch": len(items)}, **context)])
             raise
         out, records = [], []
         for item in items:
             sig = key.sign_digest(_sm3.sm3(z + item), fmt=fmt)
-            records.append(key_record(action="sign", outcome="success", user=user,
+            records.append(key_record(action="sign", outcome="success", user=name,
                                       key_id=key_id, version=version, purpose="sign",
-                                      input_sm3=_sm3.sm3_hex(item), input_bytes=len(item)))
+                                      input_sm3=_sm3.sm3_hex(item), input_bytes=len(item),
+                                      **context))
             out.append(Signed(key_id, version, sig))
         self._record(records)
         return out
@@ -343,6 +347,15 @@ class CryptoService:
         if not key:
             raise CryptoError("HMAC-SM3 needs a non-empty key")
         return _sm3.hmac_sm3(key, data).hex()
+
+
+def _actor(user: Any) -> tuple[str, dict[str, Any]]:
+    """`user` is a name, or an `Actor` (or any object with `.name` and `audit_context()`)
+    whose role, department, source address and request id go into the record too."""
+    if isinstance(user, str):
+        return user, {}
+    context = getattr(user, "audit_context", None)
+    return str(user.name), dict(context()) if callable(context) else {}
 
 
 def _facts(version: int | None, purpose: str, **more: Any) -> dict[str, Any]:

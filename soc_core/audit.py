@@ -14,6 +14,7 @@ Interface (everything else is internal):
     trail.flush(timeout)               # wait until the store holds everything (tests, CLI)
     trail.close()
     report = verify(store, start=None, end=None, verifier=None, heads=None)
+    Actor(name, role, department, source_ip, request_id)   # who, for the crypto service
     report.ok, report.problems, report.to_dict()
 
 Durability: `record` appends the document to an on-disk spool (`soc_core.spool`) before it
@@ -67,7 +68,7 @@ from soc_core.config import ConfigError, redact_url
 from soc_core.sm3 import sm3
 from soc_core.spool import Spool, SpoolBusy, SpoolError, SpoolFull
 
-__all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "AuditTrail",
+__all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "Actor", "AuditTrail",
            "AuditUnavailable", "Problem", "Report", "checkpoint_payload", "local_heads",
            "record_hash", "verify"]
 
@@ -92,6 +93,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class AuditUnavailable(RuntimeError):
     """Records cannot be kept (spool full, disk failing, trail closed): the caller must
     refuse the action. The text names no store URL or credential."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, for layers that record on a caller's behalf (the crypto service takes an
+    Actor, or any object with `.name` and `audit_context()`, wherever it takes `user`)."""
+
+    name: str
+    role: Any = None
+    department: str | None = None
+    source_ip: str | None = None
+    request_id: str | None = None
+
+    def audit_context(self) -> dict[str, Any]:
+        """The arguments of `AuditTrail.record` besides `user`."""
+        return {"role": self.role, "department": self.department,
+                "source_ip": self.source_ip, "request_id": self.request_id}
 
 
 # -- the record format -------------------------------------------------------------------
