@@ -60,18 +60,22 @@ class CryptoService:
                                          name="crypto", signer=platform_signer(keystore))
 
     @classmethod
-    def from_config(cls, cfg: Any = None, store: Any = None, *,
-                    name: str = "crypto") -> CryptoService:
-        """Keystore and audit trail from the configuration (`AuditTrail.from_config`);
-        `store` (an EventStore or URL) defaults to `store_url`."""
+    def from_config(cls, cfg: Any = None, store: Any = None, *, name: str = "crypto",
+                    trail: AuditTrail | None = None) -> CryptoService:
+        """The keystore from the configuration, and `trail` (the caller's: the API shares
+        its own, and closes it) or else a trail of its own from the configuration
+        (`AuditTrail.from_config`, checkpoints signed by the platform key) draining to
+        `store` (an EventStore or URL; default `store_url`)."""
         if cfg is None:
             from soc_core.config import load_config
 
             cfg = load_config()
         keystore = Keystore.from_config(cfg)
-        trail = AuditTrail.from_config(cfg, name=name, store=store,
-                                       signer=platform_signer(keystore))
-        svc = cls(keystore, audit=trail)
+        if trail is not None:
+            return cls(keystore, audit=trail)
+        own = AuditTrail.from_config(cfg, name=name, store=store,
+                                     signer=platform_signer(keystore))
+        svc = cls(keystore, audit=own)
         svc._own_audit = True
         return svc
 

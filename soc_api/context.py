@@ -62,9 +62,8 @@ class Context:
         return self.crypto
 
     def verify_trail(self, *, start: Any = None, end: Any = None) -> dict[str, Any]:
-        from soc_core.audit import verify
-
         from crypto_svc import platform_verifier
+        from soc_core.audit import verify
 
         report = verify(self.store, start=start, end=end,
                         verifier=platform_verifier(self.crypto_service()))

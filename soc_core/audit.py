@@ -12,6 +12,7 @@ Interface (everything else is internal):
                        message=None, extra=None, category=None, type=None)
     docs = trail.record_many([{...kwargs of record...}, ...])   # one disk write
     trail.flush(timeout)               # wait until the store holds everything (tests, CLI)
+    trail.status()                     # chain, head seq, bytes waiting, store down, last error
     trail.close()
     report = verify(store, start=None, end=None, verifier=None, heads=None)
     Actor(name, role, department, source_ip, request_id)   # who, for the crypto service
@@ -531,6 +532,14 @@ class AuditTrail:
     @property
     def pending_bytes(self) -> int:
         return self.spool.pending_bytes
+
+    def status(self) -> dict[str, Any]:
+        """For health pages: the chain and its head, what waits for the store, the last
+        error (redacted)."""
+        return {"chain": self.chain, "seq": self._head.seq, "slot": self.slot.name,
+                "pending_bytes": self.spool.pending_bytes, "store_down": self._down,
+                "checkpoints": self.signer is not None,
+                "last_error": self.errors[-1] if self.errors else None}
 
     def flush(self, timeout: float = 30.0, *, until_failure: bool = False) -> bool:
         """Wait until every record so far is in the store; False at the timeout (or, with
