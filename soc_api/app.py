@@ -1,8 +1,9 @@
 """The govsoc API: `create_app(config)` composes the routes behind one gate (`auth.gate`)
 and the plain ASGI guard (request ids, body limits, security headers).
 
-Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema and its
-viewer need a login. Errors are JSON with a one-line `detail`; an unexpected error is a
+Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema needs a
+login. (No Swagger page: FastAPI's loads its scripts from a CDN, which a government cloud
+neither reaches nor should trust; the console will vendor what it shows.) Errors are JSON with a one-line `detail`; an unexpected error is a
 500 naming the request id, with the stack trace in the server's log only.
 """
 
@@ -15,8 +16,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from crypto_svc.api import Limits, make_router, one_line_validation_error
 from soc_api import routes_admin, routes_audit, routes_auth, routes_data
@@ -24,10 +24,10 @@ from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
-from soc_core.audit import Actor, AuditTrail
+from soc_core.audit import Actor, AuditTrail, AuditUnavailable
 from soc_core.config import Config, load_config, redact_url
 from soc_core.departments import Departments
-from soc_core.store import open_store
+from soc_core.store import StoreError, open_store
 
 log = logging.getLogger("govsoc.api")
 
@@ -105,10 +105,6 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="govsoc API")
-
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
               routes_audit.router):
         app.include_router(r)
@@ -134,6 +130,19 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         return JSONResponse({"detail": detail}, status_code=exc.status_code,
                             headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.warning("request %s: store error: %s", rid, redact_url(str(exc))[:300])
+        return JSONResponse({"detail": f"the event store is unavailable now; try again "
+                                       f"(request {rid})"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
