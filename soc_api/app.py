@@ -3,8 +3,10 @@ and the plain ASGI guard (request ids, body limits, security headers).
 
 Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema needs a
 login. (No Swagger page: FastAPI's loads its scripts from a CDN, which a government cloud
-neither reaches nor should trust; the console will vendor what it shows.) Errors are JSON with a one-line `detail`; an unexpected error is a
-500 naming the request id, with the stack trace in the server's log only.
+neither reaches nor should trust; the console will vendor what it shows.)
+
+Errors are JSON with a one-line `detail`; an unexpected error is a 500 naming the request
+id, with the stack trace in the server's log only.
 """
 
 from __future__ import annotations
