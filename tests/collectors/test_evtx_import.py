@@ -5,7 +5,6 @@ System sample ships in any package we can install), all read through `read_evtx`
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from evtx_writer import write_evtx
 
 from collectors.logs.evtx import EvtxError, map_record, read_evtx
 from collectors.logs.records import ReadStats
@@ -20,18 +20,6 @@ from soc_core import ecs
 from soc_core.store import Selection, open_store
 
 SAMPLE = Path(__file__).parent / "data" / "Security_short_selected.evtx"
-
-
-def _load_writer():
-    """The test EVTX writer beside this file, loaded by path (tests/ is no package)."""
-    spec = importlib.util.spec_from_file_location("evtx_writer",
-                                                  Path(__file__).parent / "evtx_writer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_evtx
-
-
-write_evtx = _load_writer()
 GOVSOC = str(Path(sys.executable).parent / "govsoc")
 
 
