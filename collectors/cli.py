@@ -368,6 +368,7 @@ def status_cmd(as_json: bool) -> None:
     import orjson
 
     from collectors.health import load_snapshots
+    from soc_core.spool import backlog_bytes
 
     cfg = _config()
     snaps = load_snapshots(cfg.data_dir)
@@ -375,7 +376,7 @@ def status_cmd(as_json: bool) -> None:
         click.echo(f"no collector has run with data directory {cfg.data_dir}")
         return
     for s in snaps:
-        s["spool_on_disk"] = _spool_backlog(Path(cfg.data_dir) / "spool" / s["name"])
+        s["spool_on_disk"] = backlog_bytes(Path(cfg.data_dir) / "spool" / s["name"])
         if as_json:
             click.echo(orjson.dumps(s).decode())
             continue
@@ -391,17 +392,3 @@ def status_cmd(as_json: bool) -> None:
         if s.get("last_error"):
             click.echo(f"  last error: {s['last_error']}")
 
-
-def _spool_backlog(directory: Path) -> int:
-    """Bytes not yet delivered, read without taking the spool's lock."""
-    segs = sorted(directory.glob("seg-*.spool"))
-    if not segs:
-        return 0
-    total = sum(p.stat().st_size for p in segs)
-    try:
-        seg_s, off_s = (directory / "cursor").read_text().split()
-        first = directory / f"seg-{int(seg_s):012d}.spool"
-        total -= sum(p.stat().st_size for p in segs if p.name < first.name) + int(off_s)
-    except (OSError, ValueError):
-        pass
-    return max(0, total)

@@ -4,6 +4,8 @@ Entry points for other packages (import from here; the modules are internals):
     CryptoService   keystore-backed sign/verify/encrypt/decrypt/seal with audit events
     Keystore        keys by id, versions, purpose, state, sealed under the master secret
     SM2PrivateKey, SM2PublicKey, sm3_digest, hmac_sm3, sm4_seal/sm4_open (SM4-GCM by default)
+    errors: CryptoError and its kinds DecryptionError, InvalidSignature, KeyNotFound,
+            KeyStateError, KeystoreError
 The HTTP router is `crypto_svc.api.make_router`; the CLI group `crypto_svc.cli:crypto`.
 """
 

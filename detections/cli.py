@@ -199,7 +199,7 @@ def detect_run(once: bool, paths: tuple[str, ...], since: str | None, interval: 
                store_url: str | None) -> None:
     """Run the rule packs: once (--once) or on a schedule until interrupted."""
     from detections.engine import Engine, Settings
-    from soc_core.store.base import resolve_time
+    from soc_core.store import resolve_time
 
     if since is not None:
         try:

@@ -28,7 +28,7 @@ from detections.correlation import Base, Match, evaluate, key_getter
 from detections.rules import Rule, RulePack, load_pack
 from detections.state import DetectionState
 from soc_core import ecs
-from soc_core.store import EventStore, Selection, StoreError, parse_duration
+from soc_core.store import EventStore, Selection, StoreError, parse_duration, resolve_millis
 
 DEFAULT_GROUP = ("host.name", "source.ip", "destination.ip", "user.name")
 HEALTH_GAPS = 20  # gaps remembered per rule
@@ -67,8 +67,6 @@ class RunSummary:
 
 
 def to_ms(value: Any) -> int:
-    from soc_core.store.base import resolve_millis
-
     return resolve_millis(value)
 
 
