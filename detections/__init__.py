@@ -17,8 +17,7 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
 
 from soc_core.lazy import lazy_exports
 
-# name -> the module holding it, loaded on first use: `import detections` (every `govsoc`
-# command does, through the entry points) does not load pySigma
+# name -> the module holding it, loaded on first use: importing the package stays cheap
 _WHERE = {
     "load_pack": "rules", "RulePack": "rules", "RuleError": "rules",
     "Engine": "engine", "Settings": "engine",

@@ -205,7 +205,7 @@ def test_live_capture_matches_the_traffic_sent(veth_pair, tmp_path):
 
     assert stats.kernel_drops == 0
     assert stats.kernel_packets >= stats.packets > 0
-    assert stats.bad_packets == 0
+    assert stats.bad_total == 0
     assert len({e["event"]["id"] for e in events}) == len(events)
 
 
