@@ -8,6 +8,8 @@ Entry points for other packages (import from here; the modules are internals):
                     audit trail's checkpoints and evidence manifests
     Keystore        keys by id, versions, purpose, state, sealed under the master secret
     SM2PrivateKey, SM2PublicKey, sm3_digest, hmac_sm3, sm4_seal/sm4_open (SM4-GCM by default)
+    errors: CryptoError and its kinds DecryptionError, InvalidSignature, KeyNotFound,
+            KeyStateError, KeystoreError
 The HTTP router is `crypto_svc.api.make_router`; the CLI group `crypto_svc.cli:crypto`.
 """
 

@@ -84,6 +84,48 @@ def _seg_name(n: int) -> str:
     return f"seg-{n:012d}.spool"
 
 
+def _segments(directory: Path) -> list[int]:
+    out = []
+    for p in directory.glob("seg-*.spool"):
+        try:
+            out.append(int(p.name[4:-6]))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def _seg_size(directory: Path, n: int) -> int:
+    try:
+        return (directory / _seg_name(n)).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _cursor(directory: Path, segs: list[int]) -> tuple[int, int]:
+    """The first unacknowledged (segment, offset) as the cursor file says."""
+    try:
+        seg_s, off_s = (directory / "cursor").read_text().split()
+        seg, off = int(seg_s), int(off_s)
+    except (FileNotFoundError, ValueError):
+        return (segs[0] if segs else 1), 0
+    if segs and seg < segs[0]:  # the acknowledged segment was already removed
+        return segs[0], 0
+    return seg, off
+
+
+def _pending(directory: Path, segs: list[int], seg: int, off: int) -> int:
+    total = sum(_seg_size(directory, s) for s in segs if s >= seg)
+    return total - (off if seg in segs else 0)
+
+
+def backlog_bytes(directory: str | os.PathLike[str]) -> int:
+    """Bytes a spool directory holds that are not delivered yet, read without taking its
+    lock (for `collect status` while the collector that owns the spool runs)."""
+    directory = Path(directory)
+    segs = _segments(directory)
+    return max(0, _pending(directory, segs, *_cursor(directory, segs)))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -119,43 +161,17 @@ class Spool:
             raise SpoolBusy(f"spool {self.dir} is in use by another process") from exc
         self._last_sync = time.monotonic()
         self._dirty = False
-        segs = self._segments()
-        self._read_seg, self._read_off = self._load_cursor(segs)
+        segs = _segments(self.dir)
+        self._read_seg, self._read_off = _cursor(self.dir, segs)
         # Never append after what a previous run left: its tail may be torn.
         self._write_seg = (segs[-1] + 1) if segs else max(1, self._read_seg)
         self._write_fd: int | None = None
         self._write_off = 0
-        self._pending_bytes = sum(self._seg_size(s) for s in segs if s >= self._read_seg)
-        self._pending_bytes -= self._read_off if self._read_seg in segs else 0
+        self._pending_bytes = _pending(self.dir, segs, self._read_seg, self._read_off)
         self._read_fh = None
         self._read_fh_seg = -1
 
     # -- bookkeeping -----------------------------------------------------------------
-    def _segments(self) -> list[int]:
-        out = []
-        for p in self.dir.glob("seg-*.spool"):
-            try:
-                out.append(int(p.name[4:-6]))
-            except ValueError:
-                continue
-        return sorted(out)
-
-    def _seg_size(self, n: int) -> int:
-        try:
-            return (self.dir / _seg_name(n)).stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _load_cursor(self, segs: list[int]) -> tuple[int, int]:
-        try:
-            seg_s, off_s = (self.dir / "cursor").read_text().split()
-            seg, off = int(seg_s), int(off_s)
-        except (FileNotFoundError, ValueError):
-            return (segs[0] if segs else 1), 0
-        if segs and seg < segs[0]:  # the acknowledged segment was already removed
-            return segs[0], 0
-        return seg, off
-
     def _save_cursor(self) -> None:
         tmp = self.dir / "cursor.tmp"
         with open(tmp, "w") as fh:
@@ -288,7 +304,7 @@ class Spool:
                 if stop != self._read_off:
                     self._pending_bytes -= stop - self._read_off
                     self._read_off = stop
-                later = [s for s in self._segments() if s > self._read_seg]
+                later = [s for s in _segments(self.dir) if s > self._read_seg]
                 if not later:
                     self._pending_bytes = max(self._pending_bytes, 0)
                     return None
@@ -316,9 +332,9 @@ class Spool:
             self._pending_bytes -= record.end - record.offset
             self._read_off = record.end
             self._save_cursor()
-            if self._read_seg != self._write_seg and self._read_off >= self._seg_size(
-                    self._read_seg):
-                later = [s for s in self._segments() if s > self._read_seg]
+            if self._read_seg != self._write_seg and self._read_off >= _seg_size(
+                    self.dir, self._read_seg):
+                later = [s for s in _segments(self.dir) if s > self._read_seg]
                 if later:
                     self._advance_segment(later[0])
 

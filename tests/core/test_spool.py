@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soc_core.spool import HEADER_SIZE, Spool, SpoolError, SpoolFull
+from soc_core.spool import HEADER_SIZE, Spool, SpoolError, SpoolFull, backlog_bytes
 
 
 def _drain(spool: Spool) -> list[bytes]:
@@ -27,6 +27,20 @@ def test_fifo_order_and_ack(tmp_path):
         assert _drain(sp) == [f"batch-{i}".encode() for i in range(1, 50)]
         assert sp.peek() is None and sp.pending_bytes == 0
         assert sp.corruptions == []
+
+
+def test_backlog_read_beside_the_owner_matches_the_spool(tmp_path):
+    """`collect status` reads the backlog while the collector holds the spool's lock."""
+    assert backlog_bytes(tmp_path / "none") == 0
+    with Spool(tmp_path, fsync="always", segment_bytes=200) as sp:
+        for i in range(30):
+            sp.append(b"x" * (i + 1))
+        for _ in range(12):  # acknowledged across segment boundaries
+            sp.ack(sp.peek())
+        assert sp.pending_bytes > 0
+        assert backlog_bytes(tmp_path) == sp.pending_bytes
+        _drain(sp)
+        assert backlog_bytes(tmp_path) == sp.pending_bytes == 0
 
 
 def test_resume_after_reopen_keeps_unacked_records(tmp_path):
