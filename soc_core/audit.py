@@ -672,6 +672,7 @@ def verify(store: Any, *, start: Any = None, end: Any = None,
 
     report = Report()
     chains: dict[str, list[_Entry]] = {}
+    store.refresh()  # what the writers acknowledged (their saved heads) must be visible
     for doc in store.scan(Selection(family="audit", start=start, end=end),
                           page_size=page_size):
         report.records += 1
