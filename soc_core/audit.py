@@ -36,7 +36,8 @@ takes the crashed one's slot, drains what it left and continues its chain.
 Checkpoints: every `audit.checkpoint_every` records or `audit.checkpoint_seconds` seconds, a
 record with `event.action: audit.checkpoint` carries the chain, seq and hash of the last
 record signed by the injected `signer(bytes) -> {"key_id", "version", "alg", "value"}` (SM2,
-base64; `crypto_svc.platform_signer` provides one). Without a signer no checkpoints are made.
+base64; `crypto_svc.platform_signer` provides one, and `from_config` finds it through the
+`govsoc.audit` entry point). Without a signer no checkpoints are made.
 `verify` checks signatures through `verifier(bytes, signature_dict) -> bool`.
 
 Records never hold secrets: fields named like passwords, tokens, secrets or key material in
@@ -83,6 +84,7 @@ REJECTED_FILE = "rejected.ndjson"
 REDACTED = "[redacted]"
 
 Signer = Callable[[bytes], dict[str, Any]]
+PLATFORM: Any = object()  # from_config's default signer: the installed platform signer
 Verifier = Callable[[bytes, dict[str, Any]], bool]
 
 _SECRET_KEY = re.compile(r"(?:^|[_.-])(?:password|passwd|passphrase|secret|token|private_?key|"
@@ -249,17 +251,22 @@ class AuditTrail:
 
     @classmethod
     def from_config(cls, cfg: Any = None, *, name: str = "api", store: Any = None,
-                    signer: Signer | None = None) -> AuditTrail:
+                    signer: Any = PLATFORM) -> AuditTrail:
         """A trail from the configuration: `audit.dir` (default `<data_dir>/audit`),
         `audit.fsync` ("interval"|"always"|"never"), `audit.fsync_interval` (1.0 s),
         `audit.spool_max_mb` (1024), `audit.checkpoint_every` (10000),
         `audit.checkpoint_seconds` (60); the store is `store` (an EventStore, URL or
-        factory) or else `store_url`, connected in the background."""
+        factory) or else `store_url`, connected in the background. Checkpoints are signed
+        by `signer`, by default the platform signer an installed package registers
+        (entry point `govsoc.audit:signer`, crypto_svc's platform key; none without a
+        master secret); `signer=None`: no checkpoints."""
         if cfg is None:
             from soc_core.config import load_config
 
             cfg = load_config()
         check_retention(cfg)
+        if signer is PLATFORM:
+            signer = _installed_signer(cfg)
         directory = cfg.get("audit.dir") or Path(cfg.data_dir) / "audit"
         try:
             return cls(directory, store if store is not None else cfg.store_url, name=name,
@@ -579,6 +586,20 @@ class AuditTrail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _installed_signer(cfg: Any) -> Signer | None:
+    """The checkpoint signer a package above the core registers (entry point group
+    `govsoc.audit`, name `signer`: a function of the config returning a signer or None).
+    The core cannot import crypto_svc; the registration points the other way."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="govsoc.audit", name="signer"):
+        try:
+            return ep.load()(cfg)
+        except (ImportError, ValueError) as exc:  # the keystore's errors are ValueErrors
+            raise ConfigError(f"audit checkpoint signer: {exc}") from exc
+    return None
 
 
 def _url_opener(url: str) -> Callable[[], Any]:
