@@ -313,10 +313,22 @@ class AuditTrail:
         return head
 
     def _save_head(self, head: _Head) -> None:
+        """Saved before the spool is acknowledged, and durable (unless fsync is "never"):
+        a head older than what the store holds would make the chain reuse stored ids."""
         tmp = self.slot / (HEAD_FILE + ".tmp")
-        tmp.write_text(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
-                                   "time": head.time, "checkpointed": head.checkpointed}))
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
+                                 "time": head.time, "checkpointed": head.checkpointed}))
+            if self.spool.fsync != "never":
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, self.slot / HEAD_FILE)
+        if self.spool.fsync != "never":
+            fd = os.open(self.slot, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     @property
     def chain(self) -> str:
@@ -505,6 +517,9 @@ class AuditTrail:
             if mine is not None:
                 cached += len(mine)
             docs.extend(mine if mine is not None else orjson.loads(rec.payload))
+        # what reaches the store must be durable in the spool first: after a power loss
+        # the chain must resume past it, or it would reuse the ids the store holds
+        self.spool.sync()
         try:
             if self._store is None:
                 assert self._connect is not None
