@@ -5,7 +5,8 @@ a key) and soc_api (state changes and privileged reads). The core owns it so bot
 
 Interface (everything else is internal):
 
-    trail = AuditTrail.from_config(cfg, name="api", signer=None, store=None)
+    trail = AuditTrail.from_config(cfg, name="api", store=None, signer=<platform>)
+    trail = AuditTrail(directory, store, name="api", signer=None, ...)   # tests, tools
     trail.check()                      # raises AuditUnavailable when records cannot be kept
     doc = trail.record(action=..., outcome=..., user=..., role=None, department=None,
                        object=None, source_ip=None, request_id=None, reason=None,
@@ -14,17 +15,18 @@ Interface (everything else is internal):
     trail.flush(timeout)               # wait until the store holds everything (tests, CLI)
     trail.status()                     # chain, head seq, bytes waiting, store down, last error
     trail.close()
-    report = verify(store, start=None, end=None, verifier=None, heads=None)
+    report = verify(store, start=None, end=None, verifier=None, heads=local_heads(dir))
+    report.ok, report.problems (chain, seq, id, what), report.to_dict()
     Actor(name, role, department, source_ip, request_id)   # who, for the crypto service
-    report.ok, report.problems, report.to_dict()
 
 Durability: `record` appends the document to an on-disk spool (`soc_core.spool`) before it
 returns, so a record survives the process being killed right after; surviving power loss
 depends on the fsync policy (`audit.fsync`: "interval" by default, "always" to fsync every
-append). A background thread moves spooled records into the event store in batches and
-acknowledges them only after the store took them; while the store is down they wait on
-disk. The spool is bounded (`audit.spool_max_mb`): when it is full `check()` and `record()`
-raise AuditUnavailable, and callers refuse the action (fail closed).
+append; the drain fsyncs a batch before it reaches the store). A background thread moves
+spooled records into the event store in batches and acknowledges them only after the store
+took them; while the store is down they wait on disk. The spool is bounded
+(`audit.spool_max_mb`): when it is full `check()` and `record()` raise AuditUnavailable,
+and callers refuse the action (fail closed).
 
 Chains: each process takes its own slot `<audit.dir>/<name>-<k>` (the first whose flock is
 free) and its own chain. A record carries `govsoc.audit.{chain, seq, prev, prev_time, hash}`:
