@@ -81,6 +81,17 @@ def platform_signer(holder: Any) -> Callable[[bytes], dict[str, Any]]:
     return sign
 
 
+def signer_from_config(cfg: Any) -> Callable[[bytes], dict[str, Any]] | None:
+    """The platform signer of the configured keystore, or None without a master secret
+    (nothing could be signed). Registered as entry point `govsoc.audit:signer`, which
+    `soc_core.audit.AuditTrail.from_config` uses by default."""
+    from crypto_svc.keystore import master_secret_from_env
+
+    if master_secret_from_env(cfg) is None:
+        return None
+    return platform_signer(Keystore.from_config(cfg))
+
+
 def platform_verifier(holder: Any) -> Callable[[bytes, dict[str, Any]], bool]:
     """`verifier(bytes, signature) -> bool` for `soc_core.audit.verify`: the signature must
     be by a version of a key labelled as the platform key."""

@@ -5,7 +5,8 @@ a key) and soc_api (state changes and privileged reads). The core owns it so bot
 
 Interface (everything else is internal):
 
-    trail = AuditTrail.from_config(cfg, name="api", signer=None, store=None)
+    trail = AuditTrail.from_config(cfg, name="api", store=None, signer=<platform>)
+    trail = AuditTrail(directory, store, name="api", signer=None, ...)   # tests, tools
     trail.check()                      # raises AuditUnavailable when records cannot be kept
     doc = trail.record(action=..., outcome=..., user=..., role=None, department=None,
                        object=None, source_ip=None, request_id=None, reason=None,
@@ -14,17 +15,18 @@ Interface (everything else is internal):
     trail.flush(timeout)               # wait until the store holds everything (tests, CLI)
     trail.status()                     # chain, head seq, bytes waiting, store down, last error
     trail.close()
-    report = verify(store, start=None, end=None, verifier=None, heads=None)
+    report = verify(store, start=None, end=None, verifier=None, heads=local_heads(dir))
+    report.ok, report.problems (chain, seq, id, what), report.to_dict()
     Actor(name, role, department, source_ip, request_id)   # who, for the crypto service
-    report.ok, report.problems, report.to_dict()
 
 Durability: `record` appends the document to an on-disk spool (`soc_core.spool`) before it
 returns, so a record survives the process being killed right after; surviving power loss
 depends on the fsync policy (`audit.fsync`: "interval" by default, "always" to fsync every
-append). A background thread moves spooled records into the event store in batches and
-acknowledges them only after the store took them; while the store is down they wait on
-disk. The spool is bounded (`audit.spool_max_mb`): when it is full `check()` and `record()`
-raise AuditUnavailable, and callers refuse the action (fail closed).
+append; the drain fsyncs a batch before it reaches the store). A background thread moves
+spooled records into the event store in batches and acknowledges them only after the store
+took them; while the store is down they wait on disk. The spool is bounded
+(`audit.spool_max_mb`): when it is full `check()` and `record()` raise AuditUnavailable,
+and callers refuse the action (fail closed).
 
 Chains: each process takes its own slot `<audit.dir>/<name>-<k>` (the first whose flock is
 free) and its own chain. A record carries `govsoc.audit.{chain, seq, prev, prev_time, hash}`:
@@ -36,7 +38,8 @@ takes the crashed one's slot, drains what it left and continues its chain.
 Checkpoints: every `audit.checkpoint_every` records or `audit.checkpoint_seconds` seconds, a
 record with `event.action: audit.checkpoint` carries the chain, seq and hash of the last
 record signed by the injected `signer(bytes) -> {"key_id", "version", "alg", "value"}` (SM2,
-base64; `crypto_svc.platform_signer` provides one). Without a signer no checkpoints are made.
+base64; `crypto_svc.platform_signer` provides one, and `from_config` finds it through the
+`govsoc.audit` entry point). Without a signer no checkpoints are made.
 `verify` checks signatures through `verifier(bytes, signature_dict) -> bool`.
 
 Records never hold secrets: fields named like passwords, tokens, secrets or key material in
@@ -77,12 +80,13 @@ DATASET = "govsoc.audit"
 CHECKPOINT_ACTION = "audit.checkpoint"
 MIN_RETENTION_DAYS = 180  # 等保 level 3 / 网络安全法 art. 21: six months at least
 MAX_SLOTS = 256
-_CACHE_DOCS = 50_000  # spooled documents kept in memory for the drain
+_CACHE_DOCS = 10_000  # spooled documents kept in memory for the drain (~3.4 kB each)
 HEAD_FILE = "head.json"
 REJECTED_FILE = "rejected.ndjson"
 REDACTED = "[redacted]"
 
 Signer = Callable[[bytes], dict[str, Any]]
+PLATFORM: Any = object()  # from_config's default signer: the installed platform signer
 Verifier = Callable[[bytes, dict[str, Any]], bool]
 
 _SECRET_KEY = re.compile(r"(?:^|[_.-])(?:password|passwd|passphrase|secret|token|private_?key|"
@@ -249,17 +253,22 @@ class AuditTrail:
 
     @classmethod
     def from_config(cls, cfg: Any = None, *, name: str = "api", store: Any = None,
-                    signer: Signer | None = None) -> AuditTrail:
+                    signer: Any = PLATFORM) -> AuditTrail:
         """A trail from the configuration: `audit.dir` (default `<data_dir>/audit`),
         `audit.fsync` ("interval"|"always"|"never"), `audit.fsync_interval` (1.0 s),
         `audit.spool_max_mb` (1024), `audit.checkpoint_every` (10000),
         `audit.checkpoint_seconds` (60); the store is `store` (an EventStore, URL or
-        factory) or else `store_url`, connected in the background."""
+        factory) or else `store_url`, connected in the background. Checkpoints are signed
+        by `signer`, by default the platform signer an installed package registers
+        (entry point `govsoc.audit:signer`, crypto_svc's platform key; none without a
+        master secret); `signer=None`: no checkpoints."""
         if cfg is None:
             from soc_core.config import load_config
 
             cfg = load_config()
         check_retention(cfg)
+        if signer is PLATFORM:
+            signer = _installed_signer(cfg)
         directory = cfg.get("audit.dir") or Path(cfg.data_dir) / "audit"
         try:
             return cls(directory, store if store is not None else cfg.store_url, name=name,
@@ -306,10 +315,22 @@ class AuditTrail:
         return head
 
     def _save_head(self, head: _Head) -> None:
+        """Saved before the spool is acknowledged, and durable (unless fsync is "never"):
+        a head older than what the store holds would make the chain reuse stored ids."""
         tmp = self.slot / (HEAD_FILE + ".tmp")
-        tmp.write_text(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
-                                   "time": head.time, "checkpointed": head.checkpointed}))
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
+                                 "time": head.time, "checkpointed": head.checkpointed}))
+            if self.spool.fsync != "never":
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, self.slot / HEAD_FILE)
+        if self.spool.fsync != "never":
+            fd = os.open(self.slot, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     @property
     def chain(self) -> str:
@@ -498,6 +519,9 @@ class AuditTrail:
             if mine is not None:
                 cached += len(mine)
             docs.extend(mine if mine is not None else orjson.loads(rec.payload))
+        # what reaches the store must be durable in the spool first: after a power loss
+        # the chain must resume past it, or it would reuse the ids the store holds
+        self.spool.sync()
         try:
             if self._store is None:
                 assert self._connect is not None
@@ -579,6 +603,20 @@ class AuditTrail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _installed_signer(cfg: Any) -> Signer | None:
+    """The checkpoint signer a package above the core registers (entry point group
+    `govsoc.audit`, name `signer`: a function of the config returning a signer or None).
+    The core cannot import crypto_svc; the registration points the other way."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="govsoc.audit", name="signer"):
+        try:
+            return ep.load()(cfg)
+        except (ImportError, ValueError) as exc:  # the keystore's errors are ValueErrors
+            raise ConfigError(f"audit checkpoint signer: {exc}") from exc
+    return None
 
 
 def _url_opener(url: str) -> Callable[[], Any]:
@@ -672,6 +710,7 @@ def verify(store: Any, *, start: Any = None, end: Any = None,
 
     report = Report()
     chains: dict[str, list[_Entry]] = {}
+    store.refresh()  # what the writers acknowledged (their saved heads) must be visible
     for doc in store.scan(Selection(family="audit", start=start, end=end),
                           page_size=page_size):
         report.records += 1

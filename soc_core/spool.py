@@ -228,9 +228,19 @@ class Spool:
             _fsync_dir(self.dir)  # the new file's name must survive too
 
     def sync(self) -> None:
-        """Force appended records to disk now (e.g. before a checkpoint is saved)."""
+        """Force appended records to disk now (e.g. before a checkpoint is saved). The
+        fsync runs outside the lock (on a duplicate of the descriptor, which a roll may
+        close meanwhile): an fsync takes milliseconds, appends go on beside it."""
         with self._lock:
-            self._maybe_sync(force=True)
+            if self._write_fd is None or self.fsync == "never" or not self._dirty:
+                return
+            fd = os.dup(self._write_fd)
+            self._dirty = False  # appends from now on mark it again
+            self._last_sync = time.monotonic()
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- reading ---------------------------------------------------------------------
     def _open_read(self, seg: int):

@@ -276,3 +276,20 @@ def test_retention_below_180_days_is_refused(tmp_path):
     trail = AuditTrail.from_config(cfg, name="api")
     assert Path(trail.slot) == tmp_path / "audit" / "api-0"
     trail.close()
+
+
+def test_prune_below_180_days_keeps_the_audit_trail(tmp_path):
+    from click.testing import CliRunner
+
+    from soc_core.cli import store_group
+
+    url = f"sqlite:///{tmp_path}/govsoc.db"
+    old = "2020-01-01T00:00:00.000Z"
+    with open_store(url) as store:
+        store.write([{"@timestamp": old, "event": {"dataset": "auth", "id": "e1"}},
+                     {"@timestamp": old, "event": {"dataset": "govsoc.audit", "id": "a1"}}])
+    out = CliRunner().invoke(store_group, ["prune", "--older-than", "30d", "--store", url])
+    assert out.exit_code == 0 and "deleted 1 documents" in out.output
+    assert "audit records are kept at least 180 days" in out.output
+    with open_store(url) as store:
+        assert store.get("audit", "a1") is not None and store.get("events", "e1") is None

@@ -103,3 +103,25 @@ def test_platform_key_signs_and_only_it_verifies(keystore):
     keystore.rotate(platform.id)
     assert check(payload, sig)
     assert sign(payload)["version"] == 2 and find_platform_key(keystore).id == platform.id
+
+
+def test_trails_from_config_sign_with_the_platform_key(tmp_path, monkeypatch):
+    from soc_core.audit import AuditTrail
+    from soc_core.config import Config
+
+    for var in ("GOVSOC_MASTER_KEY", "GOVSOC_MASTER_KEY_FILE", "GOVSOC_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+    values = {"store_url": f"sqlite:///{tmp_path}/govsoc.db", "data_dir": str(tmp_path),
+              "crypto": {"kdf_iterations": FAST_KDF}}
+    with AuditTrail.from_config(Config(values=dict(values)), name="api") as unsigned:
+        assert unsigned.signer is None  # no master secret: nothing could sign
+    cfg = Config(values={**values, "master_key": MASTER.decode()})
+    with AuditTrail.from_config(cfg, name="api") as trail:
+        trail.record(action="user.add", outcome="success", user="admin", object="alice")
+        assert trail.flush(30)
+    keystore = Keystore.from_config(cfg)
+    with open_store(values["store_url"]) as store:
+        report = verify(store, verifier=platform_verifier(keystore))
+    assert report.ok and report.chains[trail.chain]["checkpoints"] == 1
+    assert find_platform_key(keystore) is not None
