@@ -28,16 +28,14 @@ from typing import Any
 import click
 import orjson
 
-from crypto_svc.errors import CryptoError
-from crypto_svc.keystore import Keystore, master_secret_from_env
-from crypto_svc.platform import (
-    LABEL,
-    ROLE,
-    find_platform_key,
-    platform_key,
+from crypto_svc import (
+    CryptoError,
+    Keystore,
+    master_secret_from_env,
     platform_signer,
     platform_verifier,
 )
+from crypto_svc.platform import LABEL, ROLE, find_platform_key, platform_key
 from soc_core import audit as trail
 from soc_core.cliutil import fail, open_cli_store, store_option
 from soc_core.config import Config, ConfigError, load_config

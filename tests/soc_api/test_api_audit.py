@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import b64
+from api_helpers import b64
 
 from soc_core.audit import AuditTrail, verify
 

@@ -14,8 +14,7 @@ import time
 
 import httpx
 import pytest
-from conftest import STRONG, make_config
-from test_api_matrix import PARAMS, app_routes
+from api_helpers import PARAMS, STRONG, app_routes, make_config
 
 from soc_api import roles
 from soc_api.app import build_context, create_app

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import STRONG, b64
+from api_helpers import STRONG, b64
 
 from soc_api import totp
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import Api, make_config
+from api_helpers import Api, make_config
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
