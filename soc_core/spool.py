@@ -383,7 +383,7 @@ class Spool:
         """The newest good record not yet acknowledged (the tail a restarted writer
         continues from), or None."""
         with self._lock:
-            for seg in reversed([s for s in self._segments() if s >= self._read_seg]):
+            for seg in reversed([s for s in _segments(self.dir) if s >= self._read_seg]):
                 off = self._read_off if seg == self._read_seg else 0
                 found = None
                 while True:
