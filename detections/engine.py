@@ -11,9 +11,9 @@ next window always starts at the last checkpoint.
 Evidence stored later lies outside the windows: `run_once(backfill=True)` finds it and
 examines it, up to `Settings.backfill_max_events` stored events (past that it covers nothing
 extra, and the summary says how many events wait and the `--since` that covers them):
-- older than anything a rule examined (a capture or an EVTX log from last year): the oldest
-  stored event of the rule's datasets before the earliest time it examined (the state's
-  `examined`) widens its window;
+- older than anything a rule examined (a capture or an EVTX log from last year): from the
+  oldest stored event of the rule's datasets to the earliest time it examined (the state's
+  `examined`);
 - inside time already examined (last week's logs imported while `govsoc up` ran): the days
   whose stored count grew past what was examined there (`detections.coverage`) are run again.
 """
@@ -118,8 +118,7 @@ class Engine:
         # per pass: what each query rule reads (see _plan) and the matches read so far
         self._spans: dict[str, tuple[int, int]] = {}
         self._cache: dict[tuple, list[dict[str, Any]]] = {}
-        self._backfill: dict[str, int] = {}  # rule id -> window start, this pass
-        self._extra: dict[str, list[tuple[int, int]]] = {}  # rule id -> spans run again
+        self._extra: dict[str, list[tuple[int, int]]] = {}  # rule id -> unexamined spans
         self._regrown: dict[str, dict[str, int]] = {}  # group -> days examined again
         self._read_by: dict[str, tuple[str, ...] | None] = {}  # rule id -> its datasets
 
@@ -147,14 +146,15 @@ class Engine:
         # only rules that alert run; building blocks only feed correlations
         rules = [r for r in self.pack.runnable(self.backend) if r.is_correlation or r.generate]
         self._cache = {}
-        self._backfill, self._extra, self._regrown = {}, {}, {}
+        self._extra, self._regrown = {}, {}
         groups = {coverage.group_key(self._datasets(r)): self._datasets(r) for r in rules}
+        closed_to = now - self.settings.delay_ms - self.settings.lookback_ms
         if backfill:
-            summary.unexamined = self._find_unexamined(rules, state, now, since_ms, groups)
+            summary.unexamined = self._find_unexamined(rules, state, now, since_ms, groups,
+                                                       closed_to)
         # counted before any rule reads it: what this pass closes (detections.coverage)
         closed = coverage.closing(self.store, state["coverage"], groups,
-                                  self._starts(rules, state, now, since_ms),
-                                  now - self.settings.delay_ms - self.settings.lookback_ms)
+                                  self._starts(rules, state, now, since_ms), closed_to)
         self._spans = self._plan(rules, state, now, since_ms)
         updates: dict[str, dict[str, Any]] = {}
         try:
@@ -184,8 +184,6 @@ class Engine:
                 gap = {"start": al.iso(cp), "end": al.iso(end), "backfilled": True}
         if since is not None:
             start = min(start, since)
-        if rule.id in self._backfill:
-            start = min(start, self._backfill[rule.id])
         return start, end, gap
 
     def _examined_from(self, rule: Rule, state: dict[str, Any], now: int) -> int:
@@ -226,10 +224,11 @@ class Engine:
         return starts
 
     def _find_unexamined(self, rules: list[Rule], state: dict[str, Any], now: int,
-                         since: int | None, groups: dict[str, Any]) -> Backlog | None:
+                         since: int | None, groups: dict[str, Any], closed_to: int
+                         ) -> Backlog | None:
         """Stored events no pass examined: per rule, older than what it examined, and per
-        dataset group, on days that grew since they were examined. Widen the windows to
-        them, or run those days again, when all together they are within the bound."""
+        dataset group, on days that grew since they were examined. When all together they
+        are within the bound, they become extra spans the rules run this pass."""
         found: dict[str, int] = {}
         lows: dict[str, int] = {}
         seen: dict[tuple, int | None] = {}
@@ -252,14 +251,15 @@ class Engine:
                 start=al.iso(start), end=al.iso(end)))
             bounds = [start, end]
         grown = coverage.grown(self.store, state["coverage"], groups)
-        extra: dict[str, list[tuple[int, int]]] = {}
+        extra: dict[str, list[tuple[int, int]]] = {
+            rid: [(oldest, lows[rid])] for rid, oldest in found.items()}
         for rule in rules:
             key = coverage.group_key(self._datasets(rule))
-            if key in grown:  # days before its examined time: the widened window has them
-                runs = coverage.spans(grown[key], self._examined_from(rule, state, now),
-                                      state["coverage"][key]["to"])
+            if key in grown:  # from its examined time on: the older span has the rest
+                runs = coverage.spans(grown[key], lows.get(rule.id, self._examined_from(
+                    rule, state, now)), state["coverage"][key]["to"])
                 if runs:
-                    extra[rule.id] = runs
+                    extra.setdefault(rule.id, []).extend(runs)
                     bounds += [runs[0][0], runs[-1][1]]
         for key, days in grown.items():
             lowest = min(self._examined_from(r, state, now) for r in rules
@@ -269,27 +269,29 @@ class Engine:
             return None
         covered = count <= self.settings.backfill_max_events
         if covered:
-            self._backfill, self._extra = found, extra
-            self._regrown = self._widened_days(rules, state, groups, found, lows)
+            self._extra = extra
+            self._regrown = self._older_days(rules, state, groups, found, lows, closed_to)
             for key, days in grown.items():
                 self._regrown.setdefault(key, {}).update(days)
         return Backlog(min(bounds), max(bounds), count, covered)
 
-    def _widened_days(self, rules: list[Rule], state: dict[str, Any], groups: dict[str, Any],
-                      found: dict[str, int], lows: dict[str, int]) -> dict[str, dict[str, int]]:
-        """Day counts of what the widened windows examine before a group's recorded days
-        (a group recorded for the first time this pass counts them when it closes)."""
+    def _older_days(self, rules: list[Rule], state: dict[str, Any], groups: dict[str, Any],
+                    found: dict[str, int], lows: dict[str, int], closed_to: int
+                    ) -> dict[str, dict[str, int]]:
+        """Whole-day counts of the days the older spans examine (the last one up to what is
+        recorded or closed), to be recorded as examined."""
         out: dict[str, dict[str, int]] = {}
         for key, datasets in groups.items():
-            rec = state["coverage"].get(key)
             ids = [r.id for r in rules
                    if r.id in found and coverage.group_key(self._datasets(r)) == key]
-            if rec and ids:
+            if ids:
+                rec = state["coverage"].get(key)
                 lo = min(found[i] for i in ids)
                 hi = max(lows[i] for i in ids)
                 out[key] = coverage.day_counts(
                     self.store, datasets, lo - lo % coverage.DAY_MS,
-                    min(hi - hi % coverage.DAY_MS + coverage.DAY_MS, rec["to"]))
+                    min(hi - hi % coverage.DAY_MS + coverage.DAY_MS,
+                        rec["to"] if rec else closed_to))
         return out
 
     def _ranges(self, rule: Rule, start: int, end: int) -> list[tuple[Rule, int, int]]:
@@ -328,7 +330,8 @@ class Engine:
         start, end, gap = self._window(rule, state, now, since)
         upd: dict[str, Any] = {"checkpoint": end, "gap": gap, "matches": 0, "alerts": 0,
                                "error": None, "snoozed": None,
-                               "examined": min(start, self._examined_from(rule, state, now))}
+                               "examined": min([start, self._examined_from(rule, state, now)]
+                                               + [lo for lo, _ in self._extra.get(rule.id, ())])}
         snooze = state["snoozes"].get(rule.id)
         if snooze and to_ms(snooze["until"]) > now:
             # snoozed: the window is consumed without alerting (that is what snooze means)

@@ -43,8 +43,18 @@ def test_evidence_from_years_ago_is_examined_once(store, pack, capture_events):
     assert store.write(capture_events, refresh=True).written == 41
     assert _engine(store, pack).run_once(now=NOW + 60).unexamined is None  # without backfill
 
-    summary = _engine(store, pack).run_once(now=NOW + 120, backfill=True)
+    reads: list[tuple[int, int]] = []
+
+    class Counting(Engine):
+        def _fetch(self, rule, start, end):
+            reads.append((start, end))
+            return super()._fetch(rule, start, end)
+
+    summary = Counting(store, pack, settings=Settings(delay_ms=0)).run_once(
+        now=NOW + 120, backfill=True)
     backlog = summary.unexamined
+    # the old span and the usual window: the week examined before is not read again
+    assert all(hi <= backlog.end or lo >= (NOW - 7200) * 1000 for lo, hi in reads), reads
     assert backlog.covered and backlog.events == 41
     assert backlog.line().startswith(f"examined 41 stored events from {OLDEST} to ")
     # the manifest's ground truth: 38 connections from the attacker to .136:22
