@@ -192,8 +192,8 @@ def detect() -> None:
 
 @detect.command("run")
 @click.option("--once", is_flag=True, help="One pass over the stored events, then exit. "
-              "Events older than anything examined (imported evidence) are covered too, up "
-              "to detections.backfill_max_events (default 1,000,000).")
+              "Stored events no pass examined (imported evidence) are covered too, up to "
+              "detections.backfill_max_events (default 1,000,000).")
 @click.option("--rules", "paths", multiple=True, help="Extra rule file or folder (repeatable).")
 @click.option("--since", default=None, help="Also cover events from this time (ISO / now-1h).")
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between passes.")

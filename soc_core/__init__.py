@@ -9,6 +9,8 @@ Its interface is its modules (import from them):
     soc_core.store     open_store, EventStore, Selection, StoreError, resolve_time/_millis
     soc_core.query     the Kibana field:value query language (QueryError)
     soc_core.spool     Spool (durable disk FIFO), backlog_bytes, SpoolError
+    soc_core.audit     AuditTrail, Actor, verify, AuditUnavailable: the hash-chained trail
+    soc_core.departments  Departments: which department (委办局) a host or address is in
     soc_core.sm3       the SM3 hash: sm3, sm3_hex, new, sm3_parts, sm3_stream
     soc_core.audit     the durable, hash-chained audit trail: AuditTrail, Actor, verify
     soc_core.departments  departments (委办局) as tenants: Departments, stamped at ingest

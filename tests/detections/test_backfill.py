@@ -43,8 +43,18 @@ def test_evidence_from_years_ago_is_examined_once(store, pack, capture_events):
     assert store.write(capture_events, refresh=True).written == 41
     assert _engine(store, pack).run_once(now=NOW + 60).unexamined is None  # without backfill
 
-    summary = _engine(store, pack).run_once(now=NOW + 120, backfill=True)
+    reads: list[tuple[int, int]] = []
+
+    class Counting(Engine):
+        def _fetch(self, rule, start, end):
+            reads.append((start, end))
+            return super()._fetch(rule, start, end)
+
+    summary = Counting(store, pack, settings=Settings(delay_ms=0)).run_once(
+        now=NOW + 120, backfill=True)
     backlog = summary.unexamined
+    # the old span and the usual window: the week examined before is not read again
+    assert all(hi <= backlog.end or lo >= (NOW - 7200) * 1000 for lo, hi in reads), reads
     assert backlog.covered and backlog.events == 41
     assert backlog.line().startswith(f"examined 41 stored events from {OLDEST} to ")
     # the manifest's ground truth: 38 connections from the attacker to .136:22
@@ -58,6 +68,26 @@ def test_evidence_from_years_ago_is_examined_once(store, pack, capture_events):
     again = _engine(store, pack).run_once(now=NOW + 180, backfill=True)
     assert again.unexamined is None  # examined: nothing waits
     assert again.new_alerts == 0 and alerts_by_rule(store) == before
+
+
+def test_logs_imported_into_time_already_examined_are_found(store, pack):
+    """Last week's logs imported while the engine ran: their days hold more events than
+    the engine examined there, so a backfilling pass runs those days again."""
+    engine = _engine(store, pack)
+    engine.run_once(now=NOW - 4 * 86_400)  # examines the week before, records its days
+    engine.run_once(now=NOW)  # and on, up to now
+    t = NOW - 3 * 86_400 + 3600  # inside what was examined
+    store.write([auth_failure(i, ip="198.51.100.9", t=t + 3 * i) for i in range(12)],
+                refresh=True)
+    assert engine.run_once(now=NOW + 60).unexamined is None  # a plain pass: not its window
+    assert alerts_by_rule(store)[BRUTE] == 0
+
+    summary = engine.run_once(now=NOW + 120, backfill=True)
+    assert summary.unexamined.covered and summary.unexamined.events == 12
+    assert summary.unexamined.start == (NOW - 3 * 86_400) * 1000  # that day, whole
+    assert alerts_by_rule(store)[BRUTE] == 1
+    again = engine.run_once(now=NOW + 180, backfill=True)
+    assert again.unexamined is None and again.new_alerts == 0
 
 
 def test_over_the_bound_nothing_extra_runs_and_the_since_is_given(store, pack,
