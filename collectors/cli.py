@@ -128,15 +128,15 @@ def delivery_summary(snap: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _print_skips(skipped: dict[str, int], examples: list[str]) -> None:
-    total = sum(skipped.values())
-    if not total:
+def _print_skips(stats) -> None:
+    """The bad records of a read (`collectors.readstats.ReadStats`), by reason."""
+    if not stats.bad_total:
         click.echo("skipped 0 records")
         return
-    click.echo(f"skipped {total} records:")
-    for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]):
+    click.echo(f"skipped {stats.bad_total} records:")
+    for reason, n in stats.bad_reasons.most_common():
         click.echo(f"  {n:>8}  {reason}")
-    for ex in examples[:10]:
+    for ex in stats.examples[:10]:
         click.echo(f"  e.g. {ex}")
 
 
@@ -172,15 +172,15 @@ def _check_files(files: tuple[str, ...]) -> list[str]:
 def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
              store_url: str | None) -> None:
     """Import (or tail with --follow) Linux log files."""
-    from collectors.logs import LogReader, Positions, ReadStats, parser_for
+    from collectors.logs import LogReader, LogStats, Positions, parser_for
 
     paths = _check_files(files)
     cfg = _config()
     positions = Positions(Path(cfg.data_dir) / "collectors" / f"positions-logs-{fmt}.json")
     shipper = make_shipper(store_url, f"logs-{fmt}", cfg)
-    stats = ReadStats()
+    stats = LogStats()
     readers = [LogReader(p, parser_for(fmt), shipper.put, positions=positions,
-                         checkpoint=shipper.checkpoint, stats=ReadStats(),
+                         checkpoint=shipper.checkpoint, stats=LogStats(),
                          resume=not from_start) for p in paths]
     try:
         if follow:
@@ -209,10 +209,10 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
         for path, off in r.resumed_at.items():
             click.echo(f"{path}: resumed at byte {off} (saved read position)")
     click.echo(f"logs ({fmt}): {len(paths)} file(s), {stats.lines} lines, "
-               f"{stats.events} events, {stats.ignored} banner/blank lines")
+               f"{stats.events_total} events, {stats.ignored_total} banner/blank lines")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(dict(stats.skipped), stats.examples)
+    _print_skips(stats)
 
 
 # -- evtx --------------------------------------------------------------------------------
@@ -221,8 +221,8 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
 @store_option
 def evtx_cmd(files: tuple[str, ...], store_url: str | None) -> None:
     """Import Windows EVTX files (Security, System, Sysmon...) mapped as Winlogbeat does."""
+    from collectors.logs import LogStats
     from collectors.logs.evtx import EvtxError, read_evtx
-    from collectors.logs.records import ReadStats
 
     paths = _check_files(files)
     for p in paths:  # every file is checked before anything is written
@@ -230,19 +230,20 @@ def evtx_cmd(files: tuple[str, ...], store_url: str | None) -> None:
             if fh.read(8) != b"ElfFile\x00":
                 fail(f"{p}: not an EVTX file (bad signature)")
     shipper = make_shipper(store_url, "evtx")
-    stats = ReadStats()
+    stats = LogStats()
     try:
         for p in paths:
             try:
                 read_evtx(p, shipper.put, stats)
             except EvtxError as exc:
-                stats.bad(p, str(exc))
+                stats.bad(str(exc), p)
     finally:
         snap = shipper.close()
-    click.echo(f"evtx: {len(paths)} file(s), {stats.lines} records, {stats.events} events")
+    click.echo(f"evtx: {len(paths)} file(s), {stats.lines} records, "
+               f"{stats.events_total} events")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(dict(stats.skipped), stats.examples)
+    _print_skips(stats)
 
 
 # -- host --------------------------------------------------------------------------------
@@ -368,6 +369,7 @@ def status_cmd(as_json: bool) -> None:
     import orjson
 
     from collectors.health import load_snapshots
+    from soc_core.spool import backlog_bytes
 
     cfg = _config()
     snaps = load_snapshots(cfg.data_dir)
@@ -375,7 +377,7 @@ def status_cmd(as_json: bool) -> None:
         click.echo(f"no collector has run with data directory {cfg.data_dir}")
         return
     for s in snaps:
-        s["spool_on_disk"] = _spool_backlog(Path(cfg.data_dir) / "spool" / s["name"])
+        s["spool_on_disk"] = backlog_bytes(Path(cfg.data_dir) / "spool" / s["name"])
         if as_json:
             click.echo(orjson.dumps(s).decode())
             continue
@@ -391,17 +393,3 @@ def status_cmd(as_json: bool) -> None:
         if s.get("last_error"):
             click.echo(f"  last error: {s['last_error']}")
 
-
-def _spool_backlog(directory: Path) -> int:
-    """Bytes not yet delivered, read without taking the spool's lock."""
-    segs = sorted(directory.glob("seg-*.spool"))
-    if not segs:
-        return 0
-    total = sum(p.stat().st_size for p in segs)
-    try:
-        seg_s, off_s = (directory / "cursor").read_text().split()
-        first = directory / f"seg-{int(seg_s):012d}.spool"
-        total -= sum(p.stat().st_size for p in segs if p.name < first.name) + int(off_s)
-    except (OSError, ValueError):
-        pass
-    return max(0, total)

@@ -7,7 +7,6 @@ import os
 import socket
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ class Health:
     name: str
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
-    started: str = field(default_factory=lambda: ecs.format_time(datetime.now(UTC)))
+    started: str = field(default_factory=lambda: ecs.now_iso())
     events_in: int = 0  # accepted from the source
     events_out: int = 0  # delivered to the store (new or already there)
     duplicates: int = 0  # delivered, and the store already had that id (a redelivery)
@@ -53,7 +52,7 @@ class Health:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        data["updated"] = ecs.format_time(datetime.now(UTC))
+        data["updated"] = ecs.now_iso()
         return data
 
     def metric_doc(self) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""HTTP routes of the crypto service, as a FastAPI `APIRouter` that `soc_api` mounts later.
+"""HTTP routes of the crypto service, as a FastAPI `APIRouter` that `soc_api` mounts.
 
 Identity is a dependency: `make_router(service, principal=...)` takes any FastAPI dependency
-that returns the caller's name (a str, or an object with `.name`); `soc_api` passes its
-authenticated user there, and the name becomes `user.name` in every audit event. The
-default, for tests and the bench, is the fixed principal "local".
+that returns the caller (a str, or an object with `.name`); `soc_api` passes its
+authenticated principal there, and the name becomes `user.name` in every audit event.
+`may_use(principal, key_id)` says whether that caller may use a key: a key it may not use
+is answered as unknown (404), so a token scoped to one key learns nothing of the others.
+The default, for tests and the bench, is the fixed principal "local" with every key.
 
 JSON in and out; binary values are base64. Errors carry a one-line `detail`: 400 bad input,
 404 unknown key, 409 key state or purpose forbids it, 413 too large, 422 malformed request,
@@ -137,6 +139,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
 
 def make_router(service: CryptoService | Callable[[], CryptoService], *,
                 principal: Callable[..., Any] = local_principal,
+                may_use: Callable[[Any, str], bool] = lambda _p, _k: True,
                 limits: Limits = Limits()) -> APIRouter:
     """The /crypto routes over `service` (or a zero-argument callable returning it, for
     apps that build the service at startup)."""
@@ -162,8 +165,18 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
         if int(length) > limits.max_body:
             raise HTTPException(413, f"request body is larger than {limits.max_body} bytes")
 
-    async def user(p: Any = Depends(principal)) -> str:  # noqa: B008 (FastAPI's idiom)
-        return _name_of(p)
+    async def caller(p: Any = Depends(principal)) -> Any:
+        return p
+
+    async def user(p: Any = Depends(caller)) -> Any:
+        """The caller's name, or the principal itself when it carries its audit context
+        (`audit_context()`: role, department, source address, request id)."""
+        name = _name_of(p)
+        return p if callable(getattr(p, "audit_context", None)) else name
+
+    def granted(p: Any, key_id: str | None) -> None:
+        if key_id is not None and not may_use(p, key_id):
+            raise HTTPException(404, f"key {key_id} not found")
 
     def public_key(pem: str) -> SM2PublicKey:
         try:
@@ -177,7 +190,9 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
     # `async def` on purpose: each call is ~0.1 ms of C code, cheaper inline on the event
     # loop than a hop to the thread pool.
     @router.post("/sign")
-    async def sign(req: SignRequest, who: str = Depends(user)) -> dict[str, Any]:
+    async def sign(req: SignRequest, who: Any = Depends(user),
+                   p: Any = Depends(caller)) -> dict[str, Any]:
+        granted(p, req.key_id)
         svc = get_service()
         uid = _uid(req.uid)
         if (req.data is None) == (req.items is None):
@@ -203,7 +218,9 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
                                for s in signed]}
 
     @router.post("/verify")
-    async def verify(req: VerifyRequest, who: str = Depends(user)) -> dict[str, Any]:
+    async def verify(req: VerifyRequest, who: Any = Depends(user),
+                     p: Any = Depends(caller)) -> dict[str, Any]:
+        granted(p, req.key_id)
         if (req.key_id is None) == (req.public_key_pem is None):
             raise HTTPException(400, "give exactly one of key_id or public_key_pem")
         data, sig = decode(req.data, "data"), decode(req.signature, "signature")
@@ -222,7 +239,9 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
             raise _http_error(exc) from None
 
     @router.post("/encrypt")
-    async def encrypt(req: EncryptRequest, who: str = Depends(user)) -> dict[str, Any]:
+    async def encrypt(req: EncryptRequest, who: Any = Depends(user),
+                      p: Any = Depends(caller)) -> dict[str, Any]:
+        granted(p, req.key_id)
         if (req.key_id is None) == (req.public_key_pem is None):
             raise HTTPException(400, "give exactly one of key_id or public_key_pem")
         data = decode(req.data, "data")
@@ -238,7 +257,9 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
                 "ciphertext": base64.b64encode(ct).decode()}
 
     @router.post("/decrypt")
-    async def decrypt(req: DecryptRequest, who: str = Depends(user)) -> dict[str, Any]:
+    async def decrypt(req: DecryptRequest, who: Any = Depends(user),
+                      p: Any = Depends(caller)) -> dict[str, Any]:
+        granted(p, req.key_id)
         ct = decode(req.ciphertext, "ciphertext")
         try:
             pt, version = get_service().decrypt(req.key_id, ct, fmt=req.format,
@@ -261,7 +282,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
 
     # -- keys ------------------------------------------------------------------------------
     @router.post("/keys", status_code=201)
-    def create_key(req: KeyCreate, who: str = Depends(user)) -> dict[str, Any]:
+    def create_key(req: KeyCreate, who: Any = Depends(user)) -> dict[str, Any]:
         try:
             info = get_service().create_key(req.purpose, req.labels, user=who)
         except CryptoError as exc:
@@ -269,23 +290,27 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
         return _key_view(info)
 
     @router.get("/keys")
-    def list_keys() -> dict[str, Any]:
+    def list_keys(p: Any = Depends(caller)) -> dict[str, Any]:
         try:
-            return {"keys": [_key_view(k) for k in get_service().list_keys()]}
+            return {"keys": [_key_view(k) for k in get_service().list_keys()
+                             if may_use(p, k.id)]}
         except CryptoError as exc:
             raise _http_error(exc) from None
 
     path_id = PathParam(max_length=_KEY_ID_MAX)
 
     @router.get("/keys/{key_id}")
-    def get_key(key_id: str = path_id) -> dict[str, Any]:
+    def get_key(key_id: str = path_id, p: Any = Depends(caller)) -> dict[str, Any]:
+        granted(p, key_id)
         try:
             return _key_view(get_service().key_info(key_id))
         except CryptoError as exc:
             raise _http_error(exc) from None
 
     def admin(action: str) -> Callable[..., dict[str, Any]]:
-        def endpoint(key_id: str = path_id, who: str = Depends(user)) -> dict[str, Any]:
+        def endpoint(key_id: str = path_id, who: Any = Depends(user),
+                     p: Any = Depends(caller)) -> dict[str, Any]:
+            granted(p, key_id)
             try:
                 return _key_view(getattr(get_service(), f"{action}_key")(key_id, user=who))
             except CryptoError as exc:
@@ -321,27 +346,21 @@ def create_app(service: CryptoService | None = None, *,
                limits: Limits = Limits()) -> FastAPI:
     """A standalone app with just the crypto routes (tests, bench). Without a service, one
     is built at startup from the configuration (keystore, master secret, event store for
-    the audit events) and closed at shutdown, flushing the audit queue."""
+    the audit trail) and closed at shutdown, draining the audit trail."""
     holder: dict[str, CryptoService] = {}
     if service is not None:
         holder["svc"] = service
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        store = None
-        if "svc" not in holder:
-            from soc_core.config import load_config
-            from soc_core.store import open_store
-
-            cfg = load_config()
-            store = open_store(cfg.store_url)
-            holder["svc"] = CryptoService.from_config(cfg, store)
+        own = "svc" not in holder
+        if own:
+            holder["svc"] = CryptoService.from_config(name="api")
         try:
             yield
         finally:
-            if store is not None:
+            if own:
                 holder["svc"].close()
-                store.close()
 
     app = FastAPI(title="govsoc crypto", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, one_line_validation_error)

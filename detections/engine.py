@@ -7,6 +7,13 @@ overlapping window, a restart or a crash between writing alerts and saving the c
 rewrites the same alert with the same count instead of adding to it. Gaps (the engine was
 down longer than a few intervals) are recorded in rule health and backfilled, because the
 next window always starts at the last checkpoint.
+
+Events older than anything a rule has examined (evidence imported later: a capture or an
+EVTX log from last year) lie before every window. `run_once(backfill=True)` finds them (the
+oldest stored event of each rule's datasets before the earliest time the rule examined,
+kept per rule in the state's `examined`) and widens those rules' windows to cover them,
+up to `Settings.backfill_max_events` stored events; past that it covers nothing extra and
+the summary says how many events wait and the `--since` that covers them.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from detections.correlation import Base, Match, evaluate, key_getter
 from detections.rules import Rule, RulePack, load_pack
 from detections.state import DetectionState
 from soc_core import ecs
-from soc_core.store import EventStore, Selection, StoreError, parse_duration
+from soc_core.store import EventStore, Selection, StoreError, parse_duration, resolve_millis
 
 DEFAULT_GROUP = ("host.name", "source.ip", "destination.ip", "user.name")
 HEALTH_GAPS = 20  # gaps remembered per rule
@@ -47,6 +54,11 @@ class Settings:
     suppress_ms: int = 3_600_000  # matches of one rule+group in this bucket -> one alert
     max_matches: int = 200_000  # per rule and slice; beyond that the rule is flagged noisy
     slice_ms: int = 3_600_000  # long windows (first run, backfill) are run in slices
+    # Unexamined old events one backfilling pass covers at most. Every rule reading their
+    # datasets reads them again, so a pass over 1,000,000 events of our pack's datasets
+    # takes minutes, not hours: an import of days of evidence is covered, a mistaken
+    # --since of a decade over a big store is refused with the figures instead.
+    backfill_max_events: int = 1_000_000
     page: int | None = None  # None: 50,000 on SQLite (fewer keyset re-walks), 10,000 on ES
 
 
@@ -59,6 +71,9 @@ class RunSummary:
     errors: dict[str, str] = field(default_factory=dict)
     snoozed: int = 0
     events_scanned: int | None = None
+    # stored events older than anything examined: span, count, and whether this pass
+    # covered them (False: over Settings.backfill_max_events)
+    unexamined: Backlog | None = None
 
     def line(self) -> str:
         return (f"{self.rules} rules, {self.matches} matches, {self.new_alerts} new alerts, "
@@ -67,9 +82,24 @@ class RunSummary:
 
 
 def to_ms(value: Any) -> int:
-    from soc_core.store.base import resolve_millis
-
     return resolve_millis(value)
+
+
+@dataclass
+class Backlog:
+    start: int  # ms of the oldest unexamined event
+    end: int  # ms: where examined time begins (the latest of the rules concerned)
+    events: int
+    covered: bool
+
+    def line(self) -> str:
+        span = f"from {al.iso(self.start)} to {al.iso(self.end)}"
+        if self.covered:
+            return (f"examined {self.events} stored events {span} that no pass had "
+                    "examined (older than the detection window)")
+        return (f"warning: {self.events} stored events {span} lie outside the detection "
+                f"window and were not examined (over the bound of one pass); cover them "
+                f"with: govsoc detect run --once --since {al.iso(self.start)}")
 
 
 class Engine:
@@ -84,6 +114,7 @@ class Engine:
         # per pass: what each query rule reads (see _plan) and the matches read so far
         self._spans: dict[str, tuple[int, int]] = {}
         self._cache: dict[tuple, list[dict[str, Any]]] = {}
+        self._backfill: dict[str, int] = {}  # rule id -> window start, this pass
 
     @staticmethod
     def backend_of(store: EventStore) -> str:
@@ -94,8 +125,10 @@ class Engine:
         return self.backend_of(self.store)
 
     # -- one pass ------------------------------------------------------------------
-    def run_once(self, now: Any = None, since: Any = None) -> RunSummary:
-        """Run every applicable rule once over its window; returns what happened."""
+    def run_once(self, now: Any = None, since: Any = None, backfill: bool = False
+                 ) -> RunSummary:
+        """Run every applicable rule once over its window; returns what happened. With
+        `backfill`, also over stored events older than any the rule examined (bounded)."""
         now = now_ms() if now is None else to_ms(now)
         since_ms = None if since is None else to_ms(since)
         summary = RunSummary()
@@ -107,6 +140,9 @@ class Engine:
         # only rules that alert run; building blocks only feed correlations
         rules = [r for r in self.pack.runnable(self.backend) if r.is_correlation or r.generate]
         self._cache = {}
+        self._backfill = {}
+        if backfill:
+            summary.unexamined = self._find_unexamined(rules, state, now, since_ms)
         self._spans = self._plan(rules, state, now, since_ms)
         updates: dict[str, dict[str, Any]] = {}
         try:
@@ -135,7 +171,63 @@ class Engine:
                 gap = {"start": al.iso(cp), "end": al.iso(end), "backfilled": True}
         if since is not None:
             start = min(start, since)
+        if rule.id in self._backfill:
+            start = min(start, self._backfill[rule.id])
         return start, end, gap
+
+    def _examined_from(self, rule: Rule, state: dict[str, Any], now: int) -> int:
+        """The earliest time `rule` has examined (or will, this pass, without backfill)."""
+        known = state["examined"].get(rule.id)
+        if known is not None:
+            return known
+        cp = state["checkpoints"].get(rule.id)
+        # state from before `examined` was kept: a first pass covered initial_ms before
+        # some checkpoint at least as old as this one (re-examining is harmless: idempotent)
+        return (cp if cp is not None else now - self.settings.delay_ms) - self.settings.initial_ms
+
+    def _datasets(self, rule: Rule) -> tuple[str, ...] | None:
+        rules = self.pack.bases(rule) if rule.is_correlation else [rule]
+        if any(not r.datasets for r in rules):
+            return None
+        return tuple(sorted({d for r in rules for d in r.datasets or ()}))
+
+    def _oldest(self, datasets: tuple[str, ...] | None, before: int | None = None,
+                after: int | None = None) -> int | None:
+        """Time of the oldest stored event of `datasets` in [after, before), or None."""
+        sel = Selection(family="events", dataset=list(datasets) if datasets else None,
+                        start=None if after is None else al.iso(after),
+                        end=None if before is None else al.iso(before))
+        hits = self.store.search(sel, size=1).hits
+        return ecs.to_millis(hits[0]["@timestamp"]) if hits else None
+
+    def _find_unexamined(self, rules: list[Rule], state: dict[str, Any], now: int,
+                         since: int | None) -> Backlog | None:
+        """Per rule, stored events older than what it examined; widen the windows to them
+        when, all together, they are within the bound."""
+        found: dict[str, int] = {}
+        lows: dict[str, int] = {}
+        seen: dict[tuple, int | None] = {}
+        for rule in rules:
+            low = self._examined_from(rule, state, now)
+            if since is not None:
+                low = min(low, since)  # --since covers that much anyway
+            key = (self._datasets(rule), low)
+            if key not in seen:
+                seen[key] = self._oldest(key[0], before=low)
+            if seen[key] is not None:
+                found[rule.id], lows[rule.id] = seen[key], low
+        if not found:
+            return None
+        start, end = min(found.values()), max(lows.values())
+        datasets = {d for r in rules if r.id in found for d in (self._datasets(r) or ())}
+        every = any(self._datasets(r) is None for r in rules if r.id in found)
+        count = self.store.count(Selection(
+            family="events", dataset=None if every else sorted(datasets),
+            start=al.iso(start), end=al.iso(end)))
+        covered = count <= self.settings.backfill_max_events
+        if covered:
+            self._backfill = found
+        return Backlog(start, end, count, covered)
 
     def _ranges(self, rule: Rule, start: int, end: int) -> list[tuple[Rule, int, int]]:
         """What running `rule` over [start, end) reads: (rule with a query, from, to).
@@ -172,7 +264,8 @@ class Engine:
         t0 = time.perf_counter()
         start, end, gap = self._window(rule, state, now, since)
         upd: dict[str, Any] = {"checkpoint": end, "gap": gap, "matches": 0, "alerts": 0,
-                               "error": None, "snoozed": None}
+                               "error": None, "snoozed": None,
+                               "examined": min(start, self._examined_from(rule, state, now))}
         snooze = state["snoozes"].get(rule.id)
         if snooze and to_ms(snooze["until"]) > now:
             # snoozed: the window is consumed without alerting (that is what snooze means)
@@ -198,16 +291,21 @@ class Engine:
                     # slice; slices end on bucket boundaries, so each alert bucket is still
                     # computed whole, and the checkpoint advances as slices succeed
                     step = self._slice_ms(rule)
+                    datasets = self._datasets(rule)
                     while lo < end:
                         hi = min(end, (lo // step + 1) * step)
                         tally(run(rule, state, lo, hi))
-                        lo = hi
+                        # skip slices without events (a backfill over years of mostly
+                        # nothing): on to the slice of the next stored event
+                        nxt = self._oldest(datasets, before=end, after=hi)
+                        lo = end if nxt is None else max(hi, nxt - nxt % step)
             except (StoreError, ValueError, sqlite3.Error) as exc:
                 # the checkpoint stays where the failed slice began: retried next pass
                 old = state["checkpoints"].get(rule.id)
                 upd["checkpoint"] = lo if lo > start else old
                 upd["error"] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                 summary.errors[rule.id] = upd["error"]
+                upd["examined"] = None
         upd["duration_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return upd
 
@@ -386,6 +484,9 @@ class Engine:
             for rid, u in updates.items():
                 if u["checkpoint"] is not None:
                     data["checkpoints"][rid] = u["checkpoint"]
+                if u["examined"] is not None:
+                    data["examined"][rid] = min(u["examined"],
+                                                data["examined"].get(rid, u["examined"]))
                 h = data["health"].setdefault(rid, {"runs": 0, "errors": 0, "total_matches": 0,
                                                      "gaps": []})
                 h["runs"] += 1

@@ -29,7 +29,8 @@ def state_path(store: EventStore) -> Path:
 
 
 def empty() -> dict[str, Any]:
-    return {"checkpoints": {}, "health": {}, "exceptions": {}, "snoozes": {}}
+    return {"checkpoints": {}, "health": {}, "exceptions": {}, "snoozes": {},
+            "examined": {}}  # rule id -> the earliest time (ms) it examined
 
 
 class DetectionState:

@@ -12,13 +12,13 @@ from typing import Any
 
 from collectors.packet.events import EventBuilder
 from collectors.packet.flows import Flow, FlowTable
-from collectors.packet.stats import ReadStats
+from collectors.packet.stats import CaptureStats
 
 MAX_PENDING = 64  # unanswered DNS queries / HTTP requests kept per flow
 
 
 class Session:
-    def __init__(self, builder: EventBuilder, stats: ReadStats, **table_opts: Any) -> None:
+    def __init__(self, builder: EventBuilder, stats: CaptureStats, **table_opts: Any) -> None:
         self.builder = builder
         self.stats = stats
         # What to emit, in order: events, and (flow, reason) pairs for flows that ended.

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import orjson
+from detect_helpers import BASE
 from scapy.all import IP, TCP, Ether, wrpcap
 
 from detections.engine import Engine
@@ -20,7 +21,6 @@ from soc_core import ecs
 from soc_core.config import load_config
 from soc_core.departments import Departments
 from soc_core.store import Selection
-from tests.detections.helpers import BASE
 
 GOVSOC = str(Path(sys.executable).parent / "govsoc")
 H_SCAN = "5e0c1a10-0103-4000-8000-000000000103"

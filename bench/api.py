@@ -1,0 +1,200 @@
+"""Benchmark of the API (issue targets: authenticated small reads ≥ 1,000/s on 2 workers;
+authentication + audit overhead ≤ 15 % against the same handler without them; signing
+with a service token ≥ 1,500/s single with p99 ≤ 20 ms, ≥ 5,000 signatures/s batched).
+
+Both apps are served the way `govsoc api serve` serves: uvicorn, 2 worker processes,
+HTTPS with the self-signed certificate. Load comes from `wrk` (2 threads, 16 connections)
+on the same 2-core machine, so server and client share the CPUs: the figures are for this
+machine as a whole. The small read is `GET /events/{id}` (one stored document, an audited
+privileged read). The reference is `bench/api_bare.py`: the same handler and the same
+ASGI guard without the gate and the audit trail. Rounds alternate between the two apps.
+
+    python bench/api.py [--store sqlite|es|both] [--seconds 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+ROOT = BENCH.parent
+VENV_BIN = Path(sys.executable).parent
+MASTER = "bench-api-master-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"server on port {port} did not start")
+
+
+def setup(folder: Path, store_url: str) -> dict:
+    """Config, a key, tokens and one event to read; returns what the load needs."""
+    (folder / "govsoc.toml").write_text(
+        f'store_url = "{store_url}"\ndata_dir = "{folder}/data"\n'
+        f'es_namespace = "benchapi"\n[crypto]\nkdf_iterations = 1000\n'
+        f'[api]\ntoken_rate = 1000000\n', encoding="utf-8")
+    os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY=MASTER)
+    from crypto_svc import CryptoService
+    from soc_api.identity import Identity
+    from soc_core import ecs
+    from soc_core.audit import AuditTrail
+    from soc_core.config import load_config
+    from soc_core.store import open_store
+
+    cfg = load_config()
+    store = open_store(cfg.store_url)
+    trail = AuditTrail.from_config(cfg, name="benchsetup", store=store)
+    svc = CryptoService.from_config(cfg, store, trail=trail)
+    key = svc.create_key("sign").id
+    svc.close()
+    trail.close()
+    ident = Identity.from_config(cfg, store)
+    _, reader = ident.create_token("bench-reader", roles_=["analyst"], departments=["*"],
+                                   created_by="bench")
+    _, signer = ident.create_token("bench-signer", roles_=["service"], keys=[key],
+                                   created_by="bench")
+    doc = {"@timestamp": ecs.format_time(ecs.parse_time("2026-11-30T00:00:00Z")),
+           "event": {"dataset": "network.flow", "id": "bench-event-1"},
+           "source": {"ip": "10.0.0.1"}, "message": "bench"}
+    store.write([doc], refresh=True)
+    store.close()
+    return {"key": key, "reader": reader, "signer": signer}
+
+
+def start(cmd: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    wait_port(port)
+    time.sleep(1.0)  # both workers up
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
+def wrk(url: str, seconds: int, *, token: str, body: dict | None = None) -> tuple[float, float]:
+    """(requests/s, p99 ms) of one wrk run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+        if body is not None:
+            script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
+                         '"application/json"\n')
+            script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+        script.flush()
+        out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s",
+                              script.name, url], capture_output=True, text=True)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    if not rate or errors:
+        sys.exit(f"wrk failed or got errors on {url}:\n{out.stdout}{out.stderr}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else float("nan")
+    return float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan")
+
+
+def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="govsoc-bench-api-"))
+    try:
+        env = setup(folder, store_url)
+        full_port, bare_port = free_port(), free_port()
+        full = start([str(VENV_BIN / "govsoc"), "api", "serve", "--port", str(full_port),
+                      "--workers", "2"], full_port)
+        cert = folder / "data" / "api"
+        bare = start([str(VENV_BIN / "uvicorn"), "--factory", "api_bare:bare", "--app-dir",
+                      str(BENCH), "--workers", "2", "--port", str(bare_port),
+                      "--log-level", "warning", "--no-access-log",
+                      "--ssl-certfile", str(cert / "tls-cert.pem"),
+                      "--ssl-keyfile", str(cert / "tls-key.pem")], bare_port)
+        try:
+            path = "/events/bench-event-1"
+            wrk(f"https://127.0.0.1:{full_port}{path}", 2, token=env["reader"])  # warm-up
+            wrk(f"https://127.0.0.1:{bare_port}{path}", 2, token=env["reader"])
+            full_rates, bare_rates = [], []
+            for i in range(rounds):
+                pair = [("full", full_port), ("bare", bare_port)]
+                for name, port in (pair if i % 2 == 0 else pair[::-1]):
+                    rate, _ = wrk(f"https://127.0.0.1:{port}{path}", seconds,
+                                  token=env["reader"])
+                    (full_rates if name == "full" else bare_rates).append(rate)
+            f, b = statistics.median(full_rates), statistics.median(bare_rates)
+            overhead = 1 - f / b
+            print(f"[{label}] GET {path}, 2 workers, median of {rounds} rounds")
+            print(f"  authenticated + audited: {f:8.0f} req/s   (rounds: "
+                  f"{', '.join(f'{r:.0f}' for r in full_rates)})  target >= 1000: "
+                  f"{'met' if f >= 1000 else 'MISSED'}")
+            print(f"  same handler, no gate/audit: {b:8.0f} req/s   (rounds: "
+                  f"{', '.join(f'{r:.0f}' for r in bare_rates)})")
+            print(f"  auth + audit overhead: {overhead:6.1%}   ratio {f / b:.3f}  "
+                  f"target <= 15%: {'met' if overhead <= 0.15 else 'MISSED'}")
+            sign = f"https://127.0.0.1:{full_port}/crypto/sign"
+            msg = base64.b64encode(b"invoice 2026-0001 total 1280.00 CNY").decode()
+            rate, p99 = wrk(sign, seconds, token=env["signer"],
+                            body={"key_id": env["key"], "data": msg})
+            print(f"  sign single: {rate:8.0f} signatures/s  p99 {p99:.1f} ms  targets >= 1500/s: "
+                  f"{'met' if rate >= 1500 else 'MISSED'}, p99 <= 20 ms: "
+                  f"{'met' if p99 <= 20 else 'MISSED'}")
+            batch = 100
+            rate, p99 = wrk(sign, seconds, token=env["signer"],
+                            body={"key_id": env["key"], "items": [msg] * batch})
+            print(f"  sign batched ({batch} a request): {rate * batch:8.0f} signatures/s "
+                  f"(p99 {p99:.1f} ms a request)  target >= 5000/s: "
+                  f"{'met' if rate * batch >= 5000 else 'MISSED'}")
+        finally:
+            stop(full)
+            stop(bare)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", choices=["sqlite", "es", "both"], default="both")
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--es-port", type=int, default=9271)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (Debian package wrk; `make bench` installs it)")
+    print(f"machine: {os.cpu_count()} CPUs shared by the servers and wrk")
+    if args.store in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as d:
+            run_store("sqlite", f"sqlite:///{d}/govsoc.db", args.seconds, args.rounds)
+    if args.store in ("es", "both"):
+        from eslocal import throwaway_node
+
+        with throwaway_node(args.es_port) as url:
+            run_store("elasticsearch", url, args.seconds, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The govsoc API: `create_app(config)` composes the routes behind one gate (`auth.gate`)
+and the plain ASGI guard (request ids, body limits, security headers).
+
+Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema needs a
+login. (No Swagger page: FastAPI's loads its scripts from a CDN, which a government cloud
+neither reaches nor should trust; the console will vendor what it shows.)
+
+Errors are JSON with a one-line `detail`; an unexpected error is a 500 naming the request
+id, with the stack trace in the server's log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from crypto_svc.api import Limits, make_router, one_line_validation_error
+from soc_api import routes_admin, routes_audit, routes_auth, routes_data
+from soc_api.auth import gate
+from soc_api.context import Context, client_ip
+from soc_api.identity import Identity, Principal
+from soc_api.middleware import Guard
+from soc_core.audit import Actor, AuditTrail, AuditUnavailable
+from soc_core.config import Config, load_config, redact_url
+from soc_core.departments import Departments
+from soc_core.store import StoreError, open_store
+
+log = logging.getLogger("govsoc.api")
+
+
+@dataclass(frozen=True)
+class Caller(Actor):
+    principal: Principal | None = None
+MAX_BODY = 16 << 20
+
+
+def build_context(cfg: Config, store: Any = None, trail: Any = None) -> Context:
+    """Open what the API stands on. `store`/`trail` may be given (tests, `govsoc up`)."""
+    # the trail drains through a connection of its own unless the caller gave the store
+    # (then it shares it: the same Elasticsearch namespace, the same SQLite file)
+    trail = trail or AuditTrail.from_config(cfg, name="api", store=store,
+                                            signer=checkpoint_signer(cfg))
+    store = store or open_store(cfg.store_url)
+    ctx = Context(cfg=cfg, store=store, identity=Identity.from_config(cfg, store),
+                  trail=trail, departments=Departments.from_config(cfg),
+                  token_rate=float(cfg.get("api.token_rate", 3000)))
+    return ctx
+
+
+def checkpoint_signer(cfg: Config) -> Any:
+    """The platform key's signer for the trail's checkpoints; None (unsigned checkpoints
+    are not made, and the server log says so) when no master secret is configured."""
+    from crypto_svc import Keystore, KeystoreError, platform_signer
+
+    try:
+        return platform_signer(Keystore.from_config(cfg))
+    except KeystoreError as exc:
+        log.warning("audit checkpoints will not be signed: %s", exc)
+        return None
+
+
+def create_app(cfg: Config | None = None, *, context: Context | None = None) -> Any:
+    """The ASGI app. Without a context, one is built at startup from `cfg` (or the
+    configuration files and GOVSOC_* variables) and closed at shutdown."""
+    holder: dict[str, Context] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        own = context is None
+        ctx = context or build_context(cfg or load_config())
+        app.state.ctx = ctx
+        holder["ctx"] = ctx
+        try:
+            yield
+        finally:
+            if own:
+                close_context(ctx)
+
+    app = FastAPI(title="govsoc", version="0.1.0", lifespan=lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None, dependencies=[Depends(gate)])
+    if context is not None:
+        app.state.ctx = context
+        holder["ctx"] = context
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        ctx = request.app.state.ctx
+        try:
+            ctx.store.count()
+            ctx.trail.check()
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            return JSONResponse({"status": "unavailable",
+                                 "detail": redact_url(type(exc).__name__)}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    for r in (routes_auth.router, routes_admin.router, routes_data.router,
+              routes_audit.router):
+        app.include_router(r)
+
+    def crypto_service() -> Any:
+        return holder["ctx"].crypto_service()
+
+    async def caller(request: Request) -> Caller:
+        """The principal, with what each key-use record names besides the user."""
+        p = request.state.principal
+        return Caller(p.name, ",".join(p.roles), ",".join(p.departments),
+                      client_ip(request), getattr(request.state, "request_id", None),
+                      principal=p)
+
+    app.include_router(make_router(crypto_service, principal=caller,
+                                   may_use=lambda c, key_id: c.principal.may_use_key(key_id),
+                                   limits=Limits(max_body=MAX_BODY)))
+
+    app.add_exception_handler(RequestValidationError, one_line_validation_error)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.warning("request %s: store error: %s", rid, redact_url(str(exc))[:300])
+        return JSONResponse({"detail": f"the event store is unavailable now; try again "
+                                       f"(request {rid})"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.error("request %s failed: %s", rid, redact_url(f"{type(exc).__name__}: {exc}"))
+        return JSONResponse({"detail": f"internal error (request {rid})"}, status_code=500)
+
+    return Guard(app, max_body=MAX_BODY)
+
+
+def close_context(ctx: Context) -> None:
+    if ctx.crypto is not None:
+        ctx.crypto.close()
+    ctx.trail.close()
+    ctx.store.close()
+
+
+def app_from_config() -> Any:
+    """uvicorn factory (`govsoc api serve` with several workers): config from govsoc.toml
+    and GOVSOC_* variables."""
+    return create_app(load_config())

@@ -1,0 +1,106 @@
+"""Roles after 三权分立 and the one permission table every route is checked against.
+
+The system, security and audit administrators are kept apart: `sysadmin` runs the
+platform (users, tokens, configuration) but reads no events and no audit trail;
+`secadmin` decides what is allowed (rules, role and department grants, key lifecycle,
+approvals); `auditor` reads the audit trail and compliance evidence and nothing else.
+
+`ROUTES` maps each (method, path template) to the one permission it needs; `PUBLIC` routes
+need none, `SELF` routes only an authenticated principal. A route missing from the table is
+refused at request time (and fails the route × role test), so adding a route without
+deciding who may call it cannot go unnoticed.
+"""
+
+from __future__ import annotations
+
+ROLES: dict[str, frozenset[str]] = {
+    "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read"}),
+    "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
+                           "posture:read", "remediation:approve"}),
+    "auditor": frozenset({"audit:read", "compliance:read"}),
+    "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
+                          "rules:read", "playbooks:check"}),
+    "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
+                            "rules:read", "playbooks:check", "playbooks:run"}),
+    "viewer": frozenset({"posture:read"}),
+    "crypto_operator": frozenset({"crypto:use"}),
+    "service": frozenset({"crypto:use"}),
+}
+# a second factor is required before these roles can act (等保 level 3: administrators)
+ADMIN_ROLES = frozenset({"sysadmin", "secadmin", "auditor"})
+# roles that only secadmin may put on a token (a sysadmin mints tokens for other systems)
+TOKEN_ROLES_FOR_SYSADMIN = frozenset({"service", "viewer"})
+
+PUBLIC = "public"
+SELF = "self"  # any authenticated principal, also one that must still change its password
+
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("POST", "/auth/login"): PUBLIC,
+    ("POST", "/auth/logout"): SELF,
+    ("GET", "/auth/me"): SELF,
+    ("POST", "/auth/password"): SELF,
+    ("POST", "/auth/totp/enroll"): SELF,
+    ("POST", "/auth/totp/confirm"): SELF,
+    ("GET", "/openapi.json"): SELF,
+    # identity administration
+    ("GET", "/users"): "users:admin",
+    ("POST", "/users"): "users:admin",
+    ("GET", "/users/{name}"): "users:admin",
+    ("POST", "/users/{name}/disable"): "users:admin",
+    ("POST", "/users/{name}/enable"): "users:admin",
+    ("POST", "/users/{name}/reset"): "users:admin",
+    ("PUT", "/users/{name}/grants"): "roles:grant",
+    ("GET", "/tokens"): "tokens:admin",
+    ("POST", "/tokens"): "tokens:admin",
+    ("DELETE", "/tokens/{token_id}"): "tokens:admin",
+    ("GET", "/departments"): "config:read",
+    ("GET", "/system/status"): "config:read",
+    # the SOC's data
+    ("GET", "/events"): "events:read",
+    ("GET", "/events/{event_id}"): "events:read",
+    ("GET", "/alerts"): "alerts:read",
+    ("GET", "/alerts/{alert_id}"): "alerts:read",
+    # the audit trail
+    ("GET", "/audit"): "audit:read",
+    ("GET", "/audit/verify"): "audit:read",
+    # the crypto service (key grants are checked per request on top)
+    ("POST", "/crypto/sign"): "crypto:use",
+    ("POST", "/crypto/verify"): "crypto:use",
+    ("POST", "/crypto/encrypt"): "crypto:use",
+    ("POST", "/crypto/decrypt"): "crypto:use",
+    ("POST", "/crypto/hash"): "crypto:use",
+    ("POST", "/crypto/hmac"): "crypto:use",
+    ("GET", "/crypto/keys"): "crypto:use",
+    ("GET", "/crypto/keys/{key_id}"): "crypto:use",
+    ("POST", "/crypto/keys"): "crypto:admin",
+    ("POST", "/crypto/keys/{key_id}/rotate"): "crypto:admin",
+    ("POST", "/crypto/keys/{key_id}/disable"): "crypto:admin",
+    ("POST", "/crypto/keys/{key_id}/enable"): "crypto:admin",
+    ("POST", "/crypto/keys/{key_id}/destroy"): "crypto:admin",
+}
+
+
+class RoleError(ValueError):
+    """An unknown role or a grant the rules do not allow."""
+
+
+def check_roles(roles: list[str] | tuple[str, ...]) -> list[str]:
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise RoleError(f"unknown role {unknown[0]!r}; roles: {', '.join(sorted(ROLES))}")
+    return sorted(set(roles))
+
+
+def permissions(roles: list[str] | tuple[str, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for r in roles:
+        out |= ROLES.get(r, frozenset())
+    return frozenset(out)
+
+
+def allowed(roles: list[str] | tuple[str, ...], permission: str) -> bool:
+    if permission in (PUBLIC, SELF):
+        return True
+    return permission in permissions(roles)
