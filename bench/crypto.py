@@ -12,9 +12,10 @@ In-process (one thread, 1 KiB messages for SM2, 16 KiB blocks for SM3/SM4):
 SM2 signing runs on gmalglib, so its ratio compares two implementations. SM3, SM4 and SM2
 verification run on OpenSSL's own code (libcrypto, through `cryptography` or ctypes), the
 same code `openssl speed` times: their ratios only show our wrapper's overhead.
-Service path (what a caller gets): `CryptoService.from_config(...).sign` — keystore
-look-up, SM3 of the input, the signature and the audit record, audit events flushed to a
-SQLite store before the clock stops — per second of process CPU time, against the bare
+Service path (what a caller gets): `CryptoService.from_config(cfg, store).sign` — keystore
+look-up, SM3 of the input, the signature and its audit record (on disk in the audit trail
+before the signature is returned), with `close()` handing the round's records to a SQLite
+store inside the clock — per second of process CPU time (every thread), against the bare
 `SM2PrivateKey.sign` primitive on the same key and message, rounds interleaved.
 HTTP: uvicorn with 2 workers on 127.0.0.1, load from a second process (this script with
 `--load`) over keep-alive connections, bounded in requests and seconds:
@@ -128,7 +129,7 @@ def in_process(seconds: float, rounds: int) -> tuple[dict[str, float], dict[str,
 
 # -- service path --------------------------------------------------------------------------
 def service_path(rounds: int, n: int = 2000) -> tuple[float, float, int]:
-    """(service signatures/s, bare primitive signatures/s, audit events stored), each per
+    """(service signatures/s, bare primitive signatures/s, audit records stored), each per
     second of this process's CPU time (the audit writer thread included), best of
     `rounds` interleaved rounds of `n` signatures of 1 KiB."""
     from crypto_svc import CryptoService, Keystore
@@ -342,8 +343,8 @@ def main() -> None:
     svc, bare, audited = service_path(args.rounds)
     print(f"service path: CryptoService.sign (keystore look-up + SM3 of input + sign + audit "
           f"record) {svc:8.0f}/s   bare SM2PrivateKey.sign {bare:8.0f}/s   ratio {svc / bare:.2f}x"
-          f"  (per CPU second, best of {args.rounds}; {audited} audit events stored for "
-          f"{args.rounds * 2001} signatures)")
+          f"  (per CPU second, best of {args.rounds}; {audited} audit records in the store "
+          f"after {args.rounds * 2001} signatures)")
     if args.no_http:
         return
     print(f"# HTTP: uvicorn --workers 2 on 127.0.0.1, load from a second process, "
