@@ -86,9 +86,9 @@ class Shipper:
         self.spool = Spool(self.data_dir / "spool" / name, fsync=fsync,
                            max_bytes=spool_max_bytes)
         # the bounded queue: a deque under one lock. Producers append one item each; the
-        # delivery thread takes everything waiting in one go. (queue.Queue costs a lock
-        # round and a Condition.notify per item on each side: a quarter of the time of an
-        # event's whole delivery into SQLite, measured with bench/ingest.py --shipper.)
+        # delivery thread takes everything waiting in one go. (queue.Queue took 0.9 us of
+        # CPU a put and 0.75 us a get, a tenth of an event's whole delivery into SQLite;
+        # this put takes 0.5 us and the take a few ns an item.)
         self._items: deque[Any] = deque()
         self._maxsize = queue_size
         self._lock = threading.Lock()
