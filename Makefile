@@ -32,6 +32,7 @@ test: sysdeps es wheel-venv
 
 bench: sysdeps venv es
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --shipper
 	for b in bench/*.py; do [ "$$b" = bench/ingest.py ] || $(BIN)/python $$b || exit 1; done
 
 venv: $(STAMP)

@@ -2,12 +2,14 @@
 --store). Every command delivers through the shipper (spooling while the store is down)
 and ends with a summary: events written, records skipped with their reasons.
 
-Configuration (`govsoc.toml`, each key overridable as GOVSOC_<KEY>):
+Configuration (`govsoc.toml`, each key overridable as GOVSOC_<KEY>); the `govsoc up` agent
+reads the same keys (`Shipper.from_config`):
 
     [collectors]
-    batch_size = 1000          # documents per store write
+    batch_size = 1000          # documents per store write when the queue is shallow
+    max_batch_size = 20000     # a deep queue grows the batch up to this
     queue_size = 20000         # bounded queue between sources and the shipper
-    flush_interval = 1.0       # seconds before a partial batch is written
+    flush_interval = 1.0       # seconds at most before a partial batch is written
     spool_fsync = "interval"   # always | interval | never (see soc_core.spool)
     spool_max_mb = 2048        # past this, batches are dropped (counted)
     [collectors.host]
@@ -74,15 +76,8 @@ def make_shipper(store_url: str | None, name: str, cfg: Config | None = None):
     except OSError as exc:  # e.g. the SQLite file's directory cannot be created
         fail(f"cannot open the store {url}: {exc.strerror or exc}")
     try:
-        return Shipper(
-            url, name=name, data_dir=cfg.data_dir,
-            batch_size=int(cfg.get("collectors.batch_size", 1000)),
-            queue_size=int(cfg.get("collectors.queue_size", 20000)),
-            flush_interval=float(cfg.get("collectors.flush_interval", 1.0)),
-            fsync=str(cfg.get("collectors.spool_fsync", "interval")),
-            spool_max_bytes=int(cfg.get("collectors.spool_max_mb", 2048)) * 1024 * 1024,
-        ).start()
-    except SpoolError as exc:
+        return Shipper.from_config(url, name, cfg).start()
+    except (SpoolError, ConfigError) as exc:
         fail(str(exc))
 
 
@@ -390,6 +385,11 @@ def status_cmd(as_json: bool) -> None:
         click.echo(f"  queued {s.get('queued', 0)}  spool: {s['spool_on_disk']} bytes waiting"
                    + (f", {s['spool_corruptions']} damaged regions skipped"
                       if s["spool_corruptions"] else ""))
+        if s.get("settings"):
+            c = s["settings"]
+            click.echo(f"  settings: batch {c['batch_size']}..{c['max_batch_size']}, "
+                       f"queue {c['queue_size']}, flush {c['flush_interval']} s, "
+                       f"spool fsync {c['spool_fsync']}, spool max {c['spool_max_bytes']} bytes")
         if s.get("last_error"):
             click.echo(f"  last error: {s['last_error']}")
 

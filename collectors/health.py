@@ -32,6 +32,8 @@ class Health:
     drained: int = 0  # events delivered out of the spool (cumulative)
     dropped: int = 0  # lost on purpose: queue or spool full
     errors: int = 0  # failed store writes (each then spooled and retried)
+    batches: int = 0  # successful store writes
+    largest_batch: int = 0  # documents in the largest of them (grows with a deep queue)
     queued: int = 0  # accepted, in memory, not yet written or spooled
     spool_bytes: int = 0  # not yet delivered, on disk
     spool_corruptions: int = 0
@@ -40,6 +42,7 @@ class Health:
     last_error: str = ""
     updated: str = ""
     reasons: list[str] = field(default_factory=list)  # why documents were rejected/dropped
+    settings: dict[str, Any] = field(default_factory=dict)  # the shipper's configuration
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

@@ -31,11 +31,13 @@ import orjson
 from crypto_svc import (
     CryptoError,
     Keystore,
+    find_platform_key,
     master_secret_from_env,
+    platform_key,
     platform_signer,
     platform_verifier,
 )
-from crypto_svc.platform import LABEL, ROLE, find_platform_key, platform_key
+from crypto_svc.platform import LABEL, ROLE
 from soc_core import audit as trail
 from soc_core.cliutil import fail, open_cli_store, store_option
 from soc_core.config import Config, ConfigError, load_config

@@ -12,6 +12,8 @@ Its interface is its modules (import from them):
     soc_core.audit     AuditTrail, Actor, verify, AuditUnavailable: the hash-chained trail
     soc_core.departments  Departments: which department (委办局) a host or address is in
     soc_core.sm3       the SM3 hash: sm3, sm3_hex, new, sm3_parts, sm3_stream
+    soc_core.audit     the durable, hash-chained audit trail: AuditTrail, Actor, verify
+    soc_core.departments  departments (委办局) as tenants: Departments, stamped at ingest
     soc_core.cliutil   fail, store_option, open_cli_store (for every package's commands)
     soc_core.lazy      lazy_exports: a package `__init__` exporting names loaded on use
     soc_core.cli       the `govsoc` entry point and its core commands

@@ -3,13 +3,16 @@ host-pattern lookup, registry assignments, and stamping by EventStore.write on b
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
+from soc_core import ecs
 from soc_core.config import Config, ConfigError, load_config
 from soc_core.departments import Departments
 from soc_core.store import Selection, open_store
@@ -148,3 +151,29 @@ def test_a_store_without_departments_stamps_nothing(tmp_path):
         s.write([_ev(1, source={"ip": "10.1.2.3"})])
         (doc,) = s.scan(Selection())
     assert "organization" not in doc
+
+
+def test_the_fast_stamp_agrees_with_the_general_one(tmp_path):
+    """`stamp_prepared` (the store's hot path) and `stamp` give every shape the same
+    departments."""
+    d = _departments(tmp_path)
+    names = [None, "wjw-a", "wjw-school-1", "gaj-x"]
+    addrs = [None, "10.1.0.1", "10.1.9.1", "10.2.0.1", "8.8.8.8", ["10.2.3.4", "10.1.0.9"]]
+    n = 0
+    for name in names:
+        for src in addrs:
+            for dst in addrs:
+                for extra in ({}, {"govsoc": {"x": 1}}, {"host": {"ip": ["10.2.0.9"]}}):
+                    doc = _ev(n, **copy.deepcopy(extra))
+                    n += 1
+                    if name:
+                        doc.setdefault("host", {})["name"] = name
+                    if src:
+                        doc["source"] = {"ip": src}
+                    if dst:
+                        doc["destination"] = {"ip": dst}
+                    slow = copy.deepcopy(doc)
+                    d.stamp(slow)
+                    fast = d.stamp_prepared(ecs.prepare(doc))
+                    assert orjson.loads(fast.json) == ecs.normalize(slow), (name, src, dst)
+                    assert fast.doc == orjson.loads(fast.json)

@@ -1,5 +1,5 @@
-"""What the API tests share besides fixtures (conftest.py): a config, the `Api` driver,
-the route list (a uniquely named module: test folders are not packages)."""
+"""Helpers of the API tests: the test configuration and a driver for the app (tokens, users
+who have passed their first login, session logins)."""
 
 from __future__ import annotations
 

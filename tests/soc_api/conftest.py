@@ -37,3 +37,5 @@ def api_sqlite(tmp_path, sqlite_store) -> Api:
     a = _api(tmp_path, sqlite_store)
     yield a
     close_context_keep_store(a.ctx)
+
+
