@@ -60,8 +60,8 @@ class Settings:
     slice_ms: int = 3_600_000  # long windows (first run, backfill) are run in slices
     # Unexamined events one backfilling pass covers at most. Every rule reading their
     # datasets reads them: measured on SQLite, 200,000 flows and SSH logins spread over 11
-    # years took 78 s with our pack (476,304 matches, 72,568 alerts; 2-core shared box), so
-    # the bound is a pass of minutes (~6.5), not hours: days of imported evidence are
+    # years took 65-78 s with our pack (476,304 matches, 72,568 alerts; 2-core shared box),
+    # so the bound is a pass of minutes (~6), not hours: days of imported evidence are
     # covered, a decade of a busy store is refused with the figures and a --since instead.
     backfill_max_events: int = 1_000_000
     page: int | None = None  # None: 50,000 on SQLite (fewer keyset re-walks), 10,000 on ES
