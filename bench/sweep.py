@@ -35,8 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from playbooks.driver import Driver, _ansible_env  # noqa: E402
-from playbooks.fleet import Fleet  # noqa: E402
+from playbooks import Driver, Fleet, ansible_env  # noqa: E402
 from soc_core.store import open_store  # noqa: E402
 
 HOSTS = 10
@@ -101,7 +100,7 @@ def main() -> int:
             inventory = fleet.inventory()
             inv_file = work / "hosts.yml"
             inv_file.write_text(yaml.safe_dump(inventory))
-            env = {**os.environ, **_ansible_env(work)}
+            env = {**os.environ, **ansible_env(work)}
             ansible = str(Path(sys.executable).with_name("ansible"))
 
             def timed(args: list[str]) -> float:

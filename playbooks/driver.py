@@ -332,4 +332,3 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-_ansible_env = ansible_env  # until bench/sweep.py imports `playbooks.ansible_env`
