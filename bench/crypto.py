@@ -43,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from ports import free_port  # noqa: E402 (bench/ is the script's folder)
 
 
 # -- references ----------------------------------------------------------------------------
@@ -178,12 +179,6 @@ def service_path(rounds: int, n: int = 2000) -> tuple[float, float, int]:
 
 
 # -- HTTP ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_ready(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
