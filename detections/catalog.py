@@ -24,6 +24,8 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.dns": _FLOW + ("dns.*", "zeek.dns.*"),
     "network.http": _FLOW + ("http.*", "url.*", "user_agent.*", "zeek.http.*"),
     "network.tls": _FLOW + ("tls.*", "zeek.ssl.*"),
+    "network.ftp": _FLOW + ("user.*", "zeek.ftp.*"),
+    "network.rdp": _FLOW + ("user.*", "zeek.rdp.*"),
 }
 for _ds in WINDOWS_DATASETS:
     DATASET_FIELDS[_ds] = ("winlog.*", "source.ip", "user.name", "process.pid")

@@ -12,7 +12,9 @@ from collectors.packet.decode import SKIP, decode
 from collectors.packet.flows import LOWER, TCP_BITS, UPPER
 from collectors.packet.pcapfile import MAX_RECORD, CaptureFile, pcap_header
 from collectors.packet.proto import dns as dnsp
+from collectors.packet.proto import ftp as ftpp
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import ssh as sshp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
@@ -22,6 +24,7 @@ DNS_PORTS = frozenset({53, 5353, 5355})
 _REQ = httpp.REQUEST_PREFIXES
 _HEADS = _REQ | {b"HTTP"}
 _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body rarely has one
+_FTP, _RDP = ftpp.PORTS, rdpp.PORTS
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
 # All partial ClientHellos held at once: past this, hellos are parsed from what came
@@ -92,6 +95,15 @@ class Inspector:
                 self._tls(f, app, ts, buf[ps:pe])
                 return
             data = buf[ps:pe]
+            if svc == "ftp" or (svc is None and (sport in _FTP or dport in _FTP)):
+                # a control connection: every segment is read (returning before the
+                # budget count keeps it positive), it carries a few lines a login
+                app.budget = 1
+                if sport in _FTP:
+                    sess.ftp(f, ts, [], ftpp.replies(data))
+                else:
+                    sess.ftp(f, ts, ftpp.commands(data), [])
+                return
             if data[:4] in _REQ:
                 req = httpp.parse_request(data)
                 if req:
@@ -115,6 +127,10 @@ class Inspector:
                     if len(app.ssh or ()) == 2:
                         app.budget = 0
                     return
+            elif data[0] == 3 and (sport in _RDP or dport in _RDP):
+                msg = rdpp.parse(data)
+                if msg:
+                    sess.rdp(f, ts, msg)
             elif sport == 53 or dport == 53:
                 n = (data[0] << 8) | data[1]
                 sess.dns(f, ts, dnsp.parse(data[2:2 + n]))

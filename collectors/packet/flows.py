@@ -56,7 +56,7 @@ class Flow:
                  "obits", "rbits", "history", "app",
                  # set by session.Session.app() when `app` becomes True, read only then
                  "service", "budget", "dns", "http", "http_seq", "hello", "tls_buf",
-                 "tls_parts", "ssh")
+                 "tls_parts", "ssh", "extra")
 
     def __init__(self, key: tuple, ts: float) -> None:
         self.key = key

@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
+from collectors.packet.events_login import ftp_event, rdp_event
 from collectors.packet.flows import Flow, FlowTable
 from collectors.packet.stats import ReadStats
 
-MAX_PENDING = 64  # unanswered DNS queries / HTTP requests kept per flow
+MAX_PENDING = 64  # unanswered DNS queries / HTTP requests / FTP commands kept per flow
+# FTP commands Zeek's ftp.log records (FTP::logged_commands); logins are recorded too
+FTP_LOGGED = frozenset({"APPE", "DELE", "RETR", "STOR", "STOU", "ACCT", "PORT", "PASV",
+                        "EPRT", "EPSV"})
 
 
 class Session:
@@ -51,6 +55,7 @@ class Session:
             f.tls_buf = b""
             f.tls_parts = 0
             f.ssh = None
+            f.extra = None  # FTP / RDP state (see ftp() and rdp())
         return f
 
     # -- DNS: one event per transaction (query + its answer), as Zeek's dns.log
@@ -126,6 +131,49 @@ class Session:
             app.ssh = {}
         app.ssh.setdefault("client" if from_client else "server", banner)
 
+    # -- FTP: commands paired with their replies; logins and Zeek's logged commands emitted
+    def ftp(self, f: Flow, ts: float, commands: list[tuple[str, str]],
+            codes: list[tuple[int, str]]) -> None:
+        """One segment's command lines (client) or reply lines (server). A server segment
+        answers the oldest pending command with its first coded line (a multi-line reply
+        repeats its code on its last line, which is not a second reply)."""
+        app = f if f.app else self.app(f)
+        app.service = "ftp"
+        st = app.extra
+        if st is None:
+            st = app.extra = {"user": None, "pending": deque(), "seq": 0}
+        pending = st["pending"]
+        for cmd, arg in commands:
+            if len(pending) >= MAX_PENDING:
+                pending.popleft()
+            pending.append((ts, cmd, arg))
+        if not codes or not pending:
+            return
+        code, text = codes[0]
+        cts, cmd, arg = pending.popleft()
+        if cmd == "USER" or cmd == "PASS":
+            if cmd == "USER":
+                st["user"] = arg
+            # 230 logs in, 4xx/5xx refuse; 331/332 ask for more and 221 closes: no outcome
+            if code != 230 and not 400 <= code < 600:
+                return
+        elif cmd not in FTP_LOGGED:
+            return
+        st["seq"] += 1
+        self.emit(ftp_event(self.builder, f, cts, st["seq"], cmd, arg, st["user"], code, text))
+
+    # -- RDP: the X.224 request (cookie) completed by the server's confirm
+    def rdp(self, f: Flow, ts: float, msg: dict) -> None:
+        app = f if f.app else self.app(f)
+        app.service = "rdp"
+        if msg["type"] == "request":
+            if isinstance(app.extra, dict) and "request" in app.extra:
+                self.emit(rdp_event(self.builder, f, *app.extra["request"], None))
+            app.extra = {"request": (ts, msg)}
+        elif isinstance(app.extra, dict) and "request" in app.extra:
+            self.emit(rdp_event(self.builder, f, *app.extra["request"], msg))
+            app.extra = None
+
     def drain(self) -> Iterator[dict[str, Any]]:
         """The queued events, ended flows' built as they come (fast.run_file inlines
         this loop)."""
@@ -170,6 +218,9 @@ class Session:
             if app.hello:
                 events.append(builder.tls(f, app.hello[0], app.hello[1], None))
                 counts["network.tls"] += 1
+            if isinstance(app.extra, dict) and "request" in app.extra:  # RDP, unconfirmed
+                events.append(rdp_event(builder, f, *app.extra["request"], None))
+                counts["network.rdp"] += 1
             f.app = None
         events.append(builder.flow(f, reason, service, ssh))
         counts["network.flow"] += 1

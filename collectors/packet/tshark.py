@@ -14,6 +14,7 @@ from typing import Any
 
 from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
+from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
 from collectors.packet.stats import CaptureError
@@ -41,6 +42,9 @@ FIELDS = [
     "tls.handshake.ja3", "tls.handshake.ja3_full",
     "tls.handshake.extensions.supported_version", "tls.handshake.extensions_alpn_str",
     "ssh.protocol",
+    "ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg",
+    "cotp.type", "rdp.rt_cookie", "rdp.neg_type", "rdp.negReq.requestedProtocols",
+    "rdp.negReq.selectedProtocol", "rdp.negFailure.failureCode",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
@@ -211,6 +215,12 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["tls.handshake.type"]]:
             service = "tls"
             _tls(session, f, ts, row)
+        if row[IX["ftp.request.command"]] or row[IX["ftp.response.code"]]:
+            service = "ftp"
+            _ftp(session, f, ts, row)
+        if row[IX["cotp.type"]] and (sport in rdpp.PORTS or dport in rdpp.PORTS):
+            service = "rdp"
+            _rdp(session, f, ts, row)
     except _ROW_ERRORS:
         stats.app_errors[service] += 1
     if row[IX["ssh.protocol"]]:
@@ -291,3 +301,33 @@ def _tls(session: Session, f, ts: float, row: list[str]) -> None:
         hv = _first(row, "tls.handshake.version")
         session.tls_server(f, ts, {"version": versions[-1] if versions else _num(hv),
                                    "cipher": ciphers[0]})
+
+
+def _ftp(session: Session, f, ts: float, row: list[str]) -> None:
+    cmds = _all(row, "ftp.request.command")
+    args = _all(row, "ftp.request.arg")
+    codes = _all(row, "ftp.response.code")
+    texts = _all(row, "ftp.response.arg")
+    session.ftp(f, ts, [(c.upper(), args[i] if i < len(args) else "") for i, c in enumerate(cmds)],
+                [(int(c), texts[i] if i < len(texts) else "") for i, c in enumerate(codes)])
+
+
+def _rdp(session: Session, f, ts: float, row: list[str]) -> None:
+    kind = _num(_first(row, "cotp.type"))
+    msg: dict[str, Any] = {}
+    if kind == rdpp.CR >> 4:
+        msg["type"] = "request"
+        cookie = _first(row, "rdp.rt_cookie")
+        if cookie.startswith(rdpp.COOKIE.decode()):
+            msg["cookie"] = cookie[len(rdpp.COOKIE):]
+        if row[IX["rdp.negReq.requestedProtocols"]]:
+            msg["requested"] = _num(_first(row, "rdp.negReq.requestedProtocols"))
+    elif kind == rdpp.CC >> 4:
+        msg["type"] = "confirm"
+        if row[IX["rdp.negReq.selectedProtocol"]]:
+            msg["selected"] = _num(_first(row, "rdp.negReq.selectedProtocol"))
+        if row[IX["rdp.negFailure.failureCode"]]:
+            msg["failure"] = _num(_first(row, "rdp.negFailure.failureCode"))
+    else:
+        return
+    session.rdp(f, ts, msg)
