@@ -1,5 +1,6 @@
-"""ECS documents for FTP commands and logins and RDP connection set-up, in the layout of
-Filebeat's Zeek module (zeek.ftp.*, zeek.rdp.*), built the same way for both engines.
+"""ECS documents for FTP commands and logins, RDP connection set-up (in the layout of
+Filebeat's Zeek module: zeek.ftp.*, zeek.rdp.*) and TLS heartbeats, built the same way
+for both engines.
 
 A login is an event of category authentication with `event.outcome`, so one rule shape
 counts failed logins whatever the protocol. Passwords never enter an event: the PASS
@@ -78,3 +79,21 @@ def rdp_event(builder: EventBuilder, f: Flow, ts: float, request: dict,
     doc["govsoc"] = {"capture": {"source": builder.source_name}}
     doc["@timestamp"] = iso_time(ts)
     return doc
+
+
+def heartbeat_event(builder: EventBuilder, f: Flow, ts: float, kind: int, payload_length: int,
+                    record_length: int, verdict: str, request_length: int | None
+                    ) -> dict[str, Any]:
+    source, destination, network, key_text = _endpoints(f.key, "tls")
+    hb: dict[str, Any] = {"type": "request" if kind == 1 else "response",
+                          "payload_length": payload_length, "record_length": record_length,
+                          "verdict": verdict}
+    if request_length is not None:
+        hb["request_length"] = request_length
+    return {"event": {"kind": "event", "category": ["network"], "type": ["protocol", "info"],
+                      "action": "tls_heartbeat", "dataset": "network.tls",
+                      "id": event_id("network.tls", f"{builder.ident}|{key_text}|hb|{kind}|"
+                                                    f"{round(ts * 1_000_000)}")},
+            "source": source, "destination": destination, "network": network,
+            "govsoc": {"capture": {"source": builder.source_name}, "tls": {"heartbeat": hb}},
+            "@timestamp": iso_time(ts)}

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collectors.packet.decode import SKIP, decode
-from collectors.packet.flows import LOWER, TCP_BITS, UPPER
+from collectors.packet.flows import BURST_GAP, LOWER, TCP_BITS, UPPER, note_burst
 from collectors.packet.pcapfile import MAX_RECORD, CaptureFile, pcap_header
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import ftp as ftpp
@@ -27,6 +27,8 @@ _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body ra
 _FTP, _RDP = ftpp.PORTS, rdpp.PORTS
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
+HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
+HEARTBEAT_FOLLOW = 32  # and after a malformed heartbeat request
 # All partial ClientHellos held at once: past this, hellos are parsed from what came
 # in their first segment, so crafted half-hellos cannot grow memory without bound.
 MAX_BUFFERED = 32 << 20
@@ -144,6 +146,15 @@ class Inspector:
 
     def _tls(self, f, app, ts: float, data: bytes) -> None:
         sess = self.session
+        if data[:1] == b"\x18":
+            hb = tlsp.heartbeat(data)
+            if hb:
+                sess.tls_heartbeat(f, ts, *hb)
+                if hb[0] == 1 and tlsp.heartbeat_verdict(hb[1], hb[2]) == "malformed":
+                    # an over-read attempt: watch on for the answer, past the rest of the
+                    # (up to 16 KB) request
+                    app.tls_parts = -HEARTBEAT_FOLLOW
+            return
         if app.tls_buf:
             sess.buffered -= len(app.tls_buf)
             data = app.tls_buf + data
@@ -168,7 +179,9 @@ class Inspector:
             server = tlsp.parse_server_hello(data)
             if server:
                 sess.tls_server(f, ts, server)
-                app.budget = 0
+                # a few segments more: a heartbeat sent before the handshake completes
+                # (Heartbleed's usual moment) starts one of them
+                app.budget = HEARTBEAT_WATCH
         app.tls_parts += 1
         if app.tls_parts > 8:
             app.budget = 0
@@ -198,6 +211,7 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
     skipped, bad = stats.skipped, stats.bad
     frame4 = _ETH_IP4_L4
     tcp_bits, upper, lower = TCP_BITS, UPPER, LOWER
+    burst_gap = BURST_GAP
     heads, head_bytes = _HEADS, _HEAD_BYTES
     next_sweep = table.next_sweep  # a local copy, refreshed whenever packet() ran
     max_record = MAX_RECORD
@@ -284,6 +298,8 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
                     bits = tcp_bits[(flags & 0x17) | (8 if plen else 0)]
                 else:
                     bits = 8 if plen else 0
+                if plen and ts - f.last >= burst_gap:
+                    note_burst(f, ts)
                 f.last = ts
                 if fwd:
                     f.opkts += 1

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
-from collectors.packet.events_login import ftp_event, rdp_event
+from collectors.packet.events_login import ftp_event, heartbeat_event, rdp_event
 from collectors.packet.flows import Flow, FlowTable
+from collectors.packet.proto import tls as tlsp
 from collectors.packet.stats import ReadStats
 
 MAX_PENDING = 64  # unanswered DNS queries / HTTP requests / FTP commands kept per flow
@@ -123,6 +124,23 @@ class Session:
         if app.hello:
             self.emit(self.builder.tls(f, app.hello[0], app.hello[1], server))
             app.hello = None
+
+    def tls_heartbeat(self, f: Flow, ts: float, kind: int, payload_length: int,
+                      record_length: int) -> None:
+        """A heartbeat record: a request declaring more than it carries is Heartbleed; a
+        response longer than such a request is the server leaking memory."""
+        app = f if f.app else self.app(f)
+        app.service = "tls"
+        verdict = tlsp.heartbeat_verdict(payload_length, record_length)
+        request_length = None
+        if kind == 1:
+            if verdict == "malformed":
+                app.extra = {"heartbeat": record_length}
+        elif isinstance(app.extra, dict) and "heartbeat" in app.extra:
+            request_length = app.extra["heartbeat"]
+            verdict = "leak" if record_length > request_length else verdict
+        self.emit(heartbeat_event(self.builder, f, ts, kind, payload_length, record_length,
+                                  verdict, request_length))
 
     def ssh(self, f: Flow, from_client: bool, banner: str) -> None:
         app = f if f.app else self.app(f)  # a call less when the state exists

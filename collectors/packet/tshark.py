@@ -45,6 +45,8 @@ FIELDS = [
     "ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg",
     "cotp.type", "rdp.rt_cookie", "rdp.neg_type", "rdp.negReq.requestedProtocols",
     "rdp.negReq.selectedProtocol", "rdp.negFailure.failureCode",
+    "tls.record.content_type", "tls.record.length", "tls.heartbeat_message.type",
+    "tls.heartbeat_message.payload_length",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
@@ -215,6 +217,9 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["tls.handshake.type"]]:
             service = "tls"
             _tls(session, f, ts, row)
+        if row[IX["tls.heartbeat_message.type"]]:
+            service = "tls"
+            _heartbeat(session, f, ts, row)
         if row[IX["ftp.request.command"]] or row[IX["ftp.response.code"]]:
             service = "ftp"
             _ftp(session, f, ts, row)
@@ -331,3 +336,15 @@ def _rdp(session: Session, f, ts: float, row: list[str]) -> None:
     else:
         return
     session.rdp(f, ts, msg)
+
+
+def _heartbeat(session: Session, f, ts: float, row: list[str]) -> None:
+    types = _all(row, "tls.record.content_type")
+    lengths = _all(row, "tls.record.length")
+    kinds = _all(row, "tls.heartbeat_message.type")
+    payloads = _all(row, "tls.heartbeat_message.payload_length")
+    records = [int(lengths[i]) for i, t in enumerate(types)
+               if t == str(tlsp.HEARTBEAT) and i < len(lengths)]
+    for i, kind in enumerate(kinds):
+        if i < len(records) and i < len(payloads):
+            session.tls_heartbeat(f, ts, int(kind), int(payloads[i]), records[i])
