@@ -3,6 +3,8 @@ crafted captures: flows, byte counts and DNS/HTTP/TLS fields must agree."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from packet_craft import HTTP_REQ, Traffic, client_hello, server_hello, standard_mix
 from scapy.all import DNSRR
@@ -26,7 +28,8 @@ def flows(events):
          e["network"]["transport"], e["source"]["packets"], e["source"]["bytes"],
          e["destination"]["packets"], e["destination"]["bytes"],
          e["zeek"]["connection"]["state"], e["zeek"]["connection"]["history"],
-         e["network"].get("protocol"), e["event"]["id"])
+         e["network"].get("protocol"), e["event"]["id"],
+         str({k: v for k, v in e["govsoc"]["flow"].items() if k.startswith("burst")}))
         for e in events if e["event"]["dataset"] == "network.flow")
 
 
@@ -53,7 +56,7 @@ def tls(events):
          get_field(e, "govsoc.tls.ja3_full"), get_field(e, "tls.version"),
          get_field(e, "tls.cipher"), str(get_field(e, "tls.client.supported_ciphers")),
          str(get_field(e, "govsoc.tls.sm_ciphers")))
-        for e in events if e["event"]["dataset"] == "network.tls")
+        for e in events if e["event"]["action"] == "tls_client_hello")
 
 
 def _extra() -> Traffic:
@@ -74,9 +77,103 @@ def _extra() -> Traffic:
     return t
 
 
-@pytest.fixture(scope="module", params=["standard", "extra"])
+def logins(events):
+    """FTP, RDP and TLS heartbeat events, whole (ids included)."""
+    return sorted(json.dumps(e, sort_keys=True) for e in events
+                   if e["event"]["dataset"] in ("network.ftp", "network.rdp")
+                   or e["event"]["action"] == "tls_heartbeat")
+
+
+def _dialogue(t: Traffic, c, cp, s, sp, turns, gap: float = 0.001) -> None:
+    """A TCP connection whose payloads alternate as given: (from_client, bytes) turns,
+    each acknowledged, then both sides close."""
+    from packet_craft import ETH
+    from scapy.all import IP, TCP, Raw
+
+    key = (c, cp, s, sp)
+    seq = {True: 1000, False: 9000}
+
+    def seg(from_client, flags, data=b""):
+        a, b = (c, s) if from_client else (s, c)
+        pa, pb = (cp, sp) if from_client else (sp, cp)
+        pkt = ETH / IP(src=a, dst=b) / TCP(sport=pa, dport=pb, flags=flags,
+                                          seq=seq[from_client], ack=seq[not from_client])
+        t.send(pkt / Raw(data) if data else pkt, from_client, key, gap)
+        seq[from_client] += len(data) or (1 if "S" in flags or "F" in flags else 0)
+
+    seg(True, "S")
+    seg(False, "SA")
+    seg(True, "A")
+    for from_client, data in turns:
+        seg(from_client, "PA", data)
+        seg(not from_client, "A")
+    seg(True, "FA")
+    seg(False, "FA")
+    seg(True, "A")
+
+
+def _x224(kind: int, body: bytes) -> bytes:
+    x224 = bytes([6 + len(body), kind, 0, 0, 0x12, 0x34, 0]) + body
+    return b"\x03\x00" + (4 + len(x224)).to_bytes(2, "big") + x224
+
+
+def _neg(kind: int, value: int) -> bytes:
+    return bytes([kind, 0, 8, 0]) + value.to_bytes(4, "little")
+
+
+def _protocols() -> Traffic:
+    """FTP logins (refused, anonymous, commands after), RDP set-ups (confirmed, refused,
+    unanswered), TLS heartbeats (normal, Heartbleed with a leaking answer), DNS record
+    types by IANA name, and check-ins in one UDP and one TCP flow."""
+    from packet_craft import ETH
+    from scapy.all import IP, UDP, Raw
+
+    t = Traffic()
+    _dialogue(t, "10.0.3.1", 46000, "10.0.3.21", 21, [
+        (False, b"220 FTP server ready\r\n"), (True, b"USER admin\r\n"),
+        (False, b"331 Password required for admin\r\n"), (True, b"PASS Secret-1\r\n"),
+        (False, b"530 Login incorrect.\r\n"), (True, b"USER anonymous\r\n"),
+        (False, b"331 Guest login ok\r\n"), (True, b"PASS guest@example.gov.cn\r\n"),
+        (False, b"230-Welcome\r\n230 Guest login ok, access restrictions apply.\r\n"),
+        (True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,3,21,200,10)\r\n"),
+        (True, b"RETR notice.txt\r\n"), (False, b"150 Opening BINARY mode data connection\r\n"),
+        (False, b"226 Transfer complete.\r\n"), (True, b"QUIT\r\n"), (False, b"221 Bye\r\n")])
+    cookie = b"Cookie: mstshash=alice\r\n"
+    _dialogue(t, "10.0.3.1", 46001, "10.0.3.33", 3389, [
+        (True, _x224(0xE0, cookie + _neg(1, 3))), (False, _x224(0xD0, _neg(2, 2)))])
+    _dialogue(t, "10.0.3.1", 46002, "10.0.3.34", 3389, [
+        (True, _x224(0xE0, b"Cookie: mstshash=bob\r\n" + _neg(1, 0))),
+        (False, _x224(0xD0, _neg(3, 5)))])
+    _dialogue(t, "10.0.3.2", 46003, "10.0.3.35", 3389, [
+        (True, _x224(0xE0, b"Cookie: mstshash=carol\r\n" + _neg(1, 1)))])
+    hello, server = client_hello("hb.example.gov.cn"), server_hello(0xC02F)
+    _dialogue(t, "10.0.3.1", 46004, "10.0.3.43", 443, [
+        (True, hello), (False, server),
+        (True, b"\x18\x03\x03\x00\x23\x01\x00\x10" + b"p" * 16 + b"\x00" * 16),
+        (False, b"\x18\x03\x03\x00\x23\x02\x00\x10" + b"p" * 16 + b"\x00" * 16)])
+    _dialogue(t, "10.0.3.6", 46005, "10.0.3.44", 443, [
+        (True, hello), (False, server), (True, b"\x18\x03\x03\x00\x03\x01\x40\x00"),
+        (False, b"\x18\x03\x03\x01\x13\x02\x01\x00" + b"m" * 256 + b"\x00" * 16)])
+    for qtype in (10, 44, 252, 251, 52, 99):  # NULL, SSHFP, AXFR, IXFR, TLSA, SPF
+        t.dns("10.0.3.1", 5500 + qtype, "10.0.3.53", f"q{qtype}.example.gov.cn", qtype,
+              answered=False, qtype=qtype)
+    for i in range(10):  # an implant's check-ins, 15 s apart, on one UDP (QUIC) flow
+        key = ("10.0.3.7", 47000, "198.51.100.9", 443)
+        t.send(ETH / IP(src=key[0], dst=key[2]) / UDP(sport=47000, dport=443)
+               / Raw(b"q" * (60 + i)), True, key, 15.0 + 0.2 * (i % 3))
+        t.send(ETH / IP(src=key[2], dst=key[0]) / UDP(sport=443, dport=47000)
+               / Raw(b"r" * 40), False, key, 0.05)
+    _dialogue(t, "10.0.3.8", 46006, "10.0.3.80", 8888,
+              [(i % 2 == 0, b"POST /beacon HTTP/1.1\r\nHost: 10.0.3.80:8888\r\n"
+                            b"User-Agent: Go-http-client/1.1\r\nContent-Length: 0\r\n\r\n"
+                if i % 2 == 0 else b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+               for i in range(16)], gap=7.0)
+    return t
+
+
+@pytest.fixture(scope="module", params=["standard", "extra", "protocols"])
 def results(request, tmp_path_factory):
-    t = standard_mix() if request.param == "standard" else _extra()
+    t = {"standard": standard_mix, "extra": _extra, "protocols": _protocols}[request.param]()
     path = t.write(tmp_path_factory.mktemp("diff") / f"{request.param}.pcap")
     return _both(path)
 
@@ -101,6 +198,44 @@ def test_http_fields_agree(results):
 def test_tls_fields_agree(results):
     assert tls(results["fast"][0]) == tls(results["tshark"][0])
     assert tls(results["fast"][0])
+
+
+def test_login_and_heartbeat_events_agree(results):
+    assert logins(results["fast"][0]) == logins(results["tshark"][0])
+
+
+def test_protocol_events_carry_what_the_wire_shows(tmp_path):
+    """What the crafted conversations must yield (on the fast path, which the tests above
+    hold equal to tshark), and no password in any event."""
+    events, _ = read_pcaps([_protocols().write(tmp_path / "p.pcap")])
+    events = list(events)
+    assert "Secret-1" not in json.dumps(events)
+    ftp = [(get_field(e, "zeek.ftp.command"), get_field(e, "user.name"),
+            get_field(e, "zeek.ftp.reply.code"), e["event"].get("outcome"))
+           for e in events if e["event"]["dataset"] == "network.ftp"]
+    assert ftp == [("PASS", "admin", 530, "failure"), ("PASS", "anonymous", 230, "success"),
+                   ("PASV", "anonymous", 227, "success"), ("RETR", "anonymous", 150, "success")]
+    rdp = sorted((get_field(e, "zeek.rdp.cookie"), get_field(e, "zeek.rdp.requested_protocols"),
+                  get_field(e, "zeek.rdp.security_protocol"), get_field(e, "zeek.rdp.result"))
+                 for e in events if e["event"]["dataset"] == "network.rdp")
+    assert rdp == [("alice", "SSL,HYBRID", "HYBRID", "confirmed"),
+                   ("bob", "RDP", None, "HYBRID_REQUIRED_BY_SERVER"),
+                   ("carol", "SSL", None, "no confirm")]
+    beats = sorted((e["source"]["ip"], get_field(e, "govsoc.tls.heartbeat.type"),
+                    get_field(e, "govsoc.tls.heartbeat.verdict"))
+                   for e in events if e["event"]["action"] == "tls_heartbeat")
+    assert beats == [("10.0.3.1", "request", "normal"), ("10.0.3.1", "response", "normal"),
+                     ("10.0.3.6", "request", "malformed"), ("10.0.3.6", "response", "leak")]
+    qtypes = {get_field(e, "dns.question.type") for e in events
+              if e["event"]["dataset"] == "network.dns"}
+    assert qtypes == {"NULL", "SSHFP", "AXFR", "IXFR", "TLSA", "SPF"}
+    bursts = {e["destination"]["port"]: e["govsoc"]["flow"] for e in events
+              if e["event"]["dataset"] == "network.flow" and "bursts" in e["govsoc"]["flow"]}
+    assert bursts[443]["bursts"] == 10 and bursts[443]["burst_interval_s"] == 15.2
+    assert bursts[443]["burst_jitter"] < 0.05
+    # the connection's start and its 16 payloads, each 14 s after the one before (its
+    # acknowledgement came 7 s in between: silence is measured from any packet)
+    assert bursts[8888]["bursts"] == 17 and bursts[8888]["burst_interval_s"] == 14.0
 
 
 def test_tshark_engine_reports_missing_tool(monkeypatch, tmp_path):
