@@ -26,6 +26,9 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.tls": _FLOW + ("tls.*", "zeek.ssl.*"),
     "network.ftp": _FLOW + ("user.*", "zeek.ftp.*"),
     "network.rdp": _FLOW + ("user.*", "zeek.rdp.*"),
+    "network.smtp": _FLOW + ("user.*",),
+    "network.pop3": _FLOW + ("user.*",),
+    "network.imap": _FLOW + ("user.*",),
 }
 for _ds in WINDOWS_DATASETS:
     DATASET_FIELDS[_ds] = ("winlog.*", "source.ip", "user.name", "process.pid")

@@ -1,6 +1,6 @@
-"""ECS documents for FTP commands and logins, RDP connection set-up (in the layout of
-Filebeat's Zeek module: zeek.ftp.*, zeek.rdp.*) and TLS heartbeats, built the same way
-for both engines.
+"""ECS documents for FTP commands and logins, SMTP/POP3/IMAP logins, RDP connection
+set-up (in the layout of Filebeat's Zeek module: zeek.ftp.*, zeek.rdp.*) and TLS
+heartbeats, built the same way for both engines.
 
 A login is an event of category authentication with `event.outcome`, so one rule shape
 counts failed logins whatever the protocol. Passwords never enter an event: the PASS
@@ -97,3 +97,24 @@ def heartbeat_event(builder: EventBuilder, f: Flow, ts: float, kind: int, payloa
             "source": source, "destination": destination, "network": network,
             "govsoc": {"capture": {"source": builder.source_name}, "tls": {"heartbeat": hb}},
             "@timestamp": iso_time(ts)}
+
+
+def mail_event(builder: EventBuilder, f: Flow, ts: float, proto: str, seq: int, verb: str,
+               user: str | None, status: str, outcome: str) -> dict[str, Any]:
+    """One SMTP AUTH / POP3 USER-PASS-APOP-AUTH / IMAP LOGIN-AUTHENTICATE and its final
+    reply (`govsoc.mail.*`: Filebeat's Zeek module has no POP3/IMAP log to follow)."""
+    source, destination, network, key_text = _endpoints(f.key, proto)
+    dataset = f"network.{proto}"
+    doc: dict[str, Any] = {
+        "event": {"kind": "event", "category": ["network", "authentication"],
+                  "type": ["protocol", "start"], "action": f"{proto}_login",
+                  "outcome": outcome, "dataset": dataset,
+                  "id": event_id(dataset, f"{builder.ident}|{key_text}|{seq}|"
+                                          f"{round(ts * 1_000_000)}")},
+        "source": source, "destination": destination, "network": network}
+    if user:
+        doc["user"] = {"name": user[:MAX_TEXT]}
+    doc["govsoc"] = {"capture": {"source": builder.source_name},
+                     "mail": {"command": verb, "reply": status}}
+    doc["@timestamp"] = iso_time(ts)
+    return doc

@@ -14,6 +14,7 @@ from collectors.packet.pcapfile import MAX_RECORD, CaptureFile, pcap_header
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import ftp as ftpp
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import ssh as sshp
 from collectors.packet.proto import tls as tlsp
@@ -24,7 +25,9 @@ DNS_PORTS = frozenset({53, 5353, 5355})
 _REQ = httpp.REQUEST_PREFIXES
 _HEADS = _REQ | {b"HTTP"}
 _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body rarely has one
-_FTP, _RDP = ftpp.PORTS, rdpp.PORTS
+_FTP, _RDP, _MAIL = ftpp.PORTS, rdpp.PORTS, mailp.PORTS
+_MAIL_SVC = {p: p for p in set(mailp.PORTS.values())}
+MAIL_SEGMENTS = 64
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
 HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
@@ -97,6 +100,18 @@ class Inspector:
                 self._tls(f, app, ts, buf[ps:pe])
                 return
             data = buf[ps:pe]
+            mproto = _MAIL_SVC.get(svc) if svc else (_MAIL.get(dport) or _MAIL.get(sport))
+            if mproto:
+                # a mail session: read until a login succeeded, or for MAIL_SEGMENTS
+                # segments (a message body is not looked through line by line)
+                if svc is None:
+                    app.budget = MAIL_SEGMENTS
+                if sport in _MAIL:
+                    sess.mail(f, ts, mproto, [], mailp.replies(mproto, data))
+                else:
+                    sess.mail(f, ts, mproto, mailp.requests(mproto, data), [])
+                app.budget -= 1
+                return
             if svc == "ftp" or (svc is None and (sport in _FTP or dport in _FTP)):
                 # a control connection: every segment is read (returning before the
                 # budget count keeps it positive), it carries a few lines a login

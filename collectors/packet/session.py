@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
-from collectors.packet.events_login import ftp_event, heartbeat_event, rdp_event
+from collectors.packet.events_login import ftp_event, heartbeat_event, mail_event, rdp_event
 from collectors.packet.flows import Flow, FlowTable
+from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.stats import ReadStats
 
@@ -56,7 +57,7 @@ class Session:
             f.tls_buf = b""
             f.tls_parts = 0
             f.ssh = None
-            f.extra = None  # FTP / RDP state (see ftp() and rdp())
+            f.extra = None  # FTP / mail / RDP / heartbeat state (see their methods)
         return f
 
     # -- DNS: one event per transaction (query + its answer), as Zeek's dns.log
@@ -179,6 +180,38 @@ class Session:
             return
         st["seq"] += 1
         self.emit(ftp_event(self.builder, f, cts, st["seq"], cmd, arg, st["user"], code, text))
+
+    # -- SMTP/POP3/IMAP: login commands paired with their final replies
+    def mail(self, f: Flow, ts: float, proto: str,
+             requests: list[tuple[str | None, str, str | None]],
+             replies: list[tuple[str | None, str]]) -> None:
+        app = f if f.app else self.app(f)
+        app.service = proto
+        st = app.extra
+        if st is None:
+            st = app.extra = {"user": None, "pending": [], "seq": 0}
+        pending = st["pending"]
+        for tag, verb, user in requests:
+            if user:
+                st["user"] = user
+            if len(pending) >= MAX_PENDING:
+                del pending[0]
+            pending.append((ts, tag, verb))
+        for tag, status in replies:
+            # IMAP answers by tag; SMTP and POP3 answer in order
+            i = next((k for k, p in enumerate(pending) if p[1] == tag), None) \
+                if proto == "imap" else (0 if pending else None)
+            if i is None:
+                continue
+            result = mailp.outcome(proto, status)
+            if result is None:
+                continue  # SMTP 334: the exchange goes on
+            pts, _, verb = pending.pop(i)
+            if proto == "pop3" and verb == "USER" and result == "success":
+                continue  # the account is known; PASS decides
+            st["seq"] += 1
+            self.emit(mail_event(self.builder, f, pts, proto, st["seq"], verb, st["user"],
+                                 status, result))
 
     # -- RDP: the X.224 request (cookie) completed by the server's confirm
     def rdp(self, f: Flow, ts: float, msg: dict) -> None:

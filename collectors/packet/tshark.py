@@ -14,6 +14,7 @@ from typing import Any
 
 from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
+from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
@@ -47,6 +48,9 @@ FIELDS = [
     "rdp.negReq.selectedProtocol", "rdp.negFailure.failureCode",
     "tls.record.content_type", "tls.record.length", "tls.heartbeat_message.type",
     "tls.heartbeat_message.payload_length",
+    "smtp.req.command", "smtp.response.code", "pop.request.command", "pop.request.parameter",
+    "pop.response.indicator", "imap.request_tag", "imap.request.command",
+    "imap.request.username", "imap.response_tag", "imap.response.status",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
@@ -223,6 +227,12 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["ftp.request.command"]] or row[IX["ftp.response.code"]]:
             service = "ftp"
             _ftp(session, f, ts, row)
+        proto_name = mailp.PORTS.get(dport) or mailp.PORTS.get(sport)
+        if proto_name and (row[IX["smtp.req.command"]] or row[IX["smtp.response.code"]]
+                           or row[IX["pop.request.command"]] or row[IX["pop.response.indicator"]]
+                           or row[IX["imap.request.command"]] or row[IX["imap.response.status"]]):
+            service = proto_name
+            _mail(session, f, ts, proto_name, row)
         if row[IX["cotp.type"]] and (sport in rdpp.PORTS or dport in rdpp.PORTS):
             service = "rdp"
             _rdp(session, f, ts, row)
@@ -348,3 +358,37 @@ def _heartbeat(session: Session, f, ts: float, row: list[str]) -> None:
     for i, kind in enumerate(kinds):
         if i < len(records) and i < len(payloads):
             session.tls_heartbeat(f, ts, int(kind), int(payloads[i]), records[i])
+
+
+def _mail(session: Session, f, ts: float, proto: str, row: list[str]) -> None:
+    """Wireshark's SMTP/POP/IMAP fields as the (tag, VERB, account) requests and (tag,
+    status) replies of proto.mail."""
+    verbs = mailp.LOGIN_VERBS[proto]
+    reqs: list[tuple[str | None, str, str | None]] = []
+    reps: list[tuple[str | None, str]] = []
+    if proto == "smtp":
+        reqs = [(None, c.upper(), None) for c in _all(row, "smtp.req.command")
+                if c.upper() in verbs]
+        codes = _all(row, "smtp.response.code")
+        reps = [(None, codes[0])] if codes else []
+    elif proto == "pop3":
+        params = _all(row, "pop.request.parameter")
+        for i, c in enumerate(_all(row, "pop.request.command")):
+            verb = c.upper()
+            if verb in verbs:
+                arg = params[i].split(" ")[0] if i < len(params) else ""
+                reqs.append((None, verb, mailp.unquote(arg) if verb in ("USER", "APOP") and arg
+                             else None))
+        reps = [(None, v) for v in _all(row, "pop.response.indicator") if v in ("+OK", "-ERR")]
+    else:
+        tags, users = _all(row, "imap.request_tag"), _all(row, "imap.request.username")
+        for i, c in enumerate(_all(row, "imap.request.command")):
+            verb = c.upper()
+            if verb in verbs:
+                user = mailp.unquote(users[0]) if verb == "LOGIN" and users else None
+                reqs.append((tags[i] if i < len(tags) else None, verb, user))
+        rtags = _all(row, "imap.response_tag")
+        for i, st in enumerate(_all(row, "imap.response.status")):
+            if st.upper() in ("OK", "NO", "BAD") and i < len(rtags) and rtags[i] not in ("*", "+"):
+                reps.append((rtags[i], st.upper()))
+    session.mail(f, ts, proto, reqs, reps)

@@ -80,7 +80,8 @@ def _extra() -> Traffic:
 def logins(events):
     """FTP, RDP and TLS heartbeat events, whole (ids included)."""
     return sorted(json.dumps(e, sort_keys=True) for e in events
-                   if e["event"]["dataset"] in ("network.ftp", "network.rdp")
+                   if e["event"]["dataset"] in ("network.ftp", "network.rdp", "network.smtp",
+                                                "network.pop3", "network.imap")
                    or e["event"]["action"] == "tls_heartbeat")
 
 
@@ -138,6 +139,27 @@ def _protocols() -> Traffic:
         (True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,3,21,200,10)\r\n"),
         (True, b"RETR notice.txt\r\n"), (False, b"150 Opening BINARY mode data connection\r\n"),
         (False, b"226 Transfer complete.\r\n"), (True, b"QUIT\r\n"), (False, b"221 Bye\r\n")])
+    _dialogue(t, "10.0.3.1", 46010, "10.0.3.25", 25, [
+        (False, b"220 mail.example.gov.cn ESMTP\r\n"), (True, b"EHLO pc\r\n"),
+        (False, b"250-mail.example.gov.cn\r\n250 AUTH PLAIN LOGIN\r\n"),
+        (True, b"AUTH PLAIN AGFsaWNlAFNlY3JldC0y\r\n"),
+        (False, b"535 5.7.8 Authentication credentials invalid\r\n"),
+        (True, b"AUTH LOGIN\r\n"), (False, b"334 VXNlcm5hbWU6\r\n"), (True, b"YWxpY2U=\r\n"),
+        (False, b"334 UGFzc3dvcmQ6\r\n"), (True, b"U2VjcmV0LTM=\r\n"),
+        (False, b"235 2.7.0 Authentication successful\r\n"), (True, b"QUIT\r\n"),
+        (False, b"221 Bye\r\n")])
+    _dialogue(t, "10.0.3.1", 46011, "10.0.3.110", 110, [
+        (False, b"+OK POP3 ready\r\n"), (True, b"USER alice\r\n"), (False, b"+OK\r\n"),
+        (True, b"PASS Secret-4\r\n"), (False, b"-ERR [AUTH] Authentication failed.\r\n"),
+        (True, b"USER bob\r\n"), (False, b"-ERR no such user\r\n"),
+        (True, b"USER carol\r\n"), (False, b"+OK\r\n"), (True, b"PASS Secret-5\r\n"),
+        (False, b"+OK Logged in.\r\n"), (True, b"QUIT\r\n"), (False, b"+OK Bye\r\n")])
+    _dialogue(t, "10.0.3.1", 46012, "10.0.3.143", 143, [
+        (False, b"* OK IMAP4rev1 ready\r\n"), (True, b"a1 LOGIN alice Secret-6\r\n"),
+        (False, b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+        (True, b'a2 LOGIN "dave" "Secret-7"\r\n'),
+        (False, b"* CAPABILITY IMAP4rev1\r\na2 OK Logged in\r\n"),
+        (True, b"a3 LOGOUT\r\n"), (False, b"* BYE\r\na3 OK Logout completed.\r\n")])
     cookie = b"Cookie: mstshash=alice\r\n"
     _dialogue(t, "10.0.3.1", 46001, "10.0.3.33", 3389, [
         (True, _x224(0xE0, cookie + _neg(1, 3))), (False, _x224(0xD0, _neg(2, 2)))])
@@ -209,7 +231,19 @@ def test_protocol_events_carry_what_the_wire_shows(tmp_path):
     hold equal to tshark), and no password in any event."""
     events, _ = read_pcaps([_protocols().write(tmp_path / "p.pcap")])
     events = list(events)
-    assert "Secret-1" not in json.dumps(events)
+    text = json.dumps(events)
+    assert not [n for n in range(1, 8) if f"Secret-{n}" in text]
+    mail = [(e["event"]["dataset"], get_field(e, "govsoc.mail.command"),
+             get_field(e, "user.name"), get_field(e, "govsoc.mail.reply"), e["event"]["outcome"])
+            for e in events if e["event"]["action"] in ("smtp_login", "pop3_login", "imap_login")]
+    assert sorted(mail) == [
+        ("network.imap", "LOGIN", "alice", "NO", "failure"),
+        ("network.imap", "LOGIN", "dave", "OK", "success"),
+        ("network.pop3", "PASS", "alice", "-ERR", "failure"),
+        ("network.pop3", "PASS", "carol", "+OK", "success"),
+        ("network.pop3", "USER", "bob", "-ERR", "failure"),
+        ("network.smtp", "AUTH", None, "235", "success"),
+        ("network.smtp", "AUTH", None, "535", "failure")]
     ftp = [(get_field(e, "zeek.ftp.command"), get_field(e, "user.name"),
             get_field(e, "zeek.ftp.reply.code"), e["event"].get("outcome"))
            for e in events if e["event"]["dataset"] == "network.ftp"]
