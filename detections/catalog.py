@@ -29,6 +29,7 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.smtp": _FLOW + ("user.*",),
     "network.pop3": _FLOW + ("user.*",),
     "network.imap": _FLOW + ("user.*",),
+    "network.smb": _FLOW + ("user.*",),
 }
 for _ds in WINDOWS_DATASETS:
     DATASET_FIELDS[_ds] = ("winlog.*", "source.ip", "user.name", "process.pid")

@@ -1,4 +1,4 @@
-"""ECS documents for FTP commands and logins, SMTP/POP3/IMAP logins, RDP connection
+"""ECS documents for FTP commands and logins, SMTP/POP3/IMAP and SMB logins, RDP connection
 set-up (in the layout of Filebeat's Zeek module: zeek.ftp.*, zeek.rdp.*) and TLS
 heartbeats, built the same way for both engines.
 
@@ -13,6 +13,7 @@ from typing import Any
 from collectors.packet.events import EventBuilder, _endpoints, event_id, iso_time
 from collectors.packet.flows import Flow
 from collectors.packet.proto import rdp as rdpp
+from collectors.packet.proto import smb as smbp
 
 MAX_TEXT = 200  # characters of a reply text or argument kept
 
@@ -116,5 +117,29 @@ def mail_event(builder: EventBuilder, f: Flow, ts: float, proto: str, seq: int, 
         doc["user"] = {"name": user[:MAX_TEXT]}
     doc["govsoc"] = {"capture": {"source": builder.source_name},
                      "mail": {"command": verb, "reply": status}}
+    doc["@timestamp"] = iso_time(ts)
+    return doc
+
+
+def smb_event(builder: EventBuilder, f: Flow, ts: float, seq: int, state: dict,
+              status: int) -> dict[str, Any]:
+    """One SMB2 session set-up and its final status (the NTLM account when one was sent)."""
+    source, destination, network, key_text = _endpoints(f.key, "smb")
+    smb: dict[str, Any] = {"status": smbp.status_name(status)}
+    if state.get("dialect") is not None:
+        smb["dialect"] = smbp.dialect_name(state["dialect"])
+    doc: dict[str, Any] = {
+        "event": {"kind": "event", "category": ["network", "authentication"],
+                  "type": ["protocol", "start"], "action": "smb_login",
+                  "outcome": "success" if status == 0 else "failure",
+                  "dataset": "network.smb",
+                  "id": event_id("network.smb", f"{builder.ident}|{key_text}|{seq}|"
+                                                f"{round(ts * 1_000_000)}")},
+        "source": source, "destination": destination, "network": network}
+    if state.get("user"):
+        doc["user"] = {"name": state["user"][:MAX_TEXT]}
+        if state.get("domain"):
+            doc["user"]["domain"] = state["domain"][:MAX_TEXT]
+    doc["govsoc"] = {"capture": {"source": builder.source_name}, "smb": smb}
     doc["@timestamp"] = iso_time(ts)
     return doc

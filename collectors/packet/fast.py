@@ -16,6 +16,7 @@ from collectors.packet.proto import ftp as ftpp
 from collectors.packet.proto import http as httpp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
+from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import ssh as sshp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
@@ -28,6 +29,8 @@ _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body ra
 _FTP, _RDP, _MAIL = ftpp.PORTS, rdpp.PORTS, mailp.PORTS
 _MAIL_SVC = {p: p for p in set(mailp.PORTS.values())}
 MAIL_SEGMENTS = 64
+SMB_SEGMENTS = 16  # negotiate and a two- or three-leg session set-up fit well within
+_SMB = smbp.PORTS
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
 HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
@@ -144,6 +147,14 @@ class Inspector:
                     if len(app.ssh or ()) == 2:
                         app.budget = 0
                     return
+            elif data[0] == 0 and (sport in _SMB or dport in _SMB):
+                msg = smbp.parse(data)
+                if msg:
+                    if app.service != "smb":
+                        app.budget = SMB_SEGMENTS
+                    if sess.smb(f, ts, msg):
+                        app.budget = 0
+                        return
             elif data[0] == 3 and (sport in _RDP or dport in _RDP):
                 msg = rdpp.parse(data)
                 if msg:

@@ -11,9 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
-from collectors.packet.events_login import ftp_event, heartbeat_event, mail_event, rdp_event
+from collectors.packet.events_login import (
+    ftp_event,
+    heartbeat_event,
+    mail_event,
+    rdp_event,
+    smb_event,
+)
 from collectors.packet.flows import Flow, FlowTable
 from collectors.packet.proto import mail as mailp
+from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.stats import ReadStats
 
@@ -57,7 +64,7 @@ class Session:
             f.tls_buf = b""
             f.tls_parts = 0
             f.ssh = None
-            f.extra = None  # FTP / mail / RDP / heartbeat state (see their methods)
+            f.extra = None  # FTP / mail / SMB / RDP / heartbeat state (their methods)
         return f
 
     # -- DNS: one event per transaction (query + its answer), as Zeek's dns.log
@@ -212,6 +219,29 @@ class Session:
             st["seq"] += 1
             self.emit(mail_event(self.builder, f, pts, proto, st["seq"], verb, st["user"],
                                  status, result))
+
+    # -- SMB2: the negotiated dialect and the session set-up's account and outcome
+    def smb(self, f: Flow, ts: float, msg: dict) -> bool:
+        """Returns True once a session set-up has its final answer (nothing more to read)."""
+        app = f if f.app else self.app(f)
+        app.service = "smb"
+        st = app.extra
+        if st is None:
+            st = app.extra = {"dialect": None, "user": None, "domain": None, "ts": None,
+                              "seq": 0}
+        if msg["command"] == smbp.NEGOTIATE and msg["response"] and "dialect" in msg:
+            st["dialect"] = msg["dialect"]
+        elif msg["command"] == smbp.SESSION_SETUP:
+            if not msg["response"]:
+                st["ts"] = ts
+                if msg.get("user"):
+                    st["user"], st["domain"] = msg["user"], msg.get("domain")
+            elif msg["status"] != smbp.MORE_PROCESSING:
+                st["seq"] += 1
+                self.emit(smb_event(self.builder, f, st["ts"] or ts, st["seq"], st,
+                                    msg["status"]))
+                return True
+        return False
 
     # -- RDP: the X.224 request (cookie) completed by the server's confirm
     def rdp(self, f: Flow, ts: float, msg: dict) -> None:

@@ -51,6 +51,8 @@ FIELDS = [
     "smtp.req.command", "smtp.response.code", "pop.request.command", "pop.request.parameter",
     "pop.response.indicator", "imap.request_tag", "imap.request.command",
     "imap.request.username", "imap.response_tag", "imap.response.status",
+    "smb2.cmd", "smb2.flags.response", "smb2.nt_status", "smb2.dialect",
+    "ntlmssp.auth.username", "ntlmssp.auth.domain",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
@@ -233,6 +235,9 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
                            or row[IX["imap.request.command"]] or row[IX["imap.response.status"]]):
             service = proto_name
             _mail(session, f, ts, proto_name, row)
+        if row[IX["smb2.cmd"]]:
+            service = "smb"
+            _smb(session, f, ts, row)
         if row[IX["cotp.type"]] and (sport in rdpp.PORTS or dport in rdpp.PORTS):
             service = "rdp"
             _rdp(session, f, ts, row)
@@ -392,3 +397,19 @@ def _mail(session: Session, f, ts: float, proto: str, row: list[str]) -> None:
             if st.upper() in ("OK", "NO", "BAD") and i < len(rtags) and rtags[i] not in ("*", "+"):
                 reps.append((rtags[i], st.upper()))
     session.mail(f, ts, proto, reqs, reps)
+
+
+def _smb(session: Session, f, ts: float, row: list[str]) -> None:
+    """The first SMB2 message of the frame, as proto.smb.parse reads it."""
+    msg: dict[str, Any] = {"command": int(_first(row, "smb2.cmd")),
+                           "response": _flag(_first(row, "smb2.flags.response")),
+                           "status": _num(_first(row, "smb2.nt_status") or "0")}
+    if msg["command"] == 0 and msg["response"] and row[IX["smb2.dialect"]]:
+        msg["dialect"] = _num(_first(row, "smb2.dialect"))
+    user = _first(row, "ntlmssp.auth.username")
+    if msg["command"] == 1 and not msg["response"] and user and user != "NULL":
+        msg["user"] = user
+        domain = _first(row, "ntlmssp.auth.domain")
+        if domain and domain != "NULL":
+            msg["domain"] = domain
+    session.smb(f, ts, msg)

@@ -81,7 +81,8 @@ def logins(events):
     """FTP, RDP and TLS heartbeat events, whole (ids included)."""
     return sorted(json.dumps(e, sort_keys=True) for e in events
                    if e["event"]["dataset"] in ("network.ftp", "network.rdp", "network.smtp",
-                                                "network.pop3", "network.imap")
+                                                "network.pop3", "network.imap",
+                                                "network.smb")
                    or e["event"]["action"] == "tls_heartbeat")
 
 
@@ -122,6 +123,44 @@ def _neg(kind: int, value: int) -> bytes:
     return bytes([kind, 0, 8, 0]) + value.to_bytes(4, "little")
 
 
+def _smb2(command: int, body: bytes, status: int = 0, response: bool = False,
+          mid: int = 0) -> bytes:
+    import struct
+
+    head = b"\xfeSMB" + struct.pack("<HHIHHIIQIIQ16s", 64, 0, status, command, 1,
+                                     1 if response else 0, 0, mid, 0, 0, 0x77, b"")
+    msg = head + body
+    return b"\x00" + len(msg).to_bytes(3, "big") + msg
+
+
+def _ntlm_auth(user: str, domain: str) -> bytes:
+    import struct
+
+    d, u, w = domain.encode("utf-16-le"), user.encode("utf-16-le"), "PC1".encode("utf-16-le")
+    off = 64
+    fields = b""
+    for blob, at in ((b"", off), (b"", off), (d, off), (u, off + len(d)),
+                     (w, off + len(d) + len(u)), (b"", off + len(d) + len(u) + len(w))):
+        fields += struct.pack("<HHI", len(blob), len(blob), at)
+    return b"NTLMSSP\x00" + struct.pack("<I", 3) + fields + struct.pack("<I", 0x201) + d + u + w
+
+
+def _smb_session(t: Traffic, cport: int, user: str, status: int) -> None:
+    import struct
+
+    neg_req = struct.pack("<HHHHI16sQ", 36, 2, 1, 0, 0, b"g" * 16, 0) + \
+        struct.pack("<HH", 0x0210, 0x0302)
+    neg_rsp = struct.pack("<HHHH16sIIIIQQHHI", 65, 1, 0x0302, 0, b"s" * 16, 0, 65536,
+                          65536, 65536, 0, 0, 128, 0, 0)
+    auth = _ntlm_auth(user, "GOV")
+    setup = struct.pack("<HBBIIHHQ", 25, 0, 1, 0, 0, 64 + 24, len(auth), 0) + auth
+    _dialogue(t, "10.0.3.1", cport, "10.0.3.45", 445, [
+        (True, _smb2(0, neg_req)), (False, _smb2(0, neg_rsp, response=True)),
+        (True, _smb2(1, setup, mid=1)),
+        (False, _smb2(1, struct.pack("<HHHH", 9, 0, 72, 0), status=status, response=True,
+                      mid=1))])
+
+
 def _protocols() -> Traffic:
     """FTP logins (refused, anonymous, commands after), RDP set-ups (confirmed, refused,
     unanswered), TLS heartbeats (normal, Heartbleed with a leaking answer), DNS record
@@ -160,6 +199,8 @@ def _protocols() -> Traffic:
         (True, b'a2 LOGIN "dave" "Secret-7"\r\n'),
         (False, b"* CAPABILITY IMAP4rev1\r\na2 OK Logged in\r\n"),
         (True, b"a3 LOGOUT\r\n"), (False, b"* BYE\r\na3 OK Logout completed.\r\n")])
+    _smb_session(t, 46020, "alice", 0xC000006D)
+    _smb_session(t, 46021, "bob", 0)
     cookie = b"Cookie: mstshash=alice\r\n"
     _dialogue(t, "10.0.3.1", 46001, "10.0.3.33", 3389, [
         (True, _x224(0xE0, cookie + _neg(1, 3))), (False, _x224(0xD0, _neg(2, 2)))])
@@ -249,6 +290,11 @@ def test_protocol_events_carry_what_the_wire_shows(tmp_path):
            for e in events if e["event"]["dataset"] == "network.ftp"]
     assert ftp == [("PASS", "admin", 530, "failure"), ("PASS", "anonymous", 230, "success"),
                    ("PASV", "anonymous", 227, "success"), ("RETR", "anonymous", 150, "success")]
+    smb = sorted((get_field(e, "user.domain"), get_field(e, "user.name"),
+                  get_field(e, "govsoc.smb.dialect"), get_field(e, "govsoc.smb.status"),
+                  e["event"]["outcome"]) for e in events if e["event"]["dataset"] == "network.smb")
+    assert smb == [("GOV", "alice", "3.0.2", "STATUS_LOGON_FAILURE", "failure"),
+                   ("GOV", "bob", "3.0.2", "STATUS_SUCCESS", "success")]
     rdp = sorted((get_field(e, "zeek.rdp.cookie"), get_field(e, "zeek.rdp.requested_protocols"),
                   get_field(e, "zeek.rdp.security_protocol"), get_field(e, "zeek.rdp.result"))
                  for e in events if e["event"]["dataset"] == "network.rdp")
