@@ -259,7 +259,7 @@ class EventBuilder:
                     url["query"] = query
             host = req.get("host")
             if host:
-                url["domain"] = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+                url["domain"] = host_name(host)
                 destination["domain"] = url["domain"]
             fields["url"] = url
             if req.get("user_agent"):
@@ -342,3 +342,12 @@ def burst_stats(times: list[float]) -> dict[str, Any]:
 def _median(values: list[float]) -> float:
     n = len(values)
     return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def host_name(host: str) -> str:
+    """A Host header without its port; an IPv6 literal without its brackets, as ECS
+    url.domain holds it ("[2001:db8::1]:8080" -> "2001:db8::1")."""
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    return host.rsplit(":", 1)[0]

@@ -52,7 +52,7 @@ FIELDS = [
     "pop.response.indicator", "imap.request_tag", "imap.request.command",
     "imap.request.username", "imap.response_tag", "imap.response.status",
     "smb2.cmd", "smb2.flags.response", "smb2.nt_status", "smb2.dialect",
-    "ntlmssp.auth.username", "ntlmssp.auth.domain",
+    "ntlmssp.auth.username", "ntlmssp.auth.domain", "sctp.srcport", "sctp.dstport",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
@@ -205,6 +205,9 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         sport = itype
         dport = pairs.get(itype, int(_first(row, f"{name}.code") or 0))
         plen = 1  # ICMP always carries a body beyond its 4-byte header here
+    elif proto == 132 and row[IX["sctp.srcport"]]:
+        sport, dport = int(_first(row, "sctp.srcport")), int(_first(row, "sctp.dstport"))
+        plen = ip_len - (20 if src4 else 40) - 12  # chunks after the common header
     else:
         sport = dport = 0
         plen = 1

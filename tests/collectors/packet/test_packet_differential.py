@@ -231,7 +231,38 @@ def _protocols() -> Traffic:
                             b"User-Agent: Go-http-client/1.1\r\nContent-Length: 0\r\n\r\n"
                 if i % 2 == 0 else b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                for i in range(16)], gap=7.0)
+    _wire_variants(t)
     return t
+
+
+def _wire_variants(t: Traffic) -> None:
+    """Framings and requests the fast path once skipped: PPPoE, SCTP, a request in a TCP
+    Fast Open SYN, an IPv6 literal Host with a port."""
+    from packet_craft import ETH
+    from scapy.all import IP, PPP, TCP, PPPoE, Raw
+    from scapy.layers.sctp import SCTP, SCTPChunkData
+
+    pppoe = ETH / PPPoE(sessionid=7) / PPP(proto=0x0021)
+    key = ("10.0.4.1", 40100, "10.0.4.80", 80)
+    t.send(pppoe / IP(src=key[0], dst=key[2]) / TCP(sport=40100, dport=80, flags="S"), True,
+           key)
+    t.send(pppoe / IP(src=key[2], dst=key[0]) / TCP(sport=80, dport=40100, flags="SA"), False,
+           key)
+    key = ("10.0.4.1", 3868, "10.0.4.90", 3868)  # Diameter over SCTP
+    for from_client in (True, False):
+        a, b = (key[0], key[2]) if from_client else (key[2], key[0])
+        t.send(ETH / IP(src=a, dst=b) / SCTP(sport=3868, dport=3868)
+               / SCTPChunkData(data=b"diameter-cer"), from_client, key)
+    key = ("10.0.4.2", 40101, "10.0.4.81", 80)
+    get = (b"GET /tfo HTTP/1.1\r\nHost: tfo.example.gov.cn\r\nUser-Agent: curl/8.5\r\n\r\n")
+    t.send(ETH / IP(src=key[0], dst=key[2]) / TCP(sport=40101, dport=80, flags="S", seq=5,
+                                                  options=[("TFO", b"abcdefgh")]) / Raw(get),
+           True, key)
+    t.send(ETH / IP(src=key[2], dst=key[0]) / TCP(sport=80, dport=40101, flags="SA", seq=90,
+                                                  ack=6 + len(get)), False, key)
+    t.tcp_session("10.0.4.3", 40102, "10.0.4.82", 8080,
+                  [b"GET /v6 HTTP/1.1\r\nHost: [2001:db8::82]:8080\r\n\r\n"],
+                  [b"HTTP/1.1 204 No Content\r\n\r\n"])
 
 
 @pytest.fixture(scope="module", params=["standard", "extra", "protocols"])
@@ -306,6 +337,14 @@ def test_protocol_events_carry_what_the_wire_shows(tmp_path):
                    for e in events if e["event"]["action"] == "tls_heartbeat")
     assert beats == [("10.0.3.1", "request", "normal"), ("10.0.3.1", "response", "normal"),
                      ("10.0.3.6", "request", "malformed"), ("10.0.3.6", "response", "leak")]
+    flows = {(get_field(e, "network.transport"), e["destination"].get("port"),
+              e["destination"]["ip"]) for e in events if e["event"]["dataset"] == "network.flow"}
+    assert ("tcp", 80, "10.0.4.80") in flows  # inside PPPoE
+    assert ("sctp", 3868, "10.0.4.90") in flows
+    urls = {get_field(e, "url.original"): get_field(e, "url.domain") for e in events
+            if e["event"]["dataset"] == "network.http"}
+    assert urls["/tfo"] == "tfo.example.gov.cn"  # carried by the SYN (TCP Fast Open)
+    assert urls["/v6"] == "2001:db8::82"
     qtypes = {get_field(e, "dns.question.type") for e in events
               if e["event"]["dataset"] == "network.dns"}
     assert qtypes == {"NULL", "SSHFP", "AXFR", "IXFR", "TLSA", "SPF"}
