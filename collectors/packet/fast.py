@@ -33,6 +33,7 @@ SMB_SEGMENTS = 16  # negotiate and a two- or three-leg session set-up fit well w
 _SMB = smbp.PORTS
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
+MAX_HEAD = 16384  # bytes of an HTTP head held while it arrives in pieces
 HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
 HEARTBEAT_FOLLOW = 32  # and after a malformed heartbeat request
 # All partial ClientHellos held at once: past this, hellos are parsed from what came
@@ -89,15 +90,7 @@ class Inspector:
         svc = app.service
         try:
             if svc == "http":
-                head = buf[ps:ps + 5]
-                if head[:4] in _REQ:
-                    req = httpp.parse_request(buf[ps:pe])
-                    if req:
-                        sess.http_request(f, ts, req)
-                elif head == b"HTTP/":
-                    resp = httpp.parse_response(buf[ps:pe])
-                    if resp:
-                        sess.http_response(f, ts, resp)
+                self._http(f, app, fwd, ts, buf[ps:pe])
                 return
             if svc == "tls" or app.tls_buf:
                 self._tls(f, app, ts, buf[ps:pe])
@@ -124,19 +117,11 @@ class Inspector:
                 else:
                     sess.ftp(f, ts, ftpp.commands(data), [])
                 return
-            if data[:4] in _REQ:
-                req = httpp.parse_request(data)
-                if req:
-                    sess.http_request(f, ts, req)
-                    app.budget = -1
-                    return
-            elif data[:5] == b"HTTP/":
-                resp = httpp.parse_response(data)
-                if resp:
-                    sess.http_response(f, ts, resp)
-                    app.budget = -1
-                    return
-            elif data[0] == 0x16 and tlsp.record_length(data):
+            if (data[:4] in _REQ or data[:5] == b"HTTP/" or httpp.partial_start(data)) \
+                    and self._http(f, app, fwd, ts, data):
+                app.budget = -1
+                return
+            if data[0] == 0x16 and tlsp.record_length(data):
                 app.service = "tls"
                 self._tls(f, app, ts, data)
                 return
@@ -169,6 +154,44 @@ class Inspector:
             return
         if app.budget > 0:
             app.budget -= 1
+
+    def _http(self, f, app, fwd: bool, ts: float, data: bytes) -> bool:
+        """A segment of an HTTP connection; True when it began (or completed) a request or
+        response head. A head that does not end in its segment is held until it does (up
+        to MAX_HEAD), as tshark's reassembly does: a header in the next segment (a
+        User-Agent carrying a JNDI lookup...) is not an evasion."""
+        sess = self.session
+        held = app.extra
+        if held is not None and type(held) is dict and "http" in held:
+            app.extra = None
+            sess.buffered -= len(held["http"])
+            if held["fwd"] == fwd:
+                data = held["http"] + data
+            else:  # the other side speaks: what was held is all of that head
+                self._http_head(f, held["ts"], held["http"])
+        if not (data[:4] in _REQ or data[:5] == b"HTTP/" or httpp.partial_start(data)):
+            return False
+        if b"\r\n\r\n" not in data and len(data) < MAX_HEAD \
+                and sess.buffered + len(data) <= MAX_BUFFERED:
+            app.extra = {"http": data, "fwd": fwd, "ts": ts}
+            app.service = "http"
+            sess.buffered += len(data)
+            return True
+        return self._http_head(f, ts, data)
+
+    def _http_head(self, f, ts: float, data: bytes) -> bool:
+        sess = self.session
+        if data[:5] == b"HTTP/":
+            resp = httpp.parse_response(data)
+            if resp:
+                sess.http_response(f, ts, resp)
+                return True
+        else:
+            req = httpp.parse_request(data)
+            if req:
+                sess.http_request(f, ts, req)
+                return True
+        return False
 
     def _tls(self, f, app, ts: float, data: bytes) -> None:
         sess = self.session
@@ -351,10 +374,12 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
                         tcp(f, fwd, ts, buf, ps, pe, sport, dport)
                     else:
                         budget = f.budget
-                        if budget > 0 or (budget and buf[ps] in head_bytes
-                                          and buf[ps:ps + 4] in heads):
+                        if budget > 0 or (budget and (buf[ps] in head_bytes
+                                                      and buf[ps:ps + 4] in heads
+                                                      or f.extra is not None)):
                             # HTTP connections (budget -1): only a segment that starts a
-                            # request or response is parsed; a body segment costs a byte
+                            # request or response, or continues a head held back, is
+                            # parsed; a body segment costs a byte and a slot read
                             tcp(f, fwd, ts, buf, ps, pe, sport, dport)
             if out:  # Session.drain(), inlined
                 for item in out:

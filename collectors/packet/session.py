@@ -19,6 +19,7 @@ from collectors.packet.events_login import (
     smb_event,
 )
 from collectors.packet.flows import Flow, FlowTable
+from collectors.packet.proto import http as httpp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import tls as tlsp
@@ -287,6 +288,18 @@ class Session:
         events = []
         service = ssh = None
         if app is not None:
+            held = app.extra
+            if type(held) is dict and "http" in held:  # a head cut off by the flow's end
+                app.extra = None
+                self.buffered -= len(held["http"])
+                if held["http"][:5] == b"HTTP/":
+                    resp = httpp.parse_response(held["http"])
+                    if resp:
+                        self.http_response(f, held["ts"], resp)
+                else:
+                    req = httpp.parse_request(held["http"])
+                    if req:
+                        self.http_request(f, held["ts"], req)
             service, ssh = app.service, app.ssh
             if app.dns:
                 for qts, q in app.dns.values():

