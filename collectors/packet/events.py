@@ -197,6 +197,9 @@ class EventBuilder:
             qname, qtype, qclass = msg["questions"][0]
             d["question"] = {"name": qname, "type": dnsp.type_name(qtype),
                              "class": dnsp.class_name(qclass)}
+            parts = domain_parts(qname)
+            if parts:
+                d["question"].update(parts)
         ts_us = round(ts * 1_000_000)
         if reply:
             d["response_code"] = dnsp.RCODES.get(reply["rcode"]) or str(reply["rcode"])
@@ -351,3 +354,35 @@ def host_name(host: str) -> str:
         end = host.find("]")
         return host[1:end] if end > 0 else host
     return host.rsplit(":", 1)[0]
+
+
+_PSL: Any = None
+_PARTS: dict[str, dict[str, str] | None] = {}
+
+
+def domain_parts(name: str) -> dict[str, str] | None:
+    """ECS dns.question.registered_domain / subdomain / top_level_domain of a name, from
+    the Public Suffix List the publicsuffixlist package ships (offline, as Filebeat's
+    registered_domain processor fills them): "a1.b.example.gov.cn" -> example.gov.cn, a1.b,
+    gov.cn. Cached: the same names recur in most traffic."""
+    got = _PARTS.get(name, False)
+    if got is not False:
+        return got
+    global _PSL
+    if _PSL is None:
+        from publicsuffixlist import PublicSuffixList
+
+        _PSL = PublicSuffixList()
+    bare = name.rstrip(".")
+    low = bare.lower()
+    out = None
+    registered = _PSL.privatesuffix(low) if low and "\\" not in low else None
+    if registered:
+        out = {"registered_domain": registered,
+               "top_level_domain": registered.split(".", 1)[1]}
+        if len(low) > len(registered):
+            out["subdomain"] = bare[:-len(registered) - 1]  # case kept: it can carry data
+    if len(_PARTS) > 65536:
+        _PARTS.clear()
+    _PARTS[name] = out
+    return out

@@ -356,6 +356,10 @@ def test_protocol_events_carry_what_the_wire_shows(tmp_path):
     qtypes = {get_field(e, "dns.question.type") for e in events
               if e["event"]["dataset"] == "network.dns"}
     assert qtypes == {"NULL", "SSHFP", "AXFR", "IXFR", "TLSA", "SPF"}
+    question = next(e["dns"]["question"] for e in events
+                    if get_field(e, "dns.question.name") == "q10.example.gov.cn")
+    assert (question["registered_domain"], question["subdomain"],
+            question["top_level_domain"]) == ("example.gov.cn", "q10", "gov.cn")
     bursts = {e["destination"]["port"]: e["govsoc"]["flow"] for e in events
               if e["event"]["dataset"] == "network.flow" and "bursts" in e["govsoc"]["flow"]}
     assert bursts[443]["bursts"] == 10 and bursts[443]["burst_interval_s"] == 15.2
