@@ -31,6 +31,12 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.dns": _FLOW + ("dns.*", "zeek.dns.*"),
     "network.http": _FLOW + ("http.*", "url.*", "user_agent.*", "zeek.http.*"),
     "network.tls": _FLOW + ("tls.*", "zeek.ssl.*"),
+    "network.ftp": _FLOW + ("user.*", "zeek.ftp.*"),
+    "network.rdp": _FLOW + ("user.*", "zeek.rdp.*"),
+    "network.smtp": _FLOW + ("user.*",),
+    "network.pop3": _FLOW + ("user.*",),
+    "network.imap": _FLOW + ("user.*",),
+    "network.smb": _FLOW + ("user.*",),
     # EVTX imports (Winlogbeat layout)
     "system.security": _WINDOWS,
     "system.system": _WINDOWS,

@@ -20,7 +20,7 @@ import struct
 
 Packet = tuple[int, bytes, int, bytes, int, int, int, int, int, int, int]
 
-TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+TCP, UDP, ICMP, ICMP6, SCTP = 6, 17, 1, 58, 132
 ARP = "arp"
 NON_IP = "non-ip ethertype"
 FRAGMENT = "ip fragment"
@@ -81,6 +81,12 @@ def decode(buf, off: int, end: int, linktype: int) -> Packet | str:  # noqa: C90
                 vlan = ((buf[off] & 0x0F) << 8) | buf[off + 1]
             etype = (buf[off + 2] << 8) | buf[off + 3]
             off += 4
+        if etype == 0x8864:  # PPPoE session (RFC 2516): 6-byte header, then PPP's protocol
+            if end - off < 8:
+                return "truncated pppoe header"
+            ppp = (buf[off + 6] << 8) | buf[off + 7]
+            off += 8
+            etype = 0x0800 if ppp == 0x0021 else 0x86DD if ppp == 0x0057 else 0
         if etype == 0x0800:
             version = 4
         elif etype == 0x86DD:
@@ -193,6 +199,11 @@ def _l4(buf, l4: int, l4len: int, end: int, proto: int, src: bytes, dst: bytes, 
         if l4len < 8:
             return "bad udp length"
         return (UDP, src, sport, dst, dport, vlan, ip_len, 0, l4len - 8, l4 + 8, l4end)
+    if proto == SCTP:
+        if l4end - l4 < 12:
+            return "truncated sctp header"
+        sport, dport = _HH(buf, l4)
+        return (SCTP, src, sport, dst, dport, vlan, ip_len, 0, l4len - 12, l4 + 12, l4end)
     if proto in (ICMP, ICMP6):
         if l4end - l4 < 4:
             return "truncated icmp header"

@@ -9,10 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collectors.packet.decode import SKIP, decode
-from collectors.packet.flows import LOWER, TCP_BITS, UPPER
+from collectors.packet.flows import BURST_GAP, LOWER, TCP_BITS, UPPER, note_burst
 from collectors.packet.pcapfile import MAX_RECORD, CaptureFile, pcap_header
 from collectors.packet.proto import dns as dnsp
+from collectors.packet.proto import ftp as ftpp
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import mail as mailp
+from collectors.packet.proto import rdp as rdpp
+from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import ssh as sshp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
@@ -22,8 +26,16 @@ DNS_PORTS = frozenset({53, 5353, 5355})
 _REQ = httpp.REQUEST_PREFIXES
 _HEADS = _REQ | {b"HTTP"}
 _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body rarely has one
+_FTP, _RDP, _MAIL = ftpp.PORTS, rdpp.PORTS, mailp.PORTS
+_MAIL_SVC = {p: p for p in set(mailp.PORTS.values())}
+MAIL_SEGMENTS = 64
+SMB_SEGMENTS = 16  # negotiate and a two- or three-leg session set-up fit well within
+_SMB = smbp.PORTS
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
+MAX_HEAD = 16384  # bytes of an HTTP head held while it arrives in pieces
+HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
+HEARTBEAT_FOLLOW = 32  # and after a malformed heartbeat request
 # All partial ClientHellos held at once: past this, hellos are parsed from what came
 # in their first segment, so crafted half-hellos cannot grow memory without bound.
 MAX_BUFFERED = 32 << 20
@@ -78,33 +90,38 @@ class Inspector:
         svc = app.service
         try:
             if svc == "http":
-                head = buf[ps:ps + 5]
-                if head[:4] in _REQ:
-                    req = httpp.parse_request(buf[ps:pe])
-                    if req:
-                        sess.http_request(f, ts, req)
-                elif head == b"HTTP/":
-                    resp = httpp.parse_response(buf[ps:pe])
-                    if resp:
-                        sess.http_response(f, ts, resp)
+                self._http(f, app, fwd, ts, buf[ps:pe])
                 return
             if svc == "tls" or app.tls_buf:
                 self._tls(f, app, ts, buf[ps:pe])
                 return
             data = buf[ps:pe]
-            if data[:4] in _REQ:
-                req = httpp.parse_request(data)
-                if req:
-                    sess.http_request(f, ts, req)
-                    app.budget = -1
-                    return
-            elif data[:5] == b"HTTP/":
-                resp = httpp.parse_response(data)
-                if resp:
-                    sess.http_response(f, ts, resp)
-                    app.budget = -1
-                    return
-            elif data[0] == 0x16 and tlsp.record_length(data):
+            mproto = _MAIL_SVC.get(svc) if svc else (_MAIL.get(dport) or _MAIL.get(sport))
+            if mproto:
+                # a mail session: read until a login succeeded, or for MAIL_SEGMENTS
+                # segments (a message body is not looked through line by line)
+                if svc is None:
+                    app.budget = MAIL_SEGMENTS
+                if sport in _MAIL:
+                    sess.mail(f, ts, mproto, [], mailp.replies(mproto, data))
+                else:
+                    sess.mail(f, ts, mproto, mailp.requests(mproto, data), [])
+                app.budget -= 1
+                return
+            if svc == "ftp" or (svc is None and (sport in _FTP or dport in _FTP)):
+                # a control connection: every segment is read (returning before the
+                # budget count keeps it positive), it carries a few lines a login
+                app.budget = 1
+                if sport in _FTP:
+                    sess.ftp(f, ts, [], ftpp.replies(data))
+                else:
+                    sess.ftp(f, ts, ftpp.commands(data), [])
+                return
+            if (data[:4] in _REQ or data[:5] == b"HTTP/" or httpp.partial_start(data)) \
+                    and self._http(f, app, fwd, ts, data):
+                app.budget = -1
+                return
+            if data[0] == 0x16 and tlsp.record_length(data):
                 app.service = "tls"
                 self._tls(f, app, ts, data)
                 return
@@ -115,6 +132,18 @@ class Inspector:
                     if len(app.ssh or ()) == 2:
                         app.budget = 0
                     return
+            elif data[0] == 0 and (sport in _SMB or dport in _SMB):
+                msg = smbp.parse(data)
+                if msg:
+                    if app.service != "smb":
+                        app.budget = SMB_SEGMENTS
+                    if sess.smb(f, ts, msg):
+                        app.budget = 0
+                        return
+            elif data[0] == 3 and (sport in _RDP or dport in _RDP):
+                msg = rdpp.parse(data)
+                if msg:
+                    sess.rdp(f, ts, msg)
             elif sport == 53 or dport == 53:
                 n = (data[0] << 8) | data[1]
                 sess.dns(f, ts, dnsp.parse(data[2:2 + n]))
@@ -126,8 +155,55 @@ class Inspector:
         if app.budget > 0:
             app.budget -= 1
 
+    def _http(self, f, app, fwd: bool, ts: float, data: bytes) -> bool:
+        """A segment of an HTTP connection; True when it began (or completed) a request or
+        response head. A head that does not end in its segment is held until it does (up
+        to MAX_HEAD), as tshark's reassembly does: a header in the next segment (a
+        User-Agent carrying a JNDI lookup...) is not an evasion."""
+        sess = self.session
+        held = app.extra
+        if held is not None and type(held) is dict and "http" in held:
+            app.extra = None
+            sess.buffered -= len(held["http"])
+            if held["fwd"] == fwd:
+                data = held["http"] + data
+            else:  # the other side speaks: what was held is all of that head
+                self._http_head(f, held["ts"], held["http"])
+        if not (data[:4] in _REQ or data[:5] == b"HTTP/" or httpp.partial_start(data)):
+            return False
+        if b"\r\n\r\n" not in data and len(data) < MAX_HEAD \
+                and sess.buffered + len(data) <= MAX_BUFFERED:
+            app.extra = {"http": data, "fwd": fwd, "ts": ts}
+            app.service = "http"
+            sess.buffered += len(data)
+            return True
+        return self._http_head(f, ts, data)
+
+    def _http_head(self, f, ts: float, data: bytes) -> bool:
+        sess = self.session
+        if data[:5] == b"HTTP/":
+            resp = httpp.parse_response(data)
+            if resp:
+                sess.http_response(f, ts, resp)
+                return True
+        else:
+            req = httpp.parse_request(data)
+            if req:
+                sess.http_request(f, ts, req)
+                return True
+        return False
+
     def _tls(self, f, app, ts: float, data: bytes) -> None:
         sess = self.session
+        if data[:1] == b"\x18":
+            hb = tlsp.heartbeat(data)
+            if hb:
+                sess.tls_heartbeat(f, ts, *hb)
+                if hb[0] == 1 and tlsp.heartbeat_verdict(hb[1], hb[2]) == "malformed":
+                    # an over-read attempt: watch on for the answer, past the rest of the
+                    # (up to 16 KB) request
+                    app.tls_parts = -HEARTBEAT_FOLLOW
+            return
         if app.tls_buf:
             sess.buffered -= len(app.tls_buf)
             data = app.tls_buf + data
@@ -152,7 +228,9 @@ class Inspector:
             server = tlsp.parse_server_hello(data)
             if server:
                 sess.tls_server(f, ts, server)
-                app.budget = 0
+                # a few segments more: a heartbeat sent before the handshake completes
+                # (Heartbleed's usual moment) starts one of them
+                app.budget = HEARTBEAT_WATCH
         app.tls_parts += 1
         if app.tls_parts > 8:
             app.budget = 0
@@ -182,6 +260,7 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
     skipped, bad = stats.ignored, stats.bad
     frame4 = _ETH_IP4_L4
     tcp_bits, upper, lower = TCP_BITS, UPPER, LOWER
+    burst_gap = BURST_GAP
     heads, head_bytes = _HEADS, _HEAD_BYTES
     next_sweep = table.next_sweep  # a local copy, refreshed whenever packet() ran
     max_record = MAX_RECORD
@@ -268,6 +347,8 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
                     bits = tcp_bits[(flags & 0x17) | (8 if plen else 0)]
                 else:
                     bits = 8 if plen else 0
+                if plen and ts - f.last >= burst_gap:
+                    note_burst(f, ts)
                 f.last = ts
                 if fwd:
                     f.opkts += 1
@@ -293,10 +374,12 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
                         tcp(f, fwd, ts, buf, ps, pe, sport, dport)
                     else:
                         budget = f.budget
-                        if budget > 0 or (budget and buf[ps] in head_bytes
-                                          and buf[ps:ps + 4] in heads):
+                        if budget > 0 or (budget and (buf[ps] in head_bytes
+                                                      and buf[ps:ps + 4] in heads
+                                                      or f.extra is not None)):
                             # HTTP connections (budget -1): only a segment that starts a
-                            # request or response is parsed; a body segment costs a byte
+                            # request or response, or continues a head held back, is
+                            # parsed; a body segment costs a byte and a slot read
                             tcp(f, fwd, ts, buf, ps, pe, sport, dport)
             if out:  # Session.drain(), inlined
                 for item in out:

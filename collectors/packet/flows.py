@@ -53,10 +53,10 @@ class Flow:
     1,000,000 flows stay under half a GiB."""
 
     __slots__ = ("key", "first", "last", "opkts", "obytes", "rpkts", "rbytes",
-                 "obits", "rbits", "history", "app",
+                 "obits", "rbits", "history", "app", "bursts",
                  # set by session.Session.app() when `app` becomes True, read only then
                  "service", "budget", "dns", "http", "http_seq", "hello", "tls_buf",
-                 "tls_parts", "ssh")
+                 "tls_parts", "ssh", "extra")
 
     def __init__(self, key: tuple, ts: float) -> None:
         self.key = key
@@ -65,6 +65,9 @@ class Flow:
         self.opkts = self.obytes = self.rpkts = self.rbytes = 0
         self.obits = self.rbits = 0
         self.history = ""
+        # start times of the flow's bursts (payload after BURST_GAP of silence), the
+        # first MAX_BURSTS of them; None until a second burst begins
+        self.bursts: list[float] | None = None
         # None until the engine looks at a payload of this flow; then True and the
         # application slots below hold its state (session.Session.app)
         self.app: bool | None = None
@@ -129,6 +132,21 @@ def community_id(key: tuple) -> str | None:
 _CID_TAIL = struct.Struct(">BxHH").pack
 
 
+# A flow's activity comes in bursts when it carries payload after a second or more of
+# silence: an implant's check-ins on a kept-open connection or a UDP (QUIC) session,
+# which make one long flow instead of many short ones (events.burst_stats).
+BURST_GAP = 1.0
+MAX_BURSTS = 32  # burst times kept a flow: enough to judge regularity, bounded memory
+
+
+def note_burst(f: Flow, ts: float) -> None:
+    b = f.bursts
+    if b is None:
+        f.bursts = [f.first, ts]
+    elif len(b) < MAX_BURSTS:
+        b.append(ts)
+
+
 # Seconds of silence after which a flow ends (Zeek: tcp 5 min, udp/icmp 1 min,
 # closed TCP connections 5 s).
 IDLE = {TCP: 300.0, UDP: 60.0}
@@ -180,6 +198,8 @@ class FlowTable:
             bits = TCP_BITS[(flags & 0x17) | (8 if plen else 0)]
         else:
             bits = D if plen else 0
+        if plen and ts - f.last >= BURST_GAP:
+            note_burst(f, ts)
         f.last = ts
         if fwd:
             f.opkts += 1

@@ -11,10 +11,24 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
+from collectors.packet.events_login import (
+    ftp_event,
+    heartbeat_event,
+    mail_event,
+    rdp_event,
+    smb_event,
+)
 from collectors.packet.flows import Flow, FlowTable
+from collectors.packet.proto import http as httpp
+from collectors.packet.proto import mail as mailp
+from collectors.packet.proto import smb as smbp
+from collectors.packet.proto import tls as tlsp
 from collectors.packet.stats import CaptureStats
 
-MAX_PENDING = 64  # unanswered DNS queries / HTTP requests kept per flow
+MAX_PENDING = 64  # unanswered DNS queries / HTTP requests / FTP commands kept per flow
+# FTP commands Zeek's ftp.log records (FTP::logged_commands); logins are recorded too
+FTP_LOGGED = frozenset({"APPE", "DELE", "RETR", "STOR", "STOU", "ACCT", "PORT", "PASV",
+                        "EPRT", "EPSV"})
 
 
 class Session:
@@ -51,6 +65,7 @@ class Session:
             f.tls_buf = b""
             f.tls_parts = 0
             f.ssh = None
+            f.extra = None  # FTP / mail / SMB / RDP / heartbeat state (their methods)
         return f
 
     # -- DNS: one event per transaction (query + its answer), as Zeek's dns.log
@@ -119,12 +134,127 @@ class Session:
             self.emit(self.builder.tls(f, app.hello[0], app.hello[1], server))
             app.hello = None
 
+    def tls_heartbeat(self, f: Flow, ts: float, kind: int, payload_length: int,
+                      record_length: int) -> None:
+        """A heartbeat record: a request declaring more than it carries is Heartbleed; a
+        response longer than such a request is the server leaking memory."""
+        app = f if f.app else self.app(f)
+        app.service = "tls"
+        verdict = tlsp.heartbeat_verdict(payload_length, record_length)
+        request_length = None
+        if kind == 1:
+            if verdict == "malformed":
+                app.extra = {"heartbeat": record_length}
+        elif isinstance(app.extra, dict) and "heartbeat" in app.extra:
+            request_length = app.extra["heartbeat"]
+            verdict = "leak" if record_length > request_length else verdict
+        self.emit(heartbeat_event(self.builder, f, ts, kind, payload_length, record_length,
+                                  verdict, request_length))
+
     def ssh(self, f: Flow, from_client: bool, banner: str) -> None:
         app = f if f.app else self.app(f)  # a call less when the state exists
         app.service = "ssh"
         if app.ssh is None:
             app.ssh = {}
         app.ssh.setdefault("client" if from_client else "server", banner)
+
+    # -- FTP: commands paired with their replies; logins and Zeek's logged commands emitted
+    def ftp(self, f: Flow, ts: float, commands: list[tuple[str, str]],
+            codes: list[tuple[int, str]]) -> None:
+        """One segment's command lines (client) or reply lines (server). A server segment
+        answers the oldest pending command with its first coded line (a multi-line reply
+        repeats its code on its last line, which is not a second reply)."""
+        app = f if f.app else self.app(f)
+        app.service = "ftp"
+        st = app.extra
+        if st is None:
+            st = app.extra = {"user": None, "pending": deque(), "seq": 0}
+        pending = st["pending"]
+        for cmd, arg in commands:
+            if len(pending) >= MAX_PENDING:
+                pending.popleft()
+            pending.append((ts, cmd, arg))
+        if not codes or not pending:
+            return
+        code, text = codes[0]
+        cts, cmd, arg = pending.popleft()
+        if cmd == "USER" or cmd == "PASS":
+            if cmd == "USER":
+                st["user"] = arg
+            # 230 logs in, 4xx/5xx refuse; 331/332 ask for more and 221 closes: no outcome
+            if code != 230 and not 400 <= code < 600:
+                return
+        elif cmd not in FTP_LOGGED:
+            return
+        st["seq"] += 1
+        self.emit(ftp_event(self.builder, f, cts, st["seq"], cmd, arg, st["user"], code, text))
+
+    # -- SMTP/POP3/IMAP: login commands paired with their final replies
+    def mail(self, f: Flow, ts: float, proto: str,
+             requests: list[tuple[str | None, str, str | None]],
+             replies: list[tuple[str | None, str]]) -> None:
+        app = f if f.app else self.app(f)
+        app.service = proto
+        st = app.extra
+        if st is None:
+            st = app.extra = {"user": None, "pending": [], "seq": 0}
+        pending = st["pending"]
+        for tag, verb, user in requests:
+            if user:
+                st["user"] = user
+            if len(pending) >= MAX_PENDING:
+                del pending[0]
+            pending.append((ts, tag, verb))
+        for tag, status in replies:
+            # IMAP answers by tag; SMTP and POP3 answer in order
+            i = next((k for k, p in enumerate(pending) if p[1] == tag), None) \
+                if proto == "imap" else (0 if pending else None)
+            if i is None:
+                continue
+            result = mailp.outcome(proto, status)
+            if result is None:
+                continue  # SMTP 334: the exchange goes on
+            pts, _, verb = pending.pop(i)
+            if proto == "pop3" and verb == "USER" and result == "success":
+                continue  # the account is known; PASS decides
+            st["seq"] += 1
+            self.emit(mail_event(self.builder, f, pts, proto, st["seq"], verb, st["user"],
+                                 status, result))
+
+    # -- SMB2: the negotiated dialect and the session set-up's account and outcome
+    def smb(self, f: Flow, ts: float, msg: dict) -> bool:
+        """Returns True once a session set-up has its final answer (nothing more to read)."""
+        app = f if f.app else self.app(f)
+        app.service = "smb"
+        st = app.extra
+        if st is None:
+            st = app.extra = {"dialect": None, "user": None, "domain": None, "ts": None,
+                              "seq": 0}
+        if msg["command"] == smbp.NEGOTIATE and msg["response"] and "dialect" in msg:
+            st["dialect"] = msg["dialect"]
+        elif msg["command"] == smbp.SESSION_SETUP:
+            if not msg["response"]:
+                st["ts"] = ts
+                if msg.get("user"):
+                    st["user"], st["domain"] = msg["user"], msg.get("domain")
+            elif msg["status"] != smbp.MORE_PROCESSING:
+                st["seq"] += 1
+                self.emit(smb_event(self.builder, f, st["ts"] or ts, st["seq"], st,
+                                    msg["status"]))
+                return True
+        return False
+
+    # -- RDP: the X.224 request (cookie) completed by the server's confirm
+    def rdp(self, f: Flow, ts: float, msg: dict) -> None:
+        app = f if f.app else self.app(f)
+        app.service = "rdp"
+        if msg["type"] == "request":
+            if isinstance(app.extra, dict) and "request" in app.extra:
+                self.emit(rdp_event(self.builder, f, *app.extra["request"], None))
+            app.extra = {"request": (ts, msg)}
+        elif isinstance(app.extra, dict) and "request" in app.extra:
+            self.emit(rdp_event(self.builder, f, *app.extra["request"], msg))
+            app.extra = None
 
     def drain(self) -> Iterator[dict[str, Any]]:
         """The queued events, ended flows' built as they come (fast.run_file inlines
@@ -158,6 +288,18 @@ class Session:
         events = []
         service = ssh = None
         if app is not None:
+            held = app.extra
+            if type(held) is dict and "http" in held:  # a head cut off by the flow's end
+                app.extra = None
+                self.buffered -= len(held["http"])
+                if held["http"][:5] == b"HTTP/":
+                    resp = httpp.parse_response(held["http"])
+                    if resp:
+                        self.http_response(f, held["ts"], resp)
+                else:
+                    req = httpp.parse_request(held["http"])
+                    if req:
+                        self.http_request(f, held["ts"], req)
             service, ssh = app.service, app.ssh
             if app.dns:
                 for qts, q in app.dns.values():
@@ -170,6 +312,9 @@ class Session:
             if app.hello:
                 events.append(builder.tls(f, app.hello[0], app.hello[1], None))
                 counts["network.tls"] += 1
+            if isinstance(app.extra, dict) and "request" in app.extra:  # RDP, unconfirmed
+                events.append(rdp_event(builder, f, *app.extra["request"], None))
+                counts["network.rdp"] += 1
             f.app = None
         events.append(builder.flow(f, reason, service, ssh))
         counts["network.flow"] += 1

@@ -14,6 +14,8 @@ from typing import Any
 
 from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
+from collectors.packet.proto import mail as mailp
+from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
 from collectors.packet.stats import CaptureError
@@ -41,6 +43,16 @@ FIELDS = [
     "tls.handshake.ja3", "tls.handshake.ja3_full",
     "tls.handshake.extensions.supported_version", "tls.handshake.extensions_alpn_str",
     "ssh.protocol",
+    "ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg",
+    "cotp.type", "rdp.rt_cookie", "rdp.neg_type", "rdp.negReq.requestedProtocols",
+    "rdp.negReq.selectedProtocol", "rdp.negFailure.failureCode",
+    "tls.record.content_type", "tls.record.length", "tls.heartbeat_message.type",
+    "tls.heartbeat_message.payload_length",
+    "smtp.req.command", "smtp.response.code", "pop.request.command", "pop.request.parameter",
+    "pop.response.indicator", "imap.request_tag", "imap.request.command",
+    "imap.request.username", "imap.response_tag", "imap.response.status",
+    "smb2.cmd", "smb2.flags.response", "smb2.nt_status", "smb2.dialect",
+    "ntlmssp.auth.username", "ntlmssp.auth.domain", "sctp.srcport", "sctp.dstport",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
@@ -193,6 +205,9 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         sport = itype
         dport = pairs.get(itype, int(_first(row, f"{name}.code") or 0))
         plen = 1  # ICMP always carries a body beyond its 4-byte header here
+    elif proto == 132 and row[IX["sctp.srcport"]]:
+        sport, dport = int(_first(row, "sctp.srcport")), int(_first(row, "sctp.dstport"))
+        plen = ip_len - (20 if src4 else 40) - 12  # chunks after the common header
     else:
         sport = dport = 0
         plen = 1
@@ -211,6 +226,24 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["tls.handshake.type"]]:
             service = "tls"
             _tls(session, f, ts, row)
+        if row[IX["tls.heartbeat_message.type"]]:
+            service = "tls"
+            _heartbeat(session, f, ts, row)
+        if row[IX["ftp.request.command"]] or row[IX["ftp.response.code"]]:
+            service = "ftp"
+            _ftp(session, f, ts, row)
+        proto_name = mailp.PORTS.get(dport) or mailp.PORTS.get(sport)
+        if proto_name and (row[IX["smtp.req.command"]] or row[IX["smtp.response.code"]]
+                           or row[IX["pop.request.command"]] or row[IX["pop.response.indicator"]]
+                           or row[IX["imap.request.command"]] or row[IX["imap.response.status"]]):
+            service = proto_name
+            _mail(session, f, ts, proto_name, row)
+        if row[IX["smb2.cmd"]]:
+            service = "smb"
+            _smb(session, f, ts, row)
+        if row[IX["cotp.type"]] and (sport in rdpp.PORTS or dport in rdpp.PORTS):
+            service = "rdp"
+            _rdp(session, f, ts, row)
     except _ROW_ERRORS:
         stats.app_errors[service] += 1
     if row[IX["ssh.protocol"]]:
@@ -291,3 +324,95 @@ def _tls(session: Session, f, ts: float, row: list[str]) -> None:
         hv = _first(row, "tls.handshake.version")
         session.tls_server(f, ts, {"version": versions[-1] if versions else _num(hv),
                                    "cipher": ciphers[0]})
+
+
+def _ftp(session: Session, f, ts: float, row: list[str]) -> None:
+    cmds = _all(row, "ftp.request.command")
+    args = _all(row, "ftp.request.arg")
+    codes = _all(row, "ftp.response.code")
+    texts = _all(row, "ftp.response.arg")
+    session.ftp(f, ts, [(c.upper(), args[i] if i < len(args) else "") for i, c in enumerate(cmds)],
+                [(int(c), texts[i] if i < len(texts) else "") for i, c in enumerate(codes)])
+
+
+def _rdp(session: Session, f, ts: float, row: list[str]) -> None:
+    kind = _num(_first(row, "cotp.type"))
+    msg: dict[str, Any] = {}
+    if kind == rdpp.CR >> 4:
+        msg["type"] = "request"
+        cookie = _first(row, "rdp.rt_cookie")
+        if cookie.startswith(rdpp.COOKIE.decode()):
+            msg["cookie"] = cookie[len(rdpp.COOKIE):]
+        if row[IX["rdp.negReq.requestedProtocols"]]:
+            msg["requested"] = _num(_first(row, "rdp.negReq.requestedProtocols"))
+    elif kind == rdpp.CC >> 4:
+        msg["type"] = "confirm"
+        if row[IX["rdp.negReq.selectedProtocol"]]:
+            msg["selected"] = _num(_first(row, "rdp.negReq.selectedProtocol"))
+        if row[IX["rdp.negFailure.failureCode"]]:
+            msg["failure"] = _num(_first(row, "rdp.negFailure.failureCode"))
+    else:
+        return
+    session.rdp(f, ts, msg)
+
+
+def _heartbeat(session: Session, f, ts: float, row: list[str]) -> None:
+    types = _all(row, "tls.record.content_type")
+    lengths = _all(row, "tls.record.length")
+    kinds = _all(row, "tls.heartbeat_message.type")
+    payloads = _all(row, "tls.heartbeat_message.payload_length")
+    records = [int(lengths[i]) for i, t in enumerate(types)
+               if t == str(tlsp.HEARTBEAT) and i < len(lengths)]
+    for i, kind in enumerate(kinds):
+        if i < len(records) and i < len(payloads):
+            session.tls_heartbeat(f, ts, int(kind), int(payloads[i]), records[i])
+
+
+def _mail(session: Session, f, ts: float, proto: str, row: list[str]) -> None:
+    """Wireshark's SMTP/POP/IMAP fields as the (tag, VERB, account) requests and (tag,
+    status) replies of proto.mail."""
+    verbs = mailp.LOGIN_VERBS[proto]
+    reqs: list[tuple[str | None, str, str | None]] = []
+    reps: list[tuple[str | None, str]] = []
+    if proto == "smtp":
+        reqs = [(None, c.upper(), None) for c in _all(row, "smtp.req.command")
+                if c.upper() in verbs]
+        codes = _all(row, "smtp.response.code")
+        reps = [(None, codes[0])] if codes else []
+    elif proto == "pop3":
+        params = _all(row, "pop.request.parameter")
+        for i, c in enumerate(_all(row, "pop.request.command")):
+            verb = c.upper()
+            if verb in verbs:
+                arg = params[i].split(" ")[0] if i < len(params) else ""
+                reqs.append((None, verb, mailp.unquote(arg) if verb in ("USER", "APOP") and arg
+                             else None))
+        reps = [(None, v) for v in _all(row, "pop.response.indicator") if v in ("+OK", "-ERR")]
+    else:
+        tags, users = _all(row, "imap.request_tag"), _all(row, "imap.request.username")
+        for i, c in enumerate(_all(row, "imap.request.command")):
+            verb = c.upper()
+            if verb in verbs:
+                user = mailp.unquote(users[0]) if verb == "LOGIN" and users else None
+                reqs.append((tags[i] if i < len(tags) else None, verb, user))
+        rtags = _all(row, "imap.response_tag")
+        for i, st in enumerate(_all(row, "imap.response.status")):
+            if st.upper() in ("OK", "NO", "BAD") and i < len(rtags) and rtags[i] not in ("*", "+"):
+                reps.append((rtags[i], st.upper()))
+    session.mail(f, ts, proto, reqs, reps)
+
+
+def _smb(session: Session, f, ts: float, row: list[str]) -> None:
+    """The first SMB2 message of the frame, as proto.smb.parse reads it."""
+    msg: dict[str, Any] = {"command": int(_first(row, "smb2.cmd")),
+                           "response": _flag(_first(row, "smb2.flags.response")),
+                           "status": _num(_first(row, "smb2.nt_status") or "0")}
+    if msg["command"] == 0 and msg["response"] and row[IX["smb2.dialect"]]:
+        msg["dialect"] = _num(_first(row, "smb2.dialect"))
+    user = _first(row, "ntlmssp.auth.username")
+    if msg["command"] == 1 and not msg["response"] and user and user != "NULL":
+        msg["user"] = user
+        domain = _first(row, "ntlmssp.auth.domain")
+        if domain and domain != "NULL":
+            msg["domain"] = domain
+    session.smb(f, ts, msg)

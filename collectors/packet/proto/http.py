@@ -14,6 +14,16 @@ def looks_like_request(head: bytes) -> bool:
     return head[:4] in REQUEST_PREFIXES
 
 
+# What a head cut after its first few bytes can begin with ("GE", "HTT"...)
+_STARTS = frozenset(w[:n] for w in [m + b" " for m in METHODS] + [b"HTTP/"]
+                    for n in range(1, len(w)))
+
+
+def partial_start(data: bytes) -> bool:
+    """A segment shorter than a request line's first word that could begin one."""
+    return len(data) < 9 and data in _STARTS
+
+
 # The header fields the events use; others are skipped before anything is decoded.
 _REQUEST_FIELDS = frozenset({b"host", b"user-agent", b"referer", b"content-length"})
 _RESPONSE_FIELDS = frozenset({b"content-type", b"content-length"})

@@ -165,3 +165,22 @@ def parse_server_hello(data: bytes) -> dict[str, Any] | None:
             if etype == 43 and elen == 2:
                 version = _H(data, eoff)[0]
     return {"version": version, "cipher": cipher}
+
+
+HEARTBEAT = 24  # record content type (RFC 6520)
+
+
+def heartbeat(data: bytes) -> tuple[int, int, int] | None:
+    """(message type 1=request 2=response, declared payload length, record length) of a
+    heartbeat record at the start of `data`, or None. Only the record's first bytes are
+    needed, so a message split over segments is judged from its first one."""
+    if len(data) < 8 or data[0] != HEARTBEAT or data[1] not in (1, 3) or data[5] not in (1, 2):
+        return None
+    return data[5], (data[6] << 8) | data[7], (data[3] << 8) | data[4]
+
+
+def heartbeat_verdict(payload_length: int, record_length: int) -> str:
+    """RFC 6520 4: the message is type (1) + length (2) + payload + at least 16 bytes of
+    padding, so a declared payload beyond record length - 19 is a lie: the Heartbleed
+    over-read (CVE-2014-0160) that Zeek's heartbleed policy flags the same way."""
+    return "malformed" if payload_length + 19 > record_length else "normal"

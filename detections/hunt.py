@@ -1,0 +1,232 @@
+"""`govsoc hunt PATH...`: an incident responder's evidence (pcaps, EVTX, Linux logs) into a
+scratch store (or `--store`), every rule and correlation run over exactly the time span of
+that evidence, and the findings grouped by host and rule (the Chainsaw / Hayabusa /
+Zircolite use case, with the same rules and engine as the live SOC).
+
+Exit status: 0 nothing found, 1 findings, 2 an error (one line). The evidence importer
+comes from the `govsoc.importers` entry point `evidence` (collectors registers it), so
+this package does not import collectors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import tempfile
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from detections.alerts import iso
+from detections.engine import Engine, Settings
+from detections.rules import LEVELS, OWN_PACK, RuleError, load_pack
+from soc_core import ecs
+from soc_core.cliutil import fail
+from soc_core.store import EventStore, Selection, StoreError, open_store
+
+BATCH = 5000
+CSV_FIELDS = ["host", "rule", "level", "alerts", "events", "first_seen", "last_seen", "rule_id"]
+TIMELINE_FIELDS = ["time", "level", "host", "rule", "message", "source_ip", "user"]
+
+
+def importer() -> Callable[..., list[dict[str, Any]]]:
+    found = [ep for ep in entry_points(group="govsoc.importers") if ep.name == "evidence"]
+    if not found:
+        raise RuntimeError("no evidence importer installed (govsoc.importers: evidence)")
+    return found[0].load()
+
+
+class Loader:
+    """A sink writing events to the store in batches and keeping their time span."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.batch: list[dict[str, Any]] = []
+        self.first: int | None = None
+        self.last: int | None = None
+        self.written = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        ts = ecs.to_millis(event["@timestamp"])
+        self.first = ts if self.first is None or ts < self.first else self.first
+        self.last = ts if self.last is None or ts > self.last else self.last
+        self.batch.append(event)
+        if len(self.batch) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            res = self.store.write(self.batch)
+            if res.rejected:
+                raise StoreError(f"event rejected by the store: {res.rejected[0].reason}")
+            self.written += len(self.batch)
+            self.batch = []
+
+
+def hunt(store: EventStore, paths: list[str], rule_paths: list[str]) -> dict[str, Any]:
+    """Import, detect over the evidence's span, and return what was found."""
+    loader = Loader(store)
+    imported = importer()(paths, loader)
+    loader.flush()
+    store.refresh()
+    pack = load_pack([str(OWN_PACK), *rule_paths], backends=[Engine.backend_of(store)])
+    out: dict[str, Any] = {"imported": imported, "events": loader.written, "span": None,
+                           "rules": len(pack.rules), "alerts": []}
+    if loader.first is None:
+        return out
+    first, last = loader.first, loader.last
+    out["span"] = {"start": iso(first), "end": iso(last)}
+    # exactly the evidence's span: no delay for late events (nothing more will come) and
+    # the window starts at the first event
+    summary = Engine(store, pack, settings=Settings(delay_ms=0)).run_once(
+        now=iso(last + 1), since=iso(first))
+    if summary.errors:
+        rid, why = next(iter(summary.errors.items()))
+        raise StoreError(f"rule {rid} failed: {why}")
+    store.refresh()
+    alerts = [a for a in store.scan(Selection(family="alerts"))
+              if first <= ecs.to_millis(a["event"]["end"]) and
+              ecs.to_millis(a["event"]["start"]) <= last]
+    for a in alerts:
+        a["govsoc"]["hunt_host"] = _host(store, a)
+    out["alerts"] = sorted(alerts, key=lambda a: (a["event"]["start"], a["rule"]["name"]))
+    return out
+
+
+def _host(store: EventStore, alert: dict[str, Any]) -> str:
+    """Where it happened: the host the alert names, else the one its first event names
+    (Filebeat's system module writes host.hostname), else the address it came from."""
+    host = ecs.get_field(alert, "host.name")
+    if not host:
+        ids = alert["govsoc"]["alert"].get("event_ids") or []
+        if ids:
+            hits = store.search(Selection(filters={"event.id": ids[:1]}), size=1).hits
+            if hits:
+                host = ecs.get_field(hits[0], "host.name") or ecs.get_field(hits[0],
+                                                                            "host.hostname")
+    return (host or ecs.get_field(alert, "source.ip") or ecs.get_field(alert, "destination.ip")
+            or "-")
+
+
+def host_of(alert: dict[str, Any]) -> str:
+    return alert["govsoc"].get("hunt_host") or "-"
+
+
+def findings(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts grouped by host and rule, most severe first."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in alerts:
+        key = (host_of(a), a["rule"]["id"])
+        g = a["govsoc"]["alert"]
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"host": key[0], "rule": a["rule"]["name"], "level": g["level"],
+                               "alerts": 0, "events": 0, "first_seen": g["first_seen"],
+                               "last_seen": g["last_seen"], "rule_id": key[1]}
+        row["alerts"] += 1
+        row["events"] += int(g["count"])
+        row["first_seen"] = min(row["first_seen"], g["first_seen"])
+        row["last_seen"] = max(row["last_seen"], g["last_seen"])
+    return sorted(rows.values(), key=lambda r: (-LEVELS.get(r["level"], 0), r["host"],
+                                                r["rule"]))
+
+
+def timeline(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"time": a["govsoc"]["alert"]["first_seen"], "level": a["govsoc"]["alert"]["level"],
+             "host": host_of(a), "rule": a["rule"]["name"], "message": a["message"],
+             "source_ip": ecs.get_field(a, "source.ip"), "user": ecs.get_field(a, "user.name")}
+            for a in sorted(alerts, key=lambda a: a["govsoc"]["alert"]["first_seen"])]
+
+
+@click.command("hunt")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--store", "store_url", default=None, metavar="URL",
+              help="Import into this store (default: a scratch SQLite store, removed after).")
+@click.option("--rules", "rule_paths", multiple=True, metavar="PATH",
+              help="More Sigma rules (files or folders, e.g. SigmaHQ's), besides the pack.")
+@click.option("--min-level", type=click.Choice(list(LEVELS)), default="low",
+              show_default=True, help="Report findings from this level up.")
+@click.option("--json", "as_json", is_flag=True, help="Findings as one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True, help="Findings as CSV.")
+@click.option("--timeline", "as_timeline", is_flag=True,
+              help="Every alert in time order instead of the grouped table.")
+def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[str, ...],
+             min_level: str, as_json: bool, as_csv: bool, as_timeline: bool) -> None:
+    """Hunt through evidence files (pcap/pcapng, EVTX, auth/syslog/auditd logs): exit 0 when
+    nothing is found, 1 with findings, 2 on an error."""
+    if as_json and as_csv:
+        fail("--json and --csv exclude each other")
+    scratch = None
+    try:
+        if store_url:
+            store = open_store(store_url)
+        else:
+            scratch = tempfile.TemporaryDirectory(prefix="govsoc-hunt-")
+            store = open_store(f"sqlite:///{Path(scratch.name) / 'hunt.db'}")
+        try:
+            result = hunt(store, list(paths), list(rule_paths))
+        finally:
+            store.close()
+    except (StoreError, RuleError, RuntimeError) as exc:
+        fail(str(exc).splitlines()[0])
+    except ValueError as exc:  # EvidenceError: a missing or unreadable evidence file
+        fail(str(exc).splitlines()[0])
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    floor = LEVELS[min_level]
+    alerts = [a for a in result["alerts"] if LEVELS.get(a["govsoc"]["alert"]["level"], 0) >= floor]
+    rows = timeline(alerts) if as_timeline else findings(alerts)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps({
+            "span": result["span"], "imported": result["imported"], "events": result["events"],
+            "rules": result["rules"], "findings" if not as_timeline else "timeline": rows},
+            default=str) + b"\n")
+    elif as_csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=TIMELINE_FIELDS if as_timeline else CSV_FIELDS,
+                           lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        _print(result, rows, as_timeline)
+    sys.exit(1 if alerts else 0)
+
+
+def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(width=200, highlight=False)
+    kinds: dict[str, int] = {}
+    for item in result["imported"]:
+        kinds[item["kind"]] = kinds.get(item["kind"], 0) + 1
+    span = result["span"]
+    files = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    when = f", {span['start']} .. {span['end']}" if span else ""
+    out.print(f"{len(result['imported'])} file(s) ({files}), {result['events']} events{when}, "
+              f"{result['rules']} rules", markup=False)
+    if not rows:
+        out.print("no findings", markup=False)
+        return
+    if as_timeline:
+        t = Table(title="timeline")
+        for col in ("time", "level", "host", "rule", "source ip", "user"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r["time"], r["level"], r["host"], r["rule"], str(r["source_ip"] or ""),
+                      str(r["user"] or ""))
+    else:
+        t = Table(title=f"{len(rows)} findings by host and rule")
+        for col in ("host", "rule", "level", "alerts", "events", "first seen", "last seen"):
+            t.add_column(col, justify="right" if col in ("alerts", "events") else "left")
+        for r in rows:
+            t.add_row(r["host"], r["rule"], r["level"], str(r["alerts"]), str(r["events"]),
+                      r["first_seen"], r["last_seen"])
+    out.print(t)

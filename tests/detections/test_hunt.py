@@ -1,0 +1,108 @@
+"""`govsoc hunt` as an incident responder runs it on evidence files: real captures and
+EVTX samples from ../shared, a Linux auth log, and a file that is none of these."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+GOVSOC = str(Path(sys.executable).parent / "govsoc")
+SSH_PCAP = SHARED / "pcaps" / "try-zeek" / "ssh.pcap"
+BENIGN_PCAP = SHARED / "pcaps" / "zeek" / "ftp_ipv4.pcap"
+EVTX = SHARED / "evtx" / "EVTX-ATTACK-SAMPLES" / "Defense Evasion"
+
+
+def _hunt(args, tmp_path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([GOVSOC, "hunt", *map(str, args)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600,
+                          env={**os.environ, "GOVSOC_DATA_DIR": str(tmp_path / "data"), **env})
+
+
+def _auth_log(folder: Path) -> Path:
+    lines = [f"2024-03-01T02:00:{i:02d}+00:00 gov-web-01 sshd[{900 + i}]: Failed password for "
+             f"root from 203.0.113.7 port {41000 + i} ssh2" for i in range(12)]
+    path = folder / "auth.log"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_findings_grouped_by_host_and_rule(tmp_path):
+    evidence = tmp_path / "case"
+    evidence.mkdir()
+    _auth_log(evidence)
+    r = _hunt([evidence, SSH_PCAP, "--json"], tmp_path)
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert sorted(i["kind"] for i in out["imported"]) == ["auth", "pcap"]
+    found = {(f["host"], f["rule"]): f for f in out["findings"]}
+    guess = found[("172.16.238.1", "SSH password guessing seen on the network")]
+    assert guess["level"] == "high" and guess["events"] >= 30
+    assert ("gov-web-01", "SSH brute force from one source") in found
+    # the span is the evidence's own: 2011 for the capture, 2024 for the log
+    assert out["span"]["start"].startswith("2011-11-04T19:37")
+    assert out["span"]["end"].startswith("2024-03-01T02:00:11")
+
+
+def test_nothing_found_is_exit_zero_and_csv_timeline(tmp_path):
+    r = _hunt([BENIGN_PCAP], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no findings" in r.stdout
+    r = _hunt([SSH_PCAP, "--timeline", "--csv"], tmp_path)
+    assert r.returncode == 1
+    rows = r.stdout.splitlines()
+    assert rows[0] == "time,level,host,rule,message,source_ip,user"
+    times = [row.split(",")[0] for row in rows[1:]]
+    assert times == sorted(times) and len(times) >= 2
+
+
+def test_evtx_evidence(tmp_path):
+    r = _hunt([EVTX, "--json", "--min-level", "high"], tmp_path)
+    assert r.returncode in (0, 1), r.stderr
+    out = json.loads(r.stdout)
+    assert {i["kind"] for i in out["imported"]} == {"evtx"}
+    assert out["events"] > 100
+    assert all(f["level"] in ("high", "critical") for f in out["findings"])
+
+
+def test_bad_evidence_is_one_error_line(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01binary" * 10)
+    r = _hunt([SSH_PCAP, junk], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"error: {junk}: not a pcap/pcapng capture, EVTX file or "
+                                f"text log")
+    r = _hunt([tmp_path / "missing.pcap"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: no such file or folder: {tmp_path / 'missing.pcap'}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("es", marks=pytest.mark.es)])
+def test_hunt_into_a_given_store(backend, tmp_path, request):
+    env = {}
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/kept.db"
+    else:
+        url = request.getfixturevalue("es_url")
+        env["GOVSOC_ES_NAMESPACE"] = "t" + uuid.uuid4().hex[:10]
+    r = _hunt([SSH_PCAP, "--store", url, "--json"], tmp_path, **env)
+    assert r.returncode == 1, r.stderr
+    from soc_core.store import Selection, open_store
+
+    store = (open_store(url, namespace=env["GOVSOC_ES_NAMESPACE"]) if env
+             else open_store(url))
+    try:
+        store.refresh()
+        rules = {a["rule"]["name"] for a in store.scan(Selection(family="alerts"))}
+        assert "SSH password guessing seen on the network" in rules
+        assert store.count(Selection(dataset="network.flow")) == 41
+    finally:
+        if env:
+            store.drop_all()
+        store.close()
