@@ -21,6 +21,7 @@ from sigma.rule import SigmaRule
 
 from detections.backends import LuceneStoreBackend, SqliteStoreBackend
 from detections.pipelines import datasets_for, govsoc_pipeline
+from soc_core.regex import regex_problem
 
 OWN_PACK = Path(__file__).resolve().parent / "rules"
 BACKENDS = ("sqlite", "elasticsearch")
@@ -155,19 +156,38 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
     for f in files:
         try:
             text = f.read_text(encoding="utf-8")
-            docs = [d for d in yaml.safe_load_all(text) if d]
-            coll = SigmaCollection.from_dicts(docs, collect_errors=True)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
+            loaded = list(yaml.safe_load_all(text))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            skipped.append(Skipped(_at(f, getattr(exc, "problem_mark", None)), _one_line(exc)))
+            continue
+        docs, starts = [], None
+        for n, d in enumerate(loaded):
+            if d is None:
+                continue
+            if not isinstance(d, dict):  # a list or a scalar: not a rule, whatever it holds
+                starts = starts or _doc_lines(text)
+                skipped.append(Skipped(_at(f, starts[n]), f"YAML document {n + 1} is a "
+                                       f"{type(d).__name__}, not a rule (a mapping)"))
+                continue
+            docs.append((n, d))
+        try:
+            coll = SigmaCollection.from_dicts([d for _, d in docs], collect_errors=True)
+        except (SigmaError, ValueError, TypeError, AttributeError, KeyError) as exc:
             skipped.append(Skipped(str(f), _one_line(exc)))
             continue
         good = []
-        for rule, doc in zip(coll.rules, docs, strict=False):
+        for rule, (n, doc) in zip(coll.rules, docs, strict=False):
+            problem = None
             if rule.errors:
-                skipped.append(Skipped(str(f), _one_line(rule.errors[0]),
+                problem = _one_line(rule.errors[0])
+            elif rule.id is None:
+                problem = "rule has no id"
+            elif isinstance(rule, SigmaRule):
+                problem = _regex_problem(doc.get("detection"))
+            if problem:
+                starts = starts or _doc_lines(text)
+                skipped.append(Skipped(_at(f, starts[n]), problem,
                                        str(rule.id) if rule.id else None))
-                continue
-            if rule.id is None:
-                skipped.append(Skipped(str(f), "rule has no id"))
                 continue
             good.append(rule)
             raw[id(rule)] = (str(f), doc)
@@ -235,6 +255,40 @@ def _compile(rule: Rule, doc: dict[str, Any], backend: str) -> None:
     except (SigmaError, NotImplementedError, ValueError, TypeError, AttributeError,
             KeyError, IndexError) as exc:
         rule.errors[backend] = _one_line(exc)
+
+
+def _at(path: Path, where: Any) -> str:
+    """`file:line` when the line is known (a YAML mark, 0-based, or a 1-based number)."""
+    if where is None:
+        return str(path)
+    line = where.line + 1 if hasattr(where, "line") else where
+    return f"{path}:{line}"
+
+
+def _doc_lines(text: str) -> list[int]:
+    """The first line (1-based) of each YAML document in `text`: read only when one is
+    reported, so a clean pack is parsed once."""
+    return [node.start_mark.line + 1 if node is not None else 1
+            for node in yaml.compose_all(text, Loader=yaml.SafeLoader)]
+
+
+def _regex_problem(node: Any, key: str = "") -> str | None:
+    """Why a `|re` value of a detection cannot run on RE2 (both stores' regex engine)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found = _regex_problem(v, str(k))
+            if found:
+                return found
+        return None
+    if isinstance(node, list):
+        for v in node:
+            found = _regex_problem(v, key)
+            if found:
+                return found
+        return None
+    if "re" in key.split("|")[1:] and isinstance(node, str):
+        return regex_problem(node)
+    return None
 
 
 def _one_line(exc: Any) -> str:
