@@ -58,7 +58,8 @@ def rules_check(paths: tuple[str, ...], as_json: bool, skipped: bool) -> None:
             "collected_logsource": sum(1 for r in base if b in r.queries and r.datasets),
             "usable": sum(1 for r in base if usable(r, b)),
         }
-    skips = [{"file": s.path, "reason": s.reason, "backend": None} for s in pack.skipped]
+    skips = [{"file": s.where, "reason": s.reason, "backend": None, "line": s.line}
+             for s in pack.skipped]
     for r in base:
         for b, why in sorted(r.errors.items()):
             skips.append({"file": r.path, "rule": r.id, "backend": b, "reason": why})

@@ -104,6 +104,11 @@ class Skipped:
     reason: str
     rule_id: str | None = None
     backend: str | None = None
+    line: int | None = None  # where in the file the bad document starts, when known
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclass
@@ -158,7 +163,8 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
             text = f.read_text(encoding="utf-8")
             loaded = list(yaml.safe_load_all(text))
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
-            skipped.append(Skipped(_at(f, getattr(exc, "problem_mark", None)), _one_line(exc)))
+            mark = getattr(exc, "problem_mark", None)
+            skipped.append(Skipped(str(f), _one_line(exc), line=mark.line + 1 if mark else None))
             continue
         docs, starts = [], None
         for n, d in enumerate(loaded):
@@ -166,8 +172,9 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
                 continue
             if not isinstance(d, dict):  # a list or a scalar: not a rule, whatever it holds
                 starts = starts or _doc_lines(text)
-                skipped.append(Skipped(_at(f, starts[n]), f"YAML document {n + 1} is a "
-                                       f"{type(d).__name__}, not a rule (a mapping)"))
+                skipped.append(Skipped(str(f), f"YAML document {n + 1} is a "
+                                       f"{type(d).__name__}, not a rule (a mapping)",
+                                       line=starts[n]))
                 continue
             docs.append((n, d))
         try:
@@ -186,8 +193,8 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
                 problem = _regex_problem(doc.get("detection"))
             if problem:
                 starts = starts or _doc_lines(text)
-                skipped.append(Skipped(_at(f, starts[n]), problem,
-                                       str(rule.id) if rule.id else None))
+                skipped.append(Skipped(str(f), problem, str(rule.id) if rule.id else None,
+                                       line=starts[n]))
                 continue
             good.append(rule)
             raw[id(rule)] = (str(f), doc)
@@ -255,14 +262,6 @@ def _compile(rule: Rule, doc: dict[str, Any], backend: str) -> None:
     except (SigmaError, NotImplementedError, ValueError, TypeError, AttributeError,
             KeyError, IndexError) as exc:
         rule.errors[backend] = _one_line(exc)
-
-
-def _at(path: Path, where: Any) -> str:
-    """`file:line` when the line is known (a YAML mark, 0-based, or a 1-based number)."""
-    if where is None:
-        return str(path)
-    line = where.line + 1 if hasattr(where, "line") else where
-    return f"{path}:{line}"
 
 
 def _doc_lines(text: str) -> list[int]:

@@ -72,7 +72,7 @@ def test_what_re2_cannot_express_is_refused_at_load_with_the_reason(tmp_path):
     pack = load_pack([tmp_path])
     assert [r.title for r in pack.rules] == ["good"]
     [skip] = pack.skipped
-    assert skip.path == f"{tmp_path / 'look.yml'}:8"
+    assert skip.where == f"{tmp_path / 'look.yml'}:8" and skip.line == 8
     assert "RE2" in skip.reason and "(?<=" in skip.reason
 
 
@@ -91,7 +91,7 @@ def test_a_rule_file_that_is_not_a_mapping_is_one_skip_not_a_crash(tmp_path, tex
     pack = load_pack([tmp_path])
     assert [r.title for r in pack.rules] == ["good"]  # the folder's other rules still load
     [skip] = pack.skipped
-    assert skip.path.endswith("a_bad.yml:1") and "not a rule" in skip.reason
+    assert skip.where.endswith("a_bad.yml:1") and "not a rule" in skip.reason
 
 
 def test_rules_check_gives_line_numbers_exit_1_and_rules_that_never_match(tmp_path):
