@@ -24,6 +24,7 @@ class ReadStats:
     skipped: Counter = field(default_factory=Counter)
     # application payloads that looked like DNS/HTTP/TLS but did not parse
     app_errors: Counter = field(default_factory=Counter)
+    resync_bytes: int = 0  # pcapng bytes skipped to reach the next valid block
     flows: int = 0
     events: Counter = field(default_factory=Counter)
     elapsed: float = 0.0
@@ -36,6 +37,7 @@ class ReadStats:
         return {
             "files": self.files, "packets": self.packets, "bytes": self.bytes,
             "bad_packets": self.bad_packets, "bad_reasons": dict(self.bad_reasons),
+            "resync_bytes": self.resync_bytes,
             "skipped": dict(self.skipped), "app_errors": dict(self.app_errors),
             "flows": self.flows, "events": dict(self.events),
             "elapsed": round(self.elapsed, 3),
@@ -48,4 +50,6 @@ class ReadStats:
         if self.bad_packets:
             reasons = ", ".join(f"{r}: {n}" for r, n in self.bad_reasons.most_common())
             text += f"; {self.bad_packets} bad packets ({reasons})"
+        if self.resync_bytes:
+            text += f"; {self.resync_bytes} bytes skipped to resynchronise"
         return text
