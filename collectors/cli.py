@@ -94,13 +94,30 @@ def stop_on_signals() -> Iterator[threading.Event]:
         yield stop  # signals can only be handled in the main thread
         return
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop.signalled = False  # type: ignore[attr-defined]  # a user's stop, not a timer's
+
+    def handler(*_: Any) -> None:
+        stop.signalled = True  # type: ignore[attr-defined]
+        stop.set()
+
     for s in old:
-        signal.signal(s, lambda *_: stop.set())
+        signal.signal(s, handler)
     try:
         yield stop
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def close_shipper(shipper: Any, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Close the command's shipper. Interrupted (Ctrl-C, SIGTERM) while the store is down,
+    it stops at once instead of waiting out the drain window: the spool keeps the events
+    for the next run."""
+    interrupted = getattr(stop, "signalled", False) or isinstance(sys.exc_info()[1],
+                                                                   KeyboardInterrupt)
+    if interrupted and not shipper.health.store_up:
+        return shipper.close(drain_timeout=0.0)
+    return shipper.close()
 
 
 def path_list(value: Any) -> list[str]:
@@ -123,12 +140,21 @@ def delivery_summary(snap: dict[str, Any]) -> list[str]:
     if snap["spool_bytes"]:
         lines.append(f"warning: {snap['spool_bytes']} bytes still spooled on disk; the next "
                      f"`govsoc collect` run of this kind delivers them")
+    if snap.get("spool_corruptions"):
+        # what spool damage destroyed was already counted as spooled: say it is lost
+        lines.append(f"lost {snap.get('spool_lost_bytes', 0)} spooled bytes in "
+                     f"{snap['spool_corruptions']} damaged spool region(s); the events in "
+                     "them were not delivered")
     for reason in snap.get("reasons", [])[:20]:
         lines.append(f"  {reason}")
     return lines
 
 
-def _print_skips(skipped: dict[str, int], examples: list[str]) -> None:
+def _print_skips(skipped: dict[str, int], examples: list[str],
+                 snap: dict[str, Any] | None = None) -> None:
+    if snap and snap.get("spool_corruptions"):  # spooled records lost are skipped records too
+        skipped = {**skipped, "damaged spool region (its events were lost)":
+                   snap["spool_corruptions"]}
     total = sum(skipped.values())
     if not total:
         click.echo("skipped 0 records")
@@ -182,6 +208,7 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
     readers = [LogReader(p, parser_for(fmt), shipper.put, positions=positions,
                          checkpoint=shipper.checkpoint, stats=ReadStats(),
                          resume=not from_start) for p in paths]
+    stop = None
     try:
         if follow:
             with stop_on_signals() as stop:
@@ -203,7 +230,7 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
                     r.import_once()
                     bar.advance(task, Path(r.path).stat().st_size)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper, stop)
     for r in readers:
         stats.merge(r.stats)
         for path, off in r.resumed_at.items():
@@ -212,7 +239,7 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
                f"{stats.events} events, {stats.ignored} banner/blank lines")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(dict(stats.skipped), stats.examples)
+    _print_skips(dict(stats.skipped), stats.examples, snap)
 
 
 # -- evtx --------------------------------------------------------------------------------
@@ -238,11 +265,11 @@ def evtx_cmd(files: tuple[str, ...], store_url: str | None) -> None:
             except EvtxError as exc:
                 stats.bad(p, str(exc))
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper)
     click.echo(f"evtx: {len(paths)} file(s), {stats.lines} records, {stats.events} events")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(dict(stats.skipped), stats.examples)
+    _print_skips(dict(stats.skipped), stats.examples, snap)
 
 
 # -- host --------------------------------------------------------------------------------
@@ -270,7 +297,7 @@ def host_cmd(once: bool, interval: float | None, fim_paths: tuple[str, ...],
         with stop_on_signals() as stop:
             hc.run(stop, interval, once=once)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper, stop)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(hc.counts.items())) or "none"
     click.echo(f"host: {hc.cycles} cycle(s), events: {counts}")
     for line in delivery_summary(snap):
@@ -306,7 +333,7 @@ def pcap_cmd(files: tuple[str, ...], engine: str, store_url: str | None) -> None
     except CaptureError as exc:
         error = str(exc)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper)
     if error:
         fail(error)
     click.echo(f"pcap ({engine}): {stats.summary()}")
@@ -351,7 +378,7 @@ def live_cmd(iface: str, bpf: str | None, duration: float | None,
     except CaptureError as exc:
         error = str(exc)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper, stop)
     if error:
         fail(error)
     if stats is not None:
