@@ -178,10 +178,23 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
                 continue
             docs.append((n, d))
         try:
-            coll = SigmaCollection.from_dicts([d for _, d in docs], collect_errors=True)
-        except (SigmaError, ValueError, TypeError, AttributeError, KeyError) as exc:
-            skipped.append(Skipped(str(f), _one_line(exc)))
-            continue
+            coll = SigmaCollection.from_dicts([d for _, d in docs], collect_errors=True,
+                                              resolve_references=False)
+        except Exception:  # pySigma on hostile input can raise anything
+            # find the document at fault: the file's other rules still load
+            starts = starts or _doc_lines(text)
+            kept = []
+            for n, d in docs:
+                try:
+                    SigmaCollection.from_dicts([d], collect_errors=True,
+                                               resolve_references=False)
+                    kept.append((n, d))
+                except Exception as exc:
+                    skipped.append(Skipped(str(f), f"{type(exc).__name__}: {_one_line(exc)}",
+                                           line=starts[n]))
+            docs = kept
+            coll = SigmaCollection.from_dicts([d for _, d in docs], collect_errors=True,
+                                              resolve_references=False)
         good = []
         for rule, (n, doc) in zip(coll.rules, docs, strict=False):
             problem = None
@@ -198,11 +211,12 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
                 continue
             good.append(rule)
             raw[id(rule)] = (str(f), doc)
-        collections.append(SigmaCollection(good))
-    merged = SigmaCollection.merge(collections) if collections else SigmaCollection([])
+        collections.append(SigmaCollection(good, resolve_references=False))
+    merged = SigmaCollection.merge(collections, resolve_references=False) if collections \
+        else SigmaCollection([])
     try:
         merged.resolve_rule_references()
-    except SigmaError as exc:
+    except Exception as exc:  # a bad reference, or pySigma tripping over odd input
         # one bad reference must not sink the pack: drop correlations that fail to resolve
         merged = _resolve_each(merged, raw, skipped, exc)
 
@@ -235,16 +249,21 @@ def _generate_requested(rule: SigmaRule) -> bool:
 def _resolve_each(merged: SigmaCollection, raw, skipped: list[Skipped], first: Exception
                   ) -> SigmaCollection:
     plain = [r for r in merged.rules if not isinstance(r, SigmaCorrelationRule)]
-    keep = SigmaCollection(plain)
+    keep = SigmaCollection(plain, resolve_references=False)
     for corr in (r for r in merged.rules if isinstance(r, SigmaCorrelationRule)):
-        trial = SigmaCollection(plain + [corr])
+        trial = SigmaCollection(plain + [corr], resolve_references=False)
         try:
             trial.resolve_rule_references()
-        except SigmaError as exc:
+        except Exception as exc:
             skipped.append(Skipped(raw[id(corr)][0], _one_line(exc), str(corr.id)))
             continue
         keep.rules.append(corr)
-    keep.resolve_rule_references()
+    try:
+        keep.resolve_rule_references()
+    except Exception as exc:  # correlations that only fail together: keep the plain rules
+        for corr in keep.rules[len(plain):]:
+            skipped.append(Skipped(raw[id(corr)][0], _one_line(exc), str(corr.id)))
+        keep = SigmaCollection(plain, resolve_references=False)
     return keep
 
 
@@ -259,8 +278,7 @@ def _compile(rule: Rule, doc: dict[str, Any], backend: str) -> None:
             raise SigmaError(f"rule converts to {len(queries)} queries")
         rule.queries[backend] = queries[0]
         rule.fields |= engine.fields_seen
-    except (SigmaError, NotImplementedError, ValueError, TypeError, AttributeError,
-            KeyError, IndexError) as exc:
+    except Exception as exc:  # pySigma failing on one rule is that rule's error
         rule.errors[backend] = _one_line(exc)
 
 

@@ -560,7 +560,8 @@ def read_evtx(path: str, sink: Callable[[dict[str, Any]], Any],
     for rec, rid in iter_records(path, stats):
         try:
             doc = map_record(rec)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            # a field of an unexpected shape (a number where an object belongs)
             stats.bad(f"{path} record {rid}", f"unmappable record: {type(exc).__name__}: {exc}")
             continue
         stats.events += 1
