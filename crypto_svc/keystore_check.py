@@ -79,7 +79,7 @@ def check_document(doc: Any, path: Any, formats: tuple[str, ...], purposes: tupl
             public = v.get("public")
             if not isinstance(public, str) or len(public) > 1024 or not _HEX.match(public):
                 raise bad(f"key {shown} version {v['version']} public key is not hex")
-            if v.get("sealed") is not None and not _b64(v["sealed"]):
+            if "sealed" not in v or (v["sealed"] is not None and not _b64(v["sealed"])):
                 raise bad(f"key {shown} version {v['version']} sealed key is not base64")
             numbers.add(v["version"])
         if type(entry.get("current")) is not int or entry["current"] not in numbers:

@@ -37,6 +37,7 @@ DAMAGE = [
     ("public off the curve", lambda d: _first(d)["versions"][0].update(public="04" + "00" * 64),
      "curve"),
     ("sealed not base64", lambda d: _first(d)["versions"][0].update(sealed="%%%"), "sealed"),
+    ("sealed missing", lambda d: _first(d)["versions"][0].pop("sealed"), "sealed"),
     ("version huge", lambda d: _first(d)["versions"][0].update(version=2**70), "version"),
     ("current unknown", lambda d: _first(d).update(current=9), "current"),
     ("versions not a list", lambda d: _first(d).update(versions="v1"), "versions"),
