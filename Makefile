@@ -18,7 +18,7 @@ DEBS := tshark wrk openssh-server openssh-client iproute2 nftables sqlite3 unzip
         dpkg-dev util-linux procps psmisc openssl python3 tar maven openjdk-17-jre-headless
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench venv wheel-venv sysdeps es lint clean
+.PHONY: run test bench fuzz venv wheel-venv sysdeps es lint clean
 
 run: venv
 	mkdir -p data
@@ -34,6 +34,17 @@ bench: sysdeps venv es
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ingest.py --shipper
 	for b in bench/*.py; do [ "$$b" = bench/ingest.py ] || $(BIN)/python $$b || exit 1; done
+
+# Coverage-guided fuzzing (atheris): each target for FUZZ_SECONDS; findings go to
+# tests/fuzz/regressions/<target>/ and make the target fail
+FUZZ_SECONDS ?= 60
+fuzz: venv
+	@for t in $$($(BIN)/python tests/fuzz/run_fuzz.py --list | cut -d' ' -f1); do \
+	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  $(BIN)/python tests/fuzz/run_fuzz.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=0 2>&1 | grep -E "^(#[0-9]+ +DONE|==|.*Error)" \
+	    ; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 venv: $(STAMP)
 

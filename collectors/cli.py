@@ -89,13 +89,30 @@ def stop_on_signals() -> Iterator[threading.Event]:
         yield stop  # signals can only be handled in the main thread
         return
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop.signalled = False  # type: ignore[attr-defined]  # a user's stop, not a timer's
+
+    def handler(*_: Any) -> None:
+        stop.signalled = True  # type: ignore[attr-defined]
+        stop.set()
+
     for s in old:
-        signal.signal(s, lambda *_: stop.set())
+        signal.signal(s, handler)
     try:
         yield stop
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def close_shipper(shipper: Any, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Close the command's shipper. Interrupted (Ctrl-C, SIGTERM) while the store is down,
+    it stops at once instead of waiting out the drain window: the spool keeps the events
+    for the next run."""
+    interrupted = getattr(stop, "signalled", False) or isinstance(sys.exc_info()[1],
+                                                                   KeyboardInterrupt)
+    if interrupted and not shipper.health.store_up:
+        return shipper.close(drain_timeout=0.0)
+    return shipper.close()
 
 
 def path_list(value: Any) -> list[str]:
@@ -118,18 +135,28 @@ def delivery_summary(snap: dict[str, Any]) -> list[str]:
     if snap["spool_bytes"]:
         lines.append(f"warning: {snap['spool_bytes']} bytes still spooled on disk; the next "
                      f"`govsoc collect` run of this kind delivers them")
+    if snap.get("spool_corruptions"):
+        # what spool damage destroyed was already counted as spooled: say it is lost
+        lines.append(f"lost {snap.get('spool_lost_bytes', 0)} spooled bytes in "
+                     f"{snap['spool_corruptions']} damaged spool region(s); the events in "
+                     "them were not delivered")
     for reason in snap.get("reasons", [])[:20]:
         lines.append(f"  {reason}")
     return lines
 
 
-def _print_skips(stats) -> None:
-    """The bad records of a read (`collectors.readstats.ReadStats`), by reason."""
-    if not stats.bad_total:
+def _print_skips(stats, snap: dict[str, Any] | None = None) -> None:
+    """The bad records of a read (`collectors.readstats.ReadStats`), by reason; records lost
+    in a damaged spool region (`snap` from the shipper) are skipped records too."""
+    reasons = stats.bad_reasons.copy()
+    if snap and snap.get("spool_corruptions"):
+        reasons["damaged spool region (its events were lost)"] += snap["spool_corruptions"]
+    total = sum(reasons.values())
+    if not total:
         click.echo("skipped 0 records")
         return
-    click.echo(f"skipped {stats.bad_total} records:")
-    for reason, n in stats.bad_reasons.most_common():
+    click.echo(f"skipped {total} records:")
+    for reason, n in reasons.most_common():
         click.echo(f"  {n:>8}  {reason}")
     for ex in stats.examples[:10]:
         click.echo(f"  e.g. {ex}")
@@ -177,6 +204,7 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
     readers = [LogReader(p, parser_for(fmt), shipper.put, positions=positions,
                          checkpoint=shipper.checkpoint, stats=LogStats(),
                          resume=not from_start) for p in paths]
+    stop = None
     try:
         if follow:
             with stop_on_signals() as stop:
@@ -198,7 +226,7 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
                     r.import_once()
                     bar.advance(task, Path(r.path).stat().st_size)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper, stop)
     for r in readers:
         stats.merge(r.stats)
         for path, off in r.resumed_at.items():
@@ -207,7 +235,7 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
                f"{stats.events_total} events, {stats.ignored_total} banner/blank lines")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(stats)
+    _print_skips(stats, snap)
 
 
 # -- evtx --------------------------------------------------------------------------------
@@ -233,12 +261,12 @@ def evtx_cmd(files: tuple[str, ...], store_url: str | None) -> None:
             except EvtxError as exc:
                 stats.bad(str(exc), p)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper)
     click.echo(f"evtx: {len(paths)} file(s), {stats.lines} records, "
                f"{stats.events_total} events")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(stats)
+    _print_skips(stats, snap)
 
 
 # -- host --------------------------------------------------------------------------------
@@ -266,7 +294,7 @@ def host_cmd(once: bool, interval: float | None, fim_paths: tuple[str, ...],
         with stop_on_signals() as stop:
             hc.run(stop, interval, once=once)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper, stop)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(hc.counts.items())) or "none"
     click.echo(f"host: {hc.cycles} cycle(s), events: {counts}")
     for line in delivery_summary(snap):
@@ -302,7 +330,7 @@ def pcap_cmd(files: tuple[str, ...], engine: str, store_url: str | None) -> None
     except CaptureError as exc:
         error = str(exc)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper)
     if error:
         fail(error)
     click.echo(f"pcap ({engine}): {stats.summary()}")
@@ -347,7 +375,7 @@ def live_cmd(iface: str, bpf: str | None, duration: float | None,
     except CaptureError as exc:
         error = str(exc)
     finally:
-        snap = shipper.close()
+        snap = close_shipper(shipper, stop)
     if error:
         fail(error)
     if stats is not None:

@@ -37,6 +37,7 @@ class Health:
     queued: int = 0  # accepted, in memory, not yet written or spooled
     spool_bytes: int = 0  # not yet delivered, on disk
     spool_corruptions: int = 0
+    spool_lost_bytes: int = 0  # in damaged spool regions: found, reported, not delivered
     lag_seconds: float = 0.0  # age of the oldest event not yet delivered
     store_up: bool = True
     last_error: str = ""

@@ -386,6 +386,7 @@ class Shipper:
         h.spool_bytes = self.spool.pending_bytes
         h.queued = len(self._items)
         h.spool_corruptions = len(self.spool.corruptions)
+        h.spool_lost_bytes = sum(c.skipped_bytes for c in self.spool.corruptions)
         for c in self.spool.corruptions[self._corruptions_noted:]:
             h.note(f"spool damage: {c}")
             log.warning("spool damage: %s", c)

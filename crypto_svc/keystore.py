@@ -36,7 +36,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from crypto_svc import sm4
-from crypto_svc.errors import DecryptionError, KeyNotFound, KeyStateError, KeystoreError
+from crypto_svc.errors import (
+    CryptoError,
+    DecryptionError,
+    KeyNotFound,
+    KeyStateError,
+    KeystoreError,
+)
+from crypto_svc.keystore_check import check_document, check_iterations
 from crypto_svc.sm2 import SM2PrivateKey, SM2PublicKey
 from soc_core.ecs import now_iso
 
@@ -123,7 +130,7 @@ class Keystore:
                  iterations: int = DEFAULT_ITERATIONS) -> None:
         self.path = Path(path)
         self._secret = master_secret
-        self._iterations = iterations
+        self._iterations = check_iterations(iterations, "crypto.kdf_iterations")
         if master_secret is not None and len(master_secret) < MIN_SECRET:
             raise KeystoreError(f"the master secret must be at least {MIN_SECRET} bytes")
         self._lock = threading.RLock()
@@ -142,7 +149,7 @@ class Keystore:
 
             cfg = load_config()
         path = cfg.get("crypto.keystore") or (Path(cfg.data_dir) / "keystore.json")
-        iterations = int(cfg.get("crypto.kdf_iterations", DEFAULT_ITERATIONS))
+        iterations = cfg.get("crypto.kdf_iterations", DEFAULT_ITERATIONS)
         return cls(path, master_secret_from_env(cfg), iterations=iterations)
 
     # -- file I/O ------------------------------------------------------------------------
@@ -173,8 +180,7 @@ class Keystore:
                 except (OSError, ValueError) as exc:
                     raise KeystoreError(f"keystore {self.path} is unreadable: "
                                         f"{type(exc).__name__}") from None
-                if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-                    raise KeystoreError(f"{self.path} is not a govsoc keystore")
+                check_document(doc, self.path, (FORMAT,), PURPOSES, STATES)
             self._doc, self._stamp = doc, stamp
             # keys whose state changed must not stay usable from the cache
             self._private.clear()
@@ -259,7 +265,13 @@ class Keystore:
             ck = (entry["id"], v["version"])
             pub = self._public.get(ck)
             if pub is None:
-                pub = self._public[ck] = SM2PublicKey(bytes.fromhex(v["public"]))
+                try:
+                    pub = SM2PublicKey(bytes.fromhex(v["public"]))
+                except (ValueError, CryptoError):
+                    raise KeystoreError(f"keystore {self.path} is damaged: key "
+                                        f"{entry['id']} version {v['version']} public key "
+                                        "is not a point of the curve") from None
+                self._public[ck] = pub
             versions.append(KeyVersion(v["version"], v["created"], pub, v["sealed"] is None))
         return KeyInfo(entry["id"], entry["purpose"], entry["state"], entry["created"],
                        entry.get("rotated"), dict(entry.get("labels", {})), entry["current"],
@@ -305,7 +317,11 @@ class Keystore:
             except DecryptionError:
                 raise KeystoreError(f"key {key_id} version {number} does not unseal: the "
                                     "keystore entry was altered") from None
-            key = SM2PrivateKey.from_bytes(scalar)
+            try:
+                key = SM2PrivateKey.from_bytes(scalar)
+            except (ValueError, CryptoError):
+                raise KeystoreError(f"key {key_id} version {number} does not unseal to a "
+                                    "key") from None
             self._private[(key_id, number)] = key
             return key, number
 

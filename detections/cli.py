@@ -43,7 +43,7 @@ def rules_check(paths: tuple[str, ...], as_json: bool, skipped: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from detections.catalog import usable
+    from detections.catalog import missing_fields, usable
 
     pack = _load(paths, list(BACKENDS), with_own=False)
     base = [r for r in pack.rules if not r.is_correlation]
@@ -59,18 +59,26 @@ def rules_check(paths: tuple[str, ...], as_json: bool, skipped: bool) -> None:
             "collected_logsource": sum(1 for r in base if b in r.queries and r.datasets),
             "usable": sum(1 for r in base if usable(r, b)),
         }
-    skips = [{"file": s.path, "reason": s.reason, "backend": None} for s in pack.skipped]
+    skips = [{"file": s.where, "reason": s.reason, "backend": None, "line": s.line}
+             for s in pack.skipped]
     for r in base:
         for b, why in sorted(r.errors.items()):
             skips.append({"file": r.path, "rule": r.id, "backend": b, "reason": why})
+    # converted, on a collected log source, but naming a field no govsoc event carries:
+    # such a rule runs and can never match, which the user must hear about
+    never = [{"file": r.path, "rule": r.id, "fields": missing_fields(r)} for r in base
+             if r.queries and r.datasets and missing_fields(r)]
     if as_json:
-        _echo_json({**report, "skipped": skips})
-        return
+        _echo_json({**report, "skipped": skips, "never_match": never})
+        sys.exit(1 if pack.skipped else 0)
     out = Console(width=200, highlight=False)
     if skipped:
         for s in skips:
             where = f"[{s['backend']}] " if s["backend"] else ""
             out.print(f"skipped {where}{s['file']}: {s['reason']}", markup=False)
+        for n in never:
+            out.print(f"never matches {n['file']} {n['rule']}: no event carries "
+                      f"{', '.join(n['fields'])}", markup=False)
     t = Table(title=f"{report['rules']} rules ({report['not_parsed']} not parsed, "
                     f"{report['correlation']} correlation)")
     for col in ("backend", "converted", "failed", "collected log source", "usable (fields)"):
@@ -80,6 +88,8 @@ def rules_check(paths: tuple[str, ...], as_json: bool, skipped: bool) -> None:
         t.add_row(b, f"{v['converted']} ({pct:.1f}%)", str(v["failed"]),
                   str(v["collected_logsource"]), str(v["usable"]))
     out.print(t)
+    # files that did not parse fail the check (exit 1), so a CI step catches them
+    sys.exit(1 if pack.skipped else 0)
 
 
 @rules.command("list")

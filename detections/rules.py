@@ -22,6 +22,7 @@ from sigma.rule import SigmaRule
 from detections.backends import LuceneStoreBackend, SqliteStoreBackend
 from detections.logsources import datasets_for
 from detections.pipelines import govsoc_pipeline
+from soc_core.regex import regex_problem
 
 OWN_PACK = Path(__file__).resolve().parent / "rules"
 BACKENDS = ("sqlite", "elasticsearch")
@@ -104,6 +105,11 @@ class Skipped:
     reason: str
     rule_id: str | None = None
     backend: str | None = None
+    line: int | None = None  # where in the file the bad document starts, when known
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclass
@@ -156,27 +162,62 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
     for f in files:
         try:
             text = f.read_text(encoding="utf-8")
-            docs = [d for d in yaml.safe_load_all(text) if d]
-            coll = SigmaCollection.from_dicts(docs, collect_errors=True)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
-            skipped.append(Skipped(str(f), _one_line(exc)))
+            loaded = list(yaml.safe_load_all(text))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            skipped.append(Skipped(str(f), _one_line(exc), line=mark.line + 1 if mark else None))
             continue
-        good = []
-        for rule, doc in zip(coll.rules, docs, strict=False):
-            if rule.errors:
-                skipped.append(Skipped(str(f), _one_line(rule.errors[0]),
-                                       str(rule.id) if rule.id else None))
+        docs, starts = [], None
+        for n, d in enumerate(loaded):
+            if d is None:
                 continue
-            if rule.id is None:
-                skipped.append(Skipped(str(f), "rule has no id"))
+            if not isinstance(d, dict):  # a list or a scalar: not a rule, whatever it holds
+                starts = starts or _doc_lines(text)
+                skipped.append(Skipped(str(f), f"YAML document {n + 1} is a "
+                                       f"{type(d).__name__}, not a rule (a mapping)",
+                                       line=starts[n]))
+                continue
+            docs.append((n, d))
+        try:
+            coll = SigmaCollection.from_dicts([d for _, d in docs], collect_errors=True,
+                                              resolve_references=False)
+        except Exception:  # pySigma on hostile input can raise anything
+            # find the document at fault: the file's other rules still load
+            starts = starts or _doc_lines(text)
+            kept = []
+            for n, d in docs:
+                try:
+                    SigmaCollection.from_dicts([d], collect_errors=True,
+                                               resolve_references=False)
+                    kept.append((n, d))
+                except Exception as exc:
+                    skipped.append(Skipped(str(f), f"{type(exc).__name__}: {_one_line(exc)}",
+                                           line=starts[n]))
+            docs = kept
+            coll = SigmaCollection.from_dicts([d for _, d in docs], collect_errors=True,
+                                              resolve_references=False)
+        good = []
+        for rule, (n, doc) in zip(coll.rules, docs, strict=False):
+            problem = None
+            if rule.errors:
+                problem = _one_line(rule.errors[0])
+            elif rule.id is None:
+                problem = "rule has no id"
+            elif isinstance(rule, SigmaRule):
+                problem = _regex_problem(doc.get("detection"))
+            if problem:
+                starts = starts or _doc_lines(text)
+                skipped.append(Skipped(str(f), problem, str(rule.id) if rule.id else None,
+                                       line=starts[n]))
                 continue
             good.append(rule)
             raw[id(rule)] = (str(f), doc)
-        collections.append(SigmaCollection(good))
-    merged = SigmaCollection.merge(collections) if collections else SigmaCollection([])
+        collections.append(SigmaCollection(good, resolve_references=False))
+    merged = SigmaCollection.merge(collections, resolve_references=False) if collections \
+        else SigmaCollection([])
     try:
         merged.resolve_rule_references()
-    except SigmaError as exc:
+    except Exception as exc:  # a bad reference, or pySigma tripping over odd input
         # one bad reference must not sink the pack: drop correlations that fail to resolve
         merged = _resolve_each(merged, raw, skipped, exc)
 
@@ -209,16 +250,21 @@ def _generate_requested(rule: SigmaRule) -> bool:
 def _resolve_each(merged: SigmaCollection, raw, skipped: list[Skipped], first: Exception
                   ) -> SigmaCollection:
     plain = [r for r in merged.rules if not isinstance(r, SigmaCorrelationRule)]
-    keep = SigmaCollection(plain)
+    keep = SigmaCollection(plain, resolve_references=False)
     for corr in (r for r in merged.rules if isinstance(r, SigmaCorrelationRule)):
-        trial = SigmaCollection(plain + [corr])
+        trial = SigmaCollection(plain + [corr], resolve_references=False)
         try:
             trial.resolve_rule_references()
-        except SigmaError as exc:
+        except Exception as exc:
             skipped.append(Skipped(raw[id(corr)][0], _one_line(exc), str(corr.id)))
             continue
         keep.rules.append(corr)
-    keep.resolve_rule_references()
+    try:
+        keep.resolve_rule_references()
+    except Exception as exc:  # correlations that only fail together: keep the plain rules
+        for corr in keep.rules[len(plain):]:
+            skipped.append(Skipped(raw[id(corr)][0], _one_line(exc), str(corr.id)))
+        keep = SigmaCollection(plain, resolve_references=False)
     return keep
 
 
@@ -233,9 +279,34 @@ def _compile(rule: Rule, doc: dict[str, Any], backend: str) -> None:
             raise SigmaError(f"rule converts to {len(queries)} queries")
         rule.queries[backend] = queries[0]
         rule.fields |= engine.fields_seen
-    except (SigmaError, NotImplementedError, ValueError, TypeError, AttributeError,
-            KeyError, IndexError) as exc:
+    except Exception as exc:  # pySigma failing on one rule is that rule's error
         rule.errors[backend] = _one_line(exc)
+
+
+def _doc_lines(text: str) -> list[int]:
+    """The first line (1-based) of each YAML document in `text`: read only when one is
+    reported, so a clean pack is parsed once."""
+    return [node.start_mark.line + 1 if node is not None else 1
+            for node in yaml.compose_all(text, Loader=yaml.SafeLoader)]
+
+
+def _regex_problem(node: Any, key: str = "") -> str | None:
+    """Why a `|re` value of a detection cannot run on RE2 (both stores' regex engine)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found = _regex_problem(v, str(k))
+            if found:
+                return found
+        return None
+    if isinstance(node, list):
+        for v in node:
+            found = _regex_problem(v, key)
+            if found:
+                return found
+        return None
+    if "re" in key.split("|")[1:] and isinstance(node, str):
+        return regex_problem(node)
+    return None
 
 
 def _one_line(exc: Any) -> str:

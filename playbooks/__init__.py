@@ -6,6 +6,8 @@ Public API (import from `playbooks`; the modules behind it are internals):
     playbooks() -> {name: Playbook};  get_playbook(name) -> Playbook   (PlaybookError)
     Driver(store, work_dir=None).run(name, inventory, limit=..., extravars=...) -> RunResult
     Driver(...).status(run_id), .cancel(run_id)
+    validate_vars(name, variables) -> dict   the run's variables checked against the
+                                             playbook's schema; PlaybookError if refused
     ansible_env(run_dir) -> the environment ansible-playbook runs with (our config, modules)
     Fleet (playbooks.fleet): the namespace test fleet the tests and benchmarks run on
 """
@@ -15,7 +17,7 @@ from soc_core.lazy import lazy_exports
 _WHERE = {
     "playbooks": "catalog", "get_playbook": "catalog", "Playbook": "catalog",
     "PlaybookError": "catalog", "Driver": "driver", "RunResult": "driver",
-    "ansible_env": "driver", "Fleet": "fleet",
+    "ansible_env": "driver", "Fleet": "fleet", "validate_vars": "variables",
 }
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports(__name__, _WHERE)

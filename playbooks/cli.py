@@ -76,10 +76,15 @@ def run_cmd(name: str, inventory_file: str | None, use_fleet: bool, use_assets: 
     from playbooks import inventory as inv
     from playbooks.catalog import PlaybookError, get_playbook
     from playbooks.driver import Driver
+    from playbooks.variables import validate_vars
 
     if sum(map(bool, (inventory_file, use_fleet, use_assets))) != 1:
         fail("give exactly one of --inventory FILE, --fleet or --assets")
     extravars = _parse_extra(extra)
+    try:
+        extravars = validate_vars(name, extravars)  # before any inventory or connection
+    except PlaybookError as exc:
+        fail(str(exc))
     with open_cli_store(store_url) as store:
         try:
             get_playbook(name)

@@ -22,6 +22,7 @@ from playbooks import events as ev
 from playbooks.catalog import CONTENT_DIR, PlaybookError, get_playbook
 from playbooks.inventory import resolve_hosts, write_inventory
 from playbooks.locks import HostLocks
+from playbooks.variables import unsafe_yaml, validate_vars
 from soc_core.config import load_config
 from soc_core.ecs import now_iso
 
@@ -104,6 +105,7 @@ class Driver:
         from playbooks import sinks  # noqa: F401  (registers the post-processors)
 
         playbook = get_playbook(name)
+        extravars = validate_vars(name, extravars)  # refused before anything runs
         run_id = run_id or uuid.uuid4().hex[:12]
         run_dir = self.run_dir(run_id)
         if run_dir.exists():
@@ -111,6 +113,10 @@ class Driver:
         run_dir.mkdir(parents=True)
         try:
             inv_path = write_inventory(inventory, run_dir)
+            if extravars:  # ansible-runner passes env/extravars as `-e @file`: all !unsafe
+                (run_dir / "env").mkdir(exist_ok=True)
+                (run_dir / "env" / "extravars").write_text(unsafe_yaml(extravars),
+                                                           encoding="utf-8")
             hosts = resolve_hosts(inv_path, limit)
             result = RunResult(run_id=run_id, playbook=name, status="queued",
                                created=now_iso(), check=check,
@@ -132,7 +138,7 @@ class Driver:
                     runner = ansible_runner.run(
                         private_data_dir=str(run_dir), project_dir=str(CONTENT_DIR),
                         playbook=playbook.path.name, inventory=str(inv_path), limit=limit,
-                        extravars=extravars or {}, forks=forks or self.forks,
+                        forks=forks or self.forks,
                         cmdline="--check" if check else None, timeout=timeout,
                         envvars=ansible_env(run_dir), quiet=True,
                         settings={"suppress_ansible_output": True},

@@ -9,6 +9,7 @@ Its interface is its modules (import from them):
     soc_core.store     open_store, EventStore, Selection, StoreError, resolve_time/_millis
     soc_core.query     the Kibana field:value query language (QueryError)
     soc_core.spool     Spool (durable disk FIFO), backlog_bytes, SpoolError
+    soc_core.regex     compile_regex, regex_problem, RegexError: outside regexes on RE2
     soc_core.audit     AuditTrail, Actor, verify, AuditUnavailable: the hash-chained trail
     soc_core.departments  Departments: which department (委办局) a host or address is in
     soc_core.sm3       the SM3 hash: sm3, sm3_hex, new, sm3_parts, sm3_stream
@@ -19,5 +20,5 @@ Its interface is its modules (import from them):
     soc_core.cli       the `govsoc` entry point and its core commands
 """
 
-__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "lazy", "query", "sm3",
-           "spool", "store"]
+__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "lazy", "query", "regex",
+           "sm3", "spool", "store"]

@@ -217,6 +217,8 @@ def search_cmd(query: str | None, family: str, dataset: str | None, start: str |
                 shown += 1
                 if shown >= limit:
                     break
+        except QueryError as exc:  # what only the store's compiler finds (e.g. no word)
+            fail(f"bad query: {exc}")
         except StoreError as exc:
             fail(str(exc))
     if not as_json:

@@ -156,7 +156,10 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        dt = datetime.fromtimestamp(value, UTC)
+        try:
+            dt = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, ValueError, OSError) as exc:  # 1e20, nan, beyond year 9999
+            raise EventError(f"@timestamp {value!r} is out of range") from exc
     elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
@@ -166,7 +169,10 @@ def parse_time(value: Any) -> datetime:
         raise EventError(f"@timestamp has type {type(value).__name__}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)  # storage is UTC; a naive time is taken as UTC
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise EventError(f"@timestamp {value!r} is out of range") from exc
 
 
 def format_time(dt: datetime) -> str:

@@ -103,11 +103,23 @@ def _unquote(s: str) -> str:
     return re.sub(r"\\(.)", r"\1", s)
 
 
+# Nesting (parentheses, NOT) deeper than any analyst writes: bounds the parser's and the
+# backends' recursion, so a crafted query is an error, never a RecursionError.
+MAX_DEPTH = 64
+_FIELD = re.compile(r"@?[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
+
+    def nest(self, pos: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(f"query nests deeper than {MAX_DEPTH} levels at position {pos + 1}")
 
     def peek(self, offset: int = 0):
         j = self.i + offset
@@ -151,8 +163,10 @@ class _Parser:
 
     def parse_not(self, field: str | None) -> Node:
         if self.at_word("NOT") or (self.peek() and self.peek()[1] == "!"):
-            self.take()
-            return Not(self.parse_not(field))
+            self.nest(self.take()[2])
+            node = Not(self.parse_not(field))
+            self.depth -= 1
+            return node
         tok = self.peek()
         if tok and tok[0] == "word" and tok[1].startswith("-") and len(tok[1]) > 1:
             # `-field:value` is Lucene's prohibit operator
@@ -166,14 +180,20 @@ class _Parser:
             raise QueryError("query ends where a term was expected")
         kind, value, pos, m = tok
         if kind == "lparen":
+            self.nest(pos)
             node = self.parse_or(field)
             close = self.take()
             if close is None or close[0] != "rparen":
                 raise QueryError(f"missing ')' for '(' at position {pos + 1}")
+            self.depth -= 1
             return node
         if kind == "word" and field is None and self.peek() and self.peek()[0] == "colon":
             self.take()
-            return self.parse_value(_unquote(value), pos)
+            name = _unquote(value)
+            if not _FIELD.match(name):
+                raise QueryError(f"bad field name {name!r} at position {pos + 1}: "
+                                 "letters, digits, '_', '-' and '.'")
+            return self.parse_value(name, pos)
         if kind in ("rparen", "colon", "cmp", "range"):
             raise QueryError(f"unexpected {value!r} at position {pos + 1}")
         if kind == "word" and value in ("AND", "OR", "&&", "||"):

@@ -311,9 +311,10 @@ class Spool:
                         self._read_off = rec.offset
                         self._save_cursor()
                     return rec
-                if stop != self._read_off:
+                if stop != self._read_off:  # damage to the end: reported, never pending
                     self._pending_bytes -= stop - self._read_off
                     self._read_off = stop
+                    self._save_cursor()
                 later = [s for s in _segments(self.dir) if s > self._read_seg]
                 if not later:
                     self._pending_bytes = max(self._pending_bytes, 0)

@@ -18,7 +18,7 @@ from collectors.logs.records import LogStats, Source
 from soc_core.ecs import make_event
 
 _LINE = re.compile(r"^(?:node=(?P<node>\S+) )?type=(?P<type>\w+) "
-                   r"msg=audit\((?P<sec>\d+)\.(?P<ms>\d{1,6}):(?P<serial>\d+)\):\s?(?P<rest>.*)$")
+                   r"msg=audit\((?P<sec>\d{1,12})\.(?P<ms>\d{1,6}):(?P<serial>\d{1,18})\):\s?(?P<rest>.*)$")
 _KV = re.compile(r"""(\w[\w-]*)=("[^"]*"|'[^']*'|\S*)""")
 _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
 # USER_* and friends: category/type by record type
@@ -107,8 +107,12 @@ class AuditdParser:
                 self._open = None
             return out
         if self._open is None:
-            ts = datetime.fromtimestamp(int(m["sec"]) + int(m["ms"].ljust(3, "0")[:3]) / 1000,
-                                        UTC)
+            try:
+                ts = datetime.fromtimestamp(
+                    int(m["sec"]) + int(m["ms"].ljust(3, "0")[:3]) / 1000, UTC)
+            except (ValueError, OverflowError, OSError):  # past year 9999: damage
+                stats.bad("audit timestamp out of range", src.where)
+                return out
             self._open = _Pending(serial, ts, src)
         self._open.records.append((m["type"], kv, names))
         self._open.lines.append(line)
@@ -183,9 +187,9 @@ class AuditdParser:
     @staticmethod
     def _identity(kv: dict[str, str], names: dict[str, str], process: dict[str, Any],
                   user: dict[str, Any]) -> None:
-        if kv.get("pid", "").isdigit():
+        if kv.get("pid", "").isdigit() and len(kv["pid"]) <= 10:
             process["pid"] = int(kv["pid"])
-        if kv.get("ppid", "").isdigit():
+        if kv.get("ppid", "").isdigit() and len(kv["ppid"]) <= 10:
             process["parent"] = {"pid": int(kv["ppid"])}
         if "exe" in kv:
             process["executable"] = _decode_hex(_unquote(kv["exe"]))

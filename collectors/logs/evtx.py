@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
+import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -446,10 +448,14 @@ def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], i
             # the parser silently drops a cut chunk: say so
             stats.bad(f"file truncated: {whole} of {chunks} chunks complete, the records of "
                       "the cut chunk are lost", path)
+    clean = _without_damaged_chunks(path, stats)
     try:
-        parser = PyEvtxParser(path, number_of_threads=1, skip_errors=True)
+        parser = PyEvtxParser(clean or path, number_of_threads=1, skip_errors=True)
     except (OSError, RuntimeError) as exc:
         raise EvtxError(f"{path}: not a readable EVTX file: {exc}") from exc
+    finally:
+        if clean:  # the parser has opened it: the name is no longer needed
+            os.unlink(clean)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         it = parser.records_json()
@@ -473,6 +479,80 @@ def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], i
             stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
 
 
+def _chunk_damage(chunk: bytes) -> tuple[str, int] | None:
+    """(reason, records in it) when a chunk's CRC32s do not match its bytes, else None.
+    The parser does not check them: a flipped bit would be imported as a mangled field."""
+    if chunk[:8] != b"ElfChnk\x00":
+        return None  # not a chunk at all: the parser reports that itself, with its reason
+    first, last = struct.unpack_from("<QQ", chunk, 8)
+    (free,) = struct.unpack_from("<I", chunk, 48)
+    (records_crc,) = struct.unpack_from("<I", chunk, 52)
+    (header_crc,) = struct.unpack_from("<I", chunk, 124)
+    header_ok = zlib.crc32(chunk[:120] + chunk[128:512]) == header_crc
+    if header_ok and 512 <= free <= _CHUNK and zlib.crc32(chunk[512:free]) == records_crc:
+        return None
+    if header_ok and first <= last and last - first < _CHUNK // 24:
+        count = last - first + 1
+        what = "records checksum"
+    else:  # the header itself is damaged: count the records that are there
+        count = _walk_records(chunk)
+        what = "header checksum"
+    return what, count
+
+
+def _walk_records(chunk: bytes) -> int:
+    """Records in a chunk found by their own framing (signature, size, size copy)."""
+    n, at = 0, 512
+    while at + 28 <= len(chunk) and chunk[at:at + 4] == b"\x2a\x2a\x00\x00":
+        (size,) = struct.unpack_from("<I", chunk, at + 4)
+        if size < 28 or at + size > len(chunk) or \
+                struct.unpack_from("<I", chunk, at + size - 4)[0] != size:
+            break
+        n += 1
+        at += size
+    return n
+
+
+def _without_damaged_chunks(path: str, stats: LogStats) -> str | None:
+    """Check every chunk's CRC32s; when some fail, count their records as damaged (with the
+    reason) and return a temporary copy of the file without those chunks, else None."""
+    damaged: list[int] = []
+    try:
+        with open(path, "rb") as fh:
+            head = bytearray(fh.read(_FILE_HEADER))
+            index = 0
+            while True:
+                chunk = fh.read(_CHUNK)
+                if len(chunk) < _CHUNK:
+                    break
+                found = _chunk_damage(chunk)
+                if found:
+                    what, count = found
+                    damaged.append(index)
+                    reason = (f"chunk fails its {what} (CRC32): its records are not "
+                              "imported")
+                    for _ in range(max(count, 1)):
+                        stats.bad(reason, f"{path} chunk {index}")
+                index += 1
+            if not damaged:
+                return None
+            fd, clean = tempfile.mkstemp(prefix="govsoc-evtx-", suffix=".evtx")
+            with os.fdopen(fd, "wb") as out:
+                kept = index - len(damaged)
+                struct.pack_into("<H", head, 42, kept)
+                struct.pack_into("<I", head, 124, zlib.crc32(bytes(head[:120])))
+                out.write(head)
+                fh.seek(_FILE_HEADER)
+                for i in range(index):
+                    chunk = fh.read(_CHUNK)
+                    if i not in damaged:
+                        out.write(chunk)
+                out.write(fh.read())  # a cut last chunk: the parser reports it as before
+            return clean
+    except OSError as exc:
+        raise EvtxError(f"{path}: {exc.strerror}") from exc
+
+
 def read_evtx(path: str, sink: Callable[[dict[str, Any]], Any],
               stats: LogStats | None = None) -> LogStats:
     """Map every record of one EVTX file and hand it to `sink`."""
@@ -480,7 +560,8 @@ def read_evtx(path: str, sink: Callable[[dict[str, Any]], Any],
     for rec, rid in iter_records(path, stats):
         try:
             doc = map_record(rec)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            # a field of an unexpected shape (a number where an object belongs)
             stats.bad(f"unmappable record: {type(exc).__name__}: {exc}", f"{path} record {rid}")
             continue
         stats.events[doc["event"]["dataset"]] += 1

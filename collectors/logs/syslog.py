@@ -47,13 +47,31 @@ class SyslogLine:
 
 
 def _iso(ts: str) -> datetime:
+    """RFC 3339 -> UTC; ValueError for anything else (or a time outside years 1-9999)."""
     if ts.endswith("Z"):
         ts = ts[:-1] + "+00:00"
     if "." in ts:  # Python takes at most 6 fractional digits
         head, _, rest = ts.partition(".")
-        digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
+        m = re.match(r"\d+", rest)
+        if m is None:
+            raise ValueError("no digits after the decimal point")
+        digits = m.group(0)
         ts = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
-    return datetime.fromisoformat(ts).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(ts).astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _small(value: Any) -> bool:
+    """A syslog priority or facility: at most three digits."""
+    return str(value if value is not None else "").isdigit() and len(str(value)) <= 3
+
+
+def _pid(text: Any) -> int | None:
+    """A process id, or None when the field is not one (damage: 50 digits)."""
+    text = str(text or "")
+    return int(text) if text.isdigit() and len(text) <= 10 else None
 
 
 def parse_header(line: str, *, now: datetime | None = None,
@@ -67,7 +85,7 @@ def parse_header(line: str, *, now: datetime | None = None,
             return None
         pid = m["pid"]
         return SyslogLine(ts, m["host"], None if m["prog"] == "-" else m["prog"],
-                          int(pid) if pid.isdigit() else None, m["msg"], int(m["pri"]))
+                          _pid(pid), m["msg"], int(m["pri"]))
     m = _ISO.match(line)
     if m:
         try:
@@ -82,7 +100,7 @@ def parse_header(line: str, *, now: datetime | None = None,
         if ts is None:
             return None
     pri = m["pri"]
-    return SyslogLine(ts, m["host"], m["prog"], int(m["pid"]) if m["pid"] else None, m["msg"],
+    return SyslogLine(ts, m["host"], m["prog"], _pid(m["pid"]), m["msg"],
                       int(pri) if pri else None)
 
 
@@ -103,12 +121,12 @@ def parse_journal_json(line: str) -> SyslogLine | None:
         msg = bytes(b & 0xFF for b in msg if isinstance(b, int)).decode("utf-8", "replace")
     pid = entry.get("SYSLOG_PID") or entry.get("_PID")
     pri = None
-    if str(entry.get("PRIORITY", "")).isdigit():
+    if _small(entry.get("PRIORITY")):
         pri = int(entry["PRIORITY"]) + 8 * int(entry.get("SYSLOG_FACILITY") or 0) \
-            if str(entry.get("SYSLOG_FACILITY", "0")).isdigit() else int(entry["PRIORITY"])
+            if _small(entry.get("SYSLOG_FACILITY", "0")) else int(entry["PRIORITY"])
     return SyslogLine(ts, str(entry.get("_HOSTNAME", "")),
                       entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM"),
-                      int(pid) if str(pid or "").isdigit() else None, str(msg), pri)
+                      _pid(pid), str(msg), pri)
 
 
 def _bsd_time(mon: str, day: int, hms: str, now: datetime, tz: tzinfo | None) -> datetime | None:

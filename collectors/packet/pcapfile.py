@@ -3,8 +3,9 @@
 `open_capture` checks a file up front (missing, empty, not a capture -> CaptureError);
 `CaptureFile.frames` yields `(ts, linktype, start, end)` offsets into `capture.buf`
 so the decoder reads packets in place, without copying them. Damage inside a file
-(a record length past the end, a bad block) is counted in CaptureStats and ends that
-file: the packets before it are kept.
+(a record length past the end, a bad block) is counted in CaptureStats; a pcap file ends
+there (it has no block framing to resynchronise on), a pcapng file resumes at the next
+valid block and counts the bytes skipped.
 """
 
 from __future__ import annotations
@@ -146,9 +147,16 @@ def _pcapng_frames(buf, size: int, stats: CaptureStats) -> Iterator[tuple[float,
             epb = struct.Struct(order + "IIIII").unpack_from
             ifaces = []  # interface ids are per section
         btype, blen = hdr(buf, off)
-        if blen < 12 or blen % 4 or off + blen > size:
+        if blen < 12 or blen % 4 or off + blen > size or hdr(buf, off + blen - 8)[1] != blen:
+            # a bogus length: resume at the next offset that frames a valid block (its
+            # trailing length repeats the leading one), as Wireshark's reader does
             stats.bad("bad pcapng block length")
-            return
+            nxt = _next_block(buf, off + 4, size, hdr)
+            stats.resync_bytes += (nxt if nxt is not None else size) - off
+            if nxt is None:
+                return
+            off = nxt
+            continue
         body, bend = off + 8, off + blen - 4
         if btype == 6:  # enhanced packet block
             if bend - body < 20:
@@ -193,6 +201,22 @@ def _pcapng_frames(buf, size: int, stats: CaptureStats) -> Iterator[tuple[float,
             else:
                 stats.bad("bad pcapng block length")
         off += blen
+
+
+_KNOWN_BLOCKS = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 0xBAD, 0x40000BAD, PCAPNG_SHB})
+
+
+def _next_block(buf, off: int, size: int, hdr: Callable) -> int | None:
+    """The first 4-aligned offset from `off` where a known block type sits with a length
+    that its trailing copy confirms; None when the rest of the file holds none."""
+    off += -off % 4
+    while off + 12 <= size:
+        btype, blen = hdr(buf, off)
+        if btype in _KNOWN_BLOCKS and blen >= 12 and not blen % 4 and off + blen <= size \
+                and hdr(buf, off + blen - 8)[1] == blen:
+            return off
+        off += 4
+    return None
 
 
 def _tsresol(buf, off: int, end: int, order: str) -> float:

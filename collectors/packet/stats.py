@@ -23,11 +23,13 @@ class CaptureStats(ReadStats):
     bytes: int = 0
     # application payloads that looked like DNS/HTTP/TLS but did not parse
     app_errors: Counter = field(default_factory=Counter)
+    resync_bytes: int = 0  # pcapng bytes skipped to reach the next valid block
     flows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "packets": self.packets, "bytes": self.bytes,
-                "app_errors": dict(self.app_errors), "flows": self.flows}
+                "resync_bytes": self.resync_bytes, "app_errors": dict(self.app_errors),
+                "flows": self.flows}
 
     def summary(self) -> str:
         text = (f"{self.packets} packets, {self.flows} flows, {self.events_total} events "
@@ -35,4 +37,6 @@ class CaptureStats(ReadStats):
         if self.bad_reasons:
             reasons = ", ".join(f"{r}: {n}" for r, n in self.bad_reasons.most_common())
             text += f"; {self.bad_total} bad packets ({reasons})"
+        if self.resync_bytes:
+            text += f"; {self.resync_bytes} bytes skipped to resynchronise"
         return text

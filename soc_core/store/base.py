@@ -84,7 +84,10 @@ def parse_duration(text: str) -> timedelta:
     text = text.strip()
     if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
         raise ValueError(f"bad duration {text!r}: use a number and s/m/h/d/w, e.g. 180d")
-    return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+    try:
+        return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+    except OverflowError as exc:  # beyond timedelta's ~2.7 million years
+        raise ValueError(f"duration {text!r} is out of range") from exc
 
 
 def resolve_time(value: Any) -> datetime:
@@ -94,7 +97,10 @@ def resolve_time(value: Any) -> datetime:
         if v == "now":
             return datetime.now(UTC)
         if v.startswith("now-") or (v.startswith("-") and v[-1:] in _UNITS):
-            return datetime.now(UTC) - parse_duration(v.split("-", 1)[1])
+            try:
+                return datetime.now(UTC) - parse_duration(v.split("-", 1)[1])
+            except OverflowError as exc:  # before year 1
+                raise ValueError(f"time {value!r} is out of range") from exc
     try:
         return ecs.parse_time(value)
     except ecs.EventError as exc:
@@ -148,6 +154,11 @@ class EventStore(abc.ABC):
                 prepared = ecs.prepare(doc)
             except ecs.EventError as exc:
                 result.rejected.append(Rejected(_id_of(doc), str(exc), doc))
+                continue
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # an odd value the checks above did not foresee: still this line's fault,
+                # never the batch's
+                result.rejected.append(Rejected(_id_of(doc), f"invalid value: {exc}", doc))
                 continue
             # stamped while the document is still in the CPU's caches
             valid.append(prepared if stamp is None else stamp(prepared))

@@ -3,8 +3,6 @@ fields, FTS5 over `message`. One box, no server."""
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 import threading
 import time
@@ -16,6 +14,7 @@ import orjson
 
 from soc_core import ecs
 from soc_core.config import sqlite_path
+from soc_core.regex import RegexError, compile_regex
 from soc_core.store.base import (
     EventStore,
     Page,
@@ -102,14 +101,16 @@ def connect(path, timeout: float = 30.0) -> sqlite3.Connection:
     return conn
 
 
-@functools.lru_cache(maxsize=4096)
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+_refused = threading.local()  # SQLite reports a function's exception without its text
 
 
 def _regexp(pattern: str, value: Any) -> bool:
-    """`value REGEXP pattern`: Python's re.search (unanchored, like grep)."""
-    return value is not None and _pattern(pattern).search(str(value)) is not None
+    """`value REGEXP pattern`: an RE2 search (unanchored, like grep; linear time)."""
+    try:
+        return value is not None and compile_regex(pattern).search(str(value)) is not None
+    except RegexError as exc:
+        _refused.reason = str(exc)
+        raise
 
 
 class SqliteStore(EventStore):
@@ -221,10 +222,11 @@ class SqliteStore(EventStore):
     # -- reads -------------------------------------------------------------------
     def _rows(self, sql: str, params: list[Any]) -> list[tuple]:
         with self.lock:
+            _refused.reason = None
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
-                raise StoreError(f"query failed: {exc}") from exc
+                raise StoreError(f"query failed: {_refused.reason or exc}") from exc
 
     def get(self, family: str, doc_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT doc FROM docs WHERE family = ? AND id = ?", [family, doc_id])

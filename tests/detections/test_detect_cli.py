@@ -103,7 +103,7 @@ def test_rules_check_prints_per_backend_table(tmp_path):
         "detection:\n  s: {Image|endswith: /nc}\n  condition: s\n")
     (tmp_path / "broken.yml").write_text("title: x\n  - : :\n")
     out = run("rules", "check", str(tmp_path))
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # a file that does not parse fails the check
     assert "broken.yml" in out.stdout and "skipped" in out.stdout
     assert "sqlite" in out.stdout and "elasticsearch" in out.stdout
     js = json.loads(run("rules", "check", "--json", str(tmp_path)).stdout)

@@ -62,10 +62,12 @@ def test_run_json_and_status(cli, hosts):
 
 
 def test_run_exit_code_is_1_when_a_host_failed(cli, hosts):
-    out = cli("playbook", "run", "block_ip", "--fleet", "--limit", hosts[0], "-e", "ip=300.1.1.1")
+    # (a malformed value is refused before the run: exit 2; a host-side refusal fails it)
+    out = cli("playbook", "run", "disable_account", "--fleet", "--limit", hosts[0],
+              "-e", "user=root")
     assert out.returncode == 1
     assert f"{hosts[0]}" in out.stdout and "failed" in out.stdout
-    assert "not an IPv4 address" in out.stdout
+    assert "other than root" in out.stdout
 
 
 def test_run_with_an_inventory_file(cli, fleet, hosts, tmp_path):
@@ -88,6 +90,7 @@ def test_run_against_the_asset_registry(cli, hosts):
     (["run", "asset_sweep", "--inventory", "/nonexistent/inv.yml"], "inventory file not found"),
     (["run", "asset_sweep"], "give exactly one of"),
     (["run", "asset_sweep", "--fleet", "-e", "novalue"], "bad -e 'novalue'"),
+    (["run", "block_ip", "--fleet", "-e", "ip=300.1.1.1"], "'300.1.1.1' is not an IPv4"),
     (["status", "000000000000"], "no playbook run '000000000000'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, args, message):
