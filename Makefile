@@ -42,7 +42,7 @@ fuzz: venv
 	@for t in $$($(BIN)/python tests/fuzz/run_fuzz.py --list | cut -d' ' -f1); do \
 	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	  $(BIN)/python tests/fuzz/run_fuzz.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-	    -rss_limit_mb=2048 -print_final_stats=0 2>&1 | grep -E "^(#[0-9]+ +DONE|==|.*Error)" \
+	    -rss_limit_mb=2048 -print_final_stats=0 2>&1 | grep -E "^(#[0-9]+[[:space:]]+DONE|==|.*Error)" \
 	    ; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
