@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,26 +29,11 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+from ports import free_port, wait_port  # noqa: E402
+
 ROOT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
 MASTER = "bench-api-master-secret-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"server on port {port} did not start")
 
 
 def setup(folder: Path, store_url: str) -> dict:
@@ -89,7 +73,8 @@ def setup(folder: Path, store_url: str) -> dict:
 def start(cmd: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    wait_port(port)
+    if not wait_port(port):
+        sys.exit(f"server on port {port} did not start: {proc.stderr.read1()[-2000:]!r}")
     time.sleep(1.0)  # both workers up
     return proc
 

@@ -1,15 +1,24 @@
 """Ingest throughput of EventStore against a raw bulk load of the same documents, in the
 same run, for each backend.
 
-    python bench/ingest.py [--events 200000] [--es URL] [--sqlite-only]
+    python bench/ingest.py [--events 200000] [--batch 20000] [--es URL] [--sqlite-only]
+    python bench/ingest.py --shipper      # through collectors.shipper.Shipper instead
 
 SQLite baseline: `sqlite3.executemany` of the same INSERT in one transaction into the same
 schema, indexes included, and the one INSERT ... SELECT that feeds the full-text index (the
 same work a search needs done); documents are validated before the clock
 starts, so only building the rows (hot columns, JSON) and the inserts are timed.
-Elasticsearch baseline: `elasticsearch.helpers.bulk`
-with `op_type=create`, the same `_id`s, into the same data streams' template.
-Targets (issue 2): SQLite >= 50,000 events/s and >= 0.8x its baseline; ES >= 0.8x.
+EventStore side: `EventStore.write` in batches of --batch (validation included).
+--shipper side: every document `put()` one at a time into the real Shipper (the collectors'
+delivery path, settings as the config defaults: batches of 1,000 that grow with a deep
+queue), clock stopped when `flush()` says all is in the store.
+Elasticsearch baseline: `elasticsearch.helpers.bulk` with `op_type=create`, the same
+`_id`s, into the same data streams' template, with the store's own request shape: orjson
+for the documents and responses, and the same `filter_path` on the bulk response.
+Each round runs both sides, alternating which goes first (the machine is shared); each
+side keeps its best of --rounds.
+Targets: SQLite >= 50,000 events/s and >= 0.8x its baseline, at `govsoc ingest`'s batch
+(issue 2) and through the shipper (issue 10); ES >= 0.8x.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import contextlib
 import copy
 import gc
+import os
 import random
 import sys
 import tempfile
@@ -32,8 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 from eslocal import throwaway_node  # noqa: E402
 
+from collectors.shipper import Shipper  # noqa: E402
 from soc_core import ecs  # noqa: E402
 from soc_core.cli import INGEST_BATCH  # noqa: E402
+from soc_core.config import Config  # noqa: E402
 from soc_core.store import open_store  # noqa: E402
 from soc_core.store.sql import segment  # noqa: E402
 from soc_core.store.sqlite import FTS_NEW, INSERT, PRAGMAS, SCHEMA, connect  # noqa: E402
@@ -104,18 +116,12 @@ def raw_row(doc: dict) -> tuple:
             orjson.dumps(doc).decode())
 
 
-def bench_sqlite(docs: list[dict], batch: int) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        return _bench_sqlite_in(tmp, docs, batch)
-
-
-def _bench_sqlite_in(tmp: str, docs: list[dict], batch: int) -> tuple[float, float]:
-    # baseline: the same schema, raw executemany in one transaction
-    conn = connect(f"{tmp}/raw.db")
+def sqlite_raw(path: str, prepared: list[dict]) -> float:
+    """The baseline: the same schema and PRAGMAs, raw executemany in one transaction."""
+    conn = connect(path)
     for pragma in PRAGMAS:  # the store's own settings
         conn.execute(f"PRAGMA {pragma}")
     conn.executescript(SCHEMA)
-    prepared = [ecs.normalize(copy.deepcopy(d)) for d in docs]  # untimed
     with frozen():
         t = time.perf_counter()
         conn.execute("BEGIN")
@@ -125,8 +131,11 @@ def _bench_sqlite_in(tmp: str, docs: list[dict], batch: int) -> tuple[float, flo
         conn.execute("COMMIT")
         raw = time.perf_counter() - t
     conn.close()
+    return raw
 
-    store = open_store(f"sqlite:///{tmp}/store.db")
+
+def sqlite_store(path: str, docs: list[dict], batch: int) -> float:
+    store = open_store(f"sqlite:///{path}")
     fresh = copy.deepcopy(docs)
     with frozen():
         t = time.perf_counter()
@@ -136,7 +145,51 @@ def _bench_sqlite_in(tmp: str, docs: list[dict], batch: int) -> tuple[float, flo
         ours = time.perf_counter() - t
     assert written == len(docs), written
     store.close()
-    return ours, raw
+    return ours
+
+
+def sqlite_shipper(path: str, docs: list[dict]) -> tuple[float, dict]:
+    """Every document through Shipper.put, as a collector delivers; returns the seconds
+    until flush() confirmed all of it in the store, and the shipper's health."""
+    url = f"sqlite:///{path}"
+    open_store(url).close()  # the schema exists, as for any running collector
+    data = Path(path).with_suffix(".data")
+    shipper = Shipper.from_config(url, "bench", Config(values={"data_dir": str(data)}),
+                                  emit_metrics=False).start()
+    fresh = copy.deepcopy(docs)
+    with frozen():
+        t = time.perf_counter()
+        put = shipper.put
+        for doc in fresh:
+            put(doc)
+        assert shipper.flush(timeout=600)
+        ours = time.perf_counter() - t
+    snap = shipper.close()
+    assert snap["events_out"] == len(docs) and not snap["spooled"], snap
+    return ours, snap
+
+
+def bench_sqlite(docs: list[dict], batch: int, rounds: int, shipper: bool
+                 ) -> tuple[list[float], list[float], dict]:
+    """Per round (raw seconds, ours seconds), the two alternating which goes first."""
+    prepared = [ecs.normalize(copy.deepcopy(d)) for d in docs]  # untimed, for the raw side
+    ours_t, raw_t = [], []
+    snap: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for side in (("raw", "ours") if r % 2 == 0 else ("ours", "raw")):
+                path = f"{tmp}/{side}{r}.db"
+                if side == "raw":
+                    raw_t.append(sqlite_raw(path, prepared))
+                elif shipper:
+                    took, snap = sqlite_shipper(path, docs)
+                    ours_t.append(took)
+                else:
+                    ours_t.append(sqlite_store(path, docs, batch))
+            for f in Path(tmp).glob(f"*{r}.d*"):  # keep the disk's free space constant
+                if f.is_file():
+                    f.unlink()
+    return ours_t, raw_t, snap
 
 
 @contextlib.contextmanager
@@ -152,38 +205,73 @@ def frozen():
         gc.unfreeze()
 
 
-def warm_up_es(docs: list[dict], url: str) -> None:
-    """A fresh node is slow for its first requests (JIT, index creation): run both paths
-    once, untimed, before measuring."""
-    bench_es(docs[:5000], url, 1000)
+def es_baseline_client(url: str):
+    """The raw client as a tuned loader would set it up: orjson for every body it
+    encodes or decodes, as the store encodes with orjson."""
+    from elasticsearch import Elasticsearch
+    from elasticsearch.serializer import OrjsonSerializer
+
+    return Elasticsearch(url, serializer=OrjsonSerializer(), request_timeout=120,
+                         max_retries=0)
 
 
-def bench_es(docs: list[dict], url: str, batch: int) -> tuple[float, float]:
-    from elasticsearch import helpers
-
-    run = f"b{time.time_ns() % 10**12}"
+def es_ours(docs: list[dict], url: str, batch: int, run: str) -> float:
     store = open_store(url, namespace=run + "s")
     fresh = copy.deepcopy(docs)
-    t = time.perf_counter()
-    written = 0
-    for i in range(0, len(fresh), batch):
-        written += store.write(fresh[i:i + batch]).written
-    store.refresh()
-    ours = time.perf_counter() - t
+    with frozen():
+        t = time.perf_counter()
+        written = 0
+        for i in range(0, len(fresh), batch):
+            written += store.write(fresh[i:i + batch]).written
+        store.refresh()
+        ours = time.perf_counter() - t
     assert written == len(docs), written
+    store.close()
+    return ours
 
-    # baseline: helpers.bulk, same ids and data streams (another namespace, same template)
-    prepared = [ecs.normalize(copy.deepcopy(d)) for d in docs]
+
+def es_raw(prepared: list[dict], url: str, batch: int, run: str) -> float:
+    """helpers.bulk, same ids and data streams (another namespace, same template), with
+    the store's serializer and the store's `filter_path` on the bulk response."""
+    from elasticsearch import helpers
+
+    open_store(url, namespace=run + "r").close()  # the namespace's templates, untimed
+    es = es_baseline_client(url)
     actions = ({"_op_type": "create", "_index": f"logs-govsoc.{d['event']['dataset']}-{run}r",
                 "_id": d["event"]["id"], "_source": d} for d in prepared)
-    t = time.perf_counter()
-    ok, errors = helpers.bulk(store.es, actions, chunk_size=batch, max_chunk_bytes=8 << 20,
-                              raise_on_error=False)
-    store.es.indices.refresh(index=f"logs-govsoc.*-{run}r")
-    raw = time.perf_counter() - t
-    assert ok == len(docs) and not errors, (ok, errors[:3])
-    store.close()
-    return ours, raw
+    with frozen():
+        t = time.perf_counter()
+        ok, errors = helpers.bulk(es, actions, chunk_size=batch, max_chunk_bytes=8 << 20,
+                                  raise_on_error=False,
+                                  filter_path="errors,items.*.status,items.*.error")
+        es.indices.refresh(index=f"logs-govsoc.*-{run}r")
+        raw = time.perf_counter() - t
+    assert ok == len(prepared) and not errors, (ok, errors[:3])
+    es.close()
+    return raw
+
+
+def bench_es(docs: list[dict], url: str, batch: int, rounds: int
+             ) -> tuple[list[float], list[float]]:
+    prepared = [ecs.normalize(copy.deepcopy(d)) for d in docs]  # untimed, for the raw side
+    # a fresh node is slow for its first requests (JIT, index creation): both paths once,
+    # untimed, before measuring
+    run = f"w{time.time_ns() % 10**12}"
+    es_ours(docs[:5000], url, 1000, run)
+    es_raw(prepared[:5000], url, 1000, run)
+    ours_t, raw_t = [], []
+    for r in range(rounds):
+        run = f"b{time.time_ns() % 10**12}"
+        for side in (("ours", "raw") if r % 2 == 0 else ("raw", "ours")):
+            if side == "ours":
+                ours_t.append(es_ours(docs, url, batch, run))
+            else:
+                raw_t.append(es_raw(prepared, url, batch, run))
+    return ours_t, raw_t
+
+
+def runs(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
 
 
 def main() -> None:
@@ -191,32 +279,42 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=INGEST_BATCH,
                     help="documents per EventStore.write (default: as `govsoc ingest` writes)")
+    ap.add_argument("--shipper", action="store_true",
+                    help="SQLite through the collectors' Shipper (one put() per document) "
+                         "against the raw load; implies --sqlite-only")
     ap.add_argument("--es", default=None, help="Elasticsearch URL (default: start es-local)")
     ap.add_argument("--sqlite-only", action="store_true")
     ap.add_argument("--rounds", type=int, default=5,
                     help="best of N alternating runs (fewer: the noise of a shared machine shows)")
     args = ap.parse_args()
     docs = make_events(args.events)
-    print(f"{args.events} events, batches of {args.batch}")
-
     n = len(docs)
-    # the machine is shared: alternate the two runs and keep each one's best of --rounds
-    runs = [bench_sqlite(docs, args.batch) for _ in range(args.rounds)]
-    ours, raw = min(r[0] for r in runs), min(r[1] for r in runs)
-    print(f"sqlite  EventStore {n / ours:10,.0f} ev/s   raw executemany {n / raw:10,.0f} ev/s"
-          f"   ratio {raw / ours:.2f}  (target >= 50,000 ev/s and >= 0.80)")
+    how = ("through Shipper.put (batches of 1,000 growing with the queue, up to 20,000)"
+           if args.shipper else f"EventStore.write batches of {args.batch}")
+    print(f"{n} events, {how}; best of {args.rounds} rounds, alternating order; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+
+    ours_t, raw_t, snap = bench_sqlite(docs, args.batch, args.rounds, args.shipper)
+    ours, raw = min(ours_t), min(raw_t)
+    name = "Shipper" if args.shipper else "EventStore"
+    print(f"sqlite  {name} {n / ours:10,.0f} ev/s   raw executemany (1 transaction) "
+          f"{n / raw:10,.0f} ev/s   ratio {raw / ours:.2f}  (target >= 50,000 ev/s and >= 0.80)"
+          f"\n        seconds, ours: {runs(ours_t)}; raw: {runs(raw_t)}")
+    if args.shipper:
+        print(f"        shipper: {snap['batches']} store writes in the last round, largest "
+              f"batch {snap['largest_batch']}, mean {snap['events_out'] / snap['batches']:,.0f}")
+        return
     if args.sqlite_only:
         return
     if args.es:
-        warm_up_es(docs, args.es)
-        runs = [bench_es(docs, args.es, args.batch) for _ in range(args.rounds)]
+        ours_t, raw_t = bench_es(docs, args.es, args.batch, args.rounds)
     else:
         with throwaway_node(9270) as url:
-            warm_up_es(docs, url)
-            runs = [bench_es(docs, url, args.batch) for _ in range(args.rounds)]
-    ours, raw = min(r[0] for r in runs), min(r[1] for r in runs)
-    print(f"elastic EventStore {n / ours:10,.0f} ev/s   raw helpers.bulk {n / raw:10,.0f} ev/s"
-          f"   ratio {raw / ours:.2f}  (target >= 0.80)")
+            ours_t, raw_t = bench_es(docs, url, args.batch, args.rounds)
+    ours, raw = min(ours_t), min(raw_t)
+    print(f"elastic EventStore {n / ours:10,.0f} ev/s   raw helpers.bulk (orjson, filter_path) "
+          f"{n / raw:10,.0f} ev/s   ratio {raw / ours:.2f}  (target >= 0.80)"
+          f"\n        seconds, ours: {runs(ours_t)}; raw: {runs(raw_t)}")
 
 
 if __name__ == "__main__":

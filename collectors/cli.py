@@ -2,12 +2,14 @@
 --store). Every command delivers through the shipper (spooling while the store is down)
 and ends with a summary: events written, records skipped with their reasons.
 
-Configuration (`govsoc.toml`, each key overridable as GOVSOC_<KEY>):
+Configuration (`govsoc.toml`, each key overridable as GOVSOC_<KEY>); the `govsoc up` agent
+reads the same keys (`Shipper.from_config`):
 
     [collectors]
-    batch_size = 1000          # documents per store write
+    batch_size = 1000          # documents per store write when the queue is shallow
+    max_batch_size = 20000     # a deep queue grows the batch up to this
     queue_size = 20000         # bounded queue between sources and the shipper
-    flush_interval = 1.0       # seconds before a partial batch is written
+    flush_interval = 1.0       # seconds at most before a partial batch is written
     spool_fsync = "interval"   # always | interval | never (see soc_core.spool)
     spool_max_mb = 2048        # past this, batches are dropped (counted)
     [collectors.host]
@@ -74,15 +76,8 @@ def make_shipper(store_url: str | None, name: str, cfg: Config | None = None):
     except OSError as exc:  # e.g. the SQLite file's directory cannot be created
         fail(f"cannot open the store {url}: {exc.strerror or exc}")
     try:
-        return Shipper(
-            url, name=name, data_dir=cfg.data_dir,
-            batch_size=int(cfg.get("collectors.batch_size", 1000)),
-            queue_size=int(cfg.get("collectors.queue_size", 20000)),
-            flush_interval=float(cfg.get("collectors.flush_interval", 1.0)),
-            fsync=str(cfg.get("collectors.spool_fsync", "interval")),
-            spool_max_bytes=int(cfg.get("collectors.spool_max_mb", 2048)) * 1024 * 1024,
-        ).start()
-    except SpoolError as exc:
+        return Shipper.from_config(url, name, cfg).start()
+    except (SpoolError, ConfigError) as exc:
         fail(str(exc))
 
 
@@ -128,15 +123,15 @@ def delivery_summary(snap: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _print_skips(skipped: dict[str, int], examples: list[str]) -> None:
-    total = sum(skipped.values())
-    if not total:
+def _print_skips(stats) -> None:
+    """The bad records of a read (`collectors.readstats.ReadStats`), by reason."""
+    if not stats.bad_total:
         click.echo("skipped 0 records")
         return
-    click.echo(f"skipped {total} records:")
-    for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]):
+    click.echo(f"skipped {stats.bad_total} records:")
+    for reason, n in stats.bad_reasons.most_common():
         click.echo(f"  {n:>8}  {reason}")
-    for ex in examples[:10]:
+    for ex in stats.examples[:10]:
         click.echo(f"  e.g. {ex}")
 
 
@@ -172,15 +167,15 @@ def _check_files(files: tuple[str, ...]) -> list[str]:
 def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
              store_url: str | None) -> None:
     """Import (or tail with --follow) Linux log files."""
-    from collectors.logs import LogReader, Positions, ReadStats, parser_for
+    from collectors.logs import LogReader, LogStats, Positions, parser_for
 
     paths = _check_files(files)
     cfg = _config()
     positions = Positions(Path(cfg.data_dir) / "collectors" / f"positions-logs-{fmt}.json")
     shipper = make_shipper(store_url, f"logs-{fmt}", cfg)
-    stats = ReadStats()
+    stats = LogStats()
     readers = [LogReader(p, parser_for(fmt), shipper.put, positions=positions,
-                         checkpoint=shipper.checkpoint, stats=ReadStats(),
+                         checkpoint=shipper.checkpoint, stats=LogStats(),
                          resume=not from_start) for p in paths]
     try:
         if follow:
@@ -209,10 +204,10 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
         for path, off in r.resumed_at.items():
             click.echo(f"{path}: resumed at byte {off} (saved read position)")
     click.echo(f"logs ({fmt}): {len(paths)} file(s), {stats.lines} lines, "
-               f"{stats.events} events, {stats.ignored} banner/blank lines")
+               f"{stats.events_total} events, {stats.ignored_total} banner/blank lines")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(dict(stats.skipped), stats.examples)
+    _print_skips(stats)
 
 
 # -- evtx --------------------------------------------------------------------------------
@@ -221,8 +216,8 @@ def logs_cmd(files: tuple[str, ...], fmt: str, follow: bool, from_start: bool,
 @store_option
 def evtx_cmd(files: tuple[str, ...], store_url: str | None) -> None:
     """Import Windows EVTX files (Security, System, Sysmon...) mapped as Winlogbeat does."""
+    from collectors.logs import LogStats
     from collectors.logs.evtx import EvtxError, read_evtx
-    from collectors.logs.records import ReadStats
 
     paths = _check_files(files)
     for p in paths:  # every file is checked before anything is written
@@ -230,19 +225,20 @@ def evtx_cmd(files: tuple[str, ...], store_url: str | None) -> None:
             if fh.read(8) != b"ElfFile\x00":
                 fail(f"{p}: not an EVTX file (bad signature)")
     shipper = make_shipper(store_url, "evtx")
-    stats = ReadStats()
+    stats = LogStats()
     try:
         for p in paths:
             try:
                 read_evtx(p, shipper.put, stats)
             except EvtxError as exc:
-                stats.bad(p, str(exc))
+                stats.bad(str(exc), p)
     finally:
         snap = shipper.close()
-    click.echo(f"evtx: {len(paths)} file(s), {stats.lines} records, {stats.events} events")
+    click.echo(f"evtx: {len(paths)} file(s), {stats.lines} records, "
+               f"{stats.events_total} events")
     for line in delivery_summary(snap):
         click.echo(line)
-    _print_skips(dict(stats.skipped), stats.examples)
+    _print_skips(stats)
 
 
 # -- host --------------------------------------------------------------------------------
@@ -368,6 +364,7 @@ def status_cmd(as_json: bool) -> None:
     import orjson
 
     from collectors.health import load_snapshots
+    from soc_core.spool import backlog_bytes
 
     cfg = _config()
     snaps = load_snapshots(cfg.data_dir)
@@ -375,7 +372,7 @@ def status_cmd(as_json: bool) -> None:
         click.echo(f"no collector has run with data directory {cfg.data_dir}")
         return
     for s in snaps:
-        s["spool_on_disk"] = _spool_backlog(Path(cfg.data_dir) / "spool" / s["name"])
+        s["spool_on_disk"] = backlog_bytes(Path(cfg.data_dir) / "spool" / s["name"])
         if as_json:
             click.echo(orjson.dumps(s).decode())
             continue
@@ -388,20 +385,11 @@ def status_cmd(as_json: bool) -> None:
         click.echo(f"  queued {s.get('queued', 0)}  spool: {s['spool_on_disk']} bytes waiting"
                    + (f", {s['spool_corruptions']} damaged regions skipped"
                       if s["spool_corruptions"] else ""))
+        if s.get("settings"):
+            c = s["settings"]
+            click.echo(f"  settings: batch {c['batch_size']}..{c['max_batch_size']}, "
+                       f"queue {c['queue_size']}, flush {c['flush_interval']} s, "
+                       f"spool fsync {c['spool_fsync']}, spool max {c['spool_max_bytes']} bytes")
         if s.get("last_error"):
             click.echo(f"  last error: {s['last_error']}")
 
-
-def _spool_backlog(directory: Path) -> int:
-    """Bytes not yet delivered, read without taking the spool's lock."""
-    segs = sorted(directory.glob("seg-*.spool"))
-    if not segs:
-        return 0
-    total = sum(p.stat().st_size for p in segs)
-    try:
-        seg_s, off_s = (directory / "cursor").read_text().split()
-        first = directory / f"seg-{int(seg_s):012d}.spool"
-        total -= sum(p.stat().st_size for p in segs if p.name < first.name) + int(off_s)
-    except (OSError, ValueError):
-        pass
-    return max(0, total)

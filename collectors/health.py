@@ -7,7 +7,6 @@ import os
 import socket
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ class Health:
     name: str
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
-    started: str = field(default_factory=lambda: ecs.format_time(datetime.now(UTC)))
+    started: str = field(default_factory=lambda: ecs.now_iso())
     events_in: int = 0  # accepted from the source
     events_out: int = 0  # delivered to the store (new or already there)
     duplicates: int = 0  # delivered, and the store already had that id (a redelivery)
@@ -33,6 +32,8 @@ class Health:
     drained: int = 0  # events delivered out of the spool (cumulative)
     dropped: int = 0  # lost on purpose: queue or spool full
     errors: int = 0  # failed store writes (each then spooled and retried)
+    batches: int = 0  # successful store writes
+    largest_batch: int = 0  # documents in the largest of them (grows with a deep queue)
     queued: int = 0  # accepted, in memory, not yet written or spooled
     spool_bytes: int = 0  # not yet delivered, on disk
     spool_corruptions: int = 0
@@ -41,6 +42,7 @@ class Health:
     last_error: str = ""
     updated: str = ""
     reasons: list[str] = field(default_factory=list)  # why documents were rejected/dropped
+    settings: dict[str, Any] = field(default_factory=dict)  # the shipper's configuration
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,7 +55,7 @@ class Health:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        data["updated"] = ecs.format_time(datetime.now(UTC))
+        data["updated"] = ecs.now_iso()
         return data
 
     def metric_doc(self) -> dict[str, Any]:

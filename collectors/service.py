@@ -28,9 +28,7 @@ def run(store_url: str, stop: threading.Event, demo: bool = False) -> None:
 
     cfg = load_config()
     data_dir = Path(cfg.data_dir)
-    shipper = Shipper(store_url, name="agent", data_dir=data_dir,
-                      batch_size=int(cfg.get("collectors.batch_size", 1000)),
-                      fsync=str(cfg.get("collectors.spool_fsync", "interval"))).start()
+    shipper = Shipper.from_config(store_url, "agent", cfg).start()
     positions = Positions(data_dir / "collectors" / "positions-agent.json")
     threads: list[threading.Thread] = []
     for fmt, defaults in DEFAULT_LOGS.items():

@@ -168,8 +168,11 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
     async def caller(p: Any = Depends(principal)) -> Any:
         return p
 
-    async def user(p: Any = Depends(caller)) -> str:
-        return _name_of(p)
+    async def user(p: Any = Depends(caller)) -> Any:
+        """The caller's name, or the principal itself when it carries its audit context
+        (`audit_context()`: role, department, source address, request id)."""
+        name = _name_of(p)
+        return p if callable(getattr(p, "audit_context", None)) else name
 
     def granted(p: Any, key_id: str | None) -> None:
         if key_id is not None and not may_use(p, key_id):
@@ -187,7 +190,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
     # `async def` on purpose: each call is ~0.1 ms of C code, cheaper inline on the event
     # loop than a hop to the thread pool.
     @router.post("/sign")
-    async def sign(req: SignRequest, who: str = Depends(user),
+    async def sign(req: SignRequest, who: Any = Depends(user),
                    p: Any = Depends(caller)) -> dict[str, Any]:
         granted(p, req.key_id)
         svc = get_service()
@@ -215,7 +218,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
                                for s in signed]}
 
     @router.post("/verify")
-    async def verify(req: VerifyRequest, who: str = Depends(user),
+    async def verify(req: VerifyRequest, who: Any = Depends(user),
                      p: Any = Depends(caller)) -> dict[str, Any]:
         granted(p, req.key_id)
         if (req.key_id is None) == (req.public_key_pem is None):
@@ -236,7 +239,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
             raise _http_error(exc) from None
 
     @router.post("/encrypt")
-    async def encrypt(req: EncryptRequest, who: str = Depends(user),
+    async def encrypt(req: EncryptRequest, who: Any = Depends(user),
                       p: Any = Depends(caller)) -> dict[str, Any]:
         granted(p, req.key_id)
         if (req.key_id is None) == (req.public_key_pem is None):
@@ -254,7 +257,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
                 "ciphertext": base64.b64encode(ct).decode()}
 
     @router.post("/decrypt")
-    async def decrypt(req: DecryptRequest, who: str = Depends(user),
+    async def decrypt(req: DecryptRequest, who: Any = Depends(user),
                       p: Any = Depends(caller)) -> dict[str, Any]:
         granted(p, req.key_id)
         ct = decode(req.ciphertext, "ciphertext")
@@ -279,7 +282,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
 
     # -- keys ------------------------------------------------------------------------------
     @router.post("/keys", status_code=201)
-    def create_key(req: KeyCreate, who: str = Depends(user)) -> dict[str, Any]:
+    def create_key(req: KeyCreate, who: Any = Depends(user)) -> dict[str, Any]:
         try:
             info = get_service().create_key(req.purpose, req.labels, user=who)
         except CryptoError as exc:
@@ -305,7 +308,7 @@ def make_router(service: CryptoService | Callable[[], CryptoService], *,
             raise _http_error(exc) from None
 
     def admin(action: str) -> Callable[..., dict[str, Any]]:
-        def endpoint(key_id: str = path_id, who: str = Depends(user),
+        def endpoint(key_id: str = path_id, who: Any = Depends(user),
                      p: Any = Depends(caller)) -> dict[str, Any]:
             granted(p, key_id)
             try:
@@ -343,27 +346,21 @@ def create_app(service: CryptoService | None = None, *,
                limits: Limits = Limits()) -> FastAPI:
     """A standalone app with just the crypto routes (tests, bench). Without a service, one
     is built at startup from the configuration (keystore, master secret, event store for
-    the audit events) and closed at shutdown, flushing the audit queue."""
+    the audit trail) and closed at shutdown, draining the audit trail."""
     holder: dict[str, CryptoService] = {}
     if service is not None:
         holder["svc"] = service
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        store = None
-        if "svc" not in holder:
-            from soc_core.config import load_config
-            from soc_core.store import open_store
-
-            cfg = load_config()
-            store = open_store(cfg.store_url)
-            holder["svc"] = CryptoService.from_config(cfg, store)
+        own = "svc" not in holder
+        if own:
+            holder["svc"] = CryptoService.from_config(name="api")
         try:
             yield
         finally:
-            if store is not None:
+            if own:
                 holder["svc"].close()
-                store.close()
 
     app = FastAPI(title="govsoc crypto", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, one_line_validation_error)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success (and "valid" for verify), 1 "invalid signature" from verify,
 2 a user error (one line on stderr). `-` names stdin/stdout. Every use of a keystore key is
-recorded as an audit event in the configured event store (`--store` to name another).
+recorded in the audit trail (on disk first, then the configured event store;
+`--store` to name another).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 
 from crypto_svc.errors import CryptoError
 from crypto_svc.sm2 import CT_FORMATS, DEFAULT_ID, SM2PublicKey
-from soc_core.cliutil import fail, open_cli_store, store_option
+from soc_core.cliutil import fail, store_option
 from soc_core.config import ConfigError, load_config
 
 _ERRORS = (CryptoError, ConfigError)
@@ -26,15 +27,15 @@ _ERRORS = (CryptoError, ConfigError)
 
 @contextlib.contextmanager
 def _service(store_url: str | None) -> Iterator:
-    from crypto_svc.keystore import Keystore
     from crypto_svc.service import CryptoService
 
     try:
-        keystore = Keystore.from_config(load_config())
+        cfg = load_config()
+        # the store is reached in the background: while it is down the audit records wait
+        # in the on-disk trail and key use goes on (up to the trail's spool limit)
+        svc = CryptoService.from_config(cfg, store_url or cfg.store_url, name="cli")
     except _ERRORS as exc:
         fail(str(exc))
-    store = open_cli_store(store_url)
-    svc = CryptoService(keystore, store)
     try:
         try:
             yield svc
@@ -42,9 +43,10 @@ def _service(store_url: str | None) -> Iterator:
             fail(str(exc))
     finally:
         svc.close()
-        store.close()
-        if svc.audit.errors:
-            click.echo(f"warning: {svc.audit.errors[-1]}", err=True)
+        if svc.audit.pending_bytes:
+            why = f" ({svc.audit.errors[-1]})" if svc.audit.errors else ""
+            click.echo(f"warning: audit records wait on disk for the event store{why}",
+                       err=True)
 
 
 def _read(path: str) -> bytes:

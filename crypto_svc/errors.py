@@ -3,6 +3,8 @@ the operation and what was wrong, never key material or the input."""
 
 from __future__ import annotations
 
+from soc_core.audit import AuditUnavailable as _TrailUnavailable
+
 
 class CryptoError(ValueError):
     """Bad input the caller can fix: a malformed key, signature or ciphertext, an unknown
@@ -31,6 +33,7 @@ class KeyStateError(KeystoreError):
     """The key exists but its state or purpose forbids the operation (HTTP 409)."""
 
 
-class AuditUnavailable(KeystoreError):
-    """Audit events cannot be written and the backlog is full: key use is refused until
-    the event store recovers, since every use must be recorded (HTTP 503)."""
+class AuditUnavailable(KeystoreError, _TrailUnavailable):
+    """The audit trail cannot keep records (its spool is full while the event store is
+    down, or the disk fails): key use is refused until it recovers, since every use must
+    be recorded (HTTP 503). Also a `soc_core.audit.AuditUnavailable`."""

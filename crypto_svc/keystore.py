@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from crypto_svc import sm4
 from crypto_svc.errors import DecryptionError, KeyNotFound, KeyStateError, KeystoreError
 from crypto_svc.sm2 import SM2PrivateKey, SM2PublicKey
+from soc_core.ecs import now_iso
 
 FORMAT = "govsoc-keystore/1"
 PURPOSES = ("sign", "encrypt")
@@ -48,10 +48,6 @@ MIN_SECRET = 16
 _CHECK = b"govsoc keystore master-secret check"
 _MAX_LABELS = 32
 RECHECK = 0.2  # seconds between checks of the file for changes by other processes
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass
@@ -317,7 +313,7 @@ class Keystore:
     def _new_version(self, kek: bytes, key_id: str, version: int, purpose: str) -> dict[str, Any]:
         key = SM2PrivateKey.generate()
         sealed = sm4.seal(kek, key.to_bytes(), aad=self._aad(key_id, version, purpose))
-        return {"version": version, "created": _now(),
+        return {"version": version, "created": now_iso(),
                 "public": key.public_key.to_bytes().hex(),
                 "sealed": base64.b64encode(sealed).decode()}
 
@@ -328,7 +324,7 @@ class Keystore:
         with self._mutate() as doc:
             kek = self._init_kek(doc)
             key_id = "k" + secrets.token_hex(8)
-            now = _now()
+            now = now_iso()
             doc["keys"][key_id] = {"id": key_id, "purpose": purpose, "state": "active",
                                    "created": now, "rotated": None, "labels": labels,
                                    "current": 1,
@@ -344,7 +340,7 @@ class Keystore:
             number = max(v["version"] for v in entry["versions"]) + 1
             entry["versions"].append(self._new_version(kek, key_id, number, entry["purpose"]))
             entry["current"] = number
-            entry["rotated"] = _now()
+            entry["rotated"] = now_iso()
         return self.info(key_id)
 
     def set_state(self, key_id: str, state: str) -> KeyInfo:
@@ -359,7 +355,7 @@ class Keystore:
                 for v in entry["versions"]:
                     v["sealed"] = None
             entry["state"] = state
-            entry["state_changed"] = _now()
+            entry["state_changed"] = now_iso()
         return self.info(key_id)
 
     def disable(self, key_id: str) -> KeyInfo:

@@ -1,6 +1,11 @@
-"""The crypto service: keystore-backed SM2 operations with an audit event for every use of
+"""The crypto service: keystore-backed SM2 operations with an audit record for every use of
 a key. The CLI and the HTTP router are thin layers over this class; both pass the caller's
-identity as `user`, which becomes `user.name` in the audit events.
+identity as `user` (a name, or a `soc_core.audit.Actor` that adds role, department, source
+address and request id), which becomes `user.name` in the audit records.
+
+Every record is on disk in the audit trail (`soc_core.audit.AuditTrail`) before the
+signature, ciphertext or plaintext is returned; when the trail cannot keep records, key use
+is refused (AuditUnavailable, HTTP 503).
 
 Private keys never leave this object: there is no method that returns private material.
 """
@@ -9,14 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from crypto_svc import sm3 as _sm3
 from crypto_svc import sm4
-from crypto_svc.audit import AuditLog, key_event
-from crypto_svc.errors import CryptoError, DecryptionError, KeyStateError
+from crypto_svc.audit import key_record
+from crypto_svc.errors import AuditUnavailable, CryptoError, DecryptionError, KeyStateError
 from crypto_svc.keystore import KeyInfo, Keystore
+from crypto_svc.platform import platform_signer
 from crypto_svc.sm2 import DEFAULT_ID, InvalidSignature, SM2PublicKey
+from soc_core import audit as trail_mod
+from soc_core.audit import AuditTrail
 
 T = TypeVar("T")
 LOCAL_USER = "local"
@@ -39,17 +48,40 @@ class Verdict:
 
 
 class CryptoService:
+    """`audit` is the trail the records go to; without one, the service opens its own
+    (name "crypto", in `<keystore dir>/audit`, draining to `store`, checkpoints signed by
+    the platform key) and closes it in `close()`."""
+
     def __init__(self, keystore: Keystore, store: Any = None, *,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditTrail | None = None) -> None:
         self.keystore = keystore
-        self.audit = audit or AuditLog(store)
+        self._own_audit = audit is None
+        self.audit = audit or AuditTrail(Path(keystore.path).parent / "audit", store,
+                                         name="crypto", signer=platform_signer(keystore))
 
     @classmethod
-    def from_config(cls, cfg: Any = None, store: Any = None) -> CryptoService:
-        return cls(Keystore.from_config(cfg), store)
+    def from_config(cls, cfg: Any = None, store: Any = None, *, name: str = "crypto",
+                    trail: AuditTrail | None = None) -> CryptoService:
+        """The keystore from the configuration, and `trail` (the caller's: the API shares
+        its own, and closes it) or else a trail of its own from the configuration
+        (`AuditTrail.from_config`, checkpoints signed by the platform key) draining to
+        `store` (an EventStore or URL; default `store_url`)."""
+        if cfg is None:
+            from soc_core.config import load_config
+
+            cfg = load_config()
+        keystore = Keystore.from_config(cfg)
+        if trail is not None:
+            return cls(keystore, audit=trail)
+        own = AuditTrail.from_config(cfg, name=name, store=store,
+                                     signer=platform_signer(keystore))
+        svc = cls(keystore, audit=own)
+        svc._own_audit = True
+        return svc
 
     def close(self) -> None:
-        self.audit.close()
+        if self._own_audit:
+            self.audit.close()
 
     def __enter__(self) -> CryptoService:  # noqa: PYI034
         return self
@@ -58,24 +90,39 @@ class CryptoService:
         self.close()
 
     # -- auditing ------------------------------------------------------------------------
+    def _check(self) -> None:
+        try:
+            self.audit.check()  # no key use that cannot be recorded
+        except trail_mod.AuditUnavailable as exc:
+            raise AuditUnavailable(str(exc)) from None
+
+    def _record(self, entries: list[dict[str, Any]]) -> None:
+        """On disk before the caller sees a result; if it cannot be kept, the result is
+        withheld (fail closed)."""
+        try:
+            self.audit.record_many(entries)
+        except trail_mod.AuditUnavailable as exc:
+            raise AuditUnavailable(str(exc)) from None
+
     def _run(self, action: str, user: str, key_id: str | None, data: bytes | None,
              fn: Callable[[], tuple[T, dict[str, Any]]], *,
              digest_of_input: str | None = None, size: int | None = None) -> T:
-        """Run `fn` (-> result, facts for the event: version, purpose, and optionally
-        key_id, outcome, reason) and record one audit event, also when it fails."""
-        self.audit.check()  # no key use that cannot be recorded
+        """Run `fn` (-> result, facts for the record: version, purpose, and optionally
+        key_id, outcome, reason) and record one audit record, also when it fails."""
+        self._check()
+        name, context = _actor(user)
         if data is not None:
             digest_of_input, size = _sm3.sm3_hex(data), len(data)
         try:
             result, facts = fn()
         except CryptoError as exc:
-            self.audit.record(key_event(action=action, outcome="failure", user=user,
-                                        key_id=key_id, input_sm3=digest_of_input,
-                                        input_bytes=size, reason=str(exc)))
+            self._record([key_record(action=action, outcome="failure", user=name,
+                                     key_id=key_id, input_sm3=digest_of_input,
+                                     input_bytes=size, reason=str(exc), **context)])
             raise
         facts = {"key_id": key_id, "outcome": "success", "input_sm3": digest_of_input,
                  "input_bytes": size, **facts}
-        self.audit.record(key_event(action=action, user=user, **facts))
+        self._record([key_record(action=action, user=name, **facts, **context)])
         return result
 
     # -- key administration --------------------------------------------------------------
@@ -132,25 +179,29 @@ class CryptoService:
 
     def sign_many(self, key_id: str, items: Iterable[bytes], *, uid: bytes = DEFAULT_ID,
                   fmt: str = "der", user: str = LOCAL_USER) -> list[Signed]:
-        """Batch signing: one keystore look-up for the batch, one audit event per
-        signature (each with its own input digest)."""
+        """Batch signing: one keystore look-up for the batch, one audit record per
+        signature (each with its own input digest), all written to disk in one append
+        before any signature is returned."""
         items = list(items)
-        self.audit.check()
+        self._check()
+        name, context = _actor(user)
         try:
             key, version = self.keystore.private_key(key_id, purpose="sign")
             z = key.public_key.za(uid)
         except CryptoError as exc:
-            self.audit.record(key_event(action="sign", outcome="failure", user=user,
-                                        key_id=key_id, reason=str(exc),
-                                        extra={"batch": len(items)}))
+            self._record([key_record(action="sign", outcome="failure", user=name,
+                                     key_id=key_id, reason=str(exc),
+                                     extra={"batch": len(items)}, **context)])
             raise
-        out = []
+        out, records = [], []
         for item in items:
             sig = key.sign_digest(_sm3.sm3(z + item), fmt=fmt)
-            self.audit.record(key_event(action="sign", outcome="success", user=user,
-                                        key_id=key_id, version=version, purpose="sign",
-                                        input_sm3=_sm3.sm3_hex(item), input_bytes=len(item)))
+            records.append(key_record(action="sign", outcome="success", user=name,
+                                      key_id=key_id, version=version, purpose="sign",
+                                      input_sm3=_sm3.sm3_hex(item), input_bytes=len(item),
+                                      **context))
             out.append(Signed(key_id, version, sig))
+        self._record(records)
         return out
 
     def sign_stream(self, key_id: str, stream: BinaryIO, *, uid: bytes = DEFAULT_ID,
@@ -300,6 +351,15 @@ class CryptoService:
         if not key:
             raise CryptoError("HMAC-SM3 needs a non-empty key")
         return _sm3.hmac_sm3(key, data).hex()
+
+
+def _actor(user: Any) -> tuple[str, dict[str, Any]]:
+    """`user` is a name, or an `Actor` (or any object with `.name` and `audit_context()`)
+    whose role, department, source address and request id go into the record too."""
+    if isinstance(user, str):
+        return user, {}
+    context = getattr(user, "audit_context", None)
+    return str(user.name), dict(context()) if callable(context) else {}
 
 
 def _facts(version: int | None, purpose: str, **more: Any) -> dict[str, Any]:

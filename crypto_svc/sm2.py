@@ -1,9 +1,11 @@
 """SM2 (GB/T 32918, GM/T 0003/0009) on the recommended curve sm2p256v1.
 
 Backends, chosen by measurement (bench/crypto.py prints the figures):
-- signing, encryption, decryption: gmalglib (C), ~2.5x OpenSSL's sign rate here;
+- signing and encryption: gmalglib (C), ~2.5x OpenSSL's sign rate here;
 - verification: OpenSSL 3 libcrypto through `crypto_svc.ossl` (gmalglib verifies at
-  under half of OpenSSL's rate), falling back to gmalglib when libcrypto is missing.
+  under half of OpenSSL's rate);
+- decryption: OpenSSL too, for its constant-time C3 check and key wiping (see ossl);
+both fall back to gmalglib when libcrypto is missing.
 Everything around the curve arithmetic is ours and curve-generic: Z_A, the digest e, the
 encodings (DER/raw signatures; GM/T 0009 DER, C1C3C2 and legacy C1C2C3 ciphertexts;
 PKCS#8 / SubjectPublicKeyInfo PEM as OpenSSL writes them) and all input validation.

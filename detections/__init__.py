@@ -1,14 +1,29 @@
 """Detections: Sigma rule packs compiled for both stores, the scheduler, alerts,
 correlation, tuning and the situational-awareness posture (态势感知).
 
-Public API (the CLI, `govsoc up` and the web API use exactly these):
+Public API (the CLI, `govsoc up` and the web API use exactly these; import them from
+`detections`, the modules behind them are internals):
 
-    load_pack(paths=None, backends=...) -> RulePack      detections.rules
-    Engine(store, pack).run_once(now=None, since=None)   detections.engine
-    list_alerts(store, status=None, limit=...)           detections.alerts
+    load_pack(paths=None, backends=...) -> RulePack      detections.rules (RuleError)
+    Engine(store, pack, settings=Settings()).run_once(now=None, since=None, backfill=False)
+                                                          detections.engine
+    list_alerts(store, status=None, limit=...)           detections.alerts (AlertError)
     set_status(store, alert_id, status=..., note=..., assignee=..., close_reason=..., by=...)
     add_exception / remove_exception / snooze / unsnooze / health   detections.tuning
-    posture(store) -> dict (security index and its parts)           detections.posture
+    posture: the module; posture.posture(store) -> dict (security index and its parts)
     render(store) -> rich renderable for `govsoc up`                detections.view
     run(store_url, stop_event, demo)  the `govsoc.services` entry   detections.service
 """
+
+from soc_core.lazy import lazy_exports
+
+# name -> the module holding it, loaded on first use: importing the package stays cheap
+_WHERE = {
+    "load_pack": "rules", "RulePack": "rules", "RuleError": "rules",
+    "Engine": "engine", "Settings": "engine",
+    "list_alerts": "alerts", "set_status": "alerts", "AlertError": "alerts",
+    "add_exception": "tuning", "remove_exception": "tuning", "snooze": "tuning",
+    "unsnooze": "tuning", "health": "tuning", "render": "view", "run": "service",
+}
+__all__ = sorted([*_WHERE, "posture"])
+__getattr__ = lazy_exports(__name__, _WHERE, modules=["posture"])

@@ -23,7 +23,7 @@ from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.types import SigmaNumber
 
-from soc_core.store.sql import field_expr, json_path
+from soc_core.store import field_expr, json_path
 
 # ECS fields that hold arrays (Auditbeat's FIM writes event.action as one too). Elasticsearch
 # matches a term against any element; SQLite needs json_each for the same meaning.

@@ -1,38 +1,10 @@
-"""Which fields govsoc's events really carry, per dataset: a rule that converts but names a
-field no collector writes can never match, and `rules check` says so."""
+"""Whether a rule can really match: a rule that converts but names a field no collector
+writes (per dataset, `logsources.DATASET_FIELDS`) never matches, and `rules check` says so."""
 
 from __future__ import annotations
 
-from detections.pipelines import WINDOWS_DATASETS
+from detections.logsources import COMMON, DATASET_FIELDS
 from detections.rules import Rule
-
-COMMON = ("@timestamp", "message", "event.*", "host.*", "ecs.version", "tags", "labels.*",
-          "observer.*", "agent.*", "related.*", "govsoc.*", "log.*")
-_PROCESS = ("process.pid", "process.name", "process.executable", "process.command_line",
-            "process.args", "process.working_directory", "process.entity_id",
-            "process.parent.pid", "process.parent.name", "process.parent.executable",
-            "process.parent.command_line", "process.hash.*", "process.user.*", "user.*")
-_FLOW = ("source.*", "destination.*", "network.*", "client.*", "server.*")
-DATASET_FIELDS: dict[str, tuple[str, ...]] = {
-    "system.process": _PROCESS,
-    "system.socket": _PROCESS + _FLOW,
-    "file_integrity": ("file.*", "process.pid", "process.name", "process.executable", "user.*"),
-    "auditd.log": ("auditd.*", "file.path", "user.*") + _PROCESS,
-    "system.auth": ("system.auth.*", "user.*", "source.*", "process.pid", "process.name"),
-    "system.syslog": ("process.pid", "process.name", "system.syslog.*"),
-    "network.flow": _FLOW + ("zeek.connection.*", "event.duration"),
-    "network.dns": _FLOW + ("dns.*", "zeek.dns.*"),
-    "network.http": _FLOW + ("http.*", "url.*", "user_agent.*", "zeek.http.*"),
-    "network.tls": _FLOW + ("tls.*", "zeek.ssl.*"),
-    "network.ftp": _FLOW + ("user.*", "zeek.ftp.*"),
-    "network.rdp": _FLOW + ("user.*", "zeek.rdp.*"),
-    "network.smtp": _FLOW + ("user.*",),
-    "network.pop3": _FLOW + ("user.*",),
-    "network.imap": _FLOW + ("user.*",),
-    "network.smb": _FLOW + ("user.*",),
-}
-for _ds in WINDOWS_DATASETS:
-    DATASET_FIELDS[_ds] = ("winlog.*", "source.ip", "user.name", "process.pid")
 
 
 def carried(field: str, datasets: list[str]) -> bool:

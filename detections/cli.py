@@ -12,6 +12,7 @@ import orjson
 from detections.rules import BACKENDS, OWN_PACK, RuleError, load_pack
 from soc_core import ecs
 from soc_core.cliutil import fail, open_cli_store, store_option
+from soc_core.config import ConfigError, load_config
 from soc_core.store import StoreError
 
 
@@ -190,7 +191,9 @@ def detect() -> None:
 
 
 @detect.command("run")
-@click.option("--once", is_flag=True, help="One pass over the stored events, then exit.")
+@click.option("--once", is_flag=True, help="One pass over the stored events, then exit. "
+              "Stored events no pass examined (imported evidence) are covered too, up to "
+              "detections.backfill_max_events (default 1,000,000).")
 @click.option("--rules", "paths", multiple=True, help="Extra rule file or folder (repeatable).")
 @click.option("--since", default=None, help="Also cover events from this time (ISO / now-1h).")
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between passes.")
@@ -199,7 +202,7 @@ def detect_run(once: bool, paths: tuple[str, ...], since: str | None, interval: 
                store_url: str | None) -> None:
     """Run the rule packs: once (--once) or on a schedule until interrupted."""
     from detections.engine import Engine, Settings
-    from soc_core.store.base import resolve_time
+    from soc_core.store import resolve_time
 
     if since is not None:
         try:
@@ -210,14 +213,24 @@ def detect_run(once: bool, paths: tuple[str, ...], since: str | None, interval: 
         pack = _load(paths, [Engine.backend_of(store)])
         for s in pack.skipped:
             click.echo(f"skipped {s.path}: {s.reason}", err=True)
-        engine = Engine(store, pack, settings=Settings(interval_s=interval))
+        try:
+            bound = int(load_config().get("detections.backfill_max_events", 1_000_000))
+        except (ConfigError, ValueError) as exc:
+            fail(f"detections.backfill_max_events: {exc}")
+        engine = Engine(store, pack, settings=Settings(interval_s=interval,
+                                                       backfill_max_events=bound))
         stop = threading.Event()
+        first = True
         try:
             while True:
                 try:
-                    summary = engine.run_once(since=since)
+                    # the first pass also covers what was stored before any window
+                    summary = engine.run_once(since=since, backfill=first)
                 except StoreError as exc:
                     fail(str(exc))
+                first = False
+                if summary.unexamined:
+                    click.echo(summary.unexamined.line(), err=not summary.unexamined.covered)
                 for rid, err in summary.errors.items():
                     click.echo(f"rule {rid} failed: {err}", err=True)
                 click.echo(summary.line())

@@ -1,7 +1,7 @@
 """pySigma processing pipelines: Sigma log sources and field names -> govsoc ECS events.
 
-Which datasets a rule reads is decided here too (`datasets_for`): the engine restricts each
-compiled query to those `event.dataset` values, so a Linux rule never scans DNS traffic.
+Which datasets a rule reads is decided by `logsources.datasets_for`: the engine restricts
+each compiled query to those `event.dataset` values, so a Linux rule never scans DNS traffic.
 
 - Linux (host collector, Auditbeat / Elastic Agent layout): `process_creation` ->
   `system.process`, `network_connection` -> `system.socket`, `file_*` -> `file_integrity`,
@@ -33,62 +33,8 @@ from sigma.processing.transformations import (
     ChangeLogsourceTransformation,
     FieldMappingTransformation,
 )
-from sigma.rule import SigmaLogSource
 
-# Datasets where Windows event log imports land (the EVTX collector writes these).
-WINDOWS_DATASETS = ["system.security", "system.system", "system.application",
-                    "windows.sysmon_operational", "windows.powershell_operational",
-                    "windows.eventlog"]
-
-_LINUX_CATEGORY = {
-    "process_creation": ["system.process"],
-    "network_connection": ["system.socket"],
-    "file_event": ["file_integrity"],
-    "file_change": ["file_integrity"],
-    "file_create": ["file_integrity"],
-    "file_delete": ["file_integrity"],
-    "file_rename": ["file_integrity"],
-}
-_LINUX_SERVICE = {
-    "auditd": ["auditd.log"],
-    "auth": ["system.auth"],
-    "sshd": ["system.auth"],
-    "sudo": ["system.auth"],
-    "su": ["system.auth"],
-    "syslog": ["system.syslog"],
-    "cron": ["system.syslog"],
-}
-_NETWORK = {  # Zeek service or generic category -> dataset
-    "conn": ["network.flow"],
-    "firewall": ["network.flow"],
-    "dns": ["network.dns"],
-    "http": ["network.http"],
-    "proxy": ["network.http"],
-    "webserver": ["network.http"],
-    "ssl": ["network.tls"],
-}
-
-
-def datasets_for(logsource: SigmaLogSource) -> list[str] | None:
-    """The `event.dataset` values a rule with this log source reads, or None when govsoc
-    does not collect that source (the rule loads but is reported as not applicable)."""
-    product, category, service = logsource.product, logsource.category, logsource.service
-    if product == "govsoc":  # our own pack may name datasets directly: service = dataset
-        return [service] if service else None
-    if product == "linux":
-        if category:
-            return _LINUX_CATEGORY.get(category)
-        if service:
-            return _LINUX_SERVICE.get(service)
-        return ["system.auth", "system.syslog"]  # builtin logs, keyword rules
-    if product == "windows":
-        return list(WINDOWS_DATASETS)
-    if product == "zeek":
-        return _NETWORK.get(service or "")
-    if product is None and category in ("firewall", "dns", "proxy", "webserver"):
-        return _NETWORK[category]
-    return None
-
+from detections.logsources import LINUX_CATEGORY
 
 _LINUX_PROCESS = {
     "Image": "process.executable",
@@ -146,19 +92,18 @@ _WINDOWS = {
 }
 
 
+_LINUX_FIELDS = {"system.process": _LINUX_PROCESS, "system.socket": _LINUX_NETWORK,
+                 "file_integrity": _LINUX_FILE}  # dataset -> Sigma field -> ECS field
+
+
 def _linux_items() -> list[ProcessingItem]:
-    items = []
-    for cats, mapping in (
-        (("process_creation",), _LINUX_PROCESS),
-        (("network_connection",), _LINUX_NETWORK),
-        (("file_event", "file_change", "file_create", "file_delete", "file_rename"),
-         _LINUX_FILE),
-    ):
-        for cat in cats:
-            items.append(ProcessingItem(
-                identifier=f"govsoc_linux_{cat}",
-                transformation=FieldMappingTransformation(mapping),
-                rule_conditions=[LogsourceCondition(product="linux", category=cat)]))
+    items = [
+        ProcessingItem(
+            identifier=f"govsoc_linux_{cat}",
+            transformation=FieldMappingTransformation(_LINUX_FIELDS[dataset]),
+            rule_conditions=[LogsourceCondition(product="linux", category=cat)])
+        for cat, dataset in LINUX_CATEGORY.items()
+    ]
     items.append(ProcessingItem(
         identifier="govsoc_linux_auditd",
         transformation=FieldMappingTransformation(_AUDITD),

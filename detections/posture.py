@@ -20,9 +20,10 @@ Security index (also in detections/README.md)::
              install/upgrade in the host's dpkg log (else dpkg's status file time); the
              host writes local time without a zone, read as UTC (at most a day off
              against a 30-day threshold)
-           - the end (`event.end`) of the newest `patch` playbook run, not in check mode,
-             in which the host finished ok or changed: that run applied every pending
-             (security) update, so the host was current then even if nothing changed
+           - the end (`event.end`) of the newest `patch` playbook run, not in check mode
+             and not limited to named packages (`patch_packages`), in which the host
+             finished ok or changed: that run applied every pending (security) update,
+             so the host was current then even if nothing changed
          an asset with neither counts as lagging: a patch state nobody can show is a risk
 
 Bands: 90-100 good (良好), 70-89 attention (关注), 50-69 at risk (风险), below 50 severe (严重).
@@ -75,15 +76,16 @@ def patch_lag_days(asset: dict[str, Any], now: int,
 
 
 def last_patch_runs(store: EventStore) -> dict[str, int]:
-    """Host name -> end (epoch ms) of its newest patch run that applied updates for real
-    (not check mode) and left the host ok or changed."""
+    """Host name -> end (epoch ms) of its newest patch run that applied every pending
+    update for real (not check mode, not limited to named packages) and left the host ok
+    or changed."""
     out: dict[str, int] = {}
     sel = Selection(family="playbook_runs", filters={"govsoc.playbook.playbook": "patch",
                                                      "event.kind": "state"})
     for doc in store.scan(sel, page_size=1000):
         run = (doc.get("govsoc") or {}).get("playbook") or {}
         ended = run.get("ended") or ecs.get_field(doc, "event.end")
-        if run.get("check") or not ended:
+        if run.get("check") or not ended or "patch_packages" in (run.get("extra_vars") or ()):
             continue
         end = to_ms(ended)
         for host, summary in (run.get("summary") or {}).items():

@@ -20,7 +20,8 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from detections.backends import LuceneStoreBackend, SqliteStoreBackend
-from detections.pipelines import datasets_for, govsoc_pipeline
+from detections.logsources import datasets_for
+from detections.pipelines import govsoc_pipeline
 
 OWN_PACK = Path(__file__).resolve().parent / "rules"
 BACKENDS = ("sqlite", "elasticsearch")

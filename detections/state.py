@@ -29,7 +29,9 @@ def state_path(store: EventStore) -> Path:
 
 
 def empty() -> dict[str, Any]:
-    return {"checkpoints": {}, "health": {}, "exceptions": {}, "snoozes": {}}
+    return {"checkpoints": {}, "health": {}, "exceptions": {}, "snoozes": {},
+            "examined": {},  # rule id -> the earliest time (ms) it examined
+            "coverage": {}}  # dataset group -> events examined per day (detections.coverage)
 
 
 class DetectionState:

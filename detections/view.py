@@ -4,6 +4,7 @@ alerts. `render(store)` returns a rich renderable (registered under `govsoc.view
 from __future__ import annotations
 
 import time
+from datetime import UTC, tzinfo
 from typing import Any
 
 from rich.console import Group
@@ -13,7 +14,7 @@ from rich.text import Text
 from detections.alerts import list_alerts
 from detections.posture import LEVEL_ORDER, posture
 from soc_core import ecs
-from soc_core.config import load_config
+from soc_core.config import ConfigError, viewer_zone
 from soc_core.store import EventStore
 
 _COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan",
@@ -22,13 +23,12 @@ _COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "c
 
 
 def _local(stamp: str) -> str:
-    """UTC in storage, the viewer's zone (config `timezone`, default Asia/Shanghai) here."""
-    from zoneinfo import ZoneInfo
-
+    """UTC in storage, the viewer's zone here (UTC if the configured one is unknown: the
+    live view keeps running)."""
     try:
-        zone = ZoneInfo(str(load_config().get("timezone", "Asia/Shanghai")))
-    except (KeyError, ValueError):
-        zone = ZoneInfo("UTC")
+        zone: tzinfo = viewer_zone()
+    except ConfigError:
+        zone = UTC
     return ecs.parse_time(stamp).astimezone(zone).strftime("%m-%d %H:%M:%S")
 
 

@@ -1,1 +1,21 @@
-"""govsoc playbooks."""
+"""govsoc playbooks: the Ansible content shipped in `playbooks/content/` and the driver that
+runs it with ansible-runner, recording every run in the store.
+
+Public API (import from `playbooks`; the modules behind it are internals):
+
+    playbooks() -> {name: Playbook};  get_playbook(name) -> Playbook   (PlaybookError)
+    Driver(store, work_dir=None).run(name, inventory, limit=..., extravars=...) -> RunResult
+    Driver(...).status(run_id), .cancel(run_id)
+    ansible_env(run_dir) -> the environment ansible-playbook runs with (our config, modules)
+    Fleet (playbooks.fleet): the namespace test fleet the tests and benchmarks run on
+"""
+
+from soc_core.lazy import lazy_exports
+
+_WHERE = {
+    "playbooks": "catalog", "get_playbook": "catalog", "Playbook": "catalog",
+    "PlaybookError": "catalog", "Driver": "driver", "RunResult": "driver",
+    "ansible_env": "driver", "Fleet": "fleet",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports(__name__, _WHERE)

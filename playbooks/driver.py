@@ -23,6 +23,7 @@ from playbooks.catalog import CONTENT_DIR, PlaybookError, get_playbook
 from playbooks.inventory import resolve_hosts, write_inventory
 from playbooks.locks import HostLocks
 from soc_core.config import load_config
+from soc_core.ecs import now_iso
 
 HOST_PYTHON = "/usr/bin/python3"
 _FLUSH_EVERY = 50  # events; also flushed at least every _FLUSH_SECONDS
@@ -112,7 +113,7 @@ class Driver:
             inv_path = write_inventory(inventory, run_dir)
             hosts = resolve_hosts(inv_path, limit)
             result = RunResult(run_id=run_id, playbook=name, status="queued",
-                               created=ev.now(), check=check,
+                               created=now_iso(), check=check,
                                hosts={h: HostSummary() for h in hosts})
             with HostLocks(self.work_dir / "locks", run_id) as locks:
                 locks.acquire(hosts)
@@ -133,14 +134,14 @@ class Driver:
                         playbook=playbook.path.name, inventory=str(inv_path), limit=limit,
                         extravars=extravars or {}, forks=forks or self.forks,
                         cmdline="--check" if check else None, timeout=timeout,
-                        envvars=_ansible_env(run_dir), quiet=True,
+                        envvars=ansible_env(run_dir), quiet=True,
                         settings={"suppress_ansible_output": True},
                         event_handler=stream.handle, status_handler=on_status,
                         cancel_callback=cancel_flag.exists)
                     stream.flush()
                 except BaseException as exc:  # never leave a run "running" forever
                     result.status, result.reason = "failed", f"driver error: {exc}"[:500]
-                    result.ended = ev.now()
+                    result.ended = now_iso()
                     self._record(result, limit=limit, extravars=extravars)
                     raise
                 result.rc = runner.rc
@@ -151,7 +152,7 @@ class Driver:
                     except Exception as exc:  # the run is recorded even if a sink fails
                         result.status = "failed"
                         result.reason = f"recording results failed: {exc}"
-                result.ended = ev.now()
+                result.ended = now_iso()
                 self._record(result, limit=limit, extravars=extravars)
                 return result
         finally:
@@ -190,7 +191,7 @@ class Driver:
             (run_dir / "cancel").touch()
             return run["status"]
         if not _pid_alive(run.get("pid")):
-            run.update(status="canceled", reason="driver process gone", ended=ev.now())
+            run.update(status="canceled", reason="driver process gone", ended=now_iso())
             self.store.write([ev.status_doc(run)], refresh=True)
             return run["status"]
         raise PlaybookError(f"run {run_id} is not known on this machine's data dir")
@@ -299,7 +300,10 @@ def _finish(result: RunResult, runner_status: str, stream: _EventStream,
                          or f"ansible-playbook exited {result.rc}")
 
 
-def _ansible_env(run_dir: Path) -> dict[str, str]:
+def ansible_env(run_dir: Path) -> dict[str, str]:
+    """The environment ansible-playbook runs with for a run in `run_dir`: our content's
+    config and modules, the venv's ansible on PATH (also for tools outside the driver, like
+    bench/sweep.py's plain-Ansible reference)."""
     venv_bin = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "/usr/bin:/bin")
     if venv_bin not in path.split(":"):
@@ -326,3 +330,5 @@ def _pid_alive(pid: Any) -> bool:
     except (OSError, TypeError, ValueError):
         return False
     return True
+
+

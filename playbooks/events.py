@@ -8,10 +8,9 @@ run never duplicates).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from soc_core.ecs import format_time, stable_id
+from soc_core.ecs import now_iso, stable_id
 
 DATASET = "govsoc.playbook_run"
 STATUSES = ("queued", "running", "successful", "failed", "canceled")
@@ -24,10 +23,6 @@ _OUTCOME = {"runner_on_ok": "success", "runner_on_failed": "failure",
 
 def status_id(run_id: str) -> str:
     return f"run-{run_id}"
-
-
-def now() -> str:
-    return format_time(datetime.now(UTC))
 
 
 def status_doc(run: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +70,7 @@ def runner_event_doc(run_id: str, playbook: str, data: dict[str, Any]) -> dict[s
     if name == "playbook_on_stats":
         pb["stats"] = {k: ed.get(k) or {} for k in ("ok", "changed", "failures", "dark",
                                                     "skipped", "rescued", "ignored")}
-    timestamp = data.get("created") or now()  # runner's times are naive UTC
+    timestamp = data.get("created") or now_iso()  # runner's times are naive UTC
     event: dict[str, Any] = {"dataset": DATASET, "kind": "event",
                              "id": stable_id(run_id, data.get("uuid") or data.get("counter")),
                              "action": name, "sequence": data.get("counter")}

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from playbooks.driver import RunResult, post_processor
-from playbooks.events import now
-from soc_core.ecs import stable_id
+from soc_core.ecs import now_iso, stable_id
 
 ASSET_DATASET = "assets"
 
@@ -24,7 +23,7 @@ def asset_doc(record: dict[str, Any], run_id: str, inventory_name: str) -> dict[
     osr = record.get("os") or {}
     sshd = record.get("sshd") or {}
     return {
-        "@timestamp": now(),
+        "@timestamp": now_iso(),
         "event": {"dataset": ASSET_DATASET, "kind": "asset", "id": asset_id(record),
                   "module": "asset_sweep"},
         "message": f"asset {record.get('hostname')} swept",
@@ -66,7 +65,7 @@ def record_assets(result: RunResult, store: Any) -> None:
     counts = {st: sum(1 for s in result.hosts.values() if s.status == st)
               for st in ("ok", "changed", "failed", "unreachable", "not_run")}
     docs.append({
-        "@timestamp": now(),
+        "@timestamp": now_iso(),
         "event": {"dataset": "govsoc.asset_sweep", "kind": "event",
                   "id": stable_id("asset_sweep", result.run_id), "action": "asset_sweep",
                   "outcome": "success" if len(docs) == len(result.hosts) else "failure"},
@@ -100,7 +99,7 @@ def record_drill(result: RunResult, store: Any) -> None:
         fields["errors"] = {h: s.error for h, s in result.hosts.items() if s.error}
     passed = bool(report) and result.status == "successful"
     doc = {
-        "@timestamp": now(),
+        "@timestamp": now_iso(),
         "event": {"dataset": "govsoc.dr_drill", "kind": "event",
                   "id": stable_id("dr_drill", result.run_id), "action": "dr_drill",
                   "outcome": "success" if passed else "failure"},

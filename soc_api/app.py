@@ -1,52 +1,68 @@
 """The govsoc API: `create_app(config)` composes the routes behind one gate (`auth.gate`)
 and the plain ASGI guard (request ids, body limits, security headers).
 
-Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema and its
-viewer need a login. Errors are JSON with a one-line `detail`; an unexpected error is a
-500 naming the request id, with the stack trace in the server's log only.
+Only `/healthz` and `/readyz` answer without credentials; the OpenAPI schema needs a
+login. (No Swagger page: FastAPI's loads its scripts from a CDN, which a government cloud
+neither reaches nor should trust; the console will vendor what it shows.)
+
+Errors are JSON with a one-line `detail`; an unexpected error is a 500 naming the request
+id, with the stack trace in the server's log only.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from crypto_svc.api import Limits, make_router, one_line_validation_error
 from soc_api import routes_admin, routes_audit, routes_auth, routes_data
 from soc_api.auth import gate
-from soc_api.context import Context
-from soc_api.identity import Identity
+from soc_api.context import Context, client_ip
+from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
+from soc_core.audit import Actor, AuditTrail, AuditUnavailable
 from soc_core.config import Config, load_config, redact_url
-from soc_core.store import open_store
+from soc_core.departments import Departments
+from soc_core.store import StoreError, open_store
 
 log = logging.getLogger("govsoc.api")
+
+
+@dataclass(frozen=True)
+class Caller(Actor):
+    principal: Principal | None = None
 MAX_BODY = 16 << 20
 
 
 def build_context(cfg: Config, store: Any = None, trail: Any = None) -> Context:
     """Open what the API stands on. `store`/`trail` may be given (tests, `govsoc up`)."""
-    from soc_core.audit import AuditTrail
-
+    # the trail drains through a connection of its own unless the caller gave the store
+    # (then it shares it: the same Elasticsearch namespace, the same SQLite file)
+    trail = trail or AuditTrail.from_config(cfg, name="api", store=store,
+                                            signer=checkpoint_signer(cfg))
     store = store or open_store(cfg.store_url)
-    trail = trail or AuditTrail.from_config(cfg, name="api")
-    departments = None
-    try:
-        from soc_core.departments import Departments
-    except ImportError:  # pragma: no cover - departments land with the tenancy work
-        Departments = None  # noqa: N806
-    if Departments is not None:
-        departments = Departments.from_config(cfg)
     ctx = Context(cfg=cfg, store=store, identity=Identity.from_config(cfg, store),
-                  trail=trail, departments=departments,
+                  trail=trail, departments=Departments.from_config(cfg),
                   token_rate=float(cfg.get("api.token_rate", 3000)))
     return ctx
+
+
+def checkpoint_signer(cfg: Config) -> Any:
+    """The platform key's signer for the trail's checkpoints; None (unsigned checkpoints
+    are not made, and the server log says so) when no master secret is configured."""
+    from crypto_svc import Keystore, KeystoreError, platform_signer
+
+    try:
+        return platform_signer(Keystore.from_config(cfg))
+    except KeystoreError as exc:
+        log.warning("audit checkpoints will not be signed: %s", exc)
+        return None
 
 
 def create_app(cfg: Config | None = None, *, context: Context | None = None) -> Any:
@@ -91,10 +107,6 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="govsoc API")
-
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
               routes_audit.router):
         app.include_router(r)
@@ -102,11 +114,15 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()
 
-    async def principal(request: Request) -> Any:
-        return request.state.principal
+    async def caller(request: Request) -> Caller:
+        """The principal, with what each key-use record names besides the user."""
+        p = request.state.principal
+        return Caller(p.name, ",".join(p.roles), ",".join(p.departments),
+                      client_ip(request), getattr(request.state, "request_id", None),
+                      principal=p)
 
-    app.include_router(make_router(crypto_service, principal=principal,
-                                   may_use=lambda p, key_id: p.may_use_key(key_id),
+    app.include_router(make_router(crypto_service, principal=caller,
+                                   may_use=lambda c, key_id: c.principal.may_use_key(key_id),
                                    limits=Limits(max_body=MAX_BODY)))
 
     app.add_exception_handler(RequestValidationError, one_line_validation_error)
@@ -116,6 +132,19 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         return JSONResponse({"detail": detail}, status_code=exc.status_code,
                             headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.warning("request %s: store error: %s", rid, redact_url(str(exc))[:300])
+        return JSONResponse({"detail": f"the event store is unavailable now; try again "
+                                       f"(request {rid})"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -22,11 +22,13 @@ from soc_core.config import ConfigError, load_config
 
 @contextmanager
 def _identity(store_url: str | None) -> Iterator[tuple[Identity, object]]:
+    from soc_api.app import checkpoint_signer
     from soc_core.audit import AuditTrail
 
     cfg = load_config()
     with open_cli_store(store_url) as store:
-        trail = AuditTrail.from_config(cfg, name="cli")
+        trail = AuditTrail.from_config(cfg, name="cli", store=store,
+                                       signer=checkpoint_signer(cfg))
         try:
             yield Identity.from_config(cfg, store), trail
         finally:

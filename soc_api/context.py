@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from soc_api.identity import Identity, Principal
@@ -62,13 +63,15 @@ class Context:
         return self.crypto
 
     def verify_trail(self, *, start: Any = None, end: Any = None) -> dict[str, Any]:
-        from soc_core.audit import verify
-
         from crypto_svc import platform_verifier
+        from soc_core.audit import local_heads, verify
 
-        report = verify(self.store, start=start, end=end,
-                        verifier=platform_verifier(self.crypto_service()))
-        return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+        # the heads this machine's writers saved: a tail cut off the store shows against them
+        heads = local_heads(self.cfg.get("audit.dir") or Path(self.cfg.data_dir) / "audit")
+        report = verify(self.store, start=start, end=end, heads=heads,
+                        verifier=platform_verifier(self.crypto_service()),
+                        retention_days=int(self.cfg.get("retention_days", 180)))
+        return report.to_dict()
 
     def audit(self, request: Any, action: str, outcome: str = "success", *,
               principal: Principal | None = None, object: str | None = None,  # noqa: A002

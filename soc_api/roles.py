@@ -44,7 +44,6 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/auth/totp/enroll"): SELF,
     ("POST", "/auth/totp/confirm"): SELF,
     ("GET", "/openapi.json"): SELF,
-    ("GET", "/docs"): SELF,
     # identity administration
     ("GET", "/users"): "users:admin",
     ("POST", "/users"): "users:admin",

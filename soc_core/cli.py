@@ -3,11 +3,11 @@ declares under the `govsoc.commands` entry-point group; it imports none of them 
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
 import time
+from datetime import tzinfo
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,9 @@ import click
 import orjson
 
 from soc_core import ecs
+from soc_core.audit import MIN_RETENTION_DAYS
 from soc_core.cliutil import fail, open_cli_store, store_option
-from soc_core.config import redact_url
+from soc_core.config import ConfigError, redact_url, viewer_zone
 from soc_core.query import QueryError
 from soc_core.store import Selection, StoreError, parse_duration
 
@@ -91,8 +92,13 @@ def store_prune(store_url: str | None, older_than: str) -> None:
         fail(str(exc))
     if days < 1 or days != int(days):
         fail("--older-than must be a whole number of days, e.g. 180d")
+    families = ["events", "metrics", "audit", "playbook_runs"]
+    if days < MIN_RETENTION_DAYS:
+        families.remove("audit")  # the legal minimum for the audit trail
+        click.echo(f"audit records are kept at least {MIN_RETENTION_DAYS} days: not pruned",
+                   err=True)
     with open_cli_store(store_url) as store:
-        deleted = store.prune(int(days))
+        deleted = store.prune(int(days), families)
     click.echo(f"deleted {deleted} documents older than {int(days)} days")
 
 
@@ -196,6 +202,10 @@ def search_cmd(query: str | None, family: str, dataset: str | None, start: str |
         sel = Selection(family=family, dataset=dataset, start=start, end=end, query=query)
     except (QueryError, ValueError) as exc:
         fail(f"bad query: {exc}")
+    try:
+        zone = viewer_zone()
+    except ConfigError as exc:
+        fail(str(exc))
     shown = 0
     with open_cli_store(store_url) as store:
         try:
@@ -203,7 +213,7 @@ def search_cmd(query: str | None, family: str, dataset: str | None, start: str |
                 if as_json:
                     sys.stdout.buffer.write(orjson.dumps(doc) + b"\n")
                 else:
-                    click.echo(_one_line(doc))
+                    click.echo(_one_line(doc, zone))
                 shown += 1
                 if shown >= limit:
                     break
@@ -213,28 +223,14 @@ def search_cmd(query: str | None, family: str, dataset: str | None, start: str |
         click.echo(f"-- {shown} shown", err=True)
 
 
-@functools.cache
-def _viewer_zone():
-    from zoneinfo import ZoneInfo
-
-    from soc_core.config import load_config
-
-    return ZoneInfo(load_config().get("timezone", "Asia/Shanghai"))
-
-
-def _local_time(stamp: str) -> str:
-    """Stored UTC shown in the viewer's zone (config `timezone`, default Asia/Shanghai)."""
-    return ecs.parse_time(stamp).astimezone(_viewer_zone()).isoformat(timespec="milliseconds")
-
-
-def _one_line(doc: dict) -> str:
+def _one_line(doc: dict, zone: tzinfo) -> str:
     ev = doc.get("event", {})
     src = ecs.get_field(doc, "source.ip") or ""
     dst = ecs.get_field(doc, "destination.ip") or ""
     host = ecs.get_field(doc, "host.name") or ""
     msg = doc.get("message") or ""
     flow = f" {src}->{dst}" if src or dst else ""
-    when = _local_time(doc["@timestamp"])
+    when = ecs.parse_time(doc["@timestamp"]).astimezone(zone).isoformat(timespec="milliseconds")
     return f"{when} {ev.get('dataset', '')} {host}{flow} {msg}".rstrip()
 
 

@@ -6,12 +6,14 @@ Top-level keys map the same way: `store_url` <- `GOVSOC_STORE_URL`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULTS: dict[str, Any] = {
     "store_url": "sqlite:///./data/govsoc.db",
@@ -110,3 +112,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file not found: {file}")
     merged = {**DEFAULTS, **values}
     return Config(values=merged, source=file if file.exists() else None)
+
+
+def viewer_zone(cfg: Config | None = None) -> ZoneInfo:
+    """The zone times are shown in (config `timezone`, default Asia/Shanghai): storage is
+    UTC, people read local time. ConfigError names a zone that does not exist."""
+    return _zone(str((cfg or load_config()).get("timezone", DEFAULTS["timezone"])))
+
+
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"timezone {name!r} is not a known time zone "
+                          "(e.g. Asia/Shanghai, UTC)") from exc

@@ -174,6 +174,11 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+def now_iso() -> str:
+    """The current time in the stored form (`2026-01-02T03:04:05.678Z`)."""
+    return format_time(datetime.now(UTC))
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 

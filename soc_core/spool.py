@@ -53,6 +53,10 @@ class SpoolFull(SpoolError):
     """Appending would exceed the spool's size limit."""
 
 
+class SpoolBusy(SpoolError):
+    """The spool directory is owned (flock'ed) by another open Spool."""
+
+
 @dataclass(frozen=True)
 class Corruption:
     """A damaged region found while reading: where, how long, and why."""
@@ -78,6 +82,48 @@ class Record:
 
 def _seg_name(n: int) -> str:
     return f"seg-{n:012d}.spool"
+
+
+def _segments(directory: Path) -> list[int]:
+    out = []
+    for p in directory.glob("seg-*.spool"):
+        try:
+            out.append(int(p.name[4:-6]))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def _seg_size(directory: Path, n: int) -> int:
+    try:
+        return (directory / _seg_name(n)).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _cursor(directory: Path, segs: list[int]) -> tuple[int, int]:
+    """The first unacknowledged (segment, offset) as the cursor file says."""
+    try:
+        seg_s, off_s = (directory / "cursor").read_text().split()
+        seg, off = int(seg_s), int(off_s)
+    except (FileNotFoundError, ValueError):
+        return (segs[0] if segs else 1), 0
+    if segs and seg < segs[0]:  # the acknowledged segment was already removed
+        return segs[0], 0
+    return seg, off
+
+
+def _pending(directory: Path, segs: list[int], seg: int, off: int) -> int:
+    total = sum(_seg_size(directory, s) for s in segs if s >= seg)
+    return total - (off if seg in segs else 0)
+
+
+def backlog_bytes(directory: str | os.PathLike[str]) -> int:
+    """Bytes a spool directory holds that are not delivered yet, read without taking its
+    lock (for `collect status` while the collector that owns the spool runs)."""
+    directory = Path(directory)
+    segs = _segments(directory)
+    return max(0, _pending(directory, segs, *_cursor(directory, segs)))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -112,46 +158,20 @@ class Spool:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             os.close(self._lock_fd)
-            raise SpoolError(f"spool {self.dir} is in use by another process") from exc
+            raise SpoolBusy(f"spool {self.dir} is in use by another process") from exc
         self._last_sync = time.monotonic()
         self._dirty = False
-        segs = self._segments()
-        self._read_seg, self._read_off = self._load_cursor(segs)
+        segs = _segments(self.dir)
+        self._read_seg, self._read_off = _cursor(self.dir, segs)
         # Never append after what a previous run left: its tail may be torn.
         self._write_seg = (segs[-1] + 1) if segs else max(1, self._read_seg)
         self._write_fd: int | None = None
         self._write_off = 0
-        self._pending_bytes = sum(self._seg_size(s) for s in segs if s >= self._read_seg)
-        self._pending_bytes -= self._read_off if self._read_seg in segs else 0
+        self._pending_bytes = _pending(self.dir, segs, self._read_seg, self._read_off)
         self._read_fh = None
         self._read_fh_seg = -1
 
     # -- bookkeeping -----------------------------------------------------------------
-    def _segments(self) -> list[int]:
-        out = []
-        for p in self.dir.glob("seg-*.spool"):
-            try:
-                out.append(int(p.name[4:-6]))
-            except ValueError:
-                continue
-        return sorted(out)
-
-    def _seg_size(self, n: int) -> int:
-        try:
-            return (self.dir / _seg_name(n)).stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _load_cursor(self, segs: list[int]) -> tuple[int, int]:
-        try:
-            seg_s, off_s = (self.dir / "cursor").read_text().split()
-            seg, off = int(seg_s), int(off_s)
-        except (FileNotFoundError, ValueError):
-            return (segs[0] if segs else 1), 0
-        if segs and seg < segs[0]:  # the acknowledged segment was already removed
-            return segs[0], 0
-        return seg, off
-
     def _save_cursor(self) -> None:
         tmp = self.dir / "cursor.tmp"
         with open(tmp, "w") as fh:
@@ -174,8 +194,9 @@ class Spool:
             self._last_sync = now
 
     # -- writing ---------------------------------------------------------------------
-    def append(self, payload: bytes) -> None:
-        """Add one record at the tail. Raises SpoolFull past `max_bytes`."""
+    def append(self, payload: bytes) -> tuple[int, int]:
+        """Add one record at the tail; returns its (segment, offset), the position
+        `peek` will report for it. Raises SpoolFull past `max_bytes`."""
         if len(payload) > MAX_RECORD:
             raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
         ms = int(time.time() * 1000)
@@ -188,10 +209,12 @@ class Spool:
                 self._roll()
             assert self._write_fd is not None
             os.write(self._write_fd, blob)  # one write a record: readers never see half
+            where = (self._write_seg, self._write_off)
             self._write_off += len(blob)
             self._pending_bytes += len(blob)
             self._dirty = True
             self._maybe_sync()
+            return where
 
     def _roll(self) -> None:
         if self._write_fd is not None:
@@ -205,9 +228,19 @@ class Spool:
             _fsync_dir(self.dir)  # the new file's name must survive too
 
     def sync(self) -> None:
-        """Force appended records to disk now (e.g. before a checkpoint is saved)."""
+        """Force appended records to disk now (e.g. before a checkpoint is saved). The
+        fsync runs outside the lock (on a duplicate of the descriptor, which a roll may
+        close meanwhile): an fsync takes milliseconds, appends go on beside it."""
         with self._lock:
-            self._maybe_sync(force=True)
+            if self._write_fd is None or self.fsync == "never" or not self._dirty:
+                return
+            fd = os.dup(self._write_fd)
+            self._dirty = False  # appends from now on mark it again
+            self._last_sync = time.monotonic()
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- reading ---------------------------------------------------------------------
     def _open_read(self, seg: int):
@@ -281,7 +314,7 @@ class Spool:
                 if stop != self._read_off:
                     self._pending_bytes -= stop - self._read_off
                     self._read_off = stop
-                later = [s for s in self._segments() if s > self._read_seg]
+                later = [s for s in _segments(self.dir) if s > self._read_seg]
                 if not later:
                     self._pending_bytes = max(self._pending_bytes, 0)
                     return None
@@ -309,11 +342,58 @@ class Spool:
             self._pending_bytes -= record.end - record.offset
             self._read_off = record.end
             self._save_cursor()
-            if self._read_seg != self._write_seg and self._read_off >= self._seg_size(
-                    self._read_seg):
-                later = [s for s in self._segments() if s > self._read_seg]
+            if self._read_seg != self._write_seg and self._read_off >= _seg_size(
+                    self.dir, self._read_seg):
+                later = [s for s in _segments(self.dir) if s > self._read_seg]
                 if later:
                     self._advance_segment(later[0])
+
+    def peek_many(self, max_records: int) -> list[Record]:
+        """Up to `max_records` of the oldest unacknowledged records, oldest first, none
+        acknowledged: a consumer can deliver several small records in one write and then
+        acknowledge them together with `ack_many`."""
+        with self._lock:
+            first = self.peek()
+            if first is None:
+                return []
+            out = [first]
+            seg, off = first.segment, first.end
+            while len(out) < max_records:
+                rec, _ = self._read_at(seg, off)
+                if rec is None or rec.offset != off:
+                    break  # end of segment or damage: the next peek handles it
+                out.append(rec)
+                off = rec.end
+            return out
+
+    def ack_many(self, records: list[Record]) -> None:
+        """Acknowledge records `peek_many` returned (all of them, in order), saving the
+        cursor once."""
+        if not records:
+            return
+        with self._lock:
+            first, last = records[0], records[-1]
+            if (first.segment, first.offset) != (self._read_seg, self._read_off) or \
+                    last.segment != first.segment:
+                raise SpoolError("acknowledged records that are not the oldest")
+            # consecutive records of one segment are acknowledged as one span
+            self.ack(Record(last.segment, first.offset, last.end, 0, b""))
+
+    def last(self) -> Record | None:
+        """The newest good record not yet acknowledged (the tail a restarted writer
+        continues from), or None."""
+        with self._lock:
+            for seg in reversed([s for s in _segments(self.dir) if s >= self._read_seg]):
+                off = self._read_off if seg == self._read_seg else 0
+                found = None
+                while True:
+                    rec, stop = self._read_at(seg, off)
+                    if rec is None:
+                        break
+                    found, off = rec, rec.end
+                if found is not None:
+                    return found
+            return None
 
     def __iter__(self) -> Iterator[Record]:
         """Drain: yield the oldest record, acknowledging it when the next is asked for."""

@@ -15,6 +15,12 @@ SHARED = ROOT.parent / "shared"
 ES_TEST_PORT = "9250"
 
 
+def pytest_report_header() -> str:
+    import soc_core
+
+    return f"govsoc imported from {Path(soc_core.__file__).resolve().parent.parent}"
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The design and test data folder beside the project (rule packs, vectors)."""

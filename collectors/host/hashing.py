@@ -3,38 +3,17 @@ executable or a monitored file is hashed once until it changes."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
+
+from soc_core import sm3
 
 _BLOCK = 1 << 20
 
 
-class _CryptographySM3:
-    """hashlib-like wrapper over `cryptography`'s SM3, for Pythons whose hashlib lacks it."""
-
-    def __init__(self) -> None:
-        from cryptography.hazmat.primitives import hashes
-
-        self._h = hashes.Hash(hashes.SM3())
-
-    def update(self, data: bytes) -> None:
-        self._h.update(data)
-
-    def hexdigest(self) -> str:
-        return self._h.finalize().hex()
-
-
-def _new_sm3():
-    try:
-        return hashlib.new("sm3")  # OpenSSL's, when the build has it
-    except ValueError:
-        return _CryptographySM3()
-
-
 def sm3_file(path: str, limit: int | None = None) -> str | None:
     """Hex SM3 of a file's content, or None if it cannot be read (or is over `limit`)."""
-    h = _new_sm3()
+    h = sm3.new()
     try:
         with open(path, "rb") as fh:
             read = 0
@@ -45,7 +24,7 @@ def sm3_file(path: str, limit: int | None = None) -> str | None:
                 h.update(chunk)
     except OSError:
         return None
-    return h.hexdigest()
+    return h.finalize().hex()
 
 
 class HashCache:

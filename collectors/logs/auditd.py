@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from collectors.logs.records import ReadStats, Source
+from collectors.logs.records import LogStats, Source
 from soc_core.ecs import make_event
 
 _LINE = re.compile(r"^(?:node=(?P<node>\S+) )?type=(?P<type>\w+) "
@@ -85,13 +85,13 @@ class AuditdParser:
     def held_offset(self) -> int | None:
         return self._open.first.offset if self._open else None
 
-    def feed(self, line: str, src: Source, stats: ReadStats) -> list[dict[str, Any]]:
+    def feed(self, line: str, src: Source, stats: LogStats) -> list[dict[str, Any]]:
         if not line.strip():
-            stats.ignored += 1
+            stats.ignored["blank line"] += 1
             return []
         m = _LINE.match(line)
         if not m:
-            stats.bad(src.where, "not an audit record (type=... msg=audit(...))")
+            stats.bad("not an audit record (type=... msg=audit(...))", src.where)
             return []
         body, _, enriched = m["rest"].partition("\x1d")  # ENRICHED format: names after GS
         kv = parse_kv(body)
@@ -116,7 +116,7 @@ class AuditdParser:
             kv.setdefault("node", m["node"])
         return out
 
-    def flush(self, stats: ReadStats) -> list[dict[str, Any]]:
+    def flush(self, stats: LogStats) -> list[dict[str, Any]]:
         if self._open is None:
             return []
         doc = self._emit(self._open)

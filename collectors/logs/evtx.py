@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from collectors.logs.records import ReadStats
+from collectors.logs.records import LogStats
 from soc_core.ecs import make_event, parse_time
 
 _LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information",
@@ -427,7 +427,7 @@ def _sysmon(eid: int, d: dict[str, str], f: dict[str, Any]) -> None:
                 f["dns"]["resolved_ip"] = ips
 
 
-def iter_records(path: str, stats: ReadStats) -> Iterator[tuple[dict[str, Any], int]]:
+def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], int]]:
     """Parsed records of one file; damaged ones are counted in `stats` with a reason."""
     from evtx import PyEvtxParser
 
@@ -444,8 +444,8 @@ def iter_records(path: str, stats: ReadStats) -> Iterator[tuple[dict[str, Any], 
         whole = max(0, size - _FILE_HEADER) // _CHUNK
         if whole < chunks:
             # the parser silently drops a cut chunk: say so
-            stats.bad(path, f"file truncated: {whole} of {chunks} chunks complete, the "
-                            "records of the cut chunk are lost")
+            stats.bad(f"file truncated: {whole} of {chunks} chunks complete, the records of "
+                      "the cut chunk are lost", path)
     try:
         parser = PyEvtxParser(path, number_of_threads=1, skip_errors=True)
     except (OSError, RuntimeError) as exc:
@@ -459,30 +459,30 @@ def iter_records(path: str, stats: ReadStats) -> Iterator[tuple[dict[str, Any], 
             except StopIteration:
                 break
             except RuntimeError as exc:  # unrecoverable damage: the rest is unreadable
-                stats.bad(path, f"EVTX damage stops the file: {str(exc)[:160]}")
+                stats.bad(f"EVTX damage stops the file: {str(exc)[:160]}", path)
                 break
             for w in caught:
-                stats.bad(path, f"damaged record skipped: {str(w.message)[:160]}")
+                stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
             caught.clear()
             stats.lines += 1
             try:
                 yield orjson.loads(rec["data"]), int(rec["event_record_id"])
             except (orjson.JSONDecodeError, KeyError, ValueError) as exc:
-                stats.bad(f"{path} record {rec.get('event_record_id')}", f"bad JSON: {exc}")
+                stats.bad(f"bad JSON: {exc}", f"{path} record {rec.get('event_record_id')}")
         for w in caught:
-            stats.bad(path, f"damaged record skipped: {str(w.message)[:160]}")
+            stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
 
 
 def read_evtx(path: str, sink: Callable[[dict[str, Any]], Any],
-              stats: ReadStats | None = None) -> ReadStats:
+              stats: LogStats | None = None) -> LogStats:
     """Map every record of one EVTX file and hand it to `sink`."""
-    stats = stats or ReadStats()
+    stats = stats or LogStats()
     for rec, rid in iter_records(path, stats):
         try:
             doc = map_record(rec)
         except (KeyError, ValueError, TypeError) as exc:
-            stats.bad(f"{path} record {rid}", f"unmappable record: {type(exc).__name__}: {exc}")
+            stats.bad(f"unmappable record: {type(exc).__name__}: {exc}", f"{path} record {rid}")
             continue
-        stats.events += 1
+        stats.events[doc["event"]["dataset"]] += 1
         sink(doc)
     return stats

@@ -1,44 +1,25 @@
-"""What every log parser shares: the read statistics and the id of a line."""
+"""What every log parser shares: the read statistics and where a line came from."""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-_MAX_EXAMPLES = 50
+from collectors.readstats import ReadStats
 
 
 @dataclass
-class ReadStats:
-    """Counts for one import/tail run; bad records are counted with a reason, never fatal."""
+class LogStats(ReadStats):
+    """Counts for one import/tail run of log files (or EVTX files: a record is a line)."""
 
     lines: int = 0
-    events: int = 0
-    ignored: int = 0  # lines that carry no record (journal banners, blank lines)
-    skipped: Counter = field(default_factory=Counter)  # reason -> count
-    examples: list[str] = field(default_factory=list)  # "file:line: reason", the first few
 
-    def bad(self, where: str, reason: str) -> None:
-        self.skipped[reason] += 1
-        if len(self.examples) < _MAX_EXAMPLES:
-            self.examples.append(f"{where}: {reason}")
-
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
-    def merge(self, other: ReadStats) -> None:
+    def merge(self, other: LogStats) -> None:
+        super().merge(other)
         self.lines += other.lines
-        self.events += other.events
-        self.ignored += other.ignored
-        self.skipped.update(other.skipped)
-        room = _MAX_EXAMPLES - len(self.examples)
-        self.examples.extend(other.examples[:max(room, 0)])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lines": self.lines, "events": self.events, "ignored": self.ignored,
-                "skipped": dict(self.skipped), "examples": list(self.examples)}
+        return {**super().to_dict(), "lines": self.lines}
 
 
 @dataclass(frozen=True)
@@ -63,9 +44,9 @@ class LineParser(Protocol):
 
     dataset: str
 
-    def feed(self, line: str, src: Source, stats: ReadStats) -> list[dict[str, Any]]: ...
+    def feed(self, line: str, src: Source, stats: LogStats) -> list[dict[str, Any]]: ...
 
-    def flush(self, stats: ReadStats) -> list[dict[str, Any]]: ...
+    def flush(self, stats: LogStats) -> list[dict[str, Any]]: ...
 
     @property
     def held_offset(self) -> int | None: ...

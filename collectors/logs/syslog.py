@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from collectors.logs.records import ReadStats, Source
+from collectors.logs.records import LogStats, Source
 from soc_core.ecs import make_event
 
 _MONTHS = {m: i for i, m in enumerate(
@@ -165,19 +165,19 @@ class SyslogParser:
         self.now = now
         self.tz = tz
 
-    def feed(self, line: str, src: Source, stats: ReadStats) -> list[dict[str, Any]]:
+    def feed(self, line: str, src: Source, stats: LogStats) -> list[dict[str, Any]]:
         if is_banner(line):
-            stats.ignored += 1
+            stats.ignored["banner line"] += 1
             return []
         if line.startswith("{"):
             sl = parse_journal_json(line)
             if sl is None:
-                stats.bad(src.where, "not a journalctl -o json entry")
+                stats.bad("not a journalctl -o json entry", src.where)
                 return []
         else:
             sl = parse_header(line, now=self.now, tz=self.tz)
         if sl is None:
-            stats.bad(src.where, "not a syslog line")
+            stats.bad("not a syslog line", src.where)
             return []
         fields = base_fields(sl, src, self.module)
         self.enrich(sl, fields)
@@ -186,5 +186,5 @@ class SyslogParser:
     def enrich(self, sl: SyslogLine, fields: dict[str, Any]) -> None:
         """Hook for parsers that read more out of the message."""
 
-    def flush(self, stats: ReadStats) -> list[dict[str, Any]]:
+    def flush(self, stats: LogStats) -> list[dict[str, Any]]:
         return []

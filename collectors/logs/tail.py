@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from collectors.logs.records import LineParser, ReadStats, Source
+from collectors.logs.records import LineParser, LogStats, Source
 
 log = logging.getLogger("govsoc.logs")
 
@@ -98,13 +98,13 @@ class LogReader:
 
     def __init__(self, path: str | os.PathLike[str], parser: LineParser, sink: Sink, *,
                  positions: Positions | None = None, checkpoint: Checkpoint | None = None,
-                 stats: ReadStats | None = None, resume: bool = True) -> None:
+                 stats: LogStats | None = None, resume: bool = True) -> None:
         self.path = str(path)
         self.parser = parser
         self.sink = sink
         self.positions = positions or Positions(None)
         self.checkpoint = checkpoint
-        self.stats = stats or ReadStats()
+        self.stats = stats or LogStats()
         self.resume = resume
         self.resumed_at: dict[str, int] = {}
         self._saved: dict[str, int] = {}  # identity -> last checkpointed offset
@@ -137,7 +137,7 @@ class LogReader:
             if len(buf) > MAX_LINE:
                 # A runaway line: skip to its end rather than hold it all in memory.
                 lineno += 1
-                self.stats.bad(f"{self.path}:{lineno}", f"line longer than {MAX_LINE} bytes")
+                self.stats.bad(f"line longer than {MAX_LINE} bytes", f"{self.path}:{lineno}")
                 rest = self._skip_line(fh)
                 offset += len(buf) + rest
                 buf = b""
@@ -172,13 +172,13 @@ class LogReader:
         try:
             docs = self.parser.feed(text, src, self.stats)
         except (ValueError, KeyError, IndexError) as exc:  # a parser bug must not stop the import
-            self.stats.bad(src.where, f"unparsable: {type(exc).__name__}: {exc}"[:200])
+            self.stats.bad(f"unparsable: {type(exc).__name__}: {exc}"[:200], src.where)
             return
         for doc in docs:
             self._emit(doc)
 
     def _emit(self, doc: dict[str, Any]) -> None:
-        self.stats.events += 1
+        self.stats.events[doc["event"]["dataset"]] += 1
         self.sink(doc)
 
     def _checkpoint(self, identity: str, offset: int, lineno: int) -> None:
@@ -214,7 +214,7 @@ class LogReader:
         return 0, 0
 
     # -- modes -----------------------------------------------------------------------
-    def import_once(self) -> ReadStats:
+    def import_once(self) -> LogStats:
         """Read the file to its end (from the saved position) and stop."""
         with open(self.path, "rb") as fh:
             identity = identity_of(fh, complete_only=False)
@@ -224,7 +224,7 @@ class LogReader:
             self._read(fh, identity, offset, lineno, final=True)
         return self.stats
 
-    def follow(self, stop: threading.Event, poll: float = 0.25) -> ReadStats:
+    def follow(self, stop: threading.Event, poll: float = 0.25) -> LogStats:
         """Tail the file until `stop` is set: new lines as they are written, then the
         next file when it is rotated (renamed, or truncated in place)."""
         self._catch_up_rotated()

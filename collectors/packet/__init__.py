@@ -6,8 +6,8 @@ Public API (the `govsoc collect pcap|live` commands call exactly these):
         `events` is an iterator of ECS event dicts (`event.dataset` one of
         `network.flow`, `network.dns`, `network.http`, `network.tls`), in the layout
         Filebeat's Zeek module writes; ids are deterministic (same file -> same ids).
-        `stats` is a ReadStats filled while iterating: packets, bytes, bad packets
-        with reasons (`stats.bad_reasons`), skipped non-IP frames, flows, events per
+        `stats` is a CaptureStats filled while iterating: packets, bytes, bad packets
+        with reasons (`stats.bad_reasons`), ignored non-IP frames, flows, events per
         dataset; `stats.to_dict()` / `stats.summary()` for printing.
         `progress(done_bytes, total_bytes)` is called now and then.
         Raises CaptureError (one clear line) before yielding anything when a file is
@@ -30,6 +30,6 @@ Public API (the `govsoc collect pcap|live` commands call exactly these):
 from __future__ import annotations
 
 from collectors.packet.reader import ENGINES, read_pcaps
-from collectors.packet.stats import CaptureError, ReadStats
+from collectors.packet.stats import CaptureError, CaptureStats
 
-__all__ = ["ENGINES", "CaptureError", "ReadStats", "read_pcaps"]
+__all__ = ["ENGINES", "CaptureError", "CaptureStats", "read_pcaps"]

@@ -62,7 +62,7 @@ class Inspector:
         p = decode(buf, start, end, linktype)
         if type(p) is str:
             if p in SKIP:
-                stats.skipped[p] += 1
+                stats.ignored[p] += 1
             else:
                 stats.bad(p)
             return
@@ -257,7 +257,7 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
     packet = table.packet
     flows_get = table.flows.get
     udp_dns, tcp = insp.udp_dns, insp.tcp
-    skipped, bad = stats.skipped, stats.bad
+    skipped, bad = stats.ignored, stats.bad
     frame4 = _ETH_IP4_L4
     tcp_bits, upper, lower = TCP_BITS, UPPER, LOWER
     burst_gap = BURST_GAP

@@ -25,7 +25,7 @@ from collectors.packet.decode import DLT_EN10MB, DLT_RAW
 from collectors.packet.events import EventBuilder
 from collectors.packet.fast import Inspector
 from collectors.packet.session import Session
-from collectors.packet.stats import CaptureError, ReadStats
+from collectors.packet.stats import CaptureError, CaptureStats
 
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
@@ -42,7 +42,7 @@ _ARPHRD_TO_DLT = {1: DLT_EN10MB, 772: DLT_EN10MB, 65534: DLT_RAW, 776: DLT_RAW}
 
 
 @dataclass
-class LiveStats(ReadStats):
+class LiveStats(CaptureStats):
     iface: str = ""
     kernel_packets: int = 0  # passed the BPF filter, as counted by the kernel
     kernel_drops: int = 0  # lost: the socket buffer was full

@@ -3,7 +3,7 @@
 `open_capture` checks a file up front (missing, empty, not a capture -> CaptureError);
 `CaptureFile.frames` yields `(ts, linktype, start, end)` offsets into `capture.buf`
 so the decoder reads packets in place, without copying them. Damage inside a file
-(a record length past the end, a bad block) is counted in ReadStats and ends that
+(a record length past the end, a bad block) is counted in CaptureStats and ends that
 file: the packets before it are kept.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collectors.packet.stats import CaptureError, ReadStats
+from collectors.packet.stats import CaptureError, CaptureStats
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -43,7 +43,7 @@ class CaptureFile:
             c.close()
         self._closers.clear()
 
-    def frames(self, stats: ReadStats) -> Iterator[tuple[float, int, int, int]]:
+    def frames(self, stats: CaptureStats) -> Iterator[tuple[float, int, int, int]]:
         if self.kind == "pcap":
             return _pcap_frames(self.buf, self.size, stats)
         return _pcapng_frames(self.buf, self.size, stats)
@@ -100,7 +100,7 @@ def pcap_header(buf) -> tuple[int, float, Callable]:
     return linktype, scale, struct.Struct(order + "IIII").unpack_from
 
 
-def _pcap_frames(buf, size: int, stats: ReadStats) -> Iterator[tuple[float, int, int, int]]:
+def _pcap_frames(buf, size: int, stats: CaptureStats) -> Iterator[tuple[float, int, int, int]]:
     # (fast.run_file walks pcap records inline the same way)
     linktype, scale, rec = pcap_header(buf)
     off = 24
@@ -122,7 +122,7 @@ def _pcap_frames(buf, size: int, stats: ReadStats) -> Iterator[tuple[float, int,
         off = end
 
 
-def _pcapng_frames(buf, size: int, stats: ReadStats) -> Iterator[tuple[float, int, int, int]]:
+def _pcapng_frames(buf, size: int, stats: CaptureStats) -> Iterator[tuple[float, int, int, int]]:
     off = 0
     order = "<"
     ifaces: list[tuple[int, float]] = []  # (linktype, seconds per tick) per interface

@@ -10,7 +10,7 @@ from typing import Any
 from collectors.packet.events import EventBuilder
 from collectors.packet.pcapfile import open_capture
 from collectors.packet.session import Session
-from collectors.packet.stats import CaptureError, ReadStats
+from collectors.packet.stats import CaptureError, CaptureStats
 
 ENGINES = ("fast", "tshark")
 Progress = Callable[[int, int], None]
@@ -18,7 +18,7 @@ Progress = Callable[[int, int], None]
 
 def read_pcaps(paths: Iterable[str | os.PathLike], engine: str = "fast",
                progress: Progress | None = None, **table_opts: Any,
-               ) -> tuple[Iterator[dict[str, Any]], ReadStats]:
+               ) -> tuple[Iterator[dict[str, Any]], CaptureStats]:
     """Events of the given captures and the stats filled while they are consumed.
 
     Every file is opened and checked before the first event (CaptureError otherwise),
@@ -32,7 +32,7 @@ def read_pcaps(paths: Iterable[str | os.PathLike], engine: str = "fast",
         from collectors.packet.tshark import check_tshark
 
         check_tshark()
-    stats = ReadStats()
+    stats = CaptureStats()
     return _events(caps, engine, progress, stats, table_opts), stats
 
 

@@ -23,7 +23,7 @@ from collectors.packet.proto import http as httpp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import tls as tlsp
-from collectors.packet.stats import ReadStats
+from collectors.packet.stats import CaptureStats
 
 MAX_PENDING = 64  # unanswered DNS queries / HTTP requests / FTP commands kept per flow
 # FTP commands Zeek's ftp.log records (FTP::logged_commands); logins are recorded too
@@ -32,7 +32,7 @@ FTP_LOGGED = frozenset({"APPE", "DELE", "RETR", "STOR", "STOU", "ACCT", "PORT", 
 
 
 class Session:
-    def __init__(self, builder: EventBuilder, stats: ReadStats, **table_opts: Any) -> None:
+    def __init__(self, builder: EventBuilder, stats: CaptureStats, **table_opts: Any) -> None:
         self.builder = builder
         self.stats = stats
         # What to emit, in order: events, and (flow, reason) pairs for flows that ended.

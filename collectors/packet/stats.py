@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.readstats import ReadStats
+
 
 class CaptureError(ValueError):
     """A capture that cannot be read at all (missing file, not a capture, no permission);
@@ -13,39 +15,24 @@ class CaptureError(ValueError):
 
 
 @dataclass
-class ReadStats:
-    files: int = 0
+class CaptureStats(ReadStats):
+    """A capture run's counts; `ignored` holds valid frames that carry no IP flow (ARP,
+    LLDP, IP fragments...), `bad_reasons` the damaged ones."""
+
     packets: int = 0
     bytes: int = 0
-    bad_packets: int = 0
-    # reason -> count; a bad packet is skipped, the rest of the capture is processed
-    bad_reasons: Counter = field(default_factory=Counter)
-    # frames that are valid but carry no IP flow (ARP, LLDP, IP fragments...)
-    skipped: Counter = field(default_factory=Counter)
     # application payloads that looked like DNS/HTTP/TLS but did not parse
     app_errors: Counter = field(default_factory=Counter)
     flows: int = 0
-    events: Counter = field(default_factory=Counter)
-    elapsed: float = 0.0
-
-    def bad(self, reason: str) -> None:
-        self.bad_packets += 1
-        self.bad_reasons[reason] += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "files": self.files, "packets": self.packets, "bytes": self.bytes,
-            "bad_packets": self.bad_packets, "bad_reasons": dict(self.bad_reasons),
-            "skipped": dict(self.skipped), "app_errors": dict(self.app_errors),
-            "flows": self.flows, "events": dict(self.events),
-            "elapsed": round(self.elapsed, 3),
-        }
+        return {**super().to_dict(), "packets": self.packets, "bytes": self.bytes,
+                "app_errors": dict(self.app_errors), "flows": self.flows}
 
     def summary(self) -> str:
-        events = sum(self.events.values())
-        text = (f"{self.packets} packets, {self.flows} flows, {events} events "
+        text = (f"{self.packets} packets, {self.flows} flows, {self.events_total} events "
                 f"({', '.join(f'{k} {v}' for k, v in sorted(self.events.items())) or 'none'})")
-        if self.bad_packets:
+        if self.bad_reasons:
             reasons = ", ".join(f"{r}: {n}" for r, n in self.bad_reasons.most_common())
-            text += f"; {self.bad_packets} bad packets ({reasons})"
+            text += f"; {self.bad_total} bad packets ({reasons})"
         return text

@@ -149,7 +149,7 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
     src6 = _first(row, "ipv6.src")
     if src4:
         if int(_first(row, "ip.frag_offset") or 0):
-            stats.skipped[FRAGMENT] += 1
+            stats.ignored[FRAGMENT] += 1
             return
         src = socket.inet_pton(socket.AF_INET, src4)
         dst = socket.inet_pton(socket.AF_INET, _first(row, "ip.dst"))
@@ -168,13 +168,13 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         else:
             proto = int(_first(row, "ipv6.nxt"))
     elif row[IX["arp.opcode"]]:
-        stats.skipped[ARP] += 1
+        stats.ignored[ARP] += 1
         return
     elif row[IX["_ws.malformed"]]:
         stats.bad("malformed (tshark)")
         return
     else:
-        stats.skipped[NON_IP] += 1
+        stats.ignored[NON_IP] += 1
         return
     vlan = int(_first(row, "vlan.id") or 0)
     flags = 0

@@ -2,6 +2,10 @@
 
     sqlite:///relative/path.db   sqlite:////absolute/path.db   (embedded default)
     http://host:9200  https://host:9200                          (Elasticsearch 8)
+
+Times: resolve_time / resolve_millis ("now-1h", ISO-8601, epoch) for selections. For SQL
+compiled against the SQLite store (the detection backend): field_expr(field) is a field's
+value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from soc_core.store.base import (
     StoreUnavailable,
     WriteResult,
     parse_duration,
+    resolve_millis,
     resolve_time,
 )
+from soc_core.store.sql import field_expr, json_path
 
 __all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
-           "WriteResult", "open_store", "parse_duration", "resolve_time"]
+           "WriteResult", "field_expr", "json_path", "open_store", "parse_duration",
+           "resolve_millis", "resolve_time"]
 
 
 def open_store(url: str | None = None, *, departments: Any = None, **options) -> EventStore:

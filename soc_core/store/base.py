@@ -137,18 +137,20 @@ class EventStore(abc.ABC):
         runs) replace the stored document. Invalid documents are rejected, the rest kept."""
         result = WriteResult()
         valid: list[ecs.Prepared] = []
-        for doc in docs:
-            try:
-                valid.append(ecs.prepare(doc))
-            except ecs.EventError as exc:
-                result.rejected.append(Rejected(_id_of(doc), str(exc), doc))
-        departments = self.departments
-        if departments and valid:
-            # every write path comes through here: the one place departments are stamped
+        # every write path comes through here: the one place departments are stamped
+        departments, stamp = self.departments, None
+        if departments:
             if departments.reload_due():
                 self._reload_assignments()
             stamp = departments.stamp_prepared
-            valid = [stamp(p) for p in valid]
+        for doc in docs:
+            try:
+                prepared = ecs.prepare(doc)
+            except ecs.EventError as exc:
+                result.rejected.append(Rejected(_id_of(doc), str(exc), doc))
+                continue
+            # stamped while the document is still in the CPU's caches
+            valid.append(prepared if stamp is None else stamp(prepared))
         if valid:
             result.merge(self._write_valid(valid, refresh=refresh))
         return result

@@ -7,6 +7,7 @@ import functools
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,6 +118,7 @@ class SqliteStore(EventStore):
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url
         self.path = sqlite_path(url)
+        self.timeout = timeout
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path, timeout)
@@ -130,8 +132,7 @@ class SqliteStore(EventStore):
         with self.lock:
             c = self.conn
             try:
-                for pragma in PRAGMAS:
-                    c.execute(f"PRAGMA {pragma}")
+                self._pragmas()
                 c.executescript(SCHEMA)
                 c.execute("PRAGMA analysis_limit = 1000")  # sampled: milliseconds on any size
                 c.execute("PRAGMA optimize")
@@ -139,6 +140,21 @@ class SqliteStore(EventStore):
                 raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
+
+    def _pragmas(self) -> None:
+        """The connection's PRAGMAs. Two processes opening a new database at once (uvicorn's
+        workers) race to switch it to WAL, and SQLite answers the loser "database is locked"
+        without waiting on its busy timeout: retry within that timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                for pragma in PRAGMAS:
+                    self.conn.execute(f"PRAGMA {pragma}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self.lock:

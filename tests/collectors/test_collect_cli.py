@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from collectors import service
+from collectors.health import load_snapshots
 from soc_core.store import Selection, open_store
 
 GOVSOC = str(Path(sys.executable).parent / "govsoc")
@@ -85,10 +86,17 @@ def test_up_service_runs_host_and_tailers(tmp_path, monkeypatch, caplog):
 auth_paths = ["{auth}", "{tmp_path}/missing.log"]
 syslog_paths = []
 auditd_paths = []
+[collectors]
+spool_max_mb = 64
+batch_size = 500
 [collectors.host]
 interval = 1
 """)
     monkeypatch.setenv("GOVSOC_CONFIG", str(cfg))
+    # the shipper settings `govsoc up` must honour, from the file and from the environment
+    monkeypatch.setenv("GOVSOC_COLLECTORS_QUEUE_SIZE", "5000")
+    monkeypatch.setenv("GOVSOC_COLLECTORS_FLUSH_INTERVAL", "0.25")
+    monkeypatch.setenv("GOVSOC_COLLECTORS_SPOOL_FSYNC", "always")
     monkeypatch.setenv("GOVSOC_DATA_DIR", str(tmp_path / "data"))
     url = f"sqlite:///{tmp_path}/g.db"
     stop = threading.Event()
@@ -119,6 +127,23 @@ interval = 1
     assert not t.is_alive()
     assert [r.getMessage() for r in caplog.records if "missing.log" in r.getMessage()] == [
         f"not tailing {tmp_path}/missing.log: no such file"]
+    (snap,) = load_snapshots(tmp_path / "data")
+    assert snap["name"] == "agent" and snap["settings"] == {
+        "batch_size": 500, "max_batch_size": 20_000, "queue_size": 5000,
+        "flush_interval": 0.25, "spool_fsync": "always", "spool_max_bytes": 64 * 1024 * 1024}
+
+
+def test_unusable_shipper_setting_is_one_error_line(tmp_path):
+    env = {**_env(tmp_path), "GOVSOC_COLLECTORS_QUEUE_SIZE": "0"}
+    log = tmp_path / "syslog"
+    log.write_text("Nov 23 10:00:01 h app: hello\n")
+    r = _run(["collect", "logs", str(log), "--format", "syslog"], env, tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: collectors.queue_size: must be above 0, got 0"
+    env["GOVSOC_COLLECTORS_QUEUE_SIZE"] = "many"
+    r = _run(["collect", "logs", str(log), "--format", "syslog"], env, tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: collectors.queue_size: expected an integer, got 'many'"
 
 
 def test_pcap_command_wires_the_packet_collector(tmp_path):

@@ -5,7 +5,6 @@ System sample ships in any package we can install), all read through `read_evtx`
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -13,29 +12,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from evtx_writer import write_evtx
 
+from collectors.logs import LogStats
 from collectors.logs.evtx import EvtxError, map_record, read_evtx
-from collectors.logs.records import ReadStats
 from soc_core import ecs
 from soc_core.store import Selection, open_store
 
 SAMPLE = Path(__file__).parent / "data" / "Security_short_selected.evtx"
-
-
-def _load_writer():
-    """The test EVTX writer beside this file, loaded by path (tests/ is no package)."""
-    spec = importlib.util.spec_from_file_location("evtx_writer",
-                                                  Path(__file__).parent / "evtx_writer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_evtx
-
-
-write_evtx = _load_writer()
 GOVSOC = str(Path(sys.executable).parent / "govsoc")
 
 
-def _read(path) -> tuple[list[dict], ReadStats]:
+def _read(path) -> tuple[list[dict], LogStats]:
     out: list[dict] = []
     stats = read_evtx(str(path), out.append)
     return out, stats
@@ -43,7 +31,7 @@ def _read(path) -> tuple[list[dict], ReadStats]:
 
 def test_security_sample_maps_as_winlogbeat():
     docs, stats = _read(SAMPLE)
-    assert stats.events == 7 and stats.skipped_total == 0
+    assert stats.events_total == 7 and stats.bad_total == 0
     by_code = {}
     for d in docs:
         ecs.normalize(d)
@@ -79,8 +67,8 @@ def test_damaged_record_is_counted_and_the_rest_imported(tmp_path):
     bad = tmp_path / "damaged.evtx"
     bad.write_bytes(data)
     docs, stats = _read(bad)
-    assert len(docs) == 6 and stats.skipped_total == 1
-    assert "damaged record skipped" in next(iter(stats.skipped))
+    assert len(docs) == 6 and stats.bad_total == 1
+    assert "damaged record skipped" in next(iter(stats.bad_reasons))
 
 
 def test_truncated_file_is_reported(tmp_path):
@@ -88,7 +76,7 @@ def test_truncated_file_is_reported(tmp_path):
     cut.write_bytes(SAMPLE.read_bytes()[:9000])
     docs, stats = _read(cut)
     assert docs == []
-    assert "file truncated: 0 of 1 chunks complete" in next(iter(stats.skipped))
+    assert "file truncated: 0 of 1 chunks complete" in next(iter(stats.bad_reasons))
 
 
 def test_not_evtx_is_an_error(tmp_path):
@@ -105,7 +93,7 @@ def _written(tmp_path, channel: str, provider: str, eid: int, rid: int, data: di
         "time": datetime(2026, 11, 23, 2, 0, 0, 123456, tzinfo=UTC), "computer": "pc01.gov.local",
         "data": {k: str(v) for k, v in data.items()}}])
     (doc,), stats = _read(path)
-    assert stats.skipped_total == 0
+    assert stats.bad_total == 0
     assert doc["@timestamp"] == "2026-11-23T02:00:00.123Z" and doc["winlog"]["record_id"] == str(rid)
     return doc
 

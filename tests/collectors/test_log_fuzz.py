@@ -37,7 +37,7 @@ def test_any_bytes_are_accounted_for(fmt, body, trailing_newline):
     for doc in out:
         ecs.normalize(doc)  # whatever came in, what goes out is a valid event
     if fmt != "auditd":  # auditd joins several lines into one event
-        assert stats.events + stats.ignored + stats.skipped_total == stats.lines
+        assert stats.events_total + stats.ignored_total + stats.bad_total == stats.lines
     else:
-        assert stats.events <= stats.lines - stats.skipped_total - stats.ignored
+        assert stats.events_total <= stats.lines - stats.bad_total - stats.ignored_total
     assert len({d["event"]["id"] for d in out}) == len(out)

@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from collectors.logs import LogReader, Positions, ReadStats, parser_for
+from collectors.logs import LogReader, LogStats, Positions, parser_for
 from collectors.logs.syslog import parse_header
 from soc_core import ecs
 
@@ -37,8 +37,8 @@ def _read(tmp_path, name: str, text: str, fmt: str):
 
 def test_auth_log_fields(tmp_path):
     docs, stats = _read(tmp_path, "auth.log", AUTH, "auth")
-    assert stats.lines == 9 and stats.events == 8
-    assert dict(stats.skipped) == {"not a syslog line": 1}
+    assert stats.lines == 9 and stats.events_total == 8
+    assert dict(stats.bad_reasons) == {"not a syslog line": 1}
     assert stats.examples == [f"{tmp_path}/auth.log:7: not a syslog line"]
     ok, failed, invalid, sudo, su, useradd, sudo_fail, session = docs
     for d in docs:
@@ -85,7 +85,7 @@ def test_journal_export_banners_are_ignored(tmp_path):
             "2026-11-23T10:00:01+0800 web1 sshd[1]: Failed password for root from 198.51.100.7 "
             "port 22 ssh2\n-- Boot 1f2e3d --\n")
     docs, stats = _read(tmp_path, "journal.txt", text, "auth")
-    assert len(docs) == 1 and stats.ignored == 2 and stats.skipped_total == 0
+    assert len(docs) == 1 and stats.ignored_total == 2 and stats.bad_total == 0
     assert docs[0]["@timestamp"] == "2026-11-23T02:00:01.000Z"
     assert docs[0]["event"]["outcome"] == "failure"
 
@@ -114,7 +114,7 @@ type=ADD_USER msg=audit(1700000002.000:4244): pid=1300 uid=0 auid=1000 ses=4 msg
 
 def test_auditd_joins_records_by_serial(tmp_path):
     docs, stats = _read(tmp_path, "audit.log", AUDIT, "auditd")
-    assert dict(stats.skipped) == {"not an audit record (type=... msg=audit(...))": 1}
+    assert dict(stats.bad_reasons) == {"not an audit record (type=... msg=audit(...))": 1}
     assert len(docs) == 3
     exe, login, add = docs
     for d in docs:
@@ -218,10 +218,10 @@ def test_bad_bytes_and_runaway_lines_do_not_stop_the_import(tmp_path):
                   + b"A" * (2 * 1024 * 1024) + b"\n"
                   + b"Nov 23 10:00:02 h sshd[1]: Invalid user ok from 192.0.2.1 port 1\n")
     out: list[dict] = []
-    stats = LogReader(p, parser_for("auth"), out.append, stats=ReadStats()).import_once()
+    stats = LogReader(p, parser_for("auth"), out.append, stats=LogStats()).import_once()
     assert [d["user"]["name"] for d in out] == ["\ufffd\ufffd", "ok"]
-    assert sum(stats.skipped.values()) == 1
-    assert "longer than" in next(iter(stats.skipped))
+    assert stats.bad_total == 1
+    assert "longer than" in next(iter(stats.bad_reasons))
 
 
 def test_journalctl_json_export(tmp_path):
@@ -237,7 +237,7 @@ def test_journalctl_json_export(tmp_path):
     ]
     text = "\n".join(orjson.dumps(e).decode() for e in entries) + "\n"
     docs, stats = _read(tmp_path, "journal.json", text, "auth")
-    assert dict(stats.skipped) == {"not a journalctl -o json entry": 1}
+    assert dict(stats.bad_reasons) == {"not a journalctl -o json entry": 1}
     ok, raw = docs
     assert ok["@timestamp"] == "2026-11-23T03:20:01.123Z" and ok["host"]["hostname"] == "db1"
     assert ok["process"] == {"name": "sshd", "pid": 4321}

@@ -124,7 +124,7 @@ def test_full_spool_drops_and_says_so(tmp_path):
     blocker = tmp_path / "db"
     blocker.write_text("not a directory")
     sh = Shipper(f"sqlite:///{blocker}/s.db", name="t6", data_dir=tmp_path, batch_size=50,
-                 flush_interval=0.05, retry_max=0.2, emit_metrics=False,
+                 max_batch_size=50, flush_interval=0.05, retry_max=0.2, emit_metrics=False,
                  spool_max_bytes=20_000).start()
     sh.put_many(_events(500))
     assert sh.flush(timeout=60)
@@ -132,3 +132,33 @@ def test_full_spool_drops_and_says_so(tmp_path):
     assert snap["dropped"] > 0 and snap["spooled"] > 0
     assert snap["dropped"] + snap["spooled"] == 500  # every event is accounted for
     assert any("spool" in r and "is full" in r for r in snap["reasons"])
+
+
+def test_deep_queue_grows_the_batch(store, tmp_path):
+    sh = Shipper(_same_store(store), name="t7", data_dir=tmp_path, batch_size=100,
+                 max_batch_size=3000, queue_size=10_000, flush_interval=60,
+                 emit_metrics=False)
+    sh.put_many(_events(5000))  # a source far ahead of the store: all of it is waiting
+    sh.start()
+    snap = sh.close()
+    store.refresh()
+    assert store.count(Selection(dataset="test.ship")) == 5000
+    # written in batches of max_batch_size, not batch_size: 3000 + 2000
+    assert (snap["batches"], snap["largest_batch"]) == (2, 3000)
+
+
+def test_lone_event_is_written_after_flush_interval_not_batch_size(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    sh = Shipper(url, name="t8", data_dir=tmp_path, batch_size=1000, flush_interval=0.2,
+                 emit_metrics=False).start()
+    try:
+        sh.put(_events(1)[0])
+        with open_store(url) as store:  # neither flush() nor close(): the interval alone
+            deadline = time.monotonic() + 60  # a bound for a stuck test, not a timing check
+            while not store.count(Selection(dataset="test.ship")) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.count(Selection(dataset="test.ship")) == 1
+        assert (sh.health.batches, sh.health.largest_batch) == (1, 1)
+    finally:
+        sh.close()

@@ -127,3 +127,7 @@ def test_search_shows_times_in_viewer_zone(tmp_path):
     assert shown.startswith("2026-05-01T08:00:00.000+08:00 a")
     utc = govsoc("search", env={**env, "GOVSOC_TIMEZONE": "UTC"}).stdout.decode()
     assert utc.startswith("2026-05-01T00:00:00.000+00:00 a")
+    bad = govsoc("search", env={**env, "GOVSOC_TIMEZONE": "Mars/Olympus"})
+    assert bad.returncode == 2
+    assert bad.stderr.decode().strip().splitlines() == [
+        "error: timezone 'Mars/Olympus' is not a known time zone (e.g. Asia/Shanghai, UTC)"]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soc_core.spool import HEADER_SIZE, Spool, SpoolError, SpoolFull
+from soc_core.spool import HEADER_SIZE, Record, Spool, SpoolError, SpoolFull, backlog_bytes
 
 
 def _drain(spool: Spool) -> list[bytes]:
@@ -27,6 +27,20 @@ def test_fifo_order_and_ack(tmp_path):
         assert _drain(sp) == [f"batch-{i}".encode() for i in range(1, 50)]
         assert sp.peek() is None and sp.pending_bytes == 0
         assert sp.corruptions == []
+
+
+def test_backlog_read_beside_the_owner_matches_the_spool(tmp_path):
+    """`collect status` reads the backlog while the collector holds the spool's lock."""
+    assert backlog_bytes(tmp_path / "none") == 0
+    with Spool(tmp_path, fsync="always", segment_bytes=200) as sp:
+        for i in range(30):
+            sp.append(b"x" * (i + 1))
+        for _ in range(12):  # acknowledged across segment boundaries
+            sp.ack(sp.peek())
+        assert sp.pending_bytes > 0
+        assert backlog_bytes(tmp_path) == sp.pending_bytes
+        _drain(sp)
+        assert backlog_bytes(tmp_path) == sp.pending_bytes == 0
 
 
 def test_resume_after_reopen_keeps_unacked_records(tmp_path):
@@ -173,3 +187,26 @@ def test_model_with_reopens_and_damage(ops, damage):
                 # one flipped byte costs exactly the one record it falls in, reported
                 assert len(again.corruptions) <= 1
                 assert len(got) == len(model) - len(again.corruptions)
+
+
+def test_peek_many_ack_many_and_last(tmp_path):
+    """The audit trail's drain takes many small records at once and acknowledges them with
+    one cursor save; a restarted writer continues from `last()`."""
+    with Spool(tmp_path, segment_bytes=400, fsync="never") as sp:
+        for i in range(20):
+            sp.append(b"rec-%02d" % i + b"." * 40)
+        assert sp.last().payload.startswith(b"rec-19")
+        got = []
+        while batch := sp.peek_many(100):
+            assert len({r.segment for r in batch}) == 1  # never across a segment
+            got += [r.payload[:6] for r in batch]
+            sp.ack_many(batch)
+        assert got == [b"rec-%02d" % i for i in range(20)]
+        assert sp.last() is None and sp.pending_bytes == 0
+        sp.append(b"after")
+        (only,) = sp.peek_many(5)
+        with pytest.raises(SpoolError, match="not the oldest"):
+            sp.ack_many([Record(only.segment, only.end, only.end + 10, 0, b"")])
+    with Spool(tmp_path) as again:
+        assert [r.payload for r in again.peek_many(10)] == [b"after"]
+        assert again.last().payload == b"after"

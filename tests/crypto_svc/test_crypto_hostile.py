@@ -17,7 +17,6 @@ from crypto_helpers import GOVSOC, detail, ok, one_error_line, run
 
 from crypto_svc import asn1, ossl
 from crypto_svc.api import Limits, create_app
-from crypto_svc.audit import AuditLog
 from crypto_svc.errors import (
     AuditUnavailable,
     CryptoError,
@@ -26,6 +25,7 @@ from crypto_svc.errors import (
 )
 from crypto_svc.service import CryptoService
 from crypto_svc.sm2 import MAX_PEM, OID_SM2, SM2PrivateKey, SM2PublicKey, pem_encode
+from soc_core.audit import AuditTrail
 from soc_core.store.elastic import ElasticStore
 
 with warnings.catch_warnings():
@@ -181,47 +181,51 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _waiting(log: AuditLog) -> int:
-    with log._cv:
-        return len(log._pending) + log._in_flight
+def _wait_for(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
-def test_store_down_bounds_the_backlog_and_refuses_key_use(keystore):
+def test_store_down_bounds_the_backlog_and_refuses_key_use(tmp_path, keystore):
     password = "pw" + secrets.token_hex(8)  # a made-up credential that must never show
-    store = ElasticStore(f"http://govsoc:{password}@127.0.0.1:{_closed_port()}", retries=0)
-    log = AuditLog(store, flush_interval=0.01, max_pending=5)
-    svc = CryptoService(keystore, audit=log)
+    url = f"http://govsoc:{password}@127.0.0.1:{_closed_port()}"
+    trail = AuditTrail(tmp_path / "audit", lambda: ElasticStore(url, retries=0),
+                       name="crypto", max_bytes=200_000)
+    svc = CryptoService(keystore, audit=trail)
     info = svc.create_key("sign")
-    for _ in range(4):
-        svc.sign(info.id, b"m")
-    with pytest.raises(AuditUnavailable, match="5 waiting") as err:
-        svc.sign(info.id, b"m")
+    signed = 0
+    with pytest.raises(AuditUnavailable, match="spool is full") as err:
+        for _ in range(10_000):
+            svc.sign(info.id, b"m")
+            signed += 1
+    assert 50 < signed < 10_000
     assert password not in str(err.value)
-    assert log.flush() == 0  # still down: the events stay queued, none is lost
-    assert _waiting(log) == 5
-    assert log.errors and "***@" in log.errors[-1]
-    assert all(password not in e for e in log.errors)
-    assert log._thread.is_alive()
-    log.store = None  # stop the retries; the thread ends at close
-    log.close()
+    _wait_for(lambda: trail.errors)
+    assert trail.errors and "***@" in trail.errors[-1]
+    assert all(password not in e for e in trail.errors)
+    assert trail._thread.is_alive()  # still retrying
+    trail.close(drain_timeout=0)
+    # every signature handed out has its record on disk, waiting for the store
+    again = AuditTrail(tmp_path / "audit", None, name="crypto")
+    assert again.chain == trail.chain
+    assert again._head.seq == signed + 1  # keygen + each signature
+    again.close()
 
 
-def test_an_unexpected_store_error_keeps_the_events_and_the_writer(tmp_path, keystore):
+def test_an_unexpected_store_error_keeps_the_records_and_the_writer(tmp_path, keystore):
     from soc_core.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path}/audit.db")
     store.close()  # writes now raise sqlite3.ProgrammingError, not a StoreError
-    log = AuditLog(store, flush_interval=0.01)
-    svc = CryptoService(keystore, audit=log)
+    trail = AuditTrail(tmp_path / "audit", store, name="crypto", drain_interval=0.01)
+    svc = CryptoService(keystore, audit=trail)
     svc.create_key("sign")
-    deadline = time.monotonic() + 10
-    while not log.errors and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert "ProgrammingError" in log.errors[-1]
-    assert log._thread.is_alive()
-    assert _waiting(log) == 1
-    log.store = None
-    log.close()
+    _wait_for(lambda: trail.errors)
+    assert "ProgrammingError" in trail.errors[-1]
+    assert trail._thread.is_alive()
+    assert trail.pending_bytes > 0
+    trail.close(drain_timeout=0)
 
 
 def test_one_byte_plaintexts_always_give_decryptable_ciphertexts():

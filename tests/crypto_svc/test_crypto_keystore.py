@@ -154,8 +154,9 @@ def test_concurrent_writers_lose_nothing(keystore):
               "ks = Keystore(sys.argv[1], sys.argv[2].encode(), iterations=1000); "
               "[print(ks.create('sign').id) for _ in range(5)]")
     keystore.create("encrypt")  # the file and its KEK parameters exist first
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(keystore.path), MASTER.decode()],
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-P", "-c", script, str(keystore.path),
+                               MASTER.decode()], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
     made = set()
     for p in procs:
         out, _ = p.communicate(timeout=120)

@@ -4,6 +4,7 @@ alerts on both stores, and benign recordings stay silent."""
 
 from __future__ import annotations
 
+from detect_helpers import BASE, alerts_by_rule
 from scapy.all import DNS, DNSQR, IP, TCP, UDP, Ether, Raw, wrpcap
 
 from collectors.logs import LogReader, parser_for
@@ -11,7 +12,6 @@ from collectors.packet import read_pcaps
 from detections.engine import Engine
 from detections.rules import load_pack
 from soc_core import ecs
-from tests.detections.helpers import BASE, alerts_by_rule
 
 H_SCAN = "5e0c1a10-0103-4000-8000-000000000103"
 V_SCAN = "5e0c1a10-0104-4000-8000-000000000104"

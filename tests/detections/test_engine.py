@@ -4,6 +4,7 @@ backfill, exceptions, snoozing, workflow, rule errors — on both stores."""
 from __future__ import annotations
 
 import pytest
+from detect_helpers import BASE, alert_map, alerts_by_rule, auth_failure
 
 from detections import alerts as al
 from detections.engine import Engine, Settings
@@ -12,7 +13,6 @@ from detections.state import DetectionState
 from detections.tuning import TuningError, add_exception, health, snooze, unsnooze
 from soc_core import ecs
 from soc_core.store import Selection
-from tests.detections.helpers import BASE, alert_map, alerts_by_rule, auth_failure
 
 BRUTE = "5e0c1a10-0003-4000-8000-000000000003"
 ROOT_LOGIN = "5e0c1a10-0006-4000-8000-000000000006"

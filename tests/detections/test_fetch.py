@@ -6,6 +6,7 @@ events of its own window."""
 from __future__ import annotations
 
 import pytest
+from detect_helpers import BASE
 
 from detections import alerts as al
 from detections.correlation import getter, group_key, group_keys, key_getter
@@ -13,7 +14,6 @@ from detections.engine import Engine, Settings
 from detections.rules import load_pack
 from soc_core import ecs
 from soc_core.store import Selection
-from tests.detections.helpers import BASE
 
 LOGON_FAILURE = "govsoc_windows_logon_failure"  # reads six Windows datasets
 

@@ -4,11 +4,11 @@ stores; the differential check (same events -> same alert ids and counts)."""
 from __future__ import annotations
 
 import pytest
+from detect_helpers import BASE, END, alert_map, write_pack_tests
 
 from detections.engine import Engine
 from detections.rules import BACKENDS, OWN_PACK, load_pack
 from soc_core.store import Selection
-from tests.detections.helpers import BASE, END, alert_map, write_pack_tests
 
 
 @pytest.fixture(scope="module")

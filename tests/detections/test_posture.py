@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from detect_helpers import BASE, auth_failure
 from rich.console import Console
 
 from detections.engine import Engine, Settings, now_ms
@@ -15,7 +16,6 @@ from detections.service import replay_demo, run
 from detections.view import render
 from soc_core import ecs
 from soc_core.store import Selection
-from tests.detections.helpers import BASE, auth_failure
 
 H = 3_600_000
 

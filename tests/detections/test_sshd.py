@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from detect_helpers import alerts_by_rule
 
 from collectors.logs import LogReader, parser_for
 from detections.engine import Engine
 from detections.rules import load_pack
 from soc_core import ecs
-from tests.detections.helpers import alerts_by_rule
 
 BRUTE = "5e0c1a10-0003-4000-8000-000000000003"
 INVALID = "5e0c1a10-0007-4000-8000-000000000007"

@@ -121,7 +121,7 @@ def test_cancel_from_another_process(fleet, hosts, pb_store, apt_repo, tmp_path)
     def canceller() -> None:
         sleeping.wait(120)
         outcome["cli"] = subprocess.run(
-            [sys.executable, "-m", "soc_core.cli", "playbook", "cancel", "cancelme0001"],
+            [sys.executable, "-P", "-m", "soc_core.cli", "playbook", "cancel", "cancelme0001"],
             env=env, capture_output=True, text=True)
 
     outcome: dict = {}
@@ -135,7 +135,7 @@ def test_cancel_from_another_process(fleet, hosts, pb_store, apt_repo, tmp_path)
     assert outcome["cli"].returncode == 0, outcome["cli"].stderr
     assert result.status == "canceled"
     assert driver.status("cancelme0001")["status"] == "canceled"
-    again = subprocess.run([sys.executable, "-m", "soc_core.cli", "playbook", "cancel",
+    again = subprocess.run([sys.executable, "-P", "-m", "soc_core.cli", "playbook", "cancel",
                             "cancelme0001"], env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "already finished: canceled" in again.stderr
 

@@ -75,7 +75,7 @@ def test_down_from_another_process_removes_everything(tmp_path):
                               text=True).stdout.split()
         assert len(pids) >= 3  # init, sshd, the stray sleep
     finally:
-        out = subprocess.run([sys.executable, "-m", "soc_core.cli", "fleet", "down",
+        out = subprocess.run([sys.executable, "-P", "-m", "soc_core.cli", "fleet", "down",
                               "--index", str(f.index)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "1 hosts removed" in out.stdout

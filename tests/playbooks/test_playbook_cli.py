@@ -24,7 +24,7 @@ def cli(fleet, tmp_path_factory):
            "GOVSOC_FLEET_INDEX": str(fleet.index)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "soc_core.cli", *args], env=env,
+        return subprocess.run([sys.executable, "-P", "-m", "soc_core.cli", *args], env=env,
                               capture_output=True, text=True, timeout=300)
 
     run.store_url = env["GOVSOC_STORE_URL"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import b64
+from api_helpers import b64
 
 from soc_core.audit import AuditTrail, verify
 
@@ -28,6 +28,10 @@ def test_actions_and_reads_are_audited(api):
     # and the chain of what was written verifies
     assert api.ctx.trail.flush(30)
     api.ctx.store.refresh()
+    from soc_core.store import Selection
+
+    stored = {d["event"]["action"] for d in api.ctx.store.scan(Selection(family="audit"))}
+    assert {"events.search", "access.denied"} <= stored
     report = verify(api.ctx.store)
     assert report.ok, report.to_dict()
 

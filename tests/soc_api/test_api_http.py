@@ -14,8 +14,7 @@ import time
 
 import httpx
 import pytest
-from conftest import STRONG, make_config
-from test_api_matrix import PARAMS, app_routes
+from api_helpers import PARAMS, STRONG, app_routes, make_config
 
 from soc_api import roles
 from soc_api.app import build_context, create_app
@@ -115,3 +114,34 @@ def test_cli_user_and_token_lifecycle(tmp_path, api_sqlite):
     assert api_sqlite.client.get("/auth/me", headers=h).status_code == 401
     assert secret not in govsoc("token", "list").stdout
     assert STRONG  # the shared strong password stays out of the CLI entirely
+
+
+def test_govsoc_up_serves_the_api(tmp_path, monkeypatch, capsys):
+    """The `govsoc up` service entry point: it prints its URL and answers there."""
+    from soc_api import service
+
+    port = free_port()
+    monkeypatch.setenv("GOVSOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GOVSOC_API_PORT", str(port))
+    monkeypatch.setenv("GOVSOC_API_HOST", "127.0.0.1")
+    monkeypatch.setenv("GOVSOC_API_INSECURE_HTTP", "1")
+    monkeypatch.setenv("GOVSOC_CONFIG", str(tmp_path / "govsoc.toml"))
+    (tmp_path / "govsoc.toml").write_text("[api]\nport = 1\nhost = 'x'\ninsecure_http = false\n")
+    stop = threading.Event()
+    t = threading.Thread(target=service.run, args=(f"sqlite:///{tmp_path}/g.db", stop, False),
+                         daemon=True)
+    t.start()
+    try:
+        for _ in range(100):
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert r.json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/events").status_code == 401
+    finally:
+        stop.set()
+        t.join(15)
+    assert not t.is_alive()
+    assert f"govsoc API: http://127.0.0.1:{port}" in capsys.readouterr().out

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import STRONG, b64
+from api_helpers import STRONG, b64
 
 from soc_api import totp
 
@@ -190,3 +190,38 @@ def test_bad_input_is_one_line(api_sqlite):
     assert r.status_code == 422 and isinstance(r.json()["detail"], str)
     r = api.client.get("/users/..%2F..%2Fetc", headers=api.token("sysadmin"))
     assert r.status_code in (404, 422)
+
+
+def test_expired_password_must_be_changed(api_sqlite):
+    api = api_sqlite
+    api.user("old.pass", "viewer")
+    user = api.ctx.identity.user("old.pass")
+    user.password_changed -= 91 * 86400  # the policy's 90 days have passed
+    api.ctx.identity._save_user(user)
+    r = api.client.post("/auth/login", json={"username": "old.pass", "password": STRONG})
+    assert r.status_code == 200 and r.json()["stage"] == "password"
+    assert api.client.get("/auth/me").json()["stage"] == "password"
+
+
+def test_store_down_is_a_clear_503(api_sqlite):
+    from soc_core.store import StoreUnavailable
+
+    api = api_sqlite
+    h = api.token("analyst")
+
+    class Down:
+        backend = "sqlite"
+
+        def __getattr__(self, name):
+            def fail(*a, **k):
+                raise StoreUnavailable("store at sqlite:///x unreachable (test)")
+            return fail
+
+    api.ctx.identity._cache.clear()
+    real, api.ctx.identity.store = api.ctx.identity.store, Down()
+    try:
+        r = api.client.get("/events", headers=h)
+    finally:
+        api.ctx.identity.store = real
+    assert r.status_code == 503
+    assert "unavailable" in r.json()["detail"] and "Traceback" not in r.text

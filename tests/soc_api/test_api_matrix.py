@@ -6,23 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.routing import APIRoute
+from api_helpers import PARAMS, app_routes
 
 from soc_api import roles
-
-PARAMS = {"name": "nobody", "token_id": "t0000000000000000", "event_id": "e1",
-          "alert_id": "a1", "key_id": "k0000000000000000"}
-
-
-def app_routes(client) -> list[tuple[str, str]]:
-    """Every (method, path) the app serves: its schema's operations (included routers
-    are resolved lazily, so the schema is the complete list) and its own hidden routes."""
-    app = client.app.app  # inside the ASGI guard
-    out = {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}
-    for r in app.routes:
-        if isinstance(r, APIRoute):
-            out.update((m, r.path) for m in r.methods if m != "HEAD")
-    return sorted(out)
 
 
 def test_every_route_is_in_the_permission_table(api_sqlite):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from packet_craft import HTTP_REQ, HTTP_RESP, T0, Traffic, client_hello, server_hello, standard_mix
 from scapy.all import DNSRR
 
-from collectors.packet import read_pcaps
+from collectors.packet import CaptureStats, read_pcaps
 from collectors.packet.events import EventBuilder, flow_key_text
 from collectors.packet.fast import Inspector
 from collectors.packet.flows import Flow
@@ -22,7 +22,6 @@ from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import http as httpp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.session import Session
-from collectors.packet.stats import ReadStats
 from soc_core.ecs import stable_id
 
 # tiny table limits: eviction, idle and sweep paths run all the time
@@ -32,7 +31,7 @@ SMALL = {"max_flows": 3, "sweep_every": 0.002, "idle": {6: 0.004, 17: 0.003}}
 def per_frame(path, **opts):
     """Events and stats through Inspector.frame, one frame at a time."""
     cap = open_capture(path)
-    stats = ReadStats()
+    stats = CaptureStats()
     session = Session(EventBuilder(cap.identity, cap.path.name), stats, **opts)
     insp = Inspector(session)
     events = []
@@ -53,10 +52,10 @@ def assert_same(path, **opts):
     ref_events, ref = per_frame(path, **opts)
     assert fast_events == ref_events
     assert [e["event"]["id"] for e in fast_events] == [e["event"]["id"] for e in ref_events]
-    assert (fast.packets, fast.flows, fast.bad_packets) == (ref.packets, ref.flows,
-                                                            ref.bad_packets)
-    assert (fast.bad_reasons, fast.skipped, fast.app_errors, fast.events) == (
-        ref.bad_reasons, ref.skipped, ref.app_errors, ref.events)
+    assert (fast.packets, fast.flows, fast.bad_total) == (ref.packets, ref.flows,
+                                                            ref.bad_total)
+    assert (fast.bad_reasons, fast.ignored, fast.app_errors, fast.events) == (
+        ref.bad_reasons, ref.ignored, ref.app_errors, ref.events)
     return fast_events
 
 

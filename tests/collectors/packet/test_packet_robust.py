@@ -76,7 +76,7 @@ def test_garbage_frames_and_odd_link_types_are_counted(tmp_path):
     path.write_bytes(pcap_bytes(good + garbage + [bytes(bad_ihl), bytes(bad_tcp)]))
     events, stats = consume(path)
     assert stats.packets == len(good) + len(garbage) + 2
-    assert stats.bad_packets + sum(stats.skipped.values()) == len(garbage) + 2 + 1  # + ARP
+    assert stats.bad_total + stats.ignored_total == len(garbage) + 2 + 1  # + ARP
     assert stats.bad_reasons["bad ipv4 header length"] == 1
     assert stats.bad_reasons["bad tcp header length"] == 1
     assert stats.bad_reasons["truncated ethernet header"] == 3
@@ -116,7 +116,7 @@ def test_malformed_application_payloads_are_counted(tmp_path):
     t.tcp_session("10.0.0.1", 5001, "10.0.0.43", 443, [b"\x16\x03\x01\x00\x10\x01\x00"], [])
     events, stats = consume(t.write(tmp_path / "app.pcap"))
     assert stats.app_errors["dns"] == 2
-    assert stats.bad_packets == 0
+    assert stats.bad_total == 0
     assert sum(e["event"]["dataset"] == "network.flow" for e in events) == 2
 
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from detect_helpers import auth_failure
 
 from soc_core.store import open_store
-from tests.detections.helpers import auth_failure
 
 GOVSOC = str(Path(sys.executable).parent / "govsoc")
 

@@ -1,0 +1,817 @@
+"""The audit trail (等保 安全审计): durable, hash-chained, checkpointed records of who did what.
+
+Every layer that must account for an action writes here: the crypto service (each use of
+a key) and soc_api (state changes and privileged reads). The core owns it so both can.
+
+Interface (everything else is internal):
+
+    trail = AuditTrail.from_config(cfg, name="api", store=None, signer=<platform>)
+    trail = AuditTrail(directory, store, name="api", signer=None, ...)   # tests, tools
+    trail.check()                      # raises AuditUnavailable when records cannot be kept
+    doc = trail.record(action=..., outcome=..., user=..., role=None, department=None,
+                       object=None, source_ip=None, request_id=None, reason=None,
+                       message=None, extra=None, category=None, type=None)
+    docs = trail.record_many([{...kwargs of record...}, ...])   # one disk write
+    trail.flush(timeout)               # wait until the store holds everything (tests, CLI)
+    trail.status()                     # chain, head seq, bytes waiting, store down, last error
+    trail.close()
+    report = verify(store, start=None, end=None, verifier=None, heads=local_heads(dir))
+    report.ok, report.problems (chain, seq, id, what), report.to_dict()
+    Actor(name, role, department, source_ip, request_id)   # who, for the crypto service
+
+Durability: `record` appends the document to an on-disk spool (`soc_core.spool`) before it
+returns, so a record survives the process being killed right after; surviving power loss
+depends on the fsync policy (`audit.fsync`: "interval" by default, "always" to fsync every
+append; the drain fsyncs a batch before it reaches the store). A background thread moves
+spooled records into the event store in batches and acknowledges them only after the store
+took them; while the store is down they wait on disk. The spool is bounded
+(`audit.spool_max_mb`): when it is full `check()` and `record()` raise AuditUnavailable,
+and callers refuse the action (fail closed).
+
+Chains: each process takes its own slot `<audit.dir>/<name>-<k>` (the first whose flock is
+free) and its own chain. A record carries `govsoc.audit.{chain, seq, prev, prev_time, hash}`:
+`hash` is the SM3 of the record's canonical JSON (sorted keys, without `hash` itself),
+`prev` the hash of the record before it. The event id is `<chain>.<seq>`, so a spool replayed
+after a crash yields duplicates the store drops, never second copies. A restarted process
+takes the crashed one's slot, drains what it left and continues its chain.
+
+Checkpoints: every `audit.checkpoint_every` records or `audit.checkpoint_seconds` seconds, a
+record with `event.action: audit.checkpoint` carries the chain, seq and hash of the last
+record signed by the injected `signer(bytes) -> {"key_id", "version", "alg", "value"}` (SM2,
+base64; `crypto_svc.platform_signer` provides one, and `from_config` finds it through the
+`govsoc.audit` entry point). Without a signer no checkpoints are made.
+`verify` checks signatures through `verifier(bytes, signature_dict) -> bool`.
+
+Records never hold secrets: fields named like passwords, tokens, secrets or key material in
+`object` / `extra` are replaced by "[redacted]". Retention follows the store's
+`retention_days`; below 180 days (`MIN_RETENTION_DAYS`) the configuration is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from soc_core import ecs
+from soc_core.config import ConfigError, redact_url
+from soc_core.sm3 import sm3
+from soc_core.spool import Spool, SpoolBusy, SpoolError, SpoolFull
+
+__all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "Actor", "AuditTrail",
+           "AuditUnavailable", "Problem", "Report", "checkpoint_payload", "local_heads",
+           "record_hash", "verify"]
+
+DATASET = "govsoc.audit"
+CHECKPOINT_ACTION = "audit.checkpoint"
+MIN_RETENTION_DAYS = 180  # 等保 level 3 / 网络安全法 art. 21: six months at least
+MAX_SLOTS = 256
+_CACHE_DOCS = 10_000  # spooled documents kept in memory for the drain (~3.4 kB each)
+HEAD_FILE = "head.json"
+REJECTED_FILE = "rejected.ndjson"
+REDACTED = "[redacted]"
+
+Signer = Callable[[bytes], dict[str, Any]]
+PLATFORM: Any = object()  # from_config's default signer: the installed platform signer
+Verifier = Callable[[bytes, dict[str, Any]], bool]
+
+_SECRET_KEY = re.compile(r"(?:^|[_.-])(?:password|passwd|passphrase|secret|token|private_?key|"
+                         r"privkey|key_material|master_key|otp|cookie|authorization|"
+                         r"credentials?)s?$", re.IGNORECASE)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class AuditUnavailable(RuntimeError):
+    """Records cannot be kept (spool full, disk failing, trail closed): the caller must
+    refuse the action. The text names no store URL or credential."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, for layers that record on a caller's behalf (the crypto service takes an
+    Actor, or any object with `.name` and `audit_context()`, wherever it takes `user`)."""
+
+    name: str
+    role: Any = None
+    department: str | None = None
+    source_ip: str | None = None
+    request_id: str | None = None
+
+    def audit_context(self) -> dict[str, Any]:
+        """The arguments of `AuditTrail.record` besides `user`."""
+        return {"role": self.role, "department": self.department,
+                "source_ip": self.source_ip, "request_id": self.request_id}
+
+
+# -- the record format -------------------------------------------------------------------
+def record_hash(doc: dict[str, Any]) -> str:
+    """SM3 (hex) of a record's canonical JSON: sorted keys, compact, without
+    `govsoc.audit.hash`."""
+    audit = doc.get("govsoc", {}).get("audit", {})
+    if "hash" in audit:
+        doc = {**doc, "govsoc": {**doc["govsoc"],
+                                 "audit": {k: v for k, v in audit.items() if k != "hash"}}}
+    return sm3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hex()
+
+
+def checkpoint_payload(chain: str, seq: int, digest: str) -> bytes:
+    """The bytes a checkpoint signature covers: the chain, the seq and hash of the last
+    record before the checkpoint."""
+    return orjson.dumps({"chain": chain, "hash": digest, "seq": seq},
+                        option=orjson.OPT_SORT_KEYS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def _has_secret(value: Any) -> bool:
+    if type(value) is dict:
+        for k, v in value.items():
+            if (type(k) is str and _secret_name(k)) or (
+                    type(v) in (dict, list) and _has_secret(v)):
+                return True
+    elif type(value) is list:
+        return any(_has_secret(v) for v in value)
+    return False
+
+
+def _safe(value: Any) -> Any:
+    """`value`, or a copy with every field named like a secret replaced by "[redacted]"."""
+    return _redact(value) if _has_secret(value) else value
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and _secret_name(k) else _redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted: most records share it
+
+
+def _format_ms(ms: int) -> str:
+    """`ecs.format_time` of epoch milliseconds, cheaply (one call per record)."""
+    global _second
+    sec, milli = divmod(ms, 1000)
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != sec:
+        cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{cached[1]}.{milli:03d}Z"
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _source(addr: str) -> dict[str, Any]:
+    """`source.ip` when the address is one, else `source.address` (a test client's
+    "testclient", a unix socket): the store would refuse a bad `source.ip`."""
+    try:  # inet_pton: strict and in C, as the store checks it
+        socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+    except (OSError, TypeError, ValueError):
+        return {"address": str(addr)[:256]}
+    return {"ip": addr, "address": addr}
+
+
+@dataclass
+class _Head:
+    chain: str
+    seq: int = 0
+    hash: str | None = None
+    time: str | None = None
+    ms: int = 0
+    checkpointed: bool = True  # the last record is a checkpoint (or there is none)
+
+
+# -- the writer ----------------------------------------------------------------------------
+class AuditTrail:
+    """One process's chain of audit records: durable on return, drained to the store."""
+
+    def __init__(self, directory: str | os.PathLike[str], store: Any = None, *,
+                 name: str = "audit", signer: Signer | None = None, fsync: str = "interval",
+                 fsync_interval: float = 1.0, max_bytes: int = 1024 * 1024 * 1024,
+                 checkpoint_every: int = 10_000, checkpoint_seconds: float = 60.0,
+                 drain_batch: int = 5000, drain_interval: float = 0.2,
+                 retry_max: float = 10.0, keep: int = 1000) -> None:
+        if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+            raise ValueError(f"audit trail name {name!r}: 1-32 lowercase letters, digits, _")
+        self.name = name
+        self.root = Path(directory)
+        self.signer = signer
+        self.max_bytes = max_bytes
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self.drain_batch = drain_batch
+        self.drain_interval = drain_interval
+        self.retry_max = retry_max
+        self.errors: deque[str] = deque(maxlen=100)  # redacted texts, newest last
+        self.recent: deque[dict[str, Any]] = deque(maxlen=keep)  # this process's newest
+        self._owned_store = False
+        if store is None or hasattr(store, "write"):
+            self._store, self._connect = store, None
+        else:  # a URL or a factory: connected (and reconnected) by the drain thread
+            self._store = None
+            self._connect = (store if callable(store) else _url_opener(str(store)))
+            self._owned_store = True
+        self.spool, self.slot = self._take_slot(fsync, fsync_interval)
+        self._head = self._recover()
+        self._lock = threading.Lock()
+        # a tail a previous process left without a checkpoint gets one at the next chance
+        self._since_cp = 0 if self._head.checkpointed else 1
+        self._last_cp = time.monotonic()
+        self._cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        self._cached_docs = 0
+        self._closed = False
+        self._down = False  # the last store write failed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self._store is not None or self._connect is not None or signer is not None:
+            self._thread = threading.Thread(target=self._run, name=f"audit-{name}",
+                                            daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg: Any = None, *, name: str = "api", store: Any = None,
+                    signer: Any = PLATFORM) -> AuditTrail:
+        """A trail from the configuration: `audit.dir` (default `<data_dir>/audit`),
+        `audit.fsync` ("interval"|"always"|"never"), `audit.fsync_interval` (1.0 s),
+        `audit.spool_max_mb` (1024), `audit.checkpoint_every` (10000),
+        `audit.checkpoint_seconds` (60); the store is `store` (an EventStore, URL or
+        factory) or else `store_url`, connected in the background. Checkpoints are signed
+        by `signer`, by default the platform signer an installed package registers
+        (entry point `govsoc.audit:signer`, crypto_svc's platform key; none without a
+        master secret); `signer=None`: no checkpoints."""
+        if cfg is None:
+            from soc_core.config import load_config
+
+            cfg = load_config()
+        check_retention(cfg)
+        if signer is PLATFORM:
+            signer = _installed_signer(cfg)
+        directory = cfg.get("audit.dir") or Path(cfg.data_dir) / "audit"
+        try:
+            return cls(directory, store if store is not None else cfg.store_url, name=name,
+                       signer=signer, fsync=str(cfg.get("audit.fsync", "interval")),
+                       fsync_interval=float(cfg.get("audit.fsync_interval", 1.0)),
+                       max_bytes=int(float(cfg.get("audit.spool_max_mb", 1024)) * 1024 * 1024),
+                       checkpoint_every=int(cfg.get("audit.checkpoint_every", 10_000)),
+                       checkpoint_seconds=float(cfg.get("audit.checkpoint_seconds", 60)))
+        except (SpoolError, ValueError) as exc:
+            raise ConfigError(f"audit trail: {exc}") from exc
+
+    # -- slot and chain ----------------------------------------------------------------
+    def _take_slot(self, fsync: str, fsync_interval: float) -> tuple[Spool, Path]:
+        for k in range(MAX_SLOTS):
+            slot = self.root / f"{self.name}-{k}"
+            try:
+                return Spool(slot, fsync=fsync, fsync_interval=fsync_interval,
+                             max_bytes=self.max_bytes), slot
+            except SpoolBusy:
+                continue
+        raise SpoolError(f"all {MAX_SLOTS} audit slots {self.root}/{self.name}-* are in use")
+
+    def _recover(self) -> _Head:
+        """The chain head: the newest record still in the spool, else the last one the
+        store acknowledged (head.json), else a new chain."""
+        head = None
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+            saved = json.loads((self.slot / HEAD_FILE).read_text())
+            head = _Head(saved["chain"], int(saved["seq"]), saved["hash"], saved["time"],
+                         checkpointed=bool(saved.get("checkpointed", True)))
+        last = self.spool.last()
+        if last is not None:
+            a = orjson.loads(last.payload)[-1]
+            spooled = a["govsoc"]["audit"]
+            if head is None or spooled["seq"] > head.seq:
+                head = _Head(spooled["chain"], spooled["seq"], spooled["hash"], a["@timestamp"],
+                             checkpointed=a["event"]["action"] == CHECKPOINT_ACTION)
+        if head is None:
+            head = _Head(f"{self.name}-{self.slot.name.rsplit('-', 1)[1]}-"
+                         f"{secrets.token_hex(6)}")
+            self._save_head(head)
+        if head.time:
+            head.ms = ecs.to_millis(head.time)
+        return head
+
+    def _save_head(self, head: _Head) -> None:
+        """Saved before the spool is acknowledged, and durable (unless fsync is "never"):
+        a head older than what the store holds would make the chain reuse stored ids."""
+        tmp = self.slot / (HEAD_FILE + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
+                                 "time": head.time, "checkpointed": head.checkpointed}))
+            if self.spool.fsync != "never":
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.slot / HEAD_FILE)
+        if self.spool.fsync != "never":
+            fd = os.open(self.slot, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    @property
+    def chain(self) -> str:
+        return self._head.chain
+
+    # -- writing ------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise AuditUnavailable unless a record can be kept now."""
+        if self._closed:
+            raise AuditUnavailable("the audit trail is closed: the action is refused")
+        waiting = self.spool.pending_bytes
+        if waiting + 65536 > self.max_bytes:
+            raise AuditUnavailable(
+                f"audit records cannot reach the event store and the spool is full "
+                f"({waiting} bytes waiting): actions are refused until it recovers")
+
+    def record(self, *, action: str, outcome: str, user: str, role: Any = None,
+               department: str | None = None, object: Any = None,  # noqa: A002
+               source_ip: str | None = None, request_id: str | None = None,
+               reason: str | None = None, message: str | None = None,
+               extra: dict[str, Any] | None = None, category: Any = None,
+               type: Any = None) -> dict[str, Any]:  # noqa: A002
+        """Append one record; it is on disk when this returns. Returns the document."""
+        return self.record_many([dict(action=action, outcome=outcome, user=user, role=role,
+                                      department=department, object=object,
+                                      source_ip=source_ip, request_id=request_id,
+                                      reason=reason, message=message, extra=extra,
+                                      category=category, type=type)])[0]
+
+    def record_many(self, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append several records (each a dict of `record`'s arguments) with one disk
+        write: the batch path of the signing API."""
+        bodies = [self._body(**e) for e in entries]
+        if not bodies:
+            return []
+        with self._lock:
+            if self._closed:
+                raise AuditUnavailable("the audit trail is closed: the action is refused")
+            head = self._head
+            saved = (head.seq, head.hash, head.time, head.ms, self._since_cp)
+            docs = [self._seal(body) for body in bodies]
+            self._since_cp += len(docs)
+            if self.signer is not None and self._since_cp >= self.checkpoint_every:
+                docs.append(self._checkpoint_doc())
+            try:
+                where = self.spool.append(orjson.dumps(docs))
+            except (SpoolFull, SpoolError, OSError) as exc:
+                # nothing was kept: the chain goes on from the record before
+                head.seq, head.hash, head.time, head.ms, self._since_cp = saved
+                why = "spool full" if isinstance(exc, SpoolFull) else type(exc).__name__
+                raise AuditUnavailable(f"the audit record cannot be kept ({why}): "
+                                       f"the action is refused") from None
+            self._remember(where, docs)
+        self.recent.extend(docs)
+        return docs[:len(bodies)]
+
+    def _body(self, *, action: str, outcome: str, user: str, role: Any = None,
+              department: str | None = None, object: Any = None,  # noqa: A002
+              source_ip: str | None = None, request_id: str | None = None,
+              reason: str | None = None, message: str | None = None,
+              extra: dict[str, Any] | None = None, category: Any = None,
+              type: Any = None) -> dict[str, Any]:  # noqa: A002
+        """Everything but the chain fields and time (set under the lock)."""
+        event: dict[str, Any] = {"dataset": DATASET, "kind": "event", "action": action,
+                                 "outcome": outcome,
+                                 "category": _as_list(category) or ["api"],
+                                 "type": _as_list(type) or ["access"]}
+        if reason:
+            event["reason"] = reason
+        doc: dict[str, Any] = {"event": event, "user": {"name": user}}
+        if role:
+            doc["user"]["roles"] = _as_list(role)
+        if department:
+            doc["organization"] = {"id": department}
+        if source_ip:
+            doc["source"] = _source(source_ip)
+        if request_id:
+            doc["http"] = {"request": {"id": request_id}}
+        doc["message"] = message or (f"{action} by {user}: {outcome}"
+                                     + (f" ({reason})" if reason else ""))
+        audit: dict[str, Any] = {}
+        if object is not None:
+            audit["object"] = _safe(object if isinstance(object, dict) else {"id": object})
+        gov = dict(_safe(extra)) if extra else {}
+        if "audit" in gov:
+            raise ValueError("extra must not hold 'audit': the chain fields live there")
+        gov["audit"] = audit
+        doc["govsoc"] = gov
+        doc["ecs"] = {"version": ecs.ECS_VERSION}
+        return doc
+
+    def _seal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Give `doc` the next seq, time and chain fields and its hash (lock held)."""
+        head = self._head
+        ms = max(time.time_ns() // 1_000_000, head.ms)  # non-decreasing along the chain
+        ts = _format_ms(ms)
+        seq = head.seq + 1
+        doc["@timestamp"] = ts
+        doc["event"]["id"] = f"{head.chain}.{seq}"
+        doc["event"]["sequence"] = seq
+        audit = doc["govsoc"]["audit"]
+        audit.update(chain=head.chain, seq=seq, prev=head.hash, prev_time=head.time)
+        digest = sm3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hex()  # = record_hash
+        audit["hash"] = digest
+        head.seq, head.hash, head.time, head.ms = seq, digest, ts, ms
+        return doc
+
+    def _checkpoint_doc(self) -> dict[str, Any]:
+        """A checkpoint over the current head (lock held). Signing goes straight to the
+        signer, never through a path that records an audit event."""
+        head = self._head
+        cp: dict[str, Any] = {"seq": head.seq, "hash": head.hash}
+        outcome, reason = "success", None
+        try:
+            assert self.signer is not None
+            cp["signature"] = dict(self.signer(checkpoint_payload(head.chain, head.seq,
+                                                                  head.hash or "")))
+        except Exception as exc:  # noqa: BLE001 - a checkpoint unsigned, the chain goes on
+            outcome, reason = "failure", redact_url(f"not signed: {type(exc).__name__}: "
+                                                    f"{exc}")[:300]
+            self.errors.append(f"audit checkpoint {reason}")
+        body = self._body(action=CHECKPOINT_ACTION, outcome=outcome, user="govsoc",
+                          reason=reason, category="configuration", type="info",
+                          message=f"audit checkpoint of {head.chain} at seq {head.seq}")
+        body["govsoc"]["audit"]["checkpoint"] = cp
+        self._since_cp = 0
+        self._last_cp = time.monotonic()
+        return self._seal(body)
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Write a checkpoint now if records came since the last one (and a signer is
+        set); returns it."""
+        with self._lock:
+            if self.signer is None or self._since_cp == 0 or self._closed:
+                return None
+            doc = self._checkpoint_doc()
+            try:
+                where = self.spool.append(orjson.dumps([doc]))
+            except (SpoolError, OSError) as exc:
+                self.errors.append(f"audit checkpoint not kept: {type(exc).__name__}")
+                return None
+            self._remember(where, [doc])
+        self.recent.append(doc)
+        return doc
+
+    # -- draining -----------------------------------------------------------------------
+    def _remember(self, where: tuple[int, int], docs: list[dict[str, Any]]) -> None:
+        """Keep the documents of a spool record for the drain, which then need not parse
+        them back from disk (that parse cost as much as the store write). Bounded: past
+        `_CACHE_DOCS` waiting documents (the store is down) they are read from disk."""
+        if self._cached_docs < _CACHE_DOCS and (self._store is not None
+                                                or self._connect is not None):
+            self._cache[where] = docs
+            self._cached_docs += len(docs)
+
+    def _run(self) -> None:
+        retry_at, backoff = 0.0, 0.5
+        while not self._stop.is_set():
+            if (self.signer is not None and self._since_cp
+                    and time.monotonic() - self._last_cp >= self.checkpoint_seconds):
+                self.checkpoint()
+            if time.monotonic() < retry_at:
+                self._stop.wait(min(self.drain_interval, retry_at - time.monotonic()))
+                continue
+            moved = self._drain_once()
+            if moved is None:  # the store failed
+                retry_at = time.monotonic() + backoff
+                backoff = min(backoff * 2, self.retry_max)
+            else:
+                backoff = 0.5
+                if moved < self.drain_batch:  # caught up: let the next batch gather
+                    self._stop.wait(self.drain_interval)
+
+    def _drain_once(self) -> int | None:
+        """Move one batch from the spool to the store: the number of records moved, or
+        None when the store failed (the records stay spooled)."""
+        if self._store is None and self._connect is None:
+            return 0
+        recs = self.spool.peek_many(self.drain_batch)
+        if not recs:
+            return 0
+        docs: list[dict[str, Any]] = []
+        cached = 0
+        for rec in recs:
+            mine = self._cache.get((rec.segment, rec.offset))
+            if mine is not None:
+                cached += len(mine)
+            docs.extend(mine if mine is not None else orjson.loads(rec.payload))
+        # what reaches the store must be durable in the spool first: after a power loss
+        # the chain must resume past it, or it would reuse the ids the store holds
+        self.spool.sync()
+        try:
+            if self._store is None:
+                assert self._connect is not None
+                self._store = self._connect()
+            result = self._store.write(docs)
+        except Exception as exc:  # noqa: BLE001 - down or broken: the records wait on disk
+            self.errors.append(redact_url(f"audit write failed: {type(exc).__name__}: "
+                                          f"{exc}")[:500])
+            if self._owned_store and self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store.close()
+                self._store = None
+            self._down = True
+            return None
+        self._down = False
+        if result.rejected:  # should never happen: kept on disk rather than lost
+            with open(self.slot / REJECTED_FILE, "ab") as fh:
+                for rej in result.rejected:
+                    fh.write(orjson.dumps(rej.doc) + b"\n")
+                    self.errors.append(f"audit record {rej.id} rejected: {rej.reason}"[:500])
+        last = docs[-1]
+        a = last["govsoc"]["audit"]
+        self._save_head(_Head(a["chain"], a["seq"], a["hash"], last["@timestamp"],
+                              checkpointed=last["event"]["action"] == CHECKPOINT_ACTION))
+        self.spool.ack_many(recs)
+        with self._lock:
+            for rec in recs:
+                self._cache.pop((rec.segment, rec.offset), None)
+            self._cached_docs -= cached
+        return len(docs)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.spool.pending_bytes
+
+    def status(self) -> dict[str, Any]:
+        """For health pages: the chain and its head, what waits for the store, the last
+        error (redacted)."""
+        return {"chain": self.chain, "seq": self._head.seq, "slot": self.slot.name,
+                "pending_bytes": self.spool.pending_bytes, "store_down": self._down,
+                "checkpoints": self.signer is not None,
+                "last_error": self.errors[-1] if self.errors else None}
+
+    def flush(self, timeout: float = 30.0, *, until_failure: bool = False) -> bool:
+        """Wait until every record so far is in the store; False at the timeout (or, with
+        `until_failure`, as soon as a store write fails)."""
+        end = time.monotonic() + timeout
+        while self.spool.pending_bytes > 0:
+            if (time.monotonic() >= end or self._thread is None
+                    or (until_failure and self._down) or not self._thread.is_alive()):
+                return self.spool.pending_bytes == 0
+            time.sleep(0.01)
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.refresh()
+        return True
+
+    def close(self, drain_timeout: float = 5.0) -> None:
+        """A last checkpoint, up to `drain_timeout` seconds of draining (what remains
+        stays on disk for the next process), then release the slot."""
+        if self._closed:
+            return
+        self.checkpoint()
+        if self._thread is not None:
+            self.flush(drain_timeout, until_failure=True)
+        with self._lock:
+            self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.spool.close()
+        if self._owned_store and self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+            self._store = None
+
+    def __enter__(self) -> AuditTrail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _installed_signer(cfg: Any) -> Signer | None:
+    """The checkpoint signer a package above the core registers (entry point group
+    `govsoc.audit`, name `signer`: a function of the config returning a signer or None).
+    The core cannot import crypto_svc; the registration points the other way."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="govsoc.audit", name="signer"):
+        try:
+            return ep.load()(cfg)
+        except (ImportError, ValueError) as exc:  # the keystore's errors are ValueErrors
+            raise ConfigError(f"audit checkpoint signer: {exc}") from exc
+    return None
+
+
+def _url_opener(url: str) -> Callable[[], Any]:
+    def connect() -> Any:
+        from soc_core.store import open_store
+
+        return open_store(url)
+
+    return connect
+
+
+def check_retention(cfg: Any) -> int:
+    """The configured retention, refused below MIN_RETENTION_DAYS (audit records must be
+    kept that long)."""
+    days = int(cfg.get("retention_days", MIN_RETENTION_DAYS))
+    if days < MIN_RETENTION_DAYS:
+        raise ConfigError(f"retention_days = {days}: audit records must be kept at least "
+                          f"{MIN_RETENTION_DAYS} days")
+    return days
+
+
+def local_heads(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The chain heads the store acknowledged, as saved by the writers in `directory`
+    (`<data_dir>/audit`): chain -> {"seq", "hash", "slot"}. `verify(heads=...)` uses them
+    to find a tail cut off the store."""
+    out: dict[str, dict[str, Any]] = {}
+    root = Path(directory)
+    if not root.is_dir():
+        return out
+    for head_file in sorted(root.glob(f"*/{HEAD_FILE}")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            saved = json.loads(head_file.read_text())
+            if saved.get("seq"):
+                out[saved["chain"]] = {"seq": int(saved["seq"]), "hash": saved["hash"],
+                                       "slot": head_file.parent.name}
+    return out
+
+
+# -- verification --------------------------------------------------------------------------
+@dataclass
+class Problem:
+    """One finding: which chain and record, and what is wrong with it."""
+
+    chain: str | None
+    seq: int | None
+    id: str | None
+    what: str
+
+    def __str__(self) -> str:
+        where = f"{self.chain} seq {self.seq}" if self.chain else "unchained"
+        return f"{where} (id {self.id}): {self.what}"
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "records": self.records, "chains": self.chains,
+                "problems": [vars(p) for p in self.problems], "warnings": self.warnings}
+
+
+@dataclass
+class _Entry:
+    seq: int
+    id: str
+    prev: str | None
+    prev_time: str | None
+    hash: str
+    ms: int
+    intact: bool
+    checkpoint: dict[str, Any] | None
+
+
+def verify(store: Any, *, start: Any = None, end: Any = None,
+           verifier: Verifier | None = None, heads: dict[str, dict[str, Any]] | None = None,
+           retention_days: int = MIN_RETENTION_DAYS, page_size: int = 5000) -> Report:
+    """Walk every chain of the audit family (within [start, end) when given) in seq order
+    and report each record that was edited, removed, inserted or reordered, each checkpoint
+    that vouches for something the store no longer holds or whose signature fails, and
+    (with `heads` from `local_heads`) a tail cut off after the last record the store
+    acknowledged."""
+    from soc_core.store import Selection
+
+    report = Report()
+    chains: dict[str, list[_Entry]] = {}
+    store.refresh()  # what the writers acknowledged (their saved heads) must be visible
+    for doc in store.scan(Selection(family="audit", start=start, end=end),
+                          page_size=page_size):
+        report.records += 1
+        eid = doc.get("event", {}).get("id")
+        a = doc.get("govsoc", {}).get("audit") if isinstance(doc.get("govsoc"), dict) else None
+        if not isinstance(a, dict) or not {"chain", "seq", "hash"} <= a.keys() or \
+                type(a["seq"]) is not int:
+            report.problems.append(Problem(None, None, eid, "not part of any chain "
+                                                            "(inserted?)"))
+            continue
+        chain, seq = str(a["chain"]), a["seq"]
+        intact = record_hash(doc) == a["hash"]
+        if not intact:
+            report.problems.append(Problem(chain, seq, eid, "edited: the content does not "
+                                           "match its SM3 hash"))
+        elif eid != f"{chain}.{seq}":
+            report.problems.append(Problem(chain, seq, eid, f"stored under another id "
+                                           f"(expected {chain}.{seq})"))
+        cp = a.get("checkpoint") if doc.get("event", {}).get("action") == CHECKPOINT_ACTION \
+            else None
+        chains.setdefault(chain, []).append(_Entry(
+            seq, eid, a.get("prev"), a.get("prev_time"), a["hash"],
+            ecs.to_millis(doc["@timestamp"]), intact, cp if isinstance(cp, dict) else None))
+    cutoff = ecs.to_millis(datetime.now(UTC) - timedelta(days=retention_days))
+    for chain, entries in sorted(chains.items()):
+        _walk(report, chain, entries, windowed=start is not None, cutoff=cutoff,
+              verifier=verifier)
+    if heads and end is None:
+        for chain, head in sorted(heads.items()):
+            last = report.chains.get(chain, {}).get("last", 0)
+            if last < head["seq"] and (start is None or chain in report.chains):
+                report.problems.append(Problem(
+                    chain, last + 1, f"{chain}.{last + 1}",
+                    f"tail removed: records {last + 1}..{head['seq']} were acknowledged "
+                    f"by the store and are gone"))
+    if verifier is None and any(c["checkpoints"] for c in report.chains.values()):
+        report.warnings.append("checkpoint signatures were not checked (no verifier)")
+    return report
+
+
+def _walk(report: Report, chain: str, entries: list[_Entry], *, windowed: bool,
+          cutoff: int, verifier: Verifier | None) -> None:
+    entries.sort(key=lambda e: (e.seq, e.id))
+    by_seq: dict[int, _Entry] = {}
+    summary = {"records": len(entries), "first": entries[0].seq, "last": entries[-1].seq,
+               "checkpoints": 0, "last_checkpoint": None, "unsigned_tail": 0}
+    report.chains[chain] = summary
+    prev: _Entry | None = None
+    first = entries[0]
+    if not windowed and first.seq != 1:
+        if first.prev_time and ecs.to_millis(first.prev_time) < cutoff:
+            report.warnings.append(f"{chain}: records before seq {first.seq} are past the "
+                                   f"retention period (pruned)")
+        else:
+            report.problems.append(Problem(chain, first.seq - 1, f"{chain}.{first.seq - 1}",
+                                           f"removed: records 1..{first.seq - 1} are missing "
+                                           f"and not yet past retention"))
+    for e in entries:
+        if prev is not None and e.seq == prev.seq:
+            report.problems.append(Problem(chain, e.seq, e.id, f"inserted: a second record "
+                                           f"with seq {e.seq} (beside {prev.id})"))
+            continue
+        if prev is not None and e.seq != prev.seq + 1:
+            report.problems.append(Problem(chain, prev.seq + 1, f"{chain}.{prev.seq + 1}",
+                                           f"removed: records {prev.seq + 1}..{e.seq - 1} "
+                                           f"are missing"))
+        elif prev is not None and e.prev != prev.hash:
+            report.problems.append(Problem(chain, e.seq, e.id, f"does not follow seq "
+                                           f"{prev.seq}: its prev hash differs (inserted, "
+                                           f"reordered, or seq {prev.seq} rewritten)"))
+        elif prev is not None and e.ms < prev.ms:
+            report.problems.append(Problem(chain, e.seq, e.id, "reordered: earlier than the "
+                                           "record before it"))
+        by_seq[e.seq] = e
+        prev = e
+    for e in entries:
+        if e.checkpoint is None:
+            continue
+        summary["checkpoints"] += 1
+        summary["last_checkpoint"] = e.seq
+        cp = e.checkpoint
+        covered = by_seq.get(cp.get("seq"))  # type: ignore[arg-type]
+        if covered is None:
+            if not windowed:
+                report.problems.append(Problem(chain, cp.get("seq"), f"{chain}.{cp.get('seq')}",
+                                               f"removed: checkpoint seq {e.seq} vouches for "
+                                               f"it and it is missing"))
+        elif covered.hash != cp.get("hash") or not covered.intact:
+            report.problems.append(Problem(chain, covered.seq, covered.id,
+                                           f"rewritten: checkpoint seq {e.seq} vouches for "
+                                           f"another hash"))
+        sig = cp.get("signature")
+        if not isinstance(sig, dict):
+            report.warnings.append(f"{chain}: checkpoint seq {e.seq} is not signed")
+        elif verifier is not None:
+            try:
+                good = verifier(checkpoint_payload(chain, cp.get("seq"), cp.get("hash")), sig)
+            except Exception:  # noqa: BLE001 - an unusable signature is a bad one
+                good = False
+            if not good:
+                report.problems.append(Problem(chain, e.seq, e.id, "checkpoint signature "
+                                               "does not verify (forged)"))
+    last_cp = summary["last_checkpoint"]
+    summary["unsigned_tail"] = sum(1 for e in entries if last_cp is None or e.seq > last_cp)
