@@ -55,7 +55,8 @@ def _syn_rst(src: str, dst: str, dport: int, t: float, sport: int) -> list:
 
 def _capture(path: Path) -> None:
     pkts = []
-    targets = [f"10.1.0.{i}" for i in range(1, 11)] + [f"10.2.0.{i}" for i in range(1, 13)]
+    # 25 hosts: the horizontal-scan threshold (Zeek's Scan::addr_scan_threshold)
+    targets = [f"10.1.0.{i}" for i in range(1, 11)] + [f"10.2.0.{i}" for i in range(1, 16)]
     for i, dst in enumerate(targets):  # one scan over two departments, 卫健委's hosts first
         pkts += _syn_rst("203.0.113.50", dst, 22, BASE + i * 0.5, 41000 + i)
     for i in range(25):  # a vertical scan of one 教育局 host inside 卫健委's /16
