@@ -7,7 +7,9 @@ Its interface is these modules (import from them; the rest are their internals):
     collectors.logs     auth.log/secure, syslog, auditd, Windows EVTX -> ECS events
     collectors.shipper  bounded queue -> batches -> store, with the durable disk spool
     collectors.health   what each collector reports (`collect status`, health events)
+    collectors.importers  evidence files (pcap, EVTX, Linux logs) -> events, for `govsoc hunt`
+                        (the `govsoc.importers` entry point `evidence`)
     collectors.cli      `govsoc collect ...`;  collectors.service: the `govsoc up` agent
 """
 
-__all__ = ["cli", "health", "host", "logs", "packet", "service", "shipper"]
+__all__ = ["cli", "health", "host", "importers", "logs", "packet", "service", "shipper"]
