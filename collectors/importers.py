@@ -7,11 +7,13 @@ without importing collectors.
     import_evidence(paths, sink) -> [{"path", "kind", "events"}]       (EvidenceError)
 
 Every path is opened and recognised before the first event reaches `sink`, so a bad
-path fails the whole import with one line and nothing written."""
+path fails the whole import with one line and nothing written. Inside a folder, files
+that are none of these (a README, a licence) are listed as "skipped" instead."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,23 @@ class EvidenceError(ValueError):
     """A path that is missing or holds nothing govsoc can read (one clear line)."""
 
 
-def expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files, and the files under folders (sorted), skipping hidden ones."""
-    out: list[Path] = []
+# the first line of a log govsoc reads: syslog's "Mon dd hh:mm:ss", an RFC 3339 time, or
+# an auditd record; other text (a README, a licence, JSON) is not evidence
+_LOG_LINE = re.compile(rb"^(<\d+>)?([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|"
+                       rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d|type=)")
+
+
+def expand(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]:
+    """(file, named by the user) for the files given and those under folders (sorted,
+    hidden ones left out)."""
+    out: list[tuple[Path, bool]] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(sorted(f for f in path.rglob("*") if f.is_file()
-                              and not any(part.startswith(".") for part in f.parts)))
+            out.extend((f, False) for f in sorted(path.rglob("*")) if f.is_file()
+                       and not any(part.startswith(".") for part in f.parts))
         elif path.is_file():
-            out.append(path)
+            out.append((path, True))
         else:
             raise EvidenceError(f"no such file or folder: {path}")
     return out
@@ -51,9 +60,9 @@ def kind_of(path: Path) -> str:
         return "pcap"
     if head[:8] == EVTX_MAGIC:
         return "evtx"
-    if b"\x00" in head:
-        raise EvidenceError(f"{path}: not a pcap/pcapng capture, EVTX file or text log")
     first = head.split(b"\n", 1)[0]
+    if b"\x00" in head or not _LOG_LINE.match(first):
+        raise EvidenceError(f"{path}: not a pcap/pcapng capture, EVTX file or text log")
     if first.startswith(b"type=") or b" type=" in first[:40]:
         return "auditd"
     if path.name.startswith(AUTH_NAMES) or b"sshd[" in head or b"sudo:" in head:
@@ -63,11 +72,19 @@ def kind_of(path: Path) -> str:
 
 def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[dict[str, Any]], Any]
                     ) -> list[dict[str, Any]]:
-    files = expand(paths)
-    if not files:
-        raise EvidenceError("no evidence files given")
-    kinds = [(f, kind_of(f)) for f in files]
-    out = []
+    kinds = []
+    skipped = []
+    for path, named in expand(paths):
+        try:
+            kinds.append((path, kind_of(path)))
+        except EvidenceError:
+            if named:
+                raise
+            skipped.append(path)  # found in a folder: a README or licence beside the logs
+    if not kinds:
+        raise EvidenceError("no evidence files (pcap/pcapng, EVTX or text logs) found")
+    out: list[dict[str, Any]] = [{"path": str(p), "kind": "skipped", "events": 0}
+                                 for p in skipped]
     for path, kind in kinds:
         count = 0
 

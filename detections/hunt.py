@@ -207,6 +207,7 @@ def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool
     kinds: dict[str, int] = {}
     for item in result["imported"]:
         kinds[item["kind"]] = kinds.get(item["kind"], 0) + 1
+    # "N file(s)" counts what was read; skipped ones are named in the parenthesis
     span = result["span"]
     files = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     when = f", {span['start']} .. {span['end']}" if span else ""

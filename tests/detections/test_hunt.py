@@ -37,10 +37,12 @@ def test_findings_grouped_by_host_and_rule(tmp_path):
     evidence = tmp_path / "case"
     evidence.mkdir()
     _auth_log(evidence)
+    (evidence / "README.md").write_text("# case 2024-017\nnotes, not a log\n")
     r = _hunt([evidence, SSH_PCAP, "--json"], tmp_path)
     assert r.returncode == 1, r.stderr
     out = json.loads(r.stdout)
-    assert sorted(i["kind"] for i in out["imported"]) == ["auth", "pcap"]
+    # a note beside the logs in a folder is listed, not read (named on its own: an error)
+    assert sorted(i["kind"] for i in out["imported"]) == ["auth", "pcap", "skipped"]
     found = {(f["host"], f["rule"]): f for f in out["findings"]}
     guess = found[("172.16.238.1", "SSH password guessing seen on the network")]
     assert guess["level"] == "high" and guess["events"] >= 30
@@ -77,6 +79,12 @@ def test_bad_evidence_is_one_error_line(tmp_path):
     r = _hunt([SSH_PCAP, junk], tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip() == (f"error: {junk}: not a pcap/pcapng capture, EVTX file or "
+                                f"text log")
+    note = tmp_path / "notes.md"
+    note.write_text("# not a log\n")
+    r = _hunt([note], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"error: {note}: not a pcap/pcapng capture, EVTX file or "
                                 f"text log")
     r = _hunt([tmp_path / "missing.pcap"], tmp_path)
     assert r.returncode == 2
