@@ -114,7 +114,7 @@ def parse_journal_json(line: str) -> SyslogLine | None:
         return None
     try:
         ts = datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):  # beyond what a clock can say
         return None
     msg = entry.get("MESSAGE", "")
     if isinstance(msg, list):  # journald writes non-UTF-8 messages as a byte array
