@@ -79,7 +79,6 @@ def _one(request: Request, family: str, action: str, doc_id: str) -> dict[str, A
 
 
 _Q = Query(None, max_length=4000, description="analyst query (field:value Lucene subset)")
-_T = Query(None, max_length=64, description="ISO-8601 or now-1h")
 _DS = Query(None, max_length=100, pattern=r"^[a-z0-9_.-]+$")
 
 
