@@ -9,6 +9,9 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
                                                           detections.engine
     list_alerts(store, status=None, limit=...)           detections.alerts (AlertError)
     set_status(store, alert_id, status=..., note=..., assignee=..., close_reason=..., by=...)
+    workflow: the module; Change(status, reason, assignee, note), apply(store, id, change,
+        by=, visible=), bulk(store, ids, change, by=, visible=), recover(store),
+        history(doc), resolve_query(store, sel); AlertNotFound, TransitionRefused
     add_exception / remove_exception / snooze / unsnooze / health   detections.tuning
     posture: the module; posture.posture(store) -> dict (security index and its parts)
     render(store) -> rich renderable for `govsoc up`                detections.view
@@ -25,5 +28,5 @@ _WHERE = {
     "add_exception": "tuning", "remove_exception": "tuning", "snooze": "tuning",
     "unsnooze": "tuning", "health": "tuning", "render": "view", "run": "service",
 }
-__all__ = sorted([*_WHERE, "posture"])
-__getattr__ = lazy_exports(__name__, _WHERE, modules=["posture"])
+__all__ = sorted([*_WHERE, "posture", "workflow"])
+__getattr__ = lazy_exports(__name__, _WHERE, modules=["posture", "workflow"])

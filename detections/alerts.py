@@ -16,7 +16,7 @@ from soc_core.store import EventStore, Selection
 
 DATASET = "govsoc.alert"
 STATUSES = ("open", "acknowledged", "closed")
-CLOSE_REASONS = ("resolved", "false_positive", "duplicate", "benign")
+CLOSE_REASONS = ("resolved", "false_positive", "true_positive", "duplicate", "benign")
 EVIDENCE_IDS = 100  # matched event ids kept on the alert (the count stays exact)
 # ECS fields copied from the first matched event, for list views and posture
 CONTEXT_FIELDS = ("host.name", "source.ip", "destination.ip", "destination.port", "user.name",
@@ -86,6 +86,7 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "assignee": prev.get("assignee"),
         "close_reason": prev.get("close_reason"),
         "notes": prev.get("notes", []),
+        "history": prev.get("history", []),  # the workflow's (detections.workflow)
         "created": prev.get("created") or iso(now_ms()),
     }}
     if departments:
@@ -128,34 +129,13 @@ def now_ms() -> int:
 def set_status(store: EventStore, aid: str, *, status: str | None = None,
                note: str | None = None, assignee: str | None = None,
                close_reason: str | None = None, by: str = "analyst") -> dict[str, Any]:
-    """Move an alert through its workflow; a note is appended with who and when."""
-    doc = store.get("alerts", aid)
-    if doc is None:
-        raise AlertError(f"no alert with id {aid}")
-    al = doc.setdefault("govsoc", {}).setdefault("alert", {})
-    if status is not None:
-        if status not in STATUSES:
-            raise AlertError(f"bad status {status!r}: one of {', '.join(STATUSES)}")
-        if status == "closed":
-            reason = close_reason or "resolved"
-            if reason not in CLOSE_REASONS:
-                raise AlertError(f"bad close reason {reason!r}: one of {', '.join(CLOSE_REASONS)}")
-            al["close_reason"] = reason
-        elif close_reason is not None:
-            raise AlertError("a close reason goes with --status closed")
-        else:
-            al["close_reason"] = None
-        al["status"] = status
-    elif close_reason is not None:
-        raise AlertError("a close reason goes with --status closed")
-    if assignee is not None:
-        al["assignee"] = assignee or None
-    if note:
-        al.setdefault("notes", []).append({"at": iso(now_ms()), "by": by, "text": note})
-    res = store.write([doc], refresh=True)
-    if res.rejected:
-        raise AlertError(f"alert {aid} not updated: {res.rejected[0].reason}")
-    return doc
+    """Move an alert through its workflow (`detections.workflow`, the same code as the
+    API); a note is appended with who and when."""
+    from detections import workflow
+
+    change = workflow.Change(status=status, reason=close_reason, note=note or None,
+                             assignee=workflow.UNSET if assignee is None else assignee)
+    return workflow.apply(store, aid, change, by=by)
 
 
 def list_alerts(store: EventStore, *, status: str | None = None, limit: int = 1000,

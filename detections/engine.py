@@ -521,38 +521,34 @@ class Engine:
     def _emit(self, rule: Rule, fields: list[str],
               groups: dict[tuple[tuple, int], list[dict[str, Any]]], bucket_ms: int
               ) -> tuple[int, int]:
-        docs, new, upd = [], 0, 0
+        new, upd = 0, 0
         planned = []
         for (key, bucket), events in groups.items():
             group = {f: v for f, v in zip(fields, key, strict=True) if v is not None}
             planned.append((al.alert_id(rule.id, tuple(group.items()), bucket), group, bucket,
                             events))
-        known = self._existing([p[0] for p in planned])
-        for aid, group, bucket, events in planned:
-            events.sort(key=lambda e: (e["@timestamp"], e["event"]["id"]))
-            existing = known.get(aid)
-            doc = al.build(rule, group, bucket, bucket_ms, events, existing)
-            if al.changed(doc, existing):
-                docs.append(doc)
-                if existing is None:
-                    new += 1
-                else:
-                    upd += 1
-        if docs:
-            res = self.store.write(docs)
-            if res.rejected:
+        # compare-and-set against what was read: an analyst's change made through the API
+        # meanwhile is never overwritten; that alert is read again and rebuilt on top of it
+        for _ in range(50):
+            known = self.store.versions("alerts", [p[0] for p in planned])
+            docs, counts = [], {}
+            for aid, group, bucket, events in planned:
+                events.sort(key=lambda e: (e["@timestamp"], e["event"]["id"]))
+                existing, version = known.get(aid, (None, None))
+                doc = al.build(rule, group, bucket, bucket_ms, events, existing)
+                if al.changed(doc, existing):
+                    docs.append((doc, version))
+                    counts[aid] = existing is None
+            res = self.store.write_if(docs) if docs else None
+            if res is not None and res.rejected:
                 raise ValueError(f"alert rejected by the store: {res.rejected[0].reason}")
-        return new, upd
-
-    def _existing(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored alerts among `ids`, in a few searches instead of one get each."""
-        out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            sel = Selection(family="alerts", filters={"event.id": chunk})
-            for doc in self.store.search(sel, size=len(chunk)).hits:
-                out[doc["event"]["id"]] = doc
-        return out
+            lost = set(res.conflicts) if res is not None else set()
+            new += sum(1 for aid, fresh in counts.items() if fresh and aid not in lost)
+            upd += sum(1 for aid, fresh in counts.items() if not fresh and aid not in lost)
+            planned = [p for p in planned if p[0] in lost]
+            if not planned:
+                return new, upd
+        raise ValueError("alerts changed by others on every attempt; the next pass retries")
 
     # -- persisted state -----------------------------------------------------------
     def _save(self, updates: dict[str, dict[str, Any]],

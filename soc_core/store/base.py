@@ -44,11 +44,14 @@ class WriteResult:
     written: int = 0  # newly stored (or replaced, for mutable families)
     duplicates: int = 0  # already present with the same id: not stored twice
     rejected: list[Rejected] = field(default_factory=list)
+    # write_if: ids whose stored copy changed since it was read (not written; read again)
+    conflicts: list[str] = field(default_factory=list)
 
     def merge(self, other: WriteResult) -> None:
         self.written += other.written
         self.duplicates += other.duplicates
         self.rejected.extend(other.rejected)
+        self.conflicts.extend(other.conflicts)
 
 
 @dataclass
@@ -142,6 +145,13 @@ class EventStore(abc.ABC):
         (a repeat counts as a duplicate); mutable families (alerts, assets, playbook
         runs) replace the stored document. Invalid documents are rejected, the rest kept."""
         result = WriteResult()
+        valid = self._prepare(docs, result)
+        if valid:
+            result.merge(self._write_valid(valid, refresh=refresh))
+        return result
+
+    def _prepare(self, docs: Iterable[dict[str, Any]], result: WriteResult
+                 ) -> list[ecs.Prepared]:
         valid: list[ecs.Prepared] = []
         # every write path comes through here: the one place departments are stamped
         departments, stamp = self.departments, None
@@ -162,9 +172,34 @@ class EventStore(abc.ABC):
                 continue
             # stamped while the document is still in the CPU's caches
             valid.append(prepared if stamp is None else stamp(prepared))
+        return valid
+
+    def write_if(self, docs: Iterable[tuple[dict[str, Any], Any]], *,
+                 refresh: bool = False) -> WriteResult:
+        """Compare-and-set for mutable families: each (document, version) is written only
+        if the stored copy still has that version (from `versions`; None: only if no copy
+        exists). A document changed meanwhile is not written: its id is in `conflicts`, and
+        the caller reads it again and redoes its change (two writers never lose one)."""
+        pairs = list(docs)
+        result = WriteResult()
+        valid = self._prepare([d for d, _ in pairs], result)
+        wanted = {_id_of(d): v for d, v in pairs}
+        for p in valid:
+            if p.family not in ecs.MUTABLE_FAMILIES:
+                raise StoreError(f"write_if is for mutable families, not {p.family}")
         if valid:
-            result.merge(self._write_valid(valid, refresh=refresh))
+            result.merge(self._write_if_valid(valid, [wanted.get(p.id) for p in valid],
+                                              refresh=refresh))
         return result
+
+    def _write_if_valid(self, docs: list[ecs.Prepared], versions: list[Any], *,
+                        refresh: bool) -> WriteResult:
+        raise StoreError(f"{self.backend} store has no conditional writes")
+
+    def versions(self, family: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], Any]]:
+        """The stored documents among `ids` (a mutable family), each with the opaque
+        version `write_if` compares; read in real time (no refresh needed)."""
+        raise StoreError(f"{self.backend} store has no conditional writes")
 
     def use_departments(self, departments: Any) -> None:
         """Stamp departments on what this store writes (`soc_core.departments`), with the

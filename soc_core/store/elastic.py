@@ -246,6 +246,63 @@ class ElasticStore(EventStore):
             delay *= 2
         return result
 
+    def _write_if_valid(self, docs: list[ecs.Prepared], versions: list[Any], *,
+                        refresh: bool) -> WriteResult:
+        result = WriteResult()
+        start, size = 0, 0
+        for n, p in enumerate(docs):  # requests of at most ~8 MiB, like _write_valid's
+            size += len(p.json)
+            if size >= _MAX_BATCH_BYTES or n == len(docs) - 1:
+                result.merge(self._bulk_if(docs[start:n + 1], versions[start:n + 1], refresh))
+                start, size = n + 1, 0
+        return result
+
+    def _bulk_if(self, docs: list[ecs.Prepared], versions: list[Any], refresh: bool
+                 ) -> WriteResult:
+        result = WriteResult()
+        lines: list[bytes] = []
+        for p, version in zip(docs, versions, strict=True):
+            meta: dict[str, Any] = {"_index": self.index_for(p.family, p.dataset), "_id": p.id}
+            if version is None:  # only if absent: `create` answers 409 otherwise
+                lines.append(orjson.dumps({"create": meta}))
+            else:
+                meta["if_seq_no"], meta["if_primary_term"] = version
+                lines.append(orjson.dumps({"index": meta}))
+            lines.append(p.json)
+        # refresh=True refreshes only the shards written (the alerts index), not the world
+        resp = self._call(self.es.bulk, operations=lines, refresh=refresh,
+                          filter_path="items.*.status,items.*.error")
+        for p, item in zip(docs, resp["items"], strict=True):
+            info = next(iter(item.values()))
+            status = info.get("status", 0)
+            if status in (200, 201):
+                result.written += 1
+            elif status in (409, *_RETRY_STATUS):  # changed meanwhile, or overloaded: again
+                result.conflicts.append(p.id)
+            else:
+                err = info.get("error", {})
+                result.rejected.append(Rejected(p.id, f"{err.get('type', status)}: "
+                                                      f"{err.get('reason', '')}".strip(), p.doc))
+        return result
+
+    def versions(self, family: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], Any]]:
+        ids = list(ids)
+        out: dict[str, tuple[dict[str, Any], Any]] = {}
+        if not ids or family in _STREAM_FAMILIES:
+            return out
+        index = self.index_for(family, "")
+        for i in range(0, len(ids), 1000):
+            try:
+                resp = self._call(self.es.mget, index=index, ids=ids[i:i + 1000])
+            except StoreError as exc:
+                if "index_not_found" in str(exc):
+                    return out
+                raise
+            for d in resp["docs"]:
+                if d.get("found"):
+                    out[d["_id"]] = (d["_source"], (d["_seq_no"], d["_primary_term"]))
+        return out
+
     def delete(self, family: str, ids: Iterable[str]) -> int:
         ids = list(ids)
         if not ids:

@@ -3,6 +3,7 @@ fields, FTS5 over `message`. One box, no server."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -202,6 +203,38 @@ class SqliteStore(EventStore):
             self._checkpointer.poke()
         return result
 
+    def _write_if_valid(self, docs: list[ecs.Prepared], versions: list[Any], *,
+                        refresh: bool) -> WriteResult:
+        result = WriteResult()
+        # under the write lock (BEGIN IMMEDIATE) the compare and the write are one step
+        # for every process sharing the file
+        with self.lock, self._tx():
+            last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+            for p, version in zip(docs, versions, strict=True):
+                row = self.conn.execute("SELECT doc FROM docs WHERE family = ? AND id = ?",
+                                        (p.family, p.id)).fetchone()
+                if (None if row is None else _version(row[0])) != version:
+                    result.conflicts.append(p.id)
+                    continue
+                msg = p.message
+                values = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg),
+                                                                      p.json)
+                self.conn.execute(UPSERT, values)
+                result.written += 1
+            self.conn.execute(FTS_NEW, (last,))
+        return result
+
+    def versions(self, family: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], Any]]:
+        ids = list(ids)
+        out: dict[str, tuple[dict[str, Any], Any]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for doc_id, text in self._rows(f"SELECT id, doc FROM docs WHERE family = ? AND "
+                                           f"id IN ({marks})", [family, *chunk]):
+                out[doc_id] = (orjson.loads(text), _version(text))
+        return out
+
     def _tx(self):
         return _Transaction(self.conn)
 
@@ -305,6 +338,11 @@ class SqliteStore(EventStore):
     def drop_all(self) -> None:
         with self.lock, self._tx():
             self.conn.execute("DELETE FROM docs")
+
+
+def _version(text: str) -> str:
+    """A stored document's version for write_if: the digest of its text."""
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 class _Checkpointer:
