@@ -21,7 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from crypto_svc.api import Limits, make_router, one_line_validation_error
-from soc_api import routes_admin, routes_audit, routes_auth, routes_data
+from detections import workflow
+from soc_api import routes_admin, routes_alerts, routes_audit, routes_auth, routes_data
 from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
@@ -50,6 +51,7 @@ def build_context(cfg: Config, store: Any = None, trail: Any = None) -> Context:
     ctx = Context(cfg=cfg, store=store, identity=Identity.from_config(cfg, store),
                   trail=trail, departments=Departments.from_config(cfg),
                   token_rate=float(cfg.get("api.token_rate", 3000)))
+    workflow.recover(store)  # finish any bulk alert change a crash interrupted
     return ctx
 
 
@@ -108,7 +110,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
         return JSONResponse(app.openapi())
 
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
-              routes_audit.router):
+              routes_audit.router, routes_alerts.router):
         app.include_router(r)
 
     def crypto_service() -> Any:

@@ -62,6 +62,16 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/events/{event_id}"): "events:read",
     ("GET", "/alerts"): "alerts:read",
     ("GET", "/alerts/{alert_id}"): "alerts:read",
+    # events and alerts, part 2 (routes_data, routes_alerts)
+    ("GET", "/events/histogram"): "events:read",
+    ("GET", "/events/fields/{field}/top"): "events:read",
+    ("GET", "/alerts/count"): "alerts:read",
+    ("GET", "/alerts/aggregate"): "alerts:read",
+    ("GET", "/alerts/{alert_id}/history"): "alerts:read",
+    ("POST", "/alerts/{alert_id}/transition"): "alerts:write",
+    ("POST", "/alerts/{alert_id}/assign"): "alerts:write",
+    ("POST", "/alerts/{alert_id}/notes"): "alerts:write",
+    ("POST", "/alerts/bulk"): "alerts:write",
     # the audit trail
     ("GET", "/audit"): "audit:read",
     ("GET", "/audit/verify"): "audit:read",

@@ -1,5 +1,8 @@
-"""The SOC's data over HTTP (part 1: read): events and alerts, each search scoped to the
-caller's departments and written to the audit trail (a privileged read)."""
+"""The SOC's events over HTTP: search (the CLI's query syntax), histogram, a field's top
+values, one document; each read scoped to the caller's departments and written to the
+audit trail (a privileged read). Lists answer {"items", "total", "next"}: pass `next` as
+`after` for the following page (a search_after cursor; `total` on the first page only).
+Alerts are in routes_alerts."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from fastapi import Path as PathParam
 
 from soc_api import tenancy
 from soc_core import query as q
-from soc_core.store import Selection, StoreError
+from soc_core.store import Selection, StoreError, parse_duration
 
 router = APIRouter(tags=["data"])
 
@@ -51,19 +54,28 @@ def selection(request: Request, family: str, text: str | None, dataset: str | No
         raise HTTPException(400, msg.splitlines()[0][:300]) from None
 
 
-def _page(request: Request, family: str, action: str, text: str | None,
-          dataset: str | None, start: str | None, end: str | None, size: int,
-          cursor: str | None) -> dict[str, Any]:
-    ctx = request.app.state.ctx
-    sel = selection(request, family, text, dataset, start, end)
+def store_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A store read; a query the store refuses is the caller's 400, an outage a 503."""
     try:
-        page = ctx.store.search(sel, size=size, after=decode_cursor(cursor), descending=True)
+        return fn(*args, **kwargs)
+    except (q.QueryError, ValueError) as exc:
+        raise HTTPException(400, str(exc).splitlines()[0][:300]) from None
     except StoreError as exc:
         raise HTTPException(503, f"the event store cannot answer now: "
                                  f"{str(exc).splitlines()[0][:200]}") from None
+
+
+def page(request: Request, sel: Selection, action: str, text: str | None, size: int,
+         cursor: str | None, descending: bool = True, extra: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
+    """One page of a list route, audited."""
+    ctx = request.app.state.ctx
+    after = decode_cursor(cursor)
+    got = store_call(ctx.store.search, sel, size=size, after=after, descending=descending)
+    total = None if after is not None else store_call(ctx.store.count, sel)
     ctx.audit(request, action, object=text or "*",
-              extra={"dataset": dataset, "from": start, "to": end, "hits": len(page.hits)})
-    return {"hits": page.hits, "cursor": encode_cursor(page.cursor)}
+              extra={**(extra or {}), "from": sel.start, "to": sel.end, "hits": len(got.hits)})
+    return {"items": got.hits, "total": total, "next": encode_cursor(got.cursor)}
 
 
 def _one(request: Request, family: str, action: str, doc_id: str) -> dict[str, Any]:
@@ -78,33 +90,58 @@ def _one(request: Request, family: str, action: str, doc_id: str) -> dict[str, A
     return doc
 
 
-_Q = Query(None, max_length=4000, description="analyst query (field:value Lucene subset)")
+Q = Query(None, max_length=4000, description="analyst query (field:value Lucene subset)")
+FROM = Query(None, alias="from", max_length=64)
+TO = Query(None, alias="to", max_length=64)
+AFTER = Query(None, max_length=2000, description="`next` of the previous page")
 _DS = Query(None, max_length=100, pattern=r"^[a-z0-9_.-]+$")
+FIELD = PathParam(min_length=1, max_length=200, pattern=r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+MAX_BUCKETS = 5000
 
 
 @router.get("/events")
-def search_events(request: Request, q: str | None = _Q, dataset: str | None = _DS,
-                  start: str | None = Query(None, alias="from", max_length=64),
-                  end: str | None = Query(None, alias="to", max_length=64),
-                  size: int = Query(100, ge=1, le=1000),
-                  cursor: str | None = Query(None, max_length=2000)) -> dict[str, Any]:
-    return _page(request, "events", "events.search", q, dataset, start, end, size, cursor)
+def search_events(request: Request, q: str | None = Q, dataset: str | None = _DS,
+                  start: str | None = FROM, end: str | None = TO,
+                  size: int = Query(100, ge=1, le=1000), after: str | None = AFTER,
+                  cursor: str | None = Query(None, max_length=2000, deprecated=True)
+                  ) -> dict[str, Any]:
+    sel = selection(request, "events", q, dataset, start, end)
+    return page(request, sel, "events.search", q, size, after or cursor,
+                extra={"dataset": dataset})
+
+
+@router.get("/events/histogram")
+def events_histogram(request: Request, q: str | None = Q, dataset: str | None = _DS,
+                     start: str | None = Query("now-24h", alias="from", max_length=64),
+                     end: str | None = Query("now", alias="to", max_length=64),
+                     interval: str = Query("1h", max_length=16, pattern=r"^[0-9]{1,9}[smhdw]$")
+                     ) -> dict[str, Any]:
+    """Counts per `interval` bucket of @timestamp, oldest first (empty buckets left out)."""
+    sel = selection(request, "events", q, dataset, start, end)
+    step = store_call(parse_duration, interval).total_seconds() * 1000
+    if step <= 0 or (sel.end_ms - sel.start_ms) / step > MAX_BUCKETS:
+        raise HTTPException(400, f"at most {MAX_BUCKETS} buckets: widen the interval or "
+                                 "narrow from/to")
+    buckets = store_call(request.app.state.ctx.store.histogram, interval, sel)
+    request.app.state.ctx.audit(request, "events.histogram", object=q or "*",
+                                extra={"from": start, "to": end, "interval": interval})
+    return {"interval": interval, "buckets": [{"start": t, "count": n} for t, n in buckets]}
+
+
+@router.get("/events/fields/{field}/top")
+def events_top(request: Request, field: str = FIELD, q: str | None = Q,
+               dataset: str | None = _DS, start: str | None = FROM, end: str | None = TO,
+               size: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
+    """A field's most frequent values with their counts (a terms aggregation)."""
+    if field == "message":
+        raise HTTPException(400, "message is full text: pick a keyword field")
+    sel = selection(request, "events", q, dataset, start, end)
+    top = store_call(request.app.state.ctx.store.terms, field, sel, size=size)
+    request.app.state.ctx.audit(request, "events.top", object=field,
+                                extra={"q": q, "from": start, "to": end})
+    return {"field": field, "items": [{"value": v, "count": n} for v, n in top]}
 
 
 @router.get("/events/{event_id}")
 def get_event(request: Request, event_id: str = doc_id()) -> dict[str, Any]:
     return _one(request, "events", "events.read", event_id)
-
-
-@router.get("/alerts")
-def search_alerts(request: Request, q: str | None = _Q,
-                  start: str | None = Query(None, alias="from", max_length=64),
-                  end: str | None = Query(None, alias="to", max_length=64),
-                  size: int = Query(100, ge=1, le=1000),
-                  cursor: str | None = Query(None, max_length=2000)) -> dict[str, Any]:
-    return _page(request, "alerts", "alerts.search", q, None, start, end, size, cursor)
-
-
-@router.get("/alerts/{alert_id}")
-def get_alert(request: Request, alert_id: str = doc_id()) -> dict[str, Any]:
-    return _one(request, "alerts", "alerts.read", alert_id)

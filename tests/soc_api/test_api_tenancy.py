@@ -33,23 +33,23 @@ def test_department_isolation(api):
     wjw = api.token("analyst", departments=["wjw"])
     both = api.token("analyst", departments=["wjw", "gaj"])
     everyone = api.token("analyst")
-    got = api.client.get("/events", headers=wjw).json()["hits"]
+    got = api.client.get("/events", headers=wjw).json()["items"]
     assert sorted(h["event"]["id"] for h in got) == sorted(
         d["event"]["id"] for d in docs if d.get("organization", {}).get("id") == "wjw")
-    assert len(api.client.get("/events", headers=both).json()["hits"]) == 5
-    assert len(api.client.get("/events", headers=everyone).json()["hits"]) == 6
+    assert len(api.client.get("/events", headers=both).json()["items"]) == 5
+    assert len(api.client.get("/events", headers=everyone).json()["items"]) == 6
     # a query cannot widen the scope: OR inside the user's query stays inside it
     wide = api.client.get("/events", headers=wjw,
                           params={"q": "organization.id:gaj OR NOT organization.id:wjw"})
-    assert wide.json()["hits"] == []
+    assert wide.json()["items"] == []
     other = next(d for d in docs if d.get("organization", {}).get("id") == "gaj")
     r = api.client.get(f"/events/{other['event']['id']}", headers=wjw)
     assert r.status_code == 404
     assert api.client.get(f"/events/{other['event']['id']}", headers=both).status_code == 200
     assert api.client.get("/alerts/al-gaj", headers=wjw).status_code == 404
-    assert api.client.get("/alerts", headers=wjw).json()["hits"] == []
-    assert [h["event"]["id"] for h in api.client.get("/alerts", headers=both).json()["hits"]
+    assert api.client.get("/alerts", headers=wjw).json()["items"] == []
+    assert [h["event"]["id"] for h in api.client.get("/alerts", headers=both).json()["items"]
             ] == ["al-gaj"]
     # a principal granted no department sees nothing
     none = api.token("analyst", departments=[])
-    assert api.client.get("/events", headers=none).json()["hits"] == []
+    assert api.client.get("/events", headers=none).json()["items"] == []
