@@ -198,9 +198,11 @@ def _apply_many(store: EventStore, ids: list[str], change: Change, *, by: str,
 # -- bulk, with a journal ---------------------------------------------------------------
 def bulk(store: EventStore, ids: Iterable[str], change: Change, *, by: str,
          visible: Callable[[dict[str, Any]], bool] | None = None,
-         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+         progress: Callable[[int, int], None] | None = None, chunk: int = _CHUNK
+         ) -> dict[str, Any]:
     """The same change to many alerts, all or (after a crash and `recover`) all the same:
-    returns {"id": bulk id, "applied": [ids], "skipped": {id: why}}."""
+    returns {"id": bulk id, "applied": [ids], "skipped": {id: why}}. `progress(done,
+    total)` is called after each `chunk` of alerts."""
     change.check()
     ids = list(dict.fromkeys(ids))
     if len(ids) > MAX_BULK:
@@ -221,13 +223,13 @@ def bulk(store: EventStore, ids: Iterable[str], change: Change, *, by: str,
     res = store.write([journal], refresh=True)
     if res.rejected:
         raise AlertError(f"bulk change not started: {res.rejected[0].reason}")
-    applied, more = _run_journal(store, journal, progress=progress)
+    applied, more = _run_journal(store, journal, progress=progress, chunk=chunk)
     skipped.update(more)
     return {"id": bid, "applied": applied, "skipped": skipped}
 
 
 def _run_journal(store: EventStore, journal: dict[str, Any],
-                 progress: Callable[[int, int], None] | None = None
+                 progress: Callable[[int, int], None] | None = None, chunk: int = _CHUNK
                  ) -> tuple[list[str], dict[str, str]]:
     b = journal["govsoc"]["bulk"]
     bid = journal["event"]["id"]
@@ -237,14 +239,14 @@ def _run_journal(store: EventStore, journal: dict[str, Any],
     cids = {a: ecs.stable_id("bulk", bid, a) for a in targets}
     applied: list[str] = []
     skipped: dict[str, str] = {}
-    for i in range(0, len(targets), _CHUNK):
-        chunk = targets[i:i + _CHUNK]
-        done, why = _apply_many(store, chunk, change, by=b["by"], visible=None,
+    for i in range(0, len(targets), chunk):
+        part = targets[i:i + chunk]
+        done, why = _apply_many(store, part, change, by=b["by"], visible=None,
                                 refresh=False, change_ids=cids, at=b["at"])
-        applied += [a for a in chunk if a in done]
+        applied += [a for a in part if a in done]
         skipped.update(why)
         if progress is not None:
-            progress(min(i + _CHUNK, len(targets)), len(targets))
+            progress(min(i + chunk, len(targets)), len(targets))
     store.refresh()
     store.delete("state", [bid])  # finished: nothing left to recover
     return applied, skipped

@@ -29,7 +29,8 @@ AGGREGATE = {"status": "govsoc.alert.status", "level": "govsoc.alert.level",
              "technique": "threat.technique.id", "host": "host.name",
              "severity": "event.severity", "close_reason": "govsoc.alert.close_reason"}
 EVENTS_SHOWN = 100
-_V = Query(None, max_length=200)
+def _v() -> Any:
+    return Query(None, max_length=200)  # a fresh one each time (see routes_data.doc_id)
 _USER = r"^[A-Za-z0-9_.@-]{1,200}$"
 
 
@@ -58,9 +59,9 @@ class Filters:
 
 
 @router.get("/alerts")
-def list_alerts(request: Request, status: str | None = _V, level: str | None = _V,
-                rule: str | None = _V, assignee: str | None = _V, department: str | None = _V,
-                tactic: str | None = _V, q: str | None = Q, start: str | None = FROM,
+def list_alerts(request: Request, status: str | None = _v(), level: str | None = _v(),
+                rule: str | None = _v(), assignee: str | None = _v(), department: str | None = _v(),
+                tactic: str | None = _v(), q: str | None = Q, start: str | None = FROM,
                 end: str | None = TO,
                 sort: Literal["-@timestamp", "@timestamp"] = Query(
                     "-@timestamp", description="newest (last seen) first, or oldest"),
@@ -75,9 +76,9 @@ def list_alerts(request: Request, status: str | None = _V, level: str | None = _
 
 
 @router.get("/alerts/count")
-def count_alerts(request: Request, status: str | None = _V, level: str | None = _V,
-                 rule: str | None = _V, assignee: str | None = _V,
-                 department: str | None = _V, tactic: str | None = _V, q: str | None = Q,
+def count_alerts(request: Request, status: str | None = _v(), level: str | None = _v(),
+                 rule: str | None = _v(), assignee: str | None = _v(),
+                 department: str | None = _v(), tactic: str | None = _v(), q: str | None = Q,
                  start: str | None = FROM, end: str | None = TO) -> dict[str, int]:
     sel = Filters(status, level, rule, assignee, department, tactic, q, start,
                   end).selection(request)
@@ -90,9 +91,9 @@ def count_alerts(request: Request, status: str | None = _V, level: str | None = 
 @router.get("/alerts/aggregate")
 def aggregate_alerts(request: Request,
                      field: Literal[tuple(AGGREGATE)] = Query(...),  # type: ignore[valid-type]
-                     status: str | None = _V, level: str | None = _V, rule: str | None = _V,
-                     assignee: str | None = _V, department: str | None = _V,
-                     tactic: str | None = _V, q: str | None = Q, start: str | None = FROM,
+                     status: str | None = _v(), level: str | None = _v(), rule: str | None = _v(),
+                     assignee: str | None = _v(), department: str | None = _v(),
+                     tactic: str | None = _v(), q: str | None = Q, start: str | None = FROM,
                      end: str | None = TO, size: int = Query(20, ge=1, le=200)
                      ) -> dict[str, Any]:
     """Counts of the matching alerts by one field, most frequent first."""
@@ -254,5 +255,5 @@ def bulk(request: Request, body: BulkBody) -> dict[str, Any]:
 def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except AlertError as exc:
-        raise HTTPException(400, str(exc)) from None
+    except (AlertError, q.QueryError) as exc:
+        raise HTTPException(400, str(exc).splitlines()[0][:300]) from None

@@ -46,7 +46,7 @@ def decode_cursor(text: str | None) -> list[Any] | None:
 def selection(request: Request, family: str, text: str | None, dataset: str | None,
               start: str | None, end: str | None) -> Selection:
     try:
-        parsed = q.parse(text) if text else None
+        parsed = q.parse(text) if text and text.strip() != "*" else None  # "*": all
         return Selection(family=family, dataset=dataset, start=start, end=end,
                          query=tenancy.scope(request.state.principal, parsed))
     except (q.QueryError, ValueError, RecursionError, OverflowError) as exc:
