@@ -162,7 +162,7 @@ def test_history_complete_after_concurrent_updates(api):
 
     def work(name: str, client: TestClient) -> None:
         codes = []
-        for i in range(8):
+        for i in range(5):
             codes.append(client.post("/alerts/al-wjw-0/notes", json={"text": f"{name} {i}"},
                                      headers=h).status_code)
             codes.append(client.post("/alerts/al-wjw-0/assign", json={"assignee": f"{name}{i}"},
@@ -186,13 +186,13 @@ def test_history_complete_after_concurrent_updates(api):
     assert sorted(codes[-1] for codes in results.values()) == [200, 409]
     hist = api.client.get("/alerts/al-wjw-0/history", headers=h).json()["items"]
     notes = sorted(e["note"] for e in hist if e["action"] == "note")
-    assert notes == sorted(f"{n} {i}" for n in "ab" for i in range(8))
+    assert notes == sorted(f"{n} {i}" for n in "ab" for i in range(5))
     assigns = [e for e in hist if e["action"] == "assign"]
-    assert len(assigns) == 16
+    assert len(assigns) == 10
     # each assignment's "from" is the one before it: no change was lost in between
     assert [e["from"] for e in assigns[1:]] == [e["to"] for e in assigns[:-1]]
     assert [e["to"] for e in hist if e["action"] == "transition"] == ["acknowledged"]
-    assert len({e["id"] for e in hist}) == len(hist) == 33
+    assert len({e["id"] for e in hist}) == len(hist) == 21
 
 
 CRASHER = """
