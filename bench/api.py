@@ -10,6 +10,11 @@ privileged read). The reference is `bench/api_bare.py`: the same handler and the
 ASGI guard without the gate and the audit trail. Rounds alternate between the two apps.
 
     python bench/api.py [--store sqlite|es|both] [--seconds 8] [--rounds 3]
+                        [--alerts yes|no|only] [--es-url URL] [--rebuild]
+
+The alert figures (GET /alerts and transitions over 1,000,000 events, 10,000 alerts) are
+the section in `bench/api_alerts.py`, run after these (`--alerts only`: just that section;
+`--es-url`: an existing node for it instead of its own cached one).
 """
 
 from __future__ import annotations
@@ -167,7 +172,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--es-port", type=int, default=9271)
+    ap.add_argument("--alerts", choices=["yes", "no", "only"], default="yes")
+    ap.add_argument("--es-url", default=None, help="alert section: use this node")
+    ap.add_argument("--rebuild", action="store_true", help="alert section: rewrite the data")
     args = ap.parse_args()
+    if args.alerts == "only":
+        import api_alerts
+
+        api_alerts.run(args.store, es_url=args.es_url, rebuild=args.rebuild)
+        return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed (Debian package wrk; `make bench` installs it)")
     print(f"machine: {os.cpu_count()} CPUs shared by the servers and wrk")
@@ -179,6 +192,10 @@ def main() -> None:
 
         with throwaway_node(args.es_port) as url:
             run_store("elasticsearch", url, args.seconds, args.rounds)
+    if args.alerts == "yes":
+        import api_alerts
+
+        api_alerts.run(args.store, es_url=args.es_url, rebuild=args.rebuild)
 
 
 if __name__ == "__main__":

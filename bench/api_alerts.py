@@ -1,0 +1,225 @@
+"""The alert section of `bench/api.py` (issue 12 targets: `GET /alerts`, the 50 newest open
+alerts of one department, p95 <= 100 ms with 10,000 alerts over 1,000,000 events; an alert
+transition p95 <= 50 ms; both stores).
+
+The API is served as `govsoc api serve` serves it (uvicorn, 2 workers, HTTPS); requests are
+sent one at a time over a kept-alive connection by an analyst of one department (so the
+department scope is in every query). The reference, measured in the same run, is the same
+store work done directly through EventStore without HTTP, auth, audit or JSON: the same
+selection's page and count for the list; `versions` + `write_if` of the alert for a
+transition. Transitions alternate acknowledge / reopen, so the data set is unchanged.
+
+The data set (1,000,000 events, 10,000 alerts, 10 departments) is written in bulk once
+and kept: a SQLite file and an Elasticsearch node home under /var/tmp, reused while their
+marker document says they hold this data set (`--rebuild` writes them again).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ports import free_port
+
+EVENTS = 1_000_000
+ALERTS = 10_000
+DEPARTMENTS = [f"d{i}" for i in range(10)]
+MARKER = "bench-alerts-dataset"
+VERSION = f"v1-{EVENTS}-{ALERTS}"
+CACHE = Path(os.environ.get("GOVSOC_BENCH_CACHE", "/var/tmp/govsoc-bench-alerts"))
+BASE = 1_790_000_000  # 2026-09-21, fixed: the same data set every run
+SAMPLES = 200
+
+
+def _docs(start: int, n: int):
+    from soc_core import ecs
+
+    for i in range(start, start + n):
+        dept = DEPARTMENTS[i % len(DEPARTMENTS)]
+        yield {"@timestamp": ecs.format_time(ecs.parse_time(BASE + i * 0.6)),
+               "event": {"dataset": "system.auth", "kind": "event", "id": f"e{i}",
+                         "outcome": "failure" if i % 7 else "success"},
+               "source": {"ip": f"10.{i % 10}.{i // 250 % 250}.{i % 250 + 1}"},
+               "host": {"name": f"h{i % 500}"}, "user": {"name": f"u{i % 97}"},
+               "organization": {"id": dept},
+               "message": f"Failed password for u{i % 97} port {i % 60000}"}
+
+
+def _alerts():
+    from soc_core import ecs
+
+    step = EVENTS // ALERTS
+    statuses = ["open", "open", "open", "acknowledged", "closed", "closed", "closed",
+                "closed", "closed", "closed"]  # 30 % open
+    for a in range(ALERTS):
+        i = a * step
+        dept = DEPARTMENTS[a % len(DEPARTMENTS)]
+        t = ecs.format_time(ecs.parse_time(BASE + i * 0.6))
+        status = statuses[(a // len(DEPARTMENTS)) % len(statuses)]
+        yield {"@timestamp": t, "message": f"SSH brute force {a}",
+               "event": {"kind": "alert", "id": f"alert-{a}", "dataset": "govsoc.alert",
+                         "module": "govsoc", "severity": 70},
+               "rule": {"id": f"r{a % 40}", "name": f"rule {a % 40}", "uuid": f"r{a % 40}"},
+               "threat": {"framework": "MITRE ATT&CK",
+                          "tactic": {"id": ["TA0006"], "name": ["Credential Access"]}},
+               "host": {"name": f"h{i % 500}"}, "organization": {"id": dept},
+               "govsoc": {"departments": [dept], "alert": {
+                   "status": status, "level": ["low", "medium", "high", "critical"][a % 4],
+                   "count": step, "first_seen": t, "last_seen": t,
+                   "event_ids": [f"e{i + k}" for k in range(0, step, len(DEPARTMENTS))][:20],
+                   "assignee": None, "close_reason": "resolved" if status == "closed" else None,
+                   "notes": [], "history": [], "created": t}}}
+
+
+def ensure_dataset(store, rebuild: bool) -> str:
+    """Write the data set unless the store already holds it; returns what was done."""
+    from soc_core import ecs
+    from soc_core.store import Selection
+
+    mark = store.get("state", MARKER)
+    if mark and mark.get("govsoc", {}).get("bench") == VERSION and not rebuild:
+        return "reused"
+    t0 = time.perf_counter()
+    batch = 10_000
+    for start in range(0, EVENTS, batch):
+        res = store.write(_docs(start, batch))
+        if res.rejected:
+            sys.exit(f"bench data rejected: {res.rejected[0].reason}")
+        if start % 200_000 == 0:
+            print(f"    events {start:>9,} / {EVENTS:,}  {time.perf_counter() - t0:5.0f} s",
+                  flush=True)
+    store.write(_alerts())
+    store.refresh()
+    store.optimize()
+    n = store.count(Selection(family="alerts"))
+    if n != ALERTS:
+        sys.exit(f"bench data set: {n} alerts stored, {ALERTS} expected")
+    store.write([{"@timestamp": ecs.format_time(ecs.parse_time(BASE)),
+                  "event": {"kind": "state", "id": MARKER, "dataset": "govsoc.state.bench"},
+                  "govsoc": {"bench": VERSION}}], refresh=True)
+    return f"written in {time.perf_counter() - t0:.0f} s"
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
+            es_namespace: str = "benchalerts") -> None:
+    import httpx
+    from api import MASTER, start, stop
+
+    from soc_api.identity import Identity
+    from soc_core.config import load_config
+    from soc_core.query import And, Or, Term
+    from soc_core.store import Selection, open_store
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "govsoc.toml").write_text(
+        f'store_url = "{store_url}"\ndata_dir = "{folder}/data"\n'
+        f'es_namespace = "{es_namespace}"\n[crypto]\nkdf_iterations = 1000\n'
+        f'[api]\ntoken_rate = 1000000\n', encoding="utf-8")
+    os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY=MASTER)
+    cfg = load_config()
+    store = open_store(cfg.store_url, departments=[])
+    print(f"[{label}] data set: {EVENTS:,} events, {ALERTS:,} alerts: "
+          f"{ensure_dataset(store, rebuild)}", flush=True)
+    dept = DEPARTMENTS[3]
+    _, token = Identity.from_config(cfg, store).create_token(
+        "bench-analyst", roles_=["analyst"], departments=[dept], created_by="bench")
+    # the same selection the route builds: the department scope, then the status and
+    # department filters (soc_api.tenancy, soc_api.routes_alerts)
+    mine = Or(tuple(Term(f, dept, True) for f in ("organization.id", "govsoc.departments")))
+    sel = Selection(family="alerts", query=And((
+        mine, Or((Term("govsoc.alert.status", "open", True),)), mine)))
+
+    port = free_port()
+    server = start([str(Path(sys.executable).parent / "govsoc"), "api", "serve", "--port",
+                    str(port), "--workers", "2"], port)
+    try:
+        base = f"https://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, verify=False,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
+            params = {"status": "open", "department": dept, "size": 50}
+            first = http.get("/alerts", params=params)
+            if first.status_code != 200 or len(first.json()["items"]) != 50:
+                sys.exit(f"GET /alerts answered {first.status_code}: {first.text[:300]}")
+            ids = [d["event"]["id"] for d in first.json()["items"]]
+            api_list, ref_list = [], []
+            for _ in range(SAMPLES):  # alternate, so both see the same machine state
+                t0 = time.perf_counter()
+                r = http.get("/alerts", params=params)
+                t1 = time.perf_counter()
+                store.search(sel, size=50, descending=True)
+                store.count(sel)
+                t2 = time.perf_counter()
+                assert r.status_code == 200
+                api_list.append((t1 - t0) * 1000)
+                ref_list.append((t2 - t1) * 1000)
+            api_tr, ref_tr = [], []
+            for i in range(SAMPLES // 2):
+                aid = ids[i % len(ids)]
+                for status in ("acknowledged", "open"):
+                    t0 = time.perf_counter()
+                    r = http.post(f"/alerts/{aid}/transition", json={"status": status})
+                    t1 = time.perf_counter()
+                    if r.status_code != 200:
+                        sys.exit(f"transition answered {r.status_code}: {r.text[:300]}")
+                    api_tr.append((t1 - t0) * 1000)
+                # the reference: the same compare-and-set write, straight to the store
+                other = ids[(i + 25) % len(ids)]
+                t0 = time.perf_counter()
+                (doc, version), = store.versions("alerts", [other]).values()
+                doc["govsoc"]["alert"]["updated_by_bench"] = random.random()
+                store.write_if([(doc, version)], refresh=True)
+                ref_tr.append((time.perf_counter() - t0) * 1000)
+    finally:
+        stop(server)
+        store.close()
+    for what, api, ref, target in (
+            ("GET /alerts (50 newest open, one department)", api_list, ref_list, 100),
+            ("POST /alerts/{id}/transition", api_tr, ref_tr, 50)):
+        a, r = p95(api), p95(ref)
+        print(f"  {what}: p95 {a:6.1f} ms (median {statistics.median(api):.1f})  "
+              f"direct EventStore p95 {r:6.1f} ms  ratio {a / r:5.2f}  "
+              f"target <= {target} ms: {'met' if a <= target else 'MISSED'}", flush=True)
+
+
+def es_node(port: int) -> tuple[str, list[str]]:
+    """A node whose home (and data) is kept under the cache folder between runs."""
+    home = CACHE / "es"
+    home.mkdir(parents=True, exist_ok=True)
+    from eslocal import ES_LOCAL
+
+    env = {**os.environ, "ES_PORT": str(port), "ES_HOME": str(home)}
+    out = subprocess.run([ES_LOCAL, "start"], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(f"Elasticsearch did not start: {out.stderr[-2000:]}")
+    return out.stdout.strip().splitlines()[-1], [ES_LOCAL, "stop"]
+
+
+def run(stores: str, *, es_url: str | None = None, es_port: int = 9272,
+        rebuild: bool = False) -> None:
+    print(f"alerts: load average {os.getloadavg()[0]:.1f} (1 min), "
+          f"{os.cpu_count()} CPUs", flush=True)
+    if stores in ("sqlite", "both"):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        measure("sqlite", f"sqlite:///{CACHE}/alerts.db", CACHE / "run-sqlite",
+                rebuild=rebuild)
+    if stores in ("es", "both"):
+        if es_url:
+            measure("elasticsearch", es_url, CACHE / "run-es", rebuild=rebuild)
+        else:
+            url, stop_cmd = es_node(es_port)
+            try:
+                measure("elasticsearch", url, CACHE / "run-es", rebuild=rebuild)
+            finally:
+                subprocess.run(stop_cmd, capture_output=True,
+                               env={**os.environ, "ES_PORT": str(es_port),
+                                    "ES_HOME": str(CACHE / "es")})
+    print(f"alerts: load average {os.getloadavg()[0]:.1f} (1 min) at the end", flush=True)
