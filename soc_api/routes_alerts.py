@@ -50,9 +50,9 @@ class Filters:
         sel = selection(request, "alerts", self.q, None, self.start, self.end)
         parts = [sel.query] if sel.query is not None else []
         for name, value in self.values.items():
-            if value is not None:  # comma-separated: any of them
-                terms = [q.Term(f, v.strip(), True) for f in FILTERS[name]
-                         for v in value.split(",") if v.strip()]
+            terms = [q.Term(f, v.strip(), True) for f in FILTERS[name]
+                     for v in (value or "").split(",") if v.strip()]
+            if terms:  # comma-separated: any of them; empty: no filter
                 parts.append(q.Or(tuple(terms)))
         sel.query = q.And(tuple(parts)) if len(parts) > 1 else (parts[0] if parts else None)
         return sel
