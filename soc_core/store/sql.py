@@ -25,6 +25,9 @@ HOT_COLUMNS = {
     "source.ip": "source_ip",
     "destination.ip": "destination_ip",
 }
+# fields that never hold an array, compared with json_extract (the expression an index of
+# sqlite.SCHEMA is built on) instead of walked with json_each
+SCALAR_FIELDS = frozenset({"govsoc.alert.status"})
 _FIELD_OK = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af])")
 
@@ -120,6 +123,8 @@ class Compiler:
         col = HOT_COLUMNS.get(field)
         if col:
             return f"{col} IN ({marks})"
+        if field in SCALAR_FIELDS:
+            return f"{field_expr(field)} IN ({marks})"
         # json_each also walks arrays, so a term matches one element like in ES
         return (f"EXISTS (SELECT 1 FROM json_each(docs.doc, '{json_path(field)}') AS je "
                 f"WHERE je.value IN ({marks}))")

@@ -50,6 +50,10 @@ CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts) WHERE host_name IS 
 CREATE INDEX IF NOT EXISTS docs_source_ip ON docs (source_ip, ts) WHERE source_ip IS NOT NULL;
 CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts)
     WHERE destination_ip IS NOT NULL;
+-- the analysts' list: open alerts, newest first (partial: events never pay for it); the
+-- expression is the one sql.Compiler writes for a term on this field (SCALAR_FIELDS)
+CREATE INDEX IF NOT EXISTS docs_alert_status ON docs
+    (json_extract(doc, '$."govsoc"."alert"."status"'), ts, id) WHERE family = 'alerts';
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5 (message, tokenize = 'unicode61');
 -- New rows reach the full-text index in one INSERT ... SELECT per batch (see FTS_NEW), not
 -- through a row trigger: each execution of a statement that writes FTS5 flushes its pending
