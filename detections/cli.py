@@ -298,7 +298,8 @@ def alerts_list(status: str | None, limit: int, as_json: bool, store_url: str | 
 @click.argument("alert_id")
 @click.option("--status", default=None, help="open, acknowledged or closed.")
 @click.option("--reason", "close_reason", default=None,
-              help="With --status closed: resolved, false_positive, duplicate, benign.")
+              help="With --status closed: resolved, false_positive, true_positive, "
+                   "duplicate, benign.")
 @click.option("--note", default=None, help="A note to append.")
 @click.option("--assignee", default=None, help="Who owns it ('' to clear).")
 @click.option("--by", default=None, help="Who makes the change (default: $USER).")
@@ -321,6 +322,27 @@ def alerts_set(alert_id: str, status: str | None, close_reason: str | None, note
     al = doc["govsoc"]["alert"]
     reason = f" ({al['close_reason']})" if al.get("close_reason") else ""
     click.echo(f"{alert_id} {al['status']}{reason}")
+
+
+@alerts.command("history")
+@click.argument("alert_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON entry per line.")
+@store_option
+def alerts_history(alert_id: str, as_json: bool, store_url: str | None) -> None:
+    """Every change to an alert, oldest first: when, who, what, from -> to, note."""
+    from detections.workflow import history
+
+    with open_cli_store(store_url) as store:
+        doc = store.get("alerts", alert_id)
+    if doc is None:
+        fail(f"no alert with id {alert_id}")
+    for e in history(doc):
+        if as_json:
+            click.echo(orjson.dumps(e).decode())
+            continue
+        change = f"{e['from'] or '-'} -> {e['to'] or '-'}" if e["action"] != "note" else ""
+        extra = "".join(f" {k}={e[k]}" for k in ("reason", "note") if e.get(k))
+        click.echo(f"{e['at']} {e['by']} {e['action']} {change}{extra}".rstrip())
 
 
 # -- posture -----------------------------------------------------------------------

@@ -59,6 +59,10 @@ def test_detect_alerts_workflow_and_posture(url):
     assert a["id"] in closed
     assert a["id"] not in run("alerts", "list", "--status", "open", "--json",
                               "--store", url).stdout
+    hist = [json.loads(line) for line in run("alerts", "history", a["id"], "--json",
+                                             "--store", url).stdout.splitlines()]
+    assert [(e["from"], e["to"], e["reason"], e["note"]) for e in hist] == [
+        ("open", "closed", "false_positive", "pen test by the provincial CERT")]
     p = json.loads(run("posture", "--json", "--store", url).stdout)
     assert 0 <= p["security_index"]["value"] <= 100
     assert set(p["by_severity"]) == {"critical", "high", "medium", "low", "informational"}
