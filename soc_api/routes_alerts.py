@@ -5,6 +5,7 @@ the same code the CLI uses; this module is only HTTP, departments and the audit 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -47,15 +48,20 @@ class Filters:
         self.q, self.start, self.end = q, start, end
 
     def selection(self, request: Request) -> Selection:
-        sel = selection(request, "alerts", self.q, None, self.start, self.end)
-        parts = [sel.query] if sel.query is not None else []
+        first = []
         for name, value in self.values.items():
             terms = [q.Term(f, v.strip(), True) for f in FILTERS[name]
-                     for v in (value or "").split(",") if v.strip()]
+                     for v in (value or "").split(",") if v.strip() and name != "department"]
             if terms:  # comma-separated: any of them; empty: no filter
-                parts.append(q.Or(tuple(terms)))
-        sel.query = q.And(tuple(parts)) if len(parts) > 1 else (parts[0] if parts else None)
-        return sel
+                first.append(q.Or(tuple(terms)))
+        # a department filter narrows the caller's own scope (one check instead of two)
+        principal = request.state.principal
+        wanted = [d.strip() for d in (self.values["department"] or "").split(",") if d.strip()]
+        if wanted:
+            mine = [d for d in wanted if principal.all_departments or d in principal.departments]
+            principal = replace(principal, departments=tuple(mine))
+        return selection(request, "alerts", self.q, None, self.start, self.end,
+                         principal=principal, first=first)
 
 
 @router.get("/alerts")

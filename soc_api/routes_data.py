@@ -44,11 +44,16 @@ def decode_cursor(text: str | None) -> list[Any] | None:
 
 
 def selection(request: Request, family: str, text: str | None, dataset: str | None,
-              start: str | None, end: str | None) -> Selection:
+              start: str | None, end: str | None, *, principal: Any = None,
+              first: list[q.Node] | None = None) -> Selection:
+    """The caller's selection, scoped to `principal` (default: the caller's; a narrower
+    one for a department filter); `first`: filters checked before the scope (cheapest)."""
     try:
         parsed = q.parse(text) if text and text.strip() != "*" else None  # "*": all
-        return Selection(family=family, dataset=dataset, start=start, end=end,
-                         query=tenancy.scope(request.state.principal, parsed))
+        query = tenancy.scope(principal or request.state.principal, parsed)
+        if first:
+            query = q.And((*first, query)) if query is not None else q.And(tuple(first))
+        return Selection(family=family, dataset=dataset, start=start, end=end, query=query)
     except (q.QueryError, ValueError, RecursionError, OverflowError) as exc:
         msg = "query nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise HTTPException(400, msg.splitlines()[0][:300]) from None
