@@ -51,7 +51,11 @@ def build_context(cfg: Config, store: Any = None, trail: Any = None) -> Context:
     ctx = Context(cfg=cfg, store=store, identity=Identity.from_config(cfg, store),
                   trail=trail, departments=Departments.from_config(cfg),
                   token_rate=float(cfg.get("api.token_rate", 3000)))
-    workflow.recover(store)  # finish any bulk alert change a crash interrupted
+    try:  # finish any bulk alert change a crash interrupted (each bulk also does first)
+        workflow.recover(store)
+    except StoreError as exc:
+        log.warning("interrupted bulk alert changes not finished yet: %s",
+                    redact_url(str(exc))[:300])
     return ctx
 
 
