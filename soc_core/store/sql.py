@@ -25,9 +25,10 @@ HOT_COLUMNS = {
     "source.ip": "source_ip",
     "destination.ip": "destination_ip",
 }
-# fields that never hold an array, compared with json_extract (the expression an index of
-# sqlite.SCHEMA is built on) instead of walked with json_each
-SCALAR_FIELDS = frozenset({"govsoc.alert.status"})
+# fields that never hold an array (ECS single keywords govsoc writes itself), compared with
+# json_extract (cheaper, and the expression an index of sqlite.SCHEMA is built on) instead
+# of walked with json_each: the alert status, and the department every scoped query checks
+SCALAR_FIELDS = frozenset({"govsoc.alert.status", "organization.id"})
 _FIELD_OK = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af])")
 
