@@ -9,7 +9,10 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
                                                           detections.engine
     list_alerts(store, status=None, limit=...)           detections.alerts (AlertError)
     set_status(store, alert_id, status=..., note=..., assignee=..., close_reason=..., by=...)
-    add_exception / remove_exception / snooze / unsnooze / health   detections.tuning
+    add_exception / remove_exception / snooze / unsnooze / set_enabled / tuning_of / health
+                                                          detections.tuning (TuningError)
+    DetectionState.for_store(store): load() / update(fn)  detections.state (in the store)
+    Lease(store, name, ttl_s=...), run_scheduled(...)     detections.leader (one engine leads)
     posture: the module; posture.posture(store) -> dict (security index and its parts)
     render(store) -> rich renderable for `govsoc up`                detections.view
     run(store_url, stop_event, demo)  the `govsoc.services` entry   detections.service
@@ -23,7 +26,10 @@ _WHERE = {
     "Engine": "engine", "Settings": "engine",
     "list_alerts": "alerts", "set_status": "alerts", "AlertError": "alerts",
     "add_exception": "tuning", "remove_exception": "tuning", "snooze": "tuning",
-    "unsnooze": "tuning", "health": "tuning", "render": "view", "run": "service",
+    "unsnooze": "tuning", "health": "tuning", "set_enabled": "tuning", "tuning_of": "tuning",
+    "health_of": "tuning", "TuningError": "tuning", "DetectionState": "state",
+    "Lease": "leader",
+    "run_scheduled": "leader", "LeaseLost": "engine", "render": "view", "run": "service",
 }
 __all__ = sorted([*_WHERE, "posture"])
 __getattr__ = lazy_exports(__name__, _WHERE, modules=["posture"])

@@ -229,26 +229,48 @@ def detect_run(once: bool, paths: tuple[str, ...], since: str | None, interval: 
             fail(f"detections.backfill_max_events: {exc}")
         engine = Engine(store, pack, settings=Settings(interval_s=interval,
                                                        backfill_max_events=bound))
-        stop = threading.Event()
-        first = True
-        try:
-            while True:
-                try:
-                    # the first pass also covers what was stored before any window
-                    summary = engine.run_once(since=since, backfill=first)
-                except StoreError as exc:
-                    fail(str(exc))
-                first = False
-                if summary.unexamined:
-                    click.echo(summary.unexamined.line(), err=not summary.unexamined.covered)
-                for rid, err in summary.errors.items():
-                    click.echo(f"rule {rid} failed: {err}", err=True)
-                click.echo(summary.line())
-                since = None
-                if once or stop.wait(interval):
-                    break
-        except KeyboardInterrupt:
-            pass
+
+        def report(summary: Any) -> None:
+            if summary.unexamined:
+                click.echo(summary.unexamined.line(), err=not summary.unexamined.covered)
+            for rid, err in summary.errors.items():
+                click.echo(f"rule {rid} failed: {err}", err=True)
+            click.echo(summary.line(), nl=True)
+            sys.stdout.flush()
+
+        # the first pass also covers what was stored before any window
+        if once:
+            try:
+                report(engine.run_once(since=since, backfill=True))
+            except StoreError as exc:
+                fail(str(exc))
+            return
+        _scheduled(engine, interval, since, report)
+
+
+def _scheduled(engine: Any, interval: float, since: str | None, report: Any) -> None:
+    """Passes while this process leads the rule set (detections.leader); other engines
+    over the same store stand by and take over within the lease time if it dies."""
+    import signal
+
+    from detections.leader import run_scheduled
+
+    try:
+        ttl = float(load_config().get("detections.lease_s", 10))
+    except (ConfigError, ValueError) as exc:
+        fail(f"detections.lease_s: {exc}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a clean stop hands the lease on
+
+    def changed(leading: bool) -> None:
+        click.echo(f"engine {engine.name} {'leads' if leading else 'stands by for'} "
+                   f"the rule set", err=True)
+
+    try:
+        run_scheduled(engine, stop, interval, ttl_s=ttl, on_pass=report, on_change=changed,
+                      first={"since": since, "backfill": True})
+    except KeyboardInterrupt:
+        pass
 
 
 # -- alerts ------------------------------------------------------------------------

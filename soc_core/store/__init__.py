@@ -6,6 +6,10 @@
 Times: resolve_time / resolve_millis ("now-1h", ISO-8601, epoch) for selections. For SQL
 compiled against the SQLite store (the detection backend): field_expr(field) is a field's
 value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path.
+
+Conditional writes (compare-and-set) on mutable families, for state that several processes
+change: read_versioned(family, id) -> (doc, version), write_if(doc, version) -> new version
+or Conflict, modify(family, id, fn) the retrying read-modify-write built on them.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from soc_core.store.base import (
+    Conflict,
     EventStore,
     Page,
     Rejected,
     Selection,
     StoreError,
     StoreUnavailable,
+    Version,
     WriteResult,
     parse_duration,
     resolve_millis,
@@ -26,9 +32,9 @@ from soc_core.store.base import (
 )
 from soc_core.store.sql import field_expr, json_path
 
-__all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
-           "WriteResult", "field_expr", "json_path", "open_store", "parse_duration",
-           "resolve_millis", "resolve_time"]
+__all__ = ["Conflict", "EventStore", "Page", "Rejected", "Selection", "StoreError",
+           "StoreUnavailable", "Version", "WriteResult", "field_expr", "json_path",
+           "open_store", "parse_duration", "resolve_millis", "resolve_time"]
 
 
 def open_store(url: str | None = None, *, departments: Any = None, **options) -> EventStore:

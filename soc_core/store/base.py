@@ -10,7 +10,10 @@ Results are sorted by (`@timestamp`, `event.id`), which makes the cursor of
 from __future__ import annotations
 
 import abc
+import copy
 import logging
+import random
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,15 @@ class StoreError(RuntimeError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached now; the caller may retry or spool."""
+
+
+class Conflict(StoreError):
+    """A conditional write lost: the document changed since the version the caller read."""
+
+
+# An opaque version token of a stored mutable document (SQLite: the row version;
+# Elasticsearch: (seq_no, primary_term)); None: the document does not exist.
+Version = Any
 
 
 @dataclass
@@ -181,6 +193,56 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...
+
+    # -- conditional writes (compare-and-set) on mutable families --------------------
+    def read_versioned(self, family: str, doc_id: str
+                       ) -> tuple[dict[str, Any] | None, Version]:
+        """A document and its version token, read in real time (no refresh needed);
+        (None, None) when absent. Pass the token to `write_if`."""
+        self._check_mutable(family)
+        return self._read_versioned(family, doc_id)
+
+    def write_if(self, doc: dict[str, Any], version: Version) -> Version:
+        """Store `doc` (a mutable family: state, alerts, assets, playbook runs) only if
+        its stored version is still `version` (None: only if no document has its id);
+        returns the new version. Raises `Conflict` if another writer got there first,
+        `StoreError` if the document is invalid. Departments are not stamped: this is
+        for platform state, not for what a department owns."""
+        try:
+            prepared = ecs.prepare(doc)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"invalid document: {exc}") from exc
+        self._check_mutable(prepared.family)
+        return self._write_if(prepared, version)
+
+    def modify(self, family: str, doc_id: str, fn: Any, *, attempts: int = 50) -> Any:
+        """Read-modify-write under optimistic concurrency: `fn(doc or None)` returns the
+        new document (or None to leave it as it is) and may be called again with a
+        fresher copy when another writer won; returns (document as stored, version).
+        Nothing another writer did is lost."""
+        for _ in range(attempts):
+            doc, version = self.read_versioned(family, doc_id)
+            new = fn(None if doc is None else copy.deepcopy(doc))
+            if new is None:
+                return doc, version
+            try:
+                return new, self.write_if(new, version)
+            except Conflict:
+                time.sleep(random.uniform(0.0, 0.02))  # desynchronise the contenders
+        raise Conflict(f"{family}/{doc_id}: still contended after {attempts} attempts")
+
+    @staticmethod
+    def _check_mutable(family: str) -> None:
+        if family not in ecs.MUTABLE_FAMILIES:
+            raise StoreError(f"conditional writes are for mutable families "
+                             f"({', '.join(sorted(ecs.MUTABLE_FAMILIES))}), not {family!r}")
+
+    @abc.abstractmethod
+    def _read_versioned(self, family: str, doc_id: str
+                        ) -> tuple[dict[str, Any] | None, Version]: ...
+
+    @abc.abstractmethod
+    def _write_if(self, doc: ecs.Prepared, version: Version) -> Version: ...
 
     @abc.abstractmethod
     def delete(self, family: str, ids: Iterable[str]) -> int:

@@ -20,13 +20,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
 from soc_core import ecs
 from soc_core import query as q
 from soc_core.config import load_config, redact_url
 from soc_core.store import es_mappings
 from soc_core.store.base import (
+    Conflict,
     EventStore,
     Page,
     Rejected,
@@ -173,6 +174,31 @@ class ElasticStore(EventStore):
         if refresh:
             self.refresh()
         return result
+
+    def _read_versioned(self, family: str, doc_id: str
+                        ) -> tuple[dict[str, Any] | None, Any]:
+        # a real-time GET: sees the latest write without a refresh
+        try:
+            resp = self._call(self.es.get, index=self.index_for(family, ""), id=doc_id)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                return None, None
+            raise
+        return resp["_source"], (resp["_seq_no"], resp["_primary_term"])
+
+    def _write_if(self, p: ecs.Prepared, version: Any) -> Any:
+        """Optimistic concurrency: `if_seq_no`/`if_primary_term` on an index request, or
+        `op_type=create` for a document that must not exist yet; a 409 is a lost race."""
+        index = self.index_for(p.family, p.dataset)
+        cond: dict[str, Any] = ({"op_type": "create"} if version is None else
+                                {"if_seq_no": version[0], "if_primary_term": version[1]})
+        try:
+            resp = self._call(self.es.index, index=index, id=p.id, document=p.json, **cond)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, ConflictError):
+                raise Conflict(f"{p.family}/{p.id} changed since version {version}") from exc
+            raise
+        return resp["_seq_no"], resp["_primary_term"]
 
     def _stored_in_older_backing_indices(self, docs: list[ecs.Prepared]
                                          ) -> set[tuple[str, str]]:

@@ -16,6 +16,7 @@ from soc_core import ecs
 from soc_core.config import sqlite_path
 from soc_core.regex import RegexError, compile_regex
 from soc_core.store.base import (
+    Conflict,
     EventStore,
     Page,
     Selection,
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS docs (
     destination_ip TEXT,
     fts_text TEXT,                  -- `message` segmented for FTS5 (see sql.segment)
     doc TEXT NOT NULL,              -- the ECS document, JSON
+    version INTEGER NOT NULL DEFAULT 1,  -- bumped by every replacement (write_if compares)
     UNIQUE (family, id)
 );
 CREATE INDEX IF NOT EXISTS docs_time ON docs (family, ts, id);
@@ -86,7 +88,7 @@ UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
           "ON CONFLICT (family, id) DO UPDATE SET ts = excluded.ts, dataset = excluded.dataset, "
           "kind = excluded.kind, host_name = excluded.host_name, source_ip = excluded.source_ip, "
           "destination_ip = excluded.destination_ip, fts_text = excluded.fts_text, "
-          "doc = excluded.doc")
+          "doc = excluded.doc, version = docs.version + 1")
 # index the batch's new rows: rowids are assigned upwards, so they are those above the
 # largest rowid before the batch (read under the write lock)
 FTS_NEW = ("INSERT INTO docs_fts (rowid, message) SELECT rowid, fts_text FROM docs "
@@ -135,12 +137,25 @@ class SqliteStore(EventStore):
             try:
                 self._pragmas()
                 c.executescript(SCHEMA)
+                self._add_version_column()
                 c.execute("PRAGMA analysis_limit = 1000")  # sampled: milliseconds on any size
                 c.execute("PRAGMA optimize")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
+
+    def _add_version_column(self) -> None:
+        """Databases made before conditional writes lack the row version: add it (every
+        existing row starts at version 1). Another process may have just done it."""
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(docs)")}
+        if "version" not in cols:
+            try:
+                self.conn.execute("ALTER TABLE docs ADD COLUMN version INTEGER NOT NULL "
+                                  "DEFAULT 1")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     def _pragmas(self) -> None:
         """The connection's PRAGMAs. Two processes opening a new database at once (uvicorn's
@@ -204,6 +219,32 @@ class SqliteStore(EventStore):
 
     def _tx(self):
         return _Transaction(self.conn)
+
+    def _read_versioned(self, family: str, doc_id: str
+                        ) -> tuple[dict[str, Any] | None, Any]:
+        rows = self._rows("SELECT doc, version FROM docs WHERE family = ? AND id = ?",
+                          [family, doc_id])
+        return (orjson.loads(rows[0][0]), rows[0][1]) if rows else (None, None)
+
+    def _write_if(self, p: ecs.Prepared, version: Any) -> Any:
+        """Compare and replace under one write transaction (BEGIN IMMEDIATE takes the
+        database's write lock, so no other process can change the row in between)."""
+        msg = p.message
+        row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
+        with self.lock, self._tx():
+            found = self.conn.execute("SELECT version FROM docs WHERE family = ? AND id = ?",
+                                      (p.family, p.id)).fetchone()
+            current = None if found is None else found[0]
+            if current != version:
+                raise Conflict(f"{p.family}/{p.id} changed: version {current}, "
+                               f"expected {version}")
+            if found is None:
+                last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+                self.conn.execute(INSERT, row)
+                self.conn.execute(FTS_NEW, (last,))
+                return 1
+            self.conn.execute(UPSERT, row)
+            return current + 1
 
     def delete(self, family: str, ids: Iterable[str]) -> int:
         ids = list(ids)
