@@ -55,8 +55,8 @@ def replay_demo(store: EventStore, pack: RulePack | None = None) -> int:
     return res.written
 
 
-def configured_packs() -> list[str]:
-    extra = load_config().get("detections.rules", []) or []
+def configured_packs(cfg: Any = None) -> list[str]:
+    extra = (cfg or load_config()).get("detections.rules", []) or []
     return [str(OWN_PACK)] + ([extra] if isinstance(extra, str) else list(extra))
 
 

@@ -79,6 +79,17 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/crypto/keys/{key_id}/disable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/enable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/destroy"): "crypto:admin",
+    # rules and detection state (soc_api/routes_rules.py): tuning blinds detection, so
+    # every change is the security administrator's (rules:write)
+    ("GET", "/rules"): "rules:read",
+    ("GET", "/rules/{rule_id}"): "rules:read",
+    ("POST", "/rules/{rule_id}/enable"): "rules:write",
+    ("POST", "/rules/{rule_id}/disable"): "rules:write",
+    ("GET", "/rules/{rule_id}/exceptions"): "rules:read",
+    ("POST", "/rules/{rule_id}/exceptions"): "rules:write",
+    ("DELETE", "/rules/{rule_id}/exceptions/{exc_id}"): "rules:write",
+    ("POST", "/rules/{rule_id}/snooze"): "rules:write",
+    ("DELETE", "/rules/{rule_id}/snooze"): "rules:write",
 }
 
 
