@@ -256,7 +256,7 @@ def _scheduled(engine: Any, interval: float, since: str | None, report: Any) -> 
     from detections.leader import run_scheduled
 
     try:
-        ttl = float(load_config().get("detections.lease_s", 10))
+        ttl = float(load_config().get("detections.lease_s", 10.0))
     except (ConfigError, ValueError) as exc:
         fail(f"detections.lease_s: {exc}")
     stop = threading.Event()

@@ -71,6 +71,6 @@ def run(store_url: str, stop: threading.Event, demo: bool) -> None:
         engine = Engine(store, pack, settings=Settings(interval_s=interval))
         # any number of `govsoc up` over one store: one of them runs the rule set
         run_scheduled(engine, stop, max(1.0, interval),
-                      ttl_s=float(cfg.get("detections.lease_s", 10)))
+                      ttl_s=float(cfg.get("detections.lease_s", 10.0)))
     finally:
         store.close()
