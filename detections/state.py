@@ -37,7 +37,7 @@ PARTS = {
     "tuning": ("exceptions", "snoozes", "disabled"),
 }
 _ATTEMPTS = 100
-_migrated: set[str] = set()  # legacy files looked at in this process
+_migrated: set[str] = set()  # stores whose legacy file was looked for in this process
 
 
 def empty() -> dict[str, Any]:
@@ -123,13 +123,14 @@ class DetectionState:
     def migrate_legacy(self) -> bool:
         """Move a state file of an earlier version into the store (once; a store that
         already has state keeps it). The file is renamed `*.migrated`, not deleted."""
+        key = f"{self.store.url} {getattr(self.store, 'namespace', '')}"
+        if key in _migrated:  # looked at once per process: not at every API request
+            return False
+        _migrated.add(key)
         try:
             path = legacy_path(self.store)
         except (ConfigError, OSError):
             return False
-        if str(path) in _migrated:
-            return False
-        _migrated.add(str(path))
         try:
             data = {**empty(), **orjson.loads(path.read_bytes())}
         except FileNotFoundError:
