@@ -14,7 +14,8 @@ deciding who may call it cannot go unnoticed.
 from __future__ import annotations
 
 ROLES: dict[str, frozenset[str]] = {
-    "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read"}),
+    "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read",
+                           "notify:test"}),
     "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
                            "posture:read", "remediation:approve"}),
     "auditor": frozenset({"audit:read", "compliance:read"}),
@@ -79,6 +80,14 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/crypto/keys/{key_id}/disable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/enable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/destroy"): "crypto:admin",
+    # posture (soc_api/routes_posture.py)
+    ("GET", "/posture"): "posture:read",
+    ("GET", "/posture/trend"): "posture:read",
+    ("GET", "/posture/tactics"): "posture:read",
+    ("GET", "/posture/health"): "posture:read",
+    # notifications (soc_api/routes_notify.py): channels are platform configuration
+    ("GET", "/notifications/channels"): "config:read",
+    ("POST", "/notifications/test/{channel}"): "notify:test",
 }
 
 

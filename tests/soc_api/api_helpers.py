@@ -91,7 +91,7 @@ def random_name() -> str:
 
 
 PARAMS = {"name": "nobody", "token_id": "t0000000000000000", "event_id": "e1",
-          "alert_id": "a1", "key_id": "k0000000000000000"}
+          "alert_id": "a1", "key_id": "k0000000000000000", "channel": "nochannel"}
 
 
 def app_routes(client) -> list[tuple[str, str]]:
