@@ -30,6 +30,7 @@ never reach a log, an error text or `public()`: errors name the failure, not the
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import ssl
@@ -53,6 +54,21 @@ KINDS = ("alert", "approval", "playbook")
 _NAME = re.compile(r"^[a-z0-9_]{1,40}$")  # also an environment variable's part
 _LEVEL_ZH = {"critical": "严重", "high": "高危", "medium": "中危", "low": "低危",
              "informational": "提示"}
+
+
+class _RedactURLs(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook URL is a credential (DingTalk's
+    access_token, WeCom's key, Feishu's hook token), so only scheme and host are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(f"{a.scheme}://{a.netloc.decode(errors='replace')}/***"
+                                if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+if not any(isinstance(f, _RedactURLs) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_RedactURLs())
 
 
 def level_at_least(level: str, minimum: str) -> bool:
@@ -241,7 +257,7 @@ class EmailChannel(Channel):
         m["To"] = ", ".join(self.to)
         m["Date"] = formatdate(localtime=False)
         # deterministic: a message sent again after a crash is recognisably the same one
-        m["Message-ID"] = f"<{msg.id}@govsoc>"
+        m["Message-ID"] = f"<{re.sub(r'[^A-Za-z0-9.-]', '.', msg.id)}@govsoc>"
         m.set_content(msg.text)
         return m
 
