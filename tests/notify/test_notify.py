@@ -6,6 +6,7 @@ that turns new alerts and playbook runs in the store into messages."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from notify_helpers import DING_SECRET, FEISHU_SECRET, WECOM_KEY, MailBox, Receivers, wait_for
@@ -201,3 +202,36 @@ def test_watcher_queues_new_alerts_at_level_and_run_news_once(tmp_path, store, r
     ids = {r["message_id"] for r in outbox.deliveries("ding")}
     assert ids == {"alert:new-high", "alert:new-crit", "run:r1:approval", "run:r2:failed"}
     outbox.close()
+
+
+def test_the_govsoc_up_service_sends_a_new_alert(tmp_path, monkeypatch, receivers):
+    """The `notify` service as `govsoc up` runs it: config from govsoc.toml, the first pass
+    only records, an alert raised afterwards reaches the channel."""
+    from importlib.metadata import entry_points
+
+    from soc_core.store import open_store
+
+    run = next(ep for ep in entry_points(group="govsoc.services") if ep.name == "notify").load()
+    chans = receivers.config()
+    lines = ["[notify]", "interval = 0.05", f'outbox = "{tmp_path}/outbox.db"',
+             "[notify.channels.ding]"]
+    lines += [f'{k} = "{v}"' for k, v in chans["ding"].items()]
+    (tmp_path / "govsoc.toml").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("GOVSOC_CONFIG", str(tmp_path / "govsoc.toml"))
+    url = f"sqlite:///{tmp_path}/govsoc.db"
+    store = open_store(url)
+    store.write([_alert("before", "critical", ecs.now_iso())], refresh=True)
+    stop = threading.Event()
+    t = threading.Thread(target=run, args=(url, stop, False), daemon=True)
+    t.start()
+    try:
+        outbox = Outbox(tmp_path / "outbox.db")
+        wait_for(lambda: outbox.mark("baseline") == "done", "the first pass")
+        outbox.close()
+        store.write([_alert("after", "critical", ecs.now_iso())], refresh=True)
+        wait_for(lambda: len(receivers.received["dingtalk"]) == 1, "the new alert")
+    finally:
+        stop.set()
+        t.join(15)
+        store.close()
+    assert "alert id: after" in receivers.received["dingtalk"][0]["markdown"]["text"]
