@@ -9,7 +9,7 @@ webhooks and e-mail, each sending one `Message` or raising `DeliveryError`.
     min_level = "high"         # alerts at or above (default: notify.min_level, "high")
     departments = ["wjw"]      # only alerts of these departments (default: all)
     rate_per_minute = 20       # the vendor's limit (DingTalk/WeCom 20, Feishu 100)
-    max_attempts = 8
+    max_attempts = 20          # with the default backoff: about an hour of outage
 
     [notify.channels.wecom_soc]
     type = "wecom"
@@ -117,7 +117,7 @@ class Channel:
     departments: frozenset[str] = frozenset()
     rate_per_minute: float = 20.0
     burst: int = 5
-    max_attempts: int = 8
+    max_attempts: int = 20
     timeout: float = 10.0
 
     def wants(self, msg: Message) -> bool:
@@ -330,7 +330,7 @@ def _channel(cfg: Config, name: str, default_level: str) -> Channel:
             name=name, type=kind, kinds=frozenset(kinds), min_level=level,
             departments=frozenset([depts] if isinstance(depts, str) else depts),
             rate_per_minute=float(get("rate_per_minute", _DEFAULT_RATE[kind])),
-            burst=int(get("burst", 5)), max_attempts=int(get("max_attempts", 8)),
+            burst=int(get("burst", 5)), max_attempts=int(get("max_attempts", 20)),
             timeout=float(get("timeout", 10.0)))
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: rate_per_minute, burst, max_attempts and timeout "

@@ -68,6 +68,9 @@ class Dispatcher:
         self.poll, self.lease_s = poll, lease_s
         self.stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # failures in a row per channel: the pause grows with the outage, not per message,
+        # so a channel that is down is probed ever more rarely whatever the queue holds
+        self._streak: dict[str, int] = {}
 
     def start(self) -> Dispatcher:
         for ch in self.channels:
@@ -125,18 +128,20 @@ class Dispatcher:
         except Exception as exc:  # a channel bug: retried like an outage, named by type
             return self._failed(ch, claim, f"{type(exc).__name__}", True, None)
         self.outbox.sent(claim)
+        self._streak[ch.name] = 0
         return 0.0
 
     def _failed(self, ch: Channel, claim: Claim, error: str, retry: bool,
                 retry_after: float | None) -> float:
         error = ch.scrub(error)
         failures = claim.attempts + 1
+        streak = self._streak[ch.name] = self._streak.get(ch.name, 0) + 1
         if not retry or failures >= ch.max_attempts:
             self.outbox.failed(claim, error)
             log.warning("notify %s: message %s given up after %d attempt(s): %s",
                         ch.name, claim.message.id, failures, error)
             return 0.0
-        delay = self.backoff.delay(failures, retry_after)
+        delay = self.backoff.delay(max(failures, streak), retry_after)
         self.outbox.retry(claim, error, int((time.time() + delay) * 1000))
         log.info("notify %s: attempt %d failed (%s); next in %.1f s", ch.name, failures,
                  error, delay)

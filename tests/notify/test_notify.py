@@ -111,13 +111,28 @@ def test_mail_over_starttls_with_login(tmp_path, caplog):
         box.close()
 
 
-def test_rate_limit_bucket():
+def test_rate_limit_holds_messages_back_until_a_token_is_there(tmp_path, receivers):
     now = [0.0]
     bucket = TokenBucket(rate=1.0, burst=2, clock=lambda: now[0])
     assert bucket.take() and bucket.take() and not bucket.take()
     assert bucket.wait_time() == pytest.approx(1.0)
     now[0] = 1.0
     assert bucket.take() and not bucket.take()
+    # the sender: two messages go at once (the burst), the third waits for the bucket
+    ch = channels(receivers.config())["wecom"]
+    outbox = Outbox(tmp_path / "outbox.db")
+    for i in range(3):
+        outbox.enqueue(msg(i), [ch])
+    d = Dispatcher(outbox, [ch])
+    bucket = TokenBucket(rate=1.0, burst=2, clock=lambda: now[0])
+    assert d.step(ch, bucket) == (0.0, False) and d.step(ch, bucket) == (0.0, False)
+    wait, paused = d.step(ch, bucket)
+    assert paused and wait == pytest.approx(1.0)
+    assert len(receivers.received["wecom"]) == 2
+    assert [r["state"] for r in outbox.deliveries("wecom")].count("pending") == 1
+    now[0] += 1.0
+    assert d.step(ch, bucket) == (0.0, False) and len(receivers.received["wecom"]) == 3
+    outbox.close()
 
 
 def test_down_channel_is_retried_and_blocks_nothing_and_a_restart_loses_and_doubles_nothing(
