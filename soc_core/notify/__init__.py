@@ -26,7 +26,7 @@ Interface:
     LEVELS, KINDS, level_at_least                           soc_core.notify.channels
     Outbox, Claim, outbox_path                              soc_core.notify.outbox
     Dispatcher, TokenBucket, Backoff                        soc_core.notify.worker
-    Watcher, alert_message, run_message, APPROVAL_STATES, RESULT_STATES
+    Watcher, alert_message, run_message, APPROVAL_STATES, RESULT_STATES, REQUEST_DATASET
                                                             soc_core.notify.watch
     dingtalk_sign, dingtalk_query, feishu_sign              soc_core.notify.signing
     run   the `govsoc.services` entry `notify`               soc_core.notify.service
@@ -47,6 +47,7 @@ from soc_core.notify.outbox import Claim, Outbox, outbox_path
 from soc_core.notify.signing import dingtalk_query, dingtalk_sign, feishu_sign
 from soc_core.notify.watch import (
     APPROVAL_STATES,
+    REQUEST_DATASET,
     RESULT_STATES,
     Watcher,
     alert_message,
@@ -54,9 +55,9 @@ from soc_core.notify.watch import (
 )
 from soc_core.notify.worker import Backoff, Dispatcher, TokenBucket
 
-__all__ = ["APPROVAL_STATES", "KINDS", "LEVELS", "RESULT_STATES", "Backoff", "Channel",
-           "Claim", "DeliveryError", "Dispatcher", "EmailChannel", "Message", "Outbox",
-           "TokenBucket", "Watcher", "WebhookChannel", "alert_message", "channels_from_config",
-           "dingtalk_query", "dingtalk_sign", "feishu_sign", "level_at_least", "outbox_path",
-           "run_message"]
+__all__ = ["APPROVAL_STATES", "KINDS", "LEVELS", "REQUEST_DATASET", "RESULT_STATES",
+           "Backoff", "Channel", "Claim", "DeliveryError", "Dispatcher", "EmailChannel",
+           "Message", "Outbox", "TokenBucket", "Watcher", "WebhookChannel", "alert_message",
+           "channels_from_config", "dingtalk_query", "dingtalk_sign", "feishu_sign",
+           "level_at_least", "outbox_path", "run_message"]
 

@@ -4,7 +4,9 @@ alerts; this reads them afterwards, so a notification can never slow or stop det
 
 Each pass reads the last `notify.lookback` (default 24h) of alerts and run status documents
 and queues a message for each one not queued before (the outbox remembers message ids:
-the alert id; the run id with its state). The very first pass on an empty outbox only
+the alert id; the run id with its state). Runs come from the API's run requests (waiting for
+approval, then their result) and from run status documents (the result of a run started
+anywhere). The very first pass on an empty outbox only
 records what is already there, so installing notifications does not page everyone about
 last night's alerts.
 """
@@ -20,12 +22,16 @@ from soc_core.notify.channels import LEVELS, Channel, Message, level_at_least
 from soc_core.notify.outbox import Outbox
 from soc_core.store import EventStore, Selection, parse_duration
 
-__all__ = ["APPROVAL_STATES", "RESULT_STATES", "Watcher", "alert_message", "run_message"]
+__all__ = ["APPROVAL_STATES", "REQUEST_DATASET", "RESULT_STATES", "Watcher", "alert_message",
+           "run_message"]
 
 log = logging.getLogger("govsoc.notify")
 
-# playbook run states (`govsoc.playbook.status`) that wait for a secadmin, and final ones
-APPROVAL_STATES = ("awaiting_approval", "pending_approval", "requested")
+# run requests (`govsoc.state.run_request`, written by the API's approval flow) waiting for
+# a secadmin, and the final states of a request or of a run's status document
+# (`playbook_runs`, also written for runs started from the CLI)
+REQUEST_DATASET = "govsoc.state.run_request"
+APPROVAL_STATES = ("pending",)
 RESULT_STATES = ("successful", "failed", "canceled", "rejected")
 _BASELINE = "baseline"
 
@@ -55,13 +61,23 @@ def alert_message(doc: dict[str, Any], departments: Any = None) -> Message:
 
 
 def run_message(doc: dict[str, Any]) -> Message | None:
-    run = (doc.get("govsoc") or {}).get("playbook") or {}
+    """The news in a run request or a run status document, if any: approval waiting, or
+    the result. The id is the run id with its state, so a run reported by both documents
+    is one message."""
+    gov = doc.get("govsoc") or {}
+    request = "run_request" in gov
+    run = gov.get("run_request") or gov.get("playbook") or {}
     status, run_id = run.get("status"), run.get("run_id")
-    if not run_id or status not in (*APPROVAL_STATES, *RESULT_STATES):
+    approval = request and status in APPROVAL_STATES and run.get("needs_approval", True)
+    if not run_id or not (approval or status in RESULT_STATES):
         return None
     playbook = run.get("playbook") or run.get("name") or "?"
     lines = [f"- playbook: {playbook}", f"- run: {run_id}", f"- status: {status}"]
-    for key, label in (("requested_by", "requested by"), ("approved_by", "approved by"),
+    if run.get("check"):
+        lines.append("- check mode")
+    if run.get("hosts"):
+        lines.append(f"- hosts: {', '.join(map(str, run['hosts'][:20]))}")
+    for key, label in (("requester", "requested by"), ("approver", "decided by"),
                        ("reason", "reason")):
         if run.get(key):
             lines.append(f"- {label}: {run[key]}")
@@ -71,8 +87,8 @@ def run_message(doc: dict[str, Any]) -> Message | None:
         for s in summary.values():
             st = str((s or {}).get("status", "?"))
             by[st] = by.get(st, 0) + 1
-        lines.append("- hosts: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
-    if status in APPROVAL_STATES:
+        lines.append("- results: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
+    if approval:
         return Message(id=f"run:{run_id}:approval", kind="approval",
                        title=f"playbook {playbook} waits for approval", text="\n".join(lines),
                        departments=tuple(_departments(doc)))
@@ -123,9 +139,12 @@ class Watcher:
             for doc in self.store.scan(sel, page_size=500):
                 yield alert_message(doc, self.store.departments)
         if kinds & {"approval", "playbook"}:
-            sel = Selection(family="playbook_runs", start=start,
-                            filters={"event.kind": "state"})
-            for doc in self.store.scan(sel, page_size=500):
-                msg = run_message(doc)
-                if msg is not None:
-                    yield msg
+            sels = [Selection(family="state", dataset=REQUEST_DATASET, start=start)]
+            if "playbook" in kinds:
+                sels.append(Selection(family="playbook_runs", start=start,
+                                      filters={"event.kind": "state"}))
+            for sel in sels:
+                for doc in self.store.scan(sel, page_size=500):
+                    msg = run_message(doc)
+                    if msg is not None:
+                        yield msg

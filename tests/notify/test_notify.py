@@ -195,11 +195,20 @@ def _alert(aid: str, level: str, ts: str) -> dict:
 
 
 def _run(run_id: str, status: str, ts: str) -> dict:
+    """A run status document (`playbook_runs`), as the driver writes it."""
     return {"@timestamp": ts, "message": f"playbook patch {status}",
             "event": {"kind": "state", "id": f"run-{run_id}", "dataset": "govsoc.playbook_run"},
             "govsoc": {"playbook": {"run_id": run_id, "playbook": "patch", "status": status,
-                                    "requested_by": "alice",
                                     "summary": {"h1": {"status": "ok"}}}}}
+
+
+def _request(run_id: str, status: str, ts: str) -> dict:
+    """A run request (`state` family), as the API's approval flow writes it."""
+    return {"@timestamp": ts, "event": {"kind": "state", "id": f"runreq:{run_id}",
+                                        "dataset": "govsoc.state.run_request"},
+            "govsoc": {"departments": ["wjw"], "run_request": {
+                "run_id": run_id, "playbook": "block_ip", "status": status,
+                "needs_approval": True, "requester": "alice", "hosts": ["h1"]}}}
 
 
 def test_watcher_queues_new_alerts_at_level_and_run_news_once(tmp_path, store, receivers):
@@ -210,12 +219,17 @@ def test_watcher_queues_new_alerts_at_level_and_run_news_once(tmp_path, store, r
     store.write([_alert("old1", "critical", now), _run("r0", "successful", now)], refresh=True)
     assert watcher.pass_once() == 0  # the first pass only records what was there
     store.write([_alert("new-high", "high", now), _alert("new-low", "low", now),
-                 _alert("new-crit", "critical", now), _run("r1", "awaiting_approval", now),
-                 _run("r2", "failed", now)], refresh=True)
+                 _alert("new-crit", "critical", now), _request("r1", "pending", now),
+                 _run("r2", "failed", now), _run("r3", "running", now)], refresh=True)
     assert watcher.pass_once() == 4
     assert watcher.pass_once() == 0  # read again: nothing new
     ids = {r["message_id"] for r in outbox.deliveries("ding")}
     assert ids == {"alert:new-high", "alert:new-crit", "run:r1:approval", "run:r2:failed"}
+    # the request approved and run: its result is one message, whichever document says it
+    store.write([_request("r1", "successful", now), _run("r1", "successful", now)],
+                refresh=True)
+    assert watcher.pass_once() == 1
+    assert "run:r1:successful" in {r["message_id"] for r in outbox.deliveries("ding")}
     outbox.close()
 
 
