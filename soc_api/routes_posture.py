@@ -106,8 +106,11 @@ def get_trend(request: Request, by: str = Query("hour", pattern=r"^(hour|day)$")
               department: str | None = Query(None, max_length=64,
                                              pattern=r"^[A-Za-z0-9_.:-]+$"),
               start: str | None = Query(None, alias="from", max_length=64),
-              end: str | None = Query(None, alias="to", max_length=64)) -> dict[str, Any]:
-    """New alerts per bucket (by their latest activity), in total and by level."""
+              end: str | None = Query(None, alias="to", max_length=64),
+              split: str | None = Query(None, pattern=r"^department$")) -> dict[str, Any]:
+    """New alerts per bucket (by their latest activity), in total and by level; with
+    `split=department` also per department the caller sees (an alert of several
+    departments counts for each)."""
     ctx = request.app.state.ctx
     interval, default_span, max_span = _TREND[by]
     scope = _scope(request, department)
@@ -129,6 +132,18 @@ def get_trend(request: Request, by: str = Query("hour", pattern=r"^(hour|day)$")
                                          **{x: 0 for x in pm.LEVEL_ORDER}})
             row[lvl] = n
             row["total"] += n
+    if split:
+        principal = request.state.principal
+        depts = [d.id for d in (ctx.departments.all() if ctx.departments else [])
+                 if (principal.all_departments or d.id in principal.departments)
+                 and department in (None, d.id)]
+        for row in buckets.values():
+            row["departments"] = dict.fromkeys(depts, 0)
+        for d in depts:
+            sel = Selection(family="alerts", query=_scope(request, d), **rng)
+            for b, n in ctx.store.histogram(interval, sel):
+                if b in buckets:
+                    buckets[b]["departments"][d] = n
     ctx.audit(request, "posture.trend", extra={"by": by, "department": department})
     return {"by": by, "department": department, "from": rng["start"], "to": rng["end"],
             "buckets": [buckets[k] for k in sorted(buckets)]}

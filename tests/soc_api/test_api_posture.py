@@ -70,6 +70,13 @@ def test_posture_routes_scoped_to_departments(api):
     assert sum(b["total"] for b in one.json()["buckets"]) == 2
     assert sum(b["total"] for b in get("/posture/trend", params={"by": "day"},
                                        headers=wjw).json()["buckets"]) == 2
+    split = get("/posture/trend", params={"by": "day", "split": "department"},
+                headers=every).json()
+    assert {d: sum(b["departments"][d] for b in split["buckets"]) for d in ("wjw", "gaj")} \
+        == {"wjw": 2, "gaj": 1}
+    mine_split = get("/posture/trend", params={"by": "day", "split": "department"},
+                     headers=wjw).json()
+    assert all(set(b["departments"]) == {"wjw"} for b in mine_split["buckets"])
     other = get("/posture/trend", params={"department": "gaj"}, headers=wjw)
     assert other.status_code == 404 and other.json()["detail"] == "no such department"
     assert get("/posture/trend", params={"by": "week"}, headers=every).status_code in (400, 422)
