@@ -26,6 +26,7 @@ from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
+from soc_api.routes_cases import router as cases_router
 from soc_core.audit import Actor, AuditTrail, AuditUnavailable
 from soc_core.config import Config, load_config, redact_url
 from soc_core.departments import Departments
@@ -110,6 +111,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
               routes_audit.router):
         app.include_router(r)
+    app.include_router(cases_router)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()
