@@ -52,13 +52,17 @@ def _id_of(result: Any) -> str | None:
 
 _BODY = Body(..., embed=False)
 _Q = Query(None, max_length=4000, description="analyst query (field:value Lucene subset)")
-_S = Query(None, max_length=128)
+
+
+def _s() -> object:
+    # a fresh parameter each time: FastAPI binds a shared one to the first name it meets
+    return Query(None, max_length=128)
 
 
 @router.get("/cases")
-def list_cases(request: Request, status: str | None = _S, level: str | None = _S,
-               category: str | None = _S, assignee: str | None = _S,
-               department: str | None = _S, alert: str | None = _S, q: str | None = _Q,
+def list_cases(request: Request, status: str | None = _s(), level: str | None = _s(),
+               category: str | None = _s(), assignee: str | None = _s(),
+               department: str | None = _s(), alert: str | None = _s(), q: str | None = _Q,
                start: str | None = Query(None, alias="from", max_length=64),
                end: str | None = Query(None, alias="to", max_length=64),
                size: int = Query(50, ge=1, le=500),
@@ -83,7 +87,7 @@ def create_case(request: Request, body: dict[str, Any] = _BODY) -> dict[str, Any
 
 
 @router.get("/cases/metrics")
-def case_metrics(request: Request, department: str | None = _S,
+def case_metrics(request: Request, department: str | None = _s(),
                  start: str | None = Query(None, alias="from", max_length=64),
                  end: str | None = Query(None, alias="to", max_length=64)) -> dict[str, Any]:
     def run(cases: Cases, p: Any) -> dict[str, Any]:
