@@ -81,6 +81,7 @@ _HEX_LEN = {"md5": 32, "sha1": 40, "sha256": 64, "sm3": 64}
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*"
                      r"[a-z0-9_]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}$")
+_DEPT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CASE_ID = re.compile(r"^case-[0-9a-f]{16}$")
 MAX_ALERTS, MAX_ITEMS, MAX_TEXT = 1000, 500, 4000
 RETRIES = 30
@@ -253,7 +254,9 @@ class Cases:
         case["version"] = doc["govsoc"]["version"]
         case["category_name"] = CATEGORIES.get(case.get("category") or "")
         case["level_name"] = LEVELS.get(case.get("level") or "")
-        reported = {r["to"]: r["at"] for r in case.get("reports", [])}
+        reported: dict[str, str] = {}
+        for r in case.get("reports", []):
+            reported.setdefault(r["to"], r["at"])  # the first report is the one in time
         case["reporting"] = deadlines(case.get("level"), case["created"], self.table,
                                       reported, self.clock())
         return case
@@ -307,7 +310,9 @@ class Cases:
     def list(self, principal: Principal, sel: Selection, *, size: int = 50,
              after: list[Any] | None = None) -> tuple[list[dict[str, Any]], int, Any]:
         page = self.store.search(sel, size=size, after=after, descending=True)
-        items = [self.view(d) for d in page.hits if may_see(principal, case_departments(d))]
+        # the timeline has its own route: a list stays small
+        items = [{k: v for k, v in self.view(d).items() if k != "timeline"}
+                 for d in page.hits if may_see(principal, case_departments(d))]
         return items, self.store.count(sel), page.cursor
 
     # -- changing --------------------------------------------------------------------------
@@ -378,7 +383,7 @@ class Cases:
         if not alerts and department is None and not principal.all_departments:
             raise CaseError("a case without alerts needs a department")
         if department is not None:
-            if not isinstance(department, str) or \
+            if not isinstance(department, str) or not _DEPT.match(department) or \
                     not may_see(principal, [department]) or \
                     (self.known_departments and department not in self.known_departments):
                 raise CaseError(f"unknown department {str(department)[:64]!r}", 400)

@@ -16,6 +16,7 @@ from soc_api.cases import CaseError, Cases
 from soc_api.routes_data import decode_cursor, doc_id, encode_cursor
 
 router = APIRouter(tags=["cases"])
+READS = frozenset({"cases.read", "cases.search", "cases.metrics"})
 
 
 def service(request: Request) -> Cases:
@@ -37,7 +38,7 @@ def _do(request: Request, action: str, case_id: str | None, fn, **extra: Any) ->
     try:
         result = fn(service(request), principal)
     except CaseError as exc:
-        if action != "cases.read" and exc.status != 404:
+        if action not in READS:  # a refused change is recorded too
             ctx.audit(request, action, "failure", object=case_id, reason=str(exc)[:300])
         raise HTTPException(exc.status, str(exc)) from None
     ctx.audit(request, action, object=case_id or _id_of(result), extra=extra or None)

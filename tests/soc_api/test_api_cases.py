@@ -216,7 +216,8 @@ def test_bad_input_is_a_clear_4xx(api_sqlite):
     cid = ok(c.post("/cases", headers=h, json={"title": "c", "alerts": ["a1"]}), 201)["id"]
     bad = [("POST", "/cases", {"alerts": ["a1"]}, 400, "title"),
            ("POST", "/cases", {"title": "x", "department": "wjw", "level": "V"}, 400, "level"),
-           ("POST", "/cases", {"title": "x", "department": "wjw", "category": "spam"}, 400, "category"),
+           ("POST", "/cases", {"title": "x", "department": "wjw", "category": "spam"}, 400,
+            "category"),
            ("POST", "/cases", {"title": "x"}, 400, "department"),
            ("POST", "/cases", {"title": "x", "department": "gaj"}, 400, "gaj"),
            ("POST", "/cases", {"title": "x", "alerts": ["nope"]}, 404, "nope"),
