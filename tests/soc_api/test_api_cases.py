@@ -190,24 +190,6 @@ def test_concurrent_changes_are_all_kept(api):
                                                                  "observable.added")]) == 24
 
 
-def test_versioned_write_refuses_a_stale_version(store):
-    """The compare-and-set under every case change: of two writers that read version 1,
-    only the first stores version 2."""
-    from soc_core.store import VersionConflict
-
-    doc = {"@timestamp": iso(T0), "event": {"kind": "state", "id": "case-x",
-                                            "dataset": "govsoc.state.case"},
-           "govsoc": {"version": 1, "case": {"title": "a"}}}
-    store.put_versioned(doc)
-    with pytest.raises(VersionConflict):
-        store.put_versioned(doc)  # version 1 exists already
-    first = {**doc, "govsoc": {"version": 2, "case": {"title": "b"}}}
-    store.put_versioned(first)
-    with pytest.raises(VersionConflict):
-        store.put_versioned({**doc, "govsoc": {"version": 2, "case": {"title": "c"}}})
-    assert store.get("state", "case-x")["govsoc"]["case"]["title"] == "b"
-
-
 def test_bad_input_is_a_clear_4xx(api_sqlite):
     api = api_sqlite
     setup(api, [T0])
