@@ -234,6 +234,7 @@ class Cases:
         self.known_departments = sorted(set(departments))
         self.clock = clock
         self.table = reporting_table(cfg)
+        self.conflicts = 0  # writes that lost a race and were applied again
 
     # -- reading ---------------------------------------------------------------------------
     def _load(self, principal: Principal, case_id: str) -> dict[str, Any]:
@@ -340,6 +341,7 @@ class Cases:
             try:
                 self.store.put_versioned(new, refresh=True)
             except VersionConflict:
+                self.conflicts += 1
                 time.sleep(random.uniform(0.002, 0.02) * min(attempt + 1, 5))
                 continue
             return new
