@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from soc_api import tenancy
 from soc_api.identity import Principal
 from soc_core import ecs
@@ -691,8 +693,6 @@ class Cases:
 
 
 def _copy(doc: dict[str, Any]) -> dict[str, Any]:
-    import orjson
-
     return orjson.loads(orjson.dumps(doc))
 
 
