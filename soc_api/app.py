@@ -33,6 +33,7 @@ from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
+from soc_api.routes_cases import router as cases_router
 from soc_core.audit import Actor, AuditTrail, AuditUnavailable
 from soc_core.config import Config, load_config, redact_url
 from soc_core.departments import Departments
@@ -119,6 +120,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
         app.include_router(r)
     app.include_router(routes_posture.router)
     app.include_router(routes_notify.router)
+    app.include_router(cases_router)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()

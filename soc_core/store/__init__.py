@@ -19,6 +19,7 @@ from soc_core.store.base import (
     Selection,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
     WriteResult,
     parse_duration,
     resolve_millis,
@@ -27,8 +28,8 @@ from soc_core.store.base import (
 from soc_core.store.sql import field_expr, json_path
 
 __all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
-           "WriteResult", "field_expr", "json_path", "open_store", "parse_duration",
-           "resolve_millis", "resolve_time"]
+           "VersionConflict", "WriteResult", "field_expr", "json_path", "open_store",
+           "parse_duration", "resolve_millis", "resolve_time"]
 
 
 def open_store(url: str | None = None, *, departments: Any = None, **options) -> EventStore:

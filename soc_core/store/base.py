@@ -30,6 +30,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached now; the caller may retry or spool."""
 
 
+class VersionConflict(StoreError):
+    """A versioned write lost the race: another writer stored that version first."""
+
+
 @dataclass
 class Rejected:
     """A document the store refused, with the reason; never dropped silently."""
@@ -181,6 +185,22 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...
+
+    def put_versioned(self, doc: dict[str, Any], *, refresh: bool = False) -> None:
+        """Compare-and-set for one document of a mutable family: store it only if its
+        `govsoc.version` (an int >= 1) is one above the stored copy's (1: no copy yet).
+        Two writers that read the same version cannot both win: the loser gets
+        VersionConflict and re-reads. Every write of such a document must come here."""
+        prepared = ecs.prepare(doc)
+        version = (doc.get("govsoc") or {}).get("version")
+        if prepared.family not in ecs.MUTABLE_FAMILIES or type(version) is not int \
+                or version < 1:
+            raise StoreError("put_versioned needs a mutable-family document with "
+                             "govsoc.version >= 1")
+        self._put_versioned(prepared, version, refresh=refresh)
+
+    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
+        raise StoreError(f"{self.backend} store has no versioned writes")
 
     @abc.abstractmethod
     def delete(self, family: str, ids: Iterable[str]) -> int:
