@@ -26,7 +26,7 @@ from typing import Any
 
 from detections.engine import Engine, LeaseLost, RunSummary
 from soc_core import ecs
-from soc_core.store import Conflict, EventStore, StoreError
+from soc_core.store import EventStore, StoreError, VersionConflict
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Lease:
                                 lease.get("holder"))
                 term = int(lease.get("term", 0)) + (lease.get("holder") != self.holder)
                 self.store.write_if(self._doc(term, self.holder), version)
-            except Conflict:
+            except VersionConflict:
                 self._seen = None
                 self._valid_until = 0.0
                 return False
@@ -104,7 +104,7 @@ class Lease:
                 lease = (doc or {}).get("govsoc", {}).get("lease") or {}
                 if lease.get("holder") == self.holder:
                     self.store.write_if(self._doc(int(lease.get("term", 0)), None), version)
-            except StoreError as exc:  # Conflict included: someone else has it already
+            except StoreError as exc:  # VersionConflict included: someone else has it already
                 log.info("lease %s not released: %s", self.name, exc)
 
     def keep(self, stop: threading.Event, on_change: Callable[[bool], None] | None = None

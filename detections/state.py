@@ -27,7 +27,7 @@ import orjson
 
 from soc_core import ecs
 from soc_core.config import ConfigError, load_config, sqlite_path
-from soc_core.store import Conflict, EventStore
+from soc_core.store import EventStore, VersionConflict
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,10 @@ class DetectionState:
             try:
                 self.store.write_if(_doc(part, {k: data.get(k) or {} for k in PARTS[part]}),
                                     versions[part])
-            except Conflict:
+            except VersionConflict:
                 continue
             return result
-        raise Conflict(f"detection state still contended after {_ATTEMPTS} attempts")
+        raise VersionConflict(f"detection state still contended after {_ATTEMPTS} attempts")
 
     def migrate_legacy(self) -> bool:
         """Move a state file of an earlier version into the store (once; a store that
@@ -143,7 +143,7 @@ class DetectionState:
             try:
                 self.store.write_if(_doc(part, {k: data.get(k) or {} for k in keys}), None)
                 moved = True
-            except Conflict:  # the store has state already (or another process migrated)
+            except VersionConflict:  # the store has state already (or another process migrated)
                 pass
         os.replace(path, path.with_name(path.name + ".migrated"))
         log.info("detection state moved from %s into the store", path)

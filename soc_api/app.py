@@ -21,11 +21,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from crypto_svc.api import Limits, make_router, one_line_validation_error
-from soc_api import routes_admin, routes_audit, routes_auth, routes_data, routes_rules
+from soc_api import (
+    routes_admin,
+    routes_audit,
+    routes_auth,
+    routes_data,
+    routes_notify,
+    routes_posture,
+    routes_rules,
+)
 from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
+from soc_api.routes_cases import router as cases_router
 from soc_core.audit import Actor, AuditTrail, AuditUnavailable
 from soc_core.config import Config, load_config, redact_url
 from soc_core.departments import Departments
@@ -110,6 +119,9 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
               routes_audit.router):
         app.include_router(r)
+    app.include_router(routes_posture.router)
+    app.include_router(routes_notify.router)
+    app.include_router(cases_router)
     app.include_router(routes_rules.router)
 
     def crypto_service() -> Any:

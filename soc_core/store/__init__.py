@@ -8,8 +8,11 @@ compiled against the SQLite store (the detection backend): field_expr(field) is 
 value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path.
 
 Conditional writes (compare-and-set) on mutable families, for state that several processes
-change: read_versioned(family, id) -> (doc, version), write_if(doc, version) -> new version
-or Conflict, modify(family, id, fn) the retrying read-modify-write built on them.
+change; a lost race raises VersionConflict. Two forms:
+- read_versioned(family, id) -> (doc, Version token), write_if(doc, token) -> new token
+  (SQLite: the row version; Elasticsearch: if_seq_no/if_primary_term), and modify(family,
+  id, fn), the retrying read-modify-write built on them (detection state, leases);
+- put_versioned(doc): the document carries its own counter `govsoc.version` (cases).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from soc_core.store.base import (
-    Conflict,
     EventStore,
     Page,
     Rejected,
@@ -25,6 +27,7 @@ from soc_core.store.base import (
     StoreError,
     StoreUnavailable,
     Version,
+    VersionConflict,
     WriteResult,
     parse_duration,
     resolve_millis,
@@ -32,8 +35,8 @@ from soc_core.store.base import (
 )
 from soc_core.store.sql import field_expr, json_path
 
-__all__ = ["Conflict", "EventStore", "Page", "Rejected", "Selection", "StoreError",
-           "StoreUnavailable", "Version", "WriteResult", "field_expr", "json_path",
+__all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
+           "Version", "VersionConflict", "WriteResult", "field_expr", "json_path",
            "open_store", "parse_duration", "resolve_millis", "resolve_time"]
 
 

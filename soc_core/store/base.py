@@ -33,8 +33,8 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached now; the caller may retry or spool."""
 
 
-class Conflict(StoreError):
-    """A conditional write lost: the document changed since the version the caller read."""
+class VersionConflict(StoreError):
+    """A versioned write lost the race: another writer stored that version first."""
 
 
 # An opaque version token of a stored mutable document (SQLite: the row version;
@@ -194,6 +194,22 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...
 
+    def put_versioned(self, doc: dict[str, Any], *, refresh: bool = False) -> None:
+        """Compare-and-set for one document of a mutable family: store it only if its
+        `govsoc.version` (an int >= 1) is one above the stored copy's (1: no copy yet).
+        Two writers that read the same version cannot both win: the loser gets
+        VersionConflict and re-reads. Every write of such a document must come here."""
+        prepared = ecs.prepare(doc)
+        version = (doc.get("govsoc") or {}).get("version")
+        if prepared.family not in ecs.MUTABLE_FAMILIES or type(version) is not int \
+                or version < 1:
+            raise StoreError("put_versioned needs a mutable-family document with "
+                             "govsoc.version >= 1")
+        self._put_versioned(prepared, version, refresh=refresh)
+
+    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
+        raise StoreError(f"{self.backend} store has no versioned writes")
+
     # -- conditional writes (compare-and-set) on mutable families --------------------
     def read_versioned(self, family: str, doc_id: str
                        ) -> tuple[dict[str, Any] | None, Version]:
@@ -205,7 +221,7 @@ class EventStore(abc.ABC):
     def write_if(self, doc: dict[str, Any], version: Version) -> Version:
         """Store `doc` (a mutable family: state, alerts, assets, playbook runs) only if
         its stored version is still `version` (None: only if no document has its id);
-        returns the new version. Raises `Conflict` if another writer got there first,
+        returns the new version. Raises `VersionConflict` if another writer got there first,
         `StoreError` if the document is invalid. Departments are not stamped: this is
         for platform state, not for what a department owns."""
         try:
@@ -227,9 +243,9 @@ class EventStore(abc.ABC):
                 return doc, version
             try:
                 return new, self.write_if(new, version)
-            except Conflict:
+            except VersionConflict:
                 time.sleep(random.uniform(0.0, 0.02))  # desynchronise the contenders
-        raise Conflict(f"{family}/{doc_id}: still contended after {attempts} attempts")
+        raise VersionConflict(f"{family}/{doc_id}: still contended after {attempts} attempts")
 
     @staticmethod
     def _check_mutable(family: str) -> None:

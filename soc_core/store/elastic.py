@@ -27,13 +27,13 @@ from soc_core import query as q
 from soc_core.config import load_config, redact_url
 from soc_core.store import es_mappings
 from soc_core.store.base import (
-    Conflict,
     EventStore,
     Page,
     Rejected,
     Selection,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
     WriteResult,
     parse_duration,
 )
@@ -196,7 +196,7 @@ class ElasticStore(EventStore):
             resp = self._call(self.es.index, index=index, id=p.id, document=p.json, **cond)
         except StoreError as exc:
             if isinstance(exc.__cause__, ConflictError):
-                raise Conflict(f"{p.family}/{p.id} changed since version {version}") from exc
+                raise VersionConflict(f"{p.family}/{p.id} changed since version {version}") from exc
             raise
         return resp["_seq_no"], resp["_primary_term"]
 
@@ -271,6 +271,18 @@ class ElasticStore(EventStore):
             time.sleep(delay)
             delay *= 2
         return result
+
+    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
+        # external versioning: Elasticsearch takes the write only if `version` is above the
+        # stored one, atomically on the primary shard
+        try:
+            self._call(self.es.index, index=self.index_for(p.family, p.dataset), id=p.id,
+                       document=p.doc, version=version, version_type="external",
+                       refresh="true" if refresh else "false")
+        except StoreError as exc:
+            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 409:
+                raise VersionConflict(f"{p.id}: version {version} is taken") from None
+            raise
 
     def delete(self, family: str, ids: Iterable[str]) -> int:
         ids = list(ids)

@@ -16,12 +16,12 @@ from soc_core import ecs
 from soc_core.config import sqlite_path
 from soc_core.regex import RegexError, compile_regex
 from soc_core.store.base import (
-    Conflict,
     EventStore,
     Page,
     Selection,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
     WriteResult,
     parse_duration,
 )
@@ -217,6 +217,21 @@ class SqliteStore(EventStore):
             self._checkpointer.poke()
         return result
 
+    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
+        msg = p.message
+        row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
+        # check and write in one IMMEDIATE transaction: other processes queue behind it
+        with self.lock, self._tx():
+            found = self.conn.execute(
+                "SELECT json_extract(doc, '$.govsoc.version') FROM docs "
+                "WHERE family = ? AND id = ?", (p.family, p.id)).fetchone()
+            stored = 0 if found is None else int(found[0] or 0)
+            if stored != version - 1:
+                raise VersionConflict(f"{p.id}: version {stored} is stored, not {version - 1}")
+            last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+            self.conn.execute(UPSERT, row)
+            self.conn.execute(FTS_NEW, (last,))
+
     def _tx(self):
         return _Transaction(self.conn)
 
@@ -236,7 +251,7 @@ class SqliteStore(EventStore):
                                       (p.family, p.id)).fetchone()
             current = None if found is None else found[0]
             if current != version:
-                raise Conflict(f"{p.family}/{p.id} changed: version {current}, "
+                raise VersionConflict(f"{p.family}/{p.id} changed: version {current}, "
                                f"expected {version}")
             if found is None:
                 last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]

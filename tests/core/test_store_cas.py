@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from soc_core.store import Conflict, StoreError
+from soc_core.store import StoreError, VersionConflict
 
 
 def _doc(n: int, doc_id: str = "cas-1") -> dict:
@@ -18,15 +18,15 @@ def _doc(n: int, doc_id: str = "cas-1") -> dict:
 def test_write_if_compares_versions(store):
     assert store.read_versioned("state", "cas-1") == (None, None)
     v1 = store.write_if(_doc(1), None)
-    with pytest.raises(Conflict):
+    with pytest.raises(VersionConflict):
         store.write_if(_doc(2), None)  # exists already
     v2 = store.write_if(_doc(2), v1)
-    with pytest.raises(Conflict):
+    with pytest.raises(VersionConflict):
         store.write_if(_doc(3), v1)  # stale: someone wrote v2 since
     doc, version = store.read_versioned("state", "cas-1")
     assert (doc["govsoc"]["n"], version) == (2, v2)
     store.write([_doc(4)])  # a plain write is a change too: the old version is stale
-    with pytest.raises(Conflict):
+    with pytest.raises(VersionConflict):
         store.write_if(_doc(5), v2)
 
     def add(d):
