@@ -13,7 +13,8 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
     add_exception / remove_exception / snooze / unsnooze / set_enabled / tuning_of / health /
     health_of(state)                                      detections.tuning (TuningError)
     DetectionState.for_store(store): load() / update(fn)  detections.state (in the store)
-    Lease(store, name, ttl_s=...), run_scheduled(...)     detections.leader (one engine leads)
+    Lease(store, name, ttl_s=...), run_scheduled(...), leaders(store)
+                                                          detections.leader (one engine leads)
     posture: the module; posture.posture(store) -> dict (security index and its parts)
     render(store) -> rich renderable for `govsoc up`                detections.view
     run(store_url, stop_event, demo)  the `govsoc.services` entry   detections.service
@@ -30,7 +31,7 @@ _WHERE = {
     "add_exception": "tuning", "remove_exception": "tuning", "snooze": "tuning",
     "unsnooze": "tuning", "health": "tuning", "set_enabled": "tuning", "tuning_of": "tuning",
     "health_of": "tuning", "TuningError": "tuning", "DetectionState": "state",
-    "Lease": "leader",
+    "Lease": "leader", "leaders": "leader",
     "run_scheduled": "leader", "LeaseLost": "engine", "render": "view", "run": "service",
 }
 __all__ = sorted([*_WHERE, "posture"])

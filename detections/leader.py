@@ -26,7 +26,7 @@ from typing import Any
 
 from detections.engine import Engine, LeaseLost, RunSummary
 from soc_core import ecs
-from soc_core.store import EventStore, StoreError, VersionConflict
+from soc_core.store import EventStore, Selection, StoreError, VersionConflict
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,14 @@ def ruleset_name(engine: Engine) -> str:
     ids = sorted(r.id for r in engine.pack.runnable(engine.backend)
                  if r.is_correlation or r.generate)
     return "detections:" + ecs.stable_id(*ids)[:16]
+
+
+def leaders(store: EventStore) -> list[dict[str, Any]]:
+    """Every rule set's lease as last written: name, holder (None: released), term, ttl_s,
+    and when it was written (`renewed`); for health views."""
+    store.refresh()
+    sel = Selection(family="state", dataset=DATASET)
+    return [{**d["govsoc"]["lease"], "renewed": d["@timestamp"]} for d in store.scan(sel)]
 
 
 def holder_id() -> str:

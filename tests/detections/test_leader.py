@@ -11,9 +11,9 @@ import time
 from detect_helpers import alert_map, auth_failure
 from engine_procs import EngineProc, wait_for
 
-from detections import DetectionState, Engine, load_pack
+from detections import DetectionState, Engine, leaders, load_pack
 from detections.service import demo_events
-from soc_core.store import Selection, open_store
+from soc_core.store import open_store
 
 LEASE_S = 3.0
 
@@ -81,8 +81,6 @@ def test_two_engines_one_leader_failover(store, tmp_path):
     # the last passes were the new leader's, for every rule
     assert {h["engine"] for h in state["health"].values()} == {
         line.split()[1] for _, s, line in follower.lines if "leads" in line and s == "err"}
-    store.refresh()
-    [lease] = [d["govsoc"]["lease"] for d in store.scan(
-        Selection(family="state", dataset="govsoc.state.lease"))]
+    [lease] = leaders(store)
     # one takeover (term 2), and the new leader's clean stop handed the lease back
     assert (lease["term"], lease["holder"]) == (2, None)
