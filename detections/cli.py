@@ -31,7 +31,7 @@ def _echo_json(obj: Any) -> None:
 # -- rules -------------------------------------------------------------------------
 @click.group("rules")
 def rules() -> None:
-    """Sigma rule packs: check, list, tune (exceptions, snooze), health."""
+    """Sigma rule packs: check, list, tune (exceptions, snooze, disable), health."""
 
 
 @rules.command("check")
@@ -184,6 +184,40 @@ def rules_unsnooze(rule_id: str, store_url: str | None) -> None:
     with open_cli_store(store_url) as store:
         done = unsnooze(store, rule_id)
     click.echo(f"{rule_id} {'unsnoozed' if done else 'was not snoozed'}")
+
+
+@rules.command("disable")
+@click.argument("rule_id")
+@click.option("--reason", required=True, help="Why it is switched off.")
+@click.option("--by", default=None, help="Who (default: $USER).")
+@store_option
+def rules_disable(rule_id: str, reason: str, by: str | None, store_url: str | None) -> None:
+    """Switch RULE_ID off: no engine runs it until it is enabled again."""
+    _switch(rule_id, False, reason, by, store_url)
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+@click.option("--by", default=None, help="Who (default: $USER).")
+@store_option
+def rules_enable(rule_id: str, by: str | None, store_url: str | None) -> None:
+    """Switch RULE_ID back on."""
+    _switch(rule_id, True, "", by, store_url)
+
+
+def _switch(rule_id: str, on: bool, reason: str, by: str | None, store_url: str | None
+            ) -> None:
+    import getpass
+
+    from detections.tuning import set_enabled
+
+    if not on and not reason.strip():
+        fail("say why: --reason")
+    _known_rule(rule_id)
+    with open_cli_store(store_url) as store:
+        changed = set_enabled(store, rule_id, on, by=by or getpass.getuser(), reason=reason)
+    state = "enabled" if on else "disabled"
+    click.echo(f"{rule_id} {state}" if changed else f"{rule_id} was already {state}")
 
 
 def _known_rule(rule_id: str) -> None:

@@ -14,7 +14,7 @@ from soc_core import ecs
 
 BRUTE = "5e0c1a10-0003-4000-8000-000000000003"  # SSH brute force from one source
 ROOT_LOGIN = "5e0c1a10-0006-4000-8000-000000000006"
-SCAN = "5e0c1a10-0104-4000-8000-000000000104"
+AFTER_FAIL = "5e0c1a10-0005-4000-8000-000000000005"  # login success after failures
 
 
 def _actions(api) -> list[tuple[str, str | None]]:
@@ -56,11 +56,12 @@ def test_rules_api_and_a_separately_started_engine(api):
     r = c.post(f"/rules/{BRUTE}/snooze", headers=admin, json=body)
     assert r.status_code == 200 and r.json()["snooze"]["by"] == "t-secadmin"
 
-    assert c.post(f"/rules/{SCAN}/disable", headers=admin, json={}).status_code == 422
-    r = c.post(f"/rules/{SCAN}/disable", headers=admin, json={"reason": "noisy at night"})
-    assert r.json() == {"id": SCAN, "enabled": False, "changed": True}
+    assert c.post(f"/rules/{AFTER_FAIL}/disable", headers=admin, json={}).status_code == 422
+    r = c.post(f"/rules/{AFTER_FAIL}/disable", headers=admin, json={"reason": "noisy at night"})
+    assert r.json() == {"id": AFTER_FAIL, "enabled": False, "changed": True}
     off = c.get("/rules", headers=analyst, params={"enabled": "false"}).json()["items"]
-    assert [x["id"] for x in off] == [SCAN] and off[0]["disabled"]["reason"] == "noisy at night"
+    assert [x["id"] for x in off] == [AFTER_FAIL]
+    assert off[0]["disabled"]["reason"] == "noisy at night"
 
     exc = c.post(f"/rules/{ROOT_LOGIN}/exceptions", headers=admin,
                  json={"field": "source.ip", "values": ["192.0.2.1"], "reason": "jump host"})
@@ -84,11 +85,12 @@ def test_rules_api_and_a_separately_started_engine(api):
     alerted = alerts_by_rule(store)
     assert alerted[ROOT_LOGIN] >= 1  # it ran over these events...
     assert BRUTE not in alerted  # ...and honoured the snooze made through the API
+    assert AFTER_FAIL not in alerted  # and the rule switched off
     brute = c.get(f"/rules/{BRUTE}", headers=analyst).json()
     assert brute["health"]["runs"] == 1 and brute["snooze"]["reason"] == body["reason"]
-    assert c.get(f"/rules/{SCAN}", headers=analyst).json()["health"]["runs"] == 1
+    assert c.get(f"/rules/{AFTER_FAIL}", headers=analyst).json()["health"]["runs"] == 1
 
     r = c.delete(f"/rules/{BRUTE}/snooze", headers=admin)
     assert r.json()["changed"] and c.get(f"/rules/{BRUTE}", headers=analyst).json()[
         "snooze"] is None
-    assert c.post(f"/rules/{SCAN}/enable", headers=admin).json()["changed"]
+    assert c.post(f"/rules/{AFTER_FAIL}/enable", headers=admin).json()["changed"]
