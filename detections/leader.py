@@ -26,7 +26,7 @@ from typing import Any
 
 from detections.engine import Engine, LeaseLost, RunSummary
 from soc_core import ecs
-from soc_core.store import EventStore, Selection, StoreError, VersionConflict
+from soc_core.store import EventStore, Selection, StoreError, VersionConflict, open_store
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,11 @@ def run_scheduled(engine: Engine, stop: threading.Event, interval: float, *,
                   first: dict[str, Any] | None = None) -> None:
     """Run passes every `interval` seconds while this engine leads its rule set, until
     `stop`. `first`: keyword arguments of the first pass this engine leads (backfill)."""
-    lease = Lease(engine.store, ruleset_name(engine), ttl_s=ttl_s)
+    store = engine.store
+    # SQLite: a connection of the lease's own, so a long query of the pass (which holds
+    # the engine's connection) never delays a renewal; Elasticsearch clients are pooled
+    own = open_store(store.url, departments=[]) if store.backend == "sqlite" else None
+    lease = Lease(own or store, ruleset_name(engine), ttl_s=ttl_s)
     engine.fence, engine.name = lease.held, lease.holder
     halt = threading.Event()  # ours: `stop` may be shared with other services
     keeper = lease.keep(halt, on_change)
@@ -168,3 +172,5 @@ def run_scheduled(engine: Engine, stop: threading.Event, interval: float, *,
     finally:
         halt.set()
         keeper.join()
+        if own is not None:
+            own.close()
