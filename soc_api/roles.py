@@ -16,12 +16,14 @@ from __future__ import annotations
 ROLES: dict[str, frozenset[str]] = {
     "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read"}),
     "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
-                           "posture:read", "remediation:approve"}),
+                           "posture:read", "remediation:approve",
+                           "playbooks:read"}),
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
-                          "rules:read", "playbooks:check"}),
+                          "rules:read", "playbooks:check", "playbooks:read"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
-                            "rules:read", "playbooks:check", "playbooks:run"}),
+                            "rules:read", "playbooks:check", "playbooks:run",
+                            "playbooks:read"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
@@ -79,6 +81,16 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/crypto/keys/{key_id}/disable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/enable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/destroy"): "crypto:admin",
+    # playbook runs (soc_api/routes_runs.py); who may cancel is checked in the route too
+    ("GET", "/playbooks"): "playbooks:read",
+    ("POST", "/runs"): "playbooks:check",
+    ("GET", "/runs"): "playbooks:read",
+    ("GET", "/runs/{run_id}"): "playbooks:read",
+    ("POST", "/runs/{run_id}/approve"): "remediation:approve",
+    ("POST", "/runs/{run_id}/reject"): "remediation:approve",
+    ("POST", "/runs/{run_id}/cancel"): "playbooks:read",
+    ("POST", "/runs/{run_id}/undo"): "playbooks:run",
+    ("GET", "/runs/{run_id}/events"): "playbooks:read",
 }
 
 
