@@ -152,12 +152,15 @@ class Driver:
                         cancel_callback=cancelled)
                     stream.flush()
                 except BaseException as exc:  # never leave a run "running" forever
+                    _kill_leftovers(run_dir)
                     stream.stop_timer()
                     result.status, result.reason = "failed", f"driver error: {exc}"[:500]
                     result.ended = now_iso()
                     self._record(result, limit=limit, extravars=extravars)
                     raise
                 stream.stop_timer()
+                if runner.status in ("canceled", "timeout"):
+                    _kill_leftovers(run_dir)
                 result.rc = runner.rc
                 _finish(result, runner.status, stream, timeout)
                 if result.status != "canceled" and name in _POST:
@@ -358,6 +361,23 @@ def ansible_env(run_dir: Path) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_PYTHON_INTERPRETER": HOST_PYTHON,
     }
+
+
+def _kill_leftovers(run_dir: Path) -> int:
+    """Kill what is left of a stopped run. The runner kills ansible-playbook's process
+    group, but Ansible's workers (and their ssh) run in sessions of their own and would go
+    on; each carries the run's ANSIBLE_LOCAL_TEMP in its environment."""
+    import psutil
+
+    marker, killed = str(run_dir / "tmp"), 0
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("ANSIBLE_LOCAL_TEMP") == marker:
+                proc.kill()
+                killed += 1
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return killed
 
 
 def _pid_alive(pid: Any) -> bool:
