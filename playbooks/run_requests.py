@@ -286,6 +286,42 @@ class RunRequests:
         t.start()
         return True
 
+    def resume(self) -> list[str]:
+        """At a worker's first use: run what was approved but never claimed (its approver's
+        worker stopped in between), and end what a stopped worker of this machine was
+        running (its ansible-playbook died with it). Returns the run ids it touched."""
+        touched = []
+        for doc in self.store.scan(Selection(family="state", dataset=DATASET, query=q.Or((
+                q.Term("govsoc.run_request.status", "approved"),
+                q.Term("govsoc.run_request.status", "running"))))):
+            rec = doc["govsoc"]["run_request"]
+            if rec["status"] == "approved" and self.start(rec["run_id"]):
+                touched.append(rec["run_id"])
+            elif rec["status"] == "running" and self._orphaned(rec):
+                with self._locked():
+                    rec = self.get(rec["run_id"])
+                    if rec["status"] != "running" or not self._orphaned(rec):
+                        continue
+                    rec.update(status="failed", ended=now_iso(),
+                               reason=f"the worker running it ({rec['claimed_by']}) stopped")
+                    self.save(rec)
+                touched.append(rec["run_id"])
+                self._finished(rec)
+        return touched
+
+    @staticmethod
+    def _orphaned(rec: dict[str, Any]) -> bool:
+        host, _, pid = str(rec.get("claimed_by") or "").rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False  # another machine's: only it can tell
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
     def execute(self, rec: dict[str, Any]) -> dict[str, Any]:
         run_id = rec["run_id"]
         flag = self._cancel_flag(run_id)

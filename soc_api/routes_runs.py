@@ -58,6 +58,7 @@ def service(request: Request) -> RunRequests:
                                   departments=ctx.departments,
                                   on_finish=lambda rec: _audit_end(ctx, rec),
                                   timeout=int(timeout) if timeout else None)
+                svc.resume()
                 app.state.runs = svc
     return svc
 

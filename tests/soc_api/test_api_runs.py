@@ -5,11 +5,15 @@ real runs and their live event stream are in tests/playbooks/test_runs_api.py (f
 
 from __future__ import annotations
 
+import socket
+import subprocess
+
 import pytest
 import yaml
 from api_helpers import Api, close_context_keep_store, make_config
 from fastapi.testclient import TestClient
 
+from playbooks import RunRequests
 from soc_api.app import build_context, create_app
 
 DEPARTMENTS = [{"id": "wjw", "name": "市卫健委", "cidrs": ["10.1.0.0/16"], "hosts": ["wjw-*"]},
@@ -142,3 +146,19 @@ def test_departments_scope_requests_and_approvals(runs_api_sqlite):
     gaj_run = c.post("/runs", json={**body, "hosts": ["gaj-db"]}, headers=everyone).json()
     assert gaj_run["departments"] == ["gaj"]
     assert [r["run_id"] for r in c.get("/runs", headers=wjw).json()["items"]] == [rid]
+
+
+def test_a_run_whose_worker_died_ends_failed(runs_api_sqlite, tmp_path):
+    api, c = runs_api_sqlite, runs_api_sqlite.client
+    h = api.token("responder")
+    rid = c.post("/runs", headers=h, json={"playbook": "block_ip", "hosts": ["wjw-web"],
+                                           "vars": {"ip": "10.213.99.9"}}).json()["run_id"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    svc = RunRequests(api.ctx.store, tmp_path / "other-worker")
+    rec = svc.get(rid)
+    rec.update(status="running", claimed_by=f"{socket.gethostname()}:{gone.pid}")
+    svc.save(rec)
+    assert svc.resume() == [rid]
+    run = c.get(f"/runs/{rid}", headers=h).json()
+    assert run["status"] == "failed" and "stopped" in run["reason"]
