@@ -369,13 +369,15 @@ class RunRequests:
 
     def search(self, *, scope: Any = None, status: str | None = None,
                playbook: str | None = None, size: int = 50,
-               after: list[Any] | None = None) -> Any:
-        """A page of requests, newest first; `scope` is a query node (departments)."""
+               after: list[Any] | None = None) -> tuple[Any, int]:
+        """A page of requests, newest first, and how many match in all; `scope` is a
+        query node (departments)."""
         parts = [n for n in (scope, status and q.Term("govsoc.run_request.status", status),
                              playbook and q.Term("govsoc.run_request.playbook", playbook)) if n]
         query = None if not parts else parts[0] if len(parts) == 1 else q.And(tuple(parts))
-        return self.store.search(Selection(family="state", dataset=DATASET, query=query),
-                                 size=size, after=after, descending=True)
+        sel = Selection(family="state", dataset=DATASET, query=query)
+        return (self.store.search(sel, size=size, after=after, descending=True),
+                self.store.count(sel))
 
     def wait(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
         """Until the request ended (for tools and tests)."""

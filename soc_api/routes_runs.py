@@ -163,10 +163,10 @@ def list_runs(request: Request,
               after: str | None = Query(None, max_length=2000)) -> dict[str, Any]:
     svc = service(request)
     scope = tenancy.scope(request.state.principal, None)
-    page = svc.search(scope=scope, status=status, playbook=playbook, size=size,
-                      after=decode_cursor(after))
+    page, total = svc.search(scope=scope, status=status, playbook=playbook, size=size,
+                             after=decode_cursor(after))
     items = [_public(h["govsoc"]["run_request"], svc) for h in page.hits]
-    return {"items": items, "total": len(items), "next": encode_cursor(page.cursor)}
+    return {"items": items, "total": total, "next": encode_cursor(page.cursor)}
 
 
 @router.get("/runs/{run_id}")

@@ -97,7 +97,7 @@ def test_approval_flow_reject_and_cancel(runs_api):
     assert c.post(f"/runs/{own['run_id']}/undo", headers=responder).status_code == 409
 
     listed = c.get("/runs", headers=secadmin, params={"size": 1}).json()
-    assert len(listed["items"]) == 1 and listed["next"]
+    assert len(listed["items"]) == 1 and listed["next"] and listed["total"] == 2
     rest = c.get("/runs", headers=secadmin, params={"after": listed["next"]}).json()
     assert {r["run_id"] for r in listed["items"] + rest["items"]} == {rid, own["run_id"]}
     assert [r["run_id"] for r in c.get("/runs", headers=secadmin,
