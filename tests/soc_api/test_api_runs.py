@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 
 import pytest
 import yaml
@@ -162,3 +163,30 @@ def test_a_run_whose_worker_died_ends_failed(runs_api_sqlite, tmp_path):
     assert svc.resume() == [rid]
     run = c.get(f"/runs/{rid}", headers=h).json()
     assert run["status"] == "failed" and "stopped" in run["reason"]
+
+
+def test_an_approved_run_is_claimed_once_across_workers(runs_api_sqlite):
+    api = runs_api_sqlite
+    h = api.token("responder")
+    # four workers of one machine (one data dir), two threads each, racing for each run
+    workers = [RunRequests(api.ctx.store, api.cfg.data_dir / "playbooks") for _ in range(4)]
+    for _ in range(6):
+        rid = api.client.post("/runs", headers=h, json={
+            "playbook": "block_ip", "hosts": ["wjw-web"], "vars": {"ip": "10.213.99.9"}}
+        ).json()["run_id"]
+        rec = workers[0].get(rid)
+        rec["status"] = "approved"
+        workers[0].save(rec)
+        barrier, claims = threading.Barrier(8), []
+
+        def claim(w: RunRequests, rid=rid, barrier=barrier, claims=claims) -> None:
+            barrier.wait()
+            claims.append(w.claim(rid))
+
+        threads = [threading.Thread(target=claim, args=(w,)) for w in workers * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(c is not None for c in claims) == 1
+        assert workers[3].get(rid)["status"] == "running"
