@@ -17,13 +17,15 @@ ROLES: dict[str, frozenset[str]] = {
     "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read",
                            "notify:test"}),
     "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
-                           "posture:read", "remediation:approve"}),
+                           "posture:read", "remediation:approve",
+                           "playbooks:read"}),
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
-                          "rules:read", "playbooks:check", "cases:read", "cases:write"}),
+                          "rules:read", "playbooks:check", "playbooks:read", "cases:read",
+                          "cases:write"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
-                            "rules:read", "playbooks:check", "playbooks:run", "cases:read",
-                            "cases:write"}),
+                            "rules:read", "playbooks:check", "playbooks:run",
+                            "playbooks:read", "cases:read", "cases:write"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
@@ -103,6 +105,16 @@ ROUTES: dict[tuple[str, str], str] = {
     # notifications (soc_api/routes_notify.py): channels are platform configuration
     ("GET", "/notifications/channels"): "config:read",
     ("POST", "/notifications/test/{channel}"): "notify:test",
+    # playbook runs (soc_api/routes_runs.py); who may cancel is checked in the route too
+    ("GET", "/playbooks"): "playbooks:read",
+    ("POST", "/runs"): "playbooks:check",
+    ("GET", "/runs"): "playbooks:read",
+    ("GET", "/runs/{run_id}"): "playbooks:read",
+    ("POST", "/runs/{run_id}/approve"): "remediation:approve",
+    ("POST", "/runs/{run_id}/reject"): "remediation:approve",
+    ("POST", "/runs/{run_id}/cancel"): "playbooks:read",
+    ("POST", "/runs/{run_id}/undo"): "playbooks:run",
+    ("GET", "/runs/{run_id}/events"): "playbooks:read",
 }
 
 
