@@ -29,6 +29,7 @@ from soc_api import (
     routes_notify,
     routes_posture,
     routes_rules,
+    routes_runs,
 )
 from soc_api.auth import gate
 from soc_api.context import Context, client_ip
@@ -123,6 +124,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_notify.router)
     app.include_router(cases_router)
     app.include_router(routes_rules.router)
+    app.include_router(routes_runs.router)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()
