@@ -272,18 +272,6 @@ class ElasticStore(EventStore):
             delay *= 2
         return result
 
-    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
-        # external versioning: Elasticsearch takes the write only if `version` is above the
-        # stored one, atomically on the primary shard
-        try:
-            self._call(self.es.index, index=self.index_for(p.family, p.dataset), id=p.id,
-                       document=p.doc, version=version, version_type="external",
-                       refresh="true" if refresh else "false")
-        except StoreError as exc:
-            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 409:
-                raise VersionConflict(f"{p.id}: version {version} is taken") from None
-            raise
-
     def delete(self, family: str, ids: Iterable[str]) -> int:
         ids = list(ids)
         if not ids:

@@ -217,21 +217,6 @@ class SqliteStore(EventStore):
             self._checkpointer.poke()
         return result
 
-    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
-        msg = p.message
-        row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
-        # check and write in one IMMEDIATE transaction: other processes queue behind it
-        with self.lock, self._tx():
-            found = self.conn.execute(
-                "SELECT json_extract(doc, '$.govsoc.version') FROM docs "
-                "WHERE family = ? AND id = ?", (p.family, p.id)).fetchone()
-            stored = 0 if found is None else int(found[0] or 0)
-            if stored != version - 1:
-                raise VersionConflict(f"{p.id}: version {stored} is stored, not {version - 1}")
-            last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
-            self.conn.execute(UPSERT, row)
-            self.conn.execute(FTS_NEW, (last,))
-
     def _tx(self):
         return _Transaction(self.conn)
 
