@@ -167,7 +167,9 @@ class RunRequests:
             raise RequestError(f"no run {run_id!r}", "not_found")
         rec = doc["govsoc"]["run_request"]
         if rec["status"] == "running" and self._stale(rec):
-            rec = self._take_over(run_id) or rec
+            # None: read again, it lived or ended meanwhile
+            rec = self._take_over(run_id) or self.store.get(
+                "state", request_id(run_id))["govsoc"]["run_request"]
         return rec
 
     @staticmethod
