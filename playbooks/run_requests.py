@@ -357,8 +357,8 @@ class RunRequests:
                 return f"the worker running it ({claimed}) stopped"
             except OSError:
                 pass
-        beat = rec.get("heartbeat") or rec.get("started")
-        if beat is None:
+        beat = rec.get("heartbeat")
+        if beat is None:  # claimed before heartbeats existed: only its host can tell
             return None
         age = (datetime.now(UTC) - parse_time(beat)).total_seconds()
         if age > self.stale_after:
