@@ -6,7 +6,7 @@ The API is served as `govsoc api serve` serves it (uvicorn, 2 workers, HTTPS); r
 sent one at a time over a kept-alive connection by an analyst of one department (so the
 department scope is in every query). The reference, measured in the same run, is the same
 store work done directly through EventStore without HTTP, auth, audit or JSON: the same
-selection's page and count for the list; `versions` + `write_if` of the alert for a
+selection's page and count for the list; `read_versioned_many` + `write_many_if` of an alert for a
 transition. Transitions alternate acknowledge / reopen, so the data set is unchanged.
 
 The data set (1,000,000 events, 10,000 alerts, 10 departments) is written in bulk once
@@ -174,9 +174,9 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
                 # the reference: the same compare-and-set write, straight to the store
                 other = ids[(i + 25) % len(ids)]
                 t0 = time.perf_counter()
-                (doc, version), = store.versions("alerts", [other]).values()
+                (doc, version), = store.read_versioned_many("alerts", [other]).values()
                 doc["govsoc"]["alert"]["updated_by_bench"] = random.random()
-                store.write_if([(doc, version)], refresh=True)
+                store.write_many_if([(doc, version)], refresh=True)
                 ref_tr.append((time.perf_counter() - t0) * 1000)
     finally:
         stop(server)

@@ -162,8 +162,7 @@ def engine_pass(store, pack: RulePack, n: int) -> float:
 def fresh_start(store, state_dir: str) -> None:
     """Untimed, before every engine pass on either backend: no checkpoint (a first pass over
     the whole range) and no alert stored, so each pass writes all its alerts anew."""
-    for f in Path(state_dir).glob("detections-state-*"):
-        f.unlink()
+    store.delete("state", ["detection-engine"])  # the engine's part of the detection state
     ids = [a["event"]["id"] for a in store.scan(Selection(family="alerts"))]
     if ids:
         store.delete("alerts", ids)

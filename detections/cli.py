@@ -31,7 +31,7 @@ def _echo_json(obj: Any) -> None:
 # -- rules -------------------------------------------------------------------------
 @click.group("rules")
 def rules() -> None:
-    """Sigma rule packs: check, list, tune (exceptions, snooze), health."""
+    """Sigma rule packs: check, list, tune (exceptions, snooze, disable), health."""
 
 
 @rules.command("check")
@@ -186,6 +186,40 @@ def rules_unsnooze(rule_id: str, store_url: str | None) -> None:
     click.echo(f"{rule_id} {'unsnoozed' if done else 'was not snoozed'}")
 
 
+@rules.command("disable")
+@click.argument("rule_id")
+@click.option("--reason", required=True, help="Why it is switched off.")
+@click.option("--by", default=None, help="Who (default: $USER).")
+@store_option
+def rules_disable(rule_id: str, reason: str, by: str | None, store_url: str | None) -> None:
+    """Switch RULE_ID off: no engine runs it until it is enabled again."""
+    _switch(rule_id, False, reason, by, store_url)
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+@click.option("--by", default=None, help="Who (default: $USER).")
+@store_option
+def rules_enable(rule_id: str, by: str | None, store_url: str | None) -> None:
+    """Switch RULE_ID back on."""
+    _switch(rule_id, True, "", by, store_url)
+
+
+def _switch(rule_id: str, on: bool, reason: str, by: str | None, store_url: str | None
+            ) -> None:
+    import getpass
+
+    from detections.tuning import set_enabled
+
+    if not on and not reason.strip():
+        fail("say why: --reason")
+    _known_rule(rule_id)
+    with open_cli_store(store_url) as store:
+        changed = set_enabled(store, rule_id, on, by=by or getpass.getuser(), reason=reason)
+    state = "enabled" if on else "disabled"
+    click.echo(f"{rule_id} {state}" if changed else f"{rule_id} was already {state}")
+
+
 def _known_rule(rule_id: str) -> None:
     from detections.service import configured_packs
 
@@ -229,26 +263,48 @@ def detect_run(once: bool, paths: tuple[str, ...], since: str | None, interval: 
             fail(f"detections.backfill_max_events: {exc}")
         engine = Engine(store, pack, settings=Settings(interval_s=interval,
                                                        backfill_max_events=bound))
-        stop = threading.Event()
-        first = True
-        try:
-            while True:
-                try:
-                    # the first pass also covers what was stored before any window
-                    summary = engine.run_once(since=since, backfill=first)
-                except StoreError as exc:
-                    fail(str(exc))
-                first = False
-                if summary.unexamined:
-                    click.echo(summary.unexamined.line(), err=not summary.unexamined.covered)
-                for rid, err in summary.errors.items():
-                    click.echo(f"rule {rid} failed: {err}", err=True)
-                click.echo(summary.line())
-                since = None
-                if once or stop.wait(interval):
-                    break
-        except KeyboardInterrupt:
-            pass
+
+        def report(summary: Any) -> None:
+            if summary.unexamined:
+                click.echo(summary.unexamined.line(), err=not summary.unexamined.covered)
+            for rid, err in summary.errors.items():
+                click.echo(f"rule {rid} failed: {err}", err=True)
+            click.echo(summary.line(), nl=True)
+            sys.stdout.flush()
+
+        # the first pass also covers what was stored before any window
+        if once:
+            try:
+                report(engine.run_once(since=since, backfill=True))
+            except StoreError as exc:
+                fail(str(exc))
+            return
+        _scheduled(engine, interval, since, report)
+
+
+def _scheduled(engine: Any, interval: float, since: str | None, report: Any) -> None:
+    """Passes while this process leads the rule set (detections.leader); other engines
+    over the same store stand by and take over within the lease time if it dies."""
+    import signal
+
+    from detections.leader import run_scheduled
+
+    try:
+        ttl = float(load_config().get("detections.lease_s", 10.0))
+    except (ConfigError, ValueError) as exc:
+        fail(f"detections.lease_s: {exc}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a clean stop hands the lease on
+
+    def changed(leading: bool) -> None:
+        click.echo(f"engine {engine.name} {'leads' if leading else 'stands by for'} "
+                   f"the rule set", err=True)
+
+    try:
+        run_scheduled(engine, stop, interval, ttl_s=ttl, on_pass=report, on_change=changed,
+                      first={"since": since, "backfill": True})
+    except KeyboardInterrupt:
+        pass
 
 
 # -- alerts ------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import heapq
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,10 @@ from soc_core.store import EventStore, Selection, StoreError, parse_duration, re
 
 DEFAULT_GROUP = ("host.name", "source.ip", "destination.ip", "user.name")
 HEALTH_GAPS = 20  # gaps remembered per rule
+
+
+class LeaseLost(RuntimeError):
+    """The engine's lease on its rule set ended during a pass (another engine leads)."""
 
 
 class TooNoisy(ValueError):
@@ -115,6 +119,9 @@ class Engine:
         self.pack = pack or load_pack(backends=[self.backend_of(store)])
         self.settings = settings or Settings()
         self.state = state or DetectionState.for_store(store)
+        # leader election (detections.leader): False from `fence` stops a pass unsaved
+        self.fence: Callable[[], bool] | None = None
+        self.name = ""  # who ran the pass, recorded in rule health
         self._analyzed = 0.0
         # per pass: what each query rule reads (see _plan) and the matches read so far
         self._spans: dict[str, tuple[int, int]] = {}
@@ -161,6 +168,7 @@ class Engine:
         try:
             with _no_cyclic_gc():
                 for rule in rules:
+                    self._check_fence()
                     summary.rules += 1
                     updates[rule.id] = self._run_rule(rule, state, now, since_ms, summary)
         finally:
@@ -314,8 +322,7 @@ class Engine:
         then queried once and the narrower reads are cut from that result."""
         spans: dict[str, tuple[int, int]] = {}
         for rule in rules:
-            snooze = state["snoozes"].get(rule.id)
-            if snooze and to_ms(snooze["until"]) > now:
+            if self._paused(rule, state, now):
                 continue
             start, end, _ = self._window(rule, state, now, since)
             if end <= start:
@@ -325,19 +332,31 @@ class Engine:
                 spans[base.id] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
         return spans
 
+    @staticmethod
+    def _paused(rule: Rule, state: dict[str, Any], now: int) -> str | bool | None:
+        """True: switched off; the snooze's end: snoozed; None: runs."""
+        if rule.id in state["disabled"]:
+            return True
+        snooze = state["snoozes"].get(rule.id)
+        if snooze and to_ms(snooze["until"]) > now:
+            return snooze["until"]
+        return None
+
     def _run_rule(self, rule: Rule, state: dict[str, Any], now: int, since: int | None,
                   summary: RunSummary) -> dict[str, Any]:
         t0 = time.perf_counter()
         start, end, gap = self._window(rule, state, now, since)
         upd: dict[str, Any] = {"checkpoint": end, "gap": gap, "matches": 0, "alerts": 0,
-                               "error": None, "snoozed": None,
+                               "error": None, "snoozed": None, "disabled": False,
                                "examined": min([start, self._examined_from(rule, state, now)]
                                                + [lo for lo, _ in self._extra.get(rule.id, ())])}
-        snooze = state["snoozes"].get(rule.id)
-        if snooze and to_ms(snooze["until"]) > now:
-            # snoozed: the window is consumed without alerting (that is what snooze means)
-            upd["snoozed"] = snooze["until"]
-            summary.snoozed += 1
+        paused = self._paused(rule, state, now)
+        if paused:
+            # snoozed or switched off: the window is consumed without alerting (that is
+            # what both mean; switching a rule back on does not replay what it missed)
+            upd["snoozed"] = None if paused is True else paused
+            upd["disabled"] = paused is True
+            summary.snoozed += paused is not True
         elif end > start:
             run = self._correlate if rule.is_correlation else self._single
 
@@ -530,7 +549,7 @@ class Engine:
         # compare-and-set against what was read: an analyst's change made through the API
         # meanwhile is never overwritten; that alert is read again and rebuilt on top of it
         for _ in range(50):
-            known = self.store.versions("alerts", [p[0] for p in planned])
+            known = self.store.read_versioned_many("alerts", [p[0] for p in planned])
             docs, counts = [], {}
             for aid, group, bucket, events in planned:
                 events.sort(key=lambda e: (e["@timestamp"], e["event"]["id"]))
@@ -539,7 +558,7 @@ class Engine:
                 if al.changed(doc, existing):
                     docs.append((doc, version))
                     counts[aid] = existing is None
-            res = self.store.write_if(docs) if docs else None
+            res = self.store.write_many_if(docs) if docs else None
             if res is not None and res.rejected:
                 raise ValueError(f"alert rejected by the store: {res.rejected[0].reason}")
             lost = set(res.conflicts) if res is not None else set()
@@ -551,12 +570,21 @@ class Engine:
         raise ValueError("alerts changed by others on every attempt; the next pass retries")
 
     # -- persisted state -----------------------------------------------------------
+    def _check_fence(self) -> None:
+        if self.fence is not None and not self.fence():
+            raise LeaseLost("this engine no longer leads its rule set: pass abandoned, "
+                            "its state left to the new leader")
+
     def _save(self, updates: dict[str, dict[str, Any]],
               closed: dict[str, tuple[int, dict[str, int]]], failed: set[str]) -> None:
         def apply(data: dict[str, Any]) -> None:
+            self._check_fence()  # checked again if a conflict makes this run again
             coverage.record(data["coverage"], closed, self._regrown, failed)
             for rid, u in updates.items():
                 if u["checkpoint"] is not None:
+                    # never backwards: an engine that lost its lease mid-save must not
+                    # undo a newer leader's progress (a re-examined window is harmless)
+                    u["checkpoint"] = max(u["checkpoint"], data["checkpoints"].get(rid, 0))
                     data["checkpoints"][rid] = u["checkpoint"]
                 if u["examined"] is not None:
                     data["examined"][rid] = min(u["examined"],
@@ -570,6 +598,8 @@ class Engine:
                 h["total_matches"] += u["matches"]
                 h["alerts"] = u["alerts"]
                 h["snoozed_until"] = u["snoozed"]
+                h["disabled"] = u["disabled"]
+                h["engine"] = self.name
                 if u["error"]:
                     h["errors"] += 1
                     h["last_error"] = u["error"]

@@ -144,10 +144,13 @@ def department_names(doc: dict[str, Any], departments: Any = None) -> list[str]:
     return names or ["(unassigned)"]
 
 
-def open_alerts(store: EventStore, limit: int = 10_000) -> list[dict[str, Any]]:
+def open_alerts(store: EventStore, limit: int = 10_000, query: Any = None
+                ) -> list[dict[str, Any]]:
+    """Open and acknowledged alerts, newest first; `query` (a parsed analyst query, e.g. a
+    department scope) narrows them."""
     out = []
     for status in ("open", "acknowledged"):
-        sel = Selection(family="alerts", filters={"govsoc.alert.status": status})
+        sel = Selection(family="alerts", filters={"govsoc.alert.status": status}, query=query)
         for doc in store.scan(sel, page_size=1000, descending=True):
             out.append(doc)
             if len(out) >= limit:
@@ -155,10 +158,11 @@ def open_alerts(store: EventStore, limit: int = 10_000) -> list[dict[str, Any]]:
     return out
 
 
-def posture(store: EventStore, now: Any = None) -> dict[str, Any]:
-    """Everything `govsoc posture` and the API show."""
+def posture(store: EventStore, now: Any = None, query: Any = None) -> dict[str, Any]:
+    """Everything `govsoc posture` and the API show. `query` (a parsed analyst query: the
+    API passes a caller's department scope) narrows every part: alerts, assets, events."""
     now = now_ms() if now is None else to_ms(now)
-    alerts = open_alerts(store)
+    alerts = open_alerts(store, query=query)
     by_level: Counter = Counter()
     by_tactic: Counter = Counter()
     by_host: Counter = Counter()
@@ -172,10 +176,10 @@ def posture(store: EventStore, now: Any = None) -> dict[str, Any]:
         by_host[str(host or "(unknown)")] += 1
         for dept in department_names(doc, store.departments):
             by_dept[dept] += 1
-    assets = list(store.scan(Selection(family="assets"), page_size=1000))
+    assets = list(store.scan(Selection(family="assets", query=query), page_size=1000))
     day_ago, week_ago = iso(now - 24 * _HOUR), iso(now - 8 * 24 * _HOUR)
-    recent = Selection(family="events", start=day_ago, end=iso(now))
-    before = Selection(family="events", start=week_ago, end=day_ago)
+    recent = Selection(family="events", start=day_ago, end=iso(now), query=query)
+    before = Selection(family="events", start=week_ago, end=day_ago, query=query)
     hosts_now = {h for h, _ in store.terms("host.name", recent, size=1000)}
     hosts_before = {h for h, _ in store.terms("host.name", before, size=1000)}
     new_assets = sorted(hosts_now - hosts_before)
@@ -188,10 +192,10 @@ def posture(store: EventStore, now: Any = None) -> dict[str, Any]:
         "by_host": dict(by_host.most_common(20)),
         "by_department": dict(by_dept.most_common(20)),
         "trend_hourly": store.histogram("1h", Selection(family="alerts", start=day_ago,
-                                                         end=iso(now + _HOUR))),
+                                                         end=iso(now + _HOUR), query=query)),
         "trend_daily": store.histogram("1d", Selection(family="alerts",
                                                         start=iso(now - 14 * 24 * _HOUR),
-                                                        end=iso(now + _HOUR))),
+                                                        end=iso(now + _HOUR), query=query)),
         "top_sources": store.terms("source.ip", recent, size=10),
         "top_targets": store.terms("destination.ip", recent, size=10),
         "new_assets": new_assets[:100],

@@ -139,6 +139,20 @@ class RulePack:
                 if isinstance(ref.rule, SigmaRule) and str(ref.rule.id) in ids]
 
 
+def rule_source(rule: Rule) -> str:
+    """The YAML of `rule` as written in its file (a file may hold several rules)."""
+    text = Path(rule.path).read_text(encoding="utf-8")
+    docs = re.split(r"(?m)^---[ \t]*$\n?", text)
+    for doc in docs:
+        try:
+            data = yaml.safe_load(doc)
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and str(data.get("id")) == rule.id:
+            return doc.strip("\n") + "\n"
+    return text
+
+
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:

@@ -2,23 +2,24 @@
 
 `run(store_url, stop, demo)` loads the rule packs (our own plus the folders listed in the
 config key `detections.rules`), then runs a pass every `detections.interval` seconds until
-`stop` is set. With `demo`, it first writes the attack scenario: a port scan, an SSH brute
-force, a DNS tunnel and suspicious processes, timed a few minutes ago, so the first pass
-raises alerts within seconds."""
+`stop` is set, while it leads the rule set among the engines over the store (lease of
+`detections.lease_s` seconds, detections.leader). With `demo`, it first writes the attack
+scenario: a port scan, an SSH brute force, a DNS tunnel and suspicious processes, timed a
+few minutes ago, so the first pass raises alerts within seconds."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from detections.engine import Engine, Settings, now_ms
+from detections.leader import run_scheduled
 from detections.packtests import events_for
 from detections.rules import OWN_PACK, RulePack, load_pack
 from soc_core import ecs
 from soc_core.config import load_config
-from soc_core.store import EventStore, StoreError, open_store
+from soc_core.store import EventStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def replay_demo(store: EventStore, pack: RulePack | None = None) -> int:
     return res.written
 
 
-def configured_packs() -> list[str]:
-    extra = load_config().get("detections.rules", []) or []
+def configured_packs(cfg: Any = None) -> list[str]:
+    extra = (cfg or load_config()).get("detections.rules", []) or []
     return [str(OWN_PACK)] + ([extra] if isinstance(extra, str) else list(extra))
 
 
@@ -68,12 +69,8 @@ def run(store_url: str, stop: threading.Event, demo: bool) -> None:
         if demo:
             replay_demo(store, pack)
         engine = Engine(store, pack, settings=Settings(interval_s=interval))
-        while not stop.is_set():
-            t0 = time.monotonic()
-            try:
-                engine.run_once()
-            except StoreError as exc:  # store down: retry next period, checkpoints hold
-                log.warning("detection pass failed: %s", exc)
-            stop.wait(max(1.0, interval - (time.monotonic() - t0)))
+        # any number of `govsoc up` over one store: one of them runs the rule set
+        run_scheduled(engine, stop, max(1.0, interval),
+                      ttl_s=float(cfg.get("detections.lease_s", 10.0)))
     finally:
         store.close()

@@ -1,5 +1,7 @@
 """Tuning without editing rules: exceptions (field values that exclude known-benign
-matches, with who added them and why) and snoozing a rule until a time."""
+matches, with who added them and why), snoozing a rule until a time, and switching a rule
+off and on. All of it is detection state in the store (detections.state): every engine
+and API worker sees a change at once."""
 
 from __future__ import annotations
 
@@ -61,11 +63,40 @@ def unsnooze(store: EventStore, rule_id: str) -> bool:
         lambda d: d["snoozes"].pop(rule_id, None) is not None)
 
 
+def set_enabled(store: EventStore, rule_id: str, enabled: bool, *, by: str,
+                reason: str = "") -> bool:
+    """Switch a rule on or off; returns whether that changed anything. A rule switched off
+    does not run: its windows pass unexamined (like a snooze without an end)."""
+    entry = {"by": by, "reason": reason, "at": iso(now_ms())}
+
+    def apply(data: dict[str, Any]) -> bool:
+        was_off = rule_id in data["disabled"]
+        if enabled:
+            data["disabled"].pop(rule_id, None)
+        elif not was_off:
+            data["disabled"][rule_id] = entry
+        return was_off == enabled
+
+    return DetectionState.for_store(store).update(apply)
+
+
+def tuning_of(store: EventStore, rule_id: str) -> dict[str, Any]:
+    """A rule's exceptions, snooze and on/off switch as stored now."""
+    data = DetectionState.for_store(store).load()
+    return {"exceptions": data["exceptions"].get(rule_id, []),
+            "snooze": data["snoozes"].get(rule_id), "disabled": data["disabled"].get(rule_id)}
+
+
 def health(store: EventStore) -> dict[str, Any]:
     """Per rule: last run, duration, matches, errors, gaps, checkpoint, snooze."""
-    data = DetectionState.for_store(store).load()
+    return health_of(DetectionState.for_store(store).load())
+
+
+def health_of(data: dict[str, Any]) -> dict[str, Any]:
+    """`health` from a loaded state (one read for callers that need more of it)."""
     out = {}
     for rid, h in data["health"].items():
         out[rid] = {**h, "exceptions": len(data["exceptions"].get(rid, [])),
-                    "snooze": data["snoozes"].get(rid)}
+                    "snooze": data["snoozes"].get(rid),
+                    "disabled": data["disabled"].get(rid) is not None}
     return out

@@ -1,10 +1,10 @@
 """The alert workflow: open -> acknowledged -> closed (with a reason) and reopen, assignment
 and notes, each change kept in the alert's history (who, when, from -> to, note).
 
-Every change is a compare-and-set on the stored alert (`EventStore.versions`/`write_if`):
-the state and the history entry are written together, and a writer that lost the race
-(another analyst, the detection engine rebuilding the alert) reads again and redoes its
-change, so no change and no history entry is ever lost.
+Every change is a compare-and-set on the stored alert (`EventStore.read_versioned_many`,
+`write_many_if`): the state and the history entry are written together, and a writer that
+lost the race (another analyst, the detection engine rebuilding the alert) reads again and
+redoes its change, so no change and no history entry is ever lost.
 
 A bulk change first writes a journal (its alert ids, the change, a change id per alert) to
 the store; each alert's history entry carries that change id, so applying the journal again
@@ -156,7 +156,7 @@ def _apply_many(store: EventStore, ids: list[str], change: Change, *, by: str,
     for attempt in range(_RETRIES):
         if not pending:
             break
-        current = store.versions("alerts", pending)
+        current = store.read_versioned_many("alerts", pending)
         writes = []
         for aid in pending:
             got = current.get(aid)
@@ -179,7 +179,7 @@ def _apply_many(store: EventStore, ids: list[str], change: Change, *, by: str,
                 skipped[aid] = str(exc)
                 continue
             writes.append((doc, version))
-        res = store.write_if(writes, refresh=refresh) if writes else None
+        res = store.write_many_if(writes, refresh=refresh) if writes else None
         if res is not None and res.rejected:
             raise AlertError(f"alert {res.rejected[0].id} not updated: "
                              f"{res.rejected[0].reason}")
@@ -211,7 +211,7 @@ def bulk(store: EventStore, ids: Iterable[str], change: Change, *, by: str,
     # only alerts the caller may see go into the journal: recovery runs without a caller
     stored = {}
     for i in range(0, len(ids), _CHUNK):
-        stored.update(store.versions("alerts", ids[i:i + _CHUNK]))
+        stored.update(store.read_versioned_many("alerts", ids[i:i + _CHUNK]))
     skipped = {a: "no such alert" for a in ids
                if a not in stored or (visible is not None and not visible(stored[a][0]))}
     targets = [a for a in ids if a not in skipped]

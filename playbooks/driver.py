@@ -28,7 +28,7 @@ from soc_core.ecs import now_iso
 
 HOST_PYTHON = "/usr/bin/python3"
 _FLUSH_EVERY = 50  # events; also flushed at least every _FLUSH_SECONDS
-_FLUSH_SECONDS = 0.5
+_FLUSH_SECONDS = 0.2  # the longest an event waits in the buffer: live views read the store
 
 
 @dataclass
@@ -99,7 +99,8 @@ class Driver:
             limit: str | None = None, check: bool = False,
             extravars: dict[str, Any] | None = None, timeout: int | None = None,
             forks: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-            run_id: str | None = None) -> RunResult:
+            run_id: str | None = None,
+            should_cancel: Callable[[], bool] | None = None) -> RunResult:
         import ansible_runner
 
         from playbooks import sinks  # noqa: F401  (registers the post-processors)
@@ -134,6 +135,11 @@ class Driver:
                         self._record(result, limit=limit, extravars=extravars)
 
                 cancel_flag = run_dir / "cancel"
+
+                def cancelled() -> bool:
+                    return cancel_flag.exists() or bool(should_cancel and should_cancel())
+
+                stream.start_timer()
                 try:
                     runner = ansible_runner.run(
                         private_data_dir=str(run_dir), project_dir=str(CONTENT_DIR),
@@ -143,13 +149,18 @@ class Driver:
                         envvars=ansible_env(run_dir), quiet=True,
                         settings={"suppress_ansible_output": True},
                         event_handler=stream.handle, status_handler=on_status,
-                        cancel_callback=cancel_flag.exists)
+                        cancel_callback=cancelled)
                     stream.flush()
                 except BaseException as exc:  # never leave a run "running" forever
+                    _kill_leftovers(run_dir)
+                    stream.stop_timer()
                     result.status, result.reason = "failed", f"driver error: {exc}"[:500]
                     result.ended = now_iso()
                     self._record(result, limit=limit, extravars=extravars)
                     raise
+                stream.stop_timer()
+                if runner.status in ("canceled", "timeout"):
+                    _kill_leftovers(run_dir)
                 result.rc = runner.rc
                 _finish(result, runner.status, stream, timeout)
                 if result.status != "canceled" and name in _POST:
@@ -231,6 +242,26 @@ class _EventStream:
         self.stats: dict[str, dict[str, int]] | None = None
         self.other_errors: list[str] = []
         self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    def start_timer(self) -> None:
+        """Flush what waits in the buffer even when no next event comes (a long task)."""
+        def loop() -> None:
+            while not self._stop.wait(_FLUSH_SECONDS):
+                with self.lock:
+                    if self.pending and time.monotonic() - self.last_flush >= _FLUSH_SECONDS:
+                        self._flush_locked()
+
+        self._timer = threading.Thread(target=loop, name="runner-event-flush", daemon=True)
+        self._timer.start()
+
+    def stop_timer(self) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+            self._timer = None
+        self.flush()
 
     def handle(self, data: dict[str, Any]) -> bool:
         name = data.get("event", "")
@@ -267,7 +298,9 @@ class _EventStream:
 
     def _flush_locked(self) -> None:
         if self.pending:
-            self.store.write(self.pending)
+            # refreshed: a live view (the API's event stream) must see them now, not at
+            # the search index's next refresh
+            self.store.write(self.pending, refresh=True)
             self.pending = []
         self.last_flush = time.monotonic()
 
@@ -328,6 +361,23 @@ def ansible_env(run_dir: Path) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_PYTHON_INTERPRETER": HOST_PYTHON,
     }
+
+
+def _kill_leftovers(run_dir: Path) -> int:
+    """Kill what is left of a stopped run. The runner kills ansible-playbook's process
+    group, but Ansible's workers (and their ssh) run in sessions of their own and would go
+    on; each carries the run's ANSIBLE_LOCAL_TEMP in its environment."""
+    import psutil
+
+    marker, killed = str(run_dir / "tmp"), 0
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("ANSIBLE_LOCAL_TEMP") == marker:
+                proc.kill()
+                killed += 1
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return killed
 
 
 def _pid_alive(pid: Any) -> bool:

@@ -58,6 +58,12 @@ def write_inventory(source: dict[str, Any] | str | Path, run_dir: Path) -> Path:
 
 def resolve_hosts(inventory_path: Path, limit: str | None) -> list[str]:
     """The hosts a run would touch, as Ansible itself resolves inventory and --limit."""
+    return list(resolve_host_vars(inventory_path, limit))
+
+
+def resolve_host_vars(inventory_path: Path, limit: str | None) -> dict[str, dict[str, Any]]:
+    """The hosts a run would touch with their inventory variables (groups', then the
+    host's own), in inventory order."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.utils.display import Display
@@ -69,7 +75,13 @@ def resolve_hosts(inventory_path: Path, limit: str | None) -> list[str]:
         raise PlaybookError(f"bad inventory {inventory_path}: {exc}") from exc
     if limit:
         im.subset(limit)
-    hosts = [str(h.name) for h in im.get_hosts("all")]  # plain str: orjson refuses subclasses
+    hosts: dict[str, dict[str, Any]] = {}
+    for h in im.get_hosts("all"):
+        merged: dict[str, Any] = {}
+        for group in sorted(h.get_groups(), key=lambda g: g.depth):
+            merged.update(group.get_vars())
+        merged.update(h.get_vars())
+        hosts[str(h.name)] = merged  # plain str: orjson refuses subclasses
     if not hosts:
         where = f" --limit {limit}" if limit else ""
         raise PlaybookError(f"no hosts match{where} in the inventory")

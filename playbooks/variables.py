@@ -19,7 +19,7 @@ import yaml
 
 from playbooks.catalog import PlaybookError, get_playbook
 
-__all__ = ["SCHEMAS", "validate_vars", "unsafe_yaml"]
+__all__ = ["SCHEMAS", "command_vars", "has_undo", "validate_vars", "unsafe_yaml"]
 
 MAX_VALUE = 4096  # characters in one value: anything longer is not a name or an address
 
@@ -141,6 +141,18 @@ SCHEMAS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
                  "dr_health_path": _URL_PATH, "dr_pidfile": _PATH, "dr_service_cmd": _COMMAND,
                  "dr_sm4_key_file": _PATH, "dr_encrypt": _boolean},
 }
+
+
+def command_vars(name: str, variables: dict[str, Any] | None) -> list[str]:
+    """The variables of a request that are commands for the hosts: they run even in check
+    mode (`check_mode: false` tasks), so a check run that sets one is not read-only."""
+    schema = SCHEMAS.get(name) or {}
+    return sorted(k for k in variables or {} if schema.get(k) is _COMMAND)
+
+
+def has_undo(name: str) -> bool:
+    """Whether the playbook can take back what it did (it declares an `undo` variable)."""
+    return "undo" in (SCHEMAS.get(name) or {})
 
 
 def validate_vars(name: str, variables: dict[str, Any] | None) -> dict[str, Any]:

@@ -22,11 +22,22 @@ from fastapi.responses import JSONResponse
 
 from crypto_svc.api import Limits, make_router, one_line_validation_error
 from detections import workflow
-from soc_api import routes_admin, routes_alerts, routes_audit, routes_auth, routes_data
+from soc_api import (
+    routes_admin,
+    routes_alerts,
+    routes_audit,
+    routes_auth,
+    routes_data,
+    routes_notify,
+    routes_posture,
+    routes_rules,
+    routes_runs,
+)
 from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
+from soc_api.routes_cases import router as cases_router
 from soc_core.audit import Actor, AuditTrail, AuditUnavailable
 from soc_core.config import Config, load_config, redact_url
 from soc_core.departments import Departments
@@ -116,6 +127,11 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
               routes_audit.router, routes_alerts.router):
         app.include_router(r)
+    app.include_router(routes_posture.router)
+    app.include_router(routes_notify.router)
+    app.include_router(cases_router)
+    app.include_router(routes_rules.router)
+    app.include_router(routes_runs.router)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()

@@ -14,14 +14,18 @@ deciding who may call it cannot go unnoticed.
 from __future__ import annotations
 
 ROLES: dict[str, frozenset[str]] = {
-    "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read"}),
+    "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read",
+                           "notify:test"}),
     "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
-                           "posture:read", "remediation:approve"}),
+                           "posture:read", "remediation:approve",
+                           "playbooks:read"}),
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
-                          "rules:read", "playbooks:check"}),
+                          "rules:read", "playbooks:check", "playbooks:read", "cases:read",
+                          "cases:write"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
-                            "rules:read", "playbooks:check", "playbooks:run"}),
+                            "rules:read", "playbooks:check", "playbooks:run",
+                            "playbooks:read", "cases:read", "cases:write"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
@@ -72,6 +76,20 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/alerts/{alert_id}/assign"): "alerts:write",
     ("POST", "/alerts/{alert_id}/notes"): "alerts:write",
     ("POST", "/alerts/bulk"): "alerts:write",
+    # cases (soc_api/routes_cases.py)
+    ("GET", "/cases"): "cases:read",
+    ("POST", "/cases"): "cases:write",
+    ("GET", "/cases/metrics"): "cases:read",
+    ("GET", "/cases/{case_id}"): "cases:read",
+    ("PATCH", "/cases/{case_id}"): "cases:write",
+    ("POST", "/cases/{case_id}/alerts"): "cases:write",
+    ("DELETE", "/cases/{case_id}/alerts/{alert_id}"): "cases:write",
+    ("POST", "/cases/{case_id}/merge"): "cases:write",
+    ("POST", "/cases/{case_id}/tasks"): "cases:write",
+    ("PATCH", "/cases/{case_id}/tasks/{task_id}"): "cases:write",
+    ("POST", "/cases/{case_id}/observables"): "cases:write",
+    ("GET", "/cases/{case_id}/timeline"): "cases:read",
+    ("POST", "/cases/{case_id}/close"): "cases:write",
     # the audit trail
     ("GET", "/audit"): "audit:read",
     ("GET", "/audit/verify"): "audit:read",
@@ -89,6 +107,35 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/crypto/keys/{key_id}/disable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/enable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/destroy"): "crypto:admin",
+    # posture (soc_api/routes_posture.py)
+    ("GET", "/posture"): "posture:read",
+    ("GET", "/posture/trend"): "posture:read",
+    ("GET", "/posture/tactics"): "posture:read",
+    ("GET", "/posture/health"): "posture:read",
+    # notifications (soc_api/routes_notify.py): channels are platform configuration
+    ("GET", "/notifications/channels"): "config:read",
+    ("POST", "/notifications/test/{channel}"): "notify:test",
+    # playbook runs (soc_api/routes_runs.py); who may cancel is checked in the route too
+    ("GET", "/playbooks"): "playbooks:read",
+    ("POST", "/runs"): "playbooks:check",
+    ("GET", "/runs"): "playbooks:read",
+    ("GET", "/runs/{run_id}"): "playbooks:read",
+    ("POST", "/runs/{run_id}/approve"): "remediation:approve",
+    ("POST", "/runs/{run_id}/reject"): "remediation:approve",
+    ("POST", "/runs/{run_id}/cancel"): "playbooks:read",
+    ("POST", "/runs/{run_id}/undo"): "playbooks:run",
+    ("GET", "/runs/{run_id}/events"): "playbooks:read",
+    # rules and detection state (soc_api/routes_rules.py): tuning blinds detection, so
+    # every change is the security administrator's (rules:write)
+    ("GET", "/rules"): "rules:read",
+    ("GET", "/rules/{rule_id}"): "rules:read",
+    ("POST", "/rules/{rule_id}/enable"): "rules:write",
+    ("POST", "/rules/{rule_id}/disable"): "rules:write",
+    ("GET", "/rules/{rule_id}/exceptions"): "rules:read",
+    ("POST", "/rules/{rule_id}/exceptions"): "rules:write",
+    ("DELETE", "/rules/{rule_id}/exceptions/{exc_id}"): "rules:write",
+    ("POST", "/rules/{rule_id}/snooze"): "rules:write",
+    ("DELETE", "/rules/{rule_id}/snooze"): "rules:write",
 }
 
 

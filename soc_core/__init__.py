@@ -15,10 +15,11 @@ Its interface is its modules (import from them):
     soc_core.sm3       the SM3 hash: sm3, sm3_hex, new, sm3_parts, sm3_stream
     soc_core.audit     the durable, hash-chained audit trail: AuditTrail, Actor, verify
     soc_core.departments  departments (委办局) as tenants: Departments, stamped at ingest
+    soc_core.notify    notifications (DingTalk, WeCom, Feishu, e-mail): Outbox, Dispatcher, Watcher
     soc_core.cliutil   fail, store_option, open_cli_store (for every package's commands)
     soc_core.lazy      lazy_exports: a package `__init__` exporting names loaded on use
     soc_core.cli       the `govsoc` entry point and its core commands
 """
 
-__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "lazy", "query", "regex",
-           "sm3", "spool", "store"]
+__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "lazy", "notify", "query",
+           "regex", "sm3", "spool", "store"]

@@ -6,6 +6,14 @@
 Times: resolve_time / resolve_millis ("now-1h", ISO-8601, epoch) for selections. For SQL
 compiled against the SQLite store (the detection backend): field_expr(field) is a field's
 value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path.
+
+Conditional writes (compare-and-set) on mutable families, for state that several processes
+change (detection state, leases, cases, run requests); a lost race raises VersionConflict:
+read_versioned(family, id) -> (doc, Version token), write_if(doc, token) -> new token
+(SQLite: the row version; Elasticsearch: if_seq_no/if_primary_term), and modify(family,
+id, fn), the retrying read-modify-write built on them. For batches (the engine's alerts,
+bulk alert changes): read_versioned_many(family, ids) -> {id: (doc, token)} and
+write_many_if([(doc, token)...]) -> WriteResult whose `conflicts` lists the lost races.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from soc_core.store.base import (
     Selection,
     StoreError,
     StoreUnavailable,
+    Version,
+    VersionConflict,
     WriteResult,
     parse_duration,
     resolve_millis,
@@ -27,8 +37,8 @@ from soc_core.store.base import (
 from soc_core.store.sql import field_expr, json_path
 
 __all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
-           "WriteResult", "field_expr", "json_path", "open_store", "parse_duration",
-           "resolve_millis", "resolve_time"]
+           "Version", "VersionConflict", "WriteResult", "field_expr", "json_path",
+           "open_store", "parse_duration", "resolve_millis", "resolve_time"]
 
 
 def open_store(url: str | None = None, *, departments: Any = None, **options) -> EventStore:

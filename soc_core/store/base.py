@@ -10,7 +10,10 @@ Results are sorted by (`@timestamp`, `event.id`), which makes the cursor of
 from __future__ import annotations
 
 import abc
+import copy
 import logging
+import random
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,15 @@ class StoreError(RuntimeError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached now; the caller may retry or spool."""
+
+
+class VersionConflict(StoreError):
+    """A versioned write lost the race: another writer stored that version first."""
+
+
+# An opaque version token of a stored mutable document (SQLite: the row version;
+# Elasticsearch: (seq_no, primary_term)); None: the document does not exist.
+Version = Any
 
 
 @dataclass
@@ -174,32 +186,37 @@ class EventStore(abc.ABC):
             valid.append(prepared if stamp is None else stamp(prepared))
         return valid
 
-    def write_if(self, docs: Iterable[tuple[dict[str, Any], Any]], *,
-                 refresh: bool = False) -> WriteResult:
-        """Compare-and-set for mutable families: each (document, version) is written only
-        if the stored copy still has that version (from `versions`; None: only if no copy
-        exists). A document changed meanwhile is not written: its id is in `conflicts`, and
-        the caller reads it again and redoes its change (two writers never lose one)."""
+    def write_many_if(self, docs: Iterable[tuple[dict[str, Any], Version]], *,
+                      refresh: bool = False) -> WriteResult:
+        """`write_if` for a batch (the engine's alerts, a bulk alert change): each
+        (document, version from `read_versioned[_many]`) is written only if its stored copy
+        still has that version (None: only if absent). A document changed meanwhile is not
+        written: its id is in `conflicts`, and the caller reads it again and redoes its
+        change. Departments are stamped as by `write` (alerts belong to departments)."""
         pairs = list(docs)
         result = WriteResult()
         valid = self._prepare([d for d, _ in pairs], result)
         wanted = {_id_of(d): v for d, v in pairs}
         for p in valid:
-            if p.family not in ecs.MUTABLE_FAMILIES:
-                raise StoreError(f"write_if is for mutable families, not {p.family}")
+            self._check_mutable(p.family)
         if valid:
-            result.merge(self._write_if_valid(valid, [wanted.get(p.id) for p in valid],
-                                              refresh=refresh))
+            result.merge(self._write_many_if(valid, [wanted.get(p.id) for p in valid],
+                                             refresh=refresh))
         return result
 
-    def _write_if_valid(self, docs: list[ecs.Prepared], versions: list[Any], *,
-                        refresh: bool) -> WriteResult:
-        raise StoreError(f"{self.backend} store has no conditional writes")
+    def read_versioned_many(self, family: str, ids: Iterable[str]
+                            ) -> dict[str, tuple[dict[str, Any], Version]]:
+        """`read_versioned` for many ids at once: the stored ones, each with its version."""
+        self._check_mutable(family)
+        return self._read_versioned_many(family, list(ids))
 
-    def versions(self, family: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], Any]]:
-        """The stored documents among `ids` (a mutable family), each with the opaque
-        version `write_if` compares; read in real time (no refresh needed)."""
-        raise StoreError(f"{self.backend} store has no conditional writes")
+    @abc.abstractmethod
+    def _write_many_if(self, docs: list[ecs.Prepared], versions: list[Version], *,
+                       refresh: bool) -> WriteResult: ...
+
+    @abc.abstractmethod
+    def _read_versioned_many(self, family: str, ids: list[str]
+                             ) -> dict[str, tuple[dict[str, Any], Version]]: ...
 
     def use_departments(self, departments: Any) -> None:
         """Stamp departments on what this store writes (`soc_core.departments`), with the
@@ -216,6 +233,60 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...
+
+    # -- conditional writes (compare-and-set) on mutable families --------------------
+    def read_versioned(self, family: str, doc_id: str
+                       ) -> tuple[dict[str, Any] | None, Version]:
+        """A document and its version token, read in real time (no refresh needed);
+        (None, None) when absent. Pass the token to `write_if`."""
+        self._check_mutable(family)
+        return self._read_versioned(family, doc_id)
+
+    def write_if(self, doc: dict[str, Any], version: Version, *, refresh: bool = False
+                 ) -> Version:
+        """Store `doc` (a mutable family: state, alerts, assets, playbook runs) only if
+        its stored version is still `version` (None: only if no document has its id);
+        returns the new version. Raises `VersionConflict` if another writer got there first,
+        `StoreError` if the document is invalid. Departments are not stamped: this is
+        for platform state, not for what a department owns."""
+        try:
+            prepared = ecs.prepare(doc)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"invalid document: {exc}") from exc
+        self._check_mutable(prepared.family)
+        new = self._write_if(prepared, version)
+        if refresh:  # searches see it at once (a read by id always does)
+            self.refresh()
+        return new
+
+    def modify(self, family: str, doc_id: str, fn: Any, *, attempts: int = 50) -> Any:
+        """Read-modify-write under optimistic concurrency: `fn(doc or None)` returns the
+        new document (or None to leave it as it is) and may be called again with a
+        fresher copy when another writer won; returns (document as stored, version).
+        Nothing another writer did is lost."""
+        for _ in range(attempts):
+            doc, version = self.read_versioned(family, doc_id)
+            new = fn(None if doc is None else copy.deepcopy(doc))
+            if new is None:
+                return doc, version
+            try:
+                return new, self.write_if(new, version)
+            except VersionConflict:
+                time.sleep(random.uniform(0.0, 0.02))  # desynchronise the contenders
+        raise VersionConflict(f"{family}/{doc_id}: still contended after {attempts} attempts")
+
+    @staticmethod
+    def _check_mutable(family: str) -> None:
+        if family not in ecs.MUTABLE_FAMILIES:
+            raise StoreError(f"conditional writes are for mutable families "
+                             f"({', '.join(sorted(ecs.MUTABLE_FAMILIES))}), not {family!r}")
+
+    @abc.abstractmethod
+    def _read_versioned(self, family: str, doc_id: str
+                        ) -> tuple[dict[str, Any] | None, Version]: ...
+
+    @abc.abstractmethod
+    def _write_if(self, doc: ecs.Prepared, version: Version) -> Version: ...
 
     @abc.abstractmethod
     def delete(self, family: str, ids: Iterable[str]) -> int:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
 from soc_core import ecs
 from soc_core import query as q
@@ -33,6 +33,7 @@ from soc_core.store.base import (
     Selection,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
     WriteResult,
     parse_duration,
 )
@@ -174,6 +175,31 @@ class ElasticStore(EventStore):
             self.refresh()
         return result
 
+    def _read_versioned(self, family: str, doc_id: str
+                        ) -> tuple[dict[str, Any] | None, Any]:
+        # a real-time GET: sees the latest write without a refresh
+        try:
+            resp = self._call(self.es.get, index=self.index_for(family, ""), id=doc_id)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                return None, None
+            raise
+        return resp["_source"], (resp["_seq_no"], resp["_primary_term"])
+
+    def _write_if(self, p: ecs.Prepared, version: Any) -> Any:
+        """Optimistic concurrency: `if_seq_no`/`if_primary_term` on an index request, or
+        `op_type=create` for a document that must not exist yet; a 409 is a lost race."""
+        index = self.index_for(p.family, p.dataset)
+        cond: dict[str, Any] = ({"op_type": "create"} if version is None else
+                                {"if_seq_no": version[0], "if_primary_term": version[1]})
+        try:
+            resp = self._call(self.es.index, index=index, id=p.id, document=p.json, **cond)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, ConflictError):
+                raise VersionConflict(f"{p.family}/{p.id} changed since version {version}") from exc
+            raise
+        return resp["_seq_no"], resp["_primary_term"]
+
     def _stored_in_older_backing_indices(self, docs: list[ecs.Prepared]
                                          ) -> set[tuple[str, str]]:
         """`create` deduplicates only within a data stream's write index. For a stream that
@@ -246,8 +272,8 @@ class ElasticStore(EventStore):
             delay *= 2
         return result
 
-    def _write_if_valid(self, docs: list[ecs.Prepared], versions: list[Any], *,
-                        refresh: bool) -> WriteResult:
+    def _write_many_if(self, docs: list[ecs.Prepared], versions: list[Any], *,
+                       refresh: bool) -> WriteResult:
         result = WriteResult()
         start, size = 0, 0
         for n, p in enumerate(docs):  # requests of at most ~8 MiB, like _write_valid's
@@ -285,8 +311,8 @@ class ElasticStore(EventStore):
                                                       f"{err.get('reason', '')}".strip(), p.doc))
         return result
 
-    def versions(self, family: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], Any]]:
-        ids = list(ids)
+    def _read_versioned_many(self, family: str, ids: list[str]
+                             ) -> dict[str, tuple[dict[str, Any], Any]]:
         out: dict[str, tuple[dict[str, Any], Any]] = {}
         if not ids or family in _STREAM_FAMILIES:
             return out

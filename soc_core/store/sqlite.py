@@ -3,7 +3,6 @@ fields, FTS5 over `message`. One box, no server."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 import time
@@ -22,6 +21,7 @@ from soc_core.store.base import (
     Selection,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
     WriteResult,
     parse_duration,
 )
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS docs (
     destination_ip TEXT,
     fts_text TEXT,                  -- `message` segmented for FTS5 (see sql.segment)
     doc TEXT NOT NULL,              -- the ECS document, JSON
+    version INTEGER NOT NULL DEFAULT 1,  -- bumped by every replacement (write_if compares)
     UNIQUE (family, id)
 );
 CREATE INDEX IF NOT EXISTS docs_time ON docs (family, ts, id);
@@ -91,7 +92,7 @@ UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
           "ON CONFLICT (family, id) DO UPDATE SET ts = excluded.ts, dataset = excluded.dataset, "
           "kind = excluded.kind, host_name = excluded.host_name, source_ip = excluded.source_ip, "
           "destination_ip = excluded.destination_ip, fts_text = excluded.fts_text, "
-          "doc = excluded.doc")
+          "doc = excluded.doc, version = docs.version + 1")
 # index the batch's new rows: rowids are assigned upwards, so they are those above the
 # largest rowid before the batch (read under the write lock)
 FTS_NEW = ("INSERT INTO docs_fts (rowid, message) SELECT rowid, fts_text FROM docs "
@@ -140,12 +141,25 @@ class SqliteStore(EventStore):
             try:
                 self._pragmas()
                 c.executescript(SCHEMA)
+                self._add_version_column()
                 c.execute("PRAGMA analysis_limit = 1000")  # sampled: milliseconds on any size
                 c.execute("PRAGMA optimize")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
+
+    def _add_version_column(self) -> None:
+        """Databases made before conditional writes lack the row version: add it (every
+        existing row starts at version 1). Another process may have just done it."""
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(docs)")}
+        if "version" not in cols:
+            try:
+                self.conn.execute("ALTER TABLE docs ADD COLUMN version INTEGER NOT NULL "
+                                  "DEFAULT 1")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     def _pragmas(self) -> None:
         """The connection's PRAGMAs. Two processes opening a new database at once (uvicorn's
@@ -207,40 +221,63 @@ class SqliteStore(EventStore):
             self._checkpointer.poke()
         return result
 
-    def _write_if_valid(self, docs: list[ecs.Prepared], versions: list[Any], *,
-                        refresh: bool) -> WriteResult:
+    def _write_many_if(self, docs: list[ecs.Prepared], versions: list[Any], *,
+                       refresh: bool) -> WriteResult:
         result = WriteResult()
-        # under the write lock (BEGIN IMMEDIATE) the compare and the write are one step
+        # under the write lock (BEGIN IMMEDIATE) each compare and its write are one step
         # for every process sharing the file
         with self.lock, self._tx():
             last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
             for p, version in zip(docs, versions, strict=True):
-                row = self.conn.execute("SELECT doc FROM docs WHERE family = ? AND id = ?",
-                                        (p.family, p.id)).fetchone()
-                if (None if row is None else _version(row[0])) != version:
+                found = self.conn.execute("SELECT version FROM docs WHERE family = ? AND id = ?",
+                                          (p.family, p.id)).fetchone()
+                if (None if found is None else found[0]) != version:
                     result.conflicts.append(p.id)
                     continue
                 msg = p.message
-                values = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg),
-                                                                      p.json)
-                self.conn.execute(UPSERT, values)
+                row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
+                self.conn.execute(UPSERT, row)
                 result.written += 1
             self.conn.execute(FTS_NEW, (last,))
         return result
 
-    def versions(self, family: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], Any]]:
-        ids = list(ids)
+    def _read_versioned_many(self, family: str, ids: list[str]
+                             ) -> dict[str, tuple[dict[str, Any], Any]]:
         out: dict[str, tuple[dict[str, Any], Any]] = {}
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for doc_id, text in self._rows(f"SELECT id, doc FROM docs WHERE family = ? AND "
-                                           f"id IN ({marks})", [family, *chunk]):
-                out[doc_id] = (orjson.loads(text), _version(text))
+            for doc_id, text, version in self._rows(
+                    f"SELECT id, doc, version FROM docs WHERE family = ? AND id IN ({marks})",
+                    [family, *chunk]):
+                out[doc_id] = (orjson.loads(text), version)
         return out
 
-    def _tx(self):
-        return _Transaction(self.conn)
+    def _read_versioned(self, family: str, doc_id: str
+                        ) -> tuple[dict[str, Any] | None, Any]:
+        rows = self._rows("SELECT doc, version FROM docs WHERE family = ? AND id = ?",
+                          [family, doc_id])
+        return (orjson.loads(rows[0][0]), rows[0][1]) if rows else (None, None)
+
+    def _write_if(self, p: ecs.Prepared, version: Any) -> Any:
+        """Compare and replace under one write transaction (BEGIN IMMEDIATE takes the
+        database's write lock, so no other process can change the row in between)."""
+        msg = p.message
+        row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
+        with self.lock, self._tx():
+            found = self.conn.execute("SELECT version FROM docs WHERE family = ? AND id = ?",
+                                      (p.family, p.id)).fetchone()
+            current = None if found is None else found[0]
+            if current != version:
+                raise VersionConflict(f"{p.family}/{p.id} changed: version {current}, "
+                               f"expected {version}")
+            if found is None:
+                last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+                self.conn.execute(INSERT, row)
+                self.conn.execute(FTS_NEW, (last,))
+                return 1
+            self.conn.execute(UPSERT, row)
+            return current + 1
 
     def delete(self, family: str, ids: Iterable[str]) -> int:
         ids = list(ids)
@@ -342,11 +379,6 @@ class SqliteStore(EventStore):
     def drop_all(self) -> None:
         with self.lock, self._tx():
             self.conn.execute("DELETE FROM docs")
-
-
-def _version(text: str) -> str:
-    """A stored document's version for write_if: the digest of its text."""
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 class _Checkpointer:

@@ -28,8 +28,8 @@ class Interleaved:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def versions(self, family, ids):
-        got = self._store.versions(family, ids)
+    def read_versioned_many(self, family, ids):
+        got = self._store.read_versioned_many(family, ids)
         if got and not self.fired:
             self.fired = True
             self._act()

@@ -1,0 +1,88 @@
+"""Real engine processes for the shared-state tests: `govsoc detect run` over a test's store,
+with what each prints collected as it comes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+GOVSOC = str(Path(sys.executable).parent / "govsoc")
+
+
+def cli_env(store: Any, **extra: str) -> dict[str, str]:
+    """The environment of a `govsoc` process on the same store as `store`."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    if store.backend != "sqlite":
+        env["GOVSOC_ES_NAMESPACE"] = store.namespace
+    return env
+
+
+def govsoc(store: Any, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([GOVSOC, *args, "--store", store.url], capture_output=True,
+                          text=True, timeout=300, env=cli_env(store, **env))
+
+
+class EngineProc:
+    """`govsoc detect run` on a schedule, electing a leader with the others on the store."""
+
+    def __init__(self, store: Any, *, interval: float = 0.5, lease_s: float = 3.0) -> None:
+        self.proc = subprocess.Popen(
+            [GOVSOC, "detect", "run", "--interval", str(interval), "--store", store.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=cli_env(store, GOVSOC_DETECTIONS_LEASE_S=str(lease_s)))
+        self.lines: list[tuple[float, str, str]] = []  # (monotonic, stream, line)
+        self._lock = threading.Lock()
+        for name in ("out", "err"):
+            stream = self.proc.stdout if name == "out" else self.proc.stderr
+            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
+
+    def _read(self, name: str, stream: Any) -> None:
+        for line in stream:
+            with self._lock:
+                self.lines.append((time.monotonic(), name, line.rstrip("\n")))
+
+    def passes(self, after: float = 0.0) -> int:
+        with self._lock:
+            return sum(1 for t, s, line in self.lines
+                       if s == "out" and " rules, " in line and t > after)
+
+    def leading_since(self) -> float | None:
+        """When this engine last began to lead (None: it does not lead now)."""
+        with self._lock:
+            changes = [(t, "leads" in line) for t, s, line in self.lines
+                       if s == "err" and line.startswith("engine ")]
+        return changes[-1][0] if changes and changes[-1][1] else None
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(f"{s}: {line}" for _, s, line in self.lines)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for(cond: Any, timeout: float, what: str, procs: tuple = ()) -> None:
+    """Wait until `cond()`; a liveness bound, never a timing assertion. Fails at once when
+    every one of `procs` has exited."""
+    deadline = time.monotonic() + timeout
+
+    def diag() -> str:
+        return "\n---\n".join(p.text() for p in procs)
+
+    while not cond():
+        if time.monotonic() > deadline or (procs and all(p.proc.poll() is not None
+                                                          for p in procs)):
+            raise AssertionError(f"{what} did not happen within {timeout} s\n"
+                                 f"{diag()}")
+        time.sleep(0.1)
