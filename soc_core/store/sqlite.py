@@ -239,6 +239,8 @@ class SqliteStore(EventStore):
                 self.conn.execute(UPSERT, row)
                 result.written += 1
             self.conn.execute(FTS_NEW, (last,))
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
         return result
 
     def _read_versioned_many(self, family: str, ids: list[str]
@@ -252,6 +254,9 @@ class SqliteStore(EventStore):
                     [family, *chunk]):
                 out[doc_id] = (orjson.loads(text), version)
         return out
+
+    def _tx(self):
+        return _Transaction(self.conn)
 
     def _read_versioned(self, family: str, doc_id: str
                         ) -> tuple[dict[str, Any] | None, Any]:
