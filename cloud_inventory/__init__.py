@@ -1,4 +1,31 @@
-"""govsoc cloud_inventory: asset registry, discovery, exposure, idle systems, compliance
-checks and signed reports. Nothing is exported yet."""
+"""govsoc cloud_inventory: the asset registry (the one owner of asset documents), its
+discovery sources, the exposure surface and idle systems.
 
-__all__: list[str] = []
+Public API (import from `cloud_inventory`; the modules behind it are internals):
+
+    list_assets(store, query=None, department=None, include_gone=True) -> [asset doc]
+    get_asset(store, key) -> asset doc | None   key: id, name, hostname, machine-id, IP, MAC
+    changes(store, run_id=None, since=None, until=None) -> [change event]
+    sweeps(store, limit=20) -> [run summary, newest first]
+    annotate(store, key, department=, importance=, djcp_level=, data_class=, tags=,
+             registered=) -> asset doc                       (InventoryError)
+    record(store, observations, source=, run_id=, in_scope=None) -> RecordResult
+    RecordResult (run_id, source, assets, changes: [Change]), Change, Observation,
+    asset_id, ASSET_DATASET, EVENT_DATASET, ALERT_RULES (change kind -> alert rule)
+    record_sweep(run_dict, store)   the `asset_sweep` playbook's results (entry point
+                                    `govsoc.playbook_results`)
+    inventory_config(cfg=None) -> InventoryConfig   the `[inventory]` settings
+"""
+
+from soc_core.lazy import lazy_exports
+
+_WHERE = {
+    "list_assets": "registry", "get_asset": "registry", "changes": "registry",
+    "sweeps": "registry", "annotate": "registry", "record": "registry",
+    "RecordResult": "registry", "Change": "registry", "InventoryError": "registry",
+    "EVENT_DATASET": "registry", "ALERT_RULES": "registry",
+    "Observation": "model", "asset_id": "model", "ASSET_DATASET": "model",
+    "record_sweep": "active", "inventory_config": "config", "InventoryConfig": "config",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports(__name__, _WHERE)
