@@ -15,6 +15,18 @@ Public API (import from `cloud_inventory`; the modules behind it are internals):
     record_sweep(run_dict, store)   the `asset_sweep` playbook's results (entry point
                                     `govsoc.playbook_results`)
     inventory_config(cfg=None) -> InventoryConfig   the `[inventory]` settings
+
+Compliance and reports:
+
+    check_compliance(store, cfg, standard=None) -> [Finding]   等保 level 3 ("djcp-l3") and
+                                    密评 ("mp") controls: pass / fail / not_applicable /
+                                    not_evidenced, with evidence and remediation
+    Finding, STANDARDS
+    make_report(kind, store, cfg, fmt="pdf", lang="zh-CN", out_dir=None) -> Made
+    list_reports(store, kind=None), report_entry(store, name), report_files(entry),
+    ReportError, REPORT_KINDS
+    sign_file(path, keystore), verify_file(path, sig, keystore=|public_pem=) -> Verified,
+    SignatureError, DISTID    detached SM2/SM3 signatures by the platform key
 """
 
 from soc_core.lazy import lazy_exports
@@ -27,5 +39,12 @@ _WHERE = {
     "Observation": "model", "asset_id": "model", "ASSET_DATASET": "model",
     "record_sweep": "active", "inventory_config": "config", "InventoryConfig": "config",
 }
+_WHERE.update({
+    "check_compliance": "compliance", "Finding": "compliance", "STANDARDS": "compliance",
+    "make_report": "reports", "list_reports": "reports", "report_entry": "reports",
+    "report_files": "reports", "ReportError": "reports", "REPORT_KINDS": "reports",
+    "sign_file": "signing", "verify_file": "signing", "SignatureError": "signing",
+    "DISTID": "signing",
+})
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports(__name__, _WHERE)

@@ -13,7 +13,7 @@ from soc_core.ecs import now_iso, stable_id
 
 # the sweep's facts kept on the asset as they are (the rest are merged attributes)
 _FACTS = ("services", "users", "sudoers", "sshd", "time_sync", "disks", "interfaces",
-          "last_patch")
+          "last_patch", "auth", "integrity_sm3")
 
 
 def observation(name: str, rec: dict[str, Any], run_id: str, seen: str) -> Observation:

@@ -427,7 +427,7 @@ def audit_chain(facts: Facts):
 
 
 def _platform_verifier(facts: Facts) -> Any:
-    from crypto_svc import Keystore, platform_verifier
+    from crypto_svc import platform_verifier
 
     ks = _keystore(facts)
     return platform_verifier(ks) if ks is not None else None
@@ -526,7 +526,7 @@ def sm4_at_rest(facts: Facts):
 
 
 # -- running -------------------------------------------------------------------------------
-def check(store: Any, cfg: Any, *, standard: str | None = None, now: datetime | None = None,
+def check_compliance(store: Any, cfg: Any, *, standard: str | None = None, now: datetime | None = None,
           keystore_path: Path | None = None) -> list[Finding]:
     """Every control of `standard` ("djcp-l3", "mp"; None: both), judged now."""
     if standard is not None and standard not in STANDARDS:

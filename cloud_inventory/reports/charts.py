@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-FONT = "Noto Sans CJK SC, Noto Sans, sans-serif"
+FONT = "Noto Sans CJK SC"
 PALETTE = ("#1f5fa8", "#d9822b", "#2e8b57", "#b03a2e", "#7d5ba6", "#5f6b7a")
 STATUS_COLOURS = {"pass": "#2e8b57", "fail": "#b03a2e", "not_applicable": "#9aa5b1",
                   "not_evidenced": "#d9822b"}
