@@ -526,8 +526,9 @@ def sm4_at_rest(facts: Facts):
 
 
 # -- running -------------------------------------------------------------------------------
-def check_compliance(store: Any, cfg: Any, *, standard: str | None = None, now: datetime | None = None,
-          keystore_path: Path | None = None) -> list[Finding]:
+def check_compliance(store: Any, cfg: Any, *, standard: str | None = None,
+                     now: datetime | None = None,
+                     keystore_path: Path | None = None) -> list[Finding]:
     """Every control of `standard` ("djcp-l3", "mp"; None: both), judged now."""
     if standard is not None and standard not in STANDARDS:
         raise ValueError(f"unknown standard {standard!r}: one of {', '.join(STANDARDS)}")
