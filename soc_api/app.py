@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from crypto_svc.api import Limits, make_router, one_line_validation_error
-from soc_api import routes_admin, routes_audit, routes_auth, routes_data
+from soc_api import routes_admin, routes_audit, routes_auth, routes_data, routes_reports
 from soc_api.auth import gate
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
@@ -110,6 +110,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
               routes_audit.router):
         app.include_router(r)
+    app.include_router(routes_reports.router)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()

@@ -79,6 +79,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/crypto/keys/{key_id}/disable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/enable"): "crypto:admin",
     ("POST", "/crypto/keys/{key_id}/destroy"): "crypto:admin",
+    # signed reports and the compliance self-assessment
+    ("GET", "/reports"): "compliance:read",
+    ("GET", "/reports/{name}"): "compliance:read",
+    ("GET", "/reports/{name}/signature"): "compliance:read",
+    ("GET", "/reports/{name}/public-key"): "compliance:read",
+    ("GET", "/compliance"): "compliance:read",
 }
 
 

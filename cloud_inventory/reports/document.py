@@ -12,6 +12,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     row_class: list[str] = field(default_factory=list)  # CSS class a row (e.g. a status)
+    nowrap: tuple[int, ...] = ()  # columns kept on one line (short CJK terms)
 
 
 @dataclass

@@ -237,7 +237,7 @@ def compliance_report(c: Ctx, standard: str | None = None) -> Document:
             [(s, c.t(s), n[s]) for s in compliance.STATUSES]), table=Table(
             [c.t("clause"), c.t("area"), c.t("control"), c.t("status")],
             [[f.clause, f.area, f.title, c.t(f.status)] for f in part],
-            [f.status for f in part])))
+            [f.status for f in part], nowrap=(1,))))
     d.sections.append(Section(c.t("details")))
     for f in findings:
         text = [f"{c.t('status')}: {c.t(f.status)} — {f.summary}"]
