@@ -52,7 +52,9 @@ def reports_dir(cfg: Any) -> Path:
 def keystore_for(cfg: Any) -> Any:
     from crypto_svc import Keystore
 
-    return Keystore.from_config(cfg)
+    ks = Keystore.from_config(cfg)
+    ks.path.parent.mkdir(parents=True, exist_ok=True)  # the platform key's lock file goes there
+    return ks
 
 
 def make_report(kind: str, store: Any, cfg: Any, *, fmt: str = "pdf", lang: str = "zh-CN",
