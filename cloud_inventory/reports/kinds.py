@@ -26,7 +26,8 @@ from soc_core.store import Selection
 
 KINDS = ("assets", "exposure", "idle", "dr", "compliance", "weekly")
 REPORT_KINDS = KINDS
-MAX_ROWS = 5000  # a register longer than this is cut (the CSV export is the full list)
+MAX_ROWS = 5000  # rows a table shows; the full list is `govsoc inventory list`
+EVIDENCE_LINES = 12  # evidence items a control shows in a report
 
 
 class Ctx:
@@ -88,20 +89,21 @@ def assets_report(c: Ctx) -> Document:
                               chart=charts.bar_chart(by_dept.most_common())))
     d.sections.append(Section(c.t("by_os"), chart=charts.bar_chart(by_os.most_common(),
                                                                      colour=charts.PALETTE[1])))
+    # five cells a row: the PDF engine's cost is per cell, and a register runs to
+    # thousands of rows (name with addresses, level with importance share a cell)
     rows = []
     for x in docs[:MAX_ROWS]:
         a = _a(x)
         ports = a.get("listening_ports") or sorted({s.get("port") for s in a.get("listening")
                                                     or [] if isinstance(s, dict)})
-        rows.append([compliance.host_name(x), ", ".join(_ips(x)[:3]),
+        level = " / ".join(str(v) for v in (a.get("djcp_level"), a.get("importance")) if v)
+        rows.append([f"{compliance.host_name(x)} ({', '.join(_ips(x)[:3])})",
                      str(((x.get("host") or {}).get("os") or {}).get("full") or ""),
-                     _department(x, c), str(a.get("importance") or ""),
-                     str(a.get("djcp_level") or ""),
-                     ", ".join(str(p) for p in ports[:12]),
-                     c.when(a.get("last_seen") or x.get("@timestamp"))])
+                     _department(x, c), level, ", ".join(str(p) for p in ports[:12])])
     d.sections.append(Section(c.t("register"), table=Table(
-        [c.t(k) for k in ("name", "address", "os", "department", "importance", "djcp_level",
-                          "ports", "last_seen")], rows)))
+        [f"{c.t('name')} ({c.t('address')})", c.t("os"), c.t("department"),
+         f"{c.t('djcp_level')} / {c.t('importance')}", c.t("ports")], rows,
+        widths=(30, 22, 14, 14, 20))))
     return d
 
 
@@ -140,7 +142,8 @@ def exposure_report(c: Ctx) -> Document:
         by_port.most_common(), colour=charts.PALETTE[3])))
     d.sections.append(Section(c.t("findings"), table=Table(
         [c.t(k) for k in ("host", "department", "service", "bound", "service", "why")],
-        rows[:MAX_ROWS]) if rows else None, text=[] if rows else [c.t("none_found")]))
+        rows[:MAX_ROWS], widths=(16, 14, 16, 14, 12, 28)) if rows else None,
+        text=[] if rows else [c.t("none_found")]))
     return d
 
 
@@ -187,7 +190,8 @@ def idle_report(c: Ctx) -> Document:
     paired = sorted(zip(rows, classes, strict=True), key=lambda p: (order[p[1]], p[0][0]))
     d.sections.append(Section(c.t("register"), table=Table(
         [c.t(k) for k in ("host", "department", "inbound", "cpu", "verdict")],
-        [p[0] for p in paired][:MAX_ROWS], [p[1] for p in paired][:MAX_ROWS])))
+        [p[0] for p in paired][:MAX_ROWS], [p[1] for p in paired][:MAX_ROWS],
+        widths=(26, 22, 16, 16, 20))))
     return d
 
 
@@ -218,7 +222,8 @@ def dr_report(c: Ctx) -> Document:
         classes.append("pass" if outcome == "success" else "fail")
     d.sections.append(Section(c.t("drills"), table=Table(
         [c.t("when"), c.t("primary"), c.t("standby"), "RPO (s)", "RTO (s)", c.t("encrypted"),
-         c.t("outcome")], rows, classes) if rows else None,
+         c.t("outcome")], rows, classes, widths=(18, 16, 16, 11, 11, 14, 14)) if rows
+        else None,
         text=[] if rows else [c.t("none_found")]))
     return d
 
@@ -237,12 +242,14 @@ def compliance_report(c: Ctx, standard: str | None = None) -> Document:
             [(s, c.t(s), n[s]) for s in compliance.STATUSES]), table=Table(
             [c.t("clause"), c.t("area"), c.t("control"), c.t("status")],
             [[f.clause, f.area, f.title, c.t(f.status)] for f in part],
-            [f.status for f in part], nowrap=(1,))))
+            [f.status for f in part], nowrap=(1,), widths=(27, 14, 47, 12))))
     d.sections.append(Section(c.t("details")))
     for f in findings:
         text = [f"{c.t('status')}: {c.t(f.status)} — {f.summary}"]
-        for e in f.evidence:
+        for e in f.evidence[:EVIDENCE_LINES]:
             text.append(f"{c.t('evidence')} [{e.kind}] {e.source}: {_short(e.detail)}")
+        if len(f.evidence) > EVIDENCE_LINES:  # the full list: govsoc compliance check --json
+            text.append(f"… +{len(f.evidence) - EVIDENCE_LINES}")
         if f.status in ("fail", "not_evidenced"):
             text.append(f"{c.t('remediation')}: {f.remediation}")
         d.sections.append(Section(f"{f.clause} {f.title}", text=text, level=3))
@@ -301,7 +308,8 @@ def weekly_report(c: Ctx) -> Document:
     top = c.store.terms("rule.name", sel, size=10)
     d.sections.append(Section(c.t("top_rules"), chart=charts.bar_chart(
         [(str(k), n) for k, n in top]), table=Table(
-        [c.t("rule"), c.t("count")], [[str(k), str(n)] for k, n in top]) if top else None))
+        [c.t("rule"), c.t("count")], [[str(k), str(n)] for k, n in top], widths=(85, 15))
+        if top else None))
     return d
 
 
