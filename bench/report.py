@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +66,14 @@ def assets(n: int) -> list[dict]:
     return docs
 
 
+def _pages(pdf: Path) -> str:
+    try:
+        out = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    except OSError:
+        return "?"
+    return next((ln.split()[-1] for ln in out.splitlines() if ln.startswith("Pages:")), "?")
+
+
 def best(fn, rounds: int) -> float:
     times = []
     for _ in range(rounds):
@@ -104,7 +112,7 @@ def main() -> None:
                     out.append(make_report(k, store, cfg, fmt="pdf", keystore=keystore))
 
                 full = best(signed_pdf, args.rounds)
-                pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", made[-1].path.read_bytes()))
+                pages = _pages(made[-1].path)
                 verdict = "OK" if full <= 5.0 else "over the 5 s target"
                 print(f"  {kind:10} signed PDF {full:7.3f} s ({made[-1].size // 1024} KiB, "
                       f"{pages} pages) {verdict}; HTML only {html:6.3f} s; "
