@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from cloud_inventory import check_compliance
-from cloud_inventory.reports.schedule import Cron, ScheduleError
+from cloud_inventory.reports.schedule import Cron, ScheduleError, due, entries
 from soc_core.config import Config
 
 
@@ -76,3 +76,20 @@ def test_cron_expressions():
     for bad in ("0 8 * *", "61 * * * *", "a * * * *", "0 0 0 * *"):
         with pytest.raises(ScheduleError):
             Cron.parse(bad)
+
+
+def test_schedule_entries_run_once_in_their_minute():
+    items = entries(Config(values={}))  # the defaults: weekly on Mondays, compliance monthly
+    assert [e.kind for e in items] == ["weekly", "compliance"]
+    done: set = set()
+    monday = datetime(2026, 11, 30, 8, 0, 10)
+    assert [e.kind for e in due(items, monday, done)] == ["weekly"]
+    assert due(items, monday.replace(second=50), done) == []  # not twice in one minute
+    assert [e.kind for e in due(items, datetime(2026, 12, 1, 3, 0), done)] == ["compliance"]
+    custom = entries(Config(values={"reports": {"schedule": [
+        {"kind": "exposure", "cron": "30 7 * * 1-5", "format": "html", "lang": "en"}]}}))
+    assert custom[0].format == "html" and custom[0].lang == "en"
+    for bad in ([{"kind": "nope", "cron": "* * * * *"}], [{"kind": "dr", "cron": "* *"}],
+                [{"kind": "dr", "cron": "* * * * *", "format": "docx"}], "weekly"):
+        with pytest.raises(ScheduleError):
+            entries(Config(values={"reports": {"schedule": bad}}))
