@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_inventory.model import ASSET_DATASET, SOURCES, Observation, asset_id
+from cloud_inventory.model import (
+    ASSET_DATASET,
+    MANAGED_SOURCES,
+    SOURCES,
+    Observation,
+    asset_id,
+)
 from soc_core import ecs
 from soc_core.store import Selection
 
@@ -286,10 +292,11 @@ def _merge(old: dict[str, Any] | None, obs: Observation, run_id: str
     was_gone = a.get("state") == "gone"
     a["state"] = "active"
     a.pop("gone_since", None)
-    a["first_seen"] = a.get("first_seen") or obs.seen
+    first = obs.first or obs.seen
+    a["first_seen"] = min(str(a.get("first_seen") or first), first)
     a["last_seen"] = max(str(a.get("last_seen") or ""), obs.seen)
     a["seen_by"] = _union(_list(a.get("seen_by")), [obs.source])
-    if obs.source == "ansible":
+    if obs.source in MANAGED_SOURCES:
         a["registered"] = True
     a.setdefault("registered", False)
     a.setdefault("tags", [])
@@ -352,7 +359,8 @@ def _merge_listening(stored: list[dict[str, Any]], obs: Observation
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Stored services with what this source saw: a port it saw gains the source; a port it
     covered but did not see loses it (gone when no source still sees it). Ansible sees every
-    socket; a probe only the ports it probed; flows never prove a service closed."""
+    socket; a probe only the ports it probed; flows and the host collectors' socket reports
+    (sent on change) never prove a service closed."""
     by = {(s["protocol"], int(s["port"])): dict(s) for s in stored}
     seen: set[tuple[str, int]] = set()
     opened: list[dict[str, Any]] = []
@@ -364,7 +372,7 @@ def _merge_listening(stored: list[dict[str, Any]], obs: Observation
         cur = by.get(key)
         if cur is None or not cur.get("sources"):
             cur = {"protocol": key[0], "port": key[1], "sources": [],
-                   "first_seen": obs.seen}
+                   "first_seen": s.get("first_seen") or obs.first or obs.seen}
             opened.append(cur)
         for f in ("address", "process", "service"):
             if s.get(f) and (obs.source == "ansible" or not cur.get(f)):
@@ -374,7 +382,7 @@ def _merge_listening(stored: list[dict[str, Any]], obs: Observation
         cur["sources"] = _union(cur["sources"], [obs.source])
         cur["last_seen"] = max(str(cur.get("last_seen") or ""), s.get("last_seen") or obs.seen)
         by[key] = cur
-    if obs.source in ("ansible", "network", "host"):
+    if obs.source in ("ansible", "network"):
         covered = None if obs.probed_ports is None else {(p, int(n)) for p, n in
                                                          obs.probed_ports}
         for key, cur in list(by.items()):
