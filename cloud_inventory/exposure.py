@@ -26,7 +26,7 @@ from cloud_inventory.config import (
     InventoryConfig,
     inventory_config,
 )
-from cloud_inventory.passive import ANSWERED, FLOW_DATASET, FLOW_FIELDS, _iso
+from cloud_inventory.passive import ANSWERED, FLOW_DATASET, FLOW_FIELDS, _iso, is_service
 from cloud_inventory.registry import list_assets
 from soc_core import ecs
 from soc_core.store import Selection
@@ -81,7 +81,7 @@ def exposure(store: Any, *, since: Any = "now-7d", until: Any = None,
 
     inbound: dict[tuple[str, str, int], _Inbound] = defaultdict(_Inbound)
     for (src, dst, dport, transport, proto, state), n, first, last in store.groups(
-            FLOW_FIELDS, Selection(dataset=FLOW_DATASET, start=start, end=end)):
+            FLOW_FIELDS, Selection(dataset=FLOW_DATASET, start=_iso(start), end=_iso(end))):
         if state not in ANSWERED or dport is None or not dst or not conf.is_local(dst):
             continue
         if department and dst not in by_ip:
@@ -115,7 +115,7 @@ def exposure(store: Any, *, since: Any = "now-7d", until: Any = None,
                 add("zone_violation", ip, transport, port,
                     {"zone": zone, "port_class": cls[0], "service": cls[1]},
                     {"flows": _Inbound.evidence(z)})
-            if zone == "internet":
+            if zone == "internet" and is_service(port, z["protocols"], z["flows"]):
                 add("internet_facing", ip, transport, port,
                     {"zone": zone, "service": next(iter(sorted(z["protocols"])), None)},
                     {"flows": _Inbound.evidence(z)})
@@ -149,7 +149,7 @@ def exposure(store: Any, *, since: Any = "now-7d", until: Any = None,
                 admin.setdefault((ip, int(s["port"])), {})
     for (dst, dport, path), n, first, last in store.groups(
             ["destination.ip", "destination.port", "url.path"],
-            Selection(dataset="network.http", start=start, end=end)):
+            Selection(dataset="network.http", start=_iso(start), end=_iso(end))):
         if dst and dport is not None and conf.is_local(dst) and isinstance(path, str) \
                 and path.lower().startswith(ADMIN_PATHS):
             ev = admin.setdefault((dst, int(dport)), {}).setdefault(

@@ -48,7 +48,7 @@ def idle_systems(store: Any, *, days: int | None = None, cpu: float | None = Non
     sessions: dict[str, list[int]] = {}  # dst ip -> [flows, first, last]
     for (dst, state), n, first, last in store.groups(
             ["destination.ip", "zeek.connection.state"],
-            Selection(dataset=FLOW_DATASET, start=start, end=end)):
+            Selection(dataset=FLOW_DATASET, start=_iso(start), end=_iso(end))):
         if state in ANSWERED and dst:
             s = sessions.setdefault(str(dst), [0, first, last])
             s[0] += n
@@ -58,7 +58,7 @@ def idle_systems(store: Any, *, days: int | None = None, cpu: float | None = Non
     usage: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0, 0, 0])  # sum n max f l
     for (host, value), n, first, last in store.groups(
             ["host.name", "host.cpu.usage"],
-            Selection(family="metrics", dataset=CPU_DATASET, start=start, end=end)):
+            Selection(family="metrics", dataset=CPU_DATASET, start=_iso(start), end=_iso(end))):
         if host is None or value is None:
             continue
         u = usage[str(host)]

@@ -3,9 +3,10 @@ known_hosts / known_services do), and what the host collectors report of their h
 
 A local address (`inventory.local_nets`, default `inventory.cidrs`) that sends or answers
 traffic is a host; a local address that *answered* a connection on a port (an established
-connection state, not a bare attempt) offers a service there. One GROUP BY over the flows
-of the window (`EventStore.groups`) does the counting; absence of traffic proves nothing,
-so passive discovery never marks a host gone or a service closed.
+connection state, not a bare attempt) offers a service there, when the port is well known
+or its protocol was recognised or it answered repeatedly (see `is_service`). One GROUP BY
+over the flows of the window (`EventStore.groups`) does the counting; absence of traffic
+proves nothing, so passive discovery never marks a host gone or a service closed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from cloud_inventory.config import InventoryConfig, classifier, inventory_config
+from cloud_inventory.config import (
+    HTTP_ADMIN_PORTS,
+    PORT_CLASSES,
+    InventoryConfig,
+    classifier,
+    inventory_config,
+)
 from cloud_inventory.model import Observation
 from cloud_inventory.registry import RecordResult, record, sweeps
 from soc_core import ecs
@@ -24,12 +31,21 @@ from soc_core.store.base import resolve_millis
 FLOW_DATASET = "network.flow"
 # Zeek connection states where the responder answered the handshake (or, for UDP, replied)
 ANSWERED = frozenset({"S1", "SF", "S2", "S3", "RSTO", "RSTR"})
+REPEATED = 3  # answered flows that make an unrecognised high port a service
+KNOWN_PORTS = frozenset({*HTTP_ADMIN_PORTS, *(p for c in PORT_CLASSES.values() for p in c)})
 FLOW_FIELDS = ["source.ip", "destination.ip", "destination.port", "network.transport",
                "network.protocol", "zeek.connection.state"]
 
 
 def _iso(ms: int) -> str:
     return ecs.format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def is_service(port: int, protocol: Any, flows: int) -> bool:
+    """A port that answered is a service when its protocol was recognised, it is a well-known
+    or a known management/database/admin port, or it answered again and again; a one-off
+    answer on an ephemeral port (FTP's data connections, RTP) is not."""
+    return bool(protocol) or port < 1024 or port in KNOWN_PORTS or flows >= REPEATED
 
 
 def flow_observations(groups: list[tuple[tuple[Any, ...], int, int, int]],
@@ -72,7 +88,8 @@ def flow_observations(groups: list[tuple[tuple[Any, ...], int, int, int]],
         listening = [{"protocol": s["protocol"], "port": s["port"], "address": ip,
                       "service": s.get("service"), "flows": s["flows"],
                       "first_seen": _iso(s["first"]), "last_seen": _iso(s["last"])}
-                     for s in services.get(ip, {}).values()]
+                     for s in services.get(ip, {}).values()
+                     if is_service(s["port"], s.get("service"), s["flows"])]
         out.append(Observation(source="passive", seen=_iso(last), first=_iso(first), ips=[ip],
                                listening=listening))
     return out
@@ -96,7 +113,8 @@ def discover_flows(store: Any, *, since: Any = None, until: Any = None,
     """Record the hosts and services the flows of the window show."""
     conf = conf or inventory_config()
     start, end = window(store, since, until, "passive")
-    groups = store.groups(FLOW_FIELDS, Selection(dataset=FLOW_DATASET, start=start, end=end))
+    groups = store.groups(FLOW_FIELDS, Selection(dataset=FLOW_DATASET, start=_iso(start),
+                                                 end=_iso(end)))
     obs = flow_observations(groups, conf.is_local)
     run_id = ecs.stable_id("passive", start, end)
     return record(store, obs, source="passive", run_id=run_id,
@@ -116,7 +134,7 @@ def discover_host_collectors(store: Any, *, since: Any = None, until: Any = None
     start, end = window(store, since, until, "host")
     groups = store.groups(["host.name", "destination.ip", "destination.port",
                            "network.transport", "event.action"],
-                          Selection(dataset=SOCKET_DATASET, start=start, end=end,
+                          Selection(dataset=SOCKET_DATASET, start=_iso(start), end=_iso(end),
                                     filters={"network.direction": "listening"}))
     # a socket's latest report decides: opened (or found at start) and not closed since
     latest: dict[tuple[Any, ...], tuple[str, int, int]] = {}
