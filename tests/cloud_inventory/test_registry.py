@@ -47,7 +47,8 @@ def _alerts(store) -> dict[str, list[dict]]:
     return out
 
 
-def test_sources_merge_into_one_asset_and_runs_become_changes(store):
+def test_sources_merge_into_one_asset_and_runs_become_changes(inv_store):
+    store = inv_store
     # a probe finds an unknown host and a second one: both shadow IT
     r1 = record(store, [_probe("10.8.0.11", "02:00:00:00:00:11", [22]),
                         _probe("10.8.0.12", "02:00:00:00:00:12", [80])],
@@ -127,7 +128,8 @@ def test_sources_merge_into_one_asset_and_runs_become_changes(store):
     assert get_asset(store, "gov-web-01")["govsoc"]["asset"]["djcp_level"] == 3
 
 
-def test_groups_counts_first_and_last_per_combination(store):
+def test_groups_counts_first_and_last_per_combination(inv_store):
+    store = inv_store
     docs = []
     for i, (dst, port) in enumerate([("10.0.0.1", 22), ("10.0.0.1", 22), ("10.0.0.2", 80),
                                      ("10.0.0.1", 22)]):

@@ -34,10 +34,17 @@ def _load(store, shared_dir, *names: str) -> None:
     assert not res.rejected
 
 
-def test_flows_show_hosts_services_and_the_exposed_surface(store, shared_dir):
+@pytest.fixture(scope="module")
+def traffic(inv_store, shared_dir):
+    """The three captures in the store, and one passive discovery pass over them."""
     conf = inventory_config(Config(values=CONF))
-    _load(store, shared_dir, FTP, SSH, DVWA)
-    rec = discover_flows(store, since="2000-01-01T00:00:00Z", conf=conf)
+    _load(inv_store, shared_dir, FTP, SSH, DVWA)
+    rec = discover_flows(inv_store, since="2000-01-01T00:00:00Z", conf=conf)
+    return inv_store, conf, rec
+
+
+def test_flows_show_hosts_services_and_the_exposed_surface(traffic):
+    store, conf, rec = traffic
     by_ip = {d["host"]["ip"][0]: d for d in list_assets(store)}
     # local addresses only (Zeek's Site::local_nets): the outside clients are no assets
     assert set(by_ip) == {"199.233.217.249", "131.159.14.23", "192.168.111.154",
@@ -85,10 +92,8 @@ def test_flows_show_hosts_services_and_the_exposed_surface(store, shared_dir):
                 if f["kind"] == "zone_violation"]
 
 
-def test_idle_systems_from_flows_and_cpu_metrics(store, shared_dir, monkeypatch):
-    conf = inventory_config(Config(values=CONF))
-    _load(store, shared_dir, DVWA)
-    discover_flows(store, since="2000-01-01T00:00:00Z", conf=conf)  # .154 serves, .148 asks
+def test_idle_systems_from_flows_and_cpu_metrics(traffic):
+    store, conf, _ = traffic  # DVWA: .154 serves, .148 asks
     assert store.write([{"@timestamp": ecs.now_iso(), "event": {
         "kind": "asset", "dataset": "assets", "id": "a-quiet"}, "host": {
         "name": "gov-quiet-01", "ip": ["192.168.111.200"]},
@@ -105,9 +110,10 @@ def test_idle_systems_from_flows_and_cpu_metrics(store, shared_dir, monkeypatch)
     report = idle_systems(store, days=7, until=until, conf=conf)
     verdicts = {s["host"]: s["verdict"] for s in report["systems"]}
     # no inbound session and low CPU: a zombie; the web server is low-load but used; the
-    # client is busy on its CPU
+    # client is busy on its CPU; the others have no metrics, so no verdict on their load
     assert verdicts == {"gov-quiet-01": "zombie", "192.168.111.154": "low_load",
-                        "192.168.111.148": "busy"}
+                        "192.168.111.148": "busy", "199.233.217.249": "unmeasured",
+                        "131.159.14.23": "unmeasured"}
     quiet = next(s for s in report["systems"] if s["host"] == "gov-quiet-01")
     assert quiet["evidence"]["inbound_sessions"] == 0
     assert quiet["evidence"]["cpu"] == {"mean": round(0.05 / 3, 4), "peak": 0.03, "samples": 3,
@@ -117,6 +123,7 @@ def test_idle_systems_from_flows_and_cpu_metrics(store, shared_dir, monkeypatch)
     assert web["evidence"]["inbound_sessions"] == 3
     assert report["departments"]["jyj"]["zombie"] == 1
     assert report["departments"]["unassigned"]["measured"] == 2
+    assert report["departments"]["unassigned"]["assets"] == 4
 
     # before the tag, no stop; the tag notifies the department; then a stop needs approval
     with pytest.raises(InventoryError, match="not tagged zombie"):
