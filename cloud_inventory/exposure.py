@@ -29,8 +29,7 @@ from cloud_inventory.config import (
 from cloud_inventory.passive import ANSWERED, FLOW_DATASET, FLOW_FIELDS, _iso, is_service
 from cloud_inventory.registry import list_assets
 from soc_core import ecs
-from soc_core.store import Selection
-from soc_core.store.base import resolve_millis
+from soc_core.store import Selection, resolve_millis
 
 SEVERITY = {"zone_violation": "high", "plaintext_management": "high", "http_admin": "medium",
             "internet_facing": "medium"}

@@ -26,8 +26,7 @@ from cloud_inventory.config import InventoryConfig, inventory_config
 from cloud_inventory.passive import ANSWERED, FLOW_DATASET, _iso
 from cloud_inventory.registry import EVENT_DATASET, InventoryError, annotate, get_asset, list_assets
 from soc_core import ecs
-from soc_core.store import Selection
-from soc_core.store.base import resolve_millis
+from soc_core.store import Selection, resolve_millis
 
 ZOMBIE_TAG = "zombie"
 CPU_DATASET = "system.cpu"

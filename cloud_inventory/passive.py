@@ -25,8 +25,7 @@ from cloud_inventory.config import (
 from cloud_inventory.model import Observation
 from cloud_inventory.registry import RecordResult, record, sweeps
 from soc_core import ecs
-from soc_core.store import Selection
-from soc_core.store.base import resolve_millis
+from soc_core.store import Selection, resolve_millis
 
 FLOW_DATASET = "network.flow"
 # Zeek connection states where the responder answered the handshake (or, for UDP, replied)
