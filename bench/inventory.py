@@ -6,11 +6,16 @@ Ours: `cloud_inventory.passive.discover_flows` end to end: the store's grouped a
 (Zeek's known_hosts / known_services rules), and the registry's merge and writes (assets,
 change events, alerts, the run summary).
 
-References (plain sqlite3 on the same database file, results fetched, nothing else):
-  plain    SELECT the six fields with one json_extract each, count, min/max ts ... GROUP BY
-           the six: what one writes by hand;
-  packed   the same GROUP BY with the four document fields in one json_extract call (the
-           SQL `groups` runs): the aggregation alone, without anything of ours around it.
+References (plain sqlite3 on the same database file, results fetched, nothing else), the
+same two GROUP BYs passive discovery needs (talkers by source.ip; answers by destination.ip,
+destination.port, network.transport, network.protocol, zeek.connection.state), each with
+count(*), min(ts), max(ts):
+  plain    one json_extract a document field: what one writes by hand;
+  packed   the four document fields in one json_extract call (the SQL `groups` runs): the
+           aggregation alone, without anything of ours around it.
+Ours is timed on its first run (every host new: assets, change events and shadow-IT alerts
+written) and on runs over the same window again (nothing changed: nothing rewritten);
+both are reported, the target is checked on the first run.
 Targets: >= 200,000 flows/s, and >= 0.5x the faster reference. Each side runs ROUNDS times,
 alternating which goes first; medians are compared. The events are written first through
 the store (timed for information only). Flows: 2,000 servers (local) and 40,000 clients
@@ -45,10 +50,12 @@ PORTS = [22, 53, 80, 443, 3306, 5432, 6379, 8080, 9200, 3389, 23, 21, 445, 27017
 STATES = ["SF"] * 60 + ["S1"] * 5 + ["S0"] * 15 + ["REJ"] * 12 + ["RSTO"] * 4 + ["OTH"] * 4
 PROTO = {22: "ssh", 53: "dns", 80: "http", 443: "tls", 21: "ftp", 8080: "http", 8443: "tls",
          3389: "rdp"}
-FIELDS = ("source_ip, destination_ip, json_extract(doc, '$.destination.port'), "
+# passive discovery's two GROUP BYs: who talks, and who answers on which port in which state
+TALKERS = "source_ip"
+FIELDS = ("destination_ip, json_extract(doc, '$.destination.port'), "
           "json_extract(doc, '$.network.transport'), json_extract(doc, '$.network.protocol'), "
           "json_extract(doc, '$.zeek.connection.state')")
-PACKED = ("source_ip, destination_ip, json_extract(doc, '$.destination.port', "
+PACKED = ("destination_ip, json_extract(doc, '$.destination.port', "
           "'$.network.transport', '$.network.protocol', '$.zeek.connection.state')")
 
 
@@ -97,12 +104,14 @@ def reference(path: str, select: str, start: int, end: int) -> tuple[float, int]
 
     conn = connect(path)
     t = time.perf_counter()
-    rows = conn.execute(f"SELECT {select}, count(*), min(ts), max(ts) FROM docs "
-                        "WHERE family = 'events' AND dataset = 'network.flow' AND ts >= ? "
-                        f"AND ts < ? GROUP BY {select}", (start, end)).fetchall()
+    n = 0
+    for fields in (TALKERS, select):
+        n += len(conn.execute(f"SELECT {fields}, count(*), min(ts), max(ts) FROM docs "
+                              "WHERE family = 'events' AND dataset = 'network.flow' AND "
+                              f"ts >= ? AND ts < ? GROUP BY {fields}", (start, end)).fetchall())
     took = time.perf_counter() - t
     conn.close()
-    return took, len(rows)
+    return took, n
 
 
 def ours(store, conf, since: str, until: str) -> tuple[float, int]:
@@ -129,27 +138,32 @@ def main() -> None:
         print(f"{FLOWS:,} flow events written through the store in {load:.1f}s "
               f"({FLOWS / load:,.0f}/s, for information)")
         times: dict[str, list[float]] = {"ours": [], "plain": [], "packed": []}
-        groups = {}
+        groups, assets = {}, 0
         for r in range(ROUNDS):
             order = ["ours", "plain", "packed"] if r % 2 == 0 else ["packed", "plain", "ours"]
             for side in order:
                 if side == "ours":
-                    took, assets = ours(store, conf, since, until)
+                    took, n = ours(store, conf, since, until)
+                    assets = max(assets, n)
                 else:
                     took, groups[side] = reference(path, FIELDS if side == "plain" else PACKED,
                                                    start, end)
                 times[side].append(took)
         store.close()
     med = {k: statistics.median(v) for k, v in times.items()}
+    med["ours (first run)"] = times["ours"][0]
+    med["ours (again)"] = statistics.median(times["ours"][1:])
     rate = {k: FLOWS / v for k, v in med.items()}
-    for k in ("ours", "plain", "packed"):
-        runs = ", ".join(f"{x:.2f}s" for x in times[k])
-        print(f"  {k:7} median {med[k]:.2f}s  {rate[k]:>10,.0f} flows/s   runs: {runs}")
+    for k in ("ours (first run)", "ours (again)", "plain", "packed"):
+        runs = ", ".join(f"{x:.2f}s" for x in times.get(k, []))
+        print(f"  {k:17} {med[k]:.2f}s  {rate[k]:>10,.0f} flows/s" + (
+            f"   runs: {runs}" if runs else ""))
     print(f"  groups: {groups['plain']:,}; assets recorded by ours: {assets:,}")
     best = max(rate["plain"], rate["packed"])
-    print(f"passive discovery: {rate['ours']:,.0f} flows/s (target >= 200,000); "
-          f"{rate['ours'] / rate['plain']:.2f}x the plain GROUP BY, "
-          f"{rate['ours'] / best:.2f}x the faster reference (target >= 0.5x)")
+    first = rate["ours (first run)"]
+    print(f"passive discovery, first run: {first:,.0f} flows/s (target >= 200,000); "
+          f"{first / rate['plain']:.2f}x the plain GROUP BY, {first / best:.2f}x the faster "
+          f"reference (target >= 0.5x); run again: {rate['ours (again)'] / best:.2f}x")
     print(f"machine: {os.cpu_count()} CPUs, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 

@@ -32,6 +32,8 @@ FLOW_DATASET = "network.flow"
 ANSWERED = frozenset({"S1", "SF", "S2", "S3", "RSTO", "RSTR"})
 REPEATED = 3  # answered flows that make an unrecognised high port a service
 KNOWN_PORTS = frozenset({*HTTP_ADMIN_PORTS, *(p for c in PORT_CLASSES.values() for p in c)})
+ANSWER_FIELDS = ["destination.ip", "destination.port", "network.transport", "network.protocol",
+                 "zeek.connection.state"]
 FLOW_FIELDS = ["source.ip", "destination.ip", "destination.port", "network.transport",
                "network.protocol", "zeek.connection.state"]
 
@@ -47,18 +49,13 @@ def is_service(port: int, protocol: Any, flows: int) -> bool:
     return bool(protocol) or port < 1024 or port in KNOWN_PORTS or flows >= REPEATED
 
 
-def flow_observations(groups: list[tuple[tuple[Any, ...], int, int, int]],
+def flow_observations(talkers: list[tuple[tuple[Any, ...], int, int, int]],
+                      answers: list[tuple[tuple[Any, ...], int, int, int]],
                       is_local: Any) -> list[Observation]:
-    """Observations from grouped flows: (src, dst, dport, transport, protocol, state)."""
+    """Observations from grouped flows: `talkers` by (source.ip), `answers` by
+    (destination.ip, destination.port, network.transport, network.protocol, state)."""
     seen: dict[str, list[int]] = {}  # ip -> [first_ms, last_ms]
     services: dict[str, dict[tuple[str, int], dict[str, Any]]] = defaultdict(dict)
-    local: dict[str, bool] = {}
-
-    def mine(ip: Any) -> bool:
-        hit = local.get(ip)
-        if hit is None:
-            hit = local[ip] = bool(ip) and is_local(ip)
-        return hit
 
     def touch(ip: str, first: int, last: int) -> None:
         span = seen.get(ip)
@@ -67,21 +64,29 @@ def flow_observations(groups: list[tuple[tuple[Any, ...], int, int, int]],
         else:
             span[0], span[1] = min(span[0], first), max(span[1], last)
 
-    for (src, dst, dport, transport, protocol, state), n, first, last in groups:
-        if mine(src):
+    for (src,), _n, first, last in talkers:
+        if src and is_local(src):
             touch(src, first, last)
-        if state in ANSWERED and mine(dst):
-            touch(dst, first, last)
-            if dport is not None and transport:
-                key = (str(transport), int(dport))
-                svc = services[dst].get(key)
-                if svc is None:
-                    services[dst][key] = svc = {"protocol": key[0], "port": key[1],
-                                                "flows": 0, "first": first, "last": last}
-                svc["flows"] += n
-                svc["first"], svc["last"] = min(svc["first"], first), max(svc["last"], last)
-                if protocol and not svc.get("service"):
-                    svc["service"] = protocol
+    local: dict[str, bool] = {}
+    for (dst, dport, transport, protocol, state), n, first, last in answers:
+        if state not in ANSWERED or not dst:
+            continue
+        mine = local.get(dst)
+        if mine is None:
+            mine = local[dst] = is_local(dst)
+        if not mine:
+            continue
+        touch(dst, first, last)
+        if dport is not None and transport:
+            key = (str(transport), int(dport))
+            svc = services[dst].get(key)
+            if svc is None:
+                services[dst][key] = svc = {"protocol": key[0], "port": key[1],
+                                            "flows": 0, "first": first, "last": last}
+            svc["flows"] += n
+            svc["first"], svc["last"] = min(svc["first"], first), max(svc["last"], last)
+            if protocol and not svc.get("service"):
+                svc["service"] = protocol
     out = []
     for ip, (first, last) in seen.items():
         listening = [{"protocol": s["protocol"], "port": s["port"], "address": ip,
@@ -112,14 +117,15 @@ def discover_flows(store: Any, *, since: Any = None, until: Any = None,
     """Record the hosts and services the flows of the window show."""
     conf = conf or inventory_config()
     start, end = window(store, since, until, "passive")
-    groups = store.groups(FLOW_FIELDS, Selection(dataset=FLOW_DATASET, start=_iso(start),
-                                                 end=_iso(end)))
-    obs = flow_observations(groups, conf.is_local)
+    sel = Selection(dataset=FLOW_DATASET, start=_iso(start), end=_iso(end))
+    # two GROUP BYs: who talks (an indexed column only) and who answers on which port
+    talkers = store.groups(["source.ip"], sel)
+    answers = store.groups(ANSWER_FIELDS, sel)
+    obs = flow_observations(talkers, answers, conf.is_local)
     run_id = ecs.stable_id("passive", start, end)
     return record(store, obs, source="passive", run_id=run_id,
                   summary={"since": _iso(start), "until": _iso(end),
-                           "flow_groups": len(groups),
-                           "flows": sum(g[1] for g in groups)},
+                           "flows": sum(g[1] for g in talkers)},
                   classify=classifier(conf))
 
 
