@@ -92,6 +92,7 @@ def show_cmd(key: str, as_json: bool, store_url: str | None) -> None:
 
     def line(label: str, value: Any, attr: str | None = None) -> None:
         origin = (src.get(attr) or {}).get("source") if attr else None
+        value = "-" if value is None or value == "" else value
         click.echo(f"{label:14} {value}" + (f"   [{origin}]" if origin else ""))
 
     line("id", doc["event"]["id"])
@@ -128,7 +129,8 @@ def show_cmd(key: str, as_json: bool, store_url: str | None) -> None:
 def diff_cmd(run_id: str | None, since: str | None, list_runs: bool, as_json: bool,
              store_url: str | None) -> None:
     """What changed between a run and the registry before it: new hosts (shadow IT), new
-    services, hosts gone, software changes. RUN_ID: that run (default: the latest)."""
+    services, hosts gone, software changes. RUN_ID: that run (default: the latest run that
+    changed something)."""
     from cloud_inventory.registry import changes, sweeps
 
     with open_cli_store(store_url) as store:
@@ -145,7 +147,10 @@ def diff_cmd(run_id: str | None, since: str | None, list_runs: bool, as_json: bo
         if run_id is None and since is None:
             if not runs:
                 fail("no inventory run recorded yet: run `govsoc inventory discover`")
-            run_id = ecs.get_field(runs[0], "govsoc.inventory.run_id")
+            # the latest run that changed something (else the latest run)
+            latest = next((r for r in runs if ecs.get_field(r, "govsoc.inventory.changes")),
+                          runs[0])
+            run_id = ecs.get_field(latest, "govsoc.inventory.run_id")
         try:
             found = changes(store, run_id=run_id, since=since)
         except ValueError as exc:

@@ -135,15 +135,18 @@ def inventory_config(cfg: Config | None = None) -> InventoryConfig:
     raw = cfg.get("inventory", {}) or {}
     if not isinstance(raw, dict):
         raise ConfigError("[inventory] must be a table")
-    out = InventoryConfig(cidrs=_nets(cfg.get("inventory.cidrs"), "inventory.cidrs"),
-                          local_nets=_nets(cfg.get("inventory.local_nets"),
+    # list defaults, so GOVSOC_INVENTORY_CIDRS=10.1.0.0/16,10.2.0.0/16 reads as a list
+    out = InventoryConfig(cidrs=_nets(cfg.get("inventory.cidrs", []), "inventory.cidrs"),
+                          local_nets=_nets(cfg.get("inventory.local_nets", []),
                                            "inventory.local_nets"))
-    ports = cfg.get("inventory.ports")
-    if ports is not None:
-        if not isinstance(ports, list) or not all(
-                isinstance(p, int) and 0 < p < 65536 for p in ports):
-            raise ConfigError("inventory.ports must be a list of TCP ports (1-65535)")
-        out.ports = tuple(ports)
+    ports = cfg.get("inventory.ports", list(PROBE_PORTS))
+    try:
+        ports = [int(p) for p in ports] if isinstance(ports, list) else None
+    except (TypeError, ValueError):
+        ports = None
+    if not ports or not all(0 < p < 65536 for p in ports):
+        raise ConfigError("inventory.ports must be a list of TCP ports (1-65535)")
+    out.ports = tuple(ports)
     try:
         out.rate = float(cfg.get("inventory.rate", out.rate))
         out.idle_days = int(cfg.get("inventory.idle_days", out.idle_days))
