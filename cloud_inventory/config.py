@@ -29,6 +29,7 @@ neither may reach management or database ports.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -75,6 +76,8 @@ class InventoryConfig:
     idle_cpu: float = 0.05
     zones: list[Zone] = field(default_factory=list)
     classes: list[dict[str, Any]] = field(default_factory=list)
+    _v4: list[tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+    _v6: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def zone_of(self, ip: str) -> str:
         try:
@@ -95,12 +98,24 @@ class InventoryConfig:
         return any(z.name == zone and port_class in z.allow for z in self.zones)
 
     def is_local(self, ip: str) -> bool:
+        """Whether an address is ours (`local_nets`, else `cidrs`); called for every distinct
+        address in a window's flows, so IPv4 is matched on integers, without ipaddress."""
+        if self._v4 is None:
+            nets = self.local_nets or self.cidrs
+            self._v4 = [(int(n.network_address), int(n.netmask)) for n in nets
+                        if n.version == 4]
+            self._v6 = [n for n in nets if n.version == 6]
+        try:
+            value = int.from_bytes(socket.inet_aton(ip), "big") if ":" not in ip else None
+        except OSError:
+            value = None
+        if value is not None and ip.count(".") == 3:
+            return any(value & mask == net for net, mask in self._v4)
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return False
-        return any(addr.version == n.version and addr in n
-                   for n in (self.local_nets or self.cidrs))
+        return any(addr.version == n.version and addr in n for n in self._v6)
 
 
 def _nets(values: Any, where: str) -> list[Any]:
@@ -120,15 +135,18 @@ def inventory_config(cfg: Config | None = None) -> InventoryConfig:
     raw = cfg.get("inventory", {}) or {}
     if not isinstance(raw, dict):
         raise ConfigError("[inventory] must be a table")
-    out = InventoryConfig(cidrs=_nets(cfg.get("inventory.cidrs"), "inventory.cidrs"),
-                          local_nets=_nets(cfg.get("inventory.local_nets"),
+    # list defaults, so GOVSOC_INVENTORY_CIDRS=10.1.0.0/16,10.2.0.0/16 reads as a list
+    out = InventoryConfig(cidrs=_nets(cfg.get("inventory.cidrs", []), "inventory.cidrs"),
+                          local_nets=_nets(cfg.get("inventory.local_nets", []),
                                            "inventory.local_nets"))
-    ports = cfg.get("inventory.ports")
-    if ports is not None:
-        if not isinstance(ports, list) or not all(
-                isinstance(p, int) and 0 < p < 65536 for p in ports):
-            raise ConfigError("inventory.ports must be a list of TCP ports (1-65535)")
-        out.ports = tuple(ports)
+    ports = cfg.get("inventory.ports", list(PROBE_PORTS))
+    try:
+        ports = [int(p) for p in ports] if isinstance(ports, list) else None
+    except (TypeError, ValueError):
+        ports = None
+    if not ports or not all(0 < p < 65536 for p in ports):
+        raise ConfigError("inventory.ports must be a list of TCP ports (1-65535)")
+    out.ports = tuple(ports)
     try:
         out.rate = float(cfg.get("inventory.rate", out.rate))
         out.idle_days = int(cfg.get("inventory.idle_days", out.idle_days))

@@ -37,6 +37,8 @@ from soc_core.ecs import stable_id
 
 ASSET_DATASET = "assets"
 SOURCES = ("ansible", "network", "passive", "host", "operator")
+# a host one of these sees is managed (reached by Ansible, running our agent): registered
+MANAGED_SOURCES = frozenset({"ansible", "host", "operator"})
 IMPORTANCE = ("high", "medium", "low")
 DATA_CLASSES = ("core", "important", "general")
 
@@ -63,7 +65,7 @@ class Observation:
     the installed software."""
 
     source: str
-    seen: str  # ISO-8601 UTC
+    seen: str  # ISO-8601 UTC: when the source last saw the host
     name: str | None = None  # inventory name
     hostname: str | None = None
     machine_id: str | None = None
@@ -75,6 +77,7 @@ class Observation:
     packages: list[dict[str, Any]] | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # other govsoc.asset fields
     host: dict[str, Any] = field(default_factory=dict)  # other host.* fields
+    first: str | None = None  # when the source first saw it, if earlier than `seen`
 
     def record(self) -> dict[str, Any]:
         return {"machine_id": self.machine_id, "hostname": self.hostname, "macs": self.macs,

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_inventory.model import ASSET_DATASET, SOURCES, Observation, asset_id
+from cloud_inventory.model import (
+    ASSET_DATASET,
+    MANAGED_SOURCES,
+    SOURCES,
+    Observation,
+    asset_id,
+)
 from soc_core import ecs
 from soc_core.store import Selection
 
@@ -173,7 +179,8 @@ def record(store: Any, observations: Iterable[Observation], *, source: str, run_
         if old_id and old_id != aid:
             deleted.append(old_id)
         index.replace(old, doc)
-        out[aid] = doc
+        if doc != old:  # an unchanged asset (the same window seen again) is not rewritten
+            out[aid] = doc
         seen_ids.add(aid)
         result.changes.extend(new_changes)
     if in_scope is not None:
@@ -190,8 +197,9 @@ def record(store: Any, observations: Iterable[Observation], *, source: str, run_
                                          {"last_seen": a.get("last_seen"), "source": source}))
     result.assets = len(seen_ids)
     docs = list(out.values())
-    docs += [_change_event(c, run_id, source) for c in result.changes]
-    docs += [_alert(c, run_id, out.get(c.asset)) for c in result.changes
+    now = ecs.now_iso()
+    docs += [_change_event(c, run_id, source, now) for c in result.changes]
+    docs += [_alert(c, run_id, out.get(c.asset), now) for c in result.changes
              if c.kind in ALERT_RULES]
     docs.append(_sweep_doc(result, summary))
     _write(store, docs)
@@ -211,21 +219,29 @@ class _Index:
     """Stored assets by machine-id, MAC, address and name, for matching observations."""
 
     def __init__(self, docs: list[dict[str, Any]]) -> None:
-        self.docs = docs
+        self.by_id: dict[str, dict[str, Any]] = {}
         self.by: dict[tuple[str, str], dict[str, Any]] = {}
         for d in docs:
-            self._add(d)
+            self.add(d)
 
-    def _add(self, d: dict[str, Any]) -> None:
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        return list(self.by_id.values())
+
+    @staticmethod
+    def _keys(d: dict[str, Any]) -> list[tuple[str, str]]:
         h = d.get("host") or {}
-        if h.get("id"):
-            self.by["mid", str(h["id"])] = d
-        for m in _list(h.get("mac")):
-            self.by["mac", str(m).lower()] = d
-        for i in _list(h.get("ip")):
-            self.by["ip", str(i)] = d
+        keys = [("mid", str(h["id"]))] if h.get("id") else []
+        keys += [("mac", str(m).lower()) for m in _list(h.get("mac"))]
+        keys += [("ip", str(i)) for i in _list(h.get("ip"))]
         if h.get("name"):
-            self.by["name", str(h["name"])] = d
+            keys.append(("name", str(h["name"])))
+        return keys
+
+    def add(self, d: dict[str, Any]) -> None:
+        self.by_id[d["event"]["id"]] = d
+        for k in self._keys(d):
+            self.by[k] = d
 
     def find(self, obs: Observation) -> dict[str, Any] | None:
         if obs.machine_id:
@@ -244,10 +260,11 @@ class _Index:
 
     def replace(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
         if old is not None:
-            self.docs = [d for d in self.docs if d is not old]
-            self.by = {k: v for k, v in self.by.items() if v is not old}
-        self.docs.append(new)
-        self._add(new)
+            self.by_id.pop(old["event"]["id"], None)
+            for k in self._keys(old):
+                if self.by.get(k) is old:
+                    del self.by[k]
+        self.add(new)
 
 
 def _merge(old: dict[str, Any] | None, obs: Observation, run_id: str
@@ -286,10 +303,11 @@ def _merge(old: dict[str, Any] | None, obs: Observation, run_id: str
     was_gone = a.get("state") == "gone"
     a["state"] = "active"
     a.pop("gone_since", None)
-    a["first_seen"] = a.get("first_seen") or obs.seen
+    first = obs.first or obs.seen
+    a["first_seen"] = min(str(a.get("first_seen") or first), first)
     a["last_seen"] = max(str(a.get("last_seen") or ""), obs.seen)
     a["seen_by"] = _union(_list(a.get("seen_by")), [obs.source])
-    if obs.source == "ansible":
+    if obs.source in MANAGED_SOURCES:
         a["registered"] = True
     a.setdefault("registered", False)
     a.setdefault("tags", [])
@@ -352,7 +370,8 @@ def _merge_listening(stored: list[dict[str, Any]], obs: Observation
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Stored services with what this source saw: a port it saw gains the source; a port it
     covered but did not see loses it (gone when no source still sees it). Ansible sees every
-    socket; a probe only the ports it probed; flows never prove a service closed."""
+    socket; a probe only the ports it probed; flows and the host collectors' socket reports
+    (sent on change) never prove a service closed."""
     by = {(s["protocol"], int(s["port"])): dict(s) for s in stored}
     seen: set[tuple[str, int]] = set()
     opened: list[dict[str, Any]] = []
@@ -364,17 +383,17 @@ def _merge_listening(stored: list[dict[str, Any]], obs: Observation
         cur = by.get(key)
         if cur is None or not cur.get("sources"):
             cur = {"protocol": key[0], "port": key[1], "sources": [],
-                   "first_seen": obs.seen}
+                   "first_seen": s.get("first_seen") or obs.first or obs.seen}
             opened.append(cur)
         for f in ("address", "process", "service"):
             if s.get(f) and (obs.source == "ansible" or not cur.get(f)):
                 cur[f] = s[f]
-        if s.get("flows"):
-            cur["flows"] = int(cur.get("flows") or 0) + int(s["flows"])
+        if s.get("flows"):  # answered flows in the window of the last run that saw it
+            cur["flows"] = int(s["flows"])
         cur["sources"] = _union(cur["sources"], [obs.source])
         cur["last_seen"] = max(str(cur.get("last_seen") or ""), s.get("last_seen") or obs.seen)
         by[key] = cur
-    if obs.source in ("ansible", "network", "host"):
+    if obs.source in ("ansible", "network"):
         covered = None if obs.probed_ports is None else {(p, int(n)) for p, n in
                                                          obs.probed_ports}
         for key, cur in list(by.items()):
@@ -399,10 +418,10 @@ _MESSAGES = {
 }
 
 
-def _change_event(c: Change, run_id: str, source: str) -> dict[str, Any]:
+def _change_event(c: Change, run_id: str, source: str, now: str) -> dict[str, Any]:
     detail = c.to_dict()
     return {
-        "@timestamp": ecs.now_iso(),
+        "@timestamp": now,
         "event": {"kind": "event", "dataset": EVENT_DATASET, "module": "cloud_inventory",
                   "action": c.kind, "category": ["host"], "type": ["change"],
                   "id": ecs.stable_id("inventory", run_id, c.kind, c.asset,
@@ -415,9 +434,8 @@ def _change_event(c: Change, run_id: str, source: str) -> dict[str, Any]:
     }
 
 
-def _alert(c: Change, run_id: str, asset: dict[str, Any] | None) -> dict[str, Any]:
+def _alert(c: Change, run_id: str, asset: dict[str, Any] | None, now: str) -> dict[str, Any]:
     rule_id, title, level = ALERT_RULES[c.kind]
-    now = ecs.now_iso()
     # a new host or service alerts once per asset; a loss or a software change once a run
     key = (c.asset, c.detail.get("protocol"), c.detail.get("port")) \
         if c.kind in ("shadow_it", "service_new") else (c.asset, run_id)
