@@ -39,15 +39,10 @@ PLAINTEXT_ADMIN = {21: "ftp", 23: "telnet", 69: "tftp", 512: "rexec", 513: "rlog
 # services that 等保 asks to close unless needed (高危端口)
 HIGH_RISK = {**PLAINTEXT_ADMIN, 111: "rpcbind", 135: "msrpc", 137: "netbios-ns",
              139: "netbios-ssn", 445: "smb", 2049: "nfs", 161: "snmp", 11211: "memcached"}
-# management and database ports that must not listen on every address
-EXPOSED_WHEN_WILDCARD = {3306: "mysql", 5432: "postgresql", 1433: "mssql", 1521: "oracle",
-                         6379: "redis", 27017: "mongodb", 9200: "elasticsearch",
-                         3389: "rdp", 5985: "winrm", 2375: "docker"}
 MALWARE_PACKAGES = ("clamav", "clamav-daemon", "clamav-freshclam", "rkhunter", "chkrootkit")
 AUDIT_DAEMONS = ("auditd", "rsyslogd", "rsyslog", "syslog-ng", "systemd-journald",
                  "journald")
 LOOPBACK = ("127.", "::1")
-WILDCARD = ("0.0.0.0", "::")
 
 
 @dataclass
@@ -366,17 +361,33 @@ def time_sync(facts: Facts):
 
 # 安全区域边界 ------------------------------------------------------------------------------
 @control("djcp-3.3.2", "djcp-l3", "GB/T 22239-2019 8.1.3.1 / 8.1.3.2", "安全区域边界",
-         "边界访问控制：管理与数据库端口不对所有地址开放",
-         "将数据库与管理服务绑定到内部地址，或在边界与主机防火墙上仅放行管理区。")
-def exposure(facts: Facts):
-    def bad(d):
-        found = sorted({f"{EXPOSED_WHEN_WILDCARD[s['port']]}:{s['port']}"
-                        for s in _listening(d) if s.get("port") in EXPOSED_WHEN_WILDCARD
-                        and str(s.get("address", "")) in WILDCARD})
-        return "listening on every address: " + ", ".join(found) if found else None
+         "边界防护与访问控制：管理与数据库端口不被不应到达的区域访问，服务不直接面向互联网",
+         "在边界与主机防火墙上按区域收紧访问控制规则（默认拒绝），仅放行管理区访问管理与数据库端口；"
+         "确需对外的服务经由受控的接入区发布。")
+def boundary(facts: Facts):
+    from cloud_inventory.config import inventory_config
+    from cloud_inventory.exposure import exposure
 
-    return _per_host(facts, bad, ASSET_QUERY + " govsoc.asset.listening",
-                     "keep management and database ports off public addresses")
+    days = int(facts.cfg.get("reports.exposure_days", 7))
+    found = exposure(facts.store, since=facts.now - timedelta(days=days), until=facts.now,
+                     conf=inventory_config(facts.cfg))
+    bad = [f for f in found if f["kind"] in ("zone_violation", "internet_facing")]
+    ev = [Evidence("query", f"cloud_inventory.exposure over {days} days (network.flow, "
+                   "swept and probed listening sockets)",
+                   {k: sum(1 for f in found if f["kind"] == k) for k in
+                    ("zone_violation", "internet_facing", "plaintext_management",
+                     "http_admin")})]
+    ev += [Evidence("probe", f"{f['kind']} {f.get('host') or f['ip']} "
+                    f"{f['protocol']}/{f['port']}", f.get("evidence")) for f in bad[:50]]
+    if not facts.assets:
+        return "not_evidenced", "no assets registered", ev, []
+    hosts = sorted({str(f.get("host") or f["ip"]) for f in bad})
+    if bad:
+        return ("fail", f"{len(bad)} boundary findings on {len(hosts)} hosts: "
+                + "; ".join(f"{f['kind']} {f.get('host') or f['ip']}:{f['port']}"
+                            f"{' from ' + str(f['zone']) if f.get('zone') else ''}"
+                            for f in bad[:5]), ev, hosts)
+    return "pass", "no zone reaches a port it should not, nothing faces the internet", ev, []
 
 
 # 密评 ------------------------------------------------------------------------------------

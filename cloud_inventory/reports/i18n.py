@@ -44,18 +44,20 @@ TEXT: dict[str, dict[str, str]] = {
     "service": {"zh-CN": "服务", "en": "Service"},
     "bound": {"zh-CN": "绑定地址", "en": "Bound to"},
     "why": {"zh-CN": "问题", "en": "Issue"},
-    "plaintext": {"zh-CN": "明文管理协议", "en": "plaintext management protocol"},
-    "wildcard": {"zh-CN": "管理/数据库端口对所有地址开放", "en":
-                 "management/database port on every address"},
-    "high_risk": {"zh-CN": "高危端口", "en": "high-risk port"},
+    "zone": {"zh-CN": "来源区域", "en": "Zone"},
+    "zone_violation": {"zh-CN": "跨区访问违规", "en": "zone violation"},
+    "plaintext_management": {"zh-CN": "明文管理协议", "en": "plaintext management"},
+    "http_admin": {"zh-CN": "明文 HTTP 管理界面", "en": "HTTP admin console"},
+    "internet_facing": {"zh-CN": "面向互联网", "en": "internet-facing"},
     # idle
     "inbound": {"zh-CN": "入站会话", "en": "Inbound sessions"},
-    "cpu": {"zh-CN": "平均 CPU", "en": "Mean CPU"},
+    "cpu": {"zh-CN": "CPU 均值 / 峰值", "en": "CPU mean / peak"},
+    "zombie": {"zh-CN": "僵尸系统", "en": "zombie"},
+    "busy": {"zh-CN": "在用", "en": "busy"},
+    "unmeasured": {"zh-CN": "无监测数据", "en": "unmeasured"},
+    "utilisation": {"zh-CN": "各部门云资源利用率", "en": "Utilisation per department"},
     "verdict": {"zh-CN": "结论", "en": "Verdict"},
-    "idle_yes": {"zh-CN": "疑似僵尸系统", "en": "idle"},
     "low_load": {"zh-CN": "低负载", "en": "low load"},
-    "in_use": {"zh-CN": "在用", "en": "in use"},
-    "no_data": {"zh-CN": "无监测数据", "en": "no metrics"},
     "idle_note": {"zh-CN": "判定：统计区间内无入站会话且平均 CPU 低于阈值为疑似僵尸系统；"
                            "有会话但 CPU 低于阈值为低负载。"
                            "处置：标记 → 通知责任部门 → 审批后停机。",

@@ -107,91 +107,79 @@ def assets_report(c: Ctx) -> Document:
     return d
 
 
-def exposure_findings(docs: list[dict[str, Any]], c: Ctx) -> list[list[str]]:
-    rows = []
-    for x in docs:
-        for s in _a(x).get("listening") or []:
-            if not isinstance(s, dict):
-                continue
-            port, addr = s.get("port"), str(s.get("address", ""))
-            if addr.startswith(compliance.LOOPBACK):
-                continue
-            if port in compliance.PLAINTEXT_ADMIN:
-                why, svc = c.t("plaintext"), compliance.PLAINTEXT_ADMIN[port]
-            elif port in compliance.EXPOSED_WHEN_WILDCARD and addr in compliance.WILDCARD:
-                why, svc = c.t("wildcard"), compliance.EXPOSED_WHEN_WILDCARD[port]
-            elif port in compliance.HIGH_RISK:
-                why, svc = c.t("high_risk"), compliance.HIGH_RISK[port]
-            else:
-                continue
-            rows.append([compliance.host_name(x), _department(x, c),
-                         f"{svc} {s.get('protocol', 'tcp')}/{port}", addr or "*",
-                         str(s.get("process") or ""), why])
-    return sorted(rows)
-
-
 def exposure_report(c: Ctx) -> Document:
-    docs = _assets(c.store)
-    d = c.doc("exposure")
-    rows = exposure_findings(docs, c)
-    hosts = {r[0] for r in rows}
-    d.figures = [(c.t("total_assets"), str(len(docs))), (c.t("findings"), str(len(rows))),
-                 (c.t("host"), str(len(hosts)))]
-    by_port = Counter(r[2] for r in rows)
+    """The inventory's exposure findings (`cloud_inventory.exposure`): zones reaching what
+    they should not, plaintext management, HTTP admin consoles, internet-facing services."""
+    from cloud_inventory.config import inventory_config
+    from cloud_inventory.exposure import exposure
+
+    days = int(c.cfg.get("reports.exposure_days", 7))
+    findings = exposure(c.store, since=c.now - timedelta(days=days), until=c.now,
+                        conf=inventory_config(c.cfg))
+    d = c.doc("exposure", c.period(days))
+    hosts = {f.get("host") or f["ip"] for f in findings}
+    d.figures = [(c.t("findings"), str(len(findings))), (c.t("host"), str(len(hosts)))] + [
+        (c.t(k), str(sum(1 for f in findings if f["kind"] == k))) for k in EXPOSURE_KINDS]
     d.sections.append(Section(c.t("by_port"), chart=charts.bar_chart(
-        by_port.most_common(), colour=charts.PALETTE[3])))
+        Counter(f"{f.get('service') or ''} {f['protocol']}/{f['port']}" for f in findings)
+        .most_common(), colour=charts.PALETTE[3])))
+    rows, classes = [], []
+    for f in findings[:MAX_ROWS]:
+        rows.append([c.t(f["kind"]), f.get("host") or "", f["ip"],
+                     f"{f.get('service') or ''} {f['protocol']}/{f['port']}",
+                     str(f.get("zone") or ""), str(f.get("department") or ""),
+                     _short(f.get("evidence"), 300)])
+        classes.append("fail" if f["severity"] == "high" else "not_evidenced")
     d.sections.append(Section(c.t("findings"), table=Table(
-        [c.t(k) for k in ("host", "department", "service", "bound", "service", "why")],
-        rows[:MAX_ROWS], widths=(16, 14, 16, 14, 12, 28)) if rows else None,
-        text=[] if rows else [c.t("none_found")]))
+        [c.t(k) for k in ("why", "host", "address", "service", "zone", "department",
+                          "evidence")], rows, classes, widths=(14, 12, 11, 12, 8, 9, 34))
+        if rows else None, text=[] if rows else [c.t("none_found")]))
     return d
 
 
+EXPOSURE_KINDS = ("zone_violation", "plaintext_management", "http_admin", "internet_facing")
+IDLE_VERDICTS = ("zombie", "low_load", "busy", "unmeasured")
+
+
 def idle_report(c: Ctx) -> Document:
-    days = int(c.cfg.get("reports.idle_days", 7))
-    cpu_max = float(c.cfg.get("reports.idle_cpu", 0.05))
-    start = c.now - timedelta(days=days)
-    docs = _assets(c.store)
-    inbound = dict(c.store.terms("destination.ip", Selection(dataset="network.flow",
-                                                              start=start), size=100_000))
-    cpu: dict[str, list[float]] = {}
-    for i, m in enumerate(c.store.scan(Selection(family="metrics", dataset="system.cpu",
-                                                 start=start), page_size=5000)):
-        if i >= 500_000:  # a bound on what one report reads
-            break
-        v = ((m.get("host") or {}).get("cpu") or {}).get("usage")
-        if isinstance(v, int | float):
-            agg = cpu.setdefault(str((m.get("host") or {}).get("name")), [0.0, 0])
-            agg[0] += v
-            agg[1] += 1
-    d = c.doc("idle", c.period(days))
-    rows, classes, verdicts = [], [], Counter()
-    for x in sorted(docs, key=compliance.host_name):
-        name = compliance.host_name(x)
-        sessions = sum(int(inbound.get(ip, 0)) for ip in _ips(x))
-        agg = cpu.get(name) or cpu.get(str((x.get("host") or {}).get("hostname")))
-        mean = agg[0] / agg[1] if agg and agg[1] else None
-        if mean is None:
-            verdict = "no_data"
-        elif mean < cpu_max:
-            verdict = "idle_yes" if sessions == 0 else "low_load"
-        else:
-            verdict = "in_use"
-        verdicts[verdict] += 1
-        rows.append([name, _department(x, c), str(sessions),
-                     "" if mean is None else f"{100 * mean:.1f}%", c.t(verdict)])
-        classes.append(verdict)
-    d.figures = [(c.t("total_assets"), str(len(docs))),
-                 (c.t("idle_yes"), str(verdicts["idle_yes"])),
-                 (c.t("low_load"), str(verdicts["low_load"]))]
-    d.sections.append(Section(c.t("summary"), text=[c.t("idle_note")], chart=charts.bar_chart(
-        [(c.t(k), verdicts[k]) for k in ("idle_yes", "low_load", "in_use", "no_data")])))
-    order = {"idle_yes": 0, "low_load": 1, "no_data": 2, "in_use": 3}
-    paired = sorted(zip(rows, classes, strict=True), key=lambda p: (order[p[1]], p[0][0]))
+    """The inventory's idle systems (`cloud_inventory.idle`) and utilisation per
+    department (云资源利用率)."""
+    from cloud_inventory.config import inventory_config
+    from cloud_inventory.idle import idle_systems
+
+    found = idle_systems(c.store, until=c.now, conf=inventory_config(c.cfg))
+    window = found["window"]
+    d = c.doc("idle", c.period(int(window["days"])))
+    systems = found["systems"]
+    n = Counter(s["verdict"] for s in systems)
+    d.figures = [(c.t("total_assets"), str(len(systems)))] + [
+        (c.t(v), str(n[v])) for v in IDLE_VERDICTS]
+    d.sections.append(Section(c.t("summary"), text=[
+        c.t("idle_note") + f" (CPU < {100 * float(window['cpu_threshold']):.0f}%)"],
+        chart=charts.bar_chart([(c.t(v), n[v]) for v in IDLE_VERDICTS])))
+    util = found["departments"]
+    d.sections.append(Section(c.t("utilisation"), chart=charts.bar_chart(
+        [(str(u.get("name") or k), 100 * (u["cpu_mean"] or 0)) for k, u in
+         sorted(util.items())], unit="%", colour=charts.PALETTE[2]), table=Table(
+        [c.t(k) for k in ("department", "total_assets", "cpu", "zombie", "low_load",
+                          "inbound")],
+        [[str(u.get("name") or k), str(u["assets"]),
+          "" if u["cpu_mean"] is None else f"{100 * u['cpu_mean']:.1f}%", str(u["zombie"]),
+          str(u["low_load"]), str(u["inbound_sessions"])] for k, u in sorted(util.items())],
+        widths=(26, 14, 14, 14, 14, 18))))
+    order = {v: i for i, v in enumerate(IDLE_VERDICTS)}
+    rows, classes = [], []
+    for s in sorted(systems, key=lambda s: (order[s["verdict"]], str(s["host"])))[:MAX_ROWS]:
+        cpu = s["evidence"].get("cpu")
+        rows.append([str(s["host"]), str(s.get("department_name") or s.get("department") or ""),
+                     str(s["evidence"]["inbound_sessions"]),
+                     "" if not cpu else f"{100 * cpu['mean']:.1f}% / {100 * cpu['peak']:.1f}%",
+                     c.t(s["verdict"])])
+        classes.append({"zombie": "fail", "low_load": "not_evidenced", "busy": "pass"}.get(
+            s["verdict"], ""))
     d.sections.append(Section(c.t("register"), table=Table(
-        [c.t(k) for k in ("host", "department", "inbound", "cpu", "verdict")],
-        [p[0] for p in paired][:MAX_ROWS], [p[1] for p in paired][:MAX_ROWS],
-        widths=(26, 22, 16, 16, 20))))
+        [c.t(k) for k in ("host", "department", "inbound", "cpu", "verdict")], rows, classes,
+        widths=(26, 22, 16, 18, 18))))
     return d
 
 

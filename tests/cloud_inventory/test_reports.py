@@ -122,3 +122,19 @@ def test_english_html_report_shows_drill_figures(made):
     html = made["html"].path.read_text(encoding="utf-8")
     assert 'lang="en"' in html and "Disaster-recovery drills" in html
     assert "<svg" in html and "4.2" in html and "12.5" in html
+
+
+def test_every_kind_renders_and_is_listed(made):
+    from cloud_inventory import REPORT_KINDS, list_reports
+
+    cfg = Config(values={"store_url": f"sqlite:///{made['dir']}/govsoc.db",
+                         "data_dir": str(made["dir"]), "timezone": "Asia/Shanghai"})
+    with open_store(cfg.store_url) as store:
+        names = {k: make_report(k, store, cfg, fmt="html", keystore=made["keystore"]).name
+                 for k in REPORT_KINDS}
+        listed = {r["name"] for r in list_reports(store)}
+    assert set(names.values()) <= listed and made["pdf"].name in listed
+    exposure = (made["dir"] / "reports" / names["exposure"]).read_text(encoding="utf-8")
+    assert "明文管理协议" in exposure and "web-2" in exposure  # the telnet host
+    idle = (made["dir"] / "reports" / names["idle"]).read_text(encoding="utf-8")
+    assert "各部门云资源利用率" in idle and "无监测数据" in idle  # no metrics: never "idle"
