@@ -138,3 +138,33 @@ def test_every_kind_renders_and_is_listed(made):
     assert "明文管理协议" in exposure and "web-2" in exposure  # the telnet host
     idle = (made["dir"] / "reports" / names["idle"]).read_text(encoding="utf-8")
     assert "各部门云资源利用率" in idle and "无监测数据" in idle  # no metrics: never "idle"
+
+
+def test_the_reports_service_of_govsoc_up_makes_what_is_due(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from cloud_inventory.reports.schedule import run
+
+    (tmp_path / "govsoc.toml").write_text(
+        f'store_url = "sqlite:///{tmp_path}/govsoc.db"\ndata_dir = "{tmp_path}"\n'
+        '[crypto]\nkdf_iterations = 1000\n'
+        '[[reports.schedule]]\nkind = "dr"\ncron = "* * * * *"\nformat = "html"\n')
+    monkeypatch.setenv("GOVSOC_CONFIG", str(tmp_path / "govsoc.toml"))
+    monkeypatch.setenv("GOVSOC_MASTER_KEY", MASTER)
+    for var in ("GOVSOC_DATA_DIR", "GOVSOC_STORE_URL", "GOVSOC_MASTER_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    stop = threading.Event()
+    service = threading.Thread(target=run, args=(f"sqlite:///{tmp_path}/govsoc.db", stop))
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "reports").glob("dr-*.html.sig")):
+            assert time.monotonic() < deadline, "no scheduled report"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        service.join(30)
+    report_file = next((tmp_path / "reports").glob("dr-*.html"))
+    assert verify_file(report_file, report_file.with_name(report_file.name + ".sig"),
+                       keystore=Keystore(tmp_path / "keystore.json", None)).ok
