@@ -64,6 +64,7 @@ class Finding:
     evidence: list[Evidence] = field(default_factory=list)
     remediation: str = ""
     hosts: list[str] = field(default_factory=list)  # the hosts that fail
+    summary_zh: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +127,8 @@ def _per_host(facts: Facts, bad: Callable[[dict[str, Any]], str | None], query: 
     """Judge every swept host: `bad(doc)` says why a host fails, or None."""
     docs = _swept(facts.assets)
     if not docs:
-        return ("not_evidenced", "no host has been swept (run the asset_sweep playbook)",
+        return ("not_evidenced", ("no host has been swept (run the asset_sweep playbook)",
+                                  "尚无主机巡检记录（请运行 asset_sweep 剧本）"),
                 [Evidence("query", query, "0 assets")], [])
     failing = {}
     for d in docs:
@@ -137,13 +139,17 @@ def _per_host(facts: Facts, bad: Callable[[dict[str, Any]], str | None], query: 
     ev += [Evidence("document", f"asset {host_name(d)} ({d['event']['id']})",
                     failing[host_name(d)]) for d in docs if host_name(d) in failing]
     if failing:
-        return ("fail", f"{len(failing)} of {len(docs)} hosts: "
-                + "; ".join(f"{h}: {w}" for h, w in sorted(failing.items())[:5]),
+        shown = sorted(failing.items())[:5]
+        return ("fail", (f"{len(failing)} of {len(docs)} hosts: "
+                         + "; ".join(f"{h}: {w}" for h, w in shown),
+                         f"{len(docs)} 台主机中 {len(failing)} 台不符合："
+                         + "；".join(f"{h}（{w}）" for h, w in shown)),
                 ev, sorted(failing))
-    return "pass", f"all {len(docs)} hosts {what_ok}", ev, []
+    return "pass", (f"all {len(docs)} hosts {what_ok}", f"全部 {len(docs)} 台主机符合"), ev, []
 
 
 ASSET_QUERY = "family=assets (asset_sweep facts)"
+NO_ASSETS = ("no assets registered", "尚无登记的资产")
 
 
 # 安全管理中心 ------------------------------------------------------------------------------
@@ -157,7 +163,7 @@ def three_admins(facts: Facts):
              for d in facts.store.scan(Selection(family="state", dataset="govsoc.state.user"))]
     users = [u for u in users if u and not u.get("disabled")]
     if not users:
-        return "not_evidenced", "no platform users are registered", [
+        return "not_evidenced", ("no platform users are registered", "平台尚无用户"), [
             Evidence("query", query, "0 users")], []
     holders = {r: sorted(u["name"] for u in users if r in (u.get("roles") or []))
                for r in ADMIN_ROLES}
@@ -165,12 +171,15 @@ def three_admins(facts: Facts):
                   if len(set(u.get("roles") or []) & set(ADMIN_ROLES)) > 1)
     ev = [Evidence("query", query, {r: holders[r] for r in ADMIN_ROLES})]
     if both:
-        return ("fail", "users hold more than one administrator role: " + ", ".join(both),
+        return ("fail", ("users hold more than one administrator role: " + ", ".join(both),
+                         "以下用户同时持有多个管理员角色：" + "、".join(both)),
                 ev, [])
     missing = [r for r in ADMIN_ROLES if not holders[r]]
     if missing:
-        return "fail", "no user holds: " + ", ".join(missing), ev, []
-    return "pass", "each administrator role is held, by different users", ev, []
+        return "fail", ("no user holds: " + ", ".join(missing),
+                        "以下角色无人担任：" + "、".join(missing)), ev, []
+    return "pass", ("each administrator role is held, by different users",
+                    "三类管理员角色均已设置且由不同用户担任"), ev, []
 
 
 @control("djcp-3.5.4d", "djcp-l3", "GB/T 22239-2019 8.1.5.4 d)", "安全管理中心",
@@ -182,14 +191,17 @@ def central_audit(facts: Facts):
     n = facts.store.count(Selection(family="audit"))
     ev.append(Evidence("query", "family=audit", f"{n} audit records held centrally"))
     if days < MIN_RETENTION_DAYS:
-        return "fail", f"retention is {days} days, below {MIN_RETENTION_DAYS}", ev, []
+        return "fail", (f"retention is {days} days, below {MIN_RETENTION_DAYS}",
+                        f"留存期为 {days} 天，低于 {MIN_RETENTION_DAYS} 天"), ev, []
     if not n:
-        return "not_evidenced", "the store holds no audit records yet", ev, []
+        return "not_evidenced", ("the store holds no audit records yet",
+                                 "事件存储中尚无审计记录"), ev, []
     oldest = facts.store.search(Selection(family="audit"), size=1).hits
     if oldest:
         ev.append(Evidence("document", f"oldest audit record {oldest[0]['event']['id']}",
                            oldest[0]["@timestamp"]))
-    return "pass", f"{n} records kept centrally, retention {days} days", ev, []
+    return "pass", (f"{n} records kept centrally, retention {days} days",
+                    f"集中保存审计记录 {n} 条，留存期 {days} 天"), ev, []
 
 
 @control("djcp-3.5.4c", "djcp-l3", "GB/T 22239-2019 8.1.5.4 c)", "安全管理中心",
@@ -197,7 +209,7 @@ def central_audit(facts: Facts):
          "在未被监测的主机上部署 govsoc 主机采集器（govsoc collect host）。")
 def monitoring(facts: Facts):
     if not facts.assets:
-        return "not_evidenced", "no assets registered", [Evidence("query", ASSET_QUERY, 0)], []
+        return "not_evidenced", NO_ASSETS, [Evidence("query", ASSET_QUERY, 0)], []
     since = facts.now - timedelta(days=1)
     sel = Selection(family="metrics", start=since)
     reporting = {str(v) for v, _ in facts.store.terms("host.name", sel, size=10_000)}
@@ -210,9 +222,12 @@ def monitoring(facts: Facts):
     pct = 100.0 * covered / len(names)
     if silent:
         ev.append(Evidence("query", ASSET_QUERY, {"unmonitored": silent[:50]}))
-        return ("fail", f"coverage {pct:.0f}% ({covered}/{len(names)}); unmonitored: "
-                + ", ".join(silent[:5]), ev, silent)
-    return "pass", f"coverage 100% ({covered} hosts report metrics)", ev, []
+        return ("fail", (f"coverage {pct:.0f}% ({covered}/{len(names)}); unmonitored: "
+                         + ", ".join(silent[:5]),
+                         f"监测覆盖率 {pct:.0f}%（{covered}/{len(names)}），未监测："
+                         + "、".join(silent[:5])), ev, silent)
+    return "pass", (f"coverage 100% ({covered} hosts report metrics)",
+                    f"监测覆盖率 100%（{covered} 台主机上报指标）"), ev, []
 
 
 def _patch_days(facts: Facts) -> int:
@@ -380,14 +395,16 @@ def boundary(facts: Facts):
     ev += [Evidence("probe", f"{f['kind']} {f.get('host') or f['ip']} "
                     f"{f['protocol']}/{f['port']}", f.get("evidence")) for f in bad[:50]]
     if not facts.assets:
-        return "not_evidenced", "no assets registered", ev, []
+        return "not_evidenced", NO_ASSETS, ev, []
     hosts = sorted({str(f.get("host") or f["ip"]) for f in bad})
     if bad:
-        return ("fail", f"{len(bad)} boundary findings on {len(hosts)} hosts: "
-                + "; ".join(f"{f['kind']} {f.get('host') or f['ip']}:{f['port']}"
-                            f"{' from ' + str(f['zone']) if f.get('zone') else ''}"
-                            for f in bad[:5]), ev, hosts)
-    return "pass", "no zone reaches a port it should not, nothing faces the internet", ev, []
+        shown = "; ".join(f"{f['kind']} {f.get('host') or f['ip']}:{f['port']}"
+                          f"{' from ' + str(f['zone']) if f.get('zone') else ''}"
+                          for f in bad[:5])
+        return ("fail", (f"{len(bad)} boundary findings on {len(hosts)} hosts: " + shown,
+                         f"{len(hosts)} 台主机存在 {len(bad)} 项边界问题：" + shown), ev, hosts)
+    return "pass", ("no zone reaches a port it should not, nothing faces the internet",
+                    "未发现越区访问管理/数据库端口，也无直接面向互联网的服务"), ev, []
 
 
 # 密评 ------------------------------------------------------------------------------------
@@ -404,14 +421,18 @@ def sm_tls(facts: Facts):
     ev = [Evidence("query", "dataset=network.tls @timestamp>=now-30d terms(tls.cipher)",
                    {str(k): n for k, n in suites})]
     if not suites:
-        return "not_evidenced", "no TLS sessions seen in traffic in 30 days", ev, []
+        return "not_evidenced", ("no TLS sessions seen in traffic in 30 days",
+                                 "近 30 天流量中未见 TLS/TLCP 会话"), ev, []
     sm = sum(n for k, n in suites if _sm_suite(str(k)))
     total = sum(n for _, n in suites)
     if sm == total:
-        return "pass", f"all {total} TLS sessions used SM cipher suites", ev, []
+        return "pass", (f"all {total} TLS sessions used SM cipher suites",
+                        f"全部 {total} 个 TLS/TLCP 会话使用国密套件"), ev, []
     others = [str(k) for k, _ in suites if not _sm_suite(str(k))][:5]
-    return ("fail", f"{total - sm} of {total} TLS sessions used non-SM suites: "
-            + ", ".join(others), ev, [])
+    return ("fail", (f"{total - sm} of {total} TLS sessions used non-SM suites: "
+                     + ", ".join(others),
+                     f"{total} 个会话中 {total - sm} 个使用非国密套件：" + "、".join(others)),
+            ev, [])
 
 
 @control("mp-8.3e", "mp", "GB/T 39786-2021 8.3 e)", "设备和计算安全",
@@ -428,13 +449,17 @@ def audit_chain(facts: Facts):
                     "problems": [str(p) for p in report.problems[:10]],
                     "warnings": report.warnings})]
     if not report.records:
-        return "not_evidenced", "no audit records to verify", ev, []
+        return "not_evidenced", ("no audit records to verify", "尚无可校验的审计记录"), ev, []
     if not report.ok:
-        return ("fail", f"{len(report.problems)} problems in the audit chain: "
-                + str(report.problems[0]), ev, [])
+        return ("fail", (f"{len(report.problems)} problems in the audit chain: "
+                         + str(report.problems[0]),
+                         f"审计链发现 {len(report.problems)} 处问题：" + str(report.problems[0])),
+                ev, [])
     if not any(c["checkpoints"] for c in report.chains.values()):
-        return ("fail", "the chain holds no SM2-signed checkpoint", ev, [])
-    return "pass", f"{report.records} records verified (SM3 chain, SM2 checkpoints)", ev, []
+        return ("fail", ("the chain holds no SM2-signed checkpoint",
+                         "审计链中没有 SM2 签名的检查点"), ev, [])
+    return "pass", (f"{report.records} records verified (SM3 chain, SM2 checkpoints)",
+                    f"{report.records} 条审计记录校验通过（SM3 哈希链、SM2 检查点）"), ev, []
 
 
 def _platform_verifier(facts: Facts) -> Any:
@@ -494,11 +519,13 @@ def non_repudiation(facts: Facts):
     ev.append(Evidence("query", "family=audit event.action:audit.checkpoint",
                        f"{signed} checkpoints"))
     if not keys:
-        return "fail", "no SM2 platform key: nothing is signed", ev, []
+        return "fail", ("no SM2 platform key: nothing is signed",
+                        "无 SM2 平台密钥：没有任何签名"), ev, []
     if not signed:
-        return "not_evidenced", "an SM2 platform key exists but no checkpoint is signed yet", \
-            ev, []
-    return "pass", f"SM2 platform key in use; {signed} signed checkpoints", ev, []
+        return "not_evidenced", ("an SM2 platform key exists but no checkpoint is signed yet",
+                                 "已有 SM2 平台密钥，但尚无签名的检查点"), ev, []
+    return "pass", (f"SM2 platform key in use; {signed} signed checkpoints",
+                    f"SM2 平台密钥在用，已签名检查点 {signed} 个"), ev, []
 
 
 @control("mp-8.4e", "mp", "GB/T 39786-2021 8.4 e)", "应用和数据安全",
@@ -518,7 +545,8 @@ def sm4_at_rest(facts: Facts):
             "format": doc.get("format"), "kdf": (doc.get("kdf") or {}).get("name"),
             "versions": len(versions), "sealed_sm4_gcm": len(sealed)}))
         if len(sealed) != len(versions):
-            problems.append(f"{len(versions) - len(sealed)} key versions not sealed")
+            problems.append((f"{len(versions) - len(sealed)} key versions not sealed",
+                             f"{len(versions) - len(sealed)} 个密钥版本未封装"))
     drills = facts.store.search(Selection(dataset="govsoc.dr_drill"), size=5,
                                 descending=True).hits
     if drills:
@@ -527,13 +555,17 @@ def sm4_at_rest(facts: Facts):
         ev.append(Evidence("query", "dataset=govsoc.dr_drill (latest 5)",
                            {d["event"]["id"]: e for d, e in zip(drills, enc, strict=True)}))
         if not enc[0]:
-            problems.append("the latest DR backup was not SM4-encrypted")
+            problems.append(("the latest DR backup was not SM4-encrypted",
+                             "最近一次容灾备份未经 SM4 加密"))
     if problems:
-        return "fail", "; ".join(problems), ev, []
+        return "fail", ("; ".join(p[0] for p in problems),
+                        "；".join(p[1] for p in problems)), ev, []
     if ks is None and not drills:
-        return "not_evidenced", "no keystore and no backup to judge", ev, []
-    return "pass", "keys sealed with SM4-GCM" + (
-        ", latest backup SM4-encrypted" if drills else ""), ev, []
+        return "not_evidenced", ("no keystore and no backup to judge",
+                                 "无密钥库也无备份可供判断"), ev, []
+    return "pass", ("keys sealed with SM4-GCM" + (
+        ", latest backup SM4-encrypted" if drills else ""),
+        "密钥以 SM4-GCM 封装存储" + ("，最近一次备份已 SM4 加密" if drills else "")), ev, []
 
 
 # -- running -------------------------------------------------------------------------------
@@ -552,7 +584,9 @@ def check_compliance(store: Any, cfg: Any, *, standard: str | None = None,
             status, summary, ev, hosts = fn(facts)
         except StoreError as exc:  # the store could not answer: say so, never guess
             status, summary, ev, hosts = ("not_evidenced", f"store error: {exc}", [], [])
-        out.append(Finding(status=status, summary=summary, evidence=ev, hosts=hosts, **meta))
+        en, zh = summary if isinstance(summary, tuple) else (summary, summary)
+        out.append(Finding(status=status, summary=en, summary_zh=zh, evidence=ev, hosts=hosts,
+                           **meta))
     return out
 
 

@@ -44,7 +44,7 @@ def check_cmd(standard: str | None, as_json: bool, store_url: str | None) -> Non
         return
     for f in findings:
         click.echo(f"{STATUS_MARK[f.status]}  {f.clause:40} {f.title}")
-        click.echo(f"      {f.summary}")
+        click.echo(f"      {f.summary_zh or f.summary}")
         if f.status in ("fail", "not_evidenced"):
             click.echo(f"      整改: {f.remediation}")
     counts = summary(findings)

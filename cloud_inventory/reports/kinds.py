@@ -233,7 +233,8 @@ def compliance_report(c: Ctx, standard: str | None = None) -> Document:
             [f.status for f in part], nowrap=(1,), widths=(27, 14, 47, 12))))
     d.sections.append(Section(c.t("details")))
     for f in findings:
-        text = [f"{c.t('status')}: {c.t(f.status)} — {f.summary}"]
+        said = f.summary_zh if c.lang == "zh-CN" else f.summary
+        text = [f"{c.t('status')}: {c.t(f.status)} — {said}"]
         for e in f.evidence[:EVIDENCE_LINES]:
             text.append(f"{c.t('evidence')} [{e.kind}] {e.source}: {_short(e.detail)}")
         if len(f.evidence) > EVIDENCE_LINES:  # the full list: govsoc compliance check --json
