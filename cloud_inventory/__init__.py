@@ -15,6 +15,8 @@ Public API (import from `cloud_inventory`; the modules behind it are internals):
     record_sweep(run_dict, store)   the `asset_sweep` playbook's results (entry point
                                     `govsoc.playbook_results`)
     inventory_config(cfg=None) -> InventoryConfig   the `[inventory]` settings
+    run(store_url, stop_event, demo)   the `govsoc.services` entry: passive discovery every
+                                       `inventory.interval` seconds   (cloud_inventory.service)
 """
 
 from soc_core.lazy import lazy_exports
@@ -25,7 +27,8 @@ _WHERE = {
     "RecordResult": "registry", "Change": "registry", "InventoryError": "registry",
     "EVENT_DATASET": "registry", "ALERT_RULES": "registry",
     "Observation": "model", "asset_id": "model", "ASSET_DATASET": "model",
-    "record_sweep": "active", "inventory_config": "config", "InventoryConfig": "config",
+    "record_sweep": "active", "run": "service",
+    "inventory_config": "config", "InventoryConfig": "config",
 }
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports(__name__, _WHERE)
