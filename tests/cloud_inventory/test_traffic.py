@@ -7,8 +7,7 @@ import socket
 
 import pytest
 
-from cloud_inventory import get_asset, inventory_config, list_assets
-from cloud_inventory.exposure import exposure
+from cloud_inventory import exposure_surface, get_asset, inventory_config, list_assets
 from cloud_inventory.idle import idle_systems, retire_plan, tag_idle
 from cloud_inventory.passive import discover_flows, discover_host_collectors
 from cloud_inventory.registry import InventoryError
@@ -69,7 +68,7 @@ def test_flows_show_hosts_services_and_the_exposed_surface(traffic):
     assert bastion["sources"]["djcp_level"] == {"source": "config"}
     assert sum(c.kind == "shadow_it" for c in rec.changes) == 4
 
-    found = exposure(store, since="2000-01-01T00:00:00Z", conf=conf)
+    found = exposure_surface(store, since="2000-01-01T00:00:00Z", conf=conf)
     kinds = {(f["kind"], f["ip"], f["port"]) for f in found}
     assert kinds == {
         ("plaintext_management", "199.233.217.249", 21),
@@ -91,7 +90,7 @@ def test_flows_show_hosts_services_and_the_exposed_surface(traffic):
     allowed = inventory_config(Config(values={"inventory": {
         **CONF["inventory"], "zones": [{"name": "world", "cidrs": ["192.150.186.0/24"],
                                         "allow": ["management"]}]}}))
-    assert not [f for f in exposure(store, since="2000-01-01T00:00:00Z", conf=allowed)
+    assert not [f for f in exposure_surface(store, since="2000-01-01T00:00:00Z", conf=allowed)
                 if f["kind"] == "zone_violation"]
 
 

@@ -26,8 +26,7 @@ import time
 import pytest
 from scapy.all import ARP, IP, rdpcap
 
-from cloud_inventory import get_asset, list_assets
-from cloud_inventory.exposure import exposure
+from cloud_inventory import exposure_surface, get_asset, list_assets
 from cloud_inventory.idle import idle_systems
 from collectors.packet import read_pcaps
 from playbooks.driver import Driver
@@ -211,7 +210,7 @@ def test_a_host_joining_between_sweeps_is_shadow_it_and_a_new_service_shows_only
 def test_telnet_listening_is_flagged_with_probe_and_flow_evidence(scenario):
     h2 = scenario["hosts"][1]
     conf = _conf(scenario)
-    found = [f for f in exposure(scenario["store"], since="now-1h", conf=conf)
+    found = [f for f in exposure_surface(scenario["store"], since="now-1h", conf=conf)
              if f["kind"] == "plaintext_management"]
     assert [(f["host"], f["port"], f["service"]) for f in found] == [(h2.name, 23, "telnet")]
     ev = found[0]["evidence"]
