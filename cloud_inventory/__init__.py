@@ -15,6 +15,20 @@ Public API (import from `cloud_inventory`; the modules behind it are internals):
     record_sweep(run_dict, store)   the `asset_sweep` playbook's results (entry point
                                     `govsoc.playbook_results`)
     inventory_config(cfg=None) -> InventoryConfig   the `[inventory]` settings
+    discover_network(store, cidrs=None, ports=None, rate=None) -> (ProbeResult, RecordResult)
+                        ARP/ICMP/SYN probes of the configured CIDRs only (DiscoveryError)
+    discover_flows(store, since=None, until=None) -> RecordResult   passive, from flows
+    discover_host_collectors(store, since=None, until=None) -> RecordResult
+    exposure_surface(store, since="now-7d", department=None) -> [finding], each with `kind`
+        (zone_violation | plaintext_management | http_admin | internet_facing), `severity`,
+        ip, port, protocol, host, department, service, and `evidence` (flows, listening,
+        probe, http_requests)
+    idle_systems(store, days=None, cpu=None, department=None) -> {"window", "systems":
+        [{host, verdict: zombie|low_load|busy|unmeasured, evidence}], "departments":
+        {id: utilisation}};  tag_idle(store, report);  retire_plan(store, key, approved_by,
+        services)
+    run(store_url, stop_event, demo)   the `govsoc.services` entry: passive discovery every
+                                       `inventory.interval` seconds   (cloud_inventory.service)
 
 Compliance and reports:
 
@@ -37,7 +51,12 @@ _WHERE = {
     "RecordResult": "registry", "Change": "registry", "InventoryError": "registry",
     "EVENT_DATASET": "registry", "ALERT_RULES": "registry",
     "Observation": "model", "asset_id": "model", "ASSET_DATASET": "model",
-    "record_sweep": "active", "inventory_config": "config", "InventoryConfig": "config",
+    "record_sweep": "active", "run": "service",
+    "discover_network": "discovery", "DiscoveryError": "discovery",
+    "discover_flows": "passive", "discover_host_collectors": "passive",
+    "exposure_surface": "exposure",
+    "idle_systems": "idle", "tag_idle": "idle", "retire_plan": "idle",
+    "inventory_config": "config", "InventoryConfig": "config",
 }
 _WHERE.update({
     "check_compliance": "compliance", "Finding": "compliance", "STANDARDS": "compliance",

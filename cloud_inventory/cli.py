@@ -237,12 +237,12 @@ def exposure_cmd(since: str, department: str | None, as_json: bool,
                  store_url: str | None) -> None:
     """Management and database ports reached from zones that should not reach them,
     plaintext management protocols, HTTP admin consoles, internet-facing services."""
-    from cloud_inventory.exposure import exposure
+    from cloud_inventory.exposure import exposure_surface
 
     conf = _conf()
     with open_cli_store(store_url) as store:
         try:
-            found = exposure(store, since=since, conf=conf, department=department)
+            found = exposure_surface(store, since=since, conf=conf, department=department)
         except ValueError as exc:
             fail(str(exc))
     if as_json:

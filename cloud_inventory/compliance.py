@@ -381,10 +381,10 @@ def time_sync(facts: Facts):
          "确需对外的服务经由受控的接入区发布。")
 def boundary(facts: Facts):
     from cloud_inventory.config import inventory_config
-    from cloud_inventory.exposure import exposure
+    from cloud_inventory.exposure import exposure_surface
 
     days = int(facts.cfg.get("reports.exposure_days", 7))
-    found = exposure(facts.store, since=facts.now - timedelta(days=days), until=facts.now,
+    found = exposure_surface(facts.store, since=facts.now - timedelta(days=days), until=facts.now,
                      conf=inventory_config(facts.cfg))
     bad = [f for f in found if f["kind"] in ("zone_violation", "internet_facing")]
     ev = [Evidence("query", f"cloud_inventory.exposure over {days} days (network.flow, "

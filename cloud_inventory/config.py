@@ -8,6 +8,7 @@
     rate = 200                    # probe packets per second, at most
     idle_days = 14                # idle: no inbound session and CPU below idle_cpu ...
     idle_cpu = 0.05               # ... (a fraction, 0.05 = 5 %) for idle_days
+    interval = 300                # seconds between passive discovery passes in `govsoc up`
 
     [[inventory.zones]]           # where traffic comes from, for the exposure surface
     name = "ops"

@@ -65,7 +65,7 @@ class _Inbound:
                 "source_count": len(z["sources"]), "protocols": sorted(z["protocols"])}
 
 
-def exposure(store: Any, *, since: Any = "now-7d", until: Any = None,
+def exposure_surface(store: Any, *, since: Any = "now-7d", until: Any = None,
              conf: InventoryConfig | None = None, department: str | None = None
              ) -> list[dict[str, Any]]:
     """Every exposure finding, most severe first, each with its evidence."""

@@ -145,7 +145,9 @@ def tag_idle(store: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
             "govsoc": {"inventory": {"change": "idle_notice", "hosts": names,
                                      "asset_ids": [s["asset_id"] for s in items],
                                      "window": window,
-                                     "evidence": {s["host"]: s["evidence"] for s in items}}},
+                                     # a list, not keyed by host: names are not field names
+                                     "evidence": [{"host": s["host"], **s["evidence"]}
+                                                  for s in items]}},
         }
         if dept:
             doc["organization"] = {"id": dept}

@@ -111,10 +111,10 @@ def exposure_report(c: Ctx) -> Document:
     """The inventory's exposure findings (`cloud_inventory.exposure`): zones reaching what
     they should not, plaintext management, HTTP admin consoles, internet-facing services."""
     from cloud_inventory.config import inventory_config
-    from cloud_inventory.exposure import exposure
+    from cloud_inventory.exposure import exposure_surface
 
     days = int(c.cfg.get("reports.exposure_days", 7))
-    findings = exposure(c.store, since=c.now - timedelta(days=days), until=c.now,
+    findings = exposure_surface(c.store, since=c.now - timedelta(days=days), until=c.now,
                         conf=inventory_config(c.cfg))
     d = c.doc("exposure", c.period(days))
     hosts = {f.get("host") or f["ip"] for f in findings}

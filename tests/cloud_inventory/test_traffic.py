@@ -3,13 +3,15 @@ shared pcaps read by the packet collector), on both backends."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from cloud_inventory import get_asset, inventory_config, list_assets
-from cloud_inventory.exposure import exposure
+from cloud_inventory import exposure_surface, get_asset, inventory_config, list_assets
 from cloud_inventory.idle import idle_systems, retire_plan, tag_idle
-from cloud_inventory.passive import discover_flows
+from cloud_inventory.passive import discover_flows, discover_host_collectors
 from cloud_inventory.registry import InventoryError
+from collectors.host import HostCollector
 from collectors.packet import read_pcaps
 from soc_core import ecs
 from soc_core.config import Config, ConfigError
@@ -66,7 +68,7 @@ def test_flows_show_hosts_services_and_the_exposed_surface(traffic):
     assert bastion["sources"]["djcp_level"] == {"source": "config"}
     assert sum(c.kind == "shadow_it" for c in rec.changes) == 4
 
-    found = exposure(store, since="2000-01-01T00:00:00Z", conf=conf)
+    found = exposure_surface(store, since="2000-01-01T00:00:00Z", conf=conf)
     kinds = {(f["kind"], f["ip"], f["port"]) for f in found}
     assert kinds == {
         ("plaintext_management", "199.233.217.249", 21),
@@ -88,7 +90,7 @@ def test_flows_show_hosts_services_and_the_exposed_surface(traffic):
     allowed = inventory_config(Config(values={"inventory": {
         **CONF["inventory"], "zones": [{"name": "world", "cidrs": ["192.150.186.0/24"],
                                         "allow": ["management"]}]}}))
-    assert not [f for f in exposure(store, since="2000-01-01T00:00:00Z", conf=allowed)
+    assert not [f for f in exposure_surface(store, since="2000-01-01T00:00:00Z", conf=allowed)
                 if f["kind"] == "zone_violation"]
 
 
@@ -138,3 +140,22 @@ def test_idle_systems_from_flows_and_cpu_metrics(traffic):
     assert extravars["retire_approved_by"] == "zhang.wei"
     with pytest.raises(ConfigError, match="inventory.rate"):
         inventory_config(Config(values={"inventory": {"rate": 0}}))
+
+
+def test_host_collector_sockets_make_a_registered_asset(sqlite_store):
+    # once, on SQLite: the path differs between backends only in `groups`, tested on both
+    store = sqlite_store
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        docs: list[dict] = []
+        HostCollector(docs.append, host_name="gov-agent-01", metrics=False).collect()
+    sockets = [d for d in docs if d["event"]["dataset"] == "system.socket"]
+    assert not store.write(sockets, refresh=True).rejected
+    rec = discover_host_collectors(store, since="now-1h")
+    assert [c.kind for c in rec.changes] == ["asset_new"]  # our agent runs there: registered
+    a = get_asset(store, "gov-agent-01")["govsoc"]["asset"]
+    assert a["registered"] is True and a["seen_by"] == ["host"]
+    mine = [s for s in a["listening"] if s["port"] == port]
+    assert mine and mine[0]["sources"] == ["host"] and mine[0]["address"] == "127.0.0.1"

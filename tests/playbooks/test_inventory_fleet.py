@@ -26,10 +26,10 @@ import time
 import pytest
 from scapy.all import ARP, IP, rdpcap
 
-from cloud_inventory import get_asset, list_assets
-from cloud_inventory.exposure import exposure
+from cloud_inventory import exposure_surface, get_asset, list_assets
 from cloud_inventory.idle import idle_systems
 from collectors.packet import read_pcaps
+from playbooks import inventory as inv
 from playbooks.driver import Driver
 from soc_core import ecs
 from soc_core.config import Config
@@ -199,6 +199,9 @@ def test_a_host_joining_between_sweeps_is_shadow_it_and_a_new_service_shows_only
     assert 23 not in listening[h1.address] and 23 not in listening[h3.address]
     mac3 = ecs.get_field(get_asset(store, h3.address), "host.mac")
     assert mac3 and get_asset(store, mac3[0])["host"]["ip"] == [h3.address]
+    # playbooks run on the registry's managed hosts, never on a shadow-IT one
+    managed = inv.from_assets(store)["all"]["children"]["assets"]["hosts"]
+    assert set(managed) == {h1.name, h2.name}
     # the CLI shows the same run's changes
     diff = _cli(scenario["env"], "inventory", "diff", scenario["b"]["run_id"], "--json")
     assert diff.returncode == 0, diff.stderr
@@ -211,7 +214,7 @@ def test_a_host_joining_between_sweeps_is_shadow_it_and_a_new_service_shows_only
 def test_telnet_listening_is_flagged_with_probe_and_flow_evidence(scenario):
     h2 = scenario["hosts"][1]
     conf = _conf(scenario)
-    found = [f for f in exposure(scenario["store"], since="now-1h", conf=conf)
+    found = [f for f in exposure_surface(scenario["store"], since="now-1h", conf=conf)
              if f["kind"] == "plaintext_management"]
     assert [(f["host"], f["port"], f["service"]) for f in found] == [(h2.name, 23, "telnet")]
     ev = found[0]["evidence"]
