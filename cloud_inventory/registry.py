@@ -270,8 +270,8 @@ class _Index:
 def _merge(old: dict[str, Any] | None, obs: Observation, run_id: str
            ) -> tuple[dict[str, Any], list[Change], str | None]:
     """The asset after this observation, the changes it shows, and the id it had."""
-    doc: dict[str, Any] = ecs.expand_dotted(dict(old)) if old else {}
-    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    # stored documents are nested already (the store expands dotted keys on the way in)
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in old.items()} if old else {}
     old_id = old["event"]["id"] if old else None
     host = dict(doc.get("host") or {})
     gov = dict(doc.get("govsoc") or {})
