@@ -9,8 +9,9 @@ Public API (import from `cloud_inventory`; the modules behind it are internals):
     sweeps(store, limit=20) -> [run summary, newest first]
     annotate(store, key, department=, importance=, djcp_level=, data_class=, tags=,
              registered=) -> asset doc                       (InventoryError)
-    record(store, observations, source=, run_id=, in_scope=None) -> RecordResult
-    RecordResult (run_id, source, assets, changes: [Change]), Change, Observation,
+    record(store, observations, source=, run_id=, in_scope=None, baseline=None)
+        -> RecordResult   (a source's first run is its baseline: no change reported)
+    RecordResult (run_id, source, assets, baseline, changes: [Change]), Change, Observation,
     asset_id, ASSET_DATASET, EVENT_DATASET, ALERT_RULES (change kind -> alert rule)
     record_sweep(run_dict, store)   the `asset_sweep` playbook's results (entry point
                                     `govsoc.playbook_results`)

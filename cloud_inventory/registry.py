@@ -60,10 +60,11 @@ class RecordResult:
     source: str
     assets: int = 0  # observed assets written
     changes: list[Change] = field(default_factory=list)
+    baseline: bool = False  # the source's first run: nothing to differ from
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "source": self.source, "assets": self.assets,
-                "changes": [c.to_dict() for c in self.changes]}
+                "baseline": self.baseline, "changes": [c.to_dict() for c in self.changes]}
 
 
 # -- reads ------------------------------------------------------------------------------
@@ -156,8 +157,14 @@ def annotate(store: Any, key: str, *, department: dict[str, str] | None = None,
 
 def record(store: Any, observations: Iterable[Observation], *, source: str, run_id: str,
            in_scope: Callable[[dict[str, Any]], bool] | None = None,
-           summary: dict[str, Any] | None = None, classify: Any = None) -> RecordResult:
+           summary: dict[str, Any] | None = None, classify: Any = None,
+           baseline: bool | None = None) -> RecordResult:
     """Merge one run's observations into the registry and write the changes.
+
+    The first run of a source is its baseline (`baseline=None`: when the store holds no
+    earlier run of that source): there is no earlier sweep to differ from, so it records the
+    assets and raises no change events or alerts (a first passive pass over a city network
+    would otherwise call every office PC shadow IT). Changes start with its second run.
 
     `in_scope(asset_doc)`: which stored assets this run was able to see (its inventory, its
     CIDRs); those it expected (seen by this source before) but did not see are gone. None:
@@ -165,6 +172,9 @@ def record(store: Any, observations: Iterable[Observation], *, source: str, run_
     importance, level, data class and tags (`cloud_inventory.config`)."""
     if source not in SOURCES:
         raise InventoryError(f"unknown source {source!r}")
+    if baseline is None:
+        baseline = store.count(Selection(dataset=SWEEP_DATASET, filters={
+            "govsoc.inventory.source": source})) == 0
     index = _Index(list(store.scan(Selection(family="assets", dataset=ASSET_DATASET))))
     result = RecordResult(run_id=run_id, source=source)
     seen_ids: set[str] = set()
@@ -196,6 +206,9 @@ def record(store: Any, observations: Iterable[Observation], *, source: str, run_
             result.changes.append(Change("asset_gone", aid, _name(doc),
                                          {"last_seen": a.get("last_seen"), "source": source}))
     result.assets = len(seen_ids)
+    result.baseline = baseline
+    if baseline:
+        result.changes = []
     docs = list(out.values())
     now = ecs.now_iso()
     docs += [_change_event(c, run_id, source, now) for c in result.changes]
@@ -270,8 +283,8 @@ class _Index:
 def _merge(old: dict[str, Any] | None, obs: Observation, run_id: str
            ) -> tuple[dict[str, Any], list[Change], str | None]:
     """The asset after this observation, the changes it shows, and the id it had."""
-    doc: dict[str, Any] = ecs.expand_dotted(dict(old)) if old else {}
-    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    # stored documents are nested already (the store expands dotted keys on the way in)
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in old.items()} if old else {}
     old_id = old["event"]["id"] if old else None
     host = dict(doc.get("host") or {})
     gov = dict(doc.get("govsoc") or {})
@@ -481,6 +494,7 @@ def _sweep_doc(result: RecordResult, summary: dict[str, Any] | None) -> dict[str
                     f"{len(result.changes)} changes"),
         "govsoc": {"inventory": {"run_id": result.run_id, "source": result.source,
                                  "assets": result.assets, "changes": counts,
+                                 "baseline": result.baseline,
                                  **(summary or {})}},
     }
 

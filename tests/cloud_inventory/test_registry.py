@@ -49,18 +49,25 @@ def _alerts(store) -> dict[str, list[dict]]:
 
 def test_sources_merge_into_one_asset_and_runs_become_changes(inv_store):
     store = inv_store
-    # a probe finds an unknown host and a second one: both shadow IT
+    # the first probe is the network's baseline: its host is recorded, nothing "changed"
+    r0 = record(store, [_probe("10.8.0.11", "02:00:00:00:00:11", [22])], source="network",
+                run_id="net-0", in_scope=in_cidrs(["10.8.0.0/24"]))
+    assert r0.baseline and r0.changes == []
+    assert store.count(Selection(family="alerts")) == 0
+    # the next probe finds a second, unknown host: shadow IT
     r1 = record(store, [_probe("10.8.0.11", "02:00:00:00:00:11", [22]),
                         _probe("10.8.0.12", "02:00:00:00:00:12", [80])],
                 source="network", run_id="net-1", in_scope=in_cidrs(["10.8.0.0/24"]))
-    assert sorted(c.kind for c in r1.changes) == ["asset_new", "asset_new", "shadow_it",
-                                                  "shadow_it"]
-    assert len(_alerts(store)["shadow_it"]) == 2
+    assert not r1.baseline
+    assert [(c.kind, c.name) for c in r1.changes] == [("asset_new", "10.8.0.12"),
+                                                      ("shadow_it", "10.8.0.12")]
+    assert len(_alerts(store)["shadow_it"]) == 1
 
-    # the Ansible sweep reaches the first one: same asset (by MAC), re-keyed by machine-id,
-    # registered, its sockets and software now known
+    # the first Ansible sweep (its baseline) reaches the first host: the same asset (by
+    # MAC), re-keyed by machine-id, registered, its sockets and software now known
     r2 = record(store, [_swept({"openssh-server": "1:9.2", "bash": "5.2"}, [22, 8000], T2)],
                 source="ansible", run_id="sweep-1")
+    assert r2.baseline and r2.changes == []
     assets = list_assets(store)
     assert len(assets) == 2
     web = get_asset(store, "gov-web-01")
@@ -75,17 +82,16 @@ def test_sources_merge_into_one_asset_and_runs_become_changes(inv_store):
     assert a["sources"]["mac"]["source"] == "ansible"
     ssh = next(s for s in a["listening"] if s["port"] == 22)
     assert ssh["sources"] == ["network", "ansible"] and ssh["process"] == "sshd"
-    # 8000 was never probed: the sweep's socket table shows it, a new service
-    assert [(c.kind, c.detail.get("port")) for c in r2.changes] == [("service_new", 8000)]
+    assert a["listening_ports"] == [22, 8000]
 
-    # next sweep: the software changed, 8000 closed; next probe: 10.8.0.12 is gone
-    r3 = record(store, [_swept({"openssh-server": "1:9.3", "curl": "7.88"}, [22], T3)],
+    # next sweep: the software changed, 8000 closed, 8443 opened; next probe: .12 is gone
+    r3 = record(store, [_swept({"openssh-server": "1:9.3", "curl": "7.88"}, [22, 8443], T3)],
                 source="ansible", run_id="sweep-2")
-    (sw,) = r3.changes
-    assert sw.kind == "software_changed"
-    assert sw.detail == {"added": ["curl"], "removed": ["bash"],
-                         "upgraded": ["openssh-server 1:9.2 -> 1:9.3"]}
-    assert get_asset(store, "gov-web-01")["govsoc"]["asset"]["listening_ports"] == [22]
+    assert [(c.kind, c.detail.get("port")) for c in r3.changes] == [
+        ("service_new", 8443), ("software_changed", None)]
+    assert r3.changes[1].detail == {"added": ["curl"], "removed": ["bash"],
+                                    "upgraded": ["openssh-server 1:9.2 -> 1:9.3"]}
+    assert get_asset(store, "gov-web-01")["govsoc"]["asset"]["listening_ports"] == [22, 8443]
     r4 = record(store, [_probe("10.8.0.11", "02:00:00:00:00:11", [22], T3)],
                 source="network", run_id="net-2", in_scope=in_cidrs(["10.8.0.0/24"]))
     assert [(c.kind, c.name) for c in r4.changes] == [("asset_gone", "10.8.0.12")]
@@ -94,14 +100,14 @@ def test_sources_merge_into_one_asset_and_runs_become_changes(inv_store):
 
     # each change is one event of its run, and the ones that matter are alerts
     kinds = [ecs.get_field(d, "govsoc.inventory.change") for d in changes(store)]
-    assert sorted(kinds) == sorted(["asset_new", "asset_new", "shadow_it", "shadow_it",
-                                    "service_new", "software_changed", "asset_gone"])
+    assert sorted(kinds) == sorted(["asset_new", "shadow_it", "service_new",
+                                    "software_changed", "asset_gone"])
     assert [ecs.get_field(d, "govsoc.inventory.change")
             for d in changes(store, run_id="net-2")] == ["asset_gone"]
     alerts = _alerts(store)
     assert {k: len(v) for k, v in alerts.items()} == {
-        "shadow_it": 2, "service_new": 1, "software_changed": 1, "asset_gone": 1}
-    assert alerts["service_new"][0]["destination"]["port"] == 8000
+        "shadow_it": 1, "service_new": 1, "software_changed": 1, "asset_gone": 1}
+    assert alerts["service_new"][0]["destination"]["port"] == 8443
     assert alerts["service_new"][0]["govsoc"]["alert"]["status"] == "open"
 
     # recording the same run again writes the same documents: nothing new
