@@ -97,15 +97,15 @@ def verify_cmd(file: str, sig: str, pubkey: str | None) -> None:
     """Check a report's detached SM2 signature. Exit 0 if it verifies, 1 if it does not."""
     from pathlib import Path
 
-    from cloud_inventory.reports.archive import keystore_for
     from cloud_inventory.signing import SignatureError, verify_file
-    from crypto_svc import CryptoError
+    from crypto_svc import CryptoError, Keystore
 
     try:
         if pubkey:
             result = verify_file(file, sig, public_pem=Path(pubkey).read_bytes())
         else:
-            result = verify_file(file, sig, keystore=keystore_for(_config()))
+            # public parts only: an auditor's machine needs no master secret
+            result = verify_file(file, sig, keystore=Keystore.from_config(_config()))
     except OSError as exc:
         fail(f"cannot read {exc.filename}: {exc.strerror}")
     except (SignatureError, CryptoError) as exc:
