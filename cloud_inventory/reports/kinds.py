@@ -70,6 +70,13 @@ def _department(doc: dict[str, Any], c: Ctx) -> str:
     return str(org.get("name") or org.get("id") or c.t("unassigned"))
 
 
+def _os(doc: dict[str, Any]) -> str:
+    """Name and version ("Debian GNU/Linux 12"): one line in a register cell."""
+    osd = (doc.get("host") or {}).get("os") or {}
+    short = " ".join(str(osd[k]) for k in ("name", "version") if osd.get(k))
+    return short or str(osd.get("full") or "")
+
+
 def _ips(doc: dict[str, Any]) -> list[str]:
     ip = (doc.get("host") or {}).get("ip") or []
     return [str(x) for x in (ip if isinstance(ip, list) else [ip])]
@@ -98,7 +105,7 @@ def assets_report(c: Ctx) -> Document:
                                                     or [] if isinstance(s, dict)})
         level = " / ".join(str(v) for v in (a.get("djcp_level"), a.get("importance")) if v)
         rows.append([f"{compliance.host_name(x)} ({', '.join(_ips(x)[:3])})",
-                     str(((x.get("host") or {}).get("os") or {}).get("full") or ""),
+                     _os(x),
                      _department(x, c), level, ", ".join(str(p) for p in ports[:12])])
     d.sections.append(Section(c.t("register"), table=Table(
         [f"{c.t('name')} ({c.t('address')})", c.t("os"), c.t("department"),
