@@ -48,8 +48,10 @@ def assets(n: int) -> list[dict]:
             "host": {"name": f"vm-{dept[0]}-{i:04d}", "hostname": f"vm-{i:04d}",
                      "ip": [f"10.{i % 6 + 1}.{i // 250}.{i % 250 + 1}"],
                      "mac": [f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"],
-                     "os": {"name": "Debian GNU/Linux", "version": "12", "full": "Debian GNU/Linux 12 (bookworm)"
-                            if i % 3 else "Kylin V10 SP3", "platform": "debian"}},
+                     "os": {"name": "Debian GNU/Linux" if i % 3 else "Kylin", "version":
+                            "12" if i % 3 else "V10 SP3", "platform": "debian",
+                            "full": "Debian GNU/Linux 12 (bookworm)" if i % 3 else
+                            "Kylin V10 SP3"}},
             "organization": {"id": dept[0], "name": dept[1]},
             "govsoc": {"asset": {
                 "run_id": "bench", "state": "active", "importance": ("high", "medium",
