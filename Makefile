@@ -13,9 +13,12 @@ WBIN := $(WHEEL_VENV)/bin
 # Debian packages the suite uses: tshark (reference dissector), openssh-server and
 # iproute2/nftables (the namespace test fleet), sqlite3, unzip/curl (local Elasticsearch),
 # openssl (crypto interop tests), python3 (what Ansible runs on the fleet hosts),
-# maven and a JDK 17 (fetch and run the local Elasticsearch), wrk (load for bench/api.py).
+# maven and a JDK 17 (fetch and run the local Elasticsearch), wrk (load for bench/api.py),
+# the Pango/HarfBuzz libraries WeasyPrint renders report PDFs with, the Noto CJK fonts it
+# embeds, and poppler-utils (pdftotext/pdftoppm: the report tests read the PDFs back).
 DEBS := tshark wrk openssh-server openssh-client iproute2 nftables sqlite3 unzip curl \
-        dpkg-dev util-linux procps psmisc openssl python3 tar maven openjdk-17-jre-headless
+        dpkg-dev util-linux procps psmisc openssl python3 tar maven openjdk-17-jre-headless \
+        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test bench fuzz venv wheel-venv sysdeps es lint clean

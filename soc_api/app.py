@@ -28,6 +28,7 @@ from soc_api import (
     routes_data,
     routes_notify,
     routes_posture,
+    routes_reports,
     routes_rules,
     routes_runs,
 )
@@ -125,6 +126,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(cases_router)
     app.include_router(routes_rules.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_reports.router)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()

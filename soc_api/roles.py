@@ -126,6 +126,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/rules/{rule_id}/exceptions/{exc_id}"): "rules:write",
     ("POST", "/rules/{rule_id}/snooze"): "rules:write",
     ("DELETE", "/rules/{rule_id}/snooze"): "rules:write",
+    # signed reports and the compliance self-assessment
+    ("GET", "/reports"): "compliance:read",
+    ("GET", "/reports/{name}"): "compliance:read",
+    ("GET", "/reports/{name}/signature"): "compliance:read",
+    ("GET", "/reports/{name}/public-key"): "compliance:read",
+    ("GET", "/compliance"): "compliance:read",
 }
 
 
