@@ -82,19 +82,19 @@ def set_prefs(lang: str | None = Query(None, max_length=8),
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request):
     request.app.state.ctx.audit(request, "console.overview")
-    return page(request, "overview.html", data=_overview_data(request))
+    return page(request, "overview.html")
 
 
 @router.get("/ui/bigscreen", response_class=HTMLResponse)
 def bigscreen_page(request: Request):
     request.app.state.ctx.audit(request, "console.overview", extra={"view": "bigscreen"})
-    return page(request, "bigscreen.html", data=_overview_data(request))
+    return page(request, "bigscreen.html")
 
 
 @router.get("/ui/overview.json")
 def overview_json(request: Request) -> JSONResponse:
-    """The overview's figures, for its self-refresh (read again every half minute by an
-    open page: not audited each time, the page load was)."""
+    """The overview's figures: the page fetches them once painted, then every
+    `console.refresh_seconds` (not audited each time: the page load was)."""
     return JSONResponse(_overview_data(request))
 
 

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from api_helpers import STRONG, close_context_keep_store, make_config
 from console_helpers import Server, alert, events
 
 from soc_api import totp
 from soc_api.app import build_context, create_app
-from soc_core.store import open_store
+from soc_core.store import Selection, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "screenshots"
@@ -174,12 +175,12 @@ def test_bigscreen_renders_every_chart_dark_at_1920x1080(ana, site, browser):
 def test_switch_to_english_and_back(ana):
     page = ana.visit("/ui/alerts")
     page.click("#lang-switch")
-    page.wait_for_function("document.documentElement.lang === 'en'")
+    page.wait_for_selector("html[lang='en']")
     assert page.locator("h1").inner_text() == "Alert queue"
     assert page.url.endswith("/ui/alerts")
     ana.check("alerts-en")
     page.click("#lang-switch")
-    page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    page.wait_for_selector("html[lang='zh-CN']")
     assert page.locator("h1").inner_text() == "告警队列"
 
 
@@ -269,9 +270,12 @@ def test_a_department_analyst_never_sees_another_departments_alerts(site, browse
     tab.page.wait_for_url(site["url"] + "/")
     page = tab.visit("/", "overview-wjw", wait="#chart-dept canvas")
     assert "公安" not in page.locator("#newest").inner_text()
-    depts = page.evaluate("JSON.parse(document.getElementById('overview-data').textContent)"
-                          ".by_department.map(d => d[0])")
-    assert depts == ["市卫健委"]
+    data = page.context.request.get(site["url"] + "/ui/overview.json").json()
+    assert [d[0] for d in data["by_department"]] == ["市卫健委"]
+    wjw_open = site["store"].count(Selection(family="alerts", filters={
+        "organization.id": "wjw", "govsoc.alert.status": ["open", "acknowledged"]}))
+    assert data["open_alerts"] == wjw_open >= 24
+    assert page.locator("#open-alerts").inner_text() == str(wjw_open)
     page = tab.visit("/ui/alerts?status=")
     ids = page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.id)")
     assert ids and all(i.startswith("al-wjw-") for i in ids)
@@ -301,6 +305,5 @@ def test_first_login_password_change_and_lockout_message(site, browser):
     context.clear_cookies()
     for _ in range(6):
         login(page, site["url"], "locky", password="wrong-password-1")
-    page.wait_for_function("document.getElementById('login-message').textContent !== ''")
-    assert "锁定" in page.locator("#login-message").inner_text()
+    expect(page.locator("#login-message")).to_contain_text("锁定")
     context.close()

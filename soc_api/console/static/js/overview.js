@@ -1,5 +1,5 @@
-/* 态势感知: draws the overview (and the wall screen) from the page's data island, then
-   reads /ui/overview.json again every `data-refresh` seconds. */
+/* 态势感知: the page paints its frame, then this draws the overview (and the wall screen)
+   from /ui/overview.json, read again every `data-refresh` seconds. */
 (function () {
   "use strict";
   const g = window.govsoc;
@@ -144,17 +144,16 @@
   document.addEventListener("DOMContentLoaded", () => {
     grid = document.querySelector("[data-refresh]");
     dark = grid.dataset.theme === "dark";
-    data = JSON.parse(document.getElementById("overview-data").textContent);
     for (const b of document.querySelectorAll("[data-range]")) {
       b.addEventListener("click", () => {
         range = b.dataset.range;
         for (const o of document.querySelectorAll("[data-range]")) {
           o.setAttribute("aria-pressed", String(o === b));
         }
-        drawTrend();
+        if (data) drawTrend();
       });
     }
-    draw();
+    refresh();
     setInterval(refresh, Number(grid.dataset.refresh || 30) * 1000);
     window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
   });
