@@ -307,3 +307,34 @@ def test_first_login_password_change_and_lockout_message(site, browser):
         login(page, site["url"], "locky", password="wrong-password-1")
     expect(page.locator("#login-message")).to_contain_text("锁定")
     context.close()
+
+
+@pytest.mark.es
+def test_overview_on_elasticsearch(es_store, tmp_path, browser):
+    """The same overview over the Elasticsearch store: every chart, the department's
+    figures only."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GOVSOC_MASTER_KEY", "console-test-master-secret-" + "z" * 12)
+    cfg = make_config(tmp_path, es_store.url)
+    ctx = build_context(cfg, store=es_store)
+    es_store.use_departments(ctx.departments)
+    es_store.write(events(40, "wjw", tag="es") + events(20, "gaj", tag="es"), refresh=True)
+    es_store.write([alert("wjw", i) for i in range(5)] + [alert("gaj", i) for i in range(3)],
+                   refresh=True)
+    otp = ctx.identity.add_user("esana", roles_=["analyst"], departments=["wjw"])
+    ctx.identity.change_password("esana", otp, STRONG)
+    try:
+        with Server(cfg, create_app(cfg, context=ctx)) as server:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            r = context.request.post(server.url + "/auth/login",
+                                     data={"username": "esana", "password": STRONG})
+            assert r.ok, r.text()
+            tab = Tab(context, server.url)
+            page = tab.visit("/", "overview-es", wait="#chart-dept canvas")
+            assert charts_drawn(page, CHARTS) == {c: True for c in CHARTS}
+            assert page.locator("#open-alerts").inner_text() == "5"
+            assert page.locator("#newest li").count() == 5
+            context.close()
+    finally:
+        close_context_keep_store(ctx)
+        mp.undo()
