@@ -174,6 +174,11 @@ def main() -> None:
                 print(f"{name}: {len(body):,} bytes rendered in {time.monotonic() - t:.2f} s "
                       f"(server side, with the request)")
                 (ref_dir / f"{name}.html").write_bytes(body)
+            t = time.monotonic()
+            r = context.request.get(base + "/ui/overview.json")
+            assert r.ok, r.status
+            print(f"overview figures (/ui/overview.json): {len(r.body()):,} bytes in "
+                  f"{time.monotonic() - t:.2f} s")
             for name, path in pages.items():  # warm: scripts and styles in the cache
                 fcp(context, base + path, name == "overview")
                 fcp(context, f"{base}/bench-ref/{name}.html", name == "overview")

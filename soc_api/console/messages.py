@@ -130,8 +130,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "aq.select_all": ("全选", "Select all"),
     "aq.empty": ("没有符合条件的告警", "No alerts match"),
     "aq.more": ("加载更多", "Load more"),
-    "aq.keys": ("快捷键：j/k 下一条/上一条，x 选择，a 确认，c 关闭，Enter 详情",
-                "Keys: j/k next/previous, x select, a acknowledge, c close, Enter details"),
+    "aq.keys": ("快捷键：j/k 下一条/上一条，x 选择，a 确认，c 关闭，m 指派给我，Enter 详情",
+                "Keys: j/k next/previous, x select, a acknowledge, c close, m assign to me, "
+                "Enter details"),
     "aq.ack": ("确认", "Acknowledge"),
     "aq.close": ("关闭", "Close"),
     "aq.close_reason": ("关闭原因", "Close reason"),

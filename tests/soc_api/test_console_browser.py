@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
 from api_helpers import STRONG, close_context_keep_store, make_config
 from console_helpers import Server, alert, events
+from playwright.sync_api import expect
 
 from soc_api import totp
 from soc_api.app import build_context, create_app
@@ -224,6 +224,23 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     with page.expect_request(lambda r: r.method == "POST") as req:
         page.click("#close-ok")
     assert req.value.post_data_json == {"status": "closed", "reason": "false_positive"}
+    page.wait_for_timeout(300)
+    # `m` assigns to me; with rows selected, `a` acts on all of them at once (bulk)
+    with page.expect_request(lambda r: r.method == "POST") as req:
+        page.keyboard.press("m")
+    assert req.value.url == f"{site['url']}/alerts/{target}/assign"
+    assert req.value.post_data_json == {"assignee": "ana"}
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    assert page.locator("#bulk-count").inner_text() == "已选 2 条"
+    with page.expect_request(lambda r: r.method == "POST") as req:
+        page.keyboard.press("a")
+    assert req.value.url == f"{site['url']}/alerts/bulk"
+    assert req.value.post_data_json == {"ids": [rows.nth(2).get_attribute("data-id"),
+                                                rows.nth(3).get_attribute("data-id")],
+                                        "action": "transition", "status": "acknowledged"}
     page.wait_for_timeout(300)
     ana.errors.clear()
     # a new alert appears without a reload

@@ -14,6 +14,11 @@
     return g.api("POST", "/alerts/bulk", Object.assign({ ids, action: "transition" }, body));
   }
 
+  async function assign(ids, assignee) {
+    if (ids.length === 1) return g.api("POST", `/alerts/${enc(ids[0])}/assign`, { assignee });
+    return g.api("POST", "/alerts/bulk", { ids, action: "assign", assignee });
+  }
+
   function failed(e) { g.toast(g.t("aq.failed") + (e.detail || e.message), true); }
 
   function queue(table) {
@@ -109,6 +114,15 @@
         updateBulk();
       } else if (k === "a") act(targets(), "acknowledged");
       else if (k === "c") askClose();
+      else if (k === "m") {  // assign to me
+        const trs = targets();
+        if (trs.length) {
+          assign(trs.map((r) => r.dataset.id), table.dataset.me).then(() => {
+            for (const tr of trs) tr.querySelector(".assignee").textContent = table.dataset.me;
+            g.toast(g.t("aq.done"));
+          }, failed);
+        }
+      }
       else return;
       e.preventDefault();
     });
