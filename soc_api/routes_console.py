@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from detections import posture
 from soc_api import roles, tenancy
 from soc_api.console.messages import LANGS, text
-from soc_api.console.overview import overview, summary
+from soc_api.console.overview import PARTS, overview, summary
 from soc_api.console.render import (
     LANG_COOKIE,
     TZ_COOKIE,
@@ -92,21 +92,25 @@ def bigscreen_page(request: Request):
 
 
 @router.get("/ui/overview.json")
-def overview_json(request: Request) -> JSONResponse:
+def overview_json(request: Request, part: str = Query(
+        "all", pattern="^(all|core|traffic)$")) -> JSONResponse:
     """The overview's figures: the page fetches them once painted, then every
     `console.refresh_seconds` (not audited each time: the page load was)."""
-    return JSONResponse(_overview_data(request))
+    return JSONResponse(_overview_data(request, PARTS if part == "all" else (part,)))
 
 
-def _overview_data(request: Request) -> dict[str, Any]:
+def _overview_data(request: Request, parts: tuple[str, ...]) -> dict[str, Any]:
     """The overview for this caller, with every label in its language and zone."""
     ctx = request.app.state.ctx
     lang, zone = lang_of(request), zone_of(request)
     try:
         data = overview(ctx.store, request.state.principal, ctx.departments,
-                        alerts_readable=_may(request, "alerts:read"))
+                        alerts_readable=_may(request, "alerts:read"), parts=parts)
     except StoreError as exc:
         raise HTTPException(503, "the event store cannot answer now") from exc
+    data["generated_local"] = local_time(data["generated"], zone)
+    if "core" not in parts:
+        return data
     for name, buckets in data["trend"].items():
         data["trend"][name] = [(local_time(t, zone, seconds=False)[: 11 if name == "24h"
                                                                    else 5], n)
@@ -119,7 +123,6 @@ def _overview_data(request: Request) -> dict[str, Any]:
     for c in data["health"]["collectors"]:
         c["seen_local"] = local_time(c["seen"], zone)
     data["health"]["last_run_local"] = local_time(data["health"]["last_run"], zone)
-    data["generated_local"] = local_time(data["generated"], zone)
     idx = data["security_index"]
     idx["band_label"] = text(f"ov.band.{idx['band']}", lang)
     return data

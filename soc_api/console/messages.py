@@ -19,6 +19,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.lang": ("English", "中文"),
     "nav.user": ("当前用户", "Signed in as"),
     "nav.zone": ("时区", "Time zone"),
+    "nav.zone_apply": ("应用", "Apply"),
     # login
     "login.title": ("登录", "Log in"),
     "login.username": ("用户名", "User name"),

@@ -28,15 +28,40 @@ def _iso(when: datetime) -> str:
     return ecs.format_time(when)
 
 
-def overview(store: EventStore, principal: Principal, departments: Any = None,
-             *, alerts_readable: bool = True, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
+PARTS = ("core", "traffic")
+
+
+def _selector(principal: Principal, now: datetime):
     scope = tenancy.scope(principal, None)
 
     def sel(family: str, start: datetime | None = None, **filters: Any) -> Selection:
         return Selection(family=family, query=scope, filters=filters or None,
                          start=_iso(start) if start else None,
                          end=_iso(now + timedelta(seconds=1)) if start else None)
+    return sel
+
+
+def overview(store: EventStore, principal: Principal, departments: Any = None,
+             *, alerts_readable: bool = True, now: datetime | None = None,
+             parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    """The figures of `parts`: "core" (alerts, index, health: the store's alerts family,
+    quick) and "traffic" (top sources and targets of the day's events: the slow part on a
+    large store, so the page asks for it apart and draws the rest first)."""
+    now = now or datetime.now(UTC)
+    out: dict[str, Any] = {"generated": _iso(now)}
+    if "core" in parts:
+        out.update(_core(store, principal, departments, alerts_readable, now))
+    if "traffic" in parts:
+        sel = _selector(principal, now)
+        events_24h = sel("events", now - timedelta(hours=24))
+        out["top_sources"] = store.terms("source.ip", events_24h, size=10)
+        out["top_targets"] = store.terms("destination.ip", events_24h, size=10)
+    return out
+
+
+def _core(store: EventStore, principal: Principal, departments: Any,
+          alerts_readable: bool, now: datetime) -> dict[str, Any]:
+    sel = _selector(principal, now)
 
     open_sel = sel("alerts", **{"govsoc.alert.status": list(OPEN)})
     open_alerts = []
@@ -70,17 +95,13 @@ def overview(store: EventStore, principal: Principal, departments: Any = None,
     for dept_id, n in store.terms("govsoc.departments", open_sel, size=20):
         name = departments.name_of(dept_id) if departments else str(dept_id)
         by_dept.append((name, n))
-    events_24h = sel("events", now - timedelta(hours=24))
     out = {
-        "generated": _iso(now),
         "security_index": index,
         "open_alerts": len(open_alerts),
         "by_level": [(lvl, by_level.get(lvl, 0)) for lvl in posture.LEVEL_ORDER],
         "by_tactic": store.terms("threat.tactic.name", open_sel, size=14),
         "by_department": by_dept,
         "trend": trend,
-        "top_sources": store.terms("source.ip", events_24h, size=10),
-        "top_targets": store.terms("destination.ip", events_24h, size=10),
         "health": health(store, now),
         "newest": [],
     }

@@ -34,6 +34,12 @@ def test_pages_show_the_callers_departments_only(api):
     assert {a["id"] for a in data["newest"]} == {f"al-wjw-{i}" for i in range(3)}
     assert all(ip.startswith("10.1.") for ip, _ in data["top_targets"])
     assert sum(n for _, n in data["trend"]["24h"]) == 3
+    # the page asks for the slow part (the day's traffic) apart from the alerts' figures
+    traffic = c.get("/ui/overview.json", params={"part": "traffic"}).json()
+    assert traffic["top_targets"] == data["top_targets"] and "security_index" not in traffic
+    core = c.get("/ui/overview.json", params={"part": "core"}).json()
+    assert core["open_alerts"] == 3 and "top_targets" not in core
+    assert c.get("/ui/overview.json", params={"part": "x"}).status_code == 400
     page = c.get("/ui/alerts", headers=HTML).text
     assert re.findall(r'data-id="(al-[a-z]+-\d+)"', page) == [f"al-wjw-{i}" for i in range(3)]
     assert c.get("/ui/alerts/al-gaj-0", headers=HTML).status_code == 404

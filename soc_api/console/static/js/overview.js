@@ -1,10 +1,10 @@
 /* 态势感知: the page paints its frame, then this draws the overview (and the wall screen)
-   from /ui/overview.json, read again every `data-refresh` seconds. */
+   from /ui/overview.json (in two parts), read again every `data-refresh` seconds. */
 (function () {
   "use strict";
   const g = window.govsoc;
   const charts = {};
-  let grid, dark, data, range = "24h";
+  let grid, dark, data, traffic, range = "24h";
 
   function chart(id) {
     if (!charts[id]) {
@@ -121,24 +121,30 @@
     }), true);
     bars("chart-tactic", data.by_tactic, true, "#7c3aed");
     bars("chart-dept", data.by_department, false, "#0891b2");
-    bars("chart-sources", data.top_sources, true, "#dc2626");
-    bars("chart-targets", data.top_targets, true, "#2563eb");
     drawLists();
   }
 
-  async function refresh() {
-    try {
-      const r = await fetch("/ui/overview.json", { credentials: "same-origin" });
-      if (r.status === 401) {
-        window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
-        return;
-      }
-      if (!r.ok) throw new Error(String(r.status));
-      data = await r.json();
-      draw();
-    } catch (e) {
-      g.toast(g.t("ov.refresh_failed"), true);
+  function drawTraffic() {
+    bars("chart-sources", traffic.top_sources, true, "#dc2626");
+    bars("chart-targets", traffic.top_targets, true, "#2563eb");
+  }
+
+  async function load(part) {
+    const r = await fetch("/ui/overview.json?part=" + part, { credentials: "same-origin" });
+    if (r.status === 401) {
+      window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+      throw new Error("logged out");
     }
+    if (!r.ok) throw new Error(String(r.status));
+    return r.json();
+  }
+
+  // the alerts' figures and the day's traffic come apart: the traffic is the slow part on a
+  // large store, and the rest of the page need not wait for it
+  function refresh() {
+    const failed = () => g.toast(g.t("ov.refresh_failed"), true);
+    load("core").then((d) => { data = d; draw(); }, failed);
+    load("traffic").then((d) => { traffic = d; drawTraffic(); }, failed);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
