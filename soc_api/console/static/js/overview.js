@@ -139,12 +139,14 @@
     return r.json();
   }
 
-  // the alerts' figures and the day's traffic come apart: the traffic is the slow part on a
-  // large store, and the rest of the page need not wait for it
+  // the alerts' figures first, the day's traffic after: the traffic is the slow part on a
+  // large store, and the rest of the page need not wait for it (asked for together, the
+  // two would share the store and both come late)
   function refresh() {
     const failed = () => g.toast(g.t("ov.refresh_failed"), true);
-    load("core").then((d) => { data = d; draw(); }, failed);
-    load("traffic").then((d) => { traffic = d; drawTraffic(); }, failed);
+    load("core").then((d) => { data = d; draw(); }, failed)
+      .then(() => load("traffic"))
+      .then((d) => { traffic = d; drawTraffic(); }, failed);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
