@@ -6,7 +6,6 @@ with axe (no serious or critical violation), and its screenshot kept in build/sc
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,16 +21,8 @@ from soc_core.store import Selection, open_store
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "screenshots"
 AXE = Path(__file__).resolve().parent / "console_vendor" / "axe.min.js"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHARTS = ("chart-index", "chart-trend", "chart-level", "chart-tactic", "chart-dept",
           "chart-sources", "chart-targets")
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    # Playwright cannot download its own browser here: Debian's chromium
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]}
 
 
 @pytest.fixture(scope="module")
