@@ -101,3 +101,18 @@ def test_login_redirect_csp_and_preferences(api_sqlite):
     api_sqlite.login("fresh", password=otp)
     r = c.get("/", headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2F"
+
+
+def test_what_a_role_may_not_do_is_not_offered(api_sqlite):
+    _seed(api_sqlite)
+    c = api_sqlite.client
+    viewer = api_sqlite.token("viewer")
+    page = c.get("/", headers={**HTML, **viewer}).text
+    assert 'href="/"' in page and 'href="/ui/alerts"' not in page
+    assert 'href="/ui/events"' not in page and 'id="newest"' not in page
+    assert c.get("/ui/overview.json", headers=viewer).json()["newest"] == []
+    refused = c.get("/ui/alerts", headers={**HTML, **viewer})
+    assert refused.status_code == 403 and "您的角色无权访问此页" in refused.text
+    analyst = api_sqlite.token("analyst")
+    queue = c.get("/ui/alerts", headers={**HTML, **analyst}).text
+    assert 'id="close-dialog"' in queue and 'class="pick"' in queue  # alerts:write
