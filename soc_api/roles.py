@@ -132,6 +132,17 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/reports/{name}/signature"): "compliance:read",
     ("GET", "/reports/{name}/public-key"): "compliance:read",
     ("GET", "/compliance"): "compliance:read",
+    # the analyst console (soc_api/routes_console.py); static files are served outside
+    ("GET", "/login"): PUBLIC,
+    ("GET", "/ui/prefs"): PUBLIC,
+    ("GET", "/"): "posture:read",
+    ("GET", "/ui/bigscreen"): "posture:read",
+    ("GET", "/ui/overview.json"): "posture:read",
+    ("GET", "/ui/alerts"): "alerts:read",
+    ("GET", "/ui/alerts/rows"): "alerts:read",
+    ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
+    ("GET", "/ui/events"): "events:read",
+    ("GET", "/ui/events/top"): "events:read",
 }
 
 
