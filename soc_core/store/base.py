@@ -324,6 +324,14 @@ class EventStore(abc.ABC):
         """Top values of a field with counts (a terms aggregation), most frequent first."""
 
     @abc.abstractmethod
+    def groups(self, fields: list[str], sel: Selection | None = None
+               ) -> list[tuple[tuple[Any, ...], int, int, int]]:
+        """Every distinct combination of the fields' values among the selected documents
+        (a GROUP BY; a missing field groups as None), with its document count and its first
+        and last `@timestamp` in epoch ms: [(values, count, first_ms, last_ms)], unordered.
+        Scalar fields only (an array value groups as a whole on SQLite)."""
+
+    @abc.abstractmethod
     def histogram(self, interval: str, sel: Selection | None = None
                   ) -> list[tuple[str, int]]:
         """Counts per fixed `interval` (`1h`, `1d`...) bucket of `@timestamp`, oldest first,

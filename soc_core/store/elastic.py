@@ -421,6 +421,34 @@ class ElasticStore(EventStore):
         return [(b.get("key_as_string", b["key"]) if isinstance(b["key"], str) else b["key"],
                  b["doc_count"]) for b in buckets]
 
+    def groups(self, fields: list[str], sel: Selection | None = None
+               ) -> list[tuple[tuple[Any, ...], int, int, int]]:
+        if not fields:
+            raise StoreError("groups needs at least one field")
+        sel = sel or Selection()
+        sources = [{f"f{i}": {"terms": {"field": f, "missing_bucket": True}}}
+                   for i, f in enumerate(fields)]
+        out: list[tuple[tuple[Any, ...], int, int, int]] = []
+        after = None
+        while True:  # a composite aggregation, page by page
+            comp: dict[str, Any] = {"size": 5000, "sources": sources}
+            if after is not None:
+                comp["after"] = after
+            resp = self._call(self.es.search, index=self.pattern(sel), size=0,
+                              query=self._query(sel, None), ignore_unavailable=True,
+                              allow_no_indices=True,
+                              aggs={"g": {"composite": comp, "aggs": {
+                                  "first": {"min": {"field": "@timestamp"}},
+                                  "last": {"max": {"field": "@timestamp"}}}}})
+            agg = resp.get("aggregations", {}).get("g", {})
+            for b in agg.get("buckets", []):
+                key = b["key"]
+                out.append((tuple(key[f"f{i}"] for i in range(len(fields))), b["doc_count"],
+                            int(b["first"]["value"]), int(b["last"]["value"])))
+            after = agg.get("after_key")
+            if not agg.get("buckets") or after is None:
+                return out
+
     def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
         sel = sel or Selection()
         seconds = int(parse_duration(interval).total_seconds())
