@@ -188,6 +188,10 @@ def test_chinese_text_renders_as_glyphs(ana):
     assert same == [True, False]
 
 
+def status_of(site, alert_id: str) -> str:
+    return site["store"].get("alerts", alert_id)["govsoc"]["alert"]["status"]
+
+
 def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     page = ana.visit("/ui/alerts", "alerts")
     rows = page.locator("#rows tr")
@@ -200,27 +204,42 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     page.keyboard.press("x")
     assert page.locator("#bulk").is_visible()
     page.keyboard.press("x")
-    # `a` acknowledges through the API's transition route (issue 12's plan)
+    # `a` acknowledges through the API's transition route; the alert leaves the open queue
     target = rows.nth(1).get_attribute("data-id")
     with page.expect_request(lambda r: r.method == "POST") as req:
         page.keyboard.press("a")
     assert req.value.url == f"{site['url']}/alerts/{target}/transition"
     assert req.value.post_data_json == {"status": "acknowledged"}
     assert req.value.headers["x-csrf-token"]
+    assert req.value.response().status == 200
     page.wait_for_selector("#toast.show")
-    ana.errors.clear()  # until the alert routes land the call fails (404): expected here
-    # `c` asks for a reason, then closes through the same route
+    expect(page.locator(f"#rows tr[data-id='{target}']")).to_have_count(0)
+    assert status_of(site, target) == "acknowledged"
+    # `c` asks for a reason, then closes the row now current through the same route
+    closed = page.locator("#rows tr.current").get_attribute("data-id")
     page.keyboard.press("c")
     page.select_option("#close-reason", "false_positive")
     with page.expect_request(lambda r: r.method == "POST") as req:
         page.click("#close-ok")
+    assert req.value.url == f"{site['url']}/alerts/{closed}/transition"
     assert req.value.post_data_json == {"status": "closed", "reason": "false_positive"}
-    page.wait_for_timeout(300)
-    # `m` assigns to me; with rows selected, `a` acts on all of them at once (bulk)
+    assert req.value.response().status == 200
+    expect(page.locator(f"#rows tr[data-id='{closed}']")).to_have_count(0)
+    assert status_of(site, closed) == "closed"
+    # every change is in the alert's history, by whom and from what to what
+    for aid, step in ((target, ("ana", "open", "acknowledged")),
+                      (closed, ("ana", "open", "closed"))):
+        history = site["store"].get("alerts", aid)["govsoc"]["alert"]["history"]
+        assert step in [(h["by"], h.get("from"), h.get("to")) for h in history]
+    # `m` assigns the current alert to me
+    mine = page.locator("#rows tr.current").get_attribute("data-id")
     with page.expect_request(lambda r: r.method == "POST") as req:
         page.keyboard.press("m")
-    assert req.value.url == f"{site['url']}/alerts/{target}/assign"
+    assert req.value.url == f"{site['url']}/alerts/{mine}/assign"
     assert req.value.post_data_json == {"assignee": "ana"}
+    assert req.value.response().status == 200
+    assert site["store"].get("alerts", mine)["govsoc"]["alert"]["assignee"] == "ana"
+    # with rows selected, `a` acts on all of them at once (bulk)
     page.keyboard.press("j")
     page.keyboard.press("x")
     page.keyboard.press("j")
@@ -229,16 +248,19 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     with page.expect_request(lambda r: r.method == "POST") as req:
         page.keyboard.press("a")
     assert req.value.url == f"{site['url']}/alerts/bulk"
-    assert req.value.post_data_json == {"ids": [rows.nth(2).get_attribute("data-id"),
-                                                rows.nth(3).get_attribute("data-id")],
-                                        "action": "transition", "status": "acknowledged"}
-    page.wait_for_timeout(300)
-    ana.errors.clear()
+    body = req.value.post_data_json
+    assert len(body.pop("ids")) == 2 and body == {"action": "transition",
+                                                  "status": "acknowledged"}
+    assert req.value.response().status == 200
+    for aid in req.value.post_data_json["ids"]:
+        expect(page.locator(f"#rows tr[data-id='{aid}']")).to_have_count(0)
+        assert status_of(site, aid) == "acknowledged"
+    assert rows.count() == 32 - 4
     # a new alert appears without a reload
     new = alert("wjw", 99, when=datetime.now(UTC) + timedelta(seconds=1), title="新的告警")
     site["store"].write([new], refresh=True)
     page.wait_for_selector("#rows tr[data-id='al-wjw-99']", timeout=10_000)
-    assert rows.count() == 33
+    assert rows.count() == 32 - 4 + 1
     # Enter opens the alert
     page.keyboard.press("Escape")
     page.locator("#rows tr[data-id='al-wjw-0'] td").nth(2).click()
