@@ -4,10 +4,18 @@ shared pcaps read by the packet collector), on both backends."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
-from cloud_inventory import exposure_surface, get_asset, inventory_config, list_assets
+from cloud_inventory import (
+    Observation,
+    exposure_surface,
+    get_asset,
+    inventory_config,
+    list_assets,
+    record,
+)
 from cloud_inventory.idle import idle_systems, retire_plan, tag_idle
 from cloud_inventory.passive import discover_flows, discover_host_collectors
 from cloud_inventory.registry import InventoryError
@@ -166,3 +174,26 @@ def test_host_collector_sockets_make_a_registered_asset(sqlite_store):
     assert a["registered"] is True and a["seen_by"] == ["host"]
     mine = [s for s in a["listening"] if s["port"] == port]
     assert mine and mine[0]["sources"] == ["host"] and mine[0]["address"] == "127.0.0.1"
+
+
+def test_plain_http_admin_consoles_are_flagged(sqlite_store):
+    store = sqlite_store
+    conf = inventory_config(Config(values=CONF))
+    record(store, [Observation(source="ansible", seen=ecs.now_iso(), name="gov-mq-01",
+                               ips=["192.168.111.20"], listening=[
+                                   {"protocol": "tcp", "port": 15672, "process": "beam.smp"},
+                                   {"protocol": "tcp", "port": 443, "process": "nginx"}])],
+           source="ansible", run_id="s1")
+    record(store, [Observation(source="passive", seen=ecs.now_iso(), ips=["192.168.111.21"])],
+           source="passive", run_id="p1")
+    http = ecs.make_event("network.http", time.time() - 60, "req-1", {
+        "source": {"ip": "192.168.111.148"}, "url": {"path": "/manager/html"},
+        "destination": {"ip": "192.168.111.21", "port": 80}})
+    assert not store.write([http], refresh=True).rejected
+    found = {(f["kind"], f["ip"], f["port"]): f for f in exposure_surface(store, conf=conf)}
+    assert set(found) == {("http_admin", "192.168.111.20", 15672),
+                          ("http_admin", "192.168.111.21", 80)}
+    assert found["http_admin", "192.168.111.20", 15672]["evidence"]["listening"][
+        "process"] == "beam.smp"
+    assert found["http_admin", "192.168.111.21", 80]["evidence"]["http_requests"][
+        "paths"] == ["/manager/html"]
