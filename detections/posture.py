@@ -113,7 +113,11 @@ def security_index(open_alerts: list[dict[str, Any]], now: int,
                 exposed.add(str(target))
     a = min(A_MAX, a)
     e = min(E_MAX, 5.0 * len(exposed))
-    assets = assets or []
+    # patch lag is about the hosts we manage: a discovered, unregistered host (shadow IT)
+    # has no patch state to show, and a host gone is no longer a risk of ours
+    assets = [x for x in assets or ()
+              if ecs.get_field(x, "govsoc.asset.registered") is not False
+              and ecs.get_field(x, "govsoc.asset.state") != "gone"]
     lagging = []
     for x in assets:
         lag = patch_lag_days(x, now, patched)

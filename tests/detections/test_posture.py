@@ -59,6 +59,12 @@ def test_security_index_formula():
     fleet = [swept(45, "a"), swept(45, "b"), swept(None, "c"), swept(3, "d")]
     idx = security_index([], now, fleet, patched={"a": now - 2 * 24 * H})
     assert idx["lagging_assets"] == 2 and idx["patch_lag"] == 7.5
+    # a discovered, unregistered host (shadow IT) and a host gone are not in the patch share
+    shadow, gone = swept(None, "x"), swept(None, "y")
+    shadow["govsoc"]["asset"]["registered"] = False
+    gone["govsoc"]["asset"]["state"] = "gone"
+    idx = security_index([], now, [*fleet, shadow, gone], patched={"a": now - 2 * 24 * H})
+    assert (idx["assets"], idx["lagging_assets"], idx["patch_lag"]) == (4, 2, 7.5)
 
 
 def test_posture_on_the_store(store):
