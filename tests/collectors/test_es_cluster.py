@@ -77,6 +77,8 @@ def _primary_node_pid(store, home: Path) -> tuple[int, str]:
 
 
 @pytest.mark.es
+# three JVMs starting (twice for one node) on a shared 2-core machine: minutes when busy
+@pytest.mark.timeout(1800)
 def test_node_killed_mid_ingest_every_event_once(cluster, tmp_path):
     urls, home, env = cluster
     ns = "t" + uuid.uuid4().hex[:10]
