@@ -6,17 +6,21 @@ kernel counters."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
 from collectors.packet.vethpair import veth_pair as make_veth_pair
 from collectors.packet.workers import capture_workers
+from soc_core.store import Selection, open_store
 
 pytestmark = pytest.mark.live
 
@@ -125,3 +129,35 @@ def test_two_workers_each_flow_once_with_both_directions(tmp_path):
         assert s.kernel_packets >= s.packets > 0
         assert s.kernel_drops == 0
     assert sum(s.flows for s in stats) >= len(expected)
+
+
+def test_collect_live_workers_command(tmp_path):
+    """`govsoc collect live --workers 2`: each worker ships through its own shipper;
+    every connection is one flow in the store; a line a worker, with its kernel drops."""
+    govsoc = str(Path(sys.executable).with_name("govsoc"))
+    env = {**os.environ, "GOVSOC_STORE_URL": f"sqlite:///{tmp_path}/live.db",
+           "GOVSOC_DATA_DIR": str(tmp_path / "data")}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    port = srv.getsockname()[1]
+    proc = subprocess.Popen([govsoc, "collect", "live", "--iface", "lo", "--bpf",
+                             f"tcp port {port}", "--duration", "6", "--workers", "2"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().strip() == "capturing on lo with 2 workers"
+    for _ in range(20):
+        c = socket.create_connection(("127.0.0.1", port))
+        s, _ = srv.accept()
+        c.sendall(b"hello")
+        s.recv(5)
+        c.close()
+        s.close()
+    out, err = proc.communicate(timeout=120)
+    srv.close()
+    assert proc.returncode == 0, err
+    assert "worker 0:" in out and "worker 1:" in out and "0 kernel drops" in out, out
+    with open_store(env["GOVSOC_STORE_URL"]) as store:
+        flows = list(store.scan(Selection(dataset="network.flow")))
+    assert len(flows) == 20 and {f["destination"]["port"] for f in flows} == {port}
+    assert all(f["source"]["packets"] >= 3 and f["destination"]["packets"] >= 2 for f in flows)
