@@ -62,10 +62,20 @@ def make_shipper(store_url: str | None, name: str, cfg: Config | None = None):
     (events are spooled); a store URL that can never work is."""
     from collectors.shipper import Shipper
     from soc_core.spool import SpoolError
-    from soc_core.store import StoreError, StoreUnavailable, open_store
 
     cfg = cfg or _config()
     url = store_url or cfg.store_url
+    check_store(url)
+    try:
+        return Shipper.from_config(url, name, cfg).start()
+    except (SpoolError, ConfigError) as exc:
+        fail(str(exc))
+
+
+def check_store(url: str) -> None:
+    """Fail (exit 2) for a store URL that can never work; only warn for one that is down."""
+    from soc_core.store import StoreError, StoreUnavailable, open_store
+
     try:
         open_store(url).close()
     except StoreUnavailable as exc:
@@ -75,10 +85,6 @@ def make_shipper(store_url: str | None, name: str, cfg: Config | None = None):
         fail(str(exc))
     except OSError as exc:  # e.g. the SQLite file's directory cannot be created
         fail(f"cannot open the store {url}: {exc.strerror or exc}")
-    try:
-        return Shipper.from_config(url, name, cfg).start()
-    except (SpoolError, ConfigError) as exc:
-        fail(str(exc))
 
 
 @contextmanager
@@ -343,12 +349,18 @@ def pcap_cmd(files: tuple[str, ...], engine: str, store_url: str | None) -> None
 @click.option("--bpf", default=None, help="Kernel capture filter, e.g. 'tcp port 443'.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None,
               help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Capture processes sharing the traffic by flow (PACKET_FANOUT hash); "
+                   "each sees whole flows and reports its own kernel drops.")
 @store_option
-def live_cmd(iface: str, bpf: str | None, duration: float | None,
+def live_cmd(iface: str, bpf: str | None, duration: float | None, workers: int,
              store_url: str | None) -> None:
     """Capture live traffic into flow, DNS, HTTP and TLS events."""
     from collectors.packet import CaptureError, live
 
+    if workers > 1:
+        _live_workers(iface, bpf, duration, workers, store_url)
+        return
     shipper = make_shipper(store_url, "live")
 
     def sink(ev: dict[str, Any]) -> None:
@@ -382,6 +394,55 @@ def live_cmd(iface: str, bpf: str | None, duration: float | None,
         click.echo(f"live ({iface}): {stats.summary()}")
     for line in delivery_summary(snap):
         click.echo(line)
+
+
+def _live_workers(iface: str, bpf: str | None, duration: float | None, workers: int,
+                  store_url: str | None) -> None:
+    """`collect live --workers N`: N capture processes, each with its own shipper
+    (collector `live-<i>`, its own spool), started after the store URL is checked."""
+    from collectors.packet import CaptureError
+    from collectors.packet.workers import capture_workers
+    from collectors.shipper import Shipper
+    from soc_core.spool import SpoolError
+
+    cfg = _config()
+    url = store_url or cfg.store_url
+    check_store(url)
+
+    def make_sink(i: int):  # runs in worker i
+        shipper = Shipper.from_config(url, f"live-{i}", cfg).start()
+        return (lambda ev: shipper.put(ev, block=False)), shipper.close
+
+    results = None
+    error = None
+    try:
+        with stop_on_signals() as stop:
+            timer = threading.Timer(duration, stop.set) if duration else None
+            if timer:
+                timer.daemon = True
+                timer.start()
+            ready = threading.Event()
+
+            def announce() -> None:  # scripts wait for this line before making traffic
+                if ready.wait(60) and not stop.is_set():
+                    click.echo(f"capturing on {iface} with {workers} workers", err=True)
+
+            threading.Thread(target=announce, daemon=True).start()
+            results = capture_workers(iface, bpf, workers, stop, make_sink, ready=ready)
+            if timer:
+                timer.cancel()
+    except (CaptureError, SpoolError, ConfigError) as exc:
+        error = str(exc)
+    if error:
+        fail(error)
+    for i, (stats, snap) in enumerate(results or []):
+        click.echo(f"live ({iface}) worker {i}: {stats.summary()}")
+        for line in delivery_summary(snap):
+            click.echo(f"  {line}")
+    if results:
+        click.echo(f"live ({iface}): {workers} workers, "
+                   f"{sum(s.packets for s, _ in results)} packets, "
+                   f"{sum(s.kernel_drops for s, _ in results)} kernel drops")
 
 
 # -- status ------------------------------------------------------------------------------

@@ -24,7 +24,15 @@ Public API (the `govsoc collect pcap|live` commands call exactly these):
         while running, `ready=threading.Event()` to learn when the filter is in place).
         Raises CaptureError with one line: "live capture on IF is not permitted: it
         needs root or the CAP_NET_RAW capability", "no such network interface: IF",
-        "bad BPF filter ...".
+        "bad BPF filter ...". `fanout=group` joins the socket to a PACKET_FANOUT group.
+
+    collectors.packet.workers.capture_workers(iface, bpf, workers, stop_event, make_sink,
+                                              *, netns=None, promisc=False, ready=None)
+        `workers` processes in one PACKET_FANOUT group (symmetric flow hash: each sees
+        whole flows, both directions); `make_sink(i)` runs in worker i and returns
+        (sink, flush); returns [(LiveStats, flush result)] per worker, kernel drops
+        per worker. `govsoc collect live --workers N` runs it with a shipper per worker
+        (collector `live-<i>`).
 """
 
 from __future__ import annotations

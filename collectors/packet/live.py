@@ -33,6 +33,10 @@ SO_RCVBUFFORCE = 33
 CLONE_NEWNET = 0x40000000
 SO_TIMESTAMPNS = 35
 PACKET_AUXDATA = 8
+PACKET_FANOUT = 18
+# flow hash (the kernel's symmetric hash: both directions of a flow to one socket), with
+# fragments reassembled first so a fragmented datagram is not split between sockets
+PACKET_FANOUT_HASH, PACKET_FANOUT_FLAG_DEFRAG = 0, 0x8000
 TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
 _TIMESPEC = struct.Struct("qq").unpack_from
 _AUX = struct.Struct("I12xHH").unpack_from  # tpacket_auxdata: status ... vlan tci, tpid
@@ -117,6 +121,17 @@ def open_socket(iface: str, bpf: str | None, promisc: bool = False, netns: str |
     return sock
 
 
+def join_fanout(sock, group: int) -> None:
+    """Put `sock` into PACKET_FANOUT group `group` (0..65535, one per capture): the kernel
+    hands each flow's packets, both directions, to exactly one socket of the group."""
+    mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
+    try:
+        sock.ins.setsockopt(SOL_PACKET, PACKET_FANOUT,
+                            struct.pack("I", group & 0xFFFF | mode << 16))
+    except OSError as exc:
+        raise CaptureError(f"cannot join fan-out group {group}: {exc.strerror or exc}") from None
+
+
 def kernel_counters(sock) -> tuple[int, int]:
     """(packets, drops) since the last call (the kernel resets them on each read)."""
     raw = sock.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
@@ -126,11 +141,20 @@ def kernel_counters(sock) -> tuple[int, int]:
 def capture(iface: str, bpf: str | None, stop_event: threading.Event,
             sink: Callable[[dict[str, Any]], None], *, netns: str | None = None,
             promisc: bool = False, ready: threading.Event | None = None,
-            stats: LiveStats | None = None, **table_opts: Any) -> LiveStats:
+            stats: LiveStats | None = None, fanout: int | None = None,
+            **table_opts: Any) -> LiveStats:
     """Capture until `stop_event` is set; every event goes to `sink`. `ready` (if given)
     is set once the socket and its filter are in place, so a caller can start traffic;
-    `stats` (if given) is filled while running, for a live status display."""
+    `stats` (if given) is filled while running, for a live status display. `fanout`: the
+    PACKET_FANOUT group this socket joins, as one of several workers
+    (collectors.packet.workers); event ids do not depend on which worker saw the flow."""
     sock = open_socket(iface, bpf, promisc, netns)
+    if fanout is not None:
+        try:
+            join_fanout(sock, fanout)
+        except CaptureError:
+            sock.close()
+            raise
     if stats is None:
         stats = LiveStats()
     stats.iface = iface

@@ -2,6 +2,12 @@
 (`logs-govsoc.<dataset>-<namespace>`, `metrics-govsoc.<dataset>-<namespace>`), plain
 indices for alerts, assets, audit and playbook runs (`govsoc-<family>-<namespace>`).
 
+`url` is one node's URL or several, comma-separated (`http://a:9200,http://b:9200`): the
+client spreads requests over them and a request whose node is unreachable goes at once to
+the next one (elastic-transport marks the node dead for a while). On a cluster of more
+than one data node govsoc's templates ask for one replica (`es_replicas` overrides), so a
+node's death loses nothing acknowledged.
+
 Writes are bulk requests with deterministic `_id`s: `create` for append families (a
 repeat is a 409, counted as a duplicate), `index` for mutable ones. Rejections are
 returned, never dropped; overload (429) and connection loss are retried with backoff.
@@ -57,7 +63,14 @@ class ElasticStore(EventStore):
             raise StoreError(f"bad namespace {self.namespace!r}: lowercase letters and digits")
         self.retries = int(cfg.get("es_retries", 4)) if retries is None else retries
         self.retention_days = retention_days or int(cfg.get("retention_days", 180))
-        self.es = Elasticsearch(url, request_timeout=request_timeout, max_retries=0)
+        hosts = split_hosts(url)
+        self.replicas_request = str(cfg.get("es_replicas", "auto"))
+        # connection errors fail over to the next node inside the client; statuses (429,
+        # 503...) are left to _call and _bulk, which back off
+        self.es = Elasticsearch(hosts, request_timeout=request_timeout,
+                                max_retries=len(hosts) - 1, retry_on_status=(),
+                                retry_on_timeout=False)
+        self.replicas = 0
         self.retention_request = retention or str(cfg.get("es_retention", "auto"))
         self.retention_mode = "govsoc"
         self.version = ""
@@ -103,8 +116,9 @@ class ElasticStore(EventStore):
 
     def setup(self) -> None:
         nodes = self._call(self.es.nodes.info, metric="plugins,settings",
-                           filter_path="nodes.*.version,nodes.*.modules.name")
+                           filter_path="nodes.*.version,nodes.*.modules.name,nodes.*.roles")
         node = next(iter(nodes.get("nodes", {}).values()), {})
+        self.replicas = self._choose_replicas(nodes.get("nodes", {}).values())
         self.version = node.get("version", "")
         if not self.version.startswith("8."):
             raise StoreError(f"Elasticsearch {self.version} found; govsoc needs 8.x")
@@ -125,8 +139,21 @@ class ElasticStore(EventStore):
             ("govsoc-state", ["govsoc-*"], False),
         ):
             body = es_mappings.template(patterns, data_stream=stream, retention=dsl,
-                                        ilm_policy=ilm if stream else None)
+                                        ilm_policy=ilm if stream else None,
+                                        replicas=self.replicas)
             self._call(self.es.indices.put_index_template, name=name, **body)
+
+    def _choose_replicas(self, nodes: Iterable[dict[str, Any]]) -> int:
+        """`es_replicas`: auto (1 when the cluster has more than one data node, else 0: a
+        single node cannot hold a replica and would stay yellow) or a number."""
+        wanted = self.replicas_request.strip().lower()
+        if wanted == "auto":
+            data = sum(1 for n in nodes
+                       if any(r == "data" or r.startswith("data_") for r in n.get("roles", [])))
+            return 1 if data > 1 else 0
+        if not wanted.isdigit():
+            raise StoreError(f"es_replicas {self.replicas_request!r}: use auto or a number")
+        return int(wanted)
 
     def _choose_retention(self, modules: set[str]) -> str:
         """`es_retention`: auto (ILM, else data-stream lifecycle, else govsoc's pruning),
@@ -538,6 +565,18 @@ class ElasticStore(EventStore):
                 self.es.indices.delete_data_stream(name=f"{kind}-govsoc.*-{ns}")
             except ApiError:  # no data-streams module: the write indices stay, tiny
                 pass
+
+
+def split_hosts(url: str) -> list[str]:
+    """The node URLs of `url` (one, or several comma-separated); StoreError for a part
+    that is not an http(s) URL."""
+    hosts = [part.strip() for part in url.split(",") if part.strip()]
+    bad = [h for h in hosts if not h.startswith(("http://", "https://"))
+           or not h.split("://", 1)[1].strip("/")]
+    if not hosts or bad:
+        raise StoreError(f"bad Elasticsearch URL {redact_url(bad[0] if bad else url)!r}: "
+                         "use http(s)://host:9200, several separated by commas")
+    return hosts
 
 
 def _api_reason(exc: ApiError) -> str:

@@ -65,8 +65,8 @@ DYNAMIC_TEMPLATES = [{"strings_as_keywords": {"match_mapping_type": "string",
 
 
 def template(patterns: list[str], *, data_stream: bool, retention: str | None = None,
-             ilm_policy: str | None = None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"index": {"number_of_shards": 1, "number_of_replicas": 0,
+             ilm_policy: str | None = None, replicas: int = 0) -> dict[str, Any]:
+    settings: dict[str, Any] = {"index": {"number_of_shards": 1, "number_of_replicas": replicas,
                                           "refresh_interval": "1s",
                                           "mapping": {"total_fields": {"limit": 5000}}}}
     if ilm_policy:

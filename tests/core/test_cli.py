@@ -131,3 +131,21 @@ def test_search_shows_times_in_viewer_zone(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.decode().strip().splitlines() == [
         "error: timezone 'Mars/Olympus' is not a known time zone (e.g. Asia/Shanghai, UTC)"]
+
+
+@pytest.mark.es
+def test_store_url_may_list_nodes_and_fails_over(es_url, es_namespace):
+    """GOVSOC_STORE_URL as a comma-separated node list whose first node is down: every
+    request the command makes goes on to the live node (the client's failover, with
+    the store's own retries off)."""
+    env = {"GOVSOC_STORE_URL": f"http://127.0.0.1:9,{es_url}",
+           "GOVSOC_ES_NAMESPACE": es_namespace}
+    ingest = govsoc("ingest", "-", "--dataset", "system.auth", env=env,
+                    stdin=b"\n".join(line(i) for i in range(3)))
+    assert ingest.returncode == 0, ingest.stderr
+    info = govsoc("store", "info", "--json", env=env)
+    assert info.returncode == 0, info.stderr
+    assert orjson.loads(info.stdout)["families"]["events"] == {"system.auth": 3}
+    bad = govsoc("store", "info", "--store", f"{es_url},ftp://elsewhere")
+    err = bad.stderr.decode().strip().splitlines()
+    assert bad.returncode == 2 and len(err) == 1 and "bad Elasticsearch URL" in err[0]
