@@ -16,7 +16,8 @@ Elasticsearch baseline: `elasticsearch.helpers.bulk` with `op_type=create`, the 
 `_id`s, into the same data streams' template, with the store's own request shape: orjson
 for the documents and responses, and the same `filter_path` on the bulk response.
 Each round runs both sides, alternating which goes first (the machine is shared); each
-side keeps its best of --rounds.
+side keeps its best of --rounds, in wall time and in CPU time of the whole process (all
+threads: on a loaded machine the wall clock measures the neighbours, CPU time the work).
 Targets: SQLite >= 50,000 events/s and >= 0.8x its baseline, at `govsoc ingest`'s batch
 (issue 2) and through the shipper (issue 10); ES >= 0.8x.
 """
