@@ -27,7 +27,30 @@ from soc_core.store.base import (
 )
 from soc_core.store.sql import HOT_COLUMNS, Compiler, json_path, segment
 
-SCHEMA = """
+# External content: the full-text index reads its text from docs.fts_text instead of keeping
+# a second copy in a table of its own (queries only ask it for rowids). An external-content
+# index forgets a row only when told the text it indexed: the triggers pass the old text, and
+# only for rows that were indexed (fts_text not null).
+# New rows reach the index in one INSERT ... SELECT per batch (see FTS_NEW), not through a
+# row trigger: each execution of a statement that writes FTS5 flushes its pending terms as a
+# new segment, so a trigger made one segment per event and cost 2/3 of ingest.
+FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5 (fts_text, content = 'docs', "
+    "content_rowid = 'rowid', tokenize = 'unicode61')",
+    "DROP TRIGGER IF EXISTS docs_fts_insert",
+    """CREATE TRIGGER IF NOT EXISTS docs_fts_update AFTER UPDATE OF doc ON docs BEGIN
+    INSERT INTO docs_fts (docs_fts, rowid, fts_text)
+    SELECT 'delete', old.rowid, old.fts_text WHERE old.fts_text IS NOT NULL;
+    INSERT INTO docs_fts (rowid, fts_text)
+    SELECT new.rowid, new.fts_text WHERE new.fts_text IS NOT NULL;
+END""",
+    """CREATE TRIGGER IF NOT EXISTS docs_fts_delete AFTER DELETE ON docs BEGIN
+    INSERT INTO docs_fts (docs_fts, rowid, fts_text)
+    SELECT 'delete', old.rowid, old.fts_text WHERE old.fts_text IS NOT NULL;
+END""",
+)
+FTS_SCHEMA = "".join(f"{sql};\n" for sql in FTS_DDL)
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS docs (
     rowid INTEGER PRIMARY KEY,
     family TEXT NOT NULL,
@@ -55,19 +78,7 @@ CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts)
 -- expression is the one sql.Compiler writes for a term on this field (SCALAR_FIELDS)
 CREATE INDEX IF NOT EXISTS docs_alert_status ON docs
     (json_extract(doc, '$."govsoc"."alert"."status"'), ts, id) WHERE family = 'alerts';
-CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5 (message, tokenize = 'unicode61');
--- New rows reach the full-text index in one INSERT ... SELECT per batch (see FTS_NEW), not
--- through a row trigger: each execution of a statement that writes FTS5 flushes its pending
--- terms as a new segment, so a trigger made one segment per event and cost 2/3 of ingest.
-DROP TRIGGER IF EXISTS docs_fts_insert;
-CREATE TRIGGER IF NOT EXISTS docs_fts_update AFTER UPDATE OF doc ON docs BEGIN
-    DELETE FROM docs_fts WHERE rowid = old.rowid;
-    INSERT INTO docs_fts (rowid, message)
-    SELECT new.rowid, new.fts_text WHERE new.fts_text IS NOT NULL;
-END;
-CREATE TRIGGER IF NOT EXISTS docs_fts_delete AFTER DELETE ON docs BEGIN
-    DELETE FROM docs_fts WHERE rowid = old.rowid;
-END;
+{FTS_SCHEMA}
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 PRAGMAS = (
@@ -95,8 +106,12 @@ UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
           "doc = excluded.doc, version = docs.version + 1")
 # index the batch's new rows: rowids are assigned upwards, so they are those above the
 # largest rowid before the batch (read under the write lock)
-FTS_NEW = ("INSERT INTO docs_fts (rowid, message) SELECT rowid, fts_text FROM docs "
+FTS_NEW = ("INSERT INTO docs_fts (rowid, fts_text) SELECT rowid, fts_text FROM docs "
            "WHERE rowid > ? AND fts_text IS NOT NULL")
+# the full-text index of databases made before it read docs.fts_text: it kept its own copy
+# of every message (column `message`); setup() replaces it, in one transaction
+_FTS_OLD = ("DROP TRIGGER IF EXISTS docs_fts_update", "DROP TRIGGER IF EXISTS docs_fts_delete",
+            "DROP TABLE docs_fts")
 _CHUNK = 500  # ids per statement (below SQLite's bound-parameter limit)
 
 
@@ -140,6 +155,7 @@ class SqliteStore(EventStore):
             c = self.conn
             try:
                 self._pragmas()
+                self._replace_old_fts()
                 c.executescript(SCHEMA)
                 self._add_version_column()
                 c.execute("PRAGMA analysis_limit = 1000")  # sampled: milliseconds on any size
@@ -148,6 +164,24 @@ class SqliteStore(EventStore):
                 raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
+
+    def _replace_old_fts(self) -> None:
+        """A full-text index that keeps its own copy of the text (made before it read
+        docs.fts_text) is replaced by the current one, filled from docs, in one transaction:
+        a one-off on the first start of a new version (seconds per million messages).
+        Another process may have just done it: checked again under the write lock."""
+        if not self._old_fts():
+            return
+        with self._tx():
+            if self._old_fts():
+                for sql in (*_FTS_OLD, *FTS_DDL):
+                    self.conn.execute(sql)
+                self.conn.execute(FTS_NEW, (0,))
+
+    def _old_fts(self) -> bool:
+        row = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'docs_fts'").fetchone()
+        return row is not None and "content" not in row[0]
 
     def _add_version_column(self) -> None:
         """Databases made before conditional writes lack the row version: add it (every

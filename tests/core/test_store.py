@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,8 @@ def test_full_text_follows_replacements_and_deletes(store):
     assert store.delete("alerts", ["a-1"]) == 1
     store.refresh()
     assert hits("暴力破解") == []
+    if store.backend == "sqlite":  # the index agrees with the text it was told of
+        _fts_consistent(store.path)
 
 
 def test_filters_time_range_and_dataset(store):
@@ -256,6 +259,49 @@ def test_sqlite_checkpoints_off_the_commit_path(tmp_path):
     store.close()
     assert not (tmp_path / "ckpt.db-wal").exists()
     assert open_store(f"sqlite:///{db}").count(Selection(text="x" * 500)) == 3000
+
+
+
+def _fts_consistent(db) -> None:
+    """FTS5's own check that the full-text index is whole (an external-content index told
+    the wrong text on delete is not). Its comparison with the text (rank 1) would count the
+    documents without a message, which are left out of the index on purpose."""
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO docs_fts (docs_fts) VALUES ('integrity-check')")
+    conn.close()
+
+
+def test_sqlite_full_text_of_an_older_database_is_rebuilt(tmp_path):
+    """A database whose full-text index kept its own copy of each message (before it read
+    docs.fts_text) gets the current index on open, filled from the stored documents: search,
+    replacement and delete keep working on it, and the old copy is gone."""
+    db = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{db}")
+    store.write([ev(i, message=f"login failed 暴力破解 n{i}") for i in range(40)]
+                + [ev(100 + i) for i in range(10)])
+    store.close()
+    conn = sqlite3.connect(db, isolation_level=None)  # back to the old layout
+    conn.executescript("""
+        DROP TRIGGER docs_fts_update; DROP TRIGGER docs_fts_delete; DROP TABLE docs_fts;
+        CREATE VIRTUAL TABLE docs_fts USING fts5 (message, tokenize = 'unicode61');
+        INSERT INTO docs_fts (rowid, message) SELECT rowid, fts_text FROM docs
+            WHERE fts_text IS NOT NULL;
+        CREATE TRIGGER docs_fts_delete AFTER DELETE ON docs BEGIN
+            DELETE FROM docs_fts WHERE rowid = old.rowid; END;""")
+    conn.close()
+    store = open_store(f"sqlite:///{db}")
+    assert store.count(Selection(text="暴力破解")) == 40
+    assert store.count(Selection(text="n7")) == 1
+    assert store.delete("events", ["network.flow-7"]) == 1
+    assert store.count(Selection(text="暴力破解")) == 39
+    store.write([ev(200, message="暴力破解 again")])
+    assert store.count(Selection(text="暴力破解")) == 40
+    store.close()
+    _fts_consistent(db)
+    conn = sqlite3.connect(db)
+    assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs_fts_content'"
+                            ).fetchall()
+    conn.close()
 
 
 @pytest.mark.es
