@@ -143,6 +143,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
     ("GET", "/ui/events"): "events:read",
     ("GET", "/ui/events/top"): "events:read",
+    ("GET", "/ui/cases"): "cases:read",
+    ("GET", "/ui/cases/{case_id}"): "cases:read",
+    ("GET", "/ui/runs"): "playbooks:read",
+    ("GET", "/ui/runs/{run_id}"): "playbooks:read",
 }
 
 

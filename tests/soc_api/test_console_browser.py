@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from api_helpers import STRONG, close_context_keep_store, make_config
 from console_helpers import Server, alert, events
 from playwright.sync_api import expect
@@ -21,6 +22,9 @@ from soc_core.store import Selection, open_store
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "screenshots"
 AXE = Path(__file__).resolve().parent / "console_vendor" / "axe.min.js"
+# the runs' one host: never reached (port 9 refuses), so a run fails fast, no fleet needed
+INVENTORY = {"all": {"vars": {"ansible_host": "127.0.0.1", "ansible_port": 9},
+                     "hosts": {"wjw-web": {}}}}
 CHARTS = ("chart-index", "chart-trend", "chart-level", "chart-tactic", "chart-dept",
           "chart-sources", "chart-targets")
 
@@ -31,8 +35,11 @@ def site(tmp_path_factory):
     mp.setenv("GOVSOC_MASTER_KEY", "console-test-master-secret-" + "z" * 12)
     tmp = tmp_path_factory.mktemp("console")
     store = open_store(f"sqlite:///{tmp}/govsoc.db")
+    inventory = tmp / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(INVENTORY))
     cfg = make_config(tmp, store.url, **{"console.poll_seconds": 1,
-                                         "console.refresh_seconds": 3600})
+                                         "console.refresh_seconds": 3600,
+                                         "playbooks.inventory": str(inventory)})
     ctx = build_context(cfg, store=store)
     ctx.login_rate = 1000.0  # every test logs in from 127.0.0.1
     store.use_departments(ctx.departments)
@@ -44,12 +51,14 @@ def site(tmp_path_factory):
     alerts += [alert("gaj", i, title="公安内网横向移动") for i in range(8)]
     store.write(alerts, refresh=True)
     users = {}
-    for name, depts in (("ana", ["*"]), ("wana", ["wjw"])):
-        otp = ctx.identity.add_user(name, roles_=["analyst"], departments=depts)
+    for name, roles_, depts in (("ana", ["analyst", "responder"], ["*"]),
+                                ("wana", ["analyst"], ["wjw"]), ("sec", ["secadmin"], ["*"])):
+        otp = ctx.identity.add_user(name, roles_=roles_, departments=depts)
         ctx.identity.change_password(name, otp, STRONG)
-    secret, _ = ctx.identity.totp_begin("ana")
-    ctx.identity.totp_confirm("ana", totp.code_at(secret, totp.now_step()))
-    users["ana"] = secret
+    for name in ("ana", "sec"):
+        secret, _ = ctx.identity.totp_begin(name)
+        ctx.identity.totp_confirm(name, totp.code_at(secret, totp.now_step()))
+        users[name] = secret
     users["newbie"] = ctx.identity.add_user("newbie", roles_=["analyst"], departments=["*"])
     ctx.identity.add_user("locky", roles_=["analyst"], departments=["*"])
     app = create_app(cfg, context=ctx)
@@ -248,6 +257,68 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     ana.check("alert-detail")
     assert page.locator("details.doc").count() == 3  # the matched events
     assert "T1110" in page.locator(".facts").inner_text()
+
+
+def test_open_a_case_from_two_alerts_and_classify_it(ana, site):
+    page = ana.visit("/ui/alerts?status=")
+    for aid in ("al-wjw-5", "al-wjw-6"):
+        page.check(f"#rows tr[data-id='{aid}'] .pick")
+    page.click("#bulk-case")
+    page.wait_for_url(re.compile(r".*/ui/cases\?alerts=al-wjw-5%2Cal-wjw-6$"))
+    assert page.input_value("#new-alerts") == "al-wjw-5,al-wjw-6"
+    ana.check("cases")
+    page.fill("#new-title", "卫健委暴力破解")
+    page.click("#new-case button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/cases/case-[0-9a-f]{16}$"))
+    assert page.locator("#linked li").count() == 2
+    assert page.locator("#case-level").inner_text() == "未定"
+    page.select_option("#c-category", "cyber_attack")
+    page.select_option("#c-level", "II")
+    page.click("#classify button[type=submit]")
+    expect(page.locator("#case-level")).to_have_text("重大（II级）")
+    assert page.locator("#case-category").inner_text() == "网络攻击事件"
+    # level II owes two reports under the default (CII) profile, each with its due time
+    assert page.locator("#reporting tbody tr").count() == 2
+    assert "修改分级" in page.locator("#timeline").inner_text()
+    page.wait_for_load_state("networkidle")
+    ana.check("case")
+    case_id = page.url.rsplit("/", 1)[1]
+    doc = site["store"].get("state", case_id)
+    assert doc["govsoc"]["case"]["level"] == "II"
+    assert doc["govsoc"]["case"]["alert_ids"] == ["al-wjw-5", "al-wjw-6"]
+
+
+def test_request_a_remediation_approve_it_in_another_context_and_watch_it(ana, site,
+                                                                          browser):
+    page = ana.visit("/ui/runs", "runs")
+    page.select_option("#r-playbook", "block_ip")
+    page.fill("#r-hosts", "wjw-web")
+    page.fill("#r-vars", '{"ip": "10.213.99.9"}')
+    page.uncheck("#r-check")  # a remediation: it waits for approval
+    page.click("#request-run button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/runs/[0-9a-f]{12}$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#run-status")).to_have_text("待审批")
+    expect(page.locator("#stream-state")).to_have_text("正在接收实时输出")
+    assert page.locator("button.approve").count() == 0  # a responder may not approve
+    # the security administrator approves from the inbox in a browser of its own
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    sec = Tab(context, site["url"])
+    login(sec.page, site["url"], "sec",
+          code=totp.code_at(site["users"]["sec"], totp.now_step() + 1))
+    sec.page.wait_for_url(site["url"] + "/")
+    inbox = sec.visit("/ui/runs", "runs-inbox")
+    assert 'href="/ui/cases"' not in inbox.content()  # not the secadmin's to see
+    with inbox.expect_response(f"{site['url']}/runs/{run_id}/approve") as resp:
+        inbox.click(f"#inbox button.approve[data-id='{run_id}']")
+    assert resp.value.ok
+    context.close()
+    # the requester's page follows the run live to its end (the host refuses: failed)
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "failed",
+                                                          timeout=60_000)
+    expect(page.locator("#stream-state")).to_have_text("执行已结束")
+    assert page.locator("#output li").count() > 0
+    ana.check("run")
 
 
 def test_event_search_with_query_and_time_range(ana):
