@@ -27,6 +27,7 @@ from soc_api import (
     routes_auth,
     routes_console,
     routes_console_cases,
+    routes_console_rules,
     routes_console_runs,
     routes_data,
     routes_notify,
@@ -133,6 +134,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_reports.router)
     app.include_router(routes_console_cases.router)
     app.include_router(routes_console_runs.router)
+    app.include_router(routes_console_rules.router)
     mount_static(app)
 
     def crypto_service() -> Any:

@@ -147,6 +147,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/cases/{case_id}"): "cases:read",
     ("GET", "/ui/runs"): "playbooks:read",
     ("GET", "/ui/runs/{run_id}"): "playbooks:read",
+    ("GET", "/ui/rules"): "rules:read",
+    ("GET", "/ui/rules/{rule_id}"): "rules:read",
 }
 
 

@@ -288,8 +288,19 @@ def test_open_a_case_from_two_alerts_and_classify_it(ana, site):
     assert doc["govsoc"]["case"]["alert_ids"] == ["al-wjw-5", "al-wjw-6"]
 
 
-def test_request_a_remediation_approve_it_in_another_context_and_watch_it(ana, site,
-                                                                          browser):
+@pytest.fixture(scope="module")
+def sec(site, browser):
+    """A second context: the security administrator `sec`, logged in with TOTP."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    tab = Tab(context, site["url"])
+    login(tab.page, site["url"], "sec",
+          code=totp.code_at(site["users"]["sec"], totp.now_step() + 1))
+    tab.page.wait_for_url(site["url"] + "/")
+    yield tab
+    context.close()
+
+
+def test_request_a_remediation_approve_it_in_another_context_and_watch_it(ana, site, sec):
     page = ana.visit("/ui/runs", "runs")
     page.select_option("#r-playbook", "block_ip")
     page.fill("#r-hosts", "wjw-web")
@@ -302,23 +313,41 @@ def test_request_a_remediation_approve_it_in_another_context_and_watch_it(ana, s
     expect(page.locator("#stream-state")).to_have_text("正在接收实时输出")
     assert page.locator("button.approve").count() == 0  # a responder may not approve
     # the security administrator approves from the inbox in a browser of its own
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    sec = Tab(context, site["url"])
-    login(sec.page, site["url"], "sec",
-          code=totp.code_at(site["users"]["sec"], totp.now_step() + 1))
-    sec.page.wait_for_url(site["url"] + "/")
     inbox = sec.visit("/ui/runs", "runs-inbox")
     assert 'href="/ui/cases"' not in inbox.content()  # not the secadmin's to see
     with inbox.expect_response(f"{site['url']}/runs/{run_id}/approve") as resp:
         inbox.click(f"#inbox button.approve[data-id='{run_id}']")
     assert resp.value.ok
-    context.close()
     # the requester's page follows the run live to its end (the host refuses: failed)
     expect(page.locator("#run-status")).to_have_attribute("data-status", "failed",
                                                           timeout=60_000)
     expect(page.locator("#stream-state")).to_have_text("执行已结束")
     assert page.locator("#output li").count() > 0
+    assert page.locator("#run-approver").inner_text().startswith("sec · ")
+    # the runner's times in the viewer's zone (Asia/Shanghai), as the server's own are
+    first = page.locator("#output li").first.inner_text()
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d · ", first), first
     ana.check("run")
+
+
+def test_rules_with_health_and_a_secadmins_snooze(ana, sec):
+    page = ana.visit("/ui/rules", "rules")
+    assert page.locator("#rules tbody tr").count() > 10
+    first = page.locator("#rules tbody tr a").first
+    rule_id = page.locator("#rules tbody tr").first.get_attribute("data-id")
+    first.click()
+    page.wait_for_url(re.compile(rf".*/ui/rules/{re.escape(rule_id)}$"))
+    assert "title:" in page.locator("#sigma").inner_text()  # the Sigma source
+    assert page.locator("#switch, #snooze, #add-exception").count() == 0  # analyst: read
+    ana.check("rule")
+    page = sec.visit(f"/ui/rules/{rule_id}")
+    page.fill("#snooze-hours", "2")
+    page.fill("#snooze-reason", "变更窗口")
+    page.click("#snooze button[type=submit]")
+    expect(page.locator("#rule-state")).to_have_text("暂停中")
+    assert "变更窗口" in page.locator("#snooze-until").inner_text()
+    page.wait_for_load_state("networkidle")
+    sec.check("rule-secadmin")
 
 
 def test_event_search_with_query_and_time_range(ana):

@@ -44,6 +44,14 @@
     });
   }
 
+  // the viewer's zone (the page's preference), as the server formats its own times
+  function local(iso, zone) {
+    if (!iso) return "";
+    const f = new Intl.DateTimeFormat("sv-SE", { timeZone: zone, year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+    return f.format(new Date(iso));
+  }
+
   function follow(box) {
     const out = document.getElementById("output");
     const state = document.getElementById("stream-state");
@@ -54,7 +62,7 @@
       const d = JSON.parse(e.data);
       const li = document.createElement("li");
       li.className = "ev-" + (d.outcome || "unknown");
-      const parts = [d["@timestamp"] || "", d.host || "", d.task || d.event || "", d.message || ""];
+      const parts = [local(d["@timestamp"], box.dataset.zone), d.host || "", d.task || d.event || "", d.message || ""];
       li.textContent = parts.filter(Boolean).join(" · ");
       out.appendChild(li);
     });
@@ -63,6 +71,8 @@
       const d = JSON.parse(e.data);
       status.dataset.status = d.status;
       status.textContent = g.t("rs." + d.status);
+      const approver = document.getElementById("run-approver");
+      if (approver && d.approver) approver.textContent = d.approver + " · " + local(d.decided, box.dataset.zone);
       state.textContent = g.t("rn.ended");
       const actions = document.querySelector(".actions");
       if (actions) actions.remove();
