@@ -26,6 +26,7 @@ from soc_api import (
     routes_audit,
     routes_auth,
     routes_console,
+    routes_console_admin,
     routes_console_cases,
     routes_console_rules,
     routes_console_runs,
@@ -135,6 +136,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_console_cases.router)
     app.include_router(routes_console_runs.router)
     app.include_router(routes_console_rules.router)
+    app.include_router(routes_console_admin.router)
     mount_static(app)
 
     def crypto_service() -> Any:

@@ -149,6 +149,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/runs/{run_id}"): "playbooks:read",
     ("GET", "/ui/rules"): "rules:read",
     ("GET", "/ui/rules/{rule_id}"): "rules:read",
+    ("GET", "/ui/audit"): "audit:read",
+    ("GET", "/ui/users"): "users:admin",
+    ("GET", "/ui/reports"): "compliance:read",
 }
 
 

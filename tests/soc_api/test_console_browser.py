@@ -52,10 +52,11 @@ def site(tmp_path_factory):
     store.write(alerts, refresh=True)
     users = {}
     for name, roles_, depts in (("ana", ["analyst", "responder"], ["*"]),
-                                ("wana", ["analyst"], ["wjw"]), ("sec", ["secadmin"], ["*"])):
+                                ("wana", ["analyst"], ["wjw"]), ("sec", ["secadmin"], ["*"]),
+                                ("aud", ["auditor"], ["*"]), ("sys", ["sysadmin"], ["*"])):
         otp = ctx.identity.add_user(name, roles_=roles_, departments=depts)
         ctx.identity.change_password(name, otp, STRONG)
-    for name in ("ana", "sec"):
+    for name in ("ana", "sec", "aud", "sys"):
         secret, _ = ctx.identity.totp_begin(name)
         ctx.identity.totp_confirm(name, totp.code_at(secret, totp.now_step()))
         users[name] = secret
@@ -348,6 +349,44 @@ def test_rules_with_health_and_a_secadmins_snooze(ana, sec):
     assert "变更窗口" in page.locator("#snooze-until").inner_text()
     page.wait_for_load_state("networkidle")
     sec.check("rule-secadmin")
+
+
+def admin_tab(site, browser, name: str) -> Tab:
+    """A context of an administrator logged in through the API (TOTP), no page yet."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    r = context.request.post(site["url"] + "/auth/login", data={
+        "username": name, "password": STRONG,
+        "totp": totp.code_at(site["users"][name], totp.now_step() + 1)})
+    assert r.ok, r.text()
+    return Tab(context, site["url"])
+
+
+def test_audit_trail_and_reports_for_the_auditor_users_for_the_sysadmin(site, browser):
+    aud = admin_tab(site, browser, "aud")
+    page = aud.visit("/ui/audit?from=now-1h&verify=true", "audit")
+    expect(page.locator("#verified")).to_have_class("ok")
+    actions = page.eval_on_selector_all("#audit tbody tr td:nth-child(3)",
+                                        "cs => cs.map(c => c.innerText)")
+    assert "auth.login" in actions
+    nav = page.locator("header nav").inner_text()
+    assert "审计日志" in nav and "报告" in nav and "告警队列" not in nav and "用户" not in nav
+    page = aud.visit("/ui/reports", "reports")
+    assert page.locator("h1").inner_text() == "报告"
+    assert aud.page.goto(site["url"] + "/ui/users").status == 403  # not the auditor's
+    aud.page.context.close()
+    sys = admin_tab(site, browser, "sys")
+    page = sys.visit("/ui/users", "users")
+    names = page.eval_on_selector_all("#users tbody tr", "rs => rs.map(r => r.dataset.name)")
+    assert {"ana", "sec", "aud", "sys", "locky"} <= set(names)
+    page.click("#users button.user-toggle[data-name='locky']")
+    expect(page.locator("#users tr[data-name='locky'] .state")).to_have_text("已停用")
+    assert site["ctx"].identity.user("locky").disabled
+    page.click("#users button.user-toggle[data-name='locky']")  # and back
+    expect(page.locator("#users tr[data-name='locky'] .state")).not_to_have_text("已停用")
+    assert page.locator("#tokens").count() == 1
+    sys.check(None)
+    assert sys.page.goto(site["url"] + "/ui/audit").status == 403  # not the sysadmin's
+    sys.page.context.close()
 
 
 def test_event_search_with_query_and_time_range(ana):
