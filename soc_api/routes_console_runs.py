@@ -35,7 +35,9 @@ def _row(rec: dict[str, Any], zone: Any) -> dict[str, Any]:
 
 @router.get("/ui/runs", response_class=HTMLResponse)
 def runs_page(request: Request, status: str | None = Query(None, pattern=r"^[a-z]{0,20}$"),
-              after: str | None = Query(None, max_length=2000)):
+              after: str | None = Query(None, max_length=2000),
+              hosts: str | None = Query(None, max_length=4000)):
+    """The runs; `hosts` pre-fills the request form (an alert's "run playbook")."""
     ctx = request.app.state.ctx
     svc, p = service(request), request.state.principal
     zone = zone_of(request)
@@ -51,7 +53,7 @@ def runs_page(request: Request, status: str | None = Query(None, pattern=r"^[a-z
     return page(request, "runs.html", rows=rows, total=total, inbox=inbox,
                 next=encode_cursor(found.cursor), chosen=status or "", statuses=STATUSES,
                 playbooks=playbook_info() if _may(request, "playbooks:check") else [],
-                may_run=_may(request, "playbooks:run"),
+                may_run=_may(request, "playbooks:run"), prefill=hosts or "",
                 may_approve=_may(request, "remediation:approve"), me=who(p))
 
 

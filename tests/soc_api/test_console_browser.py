@@ -258,6 +258,8 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     ana.check("alert-detail")
     assert page.locator("details.doc").count() == 3  # the matched events
     assert "T1110" in page.locator(".facts").inner_text()
+    assert page.get_attribute("#open-case", "href") == "/ui/cases?alerts=al-wjw-0"
+    assert page.get_attribute("#run-playbook", "href").startswith("/ui/runs?hosts=wjw-")
 
 
 def test_open_a_case_from_two_alerts_and_classify_it(ana, site):
