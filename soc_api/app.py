@@ -28,6 +28,10 @@ from soc_api import (
     routes_audit,
     routes_auth,
     routes_console,
+    routes_console_admin,
+    routes_console_cases,
+    routes_console_rules,
+    routes_console_runs,
     routes_data,
     routes_notify,
     routes_posture,
@@ -136,6 +140,10 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_rules.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_reports.router)
+    app.include_router(routes_console_cases.router)
+    app.include_router(routes_console_runs.router)
+    app.include_router(routes_console_rules.router)
+    app.include_router(routes_console_admin.router)
     mount_static(app)
 
     def crypto_service() -> Any:

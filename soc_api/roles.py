@@ -153,6 +153,15 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
     ("GET", "/ui/events"): "events:read",
     ("GET", "/ui/events/top"): "events:read",
+    ("GET", "/ui/cases"): "cases:read",
+    ("GET", "/ui/cases/{case_id}"): "cases:read",
+    ("GET", "/ui/runs"): "playbooks:read",
+    ("GET", "/ui/runs/{run_id}"): "playbooks:read",
+    ("GET", "/ui/rules"): "rules:read",
+    ("GET", "/ui/rules/{rule_id}"): "rules:read",
+    ("GET", "/ui/audit"): "audit:read",
+    ("GET", "/ui/users"): "users:admin",
+    ("GET", "/ui/reports"): "compliance:read",
 }
 
 

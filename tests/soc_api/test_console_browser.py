@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from api_helpers import STRONG, close_context_keep_store, make_config
 from console_helpers import Server, alert, events
 from playwright.sync_api import expect
@@ -21,6 +22,9 @@ from soc_core.store import Selection, open_store
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "screenshots"
 AXE = Path(__file__).resolve().parent / "console_vendor" / "axe.min.js"
+# the runs' one host: never reached (port 9 refuses), so a run fails fast, no fleet needed
+INVENTORY = {"all": {"vars": {"ansible_host": "127.0.0.1", "ansible_port": 9},
+                     "hosts": {"wjw-web": {}}}}
 CHARTS = ("chart-index", "chart-trend", "chart-level", "chart-tactic", "chart-dept",
           "chart-sources", "chart-targets")
 
@@ -31,8 +35,11 @@ def site(tmp_path_factory):
     mp.setenv("GOVSOC_MASTER_KEY", "console-test-master-secret-" + "z" * 12)
     tmp = tmp_path_factory.mktemp("console")
     store = open_store(f"sqlite:///{tmp}/govsoc.db")
+    inventory = tmp / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(INVENTORY))
     cfg = make_config(tmp, store.url, **{"console.poll_seconds": 1,
-                                         "console.refresh_seconds": 3600})
+                                         "console.refresh_seconds": 3600,
+                                         "playbooks.inventory": str(inventory)})
     ctx = build_context(cfg, store=store)
     ctx.login_rate = 1000.0  # every test logs in from 127.0.0.1
     store.use_departments(ctx.departments)
@@ -44,12 +51,15 @@ def site(tmp_path_factory):
     alerts += [alert("gaj", i, title="公安内网横向移动") for i in range(8)]
     store.write(alerts, refresh=True)
     users = {}
-    for name, depts in (("ana", ["*"]), ("wana", ["wjw"])):
-        otp = ctx.identity.add_user(name, roles_=["analyst"], departments=depts)
+    for name, roles_, depts in (("ana", ["analyst", "responder"], ["*"]),
+                                ("wana", ["analyst"], ["wjw"]), ("sec", ["secadmin"], ["*"]),
+                                ("aud", ["auditor"], ["*"]), ("sys", ["sysadmin"], ["*"])):
+        otp = ctx.identity.add_user(name, roles_=roles_, departments=depts)
         ctx.identity.change_password(name, otp, STRONG)
-    secret, _ = ctx.identity.totp_begin("ana")
-    ctx.identity.totp_confirm("ana", totp.code_at(secret, totp.now_step()))
-    users["ana"] = secret
+    for name in ("ana", "sec", "aud", "sys"):
+        secret, _ = ctx.identity.totp_begin(name)
+        ctx.identity.totp_confirm(name, totp.code_at(secret, totp.now_step()))
+        users[name] = secret
     users["newbie"] = ctx.identity.add_user("newbie", roles_=["analyst"], departments=["*"])
     ctx.identity.add_user("locky", roles_=["analyst"], departments=["*"])
     app = create_app(cfg, context=ctx)
@@ -270,6 +280,137 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     ana.check("alert-detail")
     assert page.locator("details.doc").count() == 3  # the matched events
     assert "T1110" in page.locator(".facts").inner_text()
+    assert page.get_attribute("#open-case", "href") == "/ui/cases?alerts=al-wjw-0"
+    assert page.get_attribute("#run-playbook", "href").startswith("/ui/runs?hosts=wjw-")
+
+
+def test_open_a_case_from_two_alerts_and_classify_it(ana, site):
+    page = ana.visit("/ui/alerts?status=")
+    for aid in ("al-wjw-5", "al-wjw-6"):
+        page.check(f"#rows tr[data-id='{aid}'] .pick")
+    page.click("#bulk-case")
+    page.wait_for_url(re.compile(r".*/ui/cases\?alerts=al-wjw-5%2Cal-wjw-6$"))
+    assert page.input_value("#new-alerts") == "al-wjw-5,al-wjw-6"
+    ana.check("cases")
+    page.fill("#new-title", "卫健委暴力破解")
+    page.click("#new-case button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/cases/case-[0-9a-f]{16}$"))
+    assert page.locator("#linked li").count() == 2
+    assert page.locator("#case-level").inner_text() == "未定"
+    page.select_option("#c-category", "cyber_attack")
+    page.select_option("#c-level", "II")
+    page.click("#classify button[type=submit]")
+    expect(page.locator("#case-level")).to_have_text("重大（II级）")
+    assert page.locator("#case-category").inner_text() == "网络攻击事件"
+    # level II owes two reports under the default (CII) profile, each with its due time
+    assert page.locator("#reporting tbody tr").count() == 2
+    assert "修改分级" in page.locator("#timeline").inner_text()
+    page.wait_for_load_state("networkidle")
+    ana.check("case")
+    case_id = page.url.rsplit("/", 1)[1]
+    doc = site["store"].get("state", case_id)
+    assert doc["govsoc"]["case"]["level"] == "II"
+    assert doc["govsoc"]["case"]["alert_ids"] == ["al-wjw-5", "al-wjw-6"]
+
+
+@pytest.fixture(scope="module")
+def sec(site, browser):
+    """A second context: the security administrator `sec`, logged in with TOTP."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    tab = Tab(context, site["url"])
+    login(tab.page, site["url"], "sec",
+          code=totp.code_at(site["users"]["sec"], totp.now_step() + 1))
+    tab.page.wait_for_url(site["url"] + "/")
+    yield tab
+    context.close()
+
+
+def test_request_a_remediation_approve_it_in_another_context_and_watch_it(ana, site, sec):
+    page = ana.visit("/ui/runs", "runs")
+    page.select_option("#r-playbook", "block_ip")
+    page.fill("#r-hosts", "wjw-web")
+    page.fill("#r-vars", '{"ip": "10.213.99.9"}')
+    page.uncheck("#r-check")  # a remediation: it waits for approval
+    page.click("#request-run button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/runs/[0-9a-f]{12}$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#run-status")).to_have_text("待审批")
+    expect(page.locator("#stream-state")).to_have_text("正在接收实时输出")
+    assert page.locator("button.approve").count() == 0  # a responder may not approve
+    # the security administrator approves from the inbox in a browser of its own
+    inbox = sec.visit("/ui/runs", "runs-inbox")
+    assert 'href="/ui/cases"' not in inbox.content()  # not the secadmin's to see
+    with inbox.expect_response(f"{site['url']}/runs/{run_id}/approve") as resp:
+        inbox.click(f"#inbox button.approve[data-id='{run_id}']")
+    assert resp.value.ok
+    # the requester's page follows the run live to its end (the host refuses: failed)
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "failed",
+                                                          timeout=60_000)
+    expect(page.locator("#stream-state")).to_have_text("执行已结束")
+    assert page.locator("#output li").count() > 0
+    assert page.locator("#run-approver").inner_text().startswith("sec · ")
+    # the runner's times in the viewer's zone (Asia/Shanghai), as the server's own are
+    first = page.locator("#output li").first.inner_text()
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d · ", first), first
+    ana.check("run")
+
+
+def test_rules_with_health_and_a_secadmins_snooze(ana, sec):
+    page = ana.visit("/ui/rules", "rules")
+    assert page.locator("#rules tbody tr").count() > 10
+    first = page.locator("#rules tbody tr a").first
+    rule_id = page.locator("#rules tbody tr").first.get_attribute("data-id")
+    first.click()
+    page.wait_for_url(re.compile(rf".*/ui/rules/{re.escape(rule_id)}$"))
+    assert "title:" in page.locator("#sigma").inner_text()  # the Sigma source
+    assert page.locator("#switch, #snooze, #add-exception").count() == 0  # analyst: read
+    ana.check("rule")
+    page = sec.visit(f"/ui/rules/{rule_id}")
+    page.fill("#snooze-hours", "2")
+    page.fill("#snooze-reason", "变更窗口")
+    page.click("#snooze button[type=submit]")
+    expect(page.locator("#rule-state")).to_have_text("暂停中")
+    assert "变更窗口" in page.locator("#snooze-until").inner_text()
+    page.wait_for_load_state("networkidle")
+    sec.check("rule-secadmin")
+
+
+def admin_tab(site, browser, name: str) -> Tab:
+    """A context of an administrator logged in through the API (TOTP), no page yet."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    r = context.request.post(site["url"] + "/auth/login", data={
+        "username": name, "password": STRONG,
+        "totp": totp.code_at(site["users"][name], totp.now_step() + 1)})
+    assert r.ok, r.text()
+    return Tab(context, site["url"])
+
+
+def test_audit_trail_and_reports_for_the_auditor_users_for_the_sysadmin(site, browser):
+    aud = admin_tab(site, browser, "aud")
+    page = aud.visit("/ui/audit?from=now-1h&verify=true", "audit")
+    expect(page.locator("#verified")).to_have_class("ok")
+    actions = page.eval_on_selector_all("#audit tbody tr td:nth-child(3)",
+                                        "cs => cs.map(c => c.innerText)")
+    assert "auth.login" in actions
+    nav = page.locator("header nav").inner_text()
+    assert "审计日志" in nav and "报告" in nav and "告警队列" not in nav and "用户" not in nav
+    page = aud.visit("/ui/reports", "reports")
+    assert page.locator("h1").inner_text() == "报告"
+    assert aud.page.goto(site["url"] + "/ui/users").status == 403  # not the auditor's
+    aud.page.context.close()
+    sys = admin_tab(site, browser, "sys")
+    page = sys.visit("/ui/users", "users")
+    names = page.eval_on_selector_all("#users tbody tr", "rs => rs.map(r => r.dataset.name)")
+    assert {"ana", "sec", "aud", "sys", "locky"} <= set(names)
+    page.click("#users button.user-toggle[data-name='locky']")
+    expect(page.locator("#users tr[data-name='locky'] .state")).to_have_text("已停用")
+    assert site["ctx"].identity.user("locky").disabled
+    page.click("#users button.user-toggle[data-name='locky']")  # and back
+    expect(page.locator("#users tr[data-name='locky'] .state")).not_to_have_text("已停用")
+    assert page.locator("#tokens").count() == 1
+    sys.check(None)
+    assert sys.page.goto(site["url"] + "/ui/audit").status == 403  # not the sysadmin's
+    sys.page.context.close()
 
 
 def test_event_search_with_query_and_time_range(ana):

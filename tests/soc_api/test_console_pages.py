@@ -116,3 +116,39 @@ def test_what_a_role_may_not_do_is_not_offered(api_sqlite):
     analyst = api_sqlite.token("analyst")
     queue = c.get("/ui/alerts", headers={**HTML, **analyst}).text
     assert 'id="close-dialog"' in queue and 'class="pick"' in queue  # alerts:write
+
+
+NAV = {"cases": 'href="/ui/cases"', "runs": 'href="/ui/runs"', "rules": 'href="/ui/rules"',
+       "audit": 'href="/ui/audit"', "reports": 'href="/ui/reports"',
+       "users": 'href="/ui/users"'}
+OFFERED = {"analyst": {"cases", "runs", "rules"}, "secadmin": {"runs", "rules"},
+           "auditor": {"audit", "reports"}, "sysadmin": {"users"}, "viewer": set()}
+PAGE_OF = {"cases": "/ui/cases", "runs": "/ui/runs", "rules": "/ui/rules",
+           "audit": "/ui/audit", "reports": "/ui/reports", "users": "/ui/users"}
+
+
+def test_each_role_is_offered_its_pages_only_and_refused_the_others(api_sqlite):
+    c = api_sqlite.client
+    for role, offered in OFFERED.items():
+        h = {**HTML, **api_sqlite.token(role)}
+        for name, path in PAGE_OF.items():
+            r = c.get(path, headers=h)
+            assert (r.status_code == 200) == (name in offered), (role, path, r.status_code)
+            if r.status_code == 200:  # the layout links exactly the pages it may open
+                assert {n for n, link in NAV.items() if link in r.text} == offered, role
+
+
+def test_case_pages_show_the_callers_departments_only(api):
+    _seed(api)
+    api.user("wana", "analyst", departments=["wjw"])
+    api.user("gana", "analyst", departments=["gaj"])
+    h = api.login("gana")
+    c = api.client
+    made = c.post("/cases", headers=h, json={"title": "公安案件", "alerts": ["al-gaj-0"]})
+    assert made.status_code == 201, made.text
+    case_id = made.json()["id"]
+    page = c.get(f"/ui/cases/{case_id}", headers=HTML).text
+    assert "公安案件" in page and "al-gaj-0" in page
+    api.login("wana")
+    assert "公安案件" not in c.get("/ui/cases", headers=HTML).text
+    assert c.get(f"/ui/cases/{case_id}", headers=HTML).status_code == 404

@@ -89,6 +89,9 @@
       });
       document.getElementById("bulk-ack").addEventListener("click", () => act(picked(), "acknowledged"));
       document.getElementById("bulk-close").addEventListener("click", askClose);
+      const toCase = document.getElementById("bulk-case");
+      if (toCase) toCase.addEventListener("click", () => window.location.assign(
+        "/ui/cases?alerts=" + enc(picked().map((r) => r.dataset.id).join(","))));
       document.getElementById("select-all").addEventListener("change", (e) => {
         rows().forEach((r) => { r.querySelector(".pick").checked = e.target.checked; });
         updateBulk();
