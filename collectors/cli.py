@@ -344,6 +344,31 @@ def pcap_cmd(files: tuple[str, ...], engine: str, store_url: str | None) -> None
         click.echo(line)
 
 
+@contextmanager
+def capture_window(duration: float | None, banner: str
+                   ) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(stop, ready) for a live capture: `stop` is set by SIGINT/SIGTERM or after `duration`
+    seconds; once the capture sets `ready`, `banner` goes to stderr (scripts wait for that
+    line before they make traffic)."""
+    with stop_on_signals() as stop:
+        timer = threading.Timer(duration, stop.set) if duration else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        ready = threading.Event()
+
+        def announce() -> None:
+            if ready.wait(60) and not stop.is_set():
+                click.echo(banner, err=True)
+
+        threading.Thread(target=announce, daemon=True).start()
+        try:
+            yield stop, ready
+        finally:
+            if timer:
+                timer.cancel()
+
+
 @collect.command("live")
 @click.option("--iface", required=True, help="Interface to capture on.")
 @click.option("--bpf", default=None, help="Kernel capture filter, e.g. 'tcp port 443'.")
@@ -368,22 +393,10 @@ def live_cmd(iface: str, bpf: str | None, duration: float | None, workers: int,
 
     stats = None
     error = None
+    stop = None
     try:
-        with stop_on_signals() as stop:
-            timer = threading.Timer(duration, stop.set) if duration else None
-            if timer:
-                timer.daemon = True
-                timer.start()
-            ready = threading.Event()
-
-            def announce() -> None:  # scripts wait for this line before making traffic
-                if ready.wait(60) and not stop.is_set():
-                    click.echo(f"capturing on {iface}", err=True)
-
-            threading.Thread(target=announce, daemon=True).start()
+        with capture_window(duration, f"capturing on {iface}") as (stop, ready):
             stats = live.capture(iface, bpf, stop, sink, ready=ready)
-            if timer:
-                timer.cancel()
     except CaptureError as exc:
         error = str(exc)
     finally:
@@ -416,21 +429,9 @@ def _live_workers(iface: str, bpf: str | None, duration: float | None, workers: 
     results = None
     error = None
     try:
-        with stop_on_signals() as stop:
-            timer = threading.Timer(duration, stop.set) if duration else None
-            if timer:
-                timer.daemon = True
-                timer.start()
-            ready = threading.Event()
-
-            def announce() -> None:  # scripts wait for this line before making traffic
-                if ready.wait(60) and not stop.is_set():
-                    click.echo(f"capturing on {iface} with {workers} workers", err=True)
-
-            threading.Thread(target=announce, daemon=True).start()
+        with capture_window(duration, f"capturing on {iface} with {workers} workers"
+                            ) as (stop, ready):
             results = capture_workers(iface, bpf, workers, stop, make_sink, ready=ready)
-            if timer:
-                timer.cancel()
     except (CaptureError, SpoolError, ConfigError) as exc:
         error = str(exc)
     if error:
