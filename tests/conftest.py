@@ -100,12 +100,14 @@ def es_url(pytestconfig) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The namespace fleet is one per session (a worker's session under xdist): bringing up
-    # one per worker costs more than the fleet tests gain by spreading, and keeping them on
-    # one worker keeps their shared driver and run store as in a serial run.
+    """xdist work units (--dist loadgroup): a module's tests stay on one worker, so its
+    module-scoped fixtures (replayed captures, apps, stores) are built once, as in a serial
+    run; and every test using the namespace fleet goes to one worker, so one fleet is
+    brought up per run (a fleet per worker costs more than spreading its tests gains)."""
     for item in items:
-        if "fleet" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("fleet"))
+        uses_fleet = "fleet" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("fleet" if uses_fleet
+                                                else item.nodeid.split("::")[0]))
 
 
 def unique_namespace() -> str:
