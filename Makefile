@@ -13,12 +13,18 @@ WBIN := $(WHEEL_VENV)/bin
 # Debian packages the suite uses: tshark (reference dissector), openssh-server and
 # iproute2/nftables (the namespace test fleet), sqlite3, unzip/curl (local Elasticsearch),
 # openssl (crypto interop tests), python3 (what Ansible runs on the fleet hosts),
-# maven and a JDK 17 (fetch and run the local Elasticsearch), wrk (load for bench/api.py).
+# maven and a JDK 17 (fetch and run the local Elasticsearch), wrk (load for bench/api.py),
+# the Pango/HarfBuzz libraries WeasyPrint renders report PDFs with, the Noto CJK fonts it
+# embeds (and the console's zh-CN pages are drawn with), poppler-utils (pdftotext/pdftoppm:
+# the report tests read the PDFs back), and chromium (the console's browser tests and
+# bench/console.py: Playwright drives Debian's Chromium).
 DEBS := tshark wrk openssh-server openssh-client iproute2 nftables sqlite3 unzip curl \
-        dpkg-dev util-linux procps psmisc openssl python3 tar maven openjdk-17-jre-headless
+        dpkg-dev util-linux procps psmisc openssl python3 tar maven openjdk-17-jre-headless \
+        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils \
+        chromium
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench fuzz venv wheel-venv sysdeps es lint clean
+.PHONY: run test bench fuzz venv wheel-venv sysdeps es lint clean vendor-console
 
 run: venv
 	mkdir -p data
@@ -80,6 +86,11 @@ sysdeps:
 
 es:
 	ES_PORT=$${GOVSOC_TEST_ES_PORT:-9250} scripts/es-local fetch   # the port the test fixture uses
+
+# Re-fetch the console's browser libraries (htmx, ECharts; axe-core for the tests) from npm
+# at the versions pinned in the script; the files are committed, so `make run` needs no Node.
+vendor-console:
+	scripts/vendor-console
 
 lint: venv
 	$(BIN)/ruff check .

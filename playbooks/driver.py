@@ -85,6 +85,20 @@ def post_processor(playbook: str) -> Callable[[PostProcessor], PostProcessor]:
     return deco
 
 
+def result_sinks(playbook: str) -> list[PostProcessor]:
+    """What receives a finished run of `playbook`: our own post-processor, then any function
+    another package registered under the entry point group `govsoc.playbook_results` with the
+    playbook's name (the asset registry takes `asset_sweep`). Those get the run as plain data
+    (`RunResult.to_dict()`) and the store, so no package above us is ever imported here."""
+    from importlib.metadata import entry_points
+
+    found: list[PostProcessor] = [_POST[playbook]] if playbook in _POST else []
+    for ep in entry_points(group="govsoc.playbook_results", name=playbook):
+        fn = ep.load()
+        found.append(lambda result, store, fn=fn: fn(result.to_dict(), store))
+    return found
+
+
 class Driver:
     def __init__(self, store: Any, *, work_dir: Path | None = None, forks: int = 20) -> None:
         self.store = store
@@ -163,9 +177,11 @@ class Driver:
                     _kill_leftovers(run_dir)
                 result.rc = runner.rc
                 _finish(result, runner.status, stream, timeout)
-                if result.status != "canceled" and name in _POST:
+                sinks = result_sinks(name) if result.status != "canceled" else []
+                if sinks:
                     try:
-                        _POST[name](result, self.store)
+                        for sink in sinks:
+                            sink(result, self.store)
                     except Exception as exc:  # the run is recorded even if a sink fails
                         result.status = "failed"
                         result.reason = f"recording results failed: {exc}"

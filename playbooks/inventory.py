@@ -31,9 +31,14 @@ def from_file(path: str | Path) -> Path:
 def from_assets(store: Any, connection_vars: dict[str, Any] | None = None,
                 query: str | None = None) -> dict[str, Any]:
     """Hosts of the asset registry (`event.kind: asset` records), reached at their first
-    address; `connection_vars` (user, key, ssh args) apply to all of them."""
+    address; `connection_vars` (user, key, ssh args) apply to all of them. Hosts the
+    registry only discovered (`govsoc.asset.registered: false`: nobody manages them) and
+    hosts gone are left out: there is nothing to log in to."""
     hosts: dict[str, dict[str, Any]] = {}
     for doc in store.scan(Selection(family="assets", query=query)):
+        asset = (doc.get("govsoc") or {}).get("asset") or {}
+        if asset.get("registered") is False or asset.get("state") == "gone":
+            continue
         host = doc.get("host") or {}
         name = host.get("name") or host.get("hostname")
         ips = host.get("ip") or []

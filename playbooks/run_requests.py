@@ -11,10 +11,18 @@ Lifecycle: `pending` (waits for an approver) -> `approved` -> `running` -> `succ
 that sets no command variable is read-only and starts `approved` (nobody needs to approve
 it). The requester never approves their own request.
 
-Transitions are read-modify-write under one file lock in the data dir (`requests.lock`):
-every API worker of one machine serialises on it, so a run is claimed, and executed, once.
-(Workers on several machines over one Elasticsearch need the store's compare-and-set;
-until it exists they must share the data dir.)
+Every transition (approve, reject, cancel, claim, finish, a stale run's takeover) is a
+compare-and-set on that document (`store.modify`: read with its version, write only if
+nobody wrote since, else read again and re-decide), so API workers on several machines over
+one store never lose a step, and exactly one of them claims, and executes, an approved run.
+
+Liveness: the worker that runs a request renews a heartbeat on it (`heartbeat`, its time,
+every `heartbeat` seconds, by compare-and-set). A running request whose heartbeat is older
+than `stale_after` seconds is ended `failed` by any worker that reads it (at once when its
+worker was a process of this host that is gone). `stale_after` must outlast the clock
+difference between the machines. Cancel of a running run is recorded on the request
+(`canceled_by`); the worker running it sees that at its next heartbeat (at once when it is
+the worker that was asked) and stops ansible-runner.
 
 Undo: a playbook that declares an `undo` variable (block_ip, isolate_host, kill_process,
 disable_account) is undone by running it again on the same hosts with the same variables
@@ -25,7 +33,6 @@ have no undo.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -34,8 +41,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +54,7 @@ from playbooks.driver import Driver
 from playbooks.inventory import from_assets, resolve_host_vars, write_inventory
 from playbooks.variables import SCHEMAS, command_vars, has_undo, validate_vars
 from soc_core import query as q
-from soc_core.ecs import now_iso
+from soc_core.ecs import now_iso, parse_time
 from soc_core.store import Selection
 
 log = logging.getLogger("govsoc.playbooks")
@@ -85,12 +92,18 @@ class RunRequests:
     """The requests of one deployment. `inventory`: an inventory file, or None for the
     asset registry reached with `connection` vars. `departments`: soc_core Departments
     (a host's department: its `govsoc_department` inventory variable, else its name's
-    pattern, else its address)."""
+    pattern, else its address). `heartbeat`: seconds between a running request's heartbeat
+    renewals (and cancel checks); `stale_after`: seconds without one after which any worker
+    ends the run `failed`."""
 
     def __init__(self, store: Any, work_dir: Path, *, inventory: str | Path | None = None,
                  connection: dict[str, Any] | None = None, departments: Any = None,
                  on_finish: Callable[[dict[str, Any]], None] | None = None,
-                 timeout: int | None = None) -> None:
+                 timeout: int | None = None, heartbeat: float = 10.0,
+                 stale_after: float = 60.0) -> None:
+        if not 0 < heartbeat * 2 <= stale_after:
+            raise ValueError(f"stale_after ({stale_after} s) must be at least twice the "
+                             f"heartbeat ({heartbeat} s), which must be positive")
         self.store = store
         self.work_dir = Path(work_dir)
         self.inventory = inventory
@@ -98,35 +111,66 @@ class RunRequests:
         self.departments = departments
         self.on_finish = on_finish
         self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.stale_after = stale_after
         self.driver = Driver(store, work_dir=self.work_dir)
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid for the same-host liveness fast path, then this instance's own tag: two
+        # RunRequests of one process are two workers
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.threads: dict[str, threading.Thread] = {}
+        self.cancels: dict[str, threading.Event] = {}  # the runs this worker executes
 
     # -- persistence -----------------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.work_dir / "requests.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing drops the lock
+    @staticmethod
+    def _doc(rec: dict[str, Any]) -> dict[str, Any]:
+        return {"@timestamp": rec["created"],
+                "event": {"kind": "state", "dataset": DATASET, "id": request_id(rec["run_id"])},
+                "govsoc": {"departments": rec["departments"], "run_request": rec}}
 
     def save(self, rec: dict[str, Any]) -> None:
+        """Store a request as it is, whatever is stored (a new request: its id is new)."""
         rec["updated"] = now_iso()
-        doc = {"@timestamp": rec["created"],
-               "event": {"kind": "state", "dataset": DATASET, "id": request_id(rec["run_id"])},
-               "govsoc": {"departments": rec["departments"], "run_request": rec}}
-        res = self.store.write([doc], refresh=True)
+        res = self.store.write([self._doc(rec)], refresh=True)
         if res.rejected:
             raise PlaybookError(f"store rejected the run request: {res.rejected[0].reason}")
 
+    def _change(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any] | None],
+                *, refresh: bool = True) -> tuple[dict[str, Any], bool]:
+        """Compare-and-set one request: `fn(rec)` returns it changed, or None to leave it
+        (it may raise RequestError); it is called again on a fresher copy when another
+        worker wrote in between. Returns the request as stored and whether it changed."""
+        changed = False
+
+        def step(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            nonlocal changed
+            if doc is None:
+                raise RequestError(f"no run {run_id!r}", "not_found")
+            new = fn(doc["govsoc"]["run_request"])
+            changed = new is not None
+            if new is None:
+                return None
+            if refresh:  # a heartbeat is no news to a listing
+                new["updated"] = now_iso()
+            return self._doc(new)
+
+        if not RUN_ID_RE.match(run_id):
+            raise RequestError(f"no run {run_id!r}", "not_found")
+        doc, _ = self.store.modify("state", request_id(run_id), step)
+        if changed and refresh:  # listings (a search) see the step at once
+            self.store.refresh()
+        return doc["govsoc"]["run_request"], changed
+
     def get(self, run_id: str) -> dict[str, Any]:
+        """The request; a running one whose worker is gone is ended (failed) first."""
         doc = self.store.get("state", request_id(run_id)) if RUN_ID_RE.match(run_id) else None
         if doc is None:
             raise RequestError(f"no run {run_id!r}", "not_found")
-        return doc["govsoc"]["run_request"]
+        rec = doc["govsoc"]["run_request"]
+        if rec["status"] == "running" and self._stale(rec):
+            # None: read again, it lived or ended meanwhile
+            rec = self._take_over(run_id) or self.store.get(
+                "state", request_id(run_id))["govsoc"]["run_request"]
+        return rec
 
     @staticmethod
     def variables(rec: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +236,7 @@ class RunRequests:
                "needs_approval": needs_approval, "requester": requester,
                "created": now_iso(), "undo_of": undo_of, "approver": None,
                "decided": None, "reason": None, "claimed_by": None, "started": None,
-               "ended": None, "canceled_by": None}
+               "heartbeat": None, "ended": None, "canceled_by": None}
         self.save(rec)
         if not needs_approval:
             self.start(run_id)
@@ -216,70 +260,70 @@ class RunRequests:
 
     # -- decisions -------------------------------------------------------------------
     def approve(self, run_id: str, approver: str) -> dict[str, Any]:
-        with self._locked():
-            rec = self.get(run_id)
+        def step(rec: dict[str, Any]) -> dict[str, Any]:
             if rec["status"] != "pending":
                 raise RequestError(f"run {run_id} is {rec['status']}, not waiting for "
                                    "approval", "conflict")
             if approver == rec["requester"]:
                 raise RequestError("the requester cannot approve their own request",
                                    "refused")
-            rec.update(status="approved", approver=approver, decided=now_iso())
-            self.save(rec)
+            return {**rec, "status": "approved", "approver": approver, "decided": now_iso()}
+
+        self._change(run_id, step)
         self.start(run_id)
         return self.get(run_id)
 
     def reject(self, run_id: str, approver: str, reason: str) -> dict[str, Any]:
-        with self._locked():
-            rec = self.get(run_id)
+        def step(rec: dict[str, Any]) -> dict[str, Any]:
             if rec["status"] != "pending":
                 raise RequestError(f"run {run_id} is {rec['status']}, not waiting for "
                                    "approval", "conflict")
-            rec.update(status="rejected", approver=approver, decided=now_iso(), reason=reason,
-                       ended=now_iso())
-            self.save(rec)
+            return {**rec, "status": "rejected", "approver": approver, "decided": now_iso(),
+                    "reason": reason, "ended": now_iso()}
+
+        rec, _ = self._change(run_id, step)
         self._finished(rec)
         return rec
 
     def cancel(self, run_id: str, who: str) -> dict[str, Any]:
-        """Cancel a request that has not run yet, or stop a running run (ansible-playbook
-        is terminated by the runner; the run ends `canceled`)."""
-        with self._locked():
-            rec = self.get(run_id)
+        """Cancel a request that has not run yet, or stop a running run: recorded on the
+        request, where the worker running it (this one or another) sees it and has
+        ansible-runner terminate ansible-playbook; the run then ends `canceled`."""
+        def step(rec: dict[str, Any]) -> dict[str, Any]:
             if rec["status"] in FINAL:
                 raise RequestError(f"run {run_id} already ended: {rec['status']}", "conflict")
-            rec["canceled_by"] = who
-            if rec["status"] in ("pending", "approved"):
-                rec.update(status="canceled", ended=now_iso(), reason=f"canceled by {who}")
-            else:
-                self._cancel_flag(run_id).touch()
-            self.save(rec)
+            if rec["status"] == "running" and not self._stale(rec):
+                return {**rec, "canceled_by": who}  # its worker stops it
+            return {**rec, "canceled_by": who, "status": "canceled", "ended": now_iso(),
+                    "reason": f"canceled by {who}"}
+
+        rec, _ = self._change(run_id, step)
         if rec["status"] == "canceled":
             self._finished(rec)
+        elif run_id in self.cancels:  # ours: no need to wait for the heartbeat
+            self.cancels[run_id].set()
         return rec
-
-    def _cancel_flag(self, run_id: str) -> Path:
-        flags = self.work_dir / "cancel"
-        flags.mkdir(parents=True, exist_ok=True)
-        return flags / run_id
 
     # -- execution -------------------------------------------------------------------
     def claim(self, run_id: str) -> dict[str, Any] | None:
         """Take an approved run for this worker; None when another took it (or it was
         canceled meanwhile)."""
-        with self._locked():
-            rec = self.get(run_id)
+        def step(rec: dict[str, Any]) -> dict[str, Any] | None:
             if rec["status"] != "approved" or rec["claimed_by"]:
                 return None
-            rec.update(status="running", claimed_by=self.worker, started=now_iso())
-            self.save(rec)
-            return rec
+            now = now_iso()
+            return {**rec, "status": "running", "claimed_by": self.worker, "started": now,
+                    "heartbeat": now}
+
+        rec, changed = self._change(run_id, step)
+        return rec if changed else None
 
     def start(self, run_id: str) -> bool:
         """Claim and run in a thread of this process; False when someone else has it."""
         rec = self.claim(run_id)
         if rec is None:
             return False
+        self.cancels[run_id] = threading.Event()
         t = threading.Thread(target=self.execute, args=(rec,), name=f"run-{run_id}",
                              daemon=True)
         self.threads[run_id] = t
@@ -288,67 +332,123 @@ class RunRequests:
 
     def resume(self) -> list[str]:
         """At a worker's first use: run what was approved but never claimed (its approver's
-        worker stopped in between), and end what a stopped worker of this machine was
-        running (its ansible-playbook died with it). Returns the run ids it touched."""
+        worker stopped in between), and end what a stopped worker was running (its
+        ansible-playbook died with it). Returns the run ids it touched."""
         touched = []
         for doc in self.store.scan(Selection(family="state", dataset=DATASET, query=q.Or((
                 q.Term("govsoc.run_request.status", "approved"),
                 q.Term("govsoc.run_request.status", "running"))))):
             rec = doc["govsoc"]["run_request"]
-            if rec["status"] == "approved" and self.start(rec["run_id"]):
+            started = rec["status"] == "approved" and self.start(rec["run_id"])
+            ended = rec["status"] == "running" and self._stale(rec) \
+                and self._take_over(rec["run_id"])
+            if started or ended:
                 touched.append(rec["run_id"])
-            elif rec["status"] == "running" and self._orphaned(rec):
-                with self._locked():
-                    rec = self.get(rec["run_id"])
-                    if rec["status"] != "running" or not self._orphaned(rec):
-                        continue
-                    rec.update(status="failed", ended=now_iso(),
-                               reason=f"the worker running it ({rec['claimed_by']}) stopped")
-                    self.save(rec)
-                touched.append(rec["run_id"])
-                self._finished(rec)
         return touched
 
-    @staticmethod
-    def _orphaned(rec: dict[str, Any]) -> bool:
-        host, _, pid = str(rec.get("claimed_by") or "").rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return False  # another machine's: only it can tell
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+    def _stale(self, rec: dict[str, Any]) -> str | None:
+        """Why a running request's worker is taken for gone, or None while it lives."""
+        claimed = str(rec.get("claimed_by") or "")
+        host, pid = (claimed.split(":") + [""])[:2]
+        if host == socket.gethostname() and pid.isdigit():
+            try:  # same host: the process table knows at once
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return f"the worker running it ({claimed}) stopped"
+            except OSError:
+                pass
+        beat = rec.get("heartbeat")
+        if beat is None:  # claimed before heartbeats existed: only its host can tell
+            return None
+        age = (datetime.now(UTC) - parse_time(beat)).total_seconds()
+        if age > self.stale_after:
+            return (f"the worker running it ({claimed}) stopped: no heartbeat for "
+                    f"{int(age)} s")
+        return None
+
+    def _take_over(self, run_id: str) -> dict[str, Any] | None:
+        """End a running request whose worker is gone (`failed`), unless, read again, it
+        lives or ended; the request as ended, or None."""
+        def step(rec: dict[str, Any]) -> dict[str, Any] | None:
+            why = self._stale(rec) if rec["status"] == "running" else None
+            if why is None:
+                return None
+            return {**rec, "status": "failed", "ended": now_iso(), "reason": why}
+
+        rec, changed = self._change(run_id, step)
+        if not changed:
+            return None
+        log.warning("run %s: %s", run_id, rec["reason"])
+        self._finished(rec)
+        return rec
+
+    def _renew(self, run_id: str, cancel: threading.Event) -> None:
+        """One heartbeat of a run this worker executes; sets `cancel` when the request was
+        canceled, or is no longer ours (another worker took it for gone)."""
+        def step(rec: dict[str, Any]) -> dict[str, Any] | None:
+            if rec["status"] != "running" or rec["claimed_by"] != self.worker:
+                return None
+            return {**rec, "heartbeat": now_iso()}
+
+        rec, mine = self._change(run_id, step, refresh=False)
+        if rec.get("canceled_by") or not mine:
+            cancel.set()
+
+    def _beat(self, run_id: str, cancel: threading.Event, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat):
+            try:
+                self._renew(run_id, cancel)
+            except Exception as exc:  # noqa: BLE001 - the store may be back at the next beat
+                log.warning("run %s: heartbeat not renewed: %s", run_id, exc)
+
+    def run_playbook(self, rec: dict[str, Any], should_cancel: Callable[[], bool]
+                     ) -> tuple[str, str | None]:
+        """Run the request's playbook through the driver: (status, reason)."""
+        with tempfile.TemporaryDirectory(prefix="govsoc-inv-") as tmp:
+            inventory = self._inventory_path(Path(tmp))
+            result = self.driver.run(rec["playbook"], inventory, limit=rec["limit"],
+                                     check=rec["check"], extravars=self.variables(rec),
+                                     run_id=rec["run_id"], timeout=self.timeout,
+                                     should_cancel=should_cancel)
+        if result.status == "successful" and not result.ok:
+            return "failed", "a host failed or was unreachable"
+        return result.status, result.reason
 
     def execute(self, rec: dict[str, Any]) -> dict[str, Any]:
         run_id = rec["run_id"]
-        flag = self._cancel_flag(run_id)
+        cancel = self.cancels.setdefault(run_id, threading.Event())
+        done = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(run_id, cancel, done),
+                                name=f"beat-{run_id}", daemon=True)
+        beat.start()
         status, reason = "failed", None
         try:
-            with tempfile.TemporaryDirectory(prefix="govsoc-inv-") as tmp:
-                inventory = self._inventory_path(Path(tmp))
-                result = self.driver.run(rec["playbook"], inventory, limit=rec["limit"],
-                                         check=rec["check"], extravars=self.variables(rec),
-                                         run_id=run_id, timeout=self.timeout,
-                                         should_cancel=flag.exists)
-            status, reason = result.status, result.reason
-            if status == "successful" and not result.ok:
-                status, reason = "failed", "a host failed or was unreachable"
+            status, reason = self.run_playbook(rec, cancel.is_set)
         except PlaybookError as exc:
             reason = str(exc)[:500]
         except Exception as exc:  # noqa: BLE001 - recorded on the request, never lost
             reason = f"driver error: {type(exc).__name__}: {exc}"[:500]
-        with self._locked():
-            rec = self.get(run_id)
-            if status == "canceled" and rec.get("canceled_by"):
-                reason = f"canceled by {rec['canceled_by']}"
-            rec.update(status=status, reason=reason, ended=now_iso())
-            self.save(rec)
-        flag.unlink(missing_ok=True)
-        self.threads.pop(run_id, None)
-        self._finished(rec)
+        finally:
+            done.set()
+            beat.join()
+
+        def step(rec: dict[str, Any]) -> dict[str, Any] | None:
+            if rec["status"] != "running" or rec["claimed_by"] != self.worker:
+                return None  # another worker took it for gone and ended it
+            why = f"canceled by {rec['canceled_by']}" \
+                if status == "canceled" and rec.get("canceled_by") else reason
+            return {**rec, "status": status, "reason": why, "ended": now_iso()}
+
+        try:
+            rec, mine = self._change(run_id, step)
+        finally:
+            self.threads.pop(run_id, None)
+            self.cancels.pop(run_id, None)
+        if mine:
+            self._finished(rec)
+        else:
+            log.warning("run %s ended %s here, but was already ended %s: %s", run_id, status,
+                        rec["status"], rec.get("reason"))
         return rec
 
     def _finished(self, rec: dict[str, Any]) -> None:

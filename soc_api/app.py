@@ -25,13 +25,16 @@ from soc_api import (
     routes_admin,
     routes_audit,
     routes_auth,
+    routes_console,
     routes_data,
     routes_notify,
     routes_posture,
+    routes_reports,
     routes_rules,
     routes_runs,
 )
 from soc_api.auth import gate
+from soc_api.console import html_error, mount_static
 from soc_api.context import Context, client_ip
 from soc_api.identity import Identity, Principal
 from soc_api.middleware import Guard
@@ -118,13 +121,15 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
         return JSONResponse(app.openapi())
 
     for r in (routes_auth.router, routes_admin.router, routes_data.router,
-              routes_audit.router):
+              routes_audit.router, routes_console.router):
         app.include_router(r)
     app.include_router(routes_posture.router)
     app.include_router(routes_notify.router)
     app.include_router(cases_router)
     app.include_router(routes_rules.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_reports.router)
+    mount_static(app)
 
     def crypto_service() -> Any:
         return holder["ctx"].crypto_service()
@@ -143,7 +148,10 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.add_exception_handler(RequestValidationError, one_line_validation_error)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> Any:
+        page = html_error(request, exc)  # a console page: the login, or an error page
+        if page is not None:
+            return page
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         return JSONResponse({"detail": detail}, status_code=exc.status_code,
                             headers=exc.headers)

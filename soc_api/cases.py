@@ -19,7 +19,7 @@ information infrastructure, so `cii` is the default profile (`cases.reporting_pr
 opened (when the SOC knew); 一般 events need no external report by default.
 
 Concurrency: every change is read-modify-write of the case document guarded by the
-store's compare-and-set (`put_versioned`); a writer that loses re-reads and re-applies
+store's compare-and-set (`write_if`); a writer that loses re-reads and re-applies
 its change, so two clients never overwrite each other's change.
 
 Department isolation: a case's departments are the union of its alerts' departments; a
@@ -240,11 +240,15 @@ class Cases:
 
     # -- reading ---------------------------------------------------------------------------
     def _load(self, principal: Principal, case_id: str) -> dict[str, Any]:
-        doc = self.store.get("state", case_id) if CASE_ID.match(case_id or "") else None
+        return self._load_versioned(principal, case_id)[0]
+
+    def _load_versioned(self, principal: Principal, case_id: str) -> tuple[dict[str, Any], Any]:
+        doc, token = (self.store.read_versioned("state", case_id) if CASE_ID.match(case_id or "")
+                      else (None, None))
         if doc is None or doc.get("event", {}).get("dataset") != DATASET \
                 or not may_see(principal, case_departments(doc)):
             raise CaseError(f"no such case {case_id[:80]!r}", 404)
-        return doc
+        return doc, token
 
     def get(self, principal: Principal, case_id: str) -> dict[str, Any]:
         return self.view(self._load(principal, case_id))
@@ -324,7 +328,7 @@ class Cases:
         """Read, apply `change(case, now)`, write back if nobody wrote in between; else
         re-read and apply again. The timeline gets the entries the change returns."""
         for attempt in range(RETRIES):
-            current = self._load(principal, case_id)
+            current, token = self._load_versioned(principal, case_id)
             new = _copy(current)
             case = new["govsoc"]["case"]
             now = now_iso(self.clock)
@@ -341,7 +345,7 @@ class Cases:
                                 403)
             new["govsoc"]["version"] = current["govsoc"]["version"] + 1
             try:
-                self.store.put_versioned(new, refresh=True)
+                self.store.write_if(new, token, refresh=True)
             except VersionConflict:
                 self.conflicts += 1
                 time.sleep(random.uniform(0.002, 0.02) * min(attempt + 1, 5))
@@ -418,7 +422,7 @@ class Cases:
         _set_departments(doc)
         if not may_see(principal, case_departments(doc)):
             raise CaseError("that would put the case in a department you do not hold", 403)
-        self.store.put_versioned(doc, refresh=True)
+        self.store.write_if(doc, None, refresh=True)
         return doc
 
     def patch(self, principal: Principal, case_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,23 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/rules/{rule_id}/exceptions/{exc_id}"): "rules:write",
     ("POST", "/rules/{rule_id}/snooze"): "rules:write",
     ("DELETE", "/rules/{rule_id}/snooze"): "rules:write",
+    # signed reports and the compliance self-assessment
+    ("GET", "/reports"): "compliance:read",
+    ("GET", "/reports/{name}"): "compliance:read",
+    ("GET", "/reports/{name}/signature"): "compliance:read",
+    ("GET", "/reports/{name}/public-key"): "compliance:read",
+    ("GET", "/compliance"): "compliance:read",
+    # the analyst console (soc_api/routes_console.py); static files are served outside
+    ("GET", "/login"): PUBLIC,
+    ("GET", "/ui/prefs"): PUBLIC,
+    ("GET", "/"): "posture:read",
+    ("GET", "/ui/bigscreen"): "posture:read",
+    ("GET", "/ui/overview.json"): "posture:read",
+    ("GET", "/ui/alerts"): "alerts:read",
+    ("GET", "/ui/alerts/rows"): "alerts:read",
+    ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
+    ("GET", "/ui/events"): "events:read",
+    ("GET", "/ui/events/top"): "events:read",
 }
 
 

@@ -7,7 +7,9 @@ The lifecycle, the claim that makes a run execute once across workers, and undo 
 
 Config: `playbooks.inventory` (an Ansible inventory file; default: the asset registry,
 reached with the `playbooks.connection` variables), `playbooks.timeout` (seconds a run
-may take; default none).
+may take; default none), `playbooks.heartbeat` (seconds between a running run's heartbeats
+and cancel checks; default 10), `playbooks.stale_after` (seconds without a heartbeat after
+which any worker ends the run failed; default 60).
 """
 
 from __future__ import annotations
@@ -52,12 +54,15 @@ def service(request: Request) -> RunRequests:
             if svc is None:
                 ctx = app.state.ctx
                 timeout = ctx.cfg.get("playbooks.timeout")
+                beat = float(ctx.cfg.get("playbooks.heartbeat") or 10)
+                stale = float(ctx.cfg.get("playbooks.stale_after") or 60)
                 svc = RunRequests(ctx.store, Path(ctx.cfg.data_dir) / "playbooks",
                                   inventory=ctx.cfg.get("playbooks.inventory"),
                                   connection=ctx.cfg.get("playbooks.connection"),
                                   departments=ctx.departments,
                                   on_finish=lambda rec: _audit_end(ctx, rec),
-                                  timeout=int(timeout) if timeout else None)
+                                  timeout=int(timeout) if timeout else None,
+                                  heartbeat=beat, stale_after=stale)
                 svc.resume()
                 app.state.runs = svc
     return svc

@@ -8,11 +8,10 @@ compiled against the SQLite store (the detection backend): field_expr(field) is 
 value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path.
 
 Conditional writes (compare-and-set) on mutable families, for state that several processes
-change; a lost race raises VersionConflict. Two forms:
-- read_versioned(family, id) -> (doc, Version token), write_if(doc, token) -> new token
-  (SQLite: the row version; Elasticsearch: if_seq_no/if_primary_term), and modify(family,
-  id, fn), the retrying read-modify-write built on them (detection state, leases);
-- put_versioned(doc): the document carries its own counter `govsoc.version` (cases).
+change (detection state, leases, cases, run requests); a lost race raises VersionConflict:
+read_versioned(family, id) -> (doc, Version token), write_if(doc, token) -> new token
+(SQLite: the row version; Elasticsearch: if_seq_no/if_primary_term), and modify(family,
+id, fn), the retrying read-modify-write built on them.
 """
 
 from __future__ import annotations

@@ -194,22 +194,6 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult: ...
 
-    def put_versioned(self, doc: dict[str, Any], *, refresh: bool = False) -> None:
-        """Compare-and-set for one document of a mutable family: store it only if its
-        `govsoc.version` (an int >= 1) is one above the stored copy's (1: no copy yet).
-        Two writers that read the same version cannot both win: the loser gets
-        VersionConflict and re-reads. Every write of such a document must come here."""
-        prepared = ecs.prepare(doc)
-        version = (doc.get("govsoc") or {}).get("version")
-        if prepared.family not in ecs.MUTABLE_FAMILIES or type(version) is not int \
-                or version < 1:
-            raise StoreError("put_versioned needs a mutable-family document with "
-                             "govsoc.version >= 1")
-        self._put_versioned(prepared, version, refresh=refresh)
-
-    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
-        raise StoreError(f"{self.backend} store has no versioned writes")
-
     # -- conditional writes (compare-and-set) on mutable families --------------------
     def read_versioned(self, family: str, doc_id: str
                        ) -> tuple[dict[str, Any] | None, Version]:
@@ -218,7 +202,8 @@ class EventStore(abc.ABC):
         self._check_mutable(family)
         return self._read_versioned(family, doc_id)
 
-    def write_if(self, doc: dict[str, Any], version: Version) -> Version:
+    def write_if(self, doc: dict[str, Any], version: Version, *, refresh: bool = False
+                 ) -> Version:
         """Store `doc` (a mutable family: state, alerts, assets, playbook runs) only if
         its stored version is still `version` (None: only if no document has its id);
         returns the new version. Raises `VersionConflict` if another writer got there first,
@@ -229,7 +214,10 @@ class EventStore(abc.ABC):
         except (ValueError, TypeError) as exc:
             raise StoreError(f"invalid document: {exc}") from exc
         self._check_mutable(prepared.family)
-        return self._write_if(prepared, version)
+        new = self._write_if(prepared, version)
+        if refresh:  # searches see it at once (a read by id always does)
+            self.refresh()
+        return new
 
     def modify(self, family: str, doc_id: str, fn: Any, *, attempts: int = 50) -> Any:
         """Read-modify-write under optimistic concurrency: `fn(doc or None)` returns the
@@ -294,6 +282,14 @@ class EventStore(abc.ABC):
     def terms(self, field: str, sel: Selection | None = None, *, size: int = 10
               ) -> list[tuple[Any, int]]:
         """Top values of a field with counts (a terms aggregation), most frequent first."""
+
+    @abc.abstractmethod
+    def groups(self, fields: list[str], sel: Selection | None = None
+               ) -> list[tuple[tuple[Any, ...], int, int, int]]:
+        """Every distinct combination of the fields' values among the selected documents
+        (a GROUP BY; a missing field groups as None), with its document count and its first
+        and last `@timestamp` in epoch ms: [(values, count, first_ms, last_ms)], unordered.
+        Scalar fields only (an array value groups as a whole on SQLite)."""
 
     @abc.abstractmethod
     def histogram(self, interval: str, sel: Selection | None = None

@@ -272,18 +272,6 @@ class ElasticStore(EventStore):
             delay *= 2
         return result
 
-    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
-        # external versioning: Elasticsearch takes the write only if `version` is above the
-        # stored one, atomically on the primary shard
-        try:
-            self._call(self.es.index, index=self.index_for(p.family, p.dataset), id=p.id,
-                       document=p.doc, version=version, version_type="external",
-                       refresh="true" if refresh else "false")
-        except StoreError as exc:
-            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 409:
-                raise VersionConflict(f"{p.id}: version {version} is taken") from None
-            raise
-
     def delete(self, family: str, ids: Iterable[str]) -> int:
         ids = list(ids)
         if not ids:
@@ -375,6 +363,34 @@ class ElasticStore(EventStore):
         buckets = resp.get("aggregations", {}).get("t", {}).get("buckets", [])
         return [(b.get("key_as_string", b["key"]) if isinstance(b["key"], str) else b["key"],
                  b["doc_count"]) for b in buckets]
+
+    def groups(self, fields: list[str], sel: Selection | None = None
+               ) -> list[tuple[tuple[Any, ...], int, int, int]]:
+        if not fields:
+            raise StoreError("groups needs at least one field")
+        sel = sel or Selection()
+        sources = [{f"f{i}": {"terms": {"field": f, "missing_bucket": True}}}
+                   for i, f in enumerate(fields)]
+        out: list[tuple[tuple[Any, ...], int, int, int]] = []
+        after = None
+        while True:  # a composite aggregation, page by page
+            comp: dict[str, Any] = {"size": 5000, "sources": sources}
+            if after is not None:
+                comp["after"] = after
+            resp = self._call(self.es.search, index=self.pattern(sel), size=0,
+                              query=self._query(sel, None), ignore_unavailable=True,
+                              allow_no_indices=True,
+                              aggs={"g": {"composite": comp, "aggs": {
+                                  "first": {"min": {"field": "@timestamp"}},
+                                  "last": {"max": {"field": "@timestamp"}}}}})
+            agg = resp.get("aggregations", {}).get("g", {})
+            for b in agg.get("buckets", []):
+                key = b["key"]
+                out.append((tuple(key[f"f{i}"] for i in range(len(fields))), b["doc_count"],
+                            int(b["first"]["value"]), int(b["last"]["value"])))
+            after = agg.get("after_key")
+            if not agg.get("buckets") or after is None:
+                return out
 
     def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
         sel = sel or Selection()

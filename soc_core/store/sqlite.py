@@ -25,7 +25,7 @@ from soc_core.store.base import (
     WriteResult,
     parse_duration,
 )
-from soc_core.store.sql import Compiler, json_path, segment
+from soc_core.store.sql import HOT_COLUMNS, Compiler, json_path, segment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -217,21 +217,6 @@ class SqliteStore(EventStore):
             self._checkpointer.poke()
         return result
 
-    def _put_versioned(self, p: ecs.Prepared, version: int, *, refresh: bool) -> None:
-        msg = p.message
-        row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
-        # check and write in one IMMEDIATE transaction: other processes queue behind it
-        with self.lock, self._tx():
-            found = self.conn.execute(
-                "SELECT json_extract(doc, '$.govsoc.version') FROM docs "
-                "WHERE family = ? AND id = ?", (p.family, p.id)).fetchone()
-            stored = 0 if found is None else int(found[0] or 0)
-            if stored != version - 1:
-                raise VersionConflict(f"{p.id}: version {stored} is stored, not {version - 1}")
-            last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
-            self.conn.execute(UPSERT, row)
-            self.conn.execute(FTS_NEW, (last,))
-
     def _tx(self):
         return _Transaction(self.conn)
 
@@ -329,6 +314,35 @@ class SqliteStore(EventStore):
                f"'{json_path(field)}') AS je WHERE {where} AND je.type NOT IN ('object', 'array')"
                f" GROUP BY je.value ORDER BY n DESC, je.value LIMIT {int(size)}")
         return [(v, n) for v, n in self._rows(sql, comp.params)]
+
+    def groups(self, fields: list[str], sel: Selection | None = None
+               ) -> list[tuple[tuple[Any, ...], int, int, int]]:
+        if not fields:
+            raise StoreError("groups needs at least one field")
+        comp = Compiler()
+        where = comp.selection(sel or Selection())
+        hot = [HOT_COLUMNS.get(f) for f in fields]
+        cold = [f for f, h in zip(fields, hot, strict=True) if h is None]
+        exprs = [h for h in hot if h is not None]
+        if cold:
+            # one json_extract with every path parses the document once (a JSON array of
+            # the values), instead of once per field
+            exprs.append("json_extract(doc, " + ", ".join(f"'{json_path(f)}'" for f in cold)
+                         + ")")
+        cols = ", ".join(exprs)
+        rows = self._rows(f"SELECT {cols}, count(*), min(ts), max(ts) FROM docs WHERE {where} "
+                          f"GROUP BY {cols}", comp.params)
+        out = []
+        loads = orjson.loads
+        for row in rows:
+            it = iter(row[:len(exprs) - 1] if cold else row[:len(exprs)])
+            if cold:
+                packed = row[len(exprs) - 1]
+                # a single path returns the value itself, several return a JSON array
+                rest = iter(loads(packed) if len(cold) > 1 else [packed])
+            values = tuple(next(it) if h is not None else next(rest) for h in hot)
+            out.append((values, row[-3], row[-2], row[-1]))
+        return out
 
     def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
         step = int(parse_duration(interval).total_seconds() * 1000)

@@ -336,23 +336,3 @@ def test_credentials_never_reach_messages():
     with pytest.raises(StoreError) as err2:
         open_store("ftp://u:hunter2secret@example")
     assert "hunter2secret" not in str(err2.value)
-
-
-def test_versioned_write_refuses_a_stale_version(store):
-    """put_versioned, the compare-and-set under read-modify-write (cases): of two writers
-    that read version 1, only the first stores version 2; a second copy of version 1 and a
-    document without a version are refused."""
-    from soc_core.store import VersionConflict
-
-    doc = {"@timestamp": "2026-03-02T08:00:00Z",
-           "event": {"kind": "state", "id": "case-x", "dataset": "govsoc.state.case"},
-           "govsoc": {"version": 1, "case": {"title": "a"}}}
-    store.put_versioned(doc)
-    with pytest.raises(VersionConflict):
-        store.put_versioned(doc)
-    store.put_versioned({**doc, "govsoc": {"version": 2, "case": {"title": "b"}}})
-    with pytest.raises(VersionConflict):
-        store.put_versioned({**doc, "govsoc": {"version": 2, "case": {"title": "c"}}})
-    with pytest.raises(StoreError):
-        store.put_versioned({**doc, "govsoc": {"case": {"title": "d"}}})
-    assert store.get("state", "case-x")["govsoc"] == {"version": 2, "case": {"title": "b"}}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cloud_inventory import asset_id
 from playbooks import inventory as inv
 from playbooks.events import status_id
-from playbooks.sinks import asset_id
 from soc_core.store import Selection
 
 pytestmark = pytest.mark.fleet

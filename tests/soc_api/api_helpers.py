@@ -102,7 +102,11 @@ def app_routes(client) -> list[tuple[str, str]]:
     are resolved lazily, so the schema is the complete list) and its own hidden routes."""
     app = client.app.app  # inside the ASGI guard
     out = {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}
-    for r in app.routes:
+    routes = list(app.routes)
+    while routes:  # hidden routes (the console's) of included routers too
+        r = routes.pop()
         if isinstance(r, APIRoute):
             out.update((m, r.path) for m in r.methods if m != "HEAD")
+        elif getattr(r, "original_router", None) is not None:
+            routes.extend(r.original_router.routes)
     return sorted(out)

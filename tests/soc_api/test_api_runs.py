@@ -168,8 +168,9 @@ def test_a_run_whose_worker_died_ends_failed(runs_api_sqlite, tmp_path):
 def test_an_approved_run_is_claimed_once_across_workers(runs_api_sqlite):
     api = runs_api_sqlite
     h = api.token("responder")
-    # four workers of one machine (one data dir), two threads each, racing for each run
-    workers = [RunRequests(api.ctx.store, api.cfg.data_dir / "playbooks") for _ in range(4)]
+    # four workers (as on four machines: nothing shared but the store), two threads each,
+    # racing for each run; the deterministic two-worker race is in test_run_leases.py
+    workers = [RunRequests(api.ctx.store, api.cfg.data_dir / f"worker-{i}") for i in range(4)]
     for _ in range(6):
         rid = api.client.post("/runs", headers=h, json={
             "playbook": "block_ip", "hosts": ["wjw-web"], "vars": {"ip": "10.213.99.9"}}

@@ -221,6 +221,59 @@ def time_sync() -> dict:
     return {"daemon": "", "running": False}
 
 
+def _conf_values(text: str, sep: str | None) -> dict:
+    out = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(sep, 1) if sep else line.split(None, 1)
+        if len(parts) == 2:
+            out[parts[0].strip()] = parts[1].strip()
+    return out
+
+
+def auth_policy() -> dict:
+    """Password quality, expiry and account lockout as configured (pwquality, login.defs,
+    PAM's pam_faillock / pam_tally2): what 等保 8.1.4.1 a) and b) ask for."""
+    pwq = _conf_values(_read("/etc/security/pwquality.conf"), "=")
+    defs = _conf_values(_read("/etc/login.defs"), None)
+    faillock = _conf_values(_read("/etc/security/faillock.conf"), "=")
+    deny = faillock.get("deny")
+    for path in sorted(glob.glob("/etc/pam.d/common-auth") + glob.glob("/etc/pam.d/system-auth")):
+        for line in _read(path).splitlines():
+            if ("pam_faillock.so" in line or "pam_tally2.so" in line) and \
+                    not line.lstrip().startswith("#"):
+                deny = deny or "3"  # pam_faillock's default
+                for word in line.split():
+                    if word.startswith("deny="):
+                        deny = word[5:]
+
+    def num(v):
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            return None
+
+    return {"minlen": num(pwq.get("minlen")), "minclass": num(pwq.get("minclass")),
+            "pass_max_days": num(defs.get("PASS_MAX_DAYS")), "faillock_deny": num(deny)}
+
+
+# Executables whose SM3 digests are the integrity baseline (密评 8.3 f)
+BASELINE = ("/usr/sbin/sshd", "/bin/login", "/usr/bin/sudo", "/usr/bin/passwd",
+            "/bin/su", "/usr/bin/su")
+
+
+def integrity_sm3() -> list:
+    paths = [p for p in BASELINE if os.path.isfile(p) and not os.path.islink(p)]
+    out = _run(["openssl", "dgst", "-sm3", "-r", *paths]) if paths else ""
+    digests = []
+    for line in out.splitlines():
+        digest, _, path = line.partition(" ")
+        digests.append({"path": path.lstrip("*"), "sm3": digest})
+    return digests
+
+
 def disks() -> list[dict]:
     result = []
     seen = set()
@@ -285,6 +338,8 @@ def main() -> None:
         "sudoers": sudoers,
         "sshd": sshd(),
         "time_sync": time_sync(),
+        "auth": auth_policy(),
+        "integrity_sm3": integrity_sm3(),
         "disks": disks(),
         "last_patch": last_patch(),
         "uptime_s": int(float(_read("/proc/uptime", "0 0").split()[0])),

@@ -1,0 +1,170 @@
+"""Signed reports end to end: a compliance report rendered to PDF reads back in Chinese,
+makes pages, embeds its CJK fonts, and its detached SM2 signature verifies with the OpenSSL
+3 command line and with `govsoc report verify`; one changed byte fails both."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cloud_inventory import DISTID, make_report, verify_file
+from cloud_inventory.report_cli import report
+from crypto_svc import Keystore
+from soc_core.config import Config
+from soc_core.store import open_store
+
+MASTER = "reports-test-master-secret-0123456789"
+
+
+def seed(store, n: int = 6) -> None:
+    docs = []
+    for i in range(n):
+        listening = [{"protocol": "tcp", "address": "0.0.0.0", "port": 22, "process": "sshd"}]
+        if i == 2:
+            listening.append({"protocol": "tcp", "address": "0.0.0.0", "port": 23,
+                              "process": "inetd"})
+        docs.append({"@timestamp": "2026-11-30T02:00:00Z",
+                     "event": {"kind": "asset", "dataset": "assets", "id": f"asset-{i}"},
+                     "host": {"name": f"web-{i}", "ip": [f"10.1.0.{i + 10}"],
+                              "os": {"full": "Debian GNU/Linux 12 (bookworm)"}},
+                     "organization": {"id": "wjw", "name": "市卫健委"},
+                     "govsoc": {"asset": {"run_id": "r1", "listening": listening,
+                                          "packages": [{"name": "openssh-server",
+                                                        "version": "1:9.2"}],
+                                          "time_sync": {"running": True},
+                                          "last_patch": "2026-11-20T00:00:00"}}})
+    docs.append({"@timestamp": "2026-11-29T02:00:00Z",
+                 "event": {"dataset": "govsoc.dr_drill", "kind": "event", "id": "drill-1",
+                           "action": "dr_drill", "outcome": "success"},
+                 "govsoc": {"dr": {"run_id": "d1", "primary": "web-0", "standby": "web-1",
+                                   "encrypted": True, "verified": True, "rpo_s": 12.5,
+                                   "rto_s": 4.2}}})
+    res = store.write(docs, refresh=True)
+    assert not res.rejected
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reports")
+    cfg = Config(values={"store_url": f"sqlite:///{d}/govsoc.db", "data_dir": str(d),
+                         "retention_days": 180, "timezone": "Asia/Shanghai"})
+    keystore = Keystore(d / "keystore.json", MASTER.encode(), iterations=1000)
+    with open_store(cfg.store_url) as store:
+        seed(store)
+        pdf = make_report("compliance", store, cfg, fmt="pdf", keystore=keystore)
+        html = make_report("dr", store, cfg, fmt="html", lang="en", keystore=keystore)
+    return {"pdf": pdf, "html": html, "keystore": keystore, "dir": d}
+
+
+def openssl_verify(path: Path, sig: Path, pub: Path) -> list[subprocess.CompletedProcess]:
+    """The two OpenSSL 3 command lines the README gives auditors."""
+    return [subprocess.run(cmd, capture_output=True, text=True, timeout=60) for cmd in (
+        ["openssl", "dgst", "-sm3", "-sigopt", f"distid:{DISTID}", "-verify", str(pub),
+         "-signature", str(sig), str(path)],
+        ["openssl", "pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pkeyopt",
+         f"distid:{DISTID}", "-pubin", "-inkey", str(pub), "-in", str(path),
+         "-sigfile", str(sig)])]
+
+
+def test_pdf_reads_back_in_chinese_with_pages_and_embedded_cjk_fonts(made, tmp_path):
+    pdf = made["pdf"].path
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    for heading in ("等保 2.0 与密评合规自评估", "等保 2.0 第三级", "商用密码应用安全性评估",
+                    "安全管理中心", "远程管理仅通过加密通道", "签名与验证"):
+        assert heading in text, heading
+    # the telnet host fails its control, and the report says which host
+    assert "web-2" in text and "telnet" in text
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")],
+                   check=True, capture_output=True)
+    assert len(list(tmp_path.glob("page-*.png"))) >= 2
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[2:]
+    cjk = [f for f in fonts if "CJK" in f]
+    assert cjk and all(" yes " in f for f in cjk), fonts  # embedded (emb = yes)
+
+
+def test_signature_verifies_with_openssl_and_govsoc_and_one_byte_breaks_both(made, tmp_path,
+                                                                              monkeypatch):
+    for m in (made["pdf"], made["html"]):
+        assert m.public_key.name == "platform-sm2.pub.pem"
+        for out in openssl_verify(m.path, m.signature, m.public_key):
+            assert out.returncode == 0, out.stderr
+        res = verify_file(m.path, m.signature, keystore=made["keystore"])
+        assert res.ok and res.key_id == m.key_id and res.fingerprint == m.fingerprint
+    monkeypatch.setenv("GOVSOC_DATA_DIR", str(made["dir"]))
+    monkeypatch.delenv("GOVSOC_CONFIG", raising=False)
+    runner = CliRunner()
+    m = made["pdf"]
+    ok = runner.invoke(report, ["verify", str(m.path), str(m.signature)])
+    assert ok.exit_code == 0 and m.key_id in ok.output, ok.output
+    # one changed byte in a copy: OpenSSL and both govsoc paths refuse it
+    data = bytearray(m.path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad = tmp_path / m.path.name
+    bad.write_bytes(bytes(data))
+    for out in openssl_verify(bad, m.signature, m.public_key):
+        assert out.returncode != 0
+    assert not verify_file(bad, m.signature, keystore=made["keystore"]).ok
+    refused = runner.invoke(report, ["verify", str(bad), str(m.signature)])
+    assert refused.exit_code == 1 and "FAILED" in refused.output
+    by_key = runner.invoke(report, ["verify", str(bad), str(m.signature), "--pubkey",
+                                    str(m.public_key)])
+    assert by_key.exit_code == 1
+    missing = runner.invoke(report, ["verify", str(bad), str(tmp_path / "none.sig")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_english_html_report_shows_drill_figures(made):
+    html = made["html"].path.read_text(encoding="utf-8")
+    assert 'lang="en"' in html and "Disaster-recovery drills" in html
+    assert "<svg" in html and "4.2" in html and "12.5" in html
+
+
+def test_every_kind_renders_and_is_listed(made):
+    from cloud_inventory import REPORT_KINDS, list_reports
+
+    cfg = Config(values={"store_url": f"sqlite:///{made['dir']}/govsoc.db",
+                         "data_dir": str(made["dir"]), "timezone": "Asia/Shanghai"})
+    with open_store(cfg.store_url) as store:
+        names = {k: make_report(k, store, cfg, fmt="html", keystore=made["keystore"]).name
+                 for k in REPORT_KINDS}
+        listed = {r["name"] for r in list_reports(store)}
+    assert set(names.values()) <= listed and made["pdf"].name in listed
+    exposure = (made["dir"] / "reports" / names["exposure"]).read_text(encoding="utf-8")
+    assert "明文管理协议" in exposure and "web-2" in exposure  # the telnet host
+    idle = (made["dir"] / "reports" / names["idle"]).read_text(encoding="utf-8")
+    assert "各部门云资源利用率" in idle and "无监测数据" in idle  # no metrics: never "idle"
+
+
+def test_the_reports_service_of_govsoc_up_makes_what_is_due(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from cloud_inventory.reports.schedule import run
+
+    (tmp_path / "govsoc.toml").write_text(
+        f'store_url = "sqlite:///{tmp_path}/govsoc.db"\ndata_dir = "{tmp_path}"\n'
+        '[crypto]\nkdf_iterations = 1000\n'
+        '[[reports.schedule]]\nkind = "dr"\ncron = "* * * * *"\nformat = "html"\n')
+    monkeypatch.setenv("GOVSOC_CONFIG", str(tmp_path / "govsoc.toml"))
+    monkeypatch.setenv("GOVSOC_MASTER_KEY", MASTER)
+    for var in ("GOVSOC_DATA_DIR", "GOVSOC_STORE_URL", "GOVSOC_MASTER_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    stop = threading.Event()
+    service = threading.Thread(target=run, args=(f"sqlite:///{tmp_path}/govsoc.db", stop))
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "reports").glob("dr-*.html.sig")):
+            assert time.monotonic() < deadline, "no scheduled report"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        service.join(30)
+    report_file = next((tmp_path / "reports").glob("dr-*.html"))
+    assert verify_file(report_file, report_file.with_name(report_file.name + ".sig"),
+                       keystore=Keystore(tmp_path / "keystore.json", None)).ok
