@@ -33,8 +33,11 @@ run: venv
 # The venv's `pytest` script (not `python -m pytest`, which puts the source tree on sys.path):
 # tests import govsoc from the wheel; GOVSOC_TEST_INSTALL makes tests/test_packaging.py
 # insist on it.
+# The suite mostly waits (Elasticsearch, SSH to the fleet, subprocesses), so it runs on
+# more xdist workers than cores; loadgroup keeps the fleet tests on one worker (tests/conftest.py).
+PYTEST_XDIST ?= -n 3 --dist loadgroup
 test: sysdeps es wheel-venv
-	GOVSOC_TEST_INSTALL=wheel $(WBIN)/pytest -q $(PYTEST_ARGS)
+	GOVSOC_TEST_INSTALL=wheel $(WBIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: sysdeps venv es
 	$(BIN)/python bench/ingest.py
@@ -82,7 +85,7 @@ sysdeps:
 	fi
 
 es:
-	ES_PORT=9250 scripts/es-local fetch   # the port the test fixture uses
+	ES_PORT=$${GOVSOC_TEST_ES_PORT:-9250} scripts/es-local fetch   # the port the test fixture uses
 
 # Re-fetch the console's browser libraries (htmx, ECharts; axe-core for the tests) from npm
 # at the versions pinned in the script; the files are committed, so `make run` needs no Node.
