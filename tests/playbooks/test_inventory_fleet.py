@@ -24,7 +24,7 @@ import sys
 import time
 
 import pytest
-from scapy.all import ARP, IP, rdpcap
+from scapy.all import ARP, IP, CookedLinux, CookedLinuxV2, rdpcap
 
 from cloud_inventory import exposure_surface, get_asset, list_assets
 from cloud_inventory.idle import idle_systems
@@ -237,6 +237,14 @@ def test_a_quiet_host_is_a_zombie_and_a_busy_one_is_not(scenario):
     assert [s["host"] for s in json.loads(listed.stdout)["systems"]] == [h1.name]
 
 
+def _outgoing(p) -> bool:
+    """A frame the capture saw leave (Linux cooked capture: packet type 4, outgoing)."""
+    for layer in (CookedLinux, CookedLinuxV2):
+        if p.haslayer(layer):
+            return p[layer].pkttype == 4
+    return True  # no direction recorded: count it as sent
+
+
 def test_the_prober_sends_nothing_outside_the_configured_cidr(scenario):
     net = ipaddress.ip_network(scenario["cidr"])
     me = scenario["probe_addr"]
@@ -249,8 +257,8 @@ def test_the_prober_sends_nothing_outside_the_configured_cidr(scenario):
         elif p.haslayer(IP):
             if p[IP].src == me:
                 sent.append(("ip", p[IP].dst, p))
-        else:
-            pytest.fail(f"the prober's namespace sent or got a non-IPv4 frame: {p.summary()}")
+        elif _outgoing(p):  # the bridge may bring others' IPv6 chatter in: only sends count
+            pytest.fail(f"the prober's namespace sent a non-IPv4 frame: {p.summary()}")
     assert sent
     outside = [p.summary() for _, dst, p in sent if ipaddress.ip_address(dst) not in net]
     assert outside == []
