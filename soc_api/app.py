@@ -29,10 +29,12 @@ from soc_api import (
     routes_auth,
     routes_console,
     routes_console_admin,
+    routes_console_assets,
     routes_console_cases,
     routes_console_rules,
     routes_console_runs,
     routes_data,
+    routes_inventory,
     routes_notify,
     routes_posture,
     routes_reports,
@@ -144,6 +146,8 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_console_runs.router)
     app.include_router(routes_console_rules.router)
     app.include_router(routes_console_admin.router)
+    app.include_router(routes_inventory.router)
+    app.include_router(routes_console_assets.router)
     mount_static(app)
 
     def crypto_service() -> Any:

@@ -18,14 +18,15 @@ ROLES: dict[str, frozenset[str]] = {
                            "notify:test"}),
     "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
                            "posture:read", "remediation:approve",
-                           "playbooks:read"}),
+                           "playbooks:read", "assets:read"}),
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                           "rules:read", "playbooks:check", "playbooks:read", "cases:read",
-                          "cases:write"}),
+                          "cases:write", "assets:read"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                             "rules:read", "playbooks:check", "playbooks:run",
-                            "playbooks:read", "cases:read", "cases:write"}),
+                            "playbooks:read", "cases:read", "cases:write",
+                            "assets:read"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
@@ -162,6 +163,14 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/audit"): "audit:read",
     ("GET", "/ui/users"): "users:admin",
     ("GET", "/ui/reports"): "compliance:read",
+    # the asset registry (soc_api/routes_inventory.py, routes_console_assets.py)
+    ("GET", "/assets"): "assets:read",
+    ("GET", "/assets/changes"): "assets:read",
+    ("GET", "/assets/{key}"): "assets:read",
+    ("GET", "/exposure"): "assets:read",
+    ("GET", "/idle"): "assets:read",
+    ("GET", "/ui/assets"): "assets:read",
+    ("GET", "/ui/assets/{key}"): "assets:read",
 }
 
 

@@ -120,11 +120,13 @@ def test_what_a_role_may_not_do_is_not_offered(api_sqlite):
 
 NAV = {"cases": 'href="/ui/cases"', "runs": 'href="/ui/runs"', "rules": 'href="/ui/rules"',
        "audit": 'href="/ui/audit"', "reports": 'href="/ui/reports"',
-       "users": 'href="/ui/users"'}
-OFFERED = {"analyst": {"cases", "runs", "rules"}, "secadmin": {"runs", "rules"},
+       "users": 'href="/ui/users"', "assets": 'href="/ui/assets"'}
+OFFERED = {"analyst": {"cases", "runs", "rules", "assets"},
+           "secadmin": {"runs", "rules", "assets"},
            "auditor": {"audit", "reports"}, "sysadmin": {"users"}, "viewer": set()}
 PAGE_OF = {"cases": "/ui/cases", "runs": "/ui/runs", "rules": "/ui/rules",
-           "audit": "/ui/audit", "reports": "/ui/reports", "users": "/ui/users"}
+           "audit": "/ui/audit", "reports": "/ui/reports", "users": "/ui/users",
+           "assets": "/ui/assets"}
 
 
 def test_each_role_is_offered_its_pages_only_and_refused_the_others(api_sqlite):
