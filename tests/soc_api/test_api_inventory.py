@@ -22,6 +22,11 @@ def _seed(api) -> dict[str, str]:
                               listening=[{"protocol": "tcp", "port": 22}])
         inv.record(store, [obs], source="network", run_id=f"r{run}", baseline=False)
         ids[name] = inv.get_asset(store, ip)["event"]["id"]
+    # two departments' hosts of one hostname (machine-ids differ): two assets
+    twins = [inv.Observation(source="host", seen=now, hostname="shared-01",
+                             machine_id=f"m{i}", ips=[ip])
+             for i, ip in enumerate(("10.2.0.9", "10.1.0.9"))]
+    inv.record(store, twins, source="host", run_id="r-host")
     store.refresh()
     return ids
 
@@ -32,8 +37,10 @@ def test_an_analyst_sees_the_assets_of_its_department_only(api):
     api.login("wana")
     c = api.client
     got = c.get("/assets").json()
-    assert [d["event"]["id"] for d in got["items"]] == [ids["wjw-web-01"]]
-    assert got["total"] == 1
+    assert {d["host"]["name"] for d in got["items"]} == {"10.1.0.5", "shared-01"}
+    assert got["total"] == 2
+    twin = c.get("/assets/shared-01").json()  # its own, whichever the registry finds first
+    assert twin["host"]["ip"] == ["10.1.0.9"]
     one = c.get(f"/assets/{ids['wjw-web-01']}").json()
     assert one["host"]["ip"] == ["10.1.0.5"] and one["organization"]["id"] == "wjw"
     assert c.get("/assets/10.1.0.5").json()["event"]["id"] == ids["wjw-web-01"]
@@ -43,9 +50,9 @@ def test_an_analyst_sees_the_assets_of_its_department_only(api):
     assert c.get("/assets", params={"department": "gaj"}).json()["items"] == []
     changes = c.get("/assets/changes").json()["items"]
     assert changes and {d["govsoc"]["inventory"]["asset_id"] for d in changes} \
-        == {ids["wjw-web-01"]}
+        == {ids["wjw-web-01"]}  # the host run is its source's baseline: no changes
     idle = c.get("/idle").json()
-    assert {s["department"] for s in idle["systems"]} == {"wjw"}
+    assert {s["department"] for s in idle["systems"]} == {"wjw"} and idle["systems"]
     assert set(idle["departments"]) <= {"wjw"}
     assert all(f["department"] == "wjw" for f in c.get("/exposure").json()["items"])
     assert c.get("/assets", params={"q": "host.ip:("}).status_code == 400
@@ -59,4 +66,4 @@ def test_an_analyst_sees_the_assets_of_its_department_only(api):
     assert c.get(f"/ui/assets/{ids['gaj-db-01']}", headers=HTML).status_code == 404
     # an all-departments caller sees both
     both = c.get("/assets", headers=api.token("analyst")).json()
-    assert both["total"] == 2
+    assert both["total"] == 4
