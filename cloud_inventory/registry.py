@@ -211,7 +211,7 @@ def record(store: Any, observations: Iterable[Observation], *, source: str, run_
         result.changes = []
     docs = list(out.values())
     now = ecs.now_iso()
-    docs += [_change_event(c, run_id, source, now) for c in result.changes]
+    docs += [_change_event(c, run_id, source, out.get(c.asset), now) for c in result.changes]
     docs += [_alert(c, run_id, out.get(c.asset), now) for c in result.changes
              if c.kind in ALERT_RULES]
     docs.append(_sweep_doc(result, summary))
@@ -431,9 +431,10 @@ _MESSAGES = {
 }
 
 
-def _change_event(c: Change, run_id: str, source: str, now: str) -> dict[str, Any]:
+def _change_event(c: Change, run_id: str, source: str, asset: dict[str, Any] | None,
+                  now: str) -> dict[str, Any]:
     detail = c.to_dict()
-    return {
+    doc = {
         "@timestamp": now,
         "event": {"kind": "event", "dataset": EVENT_DATASET, "module": "cloud_inventory",
                   "action": c.kind, "category": ["host"], "type": ["change"],
@@ -445,6 +446,20 @@ def _change_event(c: Change, run_id: str, source: str, now: str) -> dict[str, An
                                  "asset_id": c.asset,
                                  **{k: v for k, v in c.detail.items() if k != "source"}}},
     }
+    _place(doc, asset)
+    return doc
+
+
+def _place(doc: dict[str, Any], asset: dict[str, Any] | None) -> list[str]:
+    """The asset's addresses and department on a change document, so the store's department
+    stamp (by address) and every department's view find it; returns the addresses."""
+    ips = _list(((asset or {}).get("host") or {}).get("ip"))
+    if ips:
+        doc["host"]["ip"] = ips
+    org = (asset or {}).get("organization")
+    if isinstance(org, dict) and org.get("id"):
+        doc["organization"] = {k: org[k] for k in ("id", "name") if k in org}
+    return ips
 
 
 def _alert(c: Change, run_id: str, asset: dict[str, Any] | None, now: str) -> dict[str, Any]:
@@ -470,14 +485,9 @@ def _alert(c: Change, run_id: str, asset: dict[str, Any] | None, now: str) -> di
             "inventory": {"run_id": run_id, "change": c.kind, "asset_id": c.asset,
                           **c.detail}},
     }
-    ips = _list(((asset or {}).get("host") or {}).get("ip"))
-    if ips:
-        doc["host"]["ip"] = ips
+    ips = _place(doc, asset)
     if c.detail.get("port") is not None:
         doc["destination"] = {"port": c.detail["port"], **({"ip": ips[0]} if ips else {})}
-    org = (asset or {}).get("organization")
-    if isinstance(org, dict) and org.get("id"):
-        doc["organization"] = {k: org[k] for k in ("id", "name") if k in org}
     return doc
 
 

@@ -51,6 +51,9 @@ def test_an_analyst_sees_the_assets_of_its_department_only(api):
     changes = c.get("/assets/changes").json()["items"]
     assert changes and {d["govsoc"]["inventory"]["asset_id"] for d in changes} \
         == {ids["wjw-web-01"]}  # the host run is its source's baseline: no changes
+    # the change documents themselves carry the asset's addresses, so they are stamped
+    assert {(d["host"]["ip"][0], d["organization"]["id"]) for d in changes} \
+        == {("10.1.0.5", "wjw")}
     idle = c.get("/idle").json()
     assert {s["department"] for s in idle["systems"]} == {"wjw"} and idle["systems"]
     assert set(idle["departments"]) <= {"wjw"}
