@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -33,8 +34,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from ports import free_port, wait_port  # noqa: E402
 
-MASTER = "bench-console-master-secret-0123456789"
-PASSWORD = "Gov-Soc-Console-2026-strong!"
+# made per run: a benchmark has no secret worth keeping
+MASTER = secrets.token_urlsafe(32)
+PASSWORD = "Gov-Soc-" + secrets.token_urlsafe(12)  # upper, lower and a symbol: the policy
 DEPTS = (("wjw", "市卫健委", "10.1"), ("gaj", "市公安局", "10.2"))
 LEVELS = ("critical", "high", "medium", "low")
 TACTICS = ("Initial Access", "Credential Access", "Discovery", "Lateral Movement",

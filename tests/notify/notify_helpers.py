@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import secrets
 import socket
 import ssl
 import threading
@@ -169,7 +170,7 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
 class MailBox:
     """aiosmtpd with STARTTLS required and login required (over TLS only)."""
 
-    USER, PASSWORD = "soc-mailer", "mail-password-Xy9!"
+    USER, PASSWORD = "soc-mailer", secrets.token_urlsafe(16)  # made per run
 
     def __init__(self, tmp: Path) -> None:
         self.messages: list = []

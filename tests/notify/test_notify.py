@@ -98,7 +98,7 @@ def test_mail_over_starttls_with_login(tmp_path, caplog):
         assert env.rcpt_tos == ["duty@example.gov.cn"]
         text = env.content.decode()
         assert "Message-ID: <alert.a4@govsoc>" in text and "alert id: a4" in text
-        wrong = channels({"mail": box.channel_config(password="nope")})["mail"]
+        wrong = channels({"mail": box.channel_config(password=box.PASSWORD + "x")})["mail"]
         with pytest.raises(DeliveryError) as err:
             wrong.send(msg(5))
         assert not err.value.retry and len(box.messages) == 1
