@@ -41,13 +41,19 @@ VENV_BIN = Path(sys.executable).parent
 MASTER = "bench-api-master-secret-0123456789"
 
 
-def setup(folder: Path, store_url: str) -> dict:
-    """Config, a key, tokens and one event to read; returns what the load needs."""
+def write_config(folder: Path, store_url: str, namespace: str) -> None:
+    """The config every API benchmark runs with (this process and the servers it starts):
+    a fast KDF and no token rate limit, so neither is what is measured."""
     (folder / "govsoc.toml").write_text(
         f'store_url = "{store_url}"\ndata_dir = "{folder}/data"\n'
-        f'es_namespace = "benchapi"\n[crypto]\nkdf_iterations = 1000\n'
+        f'es_namespace = "{namespace}"\n[crypto]\nkdf_iterations = 1000\n'
         f'[api]\ntoken_rate = 1000000\n', encoding="utf-8")
     os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY=MASTER)
+
+
+def setup(folder: Path, store_url: str) -> dict:
+    """Config, a key, tokens and one event to read; returns what the load needs."""
+    write_config(folder, store_url, "benchapi")
     from crypto_svc import CryptoService
     from soc_api.identity import Identity
     from soc_core import ecs

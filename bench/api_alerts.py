@@ -112,7 +112,7 @@ def p95(values: list[float]) -> float:
 def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
             es_namespace: str = "benchalerts") -> None:
     import httpx
-    from api import MASTER, start, stop
+    from api import start, stop, write_config
 
     from soc_api.identity import Identity
     from soc_core.config import load_config
@@ -120,11 +120,7 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
     from soc_core.store import Selection, open_store
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "govsoc.toml").write_text(
-        f'store_url = "{store_url}"\ndata_dir = "{folder}/data"\n'
-        f'es_namespace = "{es_namespace}"\n[crypto]\nkdf_iterations = 1000\n'
-        f'[api]\ntoken_rate = 1000000\n', encoding="utf-8")
-    os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY=MASTER)
+    write_config(folder, store_url, es_namespace)
     cfg = load_config()
     store = open_store(cfg.store_url, departments=[])
     print(f"[{label}] data set: {EVENTS:,} events, {ALERTS:,} alerts: "

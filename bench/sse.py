@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,19 +29,15 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from ports import free_port, wait_port  # noqa: E402
+from api import start, stop, write_config  # noqa: E402
+from ports import free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
-MASTER = "bench-sse-master-secret-0123456789"
 TARGET_MS = 500.0
 
 
 def setup(folder: Path, store_url: str, namespace: str) -> tuple:
-    (folder / "govsoc.toml").write_text(
-        f'store_url = "{store_url}"\ndata_dir = "{folder}/data"\n'
-        f'es_namespace = "{namespace}"\n[crypto]\nkdf_iterations = 1000\n'
-        f'[api]\ntoken_rate = 1000000\n', encoding="utf-8")
-    os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY=MASTER)
+    write_config(folder, store_url, namespace)
     from playbooks import RunRequests
     from soc_api.identity import Identity
     from soc_core.config import load_config
@@ -130,12 +125,8 @@ def run_store(label: str, store_url: str, events: int) -> None:
     try:
         store, svc, rec, token = setup(folder, store_url, namespace)
         port = free_port()
-        proc = subprocess.Popen([str(VENV_BIN / "govsoc"), "api", "serve", "--port", str(port),
-                                 "--workers", "2"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        if not wait_port(port):
-            sys.exit(f"server did not start: {proc.stderr.read1()[-2000:]!r}")
-        time.sleep(1.0)
+        proc = start([str(VENV_BIN / "govsoc"), "api", "serve", "--port", str(port),
+                      "--workers", "2"], port)
         cert = str(folder / "data" / "api" / "tls-cert.pem")
         run_id = rec["run_id"]
         print(f"[{label}] load average before: {os.getloadavg()[0]:.2f}")
@@ -177,11 +168,7 @@ def run_store(label: str, store_url: str, events: int) -> None:
         store.close()
     finally:
         if proc is not None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+            stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
