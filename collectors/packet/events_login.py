@@ -18,9 +18,30 @@ from collectors.packet.proto import smb as smbp
 MAX_TEXT = 200  # characters of a reply text or argument kept
 
 
+def _doc(builder: EventBuilder, f: Flow, ts: float, proto: str, tag: str,
+         event: dict[str, Any], user: dict[str, Any] | None = None,
+         **fields: Any) -> dict[str, Any]:
+    """What every event here shares: the flow's endpoints, the dataset `network.<proto>`,
+    an id from the flow, `tag` (what tells two events of one flow apart) and the time, the
+    user when one was named, `govsoc.capture` merged with `fields["govsoc"]`, then the
+    other top-level `fields` (e.g. `zeek`)."""
+    source, destination, network, key_text = _endpoints(f.key, proto)
+    dataset = f"network.{proto}"
+    event["dataset"] = dataset
+    event["id"] = event_id(dataset, f"{builder.ident}|{key_text}|{tag}"
+                                    f"{round(ts * 1_000_000)}")
+    doc: dict[str, Any] = {"event": event, "source": source, "destination": destination,
+                           "network": network}
+    if user:
+        doc["user"] = user
+    doc["govsoc"] = {"capture": {"source": builder.source_name}, **fields.pop("govsoc", {})}
+    doc.update(fields)
+    doc["@timestamp"] = iso_time(ts)
+    return doc
+
+
 def ftp_event(builder: EventBuilder, f: Flow, ts: float, seq: int, cmd: str, arg: str,
               user: str | None, code: int, text: str) -> dict[str, Any]:
-    source, destination, network, key_text = _endpoints(f.key, "ftp")
     ftp: dict[str, Any] = {"command": cmd, "reply": {"code": code, "msg": text[:MAX_TEXT]}}
     if arg and cmd != "PASS":
         ftp["arg"] = arg[:MAX_TEXT]
@@ -35,22 +56,12 @@ def ftp_event(builder: EventBuilder, f: Flow, ts: float, seq: int, cmd: str, arg
         event = {"kind": "event", "category": ["network"], "type": ["protocol", "info"],
                  "action": "ftp_command",
                  "outcome": "success" if code < 400 else "failure"}
-    event["dataset"] = "network.ftp"
-    event["id"] = event_id("network.ftp", f"{builder.ident}|{key_text}|{seq}|"
-                                          f"{round(ts * 1_000_000)}")
-    doc: dict[str, Any] = {"event": event, "source": source, "destination": destination,
-                           "network": network}
-    if user:
-        doc["user"] = {"name": user[:MAX_TEXT]}
-    doc["zeek"] = {"ftp": ftp}
-    doc["govsoc"] = {"capture": {"source": builder.source_name}}
-    doc["@timestamp"] = iso_time(ts)
-    return doc
+    return _doc(builder, f, ts, "ftp", f"{seq}|", event,
+                {"name": user[:MAX_TEXT]} if user else None, zeek={"ftp": ftp})
 
 
 def rdp_event(builder: EventBuilder, f: Flow, ts: float, request: dict,
               confirm: dict | None) -> dict[str, Any]:
-    source, destination, network, key_text = _endpoints(f.key, "rdp")
     rdp: dict[str, Any] = {}
     cookie = request.get("cookie")
     if cookie:
@@ -69,77 +80,49 @@ def rdp_event(builder: EventBuilder, f: Flow, ts: float, request: dict,
                                                       str(confirm.get("selected")))
         rdp["result"] = "confirmed"
         event["outcome"] = "success"
-    event["dataset"] = "network.rdp"
-    event["id"] = event_id("network.rdp", f"{builder.ident}|{key_text}|"
-                                          f"{round(ts * 1_000_000)}")
-    doc: dict[str, Any] = {"event": event, "source": source, "destination": destination,
-                           "network": network}
-    if cookie:
-        doc["user"] = {"name": cookie[:MAX_TEXT]}  # the account the client asks for
-    doc["zeek"] = {"rdp": rdp}
-    doc["govsoc"] = {"capture": {"source": builder.source_name}}
-    doc["@timestamp"] = iso_time(ts)
-    return doc
+    # the cookie names the account the client asks for
+    return _doc(builder, f, ts, "rdp", "", event,
+                {"name": cookie[:MAX_TEXT]} if cookie else None, zeek={"rdp": rdp})
 
 
 def heartbeat_event(builder: EventBuilder, f: Flow, ts: float, kind: int, payload_length: int,
                     record_length: int, verdict: str, request_length: int | None
                     ) -> dict[str, Any]:
-    source, destination, network, key_text = _endpoints(f.key, "tls")
     hb: dict[str, Any] = {"type": "request" if kind == 1 else "response",
                           "payload_length": payload_length, "record_length": record_length,
                           "verdict": verdict}
     if request_length is not None:
         hb["request_length"] = request_length
-    return {"event": {"kind": "event", "category": ["network"], "type": ["protocol", "info"],
-                      "action": "tls_heartbeat", "dataset": "network.tls",
-                      "id": event_id("network.tls", f"{builder.ident}|{key_text}|hb|{kind}|"
-                                                    f"{round(ts * 1_000_000)}")},
-            "source": source, "destination": destination, "network": network,
-            "govsoc": {"capture": {"source": builder.source_name}, "tls": {"heartbeat": hb}},
-            "@timestamp": iso_time(ts)}
+    return _doc(builder, f, ts, "tls", f"hb|{kind}|",
+                {"kind": "event", "category": ["network"], "type": ["protocol", "info"],
+                 "action": "tls_heartbeat"}, govsoc={"tls": {"heartbeat": hb}})
 
 
 def mail_event(builder: EventBuilder, f: Flow, ts: float, proto: str, seq: int, verb: str,
                user: str | None, status: str, outcome: str) -> dict[str, Any]:
     """One SMTP AUTH / POP3 USER-PASS-APOP-AUTH / IMAP LOGIN-AUTHENTICATE and its final
     reply (`govsoc.mail.*`: Filebeat's Zeek module has no POP3/IMAP log to follow)."""
-    source, destination, network, key_text = _endpoints(f.key, proto)
-    dataset = f"network.{proto}"
-    doc: dict[str, Any] = {
-        "event": {"kind": "event", "category": ["network", "authentication"],
-                  "type": ["protocol", "start"], "action": f"{proto}_login",
-                  "outcome": outcome, "dataset": dataset,
-                  "id": event_id(dataset, f"{builder.ident}|{key_text}|{seq}|"
-                                          f"{round(ts * 1_000_000)}")},
-        "source": source, "destination": destination, "network": network}
-    if user:
-        doc["user"] = {"name": user[:MAX_TEXT]}
-    doc["govsoc"] = {"capture": {"source": builder.source_name},
-                     "mail": {"command": verb, "reply": status}}
-    doc["@timestamp"] = iso_time(ts)
-    return doc
+    return _doc(builder, f, ts, proto, f"{seq}|",
+                {"kind": "event", "category": ["network", "authentication"],
+                 "type": ["protocol", "start"], "action": f"{proto}_login",
+                 "outcome": outcome},
+                {"name": user[:MAX_TEXT]} if user else None,
+                govsoc={"mail": {"command": verb, "reply": status}})
 
 
 def smb_event(builder: EventBuilder, f: Flow, ts: float, seq: int, state: dict,
               status: int) -> dict[str, Any]:
     """One SMB2 session set-up and its final status (the NTLM account when one was sent)."""
-    source, destination, network, key_text = _endpoints(f.key, "smb")
     smb: dict[str, Any] = {"status": smbp.status_name(status)}
     if state.get("dialect") is not None:
         smb["dialect"] = smbp.dialect_name(state["dialect"])
-    doc: dict[str, Any] = {
-        "event": {"kind": "event", "category": ["network", "authentication"],
-                  "type": ["protocol", "start"], "action": "smb_login",
-                  "outcome": "success" if status == 0 else "failure",
-                  "dataset": "network.smb",
-                  "id": event_id("network.smb", f"{builder.ident}|{key_text}|{seq}|"
-                                                f"{round(ts * 1_000_000)}")},
-        "source": source, "destination": destination, "network": network}
+    user = None
     if state.get("user"):
-        doc["user"] = {"name": state["user"][:MAX_TEXT]}
+        user = {"name": state["user"][:MAX_TEXT]}
         if state.get("domain"):
-            doc["user"]["domain"] = state["domain"][:MAX_TEXT]
-    doc["govsoc"] = {"capture": {"source": builder.source_name}, "smb": smb}
-    doc["@timestamp"] = iso_time(ts)
-    return doc
+            user["domain"] = state["domain"][:MAX_TEXT]
+    return _doc(builder, f, ts, "smb", f"{seq}|",
+                {"kind": "event", "category": ["network", "authentication"],
+                 "type": ["protocol", "start"], "action": "smb_login",
+                 "outcome": "success" if status == 0 else "failure"},
+                user, govsoc={"smb": smb})
