@@ -89,14 +89,15 @@ class Relay:
         self.sock.close()
 
 
-def _wait(what: str, fn, timeout: float = 120.0, every: float = 1.0):
+def _wait(what: str, fn, timeout: float = 120.0, every: float = 1.0, why=None):
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
+            raise AssertionError(f"not reached in {timeout:.0f} s: {what}"
+                                 + (f"\n{why()}" if why else ""))
         time.sleep(every)
 
 
@@ -203,14 +204,26 @@ def test_sigkill_while_the_log_grows_and_rotates_loses_and_doubles_nothing(fleet
         f"if [ $i -gt 200 ]; then sleep 0.02; fi; done")
     fleet.ssh(h, script, timeout=120)
     total = FIRST_LINES + 400
-    _wait("every line in the store", lambda: _count(store, h, "system.auth") >= total)
+    expected = collections.Counter([f"a{i}" for i in range(1, FIRST_LINES + 1)]
+                                   + [f"b{i}" for i in range(1, 401)])
+
+    def users() -> collections.Counter:
+        store.refresh()
+        return collections.Counter(d["user"]["name"] for d in store.scan(Selection(
+            family="events", dataset="system.auth", filters={"host.name": h})))
+
+    def why() -> str:
+        got = users()
+        state = fleet.ssh(h, "tail -30 /var/log/govsoc-agent.log; ls -l /var/log; cat "
+                             "/var/lib/govsoc-agent/collectors/positions-agent.json",
+                          check=False).stdout
+        return (f"missing {sorted(expected - got)[:50]}, doubled {sorted(got - expected)[:50]}"
+                f"\n{state}")
+
+    _wait("every line in the store", lambda: _count(store, h, "system.auth") >= total, why=why)
     time.sleep(3)  # a doubled line would show up late
     assert _count(store, h, "system.auth") == total
-    users = collections.Counter(
-        d["user"]["name"] for d in store.scan(Selection(
-            family="events", dataset="system.auth", filters={"host.name": h})))
-    assert users == collections.Counter([f"a{i}" for i in range(1, FIRST_LINES + 1)]
-                                        + [f"b{i}" for i in range(1, 401)])
+    assert users() == expected
     new_pid = fleet.ssh(h, f"cat {RUN}/agent.pid").stdout.strip()
     assert new_pid != pid  # restarted by its supervisor
     assert fleet.ssh(h, "cat /var/lib/govsoc-agent/agent/id").stdout.strip() == agent_id

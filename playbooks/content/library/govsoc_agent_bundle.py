@@ -54,8 +54,8 @@ import tempfile  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 # the distributions `govsoc agent` imports (store client, collectors, CLI)
-AGENT_DISTS = ("click", "orjson", "psutil", "elasticsearch", "cryptography", "gmalglib", "google-re2",
-               "tzdata")
+AGENT_DISTS = ("click", "orjson", "psutil", "elasticsearch", "cryptography", "gmalglib",
+               "google-re2", "tzdata")
 _SKIP = shutil.ignore_patterns(".git", ".venv", "build", "dist", "data", "*.egg-info",
                                "__pycache__", ".pytest_cache", ".ruff_cache", "node_modules")
 
