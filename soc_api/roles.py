@@ -31,6 +31,10 @@ ROLES: dict[str, frozenset[str]] = {
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
 }
+# packets (issue 18): analysts and responders read and carve them; only responders take
+# carved files off the platform (why: soc_api/routes_packets.py)
+ROLES["analyst"] |= {"packets:read", "packets:carve"}
+ROLES["responder"] |= {"packets:read", "packets:carve", "files:download"}
 # a second factor is required before these roles can act (等保 level 3: administrators)
 ADMIN_ROLES = frozenset({"sysadmin", "secadmin", "auditor"})
 # roles that only secadmin may put on a token (a sysadmin mints tokens for other systems)
@@ -172,6 +176,22 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/assets"): "assets:read",
     ("GET", "/ui/assets/{key}"): "assets:read",
 }
+
+# a flow's or alert's packets (soc_api/routes_packets.py, routes_console_packets.py)
+ROUTES.update({
+    ("GET", "/packets/flows/{event_id}"): "packets:read",
+    ("GET", "/packets/alerts/{alert_id}"): "packets:read",
+    ("GET", "/packets/flows/{event_id}/follow"): "packets:read",
+    ("GET", "/packets/alerts/{alert_id}/follow"): "packets:read",
+    ("POST", "/packets/flows/{event_id}/carve"): "packets:carve",
+    ("POST", "/packets/alerts/{alert_id}/carve"): "packets:carve",
+    ("GET", "/packets/files"): "packets:read",
+    ("GET", "/packets/files/{sha256}"): "files:download",
+    ("GET", "/ui/alerts/{alert_id}/packets"): "packets:read",
+    ("GET", "/ui/alerts/{alert_id}/packets/{frame}"): "packets:read",
+    ("GET", "/ui/alerts/{alert_id}/follow"): "packets:read",
+    ("GET", "/ui/alerts/{alert_id}/files"): "packets:read",
+})
 
 
 class RoleError(ValueError):
