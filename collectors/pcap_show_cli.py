@@ -67,12 +67,6 @@ def _capture(file: Path | None, flow_id: str | None, alert_id: str | None,
         store.close()
 
 
-def _tree_lines(nodes: list[dict[str, Any]], depth: int = 0) -> Iterator[str]:
-    for n in nodes:
-        yield "    " * depth + (n.get("showname") or n.get("name") or "")
-        yield from _tree_lines(n.get("children") or [], depth + 1)
-
-
 @click.command("show")
 @_source_options
 @click.option("--filter", "display_filter", metavar="DISPLAY_FILTER",
@@ -117,7 +111,7 @@ def show(file: Path | None, flow_id: str | None, alert_id: str | None, store_url
     for p in result.packets:
         click.echo(f"{p['number']}  {p['time']}  {p['source']} → {p['destination']}  "
                    f"{p['protocol']}  {p['length']}  {p['info']}")
-        for line in _tree_lines(p["layers"], 1):
+        for line in d.tree_text(p["layers"], 1):
             click.echo(line)
         if with_hex:
             click.echo(p.get("hex", ""))

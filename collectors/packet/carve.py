@@ -172,12 +172,24 @@ def carve(path: str | os.PathLike, data_dir: str | os.PathLike, *,
     return out
 
 
-def _event(name: str, size: int, sha256: str, sm3_hex: str, proto: str,
+def file_name(exported: str, proto: str) -> str:
+    """The transferred file's name from the one export-objects gave it: tshark escapes
+    "/", "?" and the like as %xx and keeps an HTTP request's query; the name is the
+    path's last segment without the query."""
+    name = unquote(exported)
+    if proto == "http":
+        name = name.split("?", 1)[0]
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return name if name and name not in (".", "..") else exported
+
+
+def _event(exported: str, size: int, sha256: str, sm3_hex: str, proto: str,
            ctypes: dict[str, str], when: str, key: str, origin: dict[str, Any] | None
            ) -> dict[str, Any]:
+    name = file_name(exported, proto)
     bare = re.sub(r"\(\d+\)(?=(\.[^.]*)?\Z)", "", name)  # tshark's "(1)" for a repeated name
-    mime = (ctypes.get(name) or ctypes.get(bare) if proto == "http" else None) \
-        or mimetypes.guess_type(bare)[0]
+    mime = (ctypes.get(name) or ctypes.get(bare) or ctypes.get(exported)
+            if proto == "http" else None) or mimetypes.guess_type(bare)[0]
     file: dict[str, Any] = {"name": name, "size": size, "hash": {"sha256": sha256}}
     ext = Path(bare).suffix.lstrip(".").lower()
     if ext and len(ext) <= 16:
@@ -188,7 +200,7 @@ def _event(name: str, size: int, sha256: str, sm3_hex: str, proto: str,
         "@timestamp": when,
         "event": {"kind": "event", "category": ["file"], "type": ["info"],
                   "action": "file-carved", "dataset": DATASET, "module": "govsoc",
-                  "id": ecs.stable_id("carved", key, proto, name, sha256)},
+                  "id": ecs.stable_id("carved", key, proto, exported, sha256)},
         "file": file,
         "network": {"protocol": proto},
         "related": {"hash": [sha256, sm3_hex]},
@@ -218,4 +230,4 @@ def record(store: Any, carved: Carved) -> Any:
 
 
 __all__ = ["DATASET", "PROTOCOLS", "CarveLimits", "Carved", "carve", "carved_dir",
-           "carved_path", "record"]
+           "carved_path", "file_name", "record"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pyshark.capture.capture import StopCapture, TSharkCrashException
 from pyshark.tshark.output_parser.tshark_xml import TsharkXmlParser
 
 from collectors.packet.pcapfile import open_capture
+from collectors.packet.stats import CaptureStats
 from collectors.packet.tshark import check_tshark
 
 FOLLOW_KINDS = ("tcp", "http")
@@ -103,7 +103,10 @@ def _packet_tree(xml: bytes, limits: Limits) -> dict[str, Any]:
                                                f.attrib.get("value", "")) for f in proto}
             continue
         node = _node(proto, budget)
-        if node:
+        if node and proto.attrib.get("name") == "fake-field-wrapper":
+            # PDML's wrapper of fields outside any protocol: Wireshark shows them at the top
+            layers.extend(node.get("children", []))
+        elif node:
             layers.append(node)
     num = info.get("num", ("", ""))[0]
     return {"number": int(num) if num.isdigit() else 0,
@@ -170,30 +173,35 @@ def _trees(path: str, display_filter: str | None, limits: Limits, out: Dissectio
     except TSharkCrashException:
         pass  # what it said is in its stderr, read below
     finally:
+        procs = list(cap._running_processes)  # pyshark's own set, pinned <0.7
         try:
             loop.run_until_complete(cap.close_async())
         except TSharkCrashException:
             pass
+        # reaped here, by asyncio's watcher: a tshark left unwaited would be reaped by the
+        # next subprocess call instead, and the watcher would log a bogus exit status
+        for proc in procs:
+            if proc.returncode is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+                try:
+                    loop.run_until_complete(asyncio.wait_for(proc.wait(), 30))
+                except TimeoutError:
+                    pass
         cap._running_processes.clear()  # (pyshark's __del__ would use the closed loop)
         loop.close()
-    err = tshark_error("\n".join(getattr(cap, "stderr_lines", [])))
+    lines = getattr(cap, "stderr_lines", [])
+    first = next((ln for ln in lines if ln.startswith("tshark:") and
+                  not any(n in ln for n in _NOISE)), "")
+    if not got and first and "file" not in first and "capture" not in first:
+        # tshark refused before reading a packet, not for the file: the filter
+        raise DissectError(f"bad display filter: {first[8:].strip()[:300]}")
+    err = tshark_error("\n".join(lines))
     if err:
         _explain(err, out)
     return got
-
-
-def check_filter(display_filter: str, path: str) -> None:
-    """DissectError with tshark's own words when `display_filter` does not compile."""
-    if len(display_filter) > 2000 or "\n" in display_filter or "\x00" in display_filter:
-        raise DissectError("bad display filter: one line of at most 2000 characters")
-    done = subprocess.run([check_tshark(), "-n", "-r", path, "-c", "1", "-Y", display_filter,
-                           "-T", "fields", "-e", "frame.number"], capture_output=True,
-                          timeout=30, check=False)
-    lines = [ln for ln in done.stderr.decode("utf-8", "replace").splitlines()
-             if ln.startswith("tshark:") and not any(n in ln for n in _NOISE)]
-    if done.returncode != 0 and lines and "cut short" not in lines[0] \
-            and "capture file" not in lines[0]:
-        raise DissectError(f"bad display filter: {lines[0][8:].strip()[:300]}")
 
 
 def _explain(err: str, out: Dissection) -> None:
@@ -240,28 +248,31 @@ def _columns(path: str, numbers: list[int], limits: Limits, out: Dissection
     return cols
 
 
-def _raw_bytes(path: str, numbers: list[int], limits: Limits, out: Dissection
-               ) -> dict[int, bytes]:
-    """Each frame's bytes as tshark read them (`-T json -x`, the frame layer only)."""
-    cmd = [check_tshark(), "-n", "-r", path, "-Y", _frames_filter(numbers), "-T", "json",
-           "-x", "-j", "frame"]
-    text = _run(cmd, limits, out, "the hex dump")
+def _raw_bytes(path: str, numbers: list[int], out: Dissection) -> dict[int, bytes]:
+    """The bytes of frames `numbers` (tshark's numbering: records in file order), read
+    with the collector's own pcap/pcapng walker (no second tshark run)."""
+    wanted, found = set(numbers), {}
+    cap = open_capture(path)
     try:
-        docs = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError:
-        out.note("the hex dump could not be read back from tshark")
-        return {}
-    found: dict[int, bytes] = {}
-    for d in docs if isinstance(docs, list) else ():
-        layers = ((d or {}).get("_source") or {}).get("layers") or {}
-        raw = layers.get("frame_raw")
-        num = (layers.get("frame") or {}).get("frame.number")
-        if isinstance(raw, list) and raw and isinstance(num, str) and num.isdigit():
-            try:
-                found[int(num)] = bytes.fromhex(raw[0])
-            except (ValueError, TypeError):
-                continue
+        for n, (_ts, _link, start, end) in enumerate(cap.frames(CaptureStats()), 1):
+            if n in wanted:
+                found[n] = bytes(cap.buf[start:end])
+                if len(found) == len(wanted):
+                    break
+    finally:
+        cap.close()
+    if len(found) < len(wanted):
+        out.note("the bytes of some packets could not be read back from the capture")
     return found
+
+
+def tree_text(layers: list[dict[str, Any]], depth: int = 0) -> list[str]:
+    """The tree as `tshark -V` prints it: one showname a line, four spaces a level."""
+    out = []
+    for n in layers:
+        out.append("    " * depth + (n.get("showname") or n.get("name") or ""))
+        out.extend(tree_text(n.get("children") or [], depth + 1))
+    return out
 
 
 def hex_dump(data: bytes) -> str:
@@ -330,14 +341,15 @@ def dissect(path: str | os.PathLike, *, display_filter: str | None = None,
     filt = display_filter
     if only is not None:
         filt = f"frame.number == {int(only)}" + (f" && ({filt})" if filt else "")
-    if display_filter:
-        check_filter(display_filter, path)
+    if display_filter and (len(display_filter) > 2000 or "\n" in display_filter
+                           or "\x00" in display_filter):
+        raise DissectError("bad display filter: one line of at most 2000 characters")
     trees = _trees(path, filt, limits, out)
     if out.truncated and len(trees) >= limits.packets:
         out.note(f"only the first {limits.packets} packets are shown")
     numbers = [t["number"] for t in trees if t["number"]]
     cols = _columns(path, numbers, limits, out) if numbers else {}
-    raw = _raw_bytes(path, numbers, limits, out) if numbers and with_hex else {}
+    raw = _raw_bytes(path, numbers, out) if numbers and with_hex else {}
     for t in trees:
         p = _summary(t)
         p["protocol"], p["info"] = cols.get(t["number"], ("", ""))
@@ -451,4 +463,4 @@ def flow_filter(event: dict[str, Any], *, slack_s: float = 1.0) -> str:
 
 
 __all__ = ["FOLLOW_KINDS", "DissectError", "Dissection", "Limits", "check_capture",
-           "dissect", "flow_filter", "follow", "hex_dump"]
+           "dissect", "flow_filter", "follow", "hex_dump", "tree_text"]
