@@ -33,11 +33,30 @@ Public API (the `govsoc collect pcap|live` commands call exactly these):
         (sink, flush); returns [(LiveStats, flush result)] per worker, kernel drops
         per worker. `govsoc collect live --workers N` runs it with a shipper per worker
         (collector `live-<i>`).
+
+    ring = PacketRing(ring_config(cfg), emit=sink, health=shipper.health)
+        The packet ring (collectors.packet.ring): pass it as `capture(..., ring=ring)`
+        and every frame is written to rotating pcapng files under <data_dir>/pcap within
+        a size and an age budget; each flow event records where its packets are
+        (`govsoc.pcap`: stream, first/last file, packet number and block offset).
+
+    result = write_flow_pcap(store, cfg, out, *, flows=(), alert=None, query=None,
+                             start=None, end=None, visible=None)
+        Writes to `out` (path or binary file) a classic pcap of exactly the packets of
+        the chosen flows (event ids of flows or of any network event of a flow, an
+        alert's matched events, or a query over [start, end)), both directions, in time
+        order, reading only those flows' range of the ring. Returns PcapResult(packets,
+        flows, notes, flow_ids): notes say what is missing (a file rotated out, a damaged
+        file, a flow captured without the ring). `visible(doc) -> bool` leaves out what
+        the caller may not see. Raises PcapError (one line) for an unanswerable request.
 """
 
 from __future__ import annotations
 
 from collectors.packet.reader import ENGINES, read_pcaps
+from collectors.packet.retrieve import PcapError, PcapResult, write_flow_pcap
+from collectors.packet.ring import PacketRing, RingConfig, ring_config
 from collectors.packet.stats import CaptureError, CaptureStats
 
-__all__ = ["ENGINES", "CaptureError", "CaptureStats", "read_pcaps"]
+__all__ = ["ENGINES", "CaptureError", "CaptureStats", "PacketRing", "PcapError", "PcapResult",
+           "RingConfig", "read_pcaps", "ring_config", "write_flow_pcap"]

@@ -142,12 +142,14 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
             sink: Callable[[dict[str, Any]], None], *, netns: str | None = None,
             promisc: bool = False, ready: threading.Event | None = None,
             stats: LiveStats | None = None, fanout: int | None = None,
-            **table_opts: Any) -> LiveStats:
+            ring: Any = None, **table_opts: Any) -> LiveStats:
     """Capture until `stop_event` is set; every event goes to `sink`. `ready` (if given)
     is set once the socket and its filter are in place, so a caller can start traffic;
     `stats` (if given) is filled while running, for a live status display. `fanout`: the
     PACKET_FANOUT group this socket joins, as one of several workers
-    (collectors.packet.workers); event ids do not depend on which worker saw the flow."""
+    (collectors.packet.workers); event ids do not depend on which worker saw the flow.
+    `ring` (collectors.packet.ring.PacketRing): every frame is also written to the packet
+    ring and each flow event says where; the ring's health events go to `sink` too."""
     sock = open_socket(iface, bpf, promisc, netns)
     if fanout is not None:
         try:
@@ -169,6 +171,12 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
     recvmsg = sock.ins.recvmsg
     # loopback shows every packet twice (leaving and arriving): keep the arrival
     skip_out = hatype == 772
+    ring_write = None
+    if ring is not None:
+        ring.use_linktype(linktype)
+        if ring.emit is None:
+            ring.emit = sink
+        ring_write = ring.write
     sock.ins.setblocking(False)
     kernel_counters(sock)  # reset: count from here
     if ready is not None:
@@ -200,7 +208,11 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                                 data = data[:12] + _VLAN(
                                     tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100,
                                     tci) + data[12:]
-                    frame(ts or time.time(), linktype, data, 0, len(data))
+                    if ring_write is None:
+                        frame(ts or time.time(), linktype, data, 0, len(data))
+                    else:
+                        ts = ts or time.time()
+                        ring_write(ts, data, frame(ts, linktype, data, 0, len(data)))
                     if out:
                         for ev in drain():
                             sink(ev)
@@ -210,6 +222,8 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                 pk, dr = kernel_counters(sock)
                 stats.kernel_packets += pk
                 stats.kernel_drops += dr
+                if ring is not None:
+                    ring.tick(now)
                 if now >= session.table.next_sweep:  # end idle flows while traffic is quiet
                     session.table.sweep(now)
                 for ev in drain():
@@ -219,6 +233,8 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
         stats.kernel_packets += pk
         stats.kernel_drops += dr
         sock.close()
+        if ring is not None:
+            ring.close()
         session.finish()
         for ev in drain():
             sink(ev)
