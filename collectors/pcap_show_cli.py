@@ -1,7 +1,8 @@
 """`govsoc pcap show` and `govsoc pcap carve`: a capture file's, a flow's or an alert's
 packets dissected by Wireshark (protocol tree, hex, follow stream), and the files they
 carry carved and recorded. Flows and alerts are read from the packet ring
-(`collectors.packet.write_flow_pcap`); these commands join the ring's `govsoc pcap` group."""
+(`collectors.packet.write_flow_pcap`); these commands join the ring's `govsoc pcap` group
+(collectors.pcap_cli), which the `pcap` entry point takes from here."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from collectors.pcap_cli import pcap
 from soc_core.cliutil import fail, open_cli_store, store_option
 from soc_core.config import ConfigError, load_config
 
@@ -177,3 +179,5 @@ def carve(file: Path | None, flow_id: str | None, alert_id: str | None, store_ur
 
 
 COMMANDS = (show, carve)
+for _cmd in COMMANDS:
+    pcap.add_command(_cmd)

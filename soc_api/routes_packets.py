@@ -73,30 +73,13 @@ def origin(request: Request, kind: str, ident: str) -> dict[str, Any]:
     return doc
 
 
-def _flows_of(request: Request, kind: str, ident: str, doc: dict[str, Any]) -> tuple[str, ...]:
-    """The flow ids whose packets the caller may read: the flow itself, or those of the
-    alert's events the caller's departments see."""
-    if kind == "flows":
-        return (ident,)
-    store, p = request.app.state.ctx.store, request.state.principal
-    ids = ((doc.get("govsoc") or {}).get("alert") or {}).get("event_ids") or []
-    seen = []
-    for eid in ids[:200]:
-        ev = store_call(store.get, "events", eid) if isinstance(eid, str) else None
-        if ev is not None and tenancy.visible(p, ev):
-            seen.append(eid)
-    if not seen:
-        raise HTTPException(404, "none of this alert's events is one whose packets you may "
-                                 "read")
-    return tuple(seen)
-
-
 @contextmanager
 def capture(request: Request, kind: str, ident: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """(the FlowCapture of the caller's part of the flow/alert, the flow/alert), holding
-    one of the process's dissection slots."""
+    """(the FlowCapture of the flow's / alert's packets the caller may see, the flow or
+    alert), holding one of the process's dissection slots. Of an alert, only the events
+    (and their flows) of the caller's departments are retrieved, one by one."""
     doc = origin(request, kind, ident)
-    flows = _flows_of(request, kind, ident, doc)
+    p = request.state.principal
     sem = _slots(request)
     if not sem.acquire(timeout=5):
         raise HTTPException(429, "too many packet dissections running: try again shortly",
@@ -104,7 +87,9 @@ def capture(request: Request, kind: str, ident: str) -> Iterator[tuple[Any, dict
     try:
         ctx = request.app.state.ctx
         try:
-            with flow_capture(ctx.store, ctx.cfg, flows=flows) as got:
+            with flow_capture(ctx.store, ctx.cfg, flows=(ident,) if kind == "flows" else (),
+                              alert=ident if kind == "alerts" else None,
+                              visible=lambda d: tenancy.visible(p, d)) as got:
                 yield got, doc
         except NoPackets as exc:
             raise HTTPException(404, str(exc)[:300]) from None

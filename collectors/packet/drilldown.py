@@ -26,24 +26,27 @@ class NoPackets(LookupError):
 
 @contextmanager
 def flow_capture(store: Any, config: Any, *, flows: tuple[str, ...] = (),
-                 alert: str | None = None) -> Iterator[FlowCapture]:
-    """A temporary pcap holding the packets of `flows` (flow event ids) or of the flows
-    of `alert`; NoPackets when the ring has none of them."""
-    from collectors.packet import write_flow_pcap  # the packet ring's retrieval
+                 alert: str | None = None, visible: Any = None) -> Iterator[FlowCapture]:
+    """A temporary pcap holding the packets of `flows` (event ids) or of the flows of
+    `alert`, those `visible(doc)` allows; NoPackets when the ring has none of them (the
+    reason in its text)."""
+    from collectors.packet.retrieve import PcapError, write_flow_pcap
 
     base = Path(config.data_dir) / "tmp"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="drill-", dir=base) as tmp:
         out = Path(tmp) / "flow.pcap"
-        written, found, notes = write_flow_pcap(store, config, out, flows=tuple(flows),
-                                                alert=alert)
-        if not written or not out.exists():
+        try:
+            got = write_flow_pcap(store, config, out, flows=tuple(flows), alert=alert,
+                                  visible=visible)
+        except PcapError as exc:
+            raise NoPackets(str(exc).splitlines()[0]) from None
+        if not got.packets or not out.exists():
             what = f"alert {alert}" if alert else "flow " + ", ".join(flows)
-            detail = "; ".join(str(n) for n in notes or ())
             raise NoPackets(f"no packets of {what} in the packet ring"
-                            + (f" ({detail})" if detail else ""))
-        yield FlowCapture(path=out, packets=int(written), flows=int(found or 0),
-                          notes=[str(n) for n in notes or ()])
+                            + (f" ({'; '.join(got.notes[:3])})" if got.notes else ""))
+        yield FlowCapture(path=out, packets=got.packets, flows=got.flows,
+                          notes=list(got.notes))
 
 
 __all__ = ["FlowCapture", "NoPackets", "flow_capture"]
