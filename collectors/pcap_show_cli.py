@@ -43,7 +43,7 @@ def _capture(file: Path | None, flow_id: str | None, alert_id: str | None,
         fail("give exactly one of --file, --flow, --alert")
     if file is not None:
         try:
-            from collectors.packet.dissect import check_capture
+            from collectors.packet.dissection import check_capture
 
             check_capture(file)
         except CaptureError as exc:
@@ -87,7 +87,7 @@ def show(file: Path | None, flow_id: str | None, alert_id: str | None, store_url
          with_hex: bool, max_packets: int, timeout: float) -> None:
     """Packets dissected by Wireshark: the protocol tree of each (as `tshark -V`), with
     --hex their bytes, with --follow the TCP/HTTP stream."""
-    from collectors.packet import dissect as d
+    from collectors.packet import dissection as d
 
     limits = d.Limits(packets=max_packets, timeout_s=timeout)
     with _capture(file, flow_id, alert_id, store_url) as (path, notes, _origin, _store):
@@ -144,7 +144,7 @@ def carve(file: Path | None, flow_id: str | None, alert_id: str | None, store_ur
     """Carve the files HTTP, FTP and SMB transfers carry (tshark --export-objects): kept
     under <data_dir>/carved/ by SHA-256, hashed with SM3 and SHA-256, recorded in the store
     as `file.carved` events."""
-    from collectors.packet import carve as c
+    from collectors.packet import carving as c
 
     try:
         cfg = load_config()

@@ -31,9 +31,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from collectors.packet import carve as carver
-from collectors.packet import dissect as dissector
-from collectors.packet.drilldown import NoPackets, flow_capture
+from collectors import packet as pk
 from soc_api import tenancy
 from soc_api.routes_data import doc_id, store_call
 from soc_core import query as q
@@ -57,10 +55,10 @@ def _slots(request: Request) -> threading.BoundedSemaphore:
     return sem
 
 
-def limits(request: Request, packets: int | None = None) -> dissector.Limits:
+def limits(request: Request, packets: int | None = None) -> pk.Limits:
     cfg = request.app.state.ctx.cfg
     most = int(cfg.get("packets.max_packets", 200))
-    return dissector.Limits(packets=min(packets or most, most),
+    return pk.Limits(packets=min(packets or most, most),
                             timeout_s=float(cfg.get("packets.timeout_s", 30)))
 
 
@@ -87,11 +85,11 @@ def capture(request: Request, kind: str, ident: str) -> Iterator[tuple[Any, dict
     try:
         ctx = request.app.state.ctx
         try:
-            with flow_capture(ctx.store, ctx.cfg, flows=(ident,) if kind == "flows" else (),
+            with pk.flow_capture(ctx.store, ctx.cfg, flows=(ident,) if kind == "flows" else (),
                               alert=ident if kind == "alerts" else None,
                               visible=lambda d: tenancy.visible(p, d)) as got:
                 yield got, doc
-        except NoPackets as exc:
+        except pk.NoPackets as exc:
             raise HTTPException(404, str(exc)[:300]) from None
     finally:
         sem.release()
@@ -102,9 +100,9 @@ def dissect_json(request: Request, kind: str, ident: str, *, frame: int | None =
     """The dissection, audited (the API route and the console page both call this)."""
     with capture(request, kind, ident) as (got, _doc):
         try:
-            result = dissector.dissect(got.path, limits=limits(request, packets),
+            result = pk.dissect(got.path, limits=limits(request, packets),
                                        with_hex=with_hex, only=frame)
-        except dissector.DissectError as exc:
+        except pk.DissectError as exc:
             raise HTTPException(400, str(exc)[:300]) from None
     result.notes[:0] = got.notes
     request.app.state.ctx.audit(request, "packets.dissect", object=f"{kind[:-1]}:{ident}",
@@ -117,8 +115,8 @@ def follow_json(request: Request, kind: str, ident: str, how: str, stream: int
                 ) -> dict[str, Any]:
     with capture(request, kind, ident) as (got, _doc):
         try:
-            result = dissector.follow(got.path, how, stream, limits=limits(request))
-        except dissector.DissectError as exc:
+            result = pk.follow(got.path, how, stream, limits=limits(request))
+        except pk.DissectError as exc:
             raise HTTPException(400, str(exc)[:300]) from None
     result["notes"] = got.notes + result["notes"]
     request.app.state.ctx.audit(request, "packets.follow", object=f"{kind[:-1]}:{ident}",
@@ -129,7 +127,7 @@ def follow_json(request: Request, kind: str, ident: str, how: str, stream: int
 
 def carved_files(request: Request, origin_id: str) -> list[dict[str, Any]]:
     """The carved-file events of a flow or alert the caller's departments see."""
-    sel = Selection(family="events", dataset=carver.DATASET, query=tenancy.scope(
+    sel = Selection(family="events", dataset=pk.CARVED_DATASET, query=tenancy.scope(
         request.state.principal, q.Term("govsoc.carve.origin", origin_id, True)))
     return store_call(request.app.state.ctx.store.search, sel, size=1000).hits
 
@@ -154,10 +152,10 @@ def download(request: Request, sha256: str = SHA) -> FileResponse:
     """The carved bytes, as an attachment (never rendered: application/octet-stream), if a
     carved-file event of the caller's departments names them."""
     ctx = request.app.state.ctx
-    sel = Selection(family="events", dataset=carver.DATASET, query=tenancy.scope(
+    sel = Selection(family="events", dataset=pk.CARVED_DATASET, query=tenancy.scope(
         request.state.principal, q.Term("file.hash.sha256", sha256, True)))
     found = store_call(ctx.store.search, sel, size=1).hits
-    path = carver.carved_path(ctx.cfg.data_dir, sha256)
+    path = pk.carved_path(ctx.cfg.data_dir, sha256)
     if not found or not path.is_file():
         ctx.audit(request, "files.download", "failure", object=sha256, reason="not found")
         raise HTTPException(404, "no such carved file")
@@ -216,9 +214,9 @@ def carve_json(request: Request, kind: str, ident: str) -> dict[str, Any]:
     nothing: the ids are deterministic)."""
     ctx = request.app.state.ctx
     with capture(request, kind, ident) as (got, doc):
-        result = carver.carve(got.path, ctx.cfg.data_dir, origin=doc)
+        result = pk.carve(got.path, ctx.cfg.data_dir, origin=doc)
     result.notes[:0] = got.notes
-    written = store_call(carver.record, ctx.store, result)
+    written = store_call(pk.record_carved, ctx.store, result)
     ctx.audit(request, "packets.carve", object=f"{kind[:-1]}:{ident}",
               extra={"files": len(result.files), "new": written.written,
                      "sha256": [f["file"]["hash"]["sha256"] for f in result.files][:50]})

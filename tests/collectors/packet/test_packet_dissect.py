@@ -18,8 +18,8 @@ from loopback_http import AGENT, capture_http
 from scapy.all import rdpcap
 
 from collectors.packet import CaptureError
-from collectors.packet import carve as carver
-from collectors.packet import dissect as d
+from collectors.packet import carving as carver
+from collectors.packet import dissection as d
 from collectors.pcap_show_cli import carve as carve_cmd
 from collectors.pcap_show_cli import show as show_cmd
 from soc_core.sm3 import sm3_hex

@@ -11,6 +11,7 @@ capture lets through is returned with a note saying what was lost, never an exce
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import subprocess
@@ -18,10 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pyshark
 from lxml import etree
-from pyshark.capture.capture import StopCapture, TSharkCrashException
-from pyshark.tshark.output_parser.tshark_xml import TsharkXmlParser
 
 from collectors.packet.pcapfile import open_capture
 from collectors.packet.stats import CaptureStats
@@ -114,33 +112,42 @@ def _packet_tree(xml: bytes, limits: Limits) -> dict[str, Any]:
             "layers": layers, "tree_capped": budget[0] <= 0}
 
 
-class _TreeParser(TsharkXmlParser):
-    """pyshark's PDML stream splitter with a parse that keeps the tree (pyshark's own
-    packet objects flatten each layer's fields, losing the nesting Wireshark shows)."""
+@functools.cache
+def _pyshark() -> Any:
+    """pyshark, imported on first use (it is heavy, and most users of this package never
+    dissect), with the capture class that keeps Wireshark's tree."""
+    import pyshark
+    from pyshark.capture.capture import StopCapture, TSharkCrashException
+    from pyshark.tshark.output_parser.tshark_xml import TsharkXmlParser
 
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(parse_summaries=False)
-        self._limits = limits
+    class TreeParser(TsharkXmlParser):
+        """pyshark's PDML stream splitter with a parse that keeps the tree (pyshark's own
+        packet objects flatten each layer's fields, losing the nesting Wireshark shows)."""
 
-    def _parse_single_packet(self, packet: bytes) -> dict[str, Any]:
-        return _packet_tree(packet, self._limits)
+        def __init__(self, limits: Limits) -> None:
+            super().__init__(parse_summaries=False)
+            self._limits = limits
 
+        def _parse_single_packet(self, packet: bytes) -> dict[str, Any]:
+            return _packet_tree(packet, self._limits)
 
-class _TreeCapture(pyshark.FileCapture):
-    def __init__(self, path: str, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(path, **kwargs)
-        self._limits = limits
+    class TreeCapture(pyshark.FileCapture):
+        def __init__(self, path: str, limits: Limits, **kwargs: Any) -> None:
+            super().__init__(path, **kwargs)
+            self._limits = limits
 
-    def _setup_tshark_output_parser(self) -> _TreeParser:  # pyshark's hook, pinned <0.7
-        return _TreeParser(self._limits)
+        def _setup_tshark_output_parser(self) -> TreeParser:  # pyshark's hook, pinned <0.7
+            return TreeParser(self._limits)
 
-    async def _handle_process_stderr_forever(self, stderr: Any) -> None:
-        # all of tshark's stderr (pyshark keeps the last line only: a filter error's
-        # last line is the caret under the bad token), bounded
-        self.stderr_lines: list[str] = []
-        while line := await stderr.readline():
-            if len(self.stderr_lines) < 50:
-                self.stderr_lines.append(line.decode("utf-8", "replace").rstrip())
+        async def _handle_process_stderr_forever(self, stderr: Any) -> None:
+            # all of tshark's stderr (pyshark keeps the last line only: a filter error's
+            # last line is the caret under the bad token), bounded
+            self.stderr_lines: list[str] = []
+            while line := await stderr.readline():
+                if len(self.stderr_lines) < 50:
+                    self.stderr_lines.append(line.decode("utf-8", "replace").rstrip())
+
+    return TreeCapture, StopCapture, TSharkCrashException
 
 
 def tshark_error(lines: str | None) -> str:
@@ -153,16 +160,17 @@ def tshark_error(lines: str | None) -> str:
 def _trees(path: str, display_filter: str | None, limits: Limits, out: Dissection
            ) -> list[dict[str, Any]]:
     """The packets' trees through pyshark, at most `limits.packets`, within the time limit."""
+    tree_capture, stop_capture, crash = _pyshark()
     got: list[dict[str, Any]] = []
 
     def keep(pkt: dict[str, Any]) -> None:
         if len(got) >= limits.packets:
             out.truncated = True
-            raise StopCapture()
+            raise stop_capture()
         got.append(pkt)
 
     loop = asyncio.new_event_loop()  # our own: callers may be threads of a web server
-    cap = _TreeCapture(path, limits, display_filter=display_filter, eventloop=loop,
+    cap = tree_capture(path, limits, display_filter=display_filter, eventloop=loop,
                        override_prefs={"tcp.desegment_tcp_streams": "TRUE"})
     try:
         cap.apply_on_packets(keep, timeout=limits.timeout_s)
@@ -170,13 +178,13 @@ def _trees(path: str, display_filter: str | None, limits: Limits, out: Dissectio
         out.truncated = True
         out.note(f"dissection stopped after {limits.timeout_s:g} s: the packets shown "
                  f"are those decoded until then")
-    except TSharkCrashException:
+    except crash:
         pass  # what it said is in its stderr, read below
     finally:
         procs = list(cap._running_processes)  # pyshark's own set, pinned <0.7
         try:
             loop.run_until_complete(cap.close_async())
-        except TSharkCrashException:
+        except crash:
             pass
         # reaped here, by asyncio's watcher: a tshark left unwaited would be reaped by the
         # next subprocess call instead, and the watcher would log a bogus exit status

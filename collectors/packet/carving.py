@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from collectors.packet.dissect import tshark_error
+from collectors.packet.dissection import tshark_error
 from collectors.packet.pcapfile import open_capture
 from collectors.packet.stats import CaptureStats
 from collectors.packet.tshark import check_tshark
