@@ -32,10 +32,10 @@ def _source_options(fn: Any) -> Any:
 
 @contextmanager
 def _capture(file: Path | None, flow_id: str | None, alert_id: str | None,
-             store_url: str | None) -> Iterator[tuple[Path, list[str], dict[str, Any] | None,
-                                                      Any]]:
+             store_url: str | None, *, session: bool = False
+             ) -> Iterator[tuple[Path, list[str], dict[str, Any] | None, Any]]:
     """(capture path, notes, the flow event or alert named, store or None)."""
-    from collectors.packet.drilldown import NoPackets, flow_capture
+    from collectors.packet.drilldown import NoPackets, flow_capture, ftp_session
     from collectors.packet.stats import CaptureError
 
     given = [x for x in (file, flow_id, alert_id) if x]
@@ -60,8 +60,9 @@ def _capture(file: Path | None, flow_id: str | None, alert_id: str | None,
         if origin is None:
             fail(f"no such flow event: {flow_id}" if flow_id else f"no such alert: {alert_id}")
         try:
+            ftp = ftp_session(origin) if session and flow_id else None
             with flow_capture(store, cfg, flows=(flow_id,) if flow_id else (),
-                              alert=alert_id) as got:
+                              alert=alert_id, session=ftp) as got:
                 yield got.path, got.notes, origin, store
         except NoPackets as exc:
             fail(str(exc))
@@ -141,7 +142,8 @@ def _print_follow(got: dict[str, Any], as_json: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=120, show_default=True)
 def carve(file: Path | None, flow_id: str | None, alert_id: str | None, store_url: str | None,
           as_json: bool, timeout: float) -> None:
-    """Carve the files HTTP, FTP and SMB transfers carry (tshark --export-objects): kept
+    """Carve the files HTTP, FTP and SMB transfers carry (tshark --export-objects; an FTP
+    control flow brings its data connections): kept
     under <data_dir>/carved/ by SHA-256, hashed with SM3 and SHA-256, recorded in the store
     as `file.carved` events."""
     from collectors.packet import carving as c
@@ -150,7 +152,8 @@ def carve(file: Path | None, flow_id: str | None, alert_id: str | None, store_ur
         cfg = load_config()
     except ConfigError as exc:
         fail(str(exc))
-    with _capture(file, flow_id, alert_id, store_url) as (path, notes, origin, store):
+    with _capture(file, flow_id, alert_id, store_url, session=True) as (path, notes, origin,
+                                                                         store):
         got = c.carve(path, cfg.data_dir, origin=origin,
                       limits=c.CarveLimits(timeout_s=timeout))
         got.notes[:0] = notes

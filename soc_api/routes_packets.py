@@ -72,11 +72,14 @@ def origin(request: Request, kind: str, ident: str) -> dict[str, Any]:
 
 
 @contextmanager
-def capture(request: Request, kind: str, ident: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+def capture(request: Request, kind: str, ident: str, *, session: bool = False
+            ) -> Iterator[tuple[Any, dict[str, Any]]]:
     """(the FlowCapture of the flow's / alert's packets the caller may see, the flow or
     alert), holding one of the process's dissection slots. Of an alert, only the events
-    (and their flows) of the caller's departments are retrieved, one by one."""
+    (and their flows) of the caller's departments are retrieved, one by one. `session`:
+    an FTP control flow comes with its data connections (see ftp_session)."""
     doc = origin(request, kind, ident)
+    ftp = pk.ftp_session(doc) if session and kind == "flows" else None
     p = request.state.principal
     sem = _slots(request)
     if not sem.acquire(timeout=5):
@@ -86,7 +89,7 @@ def capture(request: Request, kind: str, ident: str) -> Iterator[tuple[Any, dict
         ctx = request.app.state.ctx
         try:
             with pk.flow_capture(ctx.store, ctx.cfg, flows=(ident,) if kind == "flows" else (),
-                              alert=ident if kind == "alerts" else None,
+                              alert=ident if kind == "alerts" else None, session=ftp,
                               visible=lambda d: tenancy.visible(p, d)) as got:
                 yield got, doc
         except pk.NoPackets as exc:
@@ -213,7 +216,7 @@ def carve_json(request: Request, kind: str, ident: str) -> dict[str, Any]:
     SHA-256, recorded as `file.carved` events with SM3 and SHA-256 (carving again adds
     nothing: the ids are deterministic)."""
     ctx = request.app.state.ctx
-    with capture(request, kind, ident) as (got, doc):
+    with capture(request, kind, ident, session=True) as (got, doc):
         result = pk.carve(got.path, ctx.cfg.data_dir, origin=doc)
     result.notes[:0] = got.notes
     written = store_call(pk.record_carved, ctx.store, result)

@@ -82,7 +82,7 @@ from collectors.packet.dissection import (
     hex_dump,
     tree_text,
 )
-from collectors.packet.drilldown import FlowCapture, NoPackets, flow_capture
+from collectors.packet.drilldown import FlowCapture, NoPackets, flow_capture, ftp_session
 from collectors.packet.reader import ENGINES, read_pcaps
 from collectors.packet.retrieve import PcapError, PcapResult, write_flow_pcap
 from collectors.packet.ring import PacketRing, RingConfig, ring_config
@@ -93,4 +93,5 @@ __all__ = ["ENGINES", "CaptureError", "CaptureStats", "PacketRing", "PcapError",
 # deep dissection and carving (dissection.py, carving.py, drilldown.py)
 __all__ += ["CARVED_DATASET", "CarveLimits", "Carved", "DissectError", "Dissection",
             "FlowCapture", "Limits", "NoPackets", "carve", "carved_path", "dissect",
-            "flow_capture", "flow_filter", "follow", "hex_dump", "record_carved", "tree_text"]
+            "flow_capture", "flow_filter", "follow", "ftp_session", "hex_dump", "record_carved",
+            "tree_text"]

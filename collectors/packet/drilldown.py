@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,39 @@ class NoPackets(LookupError):
     """No packet of the flows asked for is in the ring (aged out, never kept, unknown id)."""
 
 
+FTP_PORTS = frozenset({21})
+
+
+def ftp_session(flow: dict[str, Any]) -> tuple[Any, str, str] | None:
+    """For an FTP control connection: (query, start, end) choosing it and the connections
+    between the same two hosts while it was open (FTP names a file on the control
+    connection and sends it on a data connection: carving needs both). None otherwise."""
+    from soc_core import query as q
+
+    src, dst = flow.get("source") or {}, flow.get("destination") or {}
+    ev = flow.get("event") or {}
+    if dst.get("port") not in FTP_PORTS or not src.get("ip") or not dst.get("ip") \
+            or ev.get("dataset") != "network.flow":
+        return None
+    start, end = ev.get("start") or flow.get("@timestamp"), ev.get("end")
+    if not start or not end:
+        return None
+    pair = q.And((q.Term("event.dataset", "network.flow", True),
+                  q.Term("source.ip", src["ip"], True),
+                  q.Term("destination.ip", dst["ip"], True)))
+    from soc_core import ecs
+
+    # end is inclusive for the flow; the selection's end is exclusive: a millisecond on
+    return pair, start, ecs.format_time(ecs.parse_time(end) + timedelta(milliseconds=1))
+
+
 @contextmanager
 def flow_capture(store: Any, config: Any, *, flows: tuple[str, ...] = (),
-                 alert: str | None = None, visible: Any = None) -> Iterator[FlowCapture]:
-    """A temporary pcap holding the packets of `flows` (event ids) or of the flows of
-    `alert`, those `visible(doc)` allows; NoPackets when the ring has none of them (the
-    reason in its text)."""
+                 alert: str | None = None, visible: Any = None,
+                 session: tuple[Any, str, str] | None = None) -> Iterator[FlowCapture]:
+    """A temporary pcap holding the packets of `flows` (event ids), of the flows of
+    `alert`, or of `session` (`ftp_session`'s query and span), those `visible(doc)` allows;
+    NoPackets when the ring has none of them (the reason in its text)."""
     from collectors.packet.retrieve import PcapError, write_flow_pcap
 
     base = Path(config.data_dir) / "tmp"
@@ -37,8 +65,12 @@ def flow_capture(store: Any, config: Any, *, flows: tuple[str, ...] = (),
     with tempfile.TemporaryDirectory(prefix="drill-", dir=base) as tmp:
         out = Path(tmp) / "flow.pcap"
         try:
-            got = write_flow_pcap(store, config, out, flows=tuple(flows), alert=alert,
-                                  visible=visible)
+            if session is not None:
+                got = write_flow_pcap(store, config, out, query=session[0], start=session[1],
+                                      end=session[2], visible=visible)
+            else:
+                got = write_flow_pcap(store, config, out, flows=tuple(flows), alert=alert,
+                                      visible=visible)
         except PcapError as exc:
             raise NoPackets(str(exc).splitlines()[0]) from None
         if not got.packets or not out.exists():
@@ -49,4 +81,4 @@ def flow_capture(store: Any, config: Any, *, flows: tuple[str, ...] = (),
                           notes=list(got.notes))
 
 
-__all__ = ["FlowCapture", "NoPackets", "flow_capture"]
+__all__ = ["FlowCapture", "NoPackets", "flow_capture", "ftp_session"]

@@ -157,6 +157,10 @@ def test_carve_list_and_download_with_their_roles(env):
     actions = [d["event"]["action"] for d in api.ctx.trail.recent]
     assert "packets.carve" in actions and "files.download" in actions
     assert api.client.get("/packets/files/" + "0" * 64, headers=env["resp"]).status_code == 404
+    # an FTP control flow carves with its data connections (where the file travels)
+    ctl = api.client.post(f"/packets/flows/{env['ftp']['event']['id']}/carve",
+                          headers=env["gaj"]).json()
+    assert [f["file"]["hash"]["sha256"] for f in ctl["files"]] == [sha]
 
 
 def test_carved_files_are_found_on_both_stores(tmp_path, store, monkeypatch):
