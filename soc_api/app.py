@@ -36,6 +36,7 @@ from soc_api import (
     routes_data,
     routes_inventory,
     routes_notify,
+    routes_pcap,
     routes_posture,
     routes_reports,
     routes_rules,
@@ -148,6 +149,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_console_admin.router)
     app.include_router(routes_inventory.router)
     app.include_router(routes_console_assets.router)
+    app.include_router(routes_pcap.router)
     mount_static(app)
 
     def crypto_service() -> Any:

@@ -22,11 +22,11 @@ ROLES: dict[str, frozenset[str]] = {
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                           "rules:read", "playbooks:check", "playbooks:read", "cases:read",
-                          "cases:write", "assets:read"}),
+                          "cases:write", "assets:read", "pcap:read"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                             "rules:read", "playbooks:check", "playbooks:run",
                             "playbooks:read", "cases:read", "cases:write",
-                            "assets:read"}),
+                            "assets:read", "pcap:read"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
@@ -171,6 +171,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/idle"): "assets:read",
     ("GET", "/ui/assets"): "assets:read",
     ("GET", "/ui/assets/{key}"): "assets:read",
+    # packets of flows (soc_api/routes_pcap.py): the full content of connections, for those
+    # who investigate alerts (analyst, responder); never the administrators or the auditor
+    ("GET", "/pcap"): "pcap:read",
 }
 
 

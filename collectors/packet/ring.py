@@ -38,6 +38,7 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -476,6 +477,7 @@ class PacketRing:
         now = time.time()
         doc = ecs.make_event(DATASET, now, (self.run, self.worker, action, now), {
             "message": f"packet ring: {reason}",
+            "host": {"name": socket.gethostname()},
             "event": {"kind": "event", "category": ["host"], "type": ["info"],
                       "action": action, "module": "govsoc",
                       "outcome": "failure" if action == "pcap_ring_paused" else "success"},
