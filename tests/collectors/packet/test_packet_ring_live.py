@@ -209,11 +209,12 @@ def test_live_ring_flows_equal_tshark(live_ring, store, tmp_path):
         expected = cache[f["event"]["id"]]
         assert result.notes == [] and result.packets == f["network"]["packets"]
         mine = pcap_packets(got)
-        # the same frames in the same order; each socket stamps a packet itself, so the
-        # ring's and dumpcap's times may differ by a microsecond or so
+        # the same frames in the same order; each socket stamps a packet as the kernel hands
+        # it over (an outgoing packet reaches each tap separately), so the ring's and
+        # dumpcap's times may differ a little (up to 187 µs seen on a loaded machine)
         assert [d for _, d in mine] == [d for _, d in expected], f["event"]["id"]
         worst = max(abs(a - b) for (a, _), (b, _) in zip(mine, expected, strict=True))
-        assert worst <= 100, (f["event"]["id"], worst)
+        assert worst <= 5000, (f["event"]["id"], worst)
     assert spans_files, "no flow spanned two ring files: rotation was not exercised"
     # an HTTP event's packets are its flow's
     http = next(store.scan(Selection(dataset="network.http")))
