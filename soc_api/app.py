@@ -38,6 +38,7 @@ from soc_api import (
     routes_inventory,
     routes_notify,
     routes_packets,
+    routes_pcap,
     routes_posture,
     routes_reports,
     routes_rules,
@@ -152,6 +153,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_console_assets.router)
     app.include_router(routes_packets.router)
     app.include_router(routes_console_packets.router)
+    app.include_router(routes_pcap.router)
     mount_static(app)
 
     def crypto_service() -> Any:

@@ -3,7 +3,7 @@ tree, hex, follow stream), the files they carry carved, listed and downloaded.
 
 Packets are the most sensitive data the SOC keeps (payloads: credentials, personal data,
 documents), so:
-- `packets:read` (dissect, follow, list carved files) and `packets:carve` are the
+- `pcap:read` (dissect, follow, list carved files) and `packets:carve` are the
   analyst's and the responder's, who work alerts; not the viewer's (a wall screen), and
   not the administrators' (三权分立: the system, security and audit administrators read no
   traffic);

@@ -41,6 +41,9 @@ TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
 _TIMESPEC = struct.Struct("qq").unpack_from
 _AUX = struct.Struct("I12xHH").unpack_from  # tpacket_auxdata: status ... vlan tci, tpid
 _VLAN = struct.Struct(">HH").pack
+# a frame is read whole up to this: a veth or a NIC with segmentation offload hands the
+# socket TCP segments of up to 64 KiB plus headers, past 65535 (tshark's snaplen is this)
+SNAP = 262144
 RCVBUF = 64 << 20  # 64 MiB of kernel buffer absorbs bursts while Python catches up
 _ARPHRD_TO_DLT = {1: DLT_EN10MB, 772: DLT_EN10MB, 65534: DLT_RAW, 776: DLT_RAW}
 
@@ -192,7 +195,7 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                 # scapy's socket enabled: kernel timestamp and the stripped VLAN tag.
                 for _ in range(4096):
                     try:
-                        data, anc, _fl, addr = recvmsg(65535, 256)
+                        data, anc, _fl, addr = recvmsg(SNAP, 256)
                     except (BlockingIOError, InterruptedError):
                         break
                     if skip_out and addr[2] == socket.PACKET_OUTGOING:
@@ -201,7 +204,8 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                     for level, kind, cdata in anc:
                         if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
                             sec, nsec = _TIMESPEC(cdata)
-                            ts = sec + nsec * 1e-9
+                            # whole microseconds, as libpcap and tshark give them
+                            ts = (sec * 1_000_000 + nsec // 1000) / 1_000_000
                         elif kind == PACKET_AUXDATA and level == SOL_PACKET:
                             status, tci, tpid = _AUX(cdata)
                             if status & TP_STATUS_VLAN_VALID and linktype == DLT_EN10MB:

@@ -96,10 +96,17 @@ def write_flow_pcap(store: Any, config: Any, out: str | os.PathLike[str] | IO[by
             if len(docs) > MAX_FLOWS:
                 break
     seen: dict[str, dict[str, Any]] = {}
+    known: dict[tuple, list[dict[str, Any]]] = {}  # flows at hand, by endpoints
+    # flows first: a DNS/HTTP/... event of a flow already chosen needs no store lookup
+    docs.sort(key=lambda d: _dataset(d) != "network.flow")
     for doc in docs:
-        flow = doc if _dataset(doc) == "network.flow" else _flow_of(store, doc, result)
+        if _dataset(doc) == "network.flow":
+            flow = doc
+        else:
+            flow = _known_flow(known, doc) or _flow_of(store, doc, result)
         if flow is None or flow["event"]["id"] in seen:
             continue
+        known.setdefault(_endpoints(flow), []).append(flow)
         if visible is not None and not visible(flow):
             continue
         if len(seen) >= MAX_FLOWS:
@@ -141,6 +148,25 @@ def _ring_dir(config: Any) -> Path:
 
 def _dataset(doc: dict[str, Any]) -> str:
     return (doc.get("event") or {}).get("dataset") or ""
+
+
+def _endpoints(doc: dict[str, Any]) -> tuple:
+    src, dst = doc.get("source") or {}, doc.get("destination") or {}
+    return (src.get("ip"), src.get("port"), dst.get("ip"), dst.get("port"),
+            (doc.get("network") or {}).get("transport"),
+            ((doc.get("govsoc") or {}).get("capture") or {}).get("source"))
+
+
+def _known_flow(known: dict[tuple, list[dict[str, Any]]], doc: dict[str, Any]
+                ) -> dict[str, Any] | None:
+    """A flow already chosen that the event belongs to (same endpoints, its time within)."""
+    ts = ecs.to_millis(doc["@timestamp"])
+    for flow in known.get(_endpoints(doc), ()):
+        ev = flow.get("event") or {}
+        if ev.get("start") and ev.get("end") and \
+                ecs.to_millis(ev["start"]) <= ts <= ecs.to_millis(ev["end"]):
+            return flow
+    return None
 
 
 def _flow_of(store: Any, doc: dict[str, Any], result: PcapResult) -> dict[str, Any] | None:
@@ -199,7 +225,8 @@ def _flow_packets(ring_dir: Path, flow: dict[str, Any], result: PcapResult):
     fid = flow["event"]["id"]
     loc = (flow.get("govsoc") or {}).get("pcap")
     if not isinstance(loc, dict):
-        result.notes.append(f"flow {fid}: no packets in the ring (captured without it)")
+        result.notes.append(f"flow {fid}: no packets in the ring (captured without the "
+                            "ring, or none kept by its filter)")
         return
     key = _flow_key(flow)
     first, last = loc.get("first") or {}, loc.get("last") or {}

@@ -38,6 +38,7 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,20 +182,34 @@ def compile_bpf(expr: str, linktype: int) -> Any:
 
 
 # -- the writer --------------------------------------------------------------------------
+CLOSED = 1 << 62  # the offset of a stream with no open file: its next write rotates
+
+
 class _Stream:
     """One department's files of one worker's run: the open file and where it ends."""
 
-    __slots__ = ("name", "department", "seq", "fh", "file", "offset", "number", "linktype")
+    __slots__ = ("name", "department", "seq", "fh", "write", "file", "offset", "number",
+                 "linktype", "done_packets", "done_bytes")
 
     def __init__(self, name: str, department: str) -> None:
         self.name = name
         self.department = department
         self.seq = 0
         self.fh: Any = None
+        self.write: Any = None  # fh.write
         self.file = ""
-        self.offset = 0
+        self.offset = CLOSED
         self.number = 0  # packets in the open file
         self.linktype = -1
+        self.done_packets = self.done_bytes = 0  # in the files closed so far
+
+
+_TAILS: dict[int, bytes] = {}  # frame length -> its block's padding + trailing length
+
+
+def _tail(blen: int, n: int) -> bytes:
+    t = _TAILS[n] = rf.PAD[n & 3] + blen.to_bytes(4, "little")
+    return t
 
 
 class PacketRing:
@@ -208,6 +223,7 @@ class PacketRing:
                  departments: Any = None, emit: Any = None, health: Any = None,
                  source: str = "") -> None:
         self.cfg = config
+        self.limit = config.file_bytes
         self.linktype = linktype
         self.worker = worker
         self.emit = emit
@@ -217,9 +233,10 @@ class PacketRing:
         self.departments = departments if config.retention else None
         self.streams: dict[str, _Stream] = {}
         self.kept = None
-        self.use_linktype(linktype)
         self.paused: str | None = None
-        self.written = self.bytes = self.not_written = self.filtered = 0
+        self.gate = False  # paused, or a filter to apply: the per-packet path checks once
+        self.use_linktype(linktype)
+        self.not_written = self.filtered = 0
         self.removed_files = self.removed_bytes = 0
         self.pauses = 0
         self._next_free = self._next_house = 0.0
@@ -228,6 +245,15 @@ class PacketRing:
         except OSError as exc:
             self._pause(f"cannot create {config.dir}: {exc.strerror or exc}")
         self._publish()
+
+    @property
+    def written(self) -> int:
+        return sum(s.done_packets + s.number for s in self.streams.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.done_bytes + (s.offset if s.fh is not None else 0)
+                   for s in self.streams.values())
 
     def attach(self, emit: Any, health: Any = None) -> None:
         """Where health events go (and the health to keep current), given after the ring
@@ -243,49 +269,56 @@ class PacketRing:
 
     def use_linktype(self, linktype: int) -> None:
         """The link type of the frames to come (the kept-packets filter is compiled for
-        it); files already open keep theirs until they rotate."""
+        it); open files of another link type are closed (the next write begins a file)."""
+        if linktype != self.linktype:
+            for s in self.streams.values():
+                self._close_file(s)
         self.linktype = linktype
         self.kept = compile_bpf(self.cfg.bpf, linktype) if self.cfg.bpf else None
+        self.gate = self.paused is not None or self.kept is not None
 
     # -- per packet ------------------------------------------------------------------------
     def write(self, ts: float, data: bytes, flow: Any = None, linktype: int | None = None
               ) -> None:
-        if self.paused is not None:
-            self.not_written += 1
-            return
-        if self.kept is not None and not self.kept(data):
-            self.filtered += 1
-            return
-        loc = flow.ring if flow is not None else None
-        s = loc[0] if loc is not None else self._stream(flow)
-        lt = self.linktype if linktype is None else linktype
-        if (s.fh is None or s.offset >= self.cfg.file_bytes or lt != s.linktype) \
-                and not self._rotate(s, lt):
-            self.not_written += 1
-            return
-        us = round(ts * 1_000_000)
-        n = len(data)
-        blen = 32 + n + (-n % 4)
+        """(The hot path of capture with the ring: kept short, about a microsecond.)"""
+        if self.gate:
+            if self.paused is not None:
+                self.not_written += 1
+                return
+            if not self.kept(data):
+                self.filtered += 1
+                return
+        if flow is not None:
+            loc = flow.ring
+            s = loc[0] if loc is not None else self._stream(flow)
+        else:
+            loc = None
+            s = self._stream(None)
         off = s.offset
+        if off >= self.limit or (linktype is not None and linktype != s.linktype):
+            if not self._rotate(s, self.linktype if linktype is None else linktype):
+                self.not_written += 1
+                return
+            off = s.offset
+        n = len(data)
+        blen = 32 + n + (-n & 3)
+        us = int(ts * 1_000_000 + 0.5)
         try:
-            s.fh.write(rf.EPB_HEAD(6, blen, 0, us >> 32, us & 0xFFFFFFFF, n, n) + data
-                       + rf.PAD[n & 3] + blen.to_bytes(4, "little"))
+            s.write(rf.EPB_HEAD(6, blen, 0, us >> 32, us & 0xFFFFFFFF, n, n) + data
+                    + (_TAILS.get(n) or _tail(blen, n)))
         except OSError as exc:
             self._write_failed(s, off, exc)
             self.not_written += 1
             return
         s.offset = off + blen
-        s.number += 1
-        self.written += 1
-        self.bytes += blen
-        if flow is not None:
-            if loc is None:
-                flow.ring = [s, s.file, s.number, off, s.file, s.number, off, 1]
-            else:
-                loc[4] = s.file
-                loc[5] = s.number
-                loc[6] = off
-                loc[7] += 1
+        number = s.number = s.number + 1
+        if loc is not None:
+            loc[4] = s.file
+            loc[5] = number
+            loc[6] = off
+            loc[7] += 1
+        elif flow is not None:
+            flow.ring = [s, s.file, number, off, s.file, number, off, 1]
 
     def _stream(self, flow: Any) -> _Stream:
         dept = "all"
@@ -327,26 +360,29 @@ class PacketRing:
         except OSError as exc:
             self._pause(f"cannot write {path}: {exc.strerror or exc}")
             return False
-        s.fh, s.offset, s.number, s.linktype = fh, rf.HEADER_LEN, 0, linktype
+        s.fh, s.write, s.offset, s.number, s.linktype = fh, fh.write, rf.HEADER_LEN, 0, \
+            linktype
         return True
 
     def _close_file(self, s: _Stream) -> None:
         if s.fh is not None:
             with contextlib.suppress(OSError):
                 s.fh.close()  # the lock goes with the file
-            s.fh = None
+            s.done_packets += s.number
+            s.done_bytes += s.offset
+            s.fh = s.write = None
+            s.number = 0
+            s.offset = CLOSED
 
     def _write_failed(self, s: _Stream, off: int, exc: OSError) -> None:
         """A write failed (the disk is full...): cut the file back to its last whole
         block, so what it holds stays readable, and stop writing."""
-        fh, s.fh = s.fh, None
-        with contextlib.suppress(OSError):
-            fh.flush()
-        with contextlib.suppress(OSError):
-            os.ftruncate(fh.fileno(), off)
-        with contextlib.suppress(OSError):
-            fh.close()
+        path = self.cfg.dir / s.file
         s.offset = off
+        self._close_file(s)  # (its buffer may still reach the disk as it closes)
+        with contextlib.suppress(OSError):
+            if path.stat().st_size > off:  # (never longer: a short file stays torn)
+                os.truncate(path, off)
         why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         self._pause(f"writing {s.file} failed: {why}")
 
@@ -434,6 +470,7 @@ class PacketRing:
                                 f"(collectors.ring.min_free_mb) on {self.cfg.dir}")
             elif free >= self.cfg.min_free_bytes + self.cfg.file_bytes:
                 reason, self.paused = self.paused, None
+                self.gate = self.kept is not None
                 self.enforce(now, extra=self.cfg.file_bytes)
                 if self.paused is None:
                     self._health_event("pcap_ring_resumed", f"writing again after: {reason}")
@@ -464,6 +501,7 @@ class PacketRing:
     def _pause(self, reason: str) -> None:
         if self.paused is None:
             self.paused = reason
+            self.gate = True
             self.pauses += 1
             self._health_event("pcap_ring_paused", reason)
             if self.health is not None:
@@ -476,6 +514,7 @@ class PacketRing:
         now = time.time()
         doc = ecs.make_event(DATASET, now, (self.run, self.worker, action, now), {
             "message": f"packet ring: {reason}",
+            "host": {"name": socket.gethostname()},
             "event": {"kind": "event", "category": ["host"], "type": ["info"],
                       "action": action, "module": "govsoc",
                       "outcome": "failure" if action == "pcap_ring_paused" else "success"},
