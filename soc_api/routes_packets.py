@@ -3,8 +3,9 @@ tree, hex, follow stream), the files they carry carved, listed and downloaded.
 
 Packets are the most sensitive data the SOC keeps (payloads: credentials, personal data,
 documents), so:
-- `pcap:read` (dissect, follow, list carved files) and `packets:carve` are the
-  analyst's and the responder's, who work alerts; not the viewer's (a wall screen), and
+- `pcap:read` (dissect, follow, list carved files: the same content as the ring's own
+  `GET /pcap`, so the same permission) and `packets:carve` are the analyst's and the
+  responder's, who work alerts; not the viewer's (a wall screen), and
   not the administrators' (三权分立: the system, security and audit administrators read no
   traffic);
 - `files:download` is the responder's only: carved bytes may be live malware or a
