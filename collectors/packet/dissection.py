@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -139,6 +140,11 @@ def _pyshark() -> Any:
         def _setup_tshark_output_parser(self) -> TreeParser:  # pyshark's hook, pinned <0.7
             return TreeParser(self._limits)
 
+        def _created_new_process(self, parameters: Any, process: Any,
+                                 process_name: str = "TShark") -> None:
+            self.started = [*getattr(self, "started", []), process]  # reaped in _trees
+            super()._created_new_process(parameters, process, process_name)
+
         async def _handle_process_stderr_forever(self, stderr: Any) -> None:
             # all of tshark's stderr (pyshark keeps the last line only: a filter error's
             # last line is the caret under the bad token), bounded
@@ -147,7 +153,24 @@ def _pyshark() -> Any:
                 if len(self.stderr_lines) < 50:
                     self.stderr_lines.append(line.decode("utf-8", "replace").rstrip())
 
+    _quiet_child_watcher()
     return TreeCapture, StopCapture, TSharkCrashException
+
+
+class _ReapRace(logging.Filter):
+    """asyncio's default child watcher reaps each subprocess from a thread of its own,
+    racing the Popen.poll of a closing transport: on a loaded machine it then logs
+    "Unknown child process pid N, will report returncode 255" for a tshark that ended
+    normally (we never read tshark's exit status from there). Only that line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unknown child process pid")
+
+
+def _quiet_child_watcher() -> None:
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _ReapRace) for f in log.filters):
+        log.addFilter(_ReapRace())
 
 
 def tshark_error(lines: str | None) -> str:
@@ -181,14 +204,13 @@ def _trees(path: str, display_filter: str | None, limits: Limits, out: Dissectio
     except crash:
         pass  # what it said is in its stderr, read below
     finally:
-        procs = list(cap._running_processes)  # pyshark's own set, pinned <0.7
         try:
             loop.run_until_complete(cap.close_async())
         except crash:
             pass
         # reaped here, by asyncio's watcher: a tshark left unwaited would be reaped by the
         # next subprocess call instead, and the watcher would log a bogus exit status
-        for proc in procs:
+        for proc in getattr(cap, "started", []):
             if proc.returncode is None:
                 try:
                     proc.kill()
