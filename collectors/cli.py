@@ -312,22 +312,28 @@ def host_cmd(once: bool, interval: float | None, fim_paths: tuple[str, ...],
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--engine", type=click.Choice(["fast", "tshark"]), default="fast",
               show_default=True, help="fast: built-in decoder; tshark: deep dissection.")
+@click.option("--ring", is_flag=True, help="Also write the packets to the packet ring "
+              "([collectors.ring]), so `govsoc pcap get` can retrieve flows later.")
 @store_option
-def pcap_cmd(files: tuple[str, ...], engine: str, store_url: str | None) -> None:
+def pcap_cmd(files: tuple[str, ...], engine: str, ring: bool, store_url: str | None) -> None:
     """Read pcap/pcapng captures into flow, DNS, HTTP and TLS events."""
     from collectors.packet import CaptureError, read_pcaps
 
     paths = _check_files(files)
+    cfg = _config()
     bar, task = _progress(None, f"pcap ({engine})")
 
     def progress(done: int, total: int) -> None:
         bar.update(task, completed=done, total=total)
 
+    writer = make_ring(cfg, source="pcap") if ring else None
     try:
-        events, stats = read_pcaps(paths, engine=engine, progress=progress)
+        events, stats = read_pcaps(paths, engine=engine, progress=progress, ring=writer)
     except CaptureError as exc:
         fail(str(exc))
-    shipper = make_shipper(store_url, "pcap")
+    shipper = make_shipper(store_url, "pcap", cfg)
+    if writer is not None:
+        writer.attach(shipper.put, shipper.health)
     error = None
     try:
         with bar:
@@ -340,8 +346,33 @@ def pcap_cmd(files: tuple[str, ...], engine: str, store_url: str | None) -> None
     if error:
         fail(error)
     click.echo(f"pcap ({engine}): {stats.summary()}")
+    if writer is not None:
+        click.echo(ring_summary(writer))
     for line in delivery_summary(snap):
         click.echo(line)
+
+
+def make_ring(cfg: Config, *, worker: int = 0, source: str = ""):
+    """The packet ring of `[collectors.ring]` (exit 2 with one line if misconfigured)."""
+    from collectors.packet import PacketRing, ring_config
+    from soc_core.departments import Departments
+
+    try:
+        rc = ring_config(cfg)
+        departments = Departments.from_config(cfg) if rc.retention else None
+    except ConfigError as exc:
+        fail(str(exc))
+    return PacketRing(rc, worker=worker, departments=departments, source=source)
+
+
+def ring_summary(ring: Any) -> str:
+    st = ring.status()
+    line = (f"packet ring ({st['dir']}): {st['packets_written']} packets written "
+            f"({st['bytes_written']} bytes), {st['packets_filtered']} not kept by its filter, "
+            f"{st['packets_not_written']} not written, {st['files_removed']} old files removed")
+    if st["paused_reason"]:
+        line += f"; STOPPED WRITING: {st['paused_reason']}"
+    return line
 
 
 @contextmanager
@@ -377,16 +408,26 @@ def capture_window(duration: float | None, banner: str
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Capture processes sharing the traffic by flow (PACKET_FANOUT hash); "
                    "each sees whole flows and reports its own kernel drops.")
+@click.option("--ring/--no-ring", "ring", default=None,
+              help="Write the packets to the packet ring (default: collectors.ring.enabled).")
 @store_option
 def live_cmd(iface: str, bpf: str | None, duration: float | None, workers: int,
-             store_url: str | None) -> None:
+             ring: bool | None, store_url: str | None) -> None:
     """Capture live traffic into flow, DNS, HTTP and TLS events."""
-    from collectors.packet import CaptureError, live
+    from collectors.packet import CaptureError, live, ring_config
 
+    cfg = _config()
+    try:
+        use_ring = ring_config(cfg).enabled if ring is None else ring
+    except ConfigError as exc:
+        fail(str(exc))
     if workers > 1:
-        _live_workers(iface, bpf, duration, workers, store_url)
+        _live_workers(iface, bpf, duration, workers, store_url, use_ring)
         return
-    shipper = make_shipper(store_url, "live")
+    writer = make_ring(cfg, source=f"live:{iface}") if use_ring else None
+    shipper = make_shipper(store_url, "live", cfg)
+    if writer is not None:
+        writer.attach(None, shipper.health)  # capture() sends its events to the sink
 
     def sink(ev: dict[str, Any]) -> None:
         shipper.put(ev, block=False)  # never stall the capture: a full queue counts drops
@@ -396,7 +437,7 @@ def live_cmd(iface: str, bpf: str | None, duration: float | None, workers: int,
     stop = None
     try:
         with capture_window(duration, f"capturing on {iface}") as (stop, ready):
-            stats = live.capture(iface, bpf, stop, sink, ready=ready)
+            stats = live.capture(iface, bpf, stop, sink, ready=ready, ring=writer)
     except CaptureError as exc:
         error = str(exc)
     finally:
@@ -405,12 +446,14 @@ def live_cmd(iface: str, bpf: str | None, duration: float | None, workers: int,
         fail(error)
     if stats is not None:
         click.echo(f"live ({iface}): {stats.summary()}")
+    if writer is not None:
+        click.echo(ring_summary(writer))
     for line in delivery_summary(snap):
         click.echo(line)
 
 
 def _live_workers(iface: str, bpf: str | None, duration: float | None, workers: int,
-                  store_url: str | None) -> None:
+                  store_url: str | None, use_ring: bool = False) -> None:
     """`collect live --workers N`: N capture processes, each with its own shipper
     (collector `live-<i>`, its own spool), started after the store URL is checked."""
     from collectors.packet import CaptureError
@@ -422,16 +465,28 @@ def _live_workers(iface: str, bpf: str | None, duration: float | None, workers: 
     url = store_url or cfg.store_url
     check_store(url)
 
+    healths: dict[int, Any] = {}
+
     def make_sink(i: int):  # runs in worker i
         shipper = Shipper.from_config(url, f"live-{i}", cfg).start()
+        healths[i] = shipper.health  # (this worker's copy of the dict)
         return (lambda ev: shipper.put(ev, block=False)), shipper.close
+
+    def make_ring_for(i: int):  # runs in worker i, after make_sink(i)
+        writer = make_ring(cfg, worker=i, source=f"live:{iface}")
+        writer.attach(None, healths.get(i))
+        return writer
+
+    if use_ring:
+        make_ring(cfg)  # a misconfigured ring fails here, before any worker starts
 
     results = None
     error = None
     try:
         with capture_window(duration, f"capturing on {iface} with {workers} workers"
                             ) as (stop, ready):
-            results = capture_workers(iface, bpf, workers, stop, make_sink, ready=ready)
+            results = capture_workers(iface, bpf, workers, stop, make_sink, ready=ready,
+                                      make_ring=make_ring_for if use_ring else None)
     except (CaptureError, SpoolError, ConfigError) as exc:
         error = str(exc)
     if error:
@@ -480,6 +535,12 @@ def status_cmd(as_json: bool) -> None:
             click.echo(f"  settings: batch {c['batch_size']}..{c['max_batch_size']}, "
                        f"queue {c['queue_size']}, flush {c['flush_interval']} s, "
                        f"spool fsync {c['spool_fsync']}, spool max {c['spool_max_bytes']} bytes")
+        if s.get("ring"):
+            r = s["ring"]
+            state = "writing" if r.get("writing") else f"STOPPED: {r.get('paused_reason')}"
+            click.echo(f"  packet ring: {state}; {r.get('packets_written', 0)} packets "
+                       f"written, {r.get('packets_not_written', 0)} not written, "
+                       f"{r.get('files_removed', 0)} old files removed")
         if s.get("last_error"):
             click.echo(f"  last error: {s['last_error']}")
 

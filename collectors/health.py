@@ -44,6 +44,8 @@ class Health:
     updated: str = ""
     reasons: list[str] = field(default_factory=list)  # why documents were rejected/dropped
     settings: dict[str, Any] = field(default_factory=dict)  # the shipper's configuration
+    # the packet ring this collector writes (collectors.packet.ring): writing or stopped, why
+    ring: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -78,6 +80,8 @@ class Health:
                 "store_up": snap["store_up"],
             }},
         }
+        if snap["ring"]:
+            fields["govsoc"]["collector"]["ring"] = snap["ring"]
         return ecs.make_event(HEALTH_DATASET, now, (self.name, self.host, self.pid, now),
                               fields, kind="metric")
 

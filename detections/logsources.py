@@ -37,6 +37,8 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.pop3": _FLOW + ("user.*",),
     "network.imap": _FLOW + ("user.*",),
     "network.smb": _FLOW + ("user.*",),
+    # the packet collector's own health (collectors.packet.ring: the packet ring stopped)
+    "govsoc.pcap": (),
     # EVTX imports (Winlogbeat layout)
     "system.security": _WINDOWS,
     "system.system": _WINDOWS,

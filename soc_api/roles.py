@@ -22,15 +22,19 @@ ROLES: dict[str, frozenset[str]] = {
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                           "rules:read", "playbooks:check", "playbooks:read", "cases:read",
-                          "cases:write", "assets:read"}),
+                          "cases:write", "assets:read", "pcap:read"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                             "rules:read", "playbooks:check", "playbooks:run",
                             "playbooks:read", "cases:read", "cases:write",
-                            "assets:read"}),
+                            "assets:read", "pcap:read"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
 }
+# packets (issue 18): analysts and responders read (pcap:read) and carve them; only
+# responders take carved files off the platform (why: soc_api/routes_packets.py)
+ROLES["analyst"] |= {"packets:carve"}
+ROLES["responder"] |= {"packets:carve", "files:download"}
 # a second factor is required before these roles can act (等保 level 3: administrators)
 ADMIN_ROLES = frozenset({"sysadmin", "secadmin", "auditor"})
 # roles that only secadmin may put on a token (a sysadmin mints tokens for other systems)
@@ -171,7 +175,26 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/idle"): "assets:read",
     ("GET", "/ui/assets"): "assets:read",
     ("GET", "/ui/assets/{key}"): "assets:read",
+    # packets of flows (soc_api/routes_pcap.py): the full content of connections, for those
+    # who investigate alerts (analyst, responder); never the administrators or the auditor
+    ("GET", "/pcap"): "pcap:read",
 }
+
+# a flow's or alert's packets (soc_api/routes_packets.py, routes_console_packets.py)
+ROUTES.update({
+    ("GET", "/packets/flows/{event_id}"): "pcap:read",
+    ("GET", "/packets/alerts/{alert_id}"): "pcap:read",
+    ("GET", "/packets/flows/{event_id}/follow"): "pcap:read",
+    ("GET", "/packets/alerts/{alert_id}/follow"): "pcap:read",
+    ("POST", "/packets/flows/{event_id}/carve"): "packets:carve",
+    ("POST", "/packets/alerts/{alert_id}/carve"): "packets:carve",
+    ("GET", "/packets/files"): "pcap:read",
+    ("GET", "/packets/files/{sha256}"): "files:download",
+    ("GET", "/ui/alerts/{alert_id}/packets"): "pcap:read",
+    ("GET", "/ui/alerts/{alert_id}/packets/{frame}"): "pcap:read",
+    ("GET", "/ui/alerts/{alert_id}/follow"): "pcap:read",
+    ("GET", "/ui/alerts/{alert_id}/files"): "pcap:read",
+})
 
 
 class RoleError(ValueError):

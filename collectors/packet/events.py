@@ -13,6 +13,7 @@ from typing import Any
 from collectors.packet.flows import Flow, community_id, conn_state
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import tls as tlsp
+from collectors.packet.ringfile import flow_fields as ring_fields
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 47: "gre",
               50: "esp", 51: "ah", 2: "igmp", 89: "ospf"}
@@ -171,6 +172,8 @@ class EventBuilder:
             g["ssh"] = ssh
         if f.bursts and len(f.bursts) >= 3:
             g["flow"].update(burst_stats(f.bursts))
+        if f.ring is not None:
+            g["pcap"] = ring_fields(f.ring)
         eid = _blake2b(f"network.flow\x1f{self.ident}|{proto}|{s_ip}|{sport}|{d_ip}|{dport}|"
                        f"{vlan}|{first_us}\x1f".encode(), digest_size=16).hexdigest()
         return {

@@ -54,8 +54,9 @@ class Inspector:
         self.stats = session.stats
         self.packet = session.table.packet
 
-    def frame(self, ts: float, linktype: int, buf: Any, start: int, end: int) -> None:
-        """One captured frame (used by live capture; run_file inlines the same steps)."""
+    def frame(self, ts: float, linktype: int, buf: Any, start: int, end: int) -> Any:
+        """One captured frame (used by live capture; run_file inlines the same steps);
+        returns the flow it was counted in, None for a frame without one."""
         stats = self.stats
         stats.packets += 1
         stats.bytes += end - start
@@ -65,7 +66,7 @@ class Inspector:
                 stats.ignored[p] += 1
             else:
                 stats.bad(p)
-            return
+            return None
         proto, src, sport, dst, dport, vlan, ip_len, flags, plen, ps, pe = p
         f, fwd = self.packet(ts, proto, src, sport, dst, dport, vlan, ip_len, flags, plen)
         if ps < pe:
@@ -74,6 +75,7 @@ class Inspector:
                     self.udp_dns(f, ts, buf, ps, pe)
             elif proto == TCP and (f.app is None or f.budget):
                 self.tcp(f, fwd, ts, buf, ps, pe, sport, dport)
+        return f
 
     def udp_dns(self, f, ts: float, buf, ps: int, pe: int) -> None:
         try:

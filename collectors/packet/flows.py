@@ -53,7 +53,7 @@ class Flow:
     1,000,000 flows stay under half a GiB."""
 
     __slots__ = ("key", "first", "last", "opkts", "obytes", "rpkts", "rbytes",
-                 "obits", "rbits", "history", "app", "bursts",
+                 "obits", "rbits", "history", "app", "bursts", "ring",
                  # set by session.Session.app() when `app` becomes True, read only then
                  "service", "budget", "dns", "http", "http_seq", "hello", "tls_buf",
                  "tls_parts", "ssh", "extra")
@@ -71,6 +71,8 @@ class Flow:
         # None until the engine looks at a payload of this flow; then True and the
         # application slots below hold its state (session.Session.app)
         self.app: bool | None = None
+        # where the packet ring wrote this flow's packets (collectors.packet.ring), or None
+        self.ring: list | None = None
 
     def closed(self) -> bool:
         both = self.obits | self.rbits

@@ -41,6 +41,9 @@ TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
 _TIMESPEC = struct.Struct("qq").unpack_from
 _AUX = struct.Struct("I12xHH").unpack_from  # tpacket_auxdata: status ... vlan tci, tpid
 _VLAN = struct.Struct(">HH").pack
+# a frame is read whole up to this: a veth or a NIC with segmentation offload hands the
+# socket TCP segments of up to 64 KiB plus headers, past 65535 (tshark's snaplen is this)
+SNAP = 262144
 RCVBUF = 64 << 20  # 64 MiB of kernel buffer absorbs bursts while Python catches up
 _ARPHRD_TO_DLT = {1: DLT_EN10MB, 772: DLT_EN10MB, 65534: DLT_RAW, 776: DLT_RAW}
 
@@ -142,12 +145,14 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
             sink: Callable[[dict[str, Any]], None], *, netns: str | None = None,
             promisc: bool = False, ready: threading.Event | None = None,
             stats: LiveStats | None = None, fanout: int | None = None,
-            **table_opts: Any) -> LiveStats:
+            ring: Any = None, **table_opts: Any) -> LiveStats:
     """Capture until `stop_event` is set; every event goes to `sink`. `ready` (if given)
     is set once the socket and its filter are in place, so a caller can start traffic;
     `stats` (if given) is filled while running, for a live status display. `fanout`: the
     PACKET_FANOUT group this socket joins, as one of several workers
-    (collectors.packet.workers); event ids do not depend on which worker saw the flow."""
+    (collectors.packet.workers); event ids do not depend on which worker saw the flow.
+    `ring` (collectors.packet.ring.PacketRing): every frame is also written to the packet
+    ring and each flow event says where; the ring's health events go to `sink` too."""
     sock = open_socket(iface, bpf, promisc, netns)
     if fanout is not None:
         try:
@@ -169,6 +174,12 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
     recvmsg = sock.ins.recvmsg
     # loopback shows every packet twice (leaving and arriving): keep the arrival
     skip_out = hatype == 772
+    ring_write = None
+    if ring is not None:
+        ring.use_linktype(linktype)
+        if ring.emit is None:
+            ring.emit = sink
+        ring_write = ring.write
     sock.ins.setblocking(False)
     kernel_counters(sock)  # reset: count from here
     if ready is not None:
@@ -184,7 +195,7 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                 # scapy's socket enabled: kernel timestamp and the stripped VLAN tag.
                 for _ in range(4096):
                     try:
-                        data, anc, _fl, addr = recvmsg(65535, 256)
+                        data, anc, _fl, addr = recvmsg(SNAP, 256)
                     except (BlockingIOError, InterruptedError):
                         break
                     if skip_out and addr[2] == socket.PACKET_OUTGOING:
@@ -193,14 +204,19 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                     for level, kind, cdata in anc:
                         if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
                             sec, nsec = _TIMESPEC(cdata)
-                            ts = sec + nsec * 1e-9
+                            # whole microseconds, as libpcap and tshark give them
+                            ts = (sec * 1_000_000 + nsec // 1000) / 1_000_000
                         elif kind == PACKET_AUXDATA and level == SOL_PACKET:
                             status, tci, tpid = _AUX(cdata)
                             if status & TP_STATUS_VLAN_VALID and linktype == DLT_EN10MB:
                                 data = data[:12] + _VLAN(
                                     tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100,
                                     tci) + data[12:]
-                    frame(ts or time.time(), linktype, data, 0, len(data))
+                    if ring_write is None:
+                        frame(ts or time.time(), linktype, data, 0, len(data))
+                    else:
+                        ts = ts or time.time()
+                        ring_write(ts, data, frame(ts, linktype, data, 0, len(data)))
                     if out:
                         for ev in drain():
                             sink(ev)
@@ -210,6 +226,8 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                 pk, dr = kernel_counters(sock)
                 stats.kernel_packets += pk
                 stats.kernel_drops += dr
+                if ring is not None:
+                    ring.tick(now)
                 if now >= session.table.next_sweep:  # end idle flows while traffic is quiet
                     session.table.sweep(now)
                 for ev in drain():
@@ -219,6 +237,8 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
         stats.kernel_packets += pk
         stats.kernel_drops += dr
         sock.close()
+        if ring is not None:
+            ring.close()
         session.finish()
         for ev in drain():
             sink(ev)

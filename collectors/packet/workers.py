@@ -29,10 +29,14 @@ Sink = Callable[[dict[str, Any]], None]
 def capture_workers(iface: str, bpf: str | None, workers: int, stop_event: threading.Event,
                     make_sink: Callable[[int], tuple[Sink, Callable[[], Any]]], *,
                     netns: str | None = None, promisc: bool = False,
-                    ready: threading.Event | None = None) -> list[tuple[LiveStats, Any]]:
+                    ready: threading.Event | None = None,
+                    make_ring: Callable[[int], Any] | None = None
+                    ) -> list[tuple[LiveStats, Any]]:
     """Capture on `iface` with `workers` processes until `stop_event` is set; returns, for
     each worker in order, its LiveStats and what its sink's flush returned. Raises
-    CaptureError (one line) if a worker cannot capture; the others are stopped."""
+    CaptureError (one line) if a worker cannot capture; the others are stopped.
+    `make_ring(i)`, if given, runs in worker i (after `make_sink(i)`) and returns its
+    packet ring (collectors.packet.ring.PacketRing): each worker writes its own files."""
     if workers < 1:
         raise CaptureError(f"workers must be at least 1, not {workers}")
     ctx = multiprocessing.get_context("fork")
@@ -42,7 +46,7 @@ def capture_workers(iface: str, bpf: str | None, workers: int, stop_event: threa
     group = os.getpid() & 0xFFFF  # one group per capture on this host
     procs = [ctx.Process(target=_worker, name=f"live-worker-{i}", daemon=True,
                          args=(i, iface, bpf, group, netns, promisc, make_sink, stop,
-                               readies[i], results))
+                               readies[i], results, make_ring))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -83,16 +87,17 @@ def capture_workers(iface: str, bpf: str | None, workers: int, stop_event: threa
 
 
 def _worker(i: int, iface: str, bpf: str | None, group: int, netns: str | None,
-            promisc: bool, make_sink, stop, ready, results) -> None:
+            promisc: bool, make_sink, stop, ready, results, make_ring=None) -> None:
     # the parent turns Ctrl-C / SIGTERM into `stop`; the worker ends through it only
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         sink, finish = make_sink(i)
         try:
+            ring = make_ring(i) if make_ring is not None else None
             # capture only calls is_set() / set(): the process-shared Events do
             stats = capture(iface, bpf, stop, sink, netns=netns, promisc=promisc,
-                            ready=ready, fanout=group)
+                            ready=ready, fanout=group, ring=ring)
         finally:
             flushed = finish()
     except CaptureError as exc:
