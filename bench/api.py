@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import re
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -84,10 +86,29 @@ def setup(folder: Path, store_url: str) -> dict:
 def start(cmd: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    if not wait_port(port):
+    if not wait_port(port) or not _healthy(port, proc):
+        stop(proc)
         sys.exit(f"server on port {port} did not start: {proc.stderr.read1()[-2000:]!r}")
-    time.sleep(1.0)  # both workers up
+    time.sleep(1.0)  # the other worker up too (each takes seconds to import on a busy machine)
     return proc
+
+
+def _healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    """True once /healthz answers at all (a worker has imported the app and serves; the
+    reference app has no such route and answers 404)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the self-signed one
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+            conn.request("GET", "/healthz")
+            conn.getresponse()
+            return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -139,6 +160,8 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
         sys.exit(f"wrk failed or got errors on {url}:\n{out.stdout}{out.stderr}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else float("nan")
     done = re.search(r"(\d+) requests in", out.stdout)
+    if server is not None and (not done or done.group(1) == "0"):  # (not the warm-up)
+        sys.exit(f"wrk completed no request on {url}:\n{out.stdout}{out.stderr}")
     per = (cpu1 - cpu0) / int(done.group(1)) * 1e6 if server and done else float("nan")
     return (float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan"), per)
 
