@@ -234,7 +234,9 @@ class AuditTrail:
             self._store = None
             self._connect = (store if callable(store) else _url_opener(str(store)))
             self._owned_store = True
-        self.spool, self.slot = self._take_slot(fsync, fsync_interval)
+        # a trail with a background thread fsyncs there: a request never waits for one
+        background = store is not None or signer is not None
+        self.spool, self.slot = self._take_slot(fsync, fsync_interval, background)
         self._head = self._recover()
         self._lock = threading.Lock()
         # a tail a previous process left without a checkpoint gets one at the next chance
@@ -284,12 +286,13 @@ class AuditTrail:
             raise ConfigError(f"audit trail: {exc}") from exc
 
     # -- slot and chain ----------------------------------------------------------------
-    def _take_slot(self, fsync: str, fsync_interval: float) -> tuple[Spool, Path]:
+    def _take_slot(self, fsync: str, fsync_interval: float, background: bool
+                   ) -> tuple[Spool, Path]:
         for k in range(MAX_SLOTS):
             slot = self.root / f"{self.name}-{k}"
             try:
                 return Spool(slot, fsync=fsync, fsync_interval=fsync_interval,
-                             max_bytes=self.max_bytes), slot
+                             max_bytes=self.max_bytes, background_sync=background), slot
             except SpoolBusy:
                 continue
         raise SpoolError(f"all {MAX_SLOTS} audit slots {self.root}/{self.name}-* are in use")
@@ -491,12 +494,15 @@ class AuditTrail:
 
     def _run(self) -> None:
         retry_at, backoff = 0.0, 0.5
+        # the spool's "interval" fsync is done here, never in record() (see _take_slot)
+        pause = min(self.drain_interval, self.spool.fsync_interval)
         while not self._stop.is_set():
+            self.spool.sync()
             if (self.signer is not None and self._since_cp
                     and time.monotonic() - self._last_cp >= self.checkpoint_seconds):
                 self.checkpoint()
             if time.monotonic() < retry_at:
-                self._stop.wait(min(self.drain_interval, retry_at - time.monotonic()))
+                self._stop.wait(min(pause, retry_at - time.monotonic()))
                 continue
             moved = self._drain_once()
             if moved is None:  # the store failed
@@ -507,7 +513,7 @@ class AuditTrail:
                 if moved < self.drain_batch:  # caught up: let the next batch gather
                     # (in the API's own process: every batch costs a transaction, a spool
                     # fsync and a head save; 1 s batches cost a request less than 0.2 s)
-                    self._wake.wait(self.drain_interval)
+                    self._wake.wait(pause)
                     self._wake.clear()
 
     def _drain_once(self) -> int | None:
