@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import re
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -84,10 +86,29 @@ def setup(folder: Path, store_url: str) -> dict:
 def start(cmd: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    if not wait_port(port):
+    if not wait_port(port) or not _healthy(port, proc):
+        stop(proc)
         sys.exit(f"server on port {port} did not start: {proc.stderr.read1()[-2000:]!r}")
-    time.sleep(1.0)  # both workers up
+    time.sleep(1.0)  # the other worker up too (each takes seconds to import on a busy machine)
     return proc
+
+
+def _healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    """True once /healthz answers at all (a worker has imported the app and serves; the
+    reference app has no such route and answers 404)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the self-signed one
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+            conn.request("GET", "/healthz")
+            conn.getresponse()
+            return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -98,8 +119,29 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, 9)
 
 
-def wrk(url: str, seconds: int, *, token: str, body: dict | None = None) -> tuple[float, float]:
-    """(requests/s, p99 ms) of one wrk run."""
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        out += _tree(int(child))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server: its process and all its children (the
+    workers). The machine is shared, so CPU time a request is the steadier figure."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
+        server: subprocess.Popen | None = None) -> tuple[float, float, float]:
+    """(requests/s, p99 ms, server CPU µs a request or nan) of one wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
         if body is not None:
@@ -107,15 +149,21 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None) -> tupl
                          '"application/json"\n')
             script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
         script.flush()
+        cpu0 = cpu_seconds(server.pid) if server else 0.0
         out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s",
                               script.name, url], capture_output=True, text=True)
+        cpu1 = cpu_seconds(server.pid) if server else 0.0
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
     if not rate or errors:
         sys.exit(f"wrk failed or got errors on {url}:\n{out.stdout}{out.stderr}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else float("nan")
-    return float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan")
+    done = re.search(r"(\d+) requests in", out.stdout)
+    if server is not None and (not done or done.group(1) == "0"):  # (not the warm-up)
+        sys.exit(f"wrk completed no request on {url}:\n{out.stdout}{out.stderr}")
+    per = (cpu1 - cpu0) / int(done.group(1)) * 1e6 if server and done else float("nan")
+    return (float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan"), per)
 
 
 def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
@@ -135,16 +183,20 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
             path = "/events/bench-event-1"
             wrk(f"https://127.0.0.1:{full_port}{path}", 2, token=env["reader"])  # warm-up
             wrk(f"https://127.0.0.1:{bare_port}{path}", 2, token=env["reader"])
-            full_rates, bare_rates = [], []
+            full_rates, bare_rates, full_cpu, bare_cpu = [], [], [], []
+            load0 = os.getloadavg()[0]
             for i in range(rounds):
-                pair = [("full", full_port), ("bare", bare_port)]
-                for name, port in (pair if i % 2 == 0 else pair[::-1]):
-                    rate, _ = wrk(f"https://127.0.0.1:{port}{path}", seconds,
-                                  token=env["reader"])
+                pair = [("full", full_port, full), ("bare", bare_port, bare)]
+                for name, port, proc in (pair if i % 2 == 0 else pair[::-1]):
+                    rate, _, per = wrk(f"https://127.0.0.1:{port}{path}", seconds,
+                                       token=env["reader"], server=proc)
                     (full_rates if name == "full" else bare_rates).append(rate)
+                    (full_cpu if name == "full" else bare_cpu).append(per)
             f, b = statistics.median(full_rates), statistics.median(bare_rates)
+            fc, bc = statistics.median(full_cpu), statistics.median(bare_cpu)
             overhead = 1 - f / b
-            print(f"[{label}] GET {path}, 2 workers, median of {rounds} rounds")
+            print(f"[{label}] GET {path}, 2 workers, median of {rounds} rounds "
+                  f"(load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} now)")
             print(f"  authenticated + audited: {f:8.0f} req/s   (rounds: "
                   f"{', '.join(f'{r:.0f}' for r in full_rates)})  target >= 1000: "
                   f"{'met' if f >= 1000 else 'MISSED'}")
@@ -152,16 +204,19 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
                   f"{', '.join(f'{r:.0f}' for r in bare_rates)})")
             print(f"  auth + audit overhead: {overhead:6.1%}   ratio {f / b:.3f}  "
                   f"target <= 15%: {'met' if overhead <= 0.15 else 'MISSED'}")
+            print(f"  server CPU a request (both workers, all threads; not a target): "
+                  f"authenticated + audited {fc:.0f} us, bare {bc:.0f} us, "
+                  f"ratio {fc / bc:.2f}")
             sign = f"https://127.0.0.1:{full_port}/crypto/sign"
             msg = base64.b64encode(b"invoice 2026-0001 total 1280.00 CNY").decode()
-            rate, p99 = wrk(sign, seconds, token=env["signer"],
-                            body={"key_id": env["key"], "data": msg})
+            rate, p99, per = wrk(sign, seconds, token=env["signer"],
+                                 body={"key_id": env["key"], "data": msg}, server=full)
             print(f"  sign single: {rate:8.0f} signatures/s  p99 {p99:.1f} ms  targets >= 1500/s: "
                   f"{'met' if rate >= 1500 else 'MISSED'}, p99 <= 20 ms: "
-                  f"{'met' if p99 <= 20 else 'MISSED'}")
+                  f"{'met' if p99 <= 20 else 'MISSED'}  (server CPU {per:.0f} us a signature)")
             batch = 100
-            rate, p99 = wrk(sign, seconds, token=env["signer"],
-                            body={"key_id": env["key"], "items": [msg] * batch})
+            rate, p99, per = wrk(sign, seconds, token=env["signer"],
+                                 body={"key_id": env["key"], "items": [msg] * batch}, server=full)
             print(f"  sign batched ({batch} a request): {rate * batch:8.0f} signatures/s "
                   f"(p99 {p99:.1f} ms a request)  target >= 5000/s: "
                   f"{'met' if rate * batch >= 5000 else 'MISSED'}")

@@ -139,7 +139,10 @@ class Spool:
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: str = "interval",
                  fsync_interval: float = 1.0, segment_bytes: int = 16 * 1024 * 1024,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, background_sync: bool = False) -> None:
+        """`background_sync` (policy "interval"): the owner calls `sync()` at least every
+        `fsync_interval` seconds from a thread of its own, so `append` never waits for an
+        fsync (it would stall the appending thread, e.g. a server's event loop)."""
         if fsync not in FSYNC_POLICIES:
             raise SpoolError(f"fsync policy {fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
         self.dir = Path(directory)
@@ -149,6 +152,7 @@ class Spool:
             raise SpoolError(f"cannot create spool directory {self.dir}: {exc.strerror}") from exc
         self.fsync = fsync
         self.fsync_interval = fsync_interval
+        self.background_sync = background_sync
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
         self.corruptions: list[Corruption] = []
@@ -187,7 +191,8 @@ class Spool:
         if self._write_fd is None or self.fsync == "never":
             return
         now = time.monotonic()
-        if self.fsync == "always" or force or now - self._last_sync >= self.fsync_interval:
+        if self.fsync == "always" or force or (
+                not self.background_sync and now - self._last_sync >= self.fsync_interval):
             if self._dirty:
                 os.fsync(self._write_fd)
                 self._dirty = False

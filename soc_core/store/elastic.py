@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 _STREAM_FAMILIES = {"events": "logs", "metrics": "metrics"}
 _MAX_BATCH_BYTES = 8 * 1024 * 1024
 _RETRY_STATUS = {429, 502, 503, 504}
+_MGET_MAX_INDICES = 64  # a GET by id of a stream document: one multi-get over this many
+_BACKING_TTL = 10.0  # seconds a family's list of backing indices is reused
 
 
 class ElasticStore(EventStore):
@@ -374,8 +376,16 @@ class ElasticStore(EventStore):
                           filter_path="items.*.status")
         return sum(1 for it in resp.get("items", []) if next(iter(it.values()))["status"] == 200)
 
-    def refresh(self) -> None:
-        self._call(self.es.indices.refresh, index=self._all_indices(),
+    def refresh(self, family: str | None = None) -> None:
+        # one family's indices only when asked: a refresh of everything also refreshes the
+        # event streams, whose pending writes make it cost far more
+        if family is None:
+            index = self._all_indices()
+        elif family in _STREAM_FAMILIES:
+            index = f"{_STREAM_FAMILIES[family]}-govsoc.*-{self.namespace}"
+        else:
+            index = self.index_for(family, "")
+        self._call(self.es.indices.refresh, index=index,
                    ignore_unavailable=True, allow_no_indices=True)
 
     def _all_indices(self) -> str:
@@ -394,8 +404,49 @@ class ElasticStore(EventStore):
                 pass  # the search below reports it with the store's own retries
             else:
                 return resp["_source"]
+        else:
+            found = self._get_from_backing_indices(family, doc_id)
+            if found is not None:
+                return found
+        # not found (or a backing index newer than the cached list): the search decides
         hits = self._search(Selection(family=family), {"ids": {"values": [doc_id]}}, size=1)
         return hits[0]["_source"] if hits else None
+
+    def _get_from_backing_indices(self, family: str, doc_id: str) -> dict[str, Any] | None:
+        """A stream document by id through a real-time multi-get on each backing index:
+        a data stream answers no GET by id, and a search for one id costs Elasticsearch
+        several times a GET (query and fetch phases on a search thread). None when not
+        found this way, or when there are too many backing indices for it to pay."""
+        indices = self._stream_backing_indices(family)
+        if not indices or len(indices) > _MGET_MAX_INDICES:
+            return None
+        try:
+            resp = self.es.mget(docs=[{"_index": i, "_id": doc_id} for i in indices],
+                                filter_path="docs.found,docs._source")
+        except (ApiError, TransportError):
+            return None  # the search after it reports it, with the store's own retries
+        for d in resp.get("docs", []):
+            if d.get("found"):
+                return d["_source"]
+        return None
+
+    def _stream_backing_indices(self, family: str) -> list[str]:
+        """Every backing index of the family's data streams, cached briefly (a new stream or
+        a rollover since only means a miss, which the search then answers)."""
+        key = "*" + family
+        now = time.monotonic()
+        cached = self._backing.get(key)
+        if cached and now - cached[0] < _BACKING_TTL:
+            return cached[1]
+        try:
+            resolved = self.es.indices.resolve_index(
+                name=f"{_STREAM_FAMILIES[family]}-govsoc.*-{self.namespace}")
+        except (ApiError, TransportError):
+            return []
+        indices = [i for ds in resolved.get("data_streams", [])
+                   for i in ds.get("backing_indices", [])]
+        self._backing[key] = (now, indices)
+        return indices
 
     def _search(self, sel: Selection, extra: dict[str, Any] | None, *, size: int,
                 after: list[Any] | None = None, descending: bool = False,

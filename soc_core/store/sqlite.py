@@ -329,7 +329,7 @@ class SqliteStore(EventStore):
                                        (family, *chunk)).rowcount
         return n
 
-    def refresh(self) -> None:
+    def refresh(self, family: str | None = None) -> None:
         """Writes are visible when their transaction commits."""
 
     # -- reads -------------------------------------------------------------------

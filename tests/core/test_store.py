@@ -375,6 +375,22 @@ def test_es_redelivery_after_rollover_is_still_a_duplicate(es_store):
     assert es_store.count() == 25
 
 
+@pytest.mark.es
+def test_es_get_event_by_id_across_backing_indices(es_store):
+    """A stream document by id: a multi-get over the backing indices (real time), and a
+    search when the cached list of backing indices is older than the document's index."""
+    assert es_store.write([ev(i) for i in range(5)], refresh=True).written == 5
+    assert es_store.get("events", "network.flow-3")["source"]["port"] == 40003  # caches
+    es_store.es.indices.rollover(alias=f"logs-govsoc.network.flow-{es_store.namespace}")
+    assert es_store.write([ev(i) for i in range(5, 8)], refresh=True).written == 3
+    assert es_store.get("events", "network.flow-6")["source"]["port"] == 40006  # search
+    assert es_store.get("events", "network.flow-9") is None
+    es_store._backing.clear()
+    assert es_store.write([ev(9)]).written == 1  # no refresh: only a real-time read sees it
+    assert es_store.get("events", "network.flow-9")["source"]["port"] == 40009
+    assert es_store.get("events", "network.flow-3")["source"]["port"] == 40003
+
+
 def test_credentials_never_reach_messages():
     with pytest.raises(StoreUnavailable) as err:
         open_store("http://govsoc:hunter2secret@127.0.0.1:9", retries=0)
