@@ -10,6 +10,7 @@ Its interface is these modules (import from them; the rest are their internals):
     collectors.importers  evidence files (pcap, EVTX, Linux logs) -> events, for `govsoc hunt`
                         (the `govsoc.importers` entry point `evidence`)
     collectors.cli      `govsoc collect ...`;  collectors.service: the `govsoc up` agent
+    collectors.agent    `govsoc agent`: Agent(cfg).run(stop), agent_id, host_fields
 """
 
-__all__ = ["cli", "health", "host", "importers", "logs", "packet", "service", "shipper"]
+__all__ = ["agent", "cli", "health", "host", "importers", "logs", "packet", "service", "shipper"]

@@ -19,6 +19,8 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
     Lease(store, name, ttl_s=...), run_scheduled(...), leaders(store)
                                                           detections.leader (one engine leads)
     posture: the module; posture.posture(store) -> dict (security index and its parts)
+    agents: the module; agents.agents(store, now, intervals=) -> heartbeat rows (up/silent),
+        agents.summary(rows), agents.raise_silent_alerts(store) -> alert ids written
     render(store) -> rich renderable for `govsoc up`                detections.view
     run(store_url, stop_event, demo)  the `govsoc.services` entry   detections.service
 """
@@ -37,5 +39,5 @@ _WHERE = {
     "Lease": "leader", "leaders": "leader",
     "run_scheduled": "leader", "LeaseLost": "engine", "render": "view", "run": "service",
 }
-__all__ = sorted([*_WHERE, "posture", "workflow"])
-__getattr__ = lazy_exports(__name__, _WHERE, modules=["posture", "workflow"])
+__all__ = sorted([*_WHERE, "agents", "posture", "workflow"])
+__getattr__ = lazy_exports(__name__, _WHERE, modules=["agents", "posture", "workflow"])

@@ -430,6 +430,12 @@ def posture(as_json: bool, store_url: str | None) -> None:
         click.echo("top targets: " + ", ".join(f"{k} {v}" for k, v in p["top_targets"]))
     if p["new_assets"]:
         click.echo("newly seen: " + ", ".join(p["new_assets"][:20]))
+    ag = p["agents"]
+    if ag["items"]:
+        click.echo(f"agents: {ag['counts']['up']} up, {ag['counts']['silent']} silent")
+        for a in ag["items"]:
+            if a["status"] == "silent":
+                click.echo(f"  silent: {a['name']} on {a['host']} since {a['last_heartbeat']}")
     if p["trend_hourly"]:
         click.echo("alerts per hour: " + ", ".join(f"{t[11:16]} {n}" for t, n in
                                                    p["trend_hourly"]))

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from detections import agents as agent_health
 from detections.alerts import iso
 from detections.engine import now_ms, to_ms
 from soc_core import ecs
@@ -203,4 +204,6 @@ def posture(store: EventStore, now: Any = None, query: Any = None) -> dict[str, 
         "top_sources": store.terms("source.ip", recent, size=10),
         "top_targets": store.terms("destination.ip", recent, size=10),
         "new_assets": new_assets[:100],
+        "agents": agent_health.summary(agent_health.agents(
+            store, now, query=query, intervals=agent_health.silent_intervals())),
     }

@@ -69,8 +69,29 @@ def run(store_url: str, stop: threading.Event, demo: bool) -> None:
         if demo:
             replay_demo(store, pack)
         engine = Engine(store, pack, settings=Settings(interval_s=interval))
+        threading.Thread(target=watch_agents, args=(store_url, stop, max(1.0, interval)),
+                         name="agent-watch", daemon=True).start()
         # any number of `govsoc up` over one store: one of them runs the rule set
         run_scheduled(engine, stop, max(1.0, interval),
                       ttl_s=float(cfg.get("detections.lease_s", 10.0)))
+    finally:
+        store.close()
+
+
+def watch_agents(store_url: str, stop: threading.Event, interval: float) -> None:
+    """Every `interval` seconds: an alert for each agent that went silent (posture check,
+    detections.agents). Its alert id is per silence, so engines running it side by side
+    raise each silence once."""
+    from detections import agents
+
+    intervals = agents.silent_intervals()
+    store = open_store(store_url)
+    try:
+        while not stop.wait(interval):
+            try:
+                for aid in agents.raise_silent_alerts(store, intervals=intervals):
+                    log.warning("agent silent: alert %s", aid)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("agent watch failed")
     finally:
         store.close()

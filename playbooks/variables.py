@@ -123,6 +123,11 @@ _SIGNAL = _pattern(r"(SIG)?[A-Z0-9]{2,8}", "a signal name such as KILL or TERM")
 # not on the controller); it is still one line and never a template
 _COMMAND = _text
 _PID = _integer(1, 4_194_304)
+# store URLs as the store takes them (several nodes comma-separated); no quote or
+# backslash: the value is written into the agent's TOML config
+_STORE_URL = _pattern(r"https?://[^\s\"'\\,]+(,https?://[^\s\"'\\,]+)*",
+                      "an http(s) store URL (several nodes comma-separated)")
+_ES_NAMESPACE = _pattern(r"[a-z0-9_]{1,64}", "lowercase letters, digits and _")
 
 # playbook -> variable -> check (returns the value as the playbook receives it)
 SCHEMAS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
@@ -143,6 +148,13 @@ SCHEMAS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
                  "dr_data_dir": _PATH, "dr_backup_dir": _PATH, "dr_port": _integer(1, 65535),
                  "dr_health_path": _URL_PATH, "dr_pidfile": _PATH, "dr_service_cmd": _COMMAND,
                  "dr_sm4_key_file": _PATH, "dr_encrypt": _boolean},
+    "deploy_agent": {"agent_store_url": _STORE_URL, "agent_es_namespace": _ES_NAMESPACE,
+                     "agent_source": _PATH, "agent_wheel": _PATH, "agent_wheelhouse": _PATH,
+                     "agent_host_interval": _integer(1, 3600),
+                     "agent_health_interval": _integer(1, 3600),
+                     "agent_restart_delay": _integer(1, 300),
+                     "agent_auth_paths": _list_of(_PATH), "agent_syslog_paths": _list_of(_PATH)},
+    "undeploy_agent": {},
 }
 
 

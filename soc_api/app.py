@@ -31,11 +31,13 @@ from soc_api import (
     routes_console_admin,
     routes_console_assets,
     routes_console_cases,
+    routes_console_packets,
     routes_console_rules,
     routes_console_runs,
     routes_data,
     routes_inventory,
     routes_notify,
+    routes_packets,
     routes_pcap,
     routes_posture,
     routes_reports,
@@ -149,6 +151,8 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_console_admin.router)
     app.include_router(routes_inventory.router)
     app.include_router(routes_console_assets.router)
+    app.include_router(routes_packets.router)
+    app.include_router(routes_console_packets.router)
     app.include_router(routes_pcap.router)
     mount_static(app)
 

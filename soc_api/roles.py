@@ -31,6 +31,10 @@ ROLES: dict[str, frozenset[str]] = {
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
 }
+# packets (issue 18): analysts and responders read (pcap:read) and carve them; only
+# responders take carved files off the platform (why: soc_api/routes_packets.py)
+ROLES["analyst"] |= {"packets:carve"}
+ROLES["responder"] |= {"packets:carve", "files:download"}
 # a second factor is required before these roles can act (等保 level 3: administrators)
 ADMIN_ROLES = frozenset({"sysadmin", "secadmin", "auditor"})
 # roles that only secadmin may put on a token (a sysadmin mints tokens for other systems)
@@ -175,6 +179,22 @@ ROUTES: dict[tuple[str, str], str] = {
     # who investigate alerts (analyst, responder); never the administrators or the auditor
     ("GET", "/pcap"): "pcap:read",
 }
+
+# a flow's or alert's packets (soc_api/routes_packets.py, routes_console_packets.py)
+ROUTES.update({
+    ("GET", "/packets/flows/{event_id}"): "pcap:read",
+    ("GET", "/packets/alerts/{alert_id}"): "pcap:read",
+    ("GET", "/packets/flows/{event_id}/follow"): "pcap:read",
+    ("GET", "/packets/alerts/{alert_id}/follow"): "pcap:read",
+    ("POST", "/packets/flows/{event_id}/carve"): "packets:carve",
+    ("POST", "/packets/alerts/{alert_id}/carve"): "packets:carve",
+    ("GET", "/packets/files"): "pcap:read",
+    ("GET", "/packets/files/{sha256}"): "files:download",
+    ("GET", "/ui/alerts/{alert_id}/packets"): "pcap:read",
+    ("GET", "/ui/alerts/{alert_id}/packets/{frame}"): "pcap:read",
+    ("GET", "/ui/alerts/{alert_id}/follow"): "pcap:read",
+    ("GET", "/ui/alerts/{alert_id}/files"): "pcap:read",
+})
 
 
 class RoleError(ValueError):

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from detections import agents as agent_health
 from detections import health as rule_health
 from detections import posture as pm
 from soc_api import tenancy
@@ -200,7 +201,10 @@ def _agents(store: Any, scope: q.Node | None, now: int) -> dict[str, Any]:
         items.append({"host": host, "status": status, "events_1h": hour.get(host, 0),
                       "events_24h": day.get(host, 0), "inventoried": host in inventory})
     counts = {s: sum(1 for i in items if i["status"] == s) for s in ("up", "silent", "missing")}
-    return {"counts": counts, "items": items}
+    # the agents' own heartbeats: silent after posture.agent_silent_intervals of their interval
+    heartbeats = agent_health.summary(agent_health.agents(
+        store, now, query=scope, intervals=agent_health.silent_intervals()))
+    return {"counts": counts, "items": items, "heartbeats": heartbeats}
 
 
 def _collectors(store: Any, scope: q.Node | None, now: int) -> dict[str, Any]:

@@ -291,12 +291,29 @@ class LogReader:
         base = Path(self.path)
         known = self.positions.for_path(self.path)
         if not known:
-            return
-        for cand in sorted(base.parent.glob(base.name + "[.-]*")):
+            return  # first run: history from before the agent is not imported
+        files = []  # (mtime, path, identity), rotated files oldest first
+        newest_known = 0.0
+        for cand in [*base.parent.glob(base.name + "[.-]*"), base]:
             if cand.suffix in (".gz", ".xz", ".bz2", ".zst") or not cand.is_file():
                 continue
+            try:
+                with open(cand, "rb") as fh:
+                    ident = identity_of(fh, complete_only=False)
+                    mtime = os.fstat(fh.fileno()).st_mtime
+            except OSError:
+                continue
+            if ident in known:
+                newest_known = max(newest_known, mtime)
+            if cand != base and ident is not None:
+                files.append((mtime, str(cand), ident))
+        for mtime, cand, ident in sorted(files):
+            # a file never seen but written after the newest one we knew was made while we
+            # were down (rotated twice, or rotated before we read it): all of it is new
+            if ident not in known and mtime <= newest_known:
+                continue
             with open(cand, "rb") as fh:
-                ident = identity_of(fh, complete_only=False)
-                if ident in known and known[ident] < os.fstat(fh.fileno()).st_size:
-                    offset, lineno = self._start(fh, ident)
-                    self._read(fh, ident, offset, lineno, final=True)
+                if ident in known and known[ident] >= os.fstat(fh.fileno()).st_size:
+                    continue
+                offset, lineno = self._start(fh, ident)
+                self._read(fh, ident, offset, lineno, final=True)

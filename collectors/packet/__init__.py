@@ -49,10 +49,40 @@ Public API (the `govsoc collect pcap|live` commands call exactly these):
         flows, notes, flow_ids): notes say what is missing (a file rotated out, a damaged
         file, a flow captured without the ring). `visible(doc) -> bool` leaves out what
         the caller may not see. Raises PcapError (one line) for an unanswerable request.
+
+    dissect(path, display_filter=None, limits=Limits(), with_hex=True, only=None)
+        The packets of a capture decoded by Wireshark's dissectors (pyshark over tshark's
+        PDML): per packet summary, protocol tree (`layers`) and hex; a Dissection with
+        `notes` saying what was cut (caps, time limit) or damaged. `follow(path, "tcp" |
+        "http", stream)` is Wireshark's Follow Stream; `flow_filter(flow_event)` the
+        display filter of a flow's packets. DissectError for a bad display filter.
+
+    carve(path, data_dir, origin=None) -> Carved
+        The files of HTTP/FTP/SMB transfers (tshark --export-objects), hashed with SM3 and
+        SHA-256, kept once under <data_dir>/carved/ by SHA-256 (`carved_path`), as
+        `file.carved` events (`record_carved(store, carved)` writes them).
+
+    with flow_capture(store, cfg, flows=(...) | alert=ID, visible=None) as got:
+        A temporary pcap (`got.path`) of those flows' packets from the ring, for the two
+        above; NoPackets (one line) when the ring has none.
 """
 
 from __future__ import annotations
 
+from collectors.packet.carving import DATASET as CARVED_DATASET
+from collectors.packet.carving import Carved, CarveLimits, carve, carved_path
+from collectors.packet.carving import record as record_carved
+from collectors.packet.dissection import (
+    DissectError,
+    Dissection,
+    Limits,
+    dissect,
+    flow_filter,
+    follow,
+    hex_dump,
+    tree_text,
+)
+from collectors.packet.drilldown import FlowCapture, NoPackets, flow_capture, ftp_session
 from collectors.packet.reader import ENGINES, read_pcaps
 from collectors.packet.retrieve import PcapError, PcapResult, write_flow_pcap
 from collectors.packet.ring import PacketRing, RingConfig, ring_config
@@ -60,3 +90,8 @@ from collectors.packet.stats import CaptureError, CaptureStats
 
 __all__ = ["ENGINES", "CaptureError", "CaptureStats", "PacketRing", "PcapError", "PcapResult",
            "RingConfig", "read_pcaps", "ring_config", "write_flow_pcap"]
+# deep dissection and carving (dissection.py, carving.py, drilldown.py)
+__all__ += ["CARVED_DATASET", "CarveLimits", "Carved", "DissectError", "Dissection",
+            "FlowCapture", "Limits", "NoPackets", "carve", "carved_path", "dissect",
+            "flow_capture", "flow_filter", "follow", "ftp_session", "hex_dump", "record_carved",
+            "tree_text"]

@@ -212,6 +212,38 @@ def test_follow_handles_rename_rotation_and_copytruncate(tmp_path):
     assert len({d["event"]["id"] for d in got}) == 14
 
 
+def test_restart_reads_files_rotated_twice_while_down_and_skips_old_history(tmp_path):
+    """Down across two rotations: the file it knew (from its saved position), the file it
+    never saw, then the live one; a rotated file older than what it knew is history from
+    before the collector and is not imported."""
+    log = tmp_path / "auth.log"
+    (tmp_path / "auth.log.9").write_text("Nov 23 09:00:00 h app: before the agent\n")
+    os.utime(tmp_path / "auth.log.9", (1, 1))
+    log.write_text("".join(f"Nov 23 10:00:{i:02d} h app: a{i}\n" for i in range(5)))
+    pos = Positions(tmp_path / "pos.json")
+    LogReader(log, parser_for("syslog"), lambda d: None, positions=pos).import_once()
+    with open(log, "a") as fh:  # written after the last saved position, then rotated away
+        fh.write("Nov 23 10:01:00 h app: a5\n")
+    os.rename(log, tmp_path / "auth.log.1")
+    log.write_text("Nov 23 10:02:00 h app: b0\n")
+    os.rename(tmp_path / "auth.log.1", tmp_path / "auth.log.2")
+    os.rename(log, tmp_path / "auth.log.1")
+    log.write_text("Nov 23 10:03:00 h app: c0\n")
+    got: list[dict] = []
+    stop = threading.Event()
+    reader = LogReader(log, parser_for("syslog"), got.append,
+                       positions=Positions(tmp_path / "pos.json"))
+    t = threading.Thread(target=reader.follow, args=(stop, 0.05))
+    t.start()
+    deadline = time.monotonic() + 20
+    while len(got) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    stop.set()
+    t.join(10)
+    assert [d["message"] for d in got] == ["a5", "b0", "c0"]
+
+
 def test_bad_bytes_and_runaway_lines_do_not_stop_the_import(tmp_path):
     p = tmp_path / "auth.log"
     p.write_bytes(b"Nov 23 10:00:01 h sshd[1]: Invalid user \xff\xfe from 192.0.2.1 port 1\n"

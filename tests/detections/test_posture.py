@@ -117,3 +117,33 @@ def test_service_replays_the_demo_and_raises_alerts(tmp_path, monkeypatch):
 
 def test_scheduler_settings_default():
     assert Settings().delay_ms > 0 and Settings().lookback_ms > 0
+
+
+def test_silent_agents_in_the_posture_and_one_alert_per_silence(store):
+    from detections import agents
+
+    now = now_ms()
+
+    def beat(aid: str, host: str, at_ms: int) -> dict:
+        return ecs.make_event(agents.HEARTBEAT_DATASET, at_ms / 1000, (aid, at_ms), {
+            "agent": {"id": aid, "name": host}, "host": {"name": host},
+            "govsoc": {"agent": {"interval_s": 10.0, "events_per_s": 1.0}}}, kind="metric")
+
+    store.write([beat("a1", "web-01", now - 50_000), beat("a1", "web-01", now - 5_000),
+                 beat("a2", "db-01", now - 120_000), beat("a2", "db-01", now - 45_000)],
+                refresh=True)
+    rows = {r["host"]: r for r in agents.agents(store, now, intervals=3)}
+    assert rows["web-01"]["status"] == "up" and rows["db-01"]["status"] == "silent"
+    assert rows["db-01"]["last_heartbeat"] == ecs.format_time(ecs.parse_time((now - 45_000)
+                                                                             / 1000))
+    assert {r["host"]: r["status"] for r in agents.agents(store, now, intervals=5)} == \
+        {"web-01": "up", "db-01": "up"}  # 45 s < 5 intervals of 10 s
+    assert posture(store)["agents"]["counts"] == {"up": 1, "silent": 1}
+    first = agents.raise_silent_alerts(store, now, intervals=3)
+    assert len(first) == 1 and agents.raise_silent_alerts(store, now, intervals=3) == []
+    alert = store.get("alerts", first[0])
+    assert alert["host"]["name"] == "db-01" and alert["govsoc"]["alert"]["status"] == "open"
+    store.write([beat("a2", "db-01", now - 1_000)], refresh=True)  # back, then silent again
+    later = now + 60_000
+    again = agents.raise_silent_alerts(store, later, intervals=3)
+    assert len(again) == 2 and first[0] not in again  # web-01 now too; db-01's new silence

@@ -60,6 +60,12 @@ def test_a_template_in_a_cli_variable_never_runs_on_the_controller(tmp_path, unr
     ("patch", {"patch_health_cmd": "true\nreboot"}, "one line"),
     ("patch", {"patch_packages": ["ok", "$(id)"]}, "name of letters"),
     ("asset_sweep", {"x": "1"}, "it takes: none"),
+    ("deploy_agent", {"agent_store_url": 'http://x:9200"\nstore_url = "evil'}, "one line"),
+    ("deploy_agent", {"agent_store_url": 'http://x:9200" data_dir="/'}, "store URL"),
+    ("deploy_agent", {"agent_store_url": "file:///etc/passwd"}, "store URL"),
+    ("deploy_agent", {"agent_es_namespace": "Prod-1"}, "lowercase letters"),
+    ("deploy_agent", {"agent_auth_paths": ["/var/log/auth.log", "x\" y"]}, "absolute path"),
+    ("undeploy_agent", {"agent_store_url": "http://x:9200"}, "it takes: none"),
     ("nope", {}, "unknown playbook"),
 ])
 def test_validate_vars_refuses_what_the_schema_does_not_allow(name, variables, message):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from api_helpers import STRONG, close_context_keep_store, make_config
 from console_helpers import Server, alert, events
+from packets_ring import HTTP_PCAP, first, replay, ring_settings
 from playwright.sync_api import expect
 
 from soc_api import totp
@@ -39,7 +40,8 @@ def site(tmp_path_factory):
     inventory.write_text(yaml.safe_dump(INVENTORY))
     cfg = make_config(tmp, store.url, **{"console.poll_seconds": 1,
                                          "console.refresh_seconds": 3600,
-                                         "playbooks.inventory": str(inventory)})
+                                         "playbooks.inventory": str(inventory),
+                                         **ring_settings(tmp)})
     ctx = build_context(cfg, store=store)
     ctx.login_rate = 1000.0  # every test logs in from 127.0.0.1
     store.use_departments(ctx.departments)
@@ -49,6 +51,10 @@ def site(tmp_path_factory):
     wjw_ids = [e["event"]["id"] for e in evs[:3]]
     alerts = [alert("wjw", i, event_ids=wjw_ids if i == 0 else None) for i in range(24)]
     alerts += [alert("gaj", i, title="公安内网横向移动") for i in range(8)]
+    # a closed alert on a real HTTP flow whose packets are in the ring (kept out of the queue)
+    http = first(replay(cfg, store, HTTP_PCAP), "network.http", url__path="/")
+    alerts.append(alert("wjw", 77, when=now - timedelta(days=3), status="closed",
+                        event_ids=[http["event"]["id"]], title="HTTP packets"))
     store.write(alerts, refresh=True)
     users = {}
     for name, roles_, depts in (("ana", ["analyst", "responder"], ["*"]),
@@ -283,6 +289,12 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     assert "T1110" in page.locator(".facts").inner_text()
     assert page.get_attribute("#open-case", "href") == "/ui/cases?alerts=al-wjw-0"
     assert page.get_attribute("#run-playbook", "href").startswith("/ui/runs?hosts=wjw-")
+
+
+def test_the_alert_pages_packets_view_shows_the_http_request(ana):
+    page = ana.visit("/ui/alerts/al-wjw-77", "alert-packets", wait="#packet-detail .pk-tree")
+    expect(page.locator("#packet-list")).to_contain_text("GET / HTTP/1.1")
+    expect(page.locator("#packet-detail")).to_contain_text("Hypertext Transfer Protocol")
 
 
 def test_open_a_case_from_two_alerts_and_classify_it(ana, site):
