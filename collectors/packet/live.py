@@ -42,8 +42,10 @@ _TIMESPEC = struct.Struct("qq").unpack_from
 _AUX = struct.Struct("I12xHH").unpack_from  # tpacket_auxdata: status ... vlan tci, tpid
 _VLAN = struct.Struct(">HH").pack
 # a frame is read whole up to this: a veth or a NIC with segmentation offload hands the
-# socket TCP segments of up to 64 KiB plus headers, past 65535 (tshark's snaplen is this)
-SNAP = 262144
+# socket TCP segments of up to 64 KiB of IP plus the link headers, past 65535. (Not more:
+# a buffer past glibc's mmap threshold, 128 KiB, is mapped and unmapped on every recvmsg,
+# 8x slower.)
+SNAP = 65536 + 256
 RCVBUF = 64 << 20  # 64 MiB of kernel buffer absorbs bursts while Python catches up
 _ARPHRD_TO_DLT = {1: DLT_EN10MB, 772: DLT_EN10MB, 65534: DLT_RAW, 776: DLT_RAW}
 

@@ -461,6 +461,7 @@ class PacketRing:
         budget every HOUSEKEEP_S, resuming a paused ring when there is room again."""
         if now >= self._next_free:
             self._next_free = now + FREE_CHECK_S
+            self.flush()  # a flow's packets are on disk by the time its event is stored
             free = self._free_bytes()
             if self.paused is None:
                 if free < self.cfg.min_free_bytes:
@@ -477,10 +478,6 @@ class PacketRing:
                 self._publish()
         if now >= self._next_house:
             self._next_house = now + HOUSEKEEP_S
-            for s in self.streams.values():
-                if s.fh is not None:
-                    with contextlib.suppress(OSError):
-                        s.fh.flush()  # retrieval reads what was captured seconds ago
             self.enforce(now)
             self._publish()
 
