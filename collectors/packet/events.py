@@ -13,6 +13,7 @@ from typing import Any
 from collectors.packet.flows import Flow, community_id, conn_state
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import tls as tlsp
+from collectors.packet.proto import x509 as x509p
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 47: "gre",
               50: "esp", 51: "ah", 2: "igmp", 89: "ospf"}
@@ -285,7 +286,8 @@ class EventBuilder:
         fields["@timestamp"] = iso_time(ts)
         return fields
 
-    def tls(self, f: Flow, ts: float, hello: dict, server: dict | None) -> dict[str, Any]:
+    def tls(self, f: Flow, ts: float, hello: dict, server: dict | None = None,
+            cert: dict | None = None, chain: int = 0) -> dict[str, Any]:
         source, destination, network, key_text = _endpoints(f.key, "tls")
         ciphers = hello["ciphers"]
         client: dict[str, Any] = {"ja3": hello["ja3"],
@@ -315,15 +317,41 @@ class EventBuilder:
             g["tlcp"] = True
         if hello.get("alpn"):
             g["alpn"] = hello["alpn"]
+        if hello.get("sslv2"):
+            g["sslv2_hello"] = True
+        if cert:
+            tls["server"] = server_cert_fields(cert)
+            status = x509p.validity(cert, ts)
+            g["server"] = {"self_signed": cert["self_signed"],
+                           "expired": ts > cert["not_after_ts"],
+                           "chain_length": chain}
+            if status:
+                event_zeek: dict[str, Any] | None = {"ssl": {"validation_status": status}}
+            else:
+                event_zeek = None
+        else:
+            event_zeek = None
         eid = _blake2b(f"network.tls\x1f{self.ident}|{key_text}|"
                        f"{round(ts * 1_000_000)}\x1f".encode(), digest_size=16).hexdigest()
-        return {"event": {"kind": "event", "category": ["network"],
-                          "type": ["protocol", "info"], "action": "tls_client_hello",
-                          "dataset": "network.tls", "id": eid},
-                "source": source, "destination": destination, "network": network,
-                "tls": tls,
-                "govsoc": {"capture": {"source": self.source_name}, "tls": g},
-                "@timestamp": iso_time(ts)}
+        doc = {"event": {"kind": "event", "category": ["network"],
+                         "type": ["protocol", "info"], "action": "tls_client_hello",
+                         "dataset": "network.tls", "id": eid},
+               "source": source, "destination": destination, "network": network,
+               "tls": tls,
+               "govsoc": {"capture": {"source": self.source_name}, "tls": g},
+               "@timestamp": iso_time(ts)}
+        if event_zeek:
+            doc["zeek"] = event_zeek
+        return doc
+
+
+def server_cert_fields(cert: dict[str, Any]) -> dict[str, Any]:
+    """ECS tls.server.* of a leaf certificate's facts (proto.x509.facts)."""
+    xs = cert["x509"]
+    return {"x509": xs, "hash": {"sha256": cert["sha256"]},
+            "subject": xs["subject"]["distinguished_name"],
+            "issuer": xs["issuer"]["distinguished_name"],
+            "not_before": xs["not_before"], "not_after": xs["not_after"]}
 
 
 _cipher_name = tlsp.CIPHER_NAMES.get

@@ -33,6 +33,7 @@ SMB_SEGMENTS = 16  # negotiate and a two- or three-leg session set-up fit well w
 _SMB = smbp.PORTS
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
+MAX_FLIGHT = 65536  # bytes of a server's first flight held for its certificate chain
 MAX_HEAD = 16384  # bytes of an HTTP head held while it arrives in pieces
 HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
 HEARTBEAT_FOLLOW = 32  # and after a malformed heartbeat request
@@ -93,7 +94,7 @@ class Inspector:
                 self._http(f, app, fwd, ts, buf[ps:pe])
                 return
             if svc == "tls" or app.tls_buf:
-                self._tls(f, app, ts, buf[ps:pe])
+                self._tls(f, app, fwd, ts, buf[ps:pe])
                 return
             data = buf[ps:pe]
             mproto = _MAIL_SVC.get(svc) if svc else (_MAIL.get(dport) or _MAIL.get(sport))
@@ -123,8 +124,14 @@ class Inspector:
                 return
             if data[0] == 0x16 and tlsp.record_length(data):
                 app.service = "tls"
-                self._tls(f, app, ts, data)
+                self._tls(f, app, fwd, ts, data)
                 return
+            elif fwd and data[0] & 0x80 and data[2:3] == b"\x01":
+                hello = tlsp.parse_sslv2_client_hello(data)
+                if hello:
+                    app.service = "tls"
+                    sess.tls_client(f, ts, hello)
+                    return
             elif data[:4] == b"SSH-":
                 banner = sshp.banner(data)
                 if banner:
@@ -193,8 +200,20 @@ class Inspector:
                 return True
         return False
 
-    def _tls(self, f, app, ts: float, data: bytes) -> None:
+    def _tls(self, f, app, fwd: bool, ts: float, data: bytes) -> None:
         sess = self.session
+        held = app.extra
+        if type(held) is dict and "cert" in held:
+            # the server's first flight, held until its Certificate message is complete
+            # (a heartbeat from either side ends the wait: the flight is over)
+            if fwd and data[:1] != b"\x18":
+                return
+            app.extra = None
+            sess.buffered -= len(held["cert"])
+            if not fwd:
+                self._certificate(f, app, ts, held["cert"] + data)
+            if data[:1] != b"\x18":
+                return
         if data[:1] == b"\x18":
             hb = tlsp.heartbeat(data)
             if hb:
@@ -231,9 +250,24 @@ class Inspector:
                 # a few segments more: a heartbeat sent before the handshake completes
                 # (Heartbleed's usual moment) starts one of them
                 app.budget = HEARTBEAT_WATCH
+                if app.hello is not None and len(app.hello) == 3:  # awaits a certificate
+                    self._certificate(f, app, ts, data)
         app.tls_parts += 1
         if app.tls_parts > 8:
             app.budget = 0
+
+
+    def _certificate(self, f, app, ts: float, data: bytes) -> None:
+        """The server's flight from its ServerHello on: the certificate chain once it is
+        complete (a chain spans a few segments), held up to MAX_FLIGHT bytes."""
+        sess = self.session
+        certs = tlsp.server_certificates(data)
+        if certs is None:
+            if len(data) < MAX_FLIGHT and sess.buffered + len(data) <= MAX_BUFFERED:
+                app.extra = {"cert": data}
+                sess.buffered += len(data)
+            return
+        sess.tls_certificate(f, ts, certs)
 
 
 def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, one body

@@ -23,6 +23,7 @@ from collectors.packet.proto import http as httpp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import tls as tlsp
+from collectors.packet.proto import x509 as x509p
 from collectors.packet.stats import CaptureStats
 
 MAX_PENDING = 64  # unanswered DNS queries / HTTP requests / FTP commands kept per flow
@@ -109,6 +110,14 @@ class Session:
         app.service = "http"
         if app.http:
             rts, seq, req = app.http.popleft()
+            if req["method"] == "CONNECT" and 200 <= resp["status"] < 300:
+                # a tunnel opens (RFC 9110 9.3.6): what follows is the tunnelled
+                # protocol (TLS mostly), read afresh as on a new connection
+                app.service = None
+                app.budget = 4
+                app.http = None
+                self.emit(self.builder.http(f, rts, seq, req, resp))
+                return
             if not app.http:
                 # no request left: drop the queue (the next request makes a new one), so
                 # an idle keep-alive connection holds one object less for the garbage
@@ -124,14 +133,29 @@ class Session:
         app = f if f.app else self.app(f)  # a call less when the state exists
         app.service = "tls"
         if app.hello:
-            self.emit(self.builder.tls(f, app.hello[0], app.hello[1], None))
+            self.emit(self.builder.tls(f, *app.hello))
         app.hello = (ts, hello)
 
     def tls_server(self, f: Flow, ts: float, server: dict) -> None:
+        """The ServerHello completes the hello's event, which waits for the server's
+        certificate when the version sends it in clear (TLS <= 1.2, TLCP)."""
         app = f if f.app else self.app(f)  # a call less when the state exists
         app.service = "tls"
         if app.hello:
+            if server["version"] < 0x0304 and len(app.hello) == 2:
+                app.hello = (app.hello[0], app.hello[1], server)
+                return
             self.emit(self.builder.tls(f, app.hello[0], app.hello[1], server))
+            app.hello = None
+
+    def tls_certificate(self, f: Flow, ts: float, certs: list[bytes]) -> None:
+        """The server's certificate chain ([] when its flight shows none): the waiting
+        hello's event is emitted with the leaf's facts."""
+        app = f if f.app else self.app(f)
+        hello = app.hello
+        if hello and len(hello) == 3:
+            cert = x509p.facts(certs[0]) if certs else None
+            self.emit(self.builder.tls(f, hello[0], hello[1], hello[2], cert, len(certs)))
             app.hello = None
 
     def tls_heartbeat(self, f: Flow, ts: float, kind: int, payload_length: int,
@@ -273,9 +297,12 @@ class Session:
         self.table.flush()
 
     def _flow_ended(self, f: Flow, reason: str) -> None:
-        if f.app and f.tls_buf:
-            self.buffered -= len(f.tls_buf)  # now: later hellos may need the room
-            f.tls_buf = b""
+        if f.app:
+            if f.tls_buf:
+                self.buffered -= len(f.tls_buf)  # now: later hellos may need the room
+                f.tls_buf = b""
+            if type(f.extra) is dict and "cert" in f.extra:
+                self.buffered -= len(f.extra.pop("cert"))
         self.stats.flows += 1
         self.out.append((f, reason))
 
@@ -309,8 +336,8 @@ class Session:
                 for rts, seq, req in app.http:
                     events.append(builder.http(f, rts, seq, req, None))
                 counts["network.http"] += len(app.http)
-            if app.hello:
-                events.append(builder.tls(f, app.hello[0], app.hello[1], None))
+            if app.hello:  # unanswered, or answered and its certificate not seen
+                events.append(builder.tls(f, *app.hello))
                 counts["network.tls"] += 1
             if isinstance(app.extra, dict) and "request" in app.extra:  # RDP, unconfirmed
                 events.append(rdp_event(builder, f, *app.extra["request"], None))

@@ -14,6 +14,7 @@ from typing import Any
 
 from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
+from collectors.packet.proto import http as httpp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import tls as tlsp
@@ -51,6 +52,7 @@ FIELDS = [
     "smtp.req.command", "smtp.response.code", "pop.request.command", "pop.request.parameter",
     "pop.response.indicator", "imap.request_tag", "imap.request.command",
     "imap.request.username", "imap.response_tag", "imap.response.status",
+    "tls.handshake.certificate", "tls.handshake.cipherspec", "tcp.segment_data",
     "smb2.cmd", "smb2.flags.response", "smb2.nt_status", "smb2.dialect",
     "ntlmssp.auth.username", "ntlmssp.auth.domain", "sctp.srcport", "sctp.dstport",
 ]
@@ -223,9 +225,20 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["http.request.method"]] or row[IX["http.response.code"]]:
             service = "http"
             _http(session, f, ts, row)
+        elif row[IX["tcp.segment_data"]] and row[IX["tcp.segment_data"]][:8] == "47455420":
+            # "GET " in a segment Wireshark holds for a head that never ends: an HTTP/0.9
+            # request (its dissector waits for a blank line a Simple-Request lacks)
+            req = httpp.simple_request(bytes.fromhex(_first(row, "tcp.segment_data")))
+            if req:
+                service = "http"
+                session.http_request(f, ts, req)
         if row[IX["tls.handshake.type"]]:
             service = "tls"
             _tls(session, f, ts, row)
+        if not fwd and f.app and f.hello is not None and len(f.hello) == 3 \
+                and {"20", "23"} & set(_all(row, "tls.record.content_type")):
+            # the server went on without a certificate in clear (a resumed session)
+            session.tls_certificate(f, ts, [])
         if row[IX["tls.heartbeat_message.type"]]:
             service = "tls"
             _heartbeat(session, f, ts, row)
@@ -309,7 +322,11 @@ def _tls(session: Session, f, ts: float, row: list[str]) -> None:
     types = _all(row, "tls.handshake.type")
     ciphers = [_num(c) for c in _all(row, "tls.handshake.ciphersuite")]
     versions = [_num(v) for v in _all(row, "tls.handshake.extensions.supported_version")]
-    if "1" in types:
+    if "1" in types and _first(row, "tls.record.version") == "0x0002":
+        session.tls_client(f, ts, tlsp.sslv2_hello(
+            _num(_first(row, "tls.handshake.version")),
+            [_num(s) for s in _all(row, "tls.handshake.cipherspec")]))
+    elif "1" in types:
         hv = _first(row, "tls.handshake.version")
         full = _first(row, "tls.handshake.ja3_full")
         session.tls_client(f, ts, {
@@ -324,6 +341,11 @@ def _tls(session: Session, f, ts: float, row: list[str]) -> None:
         hv = _first(row, "tls.handshake.version")
         session.tls_server(f, ts, {"version": versions[-1] if versions else _num(hv),
                                    "cipher": ciphers[0]})
+    if "11" in types:
+        certs = _all(row, "tls.handshake.certificate")
+        session.tls_certificate(f, ts, [bytes.fromhex(c.replace(":", "")) for c in certs])
+    elif "14" in types:  # ServerHelloDone: the flight had no certificate
+        session.tls_certificate(f, ts, [])
 
 
 def _ftp(session: Session, f, ts: float, row: list[str]) -> None:

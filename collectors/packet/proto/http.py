@@ -52,6 +52,8 @@ def _head(data: bytes) -> list[bytes]:
 def parse_request(data: bytes) -> dict[str, Any] | None:
     lines = _head(data)
     parts = lines[0].split(b" ")
+    if len(parts) == 2:
+        return simple_request(data)
     if len(parts) != 3 or parts[0] not in METHODS or not parts[2].startswith(b"HTTP/"):
         return None
     hdr = _headers(lines[1:], _REQUEST_FIELDS)
@@ -59,6 +61,20 @@ def parse_request(data: bytes) -> dict[str, Any] | None:
             "version": parts[2][5:].decode("latin-1"), "host": hdr.get(b"host"),
             "user_agent": hdr.get(b"user-agent"), "referrer": hdr.get(b"referer"),
             "content_length": _int(hdr.get(b"content-length"))}
+
+
+def simple_request(data: bytes) -> dict[str, Any] | None:
+    """An HTTP/0.9 Simple-Request (RFC 1945 4.1: "GET" SP Request-URI CRLF, one line and
+    no headers; the answer is the bare body until the close). Zeek logs these with
+    version 0.9; a scanner or an old client sends them, and they carry URIs as any
+    other request does."""
+    line, sep, rest = data.partition(b"\n")
+    parts = line.rstrip(b"\r").split(b" ")
+    if not sep or rest.strip(b"\r\n") or len(parts) != 2 or parts[0] != b"GET" \
+            or not parts[1]:
+        return None
+    return {"method": "GET", "uri": parts[1].decode("latin-1"), "version": "0.9",
+            "host": None, "user_agent": None, "referrer": None, "content_length": None}
 
 
 def parse_response(data: bytes) -> dict[str, Any] | None:

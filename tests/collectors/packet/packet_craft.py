@@ -160,3 +160,57 @@ def standard_mix() -> Traffic:
            False, key)
     t.add(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.80"))
     return t
+
+
+def make_cert(cn: str, *, issuer: tuple | None = None, days: tuple[int, int] = (-30, 365),
+              at: float = T0):
+    """(DER, key) of a certificate for `cn` valid from at+days[0] to at+days[1] days,
+    signed by `issuer` ((DER, key) of a CA) or by its own key (self-signed)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Gov"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    if issuer:
+        ca = x509.load_der_x509_certificate(issuer[0])
+        issuer_name, sign_key = ca.subject, issuer[1]
+    else:
+        issuer_name, sign_key = name, key
+    t = dt.datetime.fromtimestamp(at, dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name)
+            .public_key(key.public_key()).serial_number(0x1234 + len(cn))
+            .not_valid_before(t + dt.timedelta(days=days[0]))
+            .not_valid_after(t + dt.timedelta(days=days[1]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(sign_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER), key
+
+
+def _hs(kind: int, body: bytes) -> bytes:
+    return bytes([kind]) + len(body).to_bytes(3, "big") + body
+
+
+def _record(body: bytes, ctype: int = 22) -> bytes:
+    return bytes([ctype, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def raw_server_hello(cipher: int = 0xC02F, version13: bool = False) -> bytes:
+    """A ServerHello handshake message (TLS 1.3 when version13: supported_versions)."""
+    ext = b"\x00\x2b\x00\x02\x03\x04" if version13 else b""
+    body = b"\x03\x03" + b"r" * 32 + b"\x00" + cipher.to_bytes(2, "big") + b"\x00" + \
+        len(ext).to_bytes(2, "big") + ext
+    return _hs(2, body)
+
+
+def server_flight(ders: list[bytes], cipher: int = 0xC02F) -> bytes:
+    """A TLS 1.2 server's first flight: ServerHello, Certificate (the chain), then
+    ServerHelloDone, in two records."""
+    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+    cert = _hs(11, len(chain).to_bytes(3, "big") + chain)
+    return _record(raw_server_hello(cipher)) + _record(cert + _hs(14, b""))
