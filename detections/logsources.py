@@ -37,6 +37,8 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.pop3": _FLOW + ("user.*",),
     "network.imap": _FLOW + ("user.*",),
     "network.smb": _FLOW + ("user.*",),
+    "network.kerberos": _FLOW + ("user.*", "zeek.kerberos.*"),
+    "network.ldap": _FLOW + ("user.*", "zeek.ldap.*"),
     # EVTX imports (Winlogbeat layout)
     "system.security": _WINDOWS,
     "system.system": _WINDOWS,
@@ -74,6 +76,8 @@ NETWORK = {  # Zeek service or generic category
     "proxy": "network.http",
     "webserver": "network.http",
     "ssl": "network.tls",
+    "kerberos": "network.kerberos",
+    "ldap": "network.ldap",
 }
 
 

@@ -194,6 +194,7 @@ class EventBuilder:
         ident = msg["id"]
         d: dict[str, Any] = {"id": str(ident), "type": "answer" if reply else "query"}
         qname = ""
+        g: dict[str, Any] = {"capture": {"source": self.source_name}}
         if msg["questions"]:
             qname, qtype, qclass = msg["questions"][0]
             d["question"] = {"name": qname, "type": dnsp.type_name(qtype),
@@ -201,12 +202,17 @@ class EventBuilder:
             parts = domain_parts(qname)
             if parts:
                 d["question"].update(parts)
+                if "subdomain" in parts:
+                    g["dns"] = subdomain_stats(parts["subdomain"])
         ts_us = round(ts * 1_000_000)
         if reply:
             d["response_code"] = dnsp.RCODES.get(reply["rcode"]) or str(reply["rcode"])
             answers = reply["answers"]
             if answers:
                 d["answers"] = answers
+                chain = dnsp.cname_chain(answers)
+                if chain:
+                    g.setdefault("dns", {})["cname_chain"] = chain
                 ips = [a["data"] for a in answers if a["type"] in ("A", "AAAA")]
                 if ips:
                     d["resolved_ip"] = ips
@@ -231,9 +237,7 @@ class EventBuilder:
         event["id"] = _blake2b(f"network.dns\x1f{self.ident}|{key_text}|{ident}|{qname}|"
                                f"{ts_us}\x1f".encode(), digest_size=16).hexdigest()
         return {"event": event, "source": source, "destination": destination,
-                "network": network, "dns": d,
-                "govsoc": {"capture": {"source": self.source_name}},
-                "@timestamp": iso_time(ts)}
+                "network": network, "dns": d, "govsoc": g, "@timestamp": iso_time(ts)}
 
     def http(self, f: Flow, ts: float, seq: int, req: dict | None,
              resp: dict | None) -> dict[str, Any]:
@@ -382,6 +386,21 @@ def host_name(host: str) -> str:
         end = host.find("]")
         return host[1:end] if end > 0 else host
     return host.rsplit(":", 1)[0]
+
+
+_STATS: dict[str, dict[str, Any]] = {}
+
+
+def subdomain_stats(subdomain: str) -> dict[str, Any]:
+    """govsoc.dns.subdomain_length / subdomain_entropy of a query's subdomain (cached,
+    copied: the events must not share one object that a later one extends)."""
+    got = _STATS.get(subdomain)
+    if got is None:
+        n, h = dnsp.label_stats(subdomain)
+        if len(_STATS) > 65536:
+            _STATS.clear()
+        got = _STATS[subdomain] = {"subdomain_length": n, "subdomain_entropy": round(h, 2)}
+    return dict(got)
 
 
 _PSL: Any = None

@@ -14,6 +14,8 @@ from collectors.packet.pcapfile import MAX_RECORD, CaptureFile, pcap_header
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import ftp as ftpp
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import kerberos as krbp
+from collectors.packet.proto import ldap as ldapp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import smb as smbp
@@ -23,6 +25,7 @@ from collectors.packet.session import Session
 
 TCP, UDP = 6, 17
 DNS_PORTS = frozenset({53, 5353, 5355})
+UDP_PORTS = DNS_PORTS | krbp.PORTS  # UDP payloads read: DNS, Kerberos
 _REQ = httpp.REQUEST_PREFIXES
 _HEADS = _REQ | {b"HTTP"}
 _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body rarely has one
@@ -31,6 +34,8 @@ _MAIL_SVC = {p: p for p in set(mailp.PORTS.values())}
 MAIL_SEGMENTS = 64
 SMB_SEGMENTS = 16  # negotiate and a two- or three-leg session set-up fit well within
 _SMB = smbp.PORTS
+_KRB, _LDAP = krbp.PORTS, ldapp.PORTS
+LDAP_SEGMENTS = 16  # a bind (simple, or a SASL exchange) comes first on a connection
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
 MAX_FLIGHT = 65536  # bytes of a server's first flight held for its certificate chain
@@ -71,12 +76,23 @@ class Inspector:
         f, fwd = self.packet(ts, proto, src, sport, dst, dport, vlan, ip_len, flags, plen)
         if ps < pe:
             if proto == UDP:
-                if sport in DNS_PORTS or dport in DNS_PORTS:
+                if sport in UDP_PORTS or dport in UDP_PORTS:
                     self.udp_dns(f, ts, buf, ps, pe)
             elif proto == TCP and (f.app is None or f.budget):
                 self.tcp(f, fwd, ts, buf, ps, pe, sport, dport)
 
     def udp_dns(self, f, ts: float, buf, ps: int, pe: int) -> None:
+        """A UDP payload on a DNS port, or on Kerberos' (its flow's key says which)."""
+        key = f.key
+        if key[2] in krbp.PORTS or key[4] in krbp.PORTS:
+            try:
+                msg = krbp.parse(buf[ps:pe])
+            except _APP_ERRORS:
+                self.stats.app_errors["krb"] += 1
+                return
+            if msg:
+                self.session.kerberos(f, ts, msg)
+            return
         try:
             msg = dnsp.parse(buf[ps:pe])
         except _APP_ERRORS:
@@ -151,6 +167,18 @@ class Inspector:
                 msg = rdpp.parse(data)
                 if msg:
                     sess.rdp(f, ts, msg)
+            elif sport in _KRB or dport in _KRB:
+                msg = krbp.parse(data, tcp=True)
+                if msg:
+                    sess.kerberos(f, ts, msg)
+            elif data[0] == 0x30 and (sport in _LDAP or dport in _LDAP):
+                msg = ldapp.parse(data)
+                if msg:
+                    if app.service != "ldap":
+                        app.budget = LDAP_SEGMENTS
+                    if sess.ldap(f, ts, msg):
+                        app.budget = 0
+                        return
             elif sport == 53 or dport == 53:
                 n = (data[0] << 8) | data[1]
                 sess.dns(f, ts, dnsp.parse(data[2:2 + n]))
@@ -401,7 +429,7 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
             # -- payloads: only flows that may still be DNS/HTTP/TLS/SSH are looked at
             if ps < pe:
                 if proto == UDP:
-                    if sport in DNS_PORTS or dport in DNS_PORTS:
+                    if sport in UDP_PORTS or dport in UDP_PORTS:
                         udp_dns(f, ts, buf, ps, pe)
                 elif proto == TCP:
                     if f.app is None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
+from collectors.packet.events_directory import kerberos_event, ldap_event
 from collectors.packet.events_login import (
     ftp_event,
     heartbeat_event,
@@ -20,6 +21,7 @@ from collectors.packet.events_login import (
 )
 from collectors.packet.flows import Flow, FlowTable
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import ldap as ldapp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import tls as tlsp
@@ -280,6 +282,47 @@ class Session:
             self.emit(rdp_event(self.builder, f, *app.extra["request"], msg))
             app.extra = None
 
+    # -- Kerberos: requests paired in order with their reply or error
+    def kerberos(self, f: Flow, ts: float, msg: dict) -> None:
+        app = f if f.app else self.app(f)
+        app.service = "krb"
+        st = app.extra
+        if st is None or "krb" not in st:
+            st = app.extra = {"krb": deque(), "seq": 0}
+        if msg["type"] == "request":
+            if len(st["krb"]) >= MAX_PENDING:
+                self._kerberos_emit(f, st, *st["krb"].popleft(), None)
+            st["krb"].append((ts, msg))
+        elif st["krb"]:
+            self._kerberos_emit(f, st, *st["krb"].popleft(), msg)
+        else:
+            self._kerberos_emit(f, st, ts, None, msg)
+
+    def _kerberos_emit(self, f: Flow, st: dict, ts: float, req: dict | None,
+                       rep: dict | None) -> None:
+        st["seq"] += 1
+        self.emit(kerberos_event(self.builder, f, ts, st["seq"], req, rep))
+
+    # -- LDAP: bind requests paired with their responses by message id
+    def ldap(self, f: Flow, ts: float, msg: dict) -> bool:
+        """Returns True once a bind succeeded (nothing more to read)."""
+        app = f if f.app else self.app(f)
+        app.service = "ldap"
+        st = app.extra
+        if st is None or "ldap" not in st:
+            st = app.extra = {"ldap": {}}
+        pending = st["ldap"]
+        if msg["op"] == "bind_request":
+            if len(pending) >= MAX_PENDING:
+                self.emit(ldap_event(self.builder, f, *pending.pop(next(iter(pending))),
+                                     None))
+            pending[msg["id"]] = (ts, msg)
+            return False
+        if msg["result"] == ldapp.SASL_IN_PROGRESS or msg["id"] not in pending:
+            return False
+        self.emit(ldap_event(self.builder, f, *pending.pop(msg["id"]), msg["result"]))
+        return msg["result"] == 0
+
     def drain(self) -> Iterator[dict[str, Any]]:
         """The queued events, ended flows' built as they come (fast.run_file inlines
         this loop)."""
@@ -339,6 +382,16 @@ class Session:
             if app.hello:  # unanswered, or answered and its certificate not seen
                 events.append(builder.tls(f, *app.hello))
                 counts["network.tls"] += 1
+            held = app.extra
+            if type(held) is dict and held.get("krb"):  # Kerberos requests unanswered
+                for rts, req in held["krb"]:
+                    held["seq"] += 1
+                    events.append(kerberos_event(builder, f, rts, held["seq"], req, None))
+                counts["network.kerberos"] += len(held["krb"])
+            if type(held) is dict and held.get("ldap"):  # LDAP binds unanswered
+                for rts, req in held["ldap"].values():
+                    events.append(ldap_event(builder, f, rts, req, None))
+                counts["network.ldap"] += len(held["ldap"])
             if isinstance(app.extra, dict) and "request" in app.extra:  # RDP, unconfirmed
                 events.append(rdp_event(builder, f, *app.extra["request"], None))
                 counts["network.rdp"] += 1

@@ -15,6 +15,8 @@ from typing import Any
 from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import kerberos as krbp
+from collectors.packet.proto import ldap as ldapp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import tls as tlsp
@@ -53,6 +55,11 @@ FIELDS = [
     "pop.response.indicator", "imap.request_tag", "imap.request.command",
     "imap.request.username", "imap.response_tag", "imap.response.status",
     "tls.handshake.certificate", "tls.handshake.cipherspec", "tcp.segment_data",
+    "kerberos.msg_type", "kerberos.error_code", "kerberos.CNameString",
+    "kerberos.SNameString", "kerberos.realm", "kerberos.crealm",
+    # ldap.simple is the simple bind's password: read only to know whether one was sent
+    "ldap.messageID", "ldap.protocolOp", "ldap.name", "ldap.authentication",
+    "ldap.simple", "ldap.mechanism", "ldap.resultCode",
     "smb2.cmd", "smb2.flags.response", "smb2.nt_status", "smb2.dialect",
     "ntlmssp.auth.username", "ntlmssp.auth.domain", "sctp.srcport", "sctp.dstport",
 ]
@@ -254,6 +261,12 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["smb2.cmd"]]:
             service = "smb"
             _smb(session, f, ts, row)
+        if row[IX["kerberos.msg_type"]] and (sport in krbp.PORTS or dport in krbp.PORTS):
+            service = "krb"
+            _kerberos(session, f, ts, row)
+        if row[IX["ldap.protocolOp"]] and (sport in ldapp.PORTS or dport in ldapp.PORTS):
+            service = "ldap"
+            _ldap(session, f, ts, row)
         if row[IX["cotp.type"]] and (sport in rdpp.PORTS or dport in rdpp.PORTS):
             service = "rdp"
             _rdp(session, f, ts, row)
@@ -438,3 +451,47 @@ def _smb(session: Session, f, ts: float, row: list[str]) -> None:
         if domain and domain != "NULL":
             msg["domain"] = domain
     session.smb(f, ts, msg)
+
+
+_KRB_TYPES = {10: ("AS", "request"), 11: ("AS", "reply"), 12: ("TGS", "request"),
+              13: ("TGS", "reply"), 30: (None, "error")}
+
+
+def _kerberos(session: Session, f, ts: float, row: list[str]) -> None:
+    """Wireshark's Kerberos fields as proto.kerberos.parse reads the message."""
+    kind_type = _KRB_TYPES.get(int(_first(row, "kerberos.msg_type")))
+    if kind_type is None:
+        return
+    kind, mtype = kind_type
+    cname = "/".join(_all(row, "kerberos.CNameString")) or None
+    sname = "/".join(_all(row, "kerberos.SNameString")) or None
+    msg = {"kind": kind, "type": mtype, "client": cname, "realm": None, "service": None,
+           "error_code": None}
+    if mtype == "request":
+        msg["realm"] = _first(row, "kerberos.realm") or None
+        msg["service"] = sname
+    elif mtype == "reply":
+        msg["realm"] = _first(row, "kerberos.crealm") or None
+    else:
+        msg["error_code"] = int(_first(row, "kerberos.error_code"))
+        msg["realm"] = _first(row, "kerberos.realm") or None
+        msg["service"] = sname
+    session.kerberos(f, ts, msg)
+
+
+def _ldap(session: Session, f, ts: float, row: list[str]) -> None:
+    """The frame's first LDAP message when it is a bind (as proto.ldap.parse reads it)."""
+    op = int(_first(row, "ldap.protocolOp"))
+    ident = int(_first(row, "ldap.messageID"))
+    if op == 0:
+        simple = _first(row, "ldap.authentication") == "0"
+        msg: dict[str, Any] = {"id": ident, "op": "bind_request",
+                               "name": _first(row, "ldap.name"),
+                               "method": "simple" if simple else "sasl",
+                               "mechanism": None if simple
+                               else _first(row, "ldap.mechanism") or None,
+                               "password_sent": simple and bool(row[IX["ldap.simple"]])}
+        session.ldap(f, ts, msg)
+    elif op == 1:
+        session.ldap(f, ts, {"id": ident, "op": "bind_response",
+                             "result": int(_first(row, "ldap.resultCode"))})

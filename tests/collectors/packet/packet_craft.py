@@ -214,3 +214,64 @@ def server_flight(ders: list[bytes], cipher: int = 0xC02F) -> bytes:
     chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
     cert = _hs(11, len(chain).to_bytes(3, "big") + chain)
     return _record(raw_server_hello(cipher)) + _record(cert + _hs(14, b""))
+
+
+def der(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    n = len(body)
+    size = bytes([n]) if n < 0x80 else bytes([0x82]) + n.to_bytes(2, "big")
+    return bytes([tag]) + size + body
+
+
+def _int(v: int) -> bytes:
+    return der(0x02, v.to_bytes(max(1, (v.bit_length() + 8) // 8), "big"))
+
+
+def _kstr(s: str) -> bytes:
+    return der(0x1B, s.encode())
+
+
+def _principal(name_type: int, *names: str) -> bytes:
+    return der(0x30, der(0xA0, _int(name_type)), der(0xA1, der(0x30, *map(_kstr, names))))
+
+
+def krb_request(kind: int, user: str, realm: str, service: tuple[str, ...]) -> bytes:
+    """An AS-REQ (kind 10) or TGS-REQ (12) for `user`@`realm` to `service`."""
+    body = der(0x30, der(0xA0, der(0x03, b"\x00\x40\x81\x00\x10")),
+               der(0xA1, _principal(1, user)), der(0xA2, _kstr(realm)),
+               der(0xA3, _principal(2, *service)),
+               der(0xA5, der(0x18, b"20370913024805Z")), der(0xA7, _int(12345)),
+               der(0xA8, der(0x30, _int(18), _int(17))))
+    return der(0x60 | kind, der(0x30, der(0xA1, _int(5)), der(0xA2, _int(kind)),
+                                der(0xA4, body)))
+
+
+def krb_reply(kind: int, user: str, realm: str) -> bytes:
+    """An AS-REP (11) or TGS-REP (13) for `user`@`realm` (ticket and enc-part opaque)."""
+    ticket = der(0x61, der(0x30, der(0xA0, _int(5)), der(0xA1, _kstr(realm)),
+                           der(0xA2, _principal(2, "krbtgt", realm)),
+                           der(0xA3, der(0x30, der(0xA0, _int(18)),
+                                         der(0xA2, der(0x04, b"t" * 40))))))
+    enc = der(0x30, der(0xA0, _int(18)), der(0xA2, der(0x04, b"e" * 48)))
+    return der(0x60 | kind, der(0x30, der(0xA0, _int(5)), der(0xA1, _int(kind)),
+                                der(0xA3, _kstr(realm)), der(0xA4, _principal(1, user)),
+                                der(0xA5, ticket), der(0xA6, enc)))
+
+
+def krb_error(code: int, user: str, realm: str, service: tuple[str, ...]) -> bytes:
+    return der(0x7E, der(0x30, der(0xA0, _int(5)), der(0xA1, _int(30)),
+                         der(0xA4, der(0x18, b"20261130120000Z")), der(0xA5, _int(1)),
+                         der(0xA6, _int(code)), der(0xA8, _principal(1, user)),
+                         der(0xA9, _kstr(realm)), der(0xAA, _principal(2, *service))))
+
+
+def ldap_bind(ident: int, dn: str, password: str | None = None,
+              mechanism: str | None = None) -> bytes:
+    auth = der(0x80, password.encode()) if mechanism is None else \
+        der(0xA3, der(0x04, mechanism.encode()))
+    return der(0x30, _int(ident), der(0x60, _int(3), der(0x04, dn.encode()), auth))
+
+
+def ldap_bind_response(ident: int, result: int) -> bytes:
+    return der(0x30, _int(ident), der(0x61, der(0x0A, bytes([result])), der(0x04, b""),
+                                      der(0x04, b"")))

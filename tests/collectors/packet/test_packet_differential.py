@@ -322,10 +322,66 @@ def _tls_and_http() -> Traffic:
     return t
 
 
-@pytest.fixture(scope="module", params=["standard", "extra", "protocols", "tls_http"])
+def _directory() -> Traffic:
+    """Kerberos over UDP and TCP (pre-authentication required then refused, a ticket
+    granted, an unknown principal, a service ticket) and LDAP binds (simple refused and
+    accepted with a password in clear, anonymous, SASL in progress)."""
+    from packet_craft import (
+        ETH,
+        krb_error,
+        krb_reply,
+        krb_request,
+        ldap_bind,
+        ldap_bind_response,
+    )
+    from scapy.all import IP, UDP, Raw
+
+    t = Traffic()
+    realm, tgs = "EXAMPLE.GOV.CN", ("krbtgt", "EXAMPLE.GOV.CN")
+    exchanges = [("alice", krb_error(25, "alice", realm, tgs)),
+                 ("alice", krb_error(24, "alice", realm, tgs)),
+                 ("bob", krb_reply(11, "bob", realm)),
+                 ("carol", krb_error(6, "carol", realm, tgs))]
+    for i, (user, answer) in enumerate(exchanges):
+        key = ("10.0.7.1", 49000 + i, "10.0.7.88", 88)
+        t.send(ETH / IP(src=key[0], dst=key[2]) / UDP(sport=key[1], dport=88)
+               / Raw(krb_request(10, user, realm, tgs)), True, key)
+        t.send(ETH / IP(src=key[2], dst=key[0]) / UDP(sport=88, dport=key[1]) / Raw(answer),
+               False, key)
+
+    def framed(m: bytes) -> bytes:
+        return len(m).to_bytes(4, "big") + m
+
+    _dialogue(t, "10.0.7.1", 49010, "10.0.7.88", 88, [
+        (True, framed(krb_request(12, "bob", realm, ("cifs", "fs1.example.gov.cn")))),
+        (False, framed(krb_reply(13, "bob", realm)))])
+    _dialogue(t, "10.0.7.2", 49011, "10.0.7.89", 389, [
+        (True, ldap_bind(1, "cn=admin,dc=example,dc=gov,dc=cn", "Secret-8")),
+        (False, ldap_bind_response(1, 49)),
+        (True, ldap_bind(2, "cn=reader,dc=example,dc=gov,dc=cn", "Secret-9")),
+        (False, ldap_bind_response(2, 0))])
+    _dialogue(t, "10.0.7.2", 49012, "10.0.7.89", 389, [
+        (True, ldap_bind(1, "", "")), (False, ldap_bind_response(1, 0))])
+    _dialogue(t, "10.0.7.2", 49013, "10.0.7.89", 389, [
+        (True, ldap_bind(1, "", mechanism="GSSAPI")), (False, ldap_bind_response(1, 14))])
+    t.dns("10.0.7.1", 5700, "10.0.7.53", "_ldap._tcp.example.gov.cn", 0x7777,
+          answered=False, qtype="SRV")
+    t.tcp_session("10.0.7.1", 49020, "10.0.7.80", 80, [HTTP_REQ], [b"HTTP/1.1 204 OK\r\n\r\n"])
+    t.tcp_session("10.0.7.1", 49021, "10.0.7.43", 443, [client_hello("sso.example.gov.cn")])
+    return t
+
+
+def directory_events(events):
+    """Kerberos and LDAP events, whole (ids included)."""
+    return sorted(json.dumps(e, sort_keys=True) for e in events
+                  if e["event"]["dataset"] in ("network.kerberos", "network.ldap"))
+
+
+@pytest.fixture(scope="module", params=["standard", "extra", "protocols", "tls_http",
+                                        "directory"])
 def results(request, tmp_path_factory):
     t = {"standard": standard_mix, "extra": _extra, "protocols": _protocols,
-         "tls_http": _tls_and_http}[request.param]()
+         "tls_http": _tls_and_http, "directory": _directory}[request.param]()
     path = t.write(tmp_path_factory.mktemp("diff") / f"{request.param}.pcap")
     return _both(path)
 
@@ -354,6 +410,10 @@ def test_tls_fields_agree(results):
 
 def test_login_and_heartbeat_events_agree(results):
     assert logins(results["fast"][0]) == logins(results["tshark"][0])
+
+
+def test_kerberos_and_ldap_events_agree(results):
+    assert directory_events(results["fast"][0]) == directory_events(results["tshark"][0])
 
 
 def test_protocol_events_carry_what_the_wire_shows(tmp_path):
@@ -504,3 +564,25 @@ def test_certificates_tunnels_and_old_forms_carry_what_the_wire_shows(tmp_path):
     late = [e for e in events if e["event"]["dataset"] == "network.flow"
             and e["source"]["port"] == 47007]
     assert len(late) == 1 and late[0]["destination"]["packets"] == 5
+
+
+def test_kerberos_and_ldap_carry_outcomes_without_passwords(tmp_path):
+    events = list(read_pcaps([_directory().write(tmp_path / "d.pcap")])[0])
+    assert "Secret-8" not in json.dumps(events) and "Secret-9" not in json.dumps(events)
+    krb = sorted((get_field(e, "user.name"), get_field(e, "zeek.kerberos.request_type"),
+                  str(get_field(e, "zeek.kerberos.error.msg")), str(e["event"].get("outcome")))
+                 for e in events if e["event"]["dataset"] == "network.kerberos")
+    assert krb == [("alice", "AS", "KDC_ERR_PREAUTH_FAILED", "failure"),
+                   ("alice", "AS", "KDC_ERR_PREAUTH_REQUIRED", "None"),
+                   ("bob", "AS", "None", "success"), ("bob", "TGS", "None", "success"),
+                   ("carol", "AS", "KDC_ERR_C_PRINCIPAL_UNKNOWN", "failure")]
+    tgs = next(e for e in events if get_field(e, "zeek.kerberos.request_type") == "TGS")
+    assert get_field(tgs, "zeek.kerberos.service") == "cifs/fs1.example.gov.cn"
+    ldap = sorted(tuple(map(str, (get_field(e, "user.name"), get_field(e, "zeek.ldap.result"),
+                                  get_field(e, "zeek.ldap.argument"),
+                                  e["event"].get("outcome"))))
+                  for e in events if e["event"]["dataset"] == "network.ldap")
+    assert ldap == [("None", "None", "None", "None"), ("None", "success", "None", "success"),
+                    ("cn=admin,dc=example,dc=gov,dc=cn", "invalidCredentials", "REDACTED",
+                     "failure"),
+                    ("cn=reader,dc=example,dc=gov,dc=cn", "success", "REDACTED", "success")]
