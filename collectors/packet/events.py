@@ -280,6 +280,8 @@ class EventBuilder:
                 http["version"] = resp["version"]
             if resp.get("content_length") is not None:
                 response["body"] = {"bytes": resp["content_length"]}
+            elif resp.get("body_bytes") is not None:  # counted up to the close
+                response["body"] = {"bytes": resp["body_bytes"]}
             if resp.get("content_type"):
                 response["mime_type"] = resp["content_type"].split(";")[0].strip()
             event["outcome"] = "success" if status < 400 else "failure"

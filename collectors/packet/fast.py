@@ -197,6 +197,10 @@ class Inspector:
         User-Agent carrying a JNDI lookup...) is not an evasion."""
         sess = self.session
         held = app.extra
+        if type(held) is dict and "body" in held:
+            if not fwd:
+                sess.http_body(f, len(data))
+            return True
         if held is not None and type(held) is dict and "http" in held:
             app.extra = None
             sess.buffered -= len(held["http"])

@@ -120,6 +120,11 @@ class Session:
                 app.http = None
                 self.emit(self.builder.http(f, rts, seq, req, resp))
                 return
+            if httpp.close_delimited(req, resp) and app.extra is None:
+                # its body size is known at the close: held until then, counting
+                app.extra = {"body": (rts, seq, req, resp), "bytes": resp["body_in_head"]}
+                app.http = None
+                return
             if not app.http:
                 # no request left: drop the queue (the next request makes a new one), so
                 # an idle keep-alive connection holds one object less for the garbage
@@ -129,6 +134,11 @@ class Session:
         else:
             self.emit(self.builder.http(f, ts, app.http_seq, None, resp))
             app.http_seq += 1
+
+    @staticmethod
+    def http_body(f: Flow, n: int) -> None:
+        """`n` more bytes from the server of a response delimited by the close."""
+        f.extra["bytes"] += n
 
     # -- TLS: the ClientHello, completed by the ServerHello when one is seen
     def tls_client(self, f: Flow, ts: float, hello: dict) -> None:
@@ -370,6 +380,13 @@ class Session:
                     req = httpp.parse_request(held["http"])
                     if req:
                         self.http_request(f, held["ts"], req)
+            held = app.extra
+            if type(held) is dict and "body" in held:  # a body that ran to the close
+                app.extra = None
+                rts, seq, req, resp = held["body"]
+                events.append(builder.http(f, rts, seq, req, {**resp,
+                                                              "body_bytes": held["bytes"]}))
+                counts["network.http"] += 1
             service, ssh = app.service, app.ssh
             if app.dns:
                 for qts, q in app.dns.values():

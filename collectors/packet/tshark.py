@@ -40,7 +40,8 @@ FIELDS = [
     "dns.mx.mail_exchange", "dns.txt",
     "http.request.method", "http.request.uri", "http.request.version", "http.host",
     "http.user_agent", "http.referer", "http.response.code", "http.response.version",
-    "http.content_length_header", "http.content_type",
+    "http.content_length_header", "http.content_type", "http.response.phrase",
+    "http.response.line", "http.transfer_encoding",
     "tls.record.version", "tls.handshake.type", "tls.handshake.version",
     "tls.handshake.ciphersuite", "tls.handshake.extensions_server_name",
     "tls.handshake.ja3", "tls.handshake.ja3_full",
@@ -66,7 +67,11 @@ FIELDS = [
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
 # stays on (it is what makes tshark the deep reference for HTTP and TLS).
-PREFS = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]
+# HTTP bodies are not reassembled (heads are): a response is reported in the frame that
+# ends its head, as the fast engine reads it, and a body that runs to the close is
+# counted from the frames after it.
+PREFS = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
+         "-o", "http.desegment_body:FALSE"]
 _FLAG_NAMES = (("dns.flags.authoritative", "AA"), ("dns.flags.truncated", "TC"),
                ("dns.flags.recdesired", "RD"), ("dns.flags.recavail", "RA"),
                ("dns.flags.authenticated", "AD"), ("dns.flags.checkdisable", "CD"))
@@ -225,13 +230,15 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
     # the frame is in its flow now; a payload tshark could not fully dissect is an
     # application error of that flow, as in the fast engine, not a bad frame
     service = "tcp"
+    if plen and not fwd and f.app and type(f.extra) is dict and "body" in f.extra:
+        session.http_body(f, plen)  # a response body running to the close
     try:
         if row[IX["dns.id"]]:
             service = "dns"
             _dns(session, f, ts, row)
         if row[IX["http.request.method"]] or row[IX["http.response.code"]]:
             service = "http"
-            _http(session, f, ts, row)
+            _http(session, f, ts, row, plen)
         elif row[IX["tcp.segment_data"]] and row[IX["tcp.segment_data"]][:8] == "47455420":
             # "GET " in a segment Wireshark holds for a head that never ends: an HTTP/0.9
             # request (its dissector waits for a blank line a Simple-Request lacks)
@@ -309,7 +316,17 @@ def _opt_int(v: str) -> int | None:
     return int(v) if v.isascii() and v.isdigit() and len(v) <= 18 else None
 
 
-def _http(session: Session, f, ts: float, row: list[str]) -> None:
+def _head_length(row: list[str], i: int) -> int:
+    """Bytes of the i-th response head of the frame: status line, header lines (Wireshark
+    prints their CR LF as the four characters \\r\\n) and the blank line."""
+    versions, phrases = _all(row, "http.response.version"), _all(row, "http.response.phrase")
+    status = len(versions[i] if i < len(versions) else "HTTP/1.1") + 5 + \
+        len(phrases[i] if i < len(phrases) else "") + 2
+    return status + sum(len(line.replace("\\r\\n", "\r\n"))
+                        for line in _all(row, "http.response.line")) + 2
+
+
+def _http(session: Session, f, ts: float, row: list[str], plen: int) -> None:
     methods = _all(row, "http.request.method")
     if methods:
         uris = _all(row, "http.request.uri")
@@ -328,7 +345,9 @@ def _http(session: Session, f, ts: float, row: list[str]) -> None:
             "status": int(code),
             "version": (versions[i] if i < len(versions) else "HTTP/1.1")[5:],
             "content_type": _first(row, "http.content_type") or None,
-            "content_length": _opt_int(_first(row, "http.content_length_header"))})
+            "content_length": _opt_int(_first(row, "http.content_length_header")),
+            "chunked": "chunked" in _first(row, "http.transfer_encoding").lower(),
+            "body_in_head": max(0, plen - _head_length(row, i))})
 
 
 def _tls(session: Session, f, ts: float, row: list[str]) -> None:

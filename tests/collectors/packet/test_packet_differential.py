@@ -46,7 +46,8 @@ def http(events):
     return sorted(
         (get_field(e, "http.request.method"), get_field(e, "url.original"),
          get_field(e, "url.domain"), get_field(e, "user_agent.original"),
-         get_field(e, "http.response.status_code"), get_field(e, "http.version"))
+         get_field(e, "http.response.status_code"), get_field(e, "http.version"),
+         str(get_field(e, "http.response.body.bytes")), e["event"]["id"])
         for e in events if e["event"]["dataset"] == "network.http")
 
 
@@ -312,6 +313,11 @@ def _tls_and_http() -> Traffic:
         (True, client_hello("secure.example.gov.cn")), (False, server_hello())])
     _dialogue(t, "10.0.5.1", 47006, "10.0.5.80", 80, [
         (True, b"GET /old/index.html\r\n"), (False, b"<html>HTTP/0.9 answer</html>")])
+    _dialogue(t, "10.0.5.1", 47008, "10.0.5.82", 80, [  # a body delimited by the close
+        (True, b"GET /report.csv HTTP/1.0\r\nHost: data.example.gov.cn\r\n\r\n"),
+        (False, b"HTTP/1.0 200 OK\r\nContent-Type: text/csv\r\nServer: old\r\n\r\n"
+                + b"a" * 100), (False, b"HTTP/1.1 200 OK\r\n" + b"b" * 230),
+        (False, b"c" * 1000)])
     key = ("10.0.5.2", 47007, "10.0.5.81", 80)
     t.tcp_session(*key, [HTTP_REQ], [b"HTTP/1.1 204 No Content\r\n\r\n"])
     t.send(ETH / IP(src=key[2], dst=key[0]) / TCP(sport=80, dport=47007, flags="FA", seq=9031,
@@ -561,6 +567,8 @@ def test_certificates_tunnels_and_old_forms_carry_what_the_wire_shows(tmp_path):
             if e["event"]["dataset"] == "network.http"}
     assert get_field(http["/old/index.html"], "http.version") == "0.9"
     assert get_field(http["secure.example.gov.cn:443"], "http.response.status_code") == 200
+    # 100 bytes with the head, then 247 and 1,000 (the second looks like a head: it is body)
+    assert get_field(http["/report.csv"], "http.response.body.bytes") == 1347
     late = [e for e in events if e["event"]["dataset"] == "network.flow"
             and e["source"]["port"] == 47007]
     assert len(late) == 1 and late[0]["destination"]["packets"] == 5
