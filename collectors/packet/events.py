@@ -5,6 +5,7 @@ their events here, which is what makes their output comparable."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import socket
 import time
@@ -352,8 +353,9 @@ class EventBuilder:
 
 
 def server_cert_fields(cert: dict[str, Any]) -> dict[str, Any]:
-    """ECS tls.server.* of a leaf certificate's facts (proto.x509.facts)."""
-    xs = cert["x509"]
+    """ECS tls.server.* of a leaf certificate's facts (proto.x509.facts), copied: the
+    facts are cached per certificate and events must not share their objects."""
+    xs = copy.deepcopy(cert["x509"])
     return {"x509": xs, "hash": {"sha256": cert["sha256"]},
             "subject": xs["subject"]["distinguished_name"],
             "issuer": xs["issuer"]["distinguished_name"],
