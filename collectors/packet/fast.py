@@ -245,6 +245,10 @@ class Inspector:
             if not fwd:
                 self._certificate(f, app, ts, held["cert"] + data)
             if data[:1] != b"\x18":
+                if app.extra is None:  # the chain is read: the segment counts, as below
+                    app.tls_parts += 1
+                    if app.tls_parts > 8:
+                        app.budget = 0
                 return
         if data[:1] == b"\x18":
             hb = tlsp.heartbeat(data)
