@@ -39,6 +39,8 @@ DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "network.smb": _FLOW + ("user.*",),
     # the packet collector's own health (collectors.packet.ring: the packet ring stopped)
     "govsoc.pcap": (),
+    "network.kerberos": _FLOW + ("user.*", "zeek.kerberos.*"),
+    "network.ldap": _FLOW + ("user.*", "zeek.ldap.*"),
     # EVTX imports (Winlogbeat layout)
     "system.security": _WINDOWS,
     "system.system": _WINDOWS,
@@ -76,6 +78,8 @@ NETWORK = {  # Zeek service or generic category
     "proxy": "network.http",
     "webserver": "network.http",
     "ssl": "network.tls",
+    "kerberos": "network.kerberos",
+    "ldap": "network.ldap",
 }
 
 

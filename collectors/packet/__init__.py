@@ -4,7 +4,8 @@ Public API (the `govsoc collect pcap|live` commands call exactly these):
 
     events, stats = read_pcaps(paths, engine="fast" | "tshark", progress=cb)
         `events` is an iterator of ECS event dicts (`event.dataset` one of
-        `network.flow`, `network.dns`, `network.http`, `network.tls`), in the layout
+        `network.flow`, `network.dns`, `network.http`, `network.tls`, and the login
+        datasets `network.ftp|rdp|smtp|pop3|imap|smb|kerberos|ldap`), in the layout
         Filebeat's Zeek module writes; ids are deterministic (same file -> same ids).
         `stats` is a CaptureStats filled while iterating: packets, bytes, bad packets
         with reasons (`stats.bad_reasons`), ignored non-IP frames, flows, events per

@@ -5,6 +5,7 @@ their events here, which is what makes their output comparable."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import socket
 import time
@@ -14,6 +15,7 @@ from collectors.packet.flows import Flow, community_id, conn_state
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import tls as tlsp
 from collectors.packet.ringfile import flow_fields as ring_fields
+from collectors.packet.proto import x509 as x509p
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 47: "gre",
               50: "esp", 51: "ah", 2: "igmp", 89: "ospf"}
@@ -196,6 +198,7 @@ class EventBuilder:
         ident = msg["id"]
         d: dict[str, Any] = {"id": str(ident), "type": "answer" if reply else "query"}
         qname = ""
+        g: dict[str, Any] = {"capture": {"source": self.source_name}}
         if msg["questions"]:
             qname, qtype, qclass = msg["questions"][0]
             d["question"] = {"name": qname, "type": dnsp.type_name(qtype),
@@ -203,12 +206,17 @@ class EventBuilder:
             parts = domain_parts(qname)
             if parts:
                 d["question"].update(parts)
+                if "subdomain" in parts:
+                    g["dns"] = subdomain_stats(parts["subdomain"])
         ts_us = round(ts * 1_000_000)
         if reply:
             d["response_code"] = dnsp.RCODES.get(reply["rcode"]) or str(reply["rcode"])
             answers = reply["answers"]
             if answers:
                 d["answers"] = answers
+                chain = dnsp.cname_chain(answers)
+                if chain:
+                    g.setdefault("dns", {})["cname_chain"] = chain
                 ips = [a["data"] for a in answers if a["type"] in ("A", "AAAA")]
                 if ips:
                     d["resolved_ip"] = ips
@@ -233,9 +241,7 @@ class EventBuilder:
         event["id"] = _blake2b(f"network.dns\x1f{self.ident}|{key_text}|{ident}|{qname}|"
                                f"{ts_us}\x1f".encode(), digest_size=16).hexdigest()
         return {"event": event, "source": source, "destination": destination,
-                "network": network, "dns": d,
-                "govsoc": {"capture": {"source": self.source_name}},
-                "@timestamp": iso_time(ts)}
+                "network": network, "dns": d, "govsoc": g, "@timestamp": iso_time(ts)}
 
     def http(self, f: Flow, ts: float, seq: int, req: dict | None,
              resp: dict | None) -> dict[str, Any]:
@@ -278,6 +284,8 @@ class EventBuilder:
                 http["version"] = resp["version"]
             if resp.get("content_length") is not None:
                 response["body"] = {"bytes": resp["content_length"]}
+            elif resp.get("body_bytes") is not None:  # counted up to the close
+                response["body"] = {"bytes": resp["body_bytes"]}
             if resp.get("content_type"):
                 response["mime_type"] = resp["content_type"].split(";")[0].strip()
             event["outcome"] = "success" if status < 400 else "failure"
@@ -288,7 +296,8 @@ class EventBuilder:
         fields["@timestamp"] = iso_time(ts)
         return fields
 
-    def tls(self, f: Flow, ts: float, hello: dict, server: dict | None) -> dict[str, Any]:
+    def tls(self, f: Flow, ts: float, hello: dict, server: dict | None = None,
+            cert: dict | None = None, chain: int = 0) -> dict[str, Any]:
         source, destination, network, key_text = _endpoints(f.key, "tls")
         ciphers = hello["ciphers"]
         client: dict[str, Any] = {"ja3": hello["ja3"],
@@ -318,15 +327,42 @@ class EventBuilder:
             g["tlcp"] = True
         if hello.get("alpn"):
             g["alpn"] = hello["alpn"]
+        if hello.get("sslv2"):
+            g["sslv2_hello"] = True
+        if cert:
+            tls["server"] = server_cert_fields(cert)
+            status = x509p.validity(cert, ts)
+            g["server"] = {"self_signed": cert["self_signed"],
+                           "expired": ts > cert["not_after_ts"],
+                           "chain_length": chain}
+            if status:
+                event_zeek: dict[str, Any] | None = {"ssl": {"validation_status": status}}
+            else:
+                event_zeek = None
+        else:
+            event_zeek = None
         eid = _blake2b(f"network.tls\x1f{self.ident}|{key_text}|"
                        f"{round(ts * 1_000_000)}\x1f".encode(), digest_size=16).hexdigest()
-        return {"event": {"kind": "event", "category": ["network"],
-                          "type": ["protocol", "info"], "action": "tls_client_hello",
-                          "dataset": "network.tls", "id": eid},
-                "source": source, "destination": destination, "network": network,
-                "tls": tls,
-                "govsoc": {"capture": {"source": self.source_name}, "tls": g},
-                "@timestamp": iso_time(ts)}
+        doc = {"event": {"kind": "event", "category": ["network"],
+                         "type": ["protocol", "info"], "action": "tls_client_hello",
+                         "dataset": "network.tls", "id": eid},
+               "source": source, "destination": destination, "network": network,
+               "tls": tls,
+               "govsoc": {"capture": {"source": self.source_name}, "tls": g},
+               "@timestamp": iso_time(ts)}
+        if event_zeek:
+            doc["zeek"] = event_zeek
+        return doc
+
+
+def server_cert_fields(cert: dict[str, Any]) -> dict[str, Any]:
+    """ECS tls.server.* of a leaf certificate's facts (proto.x509.facts), copied: the
+    facts are cached per certificate and events must not share their objects."""
+    xs = copy.deepcopy(cert["x509"])
+    return {"x509": xs, "hash": {"sha256": cert["sha256"]},
+            "subject": xs["subject"]["distinguished_name"],
+            "issuer": xs["issuer"]["distinguished_name"],
+            "not_before": xs["not_before"], "not_after": xs["not_after"]}
 
 
 _cipher_name = tlsp.CIPHER_NAMES.get
@@ -357,6 +393,21 @@ def host_name(host: str) -> str:
         end = host.find("]")
         return host[1:end] if end > 0 else host
     return host.rsplit(":", 1)[0]
+
+
+_STATS: dict[str, dict[str, Any]] = {}
+
+
+def subdomain_stats(subdomain: str) -> dict[str, Any]:
+    """govsoc.dns.subdomain_length / subdomain_entropy of a query's subdomain (cached,
+    copied: the events must not share one object that a later one extends)."""
+    got = _STATS.get(subdomain)
+    if got is None:
+        n, h = dnsp.label_stats(subdomain)
+        if len(_STATS) > 65536:
+            _STATS.clear()
+        got = _STATS[subdomain] = {"subdomain_length": n, "subdomain_entropy": round(h, 2)}
+    return dict(got)
 
 
 _PSL: Any = None

@@ -14,6 +14,8 @@ from collectors.packet.pcapfile import MAX_RECORD, CaptureFile, pcap_header
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import ftp as ftpp
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import kerberos as krbp
+from collectors.packet.proto import ldap as ldapp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import smb as smbp
@@ -23,6 +25,7 @@ from collectors.packet.session import Session
 
 TCP, UDP = 6, 17
 DNS_PORTS = frozenset({53, 5353, 5355})
+UDP_PORTS = DNS_PORTS | krbp.PORTS  # UDP payloads read: DNS, Kerberos
 _REQ = httpp.REQUEST_PREFIXES
 _HEADS = _REQ | {b"HTTP"}
 _HEAD_BYTES = frozenset(h[0] for h in _HEADS)  # first bytes of those: a body rarely has one
@@ -31,8 +34,11 @@ _MAIL_SVC = {p: p for p in set(mailp.PORTS.values())}
 MAIL_SEGMENTS = 64
 SMB_SEGMENTS = 16  # negotiate and a two- or three-leg session set-up fit well within
 _SMB = smbp.PORTS
+_KRB, _LDAP = krbp.PORTS, ldapp.PORTS
+LDAP_SEGMENTS = 16  # a bind (simple, or a SASL exchange) comes first on a connection
 _APP_ERRORS = (ValueError, IndexError, struct.error, UnicodeError)
 MAX_HELLO = 16384
+MAX_FLIGHT = 65536  # bytes of a server's first flight held for its certificate chain
 MAX_HEAD = 16384  # bytes of an HTTP head held while it arrives in pieces
 HEARTBEAT_WATCH = 6  # payload segments still read after a ServerHello
 HEARTBEAT_FOLLOW = 32  # and after a malformed heartbeat request
@@ -71,13 +77,24 @@ class Inspector:
         f, fwd = self.packet(ts, proto, src, sport, dst, dport, vlan, ip_len, flags, plen)
         if ps < pe:
             if proto == UDP:
-                if sport in DNS_PORTS or dport in DNS_PORTS:
+                if sport in UDP_PORTS or dport in UDP_PORTS:
                     self.udp_dns(f, ts, buf, ps, pe)
             elif proto == TCP and (f.app is None or f.budget):
                 self.tcp(f, fwd, ts, buf, ps, pe, sport, dport)
         return f
 
     def udp_dns(self, f, ts: float, buf, ps: int, pe: int) -> None:
+        """A UDP payload on a DNS port, or on Kerberos' (its flow's key says which)."""
+        key = f.key
+        if key[2] in krbp.PORTS or key[4] in krbp.PORTS:
+            try:
+                msg = krbp.parse(buf[ps:pe])
+            except _APP_ERRORS:
+                self.stats.app_errors["krb"] += 1
+                return
+            if msg:
+                self.session.kerberos(f, ts, msg)
+            return
         try:
             msg = dnsp.parse(buf[ps:pe])
         except _APP_ERRORS:
@@ -95,7 +112,7 @@ class Inspector:
                 self._http(f, app, fwd, ts, buf[ps:pe])
                 return
             if svc == "tls" or app.tls_buf:
-                self._tls(f, app, ts, buf[ps:pe])
+                self._tls(f, app, fwd, ts, buf[ps:pe])
                 return
             data = buf[ps:pe]
             mproto = _MAIL_SVC.get(svc) if svc else (_MAIL.get(dport) or _MAIL.get(sport))
@@ -125,8 +142,14 @@ class Inspector:
                 return
             if data[0] == 0x16 and tlsp.record_length(data):
                 app.service = "tls"
-                self._tls(f, app, ts, data)
+                self._tls(f, app, fwd, ts, data)
                 return
+            elif fwd and data[0] & 0x80 and data[2:3] == b"\x01":
+                hello = tlsp.parse_sslv2_client_hello(data)
+                if hello:
+                    app.service = "tls"
+                    sess.tls_client(f, ts, hello)
+                    return
             elif data[:4] == b"SSH-":
                 banner = sshp.banner(data)
                 if banner:
@@ -146,6 +169,18 @@ class Inspector:
                 msg = rdpp.parse(data)
                 if msg:
                     sess.rdp(f, ts, msg)
+            elif sport in _KRB or dport in _KRB:
+                msg = krbp.parse(data, tcp=True)
+                if msg:
+                    sess.kerberos(f, ts, msg)
+            elif data[0] == 0x30 and (sport in _LDAP or dport in _LDAP):
+                msg = ldapp.parse(data)
+                if msg:
+                    if app.service != "ldap":
+                        app.budget = LDAP_SEGMENTS
+                    if sess.ldap(f, ts, msg):
+                        app.budget = 0
+                        return
             elif sport == 53 or dport == 53:
                 n = (data[0] << 8) | data[1]
                 sess.dns(f, ts, dnsp.parse(data[2:2 + n]))
@@ -164,6 +199,10 @@ class Inspector:
         User-Agent carrying a JNDI lookup...) is not an evasion."""
         sess = self.session
         held = app.extra
+        if type(held) is dict and "body" in held:
+            if not fwd:
+                sess.http_body(f, len(data))
+            return True
         if held is not None and type(held) is dict and "http" in held:
             app.extra = None
             sess.buffered -= len(held["http"])
@@ -195,8 +234,24 @@ class Inspector:
                 return True
         return False
 
-    def _tls(self, f, app, ts: float, data: bytes) -> None:
+    def _tls(self, f, app, fwd: bool, ts: float, data: bytes) -> None:
         sess = self.session
+        held = app.extra
+        if type(held) is dict and "cert" in held:
+            # the server's first flight, held until its Certificate message is complete
+            # (a heartbeat from either side ends the wait: the flight is over)
+            if fwd and data[:1] != b"\x18":
+                return
+            app.extra = None
+            sess.buffered -= len(held["cert"])
+            if not fwd:
+                self._certificate(f, app, ts, held["cert"] + data)
+            if data[:1] != b"\x18":
+                if app.extra is None:  # the chain is read: the segment counts, as below
+                    app.tls_parts += 1
+                    if app.tls_parts > 8:
+                        app.budget = 0
+                return
         if data[:1] == b"\x18":
             hb = tlsp.heartbeat(data)
             if hb:
@@ -233,9 +288,24 @@ class Inspector:
                 # a few segments more: a heartbeat sent before the handshake completes
                 # (Heartbleed's usual moment) starts one of them
                 app.budget = HEARTBEAT_WATCH
+                if app.hello is not None and len(app.hello) == 3:  # awaits a certificate
+                    self._certificate(f, app, ts, data)
         app.tls_parts += 1
         if app.tls_parts > 8:
             app.budget = 0
+
+
+    def _certificate(self, f, app, ts: float, data: bytes) -> None:
+        """The server's flight from its ServerHello on: the certificate chain once it is
+        complete (a chain spans a few segments), held up to MAX_FLIGHT bytes."""
+        sess = self.session
+        certs = tlsp.server_certificates(data)
+        if certs is None:
+            if len(data) < MAX_FLIGHT and sess.buffered + len(data) <= MAX_BUFFERED:
+                app.extra = {"cert": data}
+                sess.buffered += len(data)
+            return
+        sess.tls_certificate(f, ts, certs)
 
 
 def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, one body
@@ -369,7 +439,7 @@ def run_file(cap: CaptureFile, session: Session,  # noqa: C901 - the hot loop, o
             # -- payloads: only flows that may still be DNS/HTTP/TLS/SSH are looked at
             if ps < pe:
                 if proto == UDP:
-                    if sport in DNS_PORTS or dport in DNS_PORTS:
+                    if sport in UDP_PORTS or dport in UDP_PORTS:
                         udp_dns(f, ts, buf, ps, pe)
                 elif proto == TCP:
                     if f.app is None:

@@ -149,11 +149,14 @@ def note_burst(f: Flow, ts: float) -> None:
         b.append(ts)
 
 
-# Seconds of silence after which a flow ends (Zeek: tcp 5 min, udp/icmp 1 min,
-# closed TCP connections 5 s).
+# Seconds of silence after which a flow ends (Zeek: tcp 5 min, udp/icmp 1 min). A closed
+# TCP connection lingers as long as its closer may sit in TIME_WAIT (Linux: 60 s), not
+# Zeek's 5 s: a FIN or data retransmitted after the close (backoff doubles from 200 ms
+# to tens of seconds) stays in its connection instead of opening a new "flow" of
+# stray packets. A fresh SYN still ends it at once (port reuse).
 IDLE = {TCP: 300.0, UDP: 60.0}
 IDLE_OTHER = 60.0
-IDLE_CLOSED = 5.0
+IDLE_CLOSED = 60.0
 
 
 class FlowTable:

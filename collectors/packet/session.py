@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.packet.events import EventBuilder
+from collectors.packet.events_directory import kerberos_event, ldap_event
 from collectors.packet.events_login import (
     ftp_event,
     heartbeat_event,
@@ -20,9 +21,11 @@ from collectors.packet.events_login import (
 )
 from collectors.packet.flows import Flow, FlowTable
 from collectors.packet.proto import http as httpp
+from collectors.packet.proto import ldap as ldapp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import smb as smbp
 from collectors.packet.proto import tls as tlsp
+from collectors.packet.proto import x509 as x509p
 from collectors.packet.stats import CaptureStats
 
 MAX_PENDING = 64  # unanswered DNS queries / HTTP requests / FTP commands kept per flow
@@ -109,6 +112,19 @@ class Session:
         app.service = "http"
         if app.http:
             rts, seq, req = app.http.popleft()
+            if req["method"] == "CONNECT" and 200 <= resp["status"] < 300:
+                # a tunnel opens (RFC 9110 9.3.6): what follows is the tunnelled
+                # protocol (TLS mostly), read afresh as on a new connection
+                app.service = None
+                app.budget = 4
+                app.http = None
+                self.emit(self.builder.http(f, rts, seq, req, resp))
+                return
+            if httpp.close_delimited(req, resp) and app.extra is None:
+                # its body size is known at the close: held until then, counting
+                app.extra = {"body": (rts, seq, req, resp), "bytes": resp["body_in_head"]}
+                app.http = None
+                return
             if not app.http:
                 # no request left: drop the queue (the next request makes a new one), so
                 # an idle keep-alive connection holds one object less for the garbage
@@ -119,19 +135,39 @@ class Session:
             self.emit(self.builder.http(f, ts, app.http_seq, None, resp))
             app.http_seq += 1
 
+    @staticmethod
+    def http_body(f: Flow, n: int) -> None:
+        """`n` more bytes from the server of a response delimited by the close."""
+        f.extra["bytes"] += n
+
     # -- TLS: the ClientHello, completed by the ServerHello when one is seen
     def tls_client(self, f: Flow, ts: float, hello: dict) -> None:
         app = f if f.app else self.app(f)  # a call less when the state exists
         app.service = "tls"
         if app.hello:
-            self.emit(self.builder.tls(f, app.hello[0], app.hello[1], None))
+            self.emit(self.builder.tls(f, *app.hello))
         app.hello = (ts, hello)
 
     def tls_server(self, f: Flow, ts: float, server: dict) -> None:
+        """The ServerHello completes the hello's event, which waits for the server's
+        certificate when the version sends it in clear (TLS <= 1.2, TLCP)."""
         app = f if f.app else self.app(f)  # a call less when the state exists
         app.service = "tls"
         if app.hello:
+            if server["version"] < 0x0304 and len(app.hello) == 2:
+                app.hello = (app.hello[0], app.hello[1], server)
+                return
             self.emit(self.builder.tls(f, app.hello[0], app.hello[1], server))
+            app.hello = None
+
+    def tls_certificate(self, f: Flow, ts: float, certs: list[bytes]) -> None:
+        """The server's certificate chain ([] when its flight shows none): the waiting
+        hello's event is emitted with the leaf's facts."""
+        app = f if f.app else self.app(f)
+        hello = app.hello
+        if hello and len(hello) == 3:
+            cert = x509p.facts(certs[0]) if certs else None
+            self.emit(self.builder.tls(f, hello[0], hello[1], hello[2], cert, len(certs)))
             app.hello = None
 
     def tls_heartbeat(self, f: Flow, ts: float, kind: int, payload_length: int,
@@ -256,6 +292,47 @@ class Session:
             self.emit(rdp_event(self.builder, f, *app.extra["request"], msg))
             app.extra = None
 
+    # -- Kerberos: requests paired in order with their reply or error
+    def kerberos(self, f: Flow, ts: float, msg: dict) -> None:
+        app = f if f.app else self.app(f)
+        app.service = "krb"
+        st = app.extra
+        if st is None or "krb" not in st:
+            st = app.extra = {"krb": deque(), "seq": 0}
+        if msg["type"] == "request":
+            if len(st["krb"]) >= MAX_PENDING:
+                self._kerberos_emit(f, st, *st["krb"].popleft(), None)
+            st["krb"].append((ts, msg))
+        elif st["krb"]:
+            self._kerberos_emit(f, st, *st["krb"].popleft(), msg)
+        else:
+            self._kerberos_emit(f, st, ts, None, msg)
+
+    def _kerberos_emit(self, f: Flow, st: dict, ts: float, req: dict | None,
+                       rep: dict | None) -> None:
+        st["seq"] += 1
+        self.emit(kerberos_event(self.builder, f, ts, st["seq"], req, rep))
+
+    # -- LDAP: bind requests paired with their responses by message id
+    def ldap(self, f: Flow, ts: float, msg: dict) -> bool:
+        """Returns True once a bind succeeded (nothing more to read)."""
+        app = f if f.app else self.app(f)
+        app.service = "ldap"
+        st = app.extra
+        if st is None or "ldap" not in st:
+            st = app.extra = {"ldap": {}}
+        pending = st["ldap"]
+        if msg["op"] == "bind_request":
+            if len(pending) >= MAX_PENDING:
+                self.emit(ldap_event(self.builder, f, *pending.pop(next(iter(pending))),
+                                     None))
+            pending[msg["id"]] = (ts, msg)
+            return False
+        if msg["result"] == ldapp.SASL_IN_PROGRESS or msg["id"] not in pending:
+            return False
+        self.emit(ldap_event(self.builder, f, *pending.pop(msg["id"]), msg["result"]))
+        return msg["result"] == 0
+
     def drain(self) -> Iterator[dict[str, Any]]:
         """The queued events, ended flows' built as they come (fast.run_file inlines
         this loop)."""
@@ -273,9 +350,12 @@ class Session:
         self.table.flush()
 
     def _flow_ended(self, f: Flow, reason: str) -> None:
-        if f.app and f.tls_buf:
-            self.buffered -= len(f.tls_buf)  # now: later hellos may need the room
-            f.tls_buf = b""
+        if f.app:
+            if f.tls_buf:
+                self.buffered -= len(f.tls_buf)  # now: later hellos may need the room
+                f.tls_buf = b""
+            if type(f.extra) is dict and "cert" in f.extra:
+                self.buffered -= len(f.extra.pop("cert"))
         self.stats.flows += 1
         self.out.append((f, reason))
 
@@ -300,6 +380,13 @@ class Session:
                     req = httpp.parse_request(held["http"])
                     if req:
                         self.http_request(f, held["ts"], req)
+            held = app.extra
+            if type(held) is dict and "body" in held:  # a body that ran to the close
+                app.extra = None
+                rts, seq, req, resp = held["body"]
+                events.append(builder.http(f, rts, seq, req, {**resp,
+                                                              "body_bytes": held["bytes"]}))
+                counts["network.http"] += 1
             service, ssh = app.service, app.ssh
             if app.dns:
                 for qts, q in app.dns.values():
@@ -309,9 +396,19 @@ class Session:
                 for rts, seq, req in app.http:
                     events.append(builder.http(f, rts, seq, req, None))
                 counts["network.http"] += len(app.http)
-            if app.hello:
-                events.append(builder.tls(f, app.hello[0], app.hello[1], None))
+            if app.hello:  # unanswered, or answered and its certificate not seen
+                events.append(builder.tls(f, *app.hello))
                 counts["network.tls"] += 1
+            held = app.extra
+            if type(held) is dict and held.get("krb"):  # Kerberos requests unanswered
+                for rts, req in held["krb"]:
+                    held["seq"] += 1
+                    events.append(kerberos_event(builder, f, rts, held["seq"], req, None))
+                counts["network.kerberos"] += len(held["krb"])
+            if type(held) is dict and held.get("ldap"):  # LDAP binds unanswered
+                for rts, req in held["ldap"].values():
+                    events.append(ldap_event(builder, f, rts, req, None))
+                counts["network.ldap"] += len(held["ldap"])
             if isinstance(app.extra, dict) and "request" in app.extra:  # RDP, unconfirmed
                 events.append(rdp_event(builder, f, *app.extra["request"], None))
                 counts["network.rdp"] += 1

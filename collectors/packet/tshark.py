@@ -14,6 +14,9 @@ from typing import Any
 
 from collectors.packet.decode import ARP, FRAGMENT, ICMP6_PAIR, ICMP_PAIR, NON_IP
 from collectors.packet.pcapfile import CaptureFile
+from collectors.packet.proto import http as httpp
+from collectors.packet.proto import kerberos as krbp
+from collectors.packet.proto import ldap as ldapp
 from collectors.packet.proto import mail as mailp
 from collectors.packet.proto import rdp as rdpp
 from collectors.packet.proto import tls as tlsp
@@ -37,7 +40,8 @@ FIELDS = [
     "dns.mx.mail_exchange", "dns.txt",
     "http.request.method", "http.request.uri", "http.request.version", "http.host",
     "http.user_agent", "http.referer", "http.response.code", "http.response.version",
-    "http.content_length_header", "http.content_type",
+    "http.content_length_header", "http.content_type", "http.response.phrase",
+    "http.response.line", "http.transfer_encoding",
     "tls.record.version", "tls.handshake.type", "tls.handshake.version",
     "tls.handshake.ciphersuite", "tls.handshake.extensions_server_name",
     "tls.handshake.ja3", "tls.handshake.ja3_full",
@@ -51,13 +55,23 @@ FIELDS = [
     "smtp.req.command", "smtp.response.code", "pop.request.command", "pop.request.parameter",
     "pop.response.indicator", "imap.request_tag", "imap.request.command",
     "imap.request.username", "imap.response_tag", "imap.response.status",
+    "tls.handshake.certificate", "tls.handshake.cipherspec", "tcp.segment_data",
+    "kerberos.msg_type", "kerberos.error_code", "kerberos.CNameString",
+    "kerberos.SNameString", "kerberos.realm", "kerberos.crealm",
+    # ldap.simple is the simple bind's password: read only to know whether one was sent
+    "ldap.messageID", "ldap.protocolOp", "ldap.name", "ldap.authentication",
+    "ldap.simple", "ldap.mechanism", "ldap.resultCode",
     "smb2.cmd", "smb2.flags.response", "smb2.nt_status", "smb2.dialect",
     "ntlmssp.auth.username", "ntlmssp.auth.domain", "sctp.srcport", "sctp.dstport",
 ]
 IX = {name: i for i, name in enumerate(FIELDS)}
 # Fragments are counted, not reassembled, as the fast engine does; TCP reassembly
 # stays on (it is what makes tshark the deep reference for HTTP and TLS).
-PREFS = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]
+# HTTP bodies are not reassembled (heads are): a response is reported in the frame that
+# ends its head, as the fast engine reads it, and a body that runs to the close is
+# counted from the frames after it.
+PREFS = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
+         "-o", "http.desegment_body:FALSE"]
 _FLAG_NAMES = (("dns.flags.authoritative", "AA"), ("dns.flags.truncated", "TC"),
                ("dns.flags.recdesired", "RD"), ("dns.flags.recavail", "RA"),
                ("dns.flags.authenticated", "AD"), ("dns.flags.checkdisable", "CD"))
@@ -216,16 +230,29 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
     # the frame is in its flow now; a payload tshark could not fully dissect is an
     # application error of that flow, as in the fast engine, not a bad frame
     service = "tcp"
+    if plen and not fwd and f.app and type(f.extra) is dict and "body" in f.extra:
+        session.http_body(f, plen)  # a response body running to the close
     try:
         if row[IX["dns.id"]]:
             service = "dns"
             _dns(session, f, ts, row)
         if row[IX["http.request.method"]] or row[IX["http.response.code"]]:
             service = "http"
-            _http(session, f, ts, row)
+            _http(session, f, ts, row, plen)
+        elif row[IX["tcp.segment_data"]] and row[IX["tcp.segment_data"]][:8] == "47455420":
+            # "GET " in a segment Wireshark holds for a head that never ends: an HTTP/0.9
+            # request (its dissector waits for a blank line a Simple-Request lacks)
+            req = httpp.simple_request(bytes.fromhex(_first(row, "tcp.segment_data")))
+            if req:
+                service = "http"
+                session.http_request(f, ts, req)
         if row[IX["tls.handshake.type"]]:
             service = "tls"
             _tls(session, f, ts, row)
+        if not fwd and f.app and f.hello is not None and len(f.hello) == 3 \
+                and {"20", "23"} & set(_all(row, "tls.record.content_type")):
+            # the server went on without a certificate in clear (a resumed session)
+            session.tls_certificate(f, ts, [])
         if row[IX["tls.heartbeat_message.type"]]:
             service = "tls"
             _heartbeat(session, f, ts, row)
@@ -241,6 +268,12 @@ def _packet(session: Session, row: list[str]) -> None:  # noqa: C901 - one frame
         if row[IX["smb2.cmd"]]:
             service = "smb"
             _smb(session, f, ts, row)
+        if row[IX["kerberos.msg_type"]] and (sport in krbp.PORTS or dport in krbp.PORTS):
+            service = "krb"
+            _kerberos(session, f, ts, row)
+        if row[IX["ldap.protocolOp"]] and (sport in ldapp.PORTS or dport in ldapp.PORTS):
+            service = "ldap"
+            _ldap(session, f, ts, row)
         if row[IX["cotp.type"]] and (sport in rdpp.PORTS or dport in rdpp.PORTS):
             service = "rdp"
             _rdp(session, f, ts, row)
@@ -283,7 +316,17 @@ def _opt_int(v: str) -> int | None:
     return int(v) if v.isascii() and v.isdigit() and len(v) <= 18 else None
 
 
-def _http(session: Session, f, ts: float, row: list[str]) -> None:
+def _head_length(row: list[str], i: int) -> int:
+    """Bytes of the i-th response head of the frame: status line, header lines (Wireshark
+    prints their CR LF as the four characters \\r\\n) and the blank line."""
+    versions, phrases = _all(row, "http.response.version"), _all(row, "http.response.phrase")
+    status = len(versions[i] if i < len(versions) else "HTTP/1.1") + 5 + \
+        len(phrases[i] if i < len(phrases) else "") + 2
+    return status + sum(len(line.replace("\\r\\n", "\r\n"))
+                        for line in _all(row, "http.response.line")) + 2
+
+
+def _http(session: Session, f, ts: float, row: list[str], plen: int) -> None:
     methods = _all(row, "http.request.method")
     if methods:
         uris = _all(row, "http.request.uri")
@@ -302,14 +345,20 @@ def _http(session: Session, f, ts: float, row: list[str]) -> None:
             "status": int(code),
             "version": (versions[i] if i < len(versions) else "HTTP/1.1")[5:],
             "content_type": _first(row, "http.content_type") or None,
-            "content_length": _opt_int(_first(row, "http.content_length_header"))})
+            "content_length": _opt_int(_first(row, "http.content_length_header")),
+            "chunked": "chunked" in _first(row, "http.transfer_encoding").lower(),
+            "body_in_head": max(0, plen - _head_length(row, i))})
 
 
 def _tls(session: Session, f, ts: float, row: list[str]) -> None:
     types = _all(row, "tls.handshake.type")
     ciphers = [_num(c) for c in _all(row, "tls.handshake.ciphersuite")]
     versions = [_num(v) for v in _all(row, "tls.handshake.extensions.supported_version")]
-    if "1" in types:
+    if "1" in types and _first(row, "tls.record.version") == "0x0002":
+        session.tls_client(f, ts, tlsp.sslv2_hello(
+            _num(_first(row, "tls.handshake.version")),
+            [_num(s) for s in _all(row, "tls.handshake.cipherspec")]))
+    elif "1" in types:
         hv = _first(row, "tls.handshake.version")
         full = _first(row, "tls.handshake.ja3_full")
         session.tls_client(f, ts, {
@@ -324,6 +373,11 @@ def _tls(session: Session, f, ts: float, row: list[str]) -> None:
         hv = _first(row, "tls.handshake.version")
         session.tls_server(f, ts, {"version": versions[-1] if versions else _num(hv),
                                    "cipher": ciphers[0]})
+    if "11" in types:
+        certs = _all(row, "tls.handshake.certificate")
+        session.tls_certificate(f, ts, [bytes.fromhex(c.replace(":", "")) for c in certs])
+    elif "14" in types:  # ServerHelloDone: the flight had no certificate
+        session.tls_certificate(f, ts, [])
 
 
 def _ftp(session: Session, f, ts: float, row: list[str]) -> None:
@@ -416,3 +470,47 @@ def _smb(session: Session, f, ts: float, row: list[str]) -> None:
         if domain and domain != "NULL":
             msg["domain"] = domain
     session.smb(f, ts, msg)
+
+
+_KRB_TYPES = {10: ("AS", "request"), 11: ("AS", "reply"), 12: ("TGS", "request"),
+              13: ("TGS", "reply"), 30: (None, "error")}
+
+
+def _kerberos(session: Session, f, ts: float, row: list[str]) -> None:
+    """Wireshark's Kerberos fields as proto.kerberos.parse reads the message."""
+    kind_type = _KRB_TYPES.get(int(_first(row, "kerberos.msg_type")))
+    if kind_type is None:
+        return
+    kind, mtype = kind_type
+    cname = "/".join(_all(row, "kerberos.CNameString")) or None
+    sname = "/".join(_all(row, "kerberos.SNameString")) or None
+    msg = {"kind": kind, "type": mtype, "client": cname, "realm": None, "service": None,
+           "error_code": None}
+    if mtype == "request":
+        msg["realm"] = _first(row, "kerberos.realm") or None
+        msg["service"] = sname
+    elif mtype == "reply":
+        msg["realm"] = _first(row, "kerberos.crealm") or None
+    else:
+        msg["error_code"] = int(_first(row, "kerberos.error_code"))
+        msg["realm"] = _first(row, "kerberos.realm") or None
+        msg["service"] = sname
+    session.kerberos(f, ts, msg)
+
+
+def _ldap(session: Session, f, ts: float, row: list[str]) -> None:
+    """The frame's first LDAP message when it is a bind (as proto.ldap.parse reads it)."""
+    op = int(_first(row, "ldap.protocolOp"))
+    ident = int(_first(row, "ldap.messageID"))
+    if op == 0:
+        simple = _first(row, "ldap.authentication") == "0"
+        msg: dict[str, Any] = {"id": ident, "op": "bind_request",
+                               "name": _first(row, "ldap.name"),
+                               "method": "simple" if simple else "sasl",
+                               "mechanism": None if simple
+                               else _first(row, "ldap.mechanism") or None,
+                               "password_sent": simple and bool(row[IX["ldap.simple"]])}
+        session.ldap(f, ts, msg)
+    elif op == 1:
+        session.ldap(f, ts, {"id": ident, "op": "bind_response",
+                             "result": int(_first(row, "ldap.resultCode"))})

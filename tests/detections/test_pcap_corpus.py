@@ -36,6 +36,7 @@ HEARTBLEED_LEAK = "5e0c1a10-0816-4000-8000-000000000816"
 BEACON_IN_FLOW = "5e0c1a10-0817-4000-8000-000000000817"
 DNS_TUNNEL = "5e0c1a10-0202-4000-8000-000000000202"
 MANY_SUBDOMAINS = "5e0c1a10-0209-4000-8000-000000000209"
+HIGH_ENTROPY_NAMES = "5e0c1a10-0211-4000-8000-000000000211"
 ZONE_TRANSFER = "5e0c1a10-0207-4000-8000-000000000207"
 LOG4SHELL = "5e0c1a10-0305-4000-8000-000000000305"
 SQLI = "5e0c1a10-0306-4000-8000-000000000306"
@@ -57,9 +58,10 @@ EXPECTED = {
     "initconf-icmp-scans/icmp-nmap-sP-PI.pcap": ([ICMP_SWEEP], "40.233.107.130",
                                                  "2015-05-07T22:01"),
     "korving-dns-tunnel-dataset/dnscat2_c2_bind9_8c2ef973.pcap": (
-        [DNS_TUNNEL, MANY_SUBDOMAINS], "192.168.0.30", "2022-04-01T12:0"),
+        [DNS_TUNNEL, MANY_SUBDOMAINS, HIGH_ENTROPY_NAMES], "192.168.0.30", "2022-04-01T12:0"),
     "korving-dns-tunnel-dataset/dns2tcp_c2_bind9_txt_af88c701.pcap": (
-        [DNS_TUNNEL, MANY_SUBDOMAINS], "192.168.0.30", "2022-04-01T13:1"),
+        [DNS_TUNNEL, MANY_SUBDOMAINS, HIGH_ENTROPY_NAMES], "192.168.0.30",
+        "2022-04-01T13:1"),
     "initconf-dns-heuristics/dnsrecon.pcap-anon.pcap": ([ZONE_TRANSFER], "196.194.174.12",
                                                         "2020-08-24T23:24"),
     "zeek/http_cooper-grill-dvwa.pcapng": ([SQLI], "192.168.111.148", "2024-10-28T19:5"),

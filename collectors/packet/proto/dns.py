@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import socket
 import struct
 from typing import Any
@@ -138,3 +140,26 @@ def parse(msg: bytes) -> dict[str, Any]:
             "rcode": flags & 15, "flags": list(_FLAG_NAMES[(flags >> 4) & 0x7F]),
             "questions": questions,
             "answers": answers}
+
+
+_ESCAPED = re.compile(r"\\x[0-9a-f]{2}|[^.]", re.S)
+
+
+def label_stats(name: str) -> tuple[int, float]:
+    """(characters, Shannon entropy in bits per character) of a name's labels without the
+    dots, a byte written as "\\xNN" counted as one character: whatever alphabet a
+    tunnel encodes its data in (hex, base32, base64, raw bytes), its names are long and
+    their characters near-uniform."""
+    chars = _ESCAPED.findall(name)
+    n = len(chars)
+    if not n:
+        return 0, 0.0
+    counts: dict[str, int] = {}
+    for c in chars:
+        counts[c] = counts.get(c, 0) + 1
+    return n, -sum(k / n * math.log2(k / n) for k in counts.values())
+
+
+def cname_chain(answers: list[dict[str, Any]]) -> int:
+    """How many CNAME records the answer follows before its final records."""
+    return sum(1 for a in answers if a["type"] == "CNAME")

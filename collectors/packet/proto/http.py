@@ -26,7 +26,7 @@ def partial_start(data: bytes) -> bool:
 
 # The header fields the events use; others are skipped before anything is decoded.
 _REQUEST_FIELDS = frozenset({b"host", b"user-agent", b"referer", b"content-length"})
-_RESPONSE_FIELDS = frozenset({b"content-type", b"content-length"})
+_RESPONSE_FIELDS = frozenset({b"content-type", b"content-length", b"transfer-encoding"})
 
 
 def _headers(lines: list[bytes], wanted: frozenset[bytes]) -> dict[bytes, str]:
@@ -52,6 +52,8 @@ def _head(data: bytes) -> list[bytes]:
 def parse_request(data: bytes) -> dict[str, Any] | None:
     lines = _head(data)
     parts = lines[0].split(b" ")
+    if len(parts) == 2:
+        return simple_request(data)
     if len(parts) != 3 or parts[0] not in METHODS or not parts[2].startswith(b"HTTP/"):
         return None
     hdr = _headers(lines[1:], _REQUEST_FIELDS)
@@ -61,6 +63,20 @@ def parse_request(data: bytes) -> dict[str, Any] | None:
             "content_length": _int(hdr.get(b"content-length"))}
 
 
+def simple_request(data: bytes) -> dict[str, Any] | None:
+    """An HTTP/0.9 Simple-Request (RFC 1945 4.1: "GET" SP Request-URI CRLF, one line and
+    no headers; the answer is the bare body until the close). Zeek logs these with
+    version 0.9; a scanner or an old client sends them, and they carry URIs as any
+    other request does."""
+    line, sep, rest = data.partition(b"\n")
+    parts = line.rstrip(b"\r").split(b" ")
+    if not sep or rest.strip(b"\r\n") or len(parts) != 2 or parts[0] != b"GET" \
+            or not parts[1]:
+        return None
+    return {"method": "GET", "uri": parts[1].decode("latin-1"), "version": "0.9",
+            "host": None, "user_agent": None, "referrer": None, "content_length": None}
+
+
 def parse_response(data: bytes) -> dict[str, Any] | None:
     lines = _head(data)
     parts = lines[0].split(b" ", 2)
@@ -68,9 +84,22 @@ def parse_response(data: bytes) -> dict[str, Any] | None:
             or not parts[1].isdigit():
         return None
     hdr = _headers(lines[1:], _RESPONSE_FIELDS)
+    end = data.find(b"\r\n\r\n")
     return {"status": int(parts[1]), "version": parts[0][5:].decode("latin-1"),
             "content_type": hdr.get(b"content-type"),
-            "content_length": _int(hdr.get(b"content-length"))}
+            "content_length": _int(hdr.get(b"content-length")),
+            "chunked": "chunked" in (hdr.get(b"transfer-encoding") or "").lower(),
+            # body bytes that came with the head (the rest of its last segment)
+            "body_in_head": len(data) - end - 4 if end >= 0 else 0}
+
+
+def close_delimited(req: dict[str, Any] | None, resp: dict[str, Any]) -> bool:
+    """A response whose body runs until the server closes (RFC 9112 6.3 rule 8): no
+    Content-Length, not chunked, and a status and request that have a body at all."""
+    status = resp["status"]
+    return (resp["content_length"] is None and not resp.get("chunked")
+            and status >= 200 and status not in (204, 304)
+            and not (req and req["method"] in ("HEAD", "CONNECT")))
 
 
 def _int(v: str | None) -> int | None:

@@ -184,3 +184,77 @@ def heartbeat_verdict(payload_length: int, record_length: int) -> str:
     padding, so a declared payload beyond record length - 19 is a lie: the Heartbleed
     over-read (CVE-2014-0160) that Zeek's heartbleed policy flags the same way."""
     return "malformed" if payload_length + 19 > record_length else "normal"
+
+
+CERTIFICATE, SERVER_HELLO_DONE = 11, 14
+
+
+def server_certificates(data: bytes) -> list[bytes] | None:
+    """The certificates (DER, leaf first) of the server's first flight, `data` being the
+    server's bytes from its ServerHello record on: a list when the Certificate message
+    is complete, [] when the flight shows none (ServerHelloDone first, or a
+    non-handshake record: a resumed session, TLS 1.3's encrypted rest), None while it
+    may still come (the caller holds more bytes)."""
+    hs = bytearray()
+    off, n = 0, len(data)
+    while off + 5 <= n:
+        if data[off] != 22:
+            return []
+        rlen = (data[off + 3] << 8) | data[off + 4]
+        if off + 5 + rlen > n:
+            hs += data[off + 5:n]  # a record in progress: its part counts
+            off = n
+            break
+        hs += data[off + 5:off + 5 + rlen]
+        off += 5 + rlen
+    i, m = 0, len(hs)
+    while i + 4 <= m:
+        kind = hs[i]
+        mlen = int.from_bytes(hs[i + 1:i + 4], "big")
+        if kind == SERVER_HELLO_DONE:
+            return []
+        if kind == CERTIFICATE:
+            if i + 4 + mlen > m:
+                return None
+            return _cert_list(bytes(hs[i + 4:i + 4 + mlen]))
+        i += 4 + mlen
+    return None
+
+
+def _cert_list(body: bytes) -> list[bytes]:
+    total = int.from_bytes(body[:3], "big")
+    if total + 3 > len(body):
+        raise ValueError("tls certificate list truncated")
+    certs, i = [], 3
+    while i + 3 <= 3 + total:
+        clen = int.from_bytes(body[i:i + 3], "big")
+        if i + 3 + clen > 3 + total:
+            raise ValueError("tls certificate truncated")
+        certs.append(body[i + 3:i + 3 + clen])
+        i += 3 + clen
+    return certs
+
+
+def parse_sslv2_client_hello(data: bytes) -> dict[str, Any] | None:
+    """A ClientHello in SSLv2 record format (a 2-byte header with the top bit set, as old
+    clients and scanners send to reach SSLv2-only servers): its version and the TLS
+    suites among its 3-byte cipher specs (those whose first byte is 0, RFC 5246 E.2)."""
+    if len(data) < 11 or not data[0] & 0x80 or data[2] != 1 or data[3] not in (2, 3):
+        return None
+    version, slen = _HH(data, 3)
+    end = min(len(data), 2 + (((data[0] & 0x7F) << 8) | data[1]))
+    if 11 + slen > end:
+        raise ValueError("sslv2 cipher specs truncated")
+    specs = [int.from_bytes(data[i:i + 3], "big") for i in range(11, 11 + slen - 2, 3)]
+    return sslv2_hello(version, specs)
+
+
+def sslv2_hello(version: int, specs: list[int]) -> dict[str, Any]:
+    """The hello's fields from its version and cipher specs, for both engines. JA3 is
+    defined over TLS hellos; here it is computed the same way from what a v2 hello
+    carries (version and TLS suites; no extensions, groups or formats)."""
+    ciphers = [s for s in specs if s < 0x10000 and s not in GREASE]
+    ja3_full = f"{version},{'-'.join(map(str, ciphers))},,,"
+    return {"client_version": version, "record_version": 2, "ciphers": ciphers, "sni": None,
+            "supported_versions": [], "alpn": [], "sslv2": True,
+            "ja3_full": ja3_full, "ja3": hashlib.md5(ja3_full.encode()).hexdigest()}

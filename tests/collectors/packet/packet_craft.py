@@ -160,3 +160,118 @@ def standard_mix() -> Traffic:
            False, key)
     t.add(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.80"))
     return t
+
+
+def make_cert(cn: str, *, issuer: tuple | None = None, days: tuple[int, int] = (-30, 365),
+              at: float = T0):
+    """(DER, key) of a certificate for `cn` valid from at+days[0] to at+days[1] days,
+    signed by `issuer` ((DER, key) of a CA) or by its own key (self-signed)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Gov"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    if issuer:
+        ca = x509.load_der_x509_certificate(issuer[0])
+        issuer_name, sign_key = ca.subject, issuer[1]
+    else:
+        issuer_name, sign_key = name, key
+    t = dt.datetime.fromtimestamp(at, dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name)
+            .public_key(key.public_key()).serial_number(0x1234 + len(cn))
+            .not_valid_before(t + dt.timedelta(days=days[0]))
+            .not_valid_after(t + dt.timedelta(days=days[1]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(sign_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER), key
+
+
+def _hs(kind: int, body: bytes) -> bytes:
+    return bytes([kind]) + len(body).to_bytes(3, "big") + body
+
+
+def _record(body: bytes, ctype: int = 22) -> bytes:
+    return bytes([ctype, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def raw_server_hello(cipher: int = 0xC02F, version13: bool = False) -> bytes:
+    """A ServerHello handshake message (TLS 1.3 when version13: supported_versions)."""
+    ext = b"\x00\x2b\x00\x02\x03\x04" if version13 else b""
+    body = b"\x03\x03" + b"r" * 32 + b"\x00" + cipher.to_bytes(2, "big") + b"\x00" + \
+        len(ext).to_bytes(2, "big") + ext
+    return _hs(2, body)
+
+
+def server_flight(ders: list[bytes], cipher: int = 0xC02F) -> bytes:
+    """A TLS 1.2 server's first flight: ServerHello, Certificate (the chain), then
+    ServerHelloDone, in two records."""
+    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+    cert = _hs(11, len(chain).to_bytes(3, "big") + chain)
+    return _record(raw_server_hello(cipher)) + _record(cert + _hs(14, b""))
+
+
+def der(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    n = len(body)
+    size = bytes([n]) if n < 0x80 else bytes([0x82]) + n.to_bytes(2, "big")
+    return bytes([tag]) + size + body
+
+
+def _int(v: int) -> bytes:
+    return der(0x02, v.to_bytes(max(1, (v.bit_length() + 8) // 8), "big"))
+
+
+def _kstr(s: str) -> bytes:
+    return der(0x1B, s.encode())
+
+
+def _principal(name_type: int, *names: str) -> bytes:
+    return der(0x30, der(0xA0, _int(name_type)), der(0xA1, der(0x30, *map(_kstr, names))))
+
+
+def krb_request(kind: int, user: str, realm: str, service: tuple[str, ...]) -> bytes:
+    """An AS-REQ (kind 10) or TGS-REQ (12) for `user`@`realm` to `service`."""
+    body = der(0x30, der(0xA0, der(0x03, b"\x00\x40\x81\x00\x10")),
+               der(0xA1, _principal(1, user)), der(0xA2, _kstr(realm)),
+               der(0xA3, _principal(2, *service)),
+               der(0xA5, der(0x18, b"20370913024805Z")), der(0xA7, _int(12345)),
+               der(0xA8, der(0x30, _int(18), _int(17))))
+    return der(0x60 | kind, der(0x30, der(0xA1, _int(5)), der(0xA2, _int(kind)),
+                                der(0xA4, body)))
+
+
+def krb_reply(kind: int, user: str, realm: str) -> bytes:
+    """An AS-REP (11) or TGS-REP (13) for `user`@`realm` (ticket and enc-part opaque)."""
+    ticket = der(0x61, der(0x30, der(0xA0, _int(5)), der(0xA1, _kstr(realm)),
+                           der(0xA2, _principal(2, "krbtgt", realm)),
+                           der(0xA3, der(0x30, der(0xA0, _int(18)),
+                                         der(0xA2, der(0x04, b"t" * 40))))))
+    enc = der(0x30, der(0xA0, _int(18)), der(0xA2, der(0x04, b"e" * 48)))
+    return der(0x60 | kind, der(0x30, der(0xA0, _int(5)), der(0xA1, _int(kind)),
+                                der(0xA3, _kstr(realm)), der(0xA4, _principal(1, user)),
+                                der(0xA5, ticket), der(0xA6, enc)))
+
+
+def krb_error(code: int, user: str, realm: str, service: tuple[str, ...]) -> bytes:
+    return der(0x7E, der(0x30, der(0xA0, _int(5)), der(0xA1, _int(30)),
+                         der(0xA4, der(0x18, b"20261130120000Z")), der(0xA5, _int(1)),
+                         der(0xA6, _int(code)), der(0xA8, _principal(1, user)),
+                         der(0xA9, _kstr(realm)), der(0xAA, _principal(2, *service))))
+
+
+def ldap_bind(ident: int, dn: str, password: str | None = None,
+              mechanism: str | None = None) -> bytes:
+    auth = der(0x80, password.encode()) if mechanism is None else \
+        der(0xA3, der(0x04, mechanism.encode()))
+    return der(0x30, _int(ident), der(0x60, _int(3), der(0x04, dn.encode()), auth))
+
+
+def ldap_bind_response(ident: int, result: int) -> bytes:
+    return der(0x30, _int(ident), der(0x61, der(0x0A, bytes([result])), der(0x04, b""),
+                                      der(0x04, b"")))

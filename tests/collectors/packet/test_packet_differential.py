@@ -46,16 +46,20 @@ def http(events):
     return sorted(
         (get_field(e, "http.request.method"), get_field(e, "url.original"),
          get_field(e, "url.domain"), get_field(e, "user_agent.original"),
-         get_field(e, "http.response.status_code"), get_field(e, "http.version"))
+         get_field(e, "http.response.status_code"), get_field(e, "http.version"),
+         str(get_field(e, "http.response.body.bytes")), e["event"]["id"])
         for e in events if e["event"]["dataset"] == "network.http")
 
 
 def tls(events):
     return sorted(
-        (get_field(e, "tls.client.server_name"), get_field(e, "tls.client.ja3"),
+        (str(get_field(e, "tls.client.server_name")), get_field(e, "tls.client.ja3"),
          get_field(e, "govsoc.tls.ja3_full"), get_field(e, "tls.version"),
          get_field(e, "tls.cipher"), str(get_field(e, "tls.client.supported_ciphers")),
-         str(get_field(e, "govsoc.tls.sm_ciphers")))
+         str(get_field(e, "govsoc.tls.sm_ciphers")),
+         json.dumps(get_field(e, "tls.server"), sort_keys=True),
+         str(get_field(e, "govsoc.tls.server")), str(get_field(e, "zeek.ssl")),
+         e["event"]["id"])
         for e in events if e["event"]["action"] == "tls_client_hello")
 
 
@@ -269,9 +273,121 @@ def _wire_variants(t: Traffic) -> None:
                   [b"HTTP/1.1 204 No Content\r\n\r\n"])
 
 
-@pytest.fixture(scope="module", params=["standard", "extra", "protocols"])
+def _sslv2_hello() -> bytes:
+    specs = bytes.fromhex("01008003008007008006004004008002008000003900002f")
+    body = b"\x01\x03\x01" + len(specs).to_bytes(2, "big") + b"\x00\x00\x00\x10" + specs \
+        + b"c" * 16
+    return bytes([0x80 | (len(body) >> 8), len(body) & 0xFF]) + body
+
+
+def _tls_and_http() -> Traffic:
+    """Server certificates (self-signed in a flight cut into three segments, expired with
+    its CA, none under TLS 1.3, none on a resumed session), an SSLv2-format ClientHello,
+    TLS inside a CONNECT tunnel, an HTTP/0.9 request, and a FIN retransmitted 20 s after
+    its connection closed."""
+    from packet_craft import ETH, _record, make_cert, raw_server_hello, server_flight
+    from scapy.all import IP, TCP
+
+    t = Traffic()
+    self_signed = make_cert("portal.example.gov.cn")
+    ca = make_cert("Example Gov CA", days=(-800, 3000))
+    old = make_cert("old.example.gov.cn", issuer=ca, days=(-400, -10))
+    flight = server_flight([self_signed[0]])
+    _dialogue(t, "10.0.5.1", 47000, "10.0.5.43", 443, [
+        (True, client_hello("portal.example.gov.cn")), (False, flight[:60]),
+        (False, flight[60:300]), (False, flight[300:])])
+    _dialogue(t, "10.0.5.1", 47001, "10.0.5.44", 443, [
+        (True, client_hello("old.example.gov.cn")), (False, server_flight([old[0], ca[0]]))])
+    _dialogue(t, "10.0.5.1", 47002, "10.0.5.45", 443, [
+        (True, client_hello("new.example.gov.cn")),
+        (False, _record(raw_server_hello(0x1301, version13=True)) + _record(b"x" * 40, 23))])
+    _dialogue(t, "10.0.5.1", 47003, "10.0.5.46", 443, [  # resumed: no certificate
+        (True, client_hello("again.example.gov.cn")),
+        (False, _record(raw_server_hello()) + _record(b"\x01", 20) + _record(b"f" * 40))])
+    _dialogue(t, "10.0.5.1", 47004, "10.0.5.47", 443, [
+        (True, _sslv2_hello()), (False, server_hello())])
+    _dialogue(t, "10.0.5.1", 47005, "10.0.5.8", 3128, [
+        (True, b"CONNECT secure.example.gov.cn:443 HTTP/1.1\r\n"
+               b"Host: secure.example.gov.cn:443\r\n\r\n"),
+        (False, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+        (True, client_hello("secure.example.gov.cn")), (False, server_hello())])
+    _dialogue(t, "10.0.5.1", 47006, "10.0.5.80", 80, [
+        (True, b"GET /old/index.html\r\n"), (False, b"<html>HTTP/0.9 answer</html>")])
+    _dialogue(t, "10.0.5.1", 47008, "10.0.5.82", 80, [  # a body delimited by the close
+        (True, b"GET /report.csv HTTP/1.0\r\nHost: data.example.gov.cn\r\n\r\n"),
+        (False, b"HTTP/1.0 200 OK\r\nContent-Type: text/csv\r\nServer: old\r\n\r\n"
+                + b"a" * 100), (False, b"HTTP/1.1 200 OK\r\n" + b"b" * 230),
+        (False, b"c" * 1000)])
+    key = ("10.0.5.2", 47007, "10.0.5.81", 80)
+    t.tcp_session(*key, [HTTP_REQ], [b"HTTP/1.1 204 No Content\r\n\r\n"])
+    t.send(ETH / IP(src=key[2], dst=key[0]) / TCP(sport=80, dport=47007, flags="FA", seq=9031,
+                                                  ack=1000 + len(HTTP_REQ) + 1),
+           False, key, 20.0)
+    t.dns("10.0.5.1", 5600, "10.0.5.53", "portal.example.gov.cn", 0x5555,
+          [DNSRR(rrname="portal.example.gov.cn", type="A", rdata="10.0.5.43", ttl=60)])
+    return t
+
+
+def _directory() -> Traffic:
+    """Kerberos over UDP and TCP (pre-authentication required then refused, a ticket
+    granted, an unknown principal, a service ticket) and LDAP binds (simple refused and
+    accepted with a password in clear, anonymous, SASL in progress)."""
+    from packet_craft import (
+        ETH,
+        krb_error,
+        krb_reply,
+        krb_request,
+        ldap_bind,
+        ldap_bind_response,
+    )
+    from scapy.all import IP, UDP, Raw
+
+    t = Traffic()
+    realm, tgs = "EXAMPLE.GOV.CN", ("krbtgt", "EXAMPLE.GOV.CN")
+    exchanges = [("alice", krb_error(25, "alice", realm, tgs)),
+                 ("alice", krb_error(24, "alice", realm, tgs)),
+                 ("bob", krb_reply(11, "bob", realm)),
+                 ("carol", krb_error(6, "carol", realm, tgs))]
+    for i, (user, answer) in enumerate(exchanges):
+        key = ("10.0.7.1", 49000 + i, "10.0.7.88", 88)
+        t.send(ETH / IP(src=key[0], dst=key[2]) / UDP(sport=key[1], dport=88)
+               / Raw(krb_request(10, user, realm, tgs)), True, key)
+        t.send(ETH / IP(src=key[2], dst=key[0]) / UDP(sport=88, dport=key[1]) / Raw(answer),
+               False, key)
+
+    def framed(m: bytes) -> bytes:
+        return len(m).to_bytes(4, "big") + m
+
+    _dialogue(t, "10.0.7.1", 49010, "10.0.7.88", 88, [
+        (True, framed(krb_request(12, "bob", realm, ("cifs", "fs1.example.gov.cn")))),
+        (False, framed(krb_reply(13, "bob", realm)))])
+    _dialogue(t, "10.0.7.2", 49011, "10.0.7.89", 389, [
+        (True, ldap_bind(1, "cn=admin,dc=example,dc=gov,dc=cn", "Secret-8")),
+        (False, ldap_bind_response(1, 49)),
+        (True, ldap_bind(2, "cn=reader,dc=example,dc=gov,dc=cn", "Secret-9")),
+        (False, ldap_bind_response(2, 0))])
+    _dialogue(t, "10.0.7.2", 49012, "10.0.7.89", 389, [
+        (True, ldap_bind(1, "", "")), (False, ldap_bind_response(1, 0))])
+    _dialogue(t, "10.0.7.2", 49013, "10.0.7.89", 389, [
+        (True, ldap_bind(1, "", mechanism="GSSAPI")), (False, ldap_bind_response(1, 14))])
+    t.dns("10.0.7.1", 5700, "10.0.7.53", "_ldap._tcp.example.gov.cn", 0x7777,
+          answered=False, qtype="SRV")
+    t.tcp_session("10.0.7.1", 49020, "10.0.7.80", 80, [HTTP_REQ], [b"HTTP/1.1 204 OK\r\n\r\n"])
+    t.tcp_session("10.0.7.1", 49021, "10.0.7.43", 443, [client_hello("sso.example.gov.cn")])
+    return t
+
+
+def directory_events(events):
+    """Kerberos and LDAP events, whole (ids included)."""
+    return sorted(json.dumps(e, sort_keys=True) for e in events
+                  if e["event"]["dataset"] in ("network.kerberos", "network.ldap"))
+
+
+@pytest.fixture(scope="module", params=["standard", "extra", "protocols", "tls_http",
+                                        "directory"])
 def results(request, tmp_path_factory):
-    t = {"standard": standard_mix, "extra": _extra, "protocols": _protocols}[request.param]()
+    t = {"standard": standard_mix, "extra": _extra, "protocols": _protocols,
+         "tls_http": _tls_and_http, "directory": _directory}[request.param]()
     path = t.write(tmp_path_factory.mktemp("diff") / f"{request.param}.pcap")
     return _both(path)
 
@@ -300,6 +416,10 @@ def test_tls_fields_agree(results):
 
 def test_login_and_heartbeat_events_agree(results):
     assert logins(results["fast"][0]) == logins(results["tshark"][0])
+
+
+def test_kerberos_and_ldap_events_agree(results):
+    assert directory_events(results["fast"][0]) == directory_events(results["tshark"][0])
 
 
 def test_protocol_events_carry_what_the_wire_shows(tmp_path):
@@ -414,3 +534,63 @@ def test_random_traffic_flows_agree(tmp_path):
     fast, ref = flows(res["fast"][0]), flows(res["tshark"][0])
     assert len(fast) > 20
     assert fast == ref
+
+
+def test_certificates_tunnels_and_old_forms_carry_what_the_wire_shows(tmp_path):
+    """The tls_http capture on the fast path (held equal to tshark above): certificate
+    facts and verdicts, an SSLv2 hello, the SNI inside a CONNECT tunnel, an HTTP/0.9
+    request, and a FIN retransmitted after the close kept in its connection."""
+    events = list(read_pcaps([_tls_and_http().write(tmp_path / "t.pcap")])[0])
+    hellos = {get_field(e, "destination.ip"): e for e in events
+              if e["event"]["action"] == "tls_client_hello"}
+    portal = hellos["10.0.5.43"]
+    assert get_field(portal, "tls.server.x509.subject.common_name") == ["portal.example.gov.cn"]
+    assert get_field(portal, "tls.server.subject") == get_field(portal, "tls.server.issuer")
+    assert len(get_field(portal, "tls.server.hash.sha256")) == 64
+    assert get_field(portal, "zeek.ssl.validation_status") == "self signed certificate"
+    assert portal["govsoc"]["tls"]["server"] == {"self_signed": True, "expired": False,
+                                                 "chain_length": 1}
+    old = hellos["10.0.5.44"]
+    assert get_field(old, "tls.server.x509.issuer.common_name") == ["Example Gov CA"]
+    assert get_field(old, "zeek.ssl.validation_status") == "certificate has expired"
+    assert old["govsoc"]["tls"]["server"]["chain_length"] == 2
+    assert get_field(old, "tls.server.not_after") < old["@timestamp"]
+    for ip in ("10.0.5.45", "10.0.5.46"):  # TLS 1.3 (encrypted), resumed: no certificate
+        assert "server" not in hellos[ip]["tls"] and hellos[ip]["tls"]["established"]
+    assert hellos["10.0.5.45"]["tls"]["version"] == "1.3"
+    v2 = hellos["10.0.5.47"]
+    assert v2["govsoc"]["tls"]["sslv2_hello"] is True
+    assert get_field(v2, "tls.client.supported_ciphers") == [
+        "0x0039", "TLS_RSA_WITH_AES_128_CBC_SHA"]
+    assert get_field(hellos["10.0.5.8"], "tls.client.server_name") == "secure.example.gov.cn"
+    http = {get_field(e, "url.original"): e for e in events
+            if e["event"]["dataset"] == "network.http"}
+    assert get_field(http["/old/index.html"], "http.version") == "0.9"
+    assert get_field(http["secure.example.gov.cn:443"], "http.response.status_code") == 200
+    # 100 bytes with the head, then 247 and 1,000 (the second looks like a head: it is body)
+    assert get_field(http["/report.csv"], "http.response.body.bytes") == 1347
+    late = [e for e in events if e["event"]["dataset"] == "network.flow"
+            and e["source"]["port"] == 47007]
+    assert len(late) == 1 and late[0]["destination"]["packets"] == 5
+
+
+def test_kerberos_and_ldap_carry_outcomes_without_passwords(tmp_path):
+    events = list(read_pcaps([_directory().write(tmp_path / "d.pcap")])[0])
+    assert "Secret-8" not in json.dumps(events) and "Secret-9" not in json.dumps(events)
+    krb = sorted((get_field(e, "user.name"), get_field(e, "zeek.kerberos.request_type"),
+                  str(get_field(e, "zeek.kerberos.error.msg")), str(e["event"].get("outcome")))
+                 for e in events if e["event"]["dataset"] == "network.kerberos")
+    assert krb == [("alice", "AS", "KDC_ERR_PREAUTH_FAILED", "failure"),
+                   ("alice", "AS", "KDC_ERR_PREAUTH_REQUIRED", "None"),
+                   ("bob", "AS", "None", "success"), ("bob", "TGS", "None", "success"),
+                   ("carol", "AS", "KDC_ERR_C_PRINCIPAL_UNKNOWN", "failure")]
+    tgs = next(e for e in events if get_field(e, "zeek.kerberos.request_type") == "TGS")
+    assert get_field(tgs, "zeek.kerberos.service") == "cifs/fs1.example.gov.cn"
+    ldap = sorted(tuple(map(str, (get_field(e, "user.name"), get_field(e, "zeek.ldap.result"),
+                                  get_field(e, "zeek.ldap.argument"),
+                                  e["event"].get("outcome"))))
+                  for e in events if e["event"]["dataset"] == "network.ldap")
+    assert ldap == [("None", "None", "None", "None"), ("None", "success", "None", "success"),
+                    ("cn=admin,dc=example,dc=gov,dc=cn", "invalidCredentials", "REDACTED",
+                     "failure"),
+                    ("cn=reader,dc=example,dc=gov,dc=cn", "success", "REDACTED", "success")]
