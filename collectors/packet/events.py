@@ -14,8 +14,8 @@ from typing import Any
 from collectors.packet.flows import Flow, community_id, conn_state
 from collectors.packet.proto import dns as dnsp
 from collectors.packet.proto import tls as tlsp
-from collectors.packet.ringfile import flow_fields as ring_fields
 from collectors.packet.proto import x509 as x509p
+from collectors.packet.ringfile import flow_fields as ring_fields
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 47: "gre",
               50: "esp", 51: "ah", 2: "igmp", 89: "ospf"}
