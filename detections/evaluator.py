@@ -52,8 +52,9 @@ from sigma.types import (
     SpecialChars,
 )
 
-from detections.backends import ARRAY_FIELDS, ecs_field, keyword_tokens
+from detections.backends import ARRAY_FIELDS, EVENT_DATA, USER_DATA, ecs_field, keyword_tokens
 from soc_core.regex import compile_regex
+from soc_core.textcase import fold_case
 
 MIN_LITERAL = 3
 _SET_OPTIONS = re2.Options()
@@ -136,7 +137,7 @@ def _string(s: SigmaString, cased: bool) -> tuple[str, str]:
             raise Unsupported(f"placeholder in {s}")
 
     def norm(x: str) -> str:
-        return x if cased else x.lower()
+        return x if cased else fold_case(x)
 
     inner = parts[1:-1] if len(parts) >= 2 else parts
     if all(x is not None for x in lit):
@@ -206,7 +207,7 @@ def _longest(kind: str, val: str) -> str | None:
         best = max((re.sub(r"\\(.)", r"\1", r) for r in runs), key=len, default="")
     else:
         best = val
-    best = best.lower()
+    best = fold_case(best)
     # as it appears in JSON text: backslashes and quotes escaped; control characters are
     # escaped in ways a literal cannot predict
     if len(best) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
@@ -230,13 +231,9 @@ class Event:
             return self._raw[path]
         except KeyError:
             pass
-        v: Any = self.doc
-        for part in path.split("."):
-            if isinstance(v, dict):
-                v = v.get(part)
-            else:
-                v = None
-                break
+        v = _walk(self.doc, path)
+        if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
+            v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
         self._raw[path] = v
         return v
 
@@ -248,9 +245,18 @@ class Event:
             pass
         t = _text(self.raw(path))
         if t is not None and lower:
-            t = t.lower()
+            t = fold_case(t)
         self._low[key] = t
         return t
+
+
+def _walk(doc: dict[str, Any], path: str) -> Any:
+    v: Any = doc
+    for part in path.split("."):
+        if not isinstance(v, dict):
+            return None
+        v = v.get(part)
+    return v
 
 
 def _text(v: Any) -> str | None:
@@ -369,7 +375,7 @@ def _str_pred(f: str, kind: str, values: list[str], cased: bool) -> Pred:
         def arr(e: Event) -> bool:
             for x in _elements(e.raw(f)):
                 t = _text(x)
-                if t is not None and test(t if cased else t.lower()):
+                if t is not None and test(t if cased else fold_case(t)):
                     return True
             return False
         return arr
@@ -424,7 +430,7 @@ def _ref_pred(f: str, other: str, kind: str) -> Pred:
             return False
         if kind == "eq":
             return a == b and type(a) is type(b)
-        ta, tb = (_text(a) or "").lower(), (_text(b) or "").lower()
+        ta, tb = fold_case(_text(a) or ""), fold_case(_text(b) or "")
         return (ta.startswith(tb) if kind == "pre" else ta.endswith(tb) if kind == "suf"
                 else tb in ta)
     return test
@@ -441,12 +447,9 @@ def _keyword_pred(tokens: list[str]) -> Pred:
         msg = e.text("message", True)
         if not msg:
             return False
-        words = _WORD.findall(msg)
+        words = _WORD.findall(msg)  # folded by text()
         first = phrase[0]
-        for i, w in enumerate(words):
-            if w == first and words[i:i + n] == phrase:
-                return True
-        return False
+        return any(w == first and words[i:i + n] == phrase for i, w in enumerate(words))
     return test
 
 
@@ -509,7 +512,7 @@ class Evaluator:
         idx = self._for(doc["event"]["dataset"])
         cands = set(idx.always)
         if idx.automaton is not None:
-            hits = set(idx.automaton.Match(orjson.dumps(doc).decode().lower()))
+            hits = set(idx.automaton.Match(fold_case(orjson.dumps(doc).decode())))
             first = idx.first
             for n in hits:
                 for i, rest in first.get(n, ()):

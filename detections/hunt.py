@@ -24,7 +24,9 @@ import orjson
 
 from detections.alerts import iso
 from detections.engine import Engine, Settings
-from detections.rules import LEVELS, OWN_PACK, RuleError, load_pack
+from detections.evaluator import Evaluator
+from detections.memory import Matches, MemoryEngine, hunt_rules
+from detections.rules import LEVELS, OWN_PACK, RuleError
 from soc_core import ecs
 from soc_core.cliutil import fail
 from soc_core.store import EventStore, Selection, StoreError, open_store
@@ -51,10 +53,15 @@ class Loader:
         self.last: int | None = None
         self.written = 0
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def span(self, event: dict[str, Any]) -> None:
         ts = ecs.to_millis(event["@timestamp"])
-        self.first = ts if self.first is None or ts < self.first else self.first
-        self.last = ts if self.last is None or ts > self.last else self.last
+        if self.first is None or ts < self.first:
+            self.first = ts
+        if self.last is None or ts > self.last:
+            self.last = ts
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.span(event)
         self.batch.append(event)
         if len(self.batch) >= BATCH:
             self.flush()
@@ -68,23 +75,42 @@ class Loader:
             self.batch = []
 
 
-def hunt(store: EventStore, paths: list[str], rule_paths: list[str]) -> dict[str, Any]:
-    """Import, detect over the evidence's span, and return what was found."""
+def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
+         import_all: bool = False) -> dict[str, Any]:
+    """Evaluate every rule against each evidence event once (in memory), then raise alerts
+    over the evidence's span with the engine; return what was found. The store receives
+    the matched events (the evidence behind the alerts) and the alerts; with `import_all`
+    (`--store`), every event."""
+    backend = Engine.backend_of(store)
+    pack, compiled, unsupported = hunt_rules([str(OWN_PACK), *rule_paths], backend)
+    matches = Matches(Evaluator(compiled))
     loader = Loader(store)
-    imported = importer()(paths, loader)
+    if import_all:
+        def sink(event: dict[str, Any]) -> None:
+            matches(event)
+            loader(event)
+    else:
+        def sink(event: dict[str, Any]) -> None:
+            matches(event)
+            loader.span(event)
+    imported = importer()(paths, sink)
+    matches.finish()
+    if not import_all:
+        for event in matches.events.values():
+            loader(event)
     loader.flush()
     store.refresh()
-    pack = load_pack([str(OWN_PACK), *rule_paths], backends=[Engine.backend_of(store)])
-    out: dict[str, Any] = {"imported": imported, "events": loader.written, "span": None,
-                           "rules": len(pack.rules), "alerts": []}
+    out: dict[str, Any] = {"imported": imported, "events": matches.count, "span": None,
+                           "rules": len(pack.rules), "unsupported": unsupported,
+                           "alerts": []}
     if loader.first is None:
         return out
     first, last = loader.first, loader.last
     out["span"] = {"start": iso(first), "end": iso(last)}
     # exactly the evidence's span: no delay for late events (nothing more will come) and
     # the window starts at the first event
-    summary = Engine(store, pack, settings=Settings(delay_ms=0)).run_once(
-        now=iso(last + 1), since=iso(first))
+    engine = MemoryEngine(store, pack, matches, settings=Settings(delay_ms=0))
+    summary = engine.run_once(now=iso(last + 1), since=iso(first))
     if summary.errors:
         rid, why = next(iter(summary.errors.items()))
         raise StoreError(f"rule {rid} failed: {why}")
@@ -169,7 +195,7 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
             scratch = tempfile.TemporaryDirectory(prefix="govsoc-hunt-")
             store = open_store(f"sqlite:///{Path(scratch.name) / 'hunt.db'}")
         try:
-            result = hunt(store, list(paths), list(rule_paths))
+            result = hunt(store, list(paths), list(rule_paths), import_all=bool(store_url))
         finally:
             store.close()
     except (StoreError, RuleError, RuntimeError) as exc:
