@@ -10,6 +10,7 @@ this package does not import collectors.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import sys
@@ -121,7 +122,63 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
     for a in alerts:
         a["govsoc"]["hunt_host"] = _host(store, a)
     out["alerts"] = sorted(alerts, key=lambda a: (a["event"]["start"], a["rule"]["name"]))
+    out["sources"] = _sources(imported, matches, pack, out["alerts"])
     return out
+
+
+def _sources(imported: list[dict[str, Any]], matches: Matches, pack: Any,
+             alerts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per evidence file, the alerts (rule ids -> level) its events are part of. Every match
+    of an alerting single-event rule is in one of its alerts; a correlation's alert names
+    its events (up to the evidence cap)."""
+    starts, names, at = [], [], 0
+    for item in imported:
+        if item["kind"] != "skipped":
+            starts.append(at)
+            names.append(item["path"])
+            at += item["events"]
+    out: dict[str, dict[str, str]] = {name: {} for name in names}
+
+    def mark(eid: str, rid: str, level: str) -> None:
+        for pos in matches.positions.get(eid, ()):
+            out[names[bisect.bisect_right(starts, pos) - 1]][rid] = level
+
+    alerted = {a["rule"]["id"]: a["govsoc"]["alert"]["level"] for a in alerts}
+    by_id = pack.by_id()
+    for rid, level in alerted.items():
+        rule = by_id.get(rid)
+        if rule is not None and not rule.is_correlation:
+            for doc in matches.by_rule.get(rid, ()):
+                mark(doc["event"]["id"], rid, level)
+    for a in alerts:
+        if by_id.get(a["rule"]["id"]) is None or by_id[a["rule"]["id"]].is_correlation:
+            for eid in a["govsoc"]["alert"].get("event_ids") or ():
+                mark(eid, a["rule"]["id"], a["govsoc"]["alert"]["level"])
+    return out
+
+
+def tactic_coverage(sources: dict[str, dict[str, str]], manifest: str | Path,
+                    min_level: str = "low") -> dict[str, dict[str, int]]:
+    """Per ATT&CK tactic of a sample manifest (`files[]` with `path` relative to the
+    manifest's folder and `tactic`), how many samples were read and how many raised at
+    least one alert from `min_level` up."""
+    root = Path(manifest).resolve().parent
+    try:
+        data = orjson.loads(Path(manifest).read_bytes())
+        tactic_of = {str((root / f["path"]).resolve()): f.get("tactic")
+                     for f in data["files"]}
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"unusable manifest {manifest}: {exc}") from None
+    floor = LEVELS[min_level]
+    out: dict[str, dict[str, int]] = {}
+    for path, rules in sources.items():
+        tactic = tactic_of.get(str(Path(path).resolve()))
+        if not tactic:
+            continue
+        row = out.setdefault(tactic, {"samples": 0, "alerted": 0})
+        row["samples"] += 1
+        row["alerted"] += any(LEVELS.get(lv, 0) >= floor for lv in rules.values())
+    return dict(sorted(out.items()))
 
 
 def _host(store: EventStore, alert: dict[str, Any]) -> str:
@@ -181,8 +238,12 @@ def timeline(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @click.option("--csv", "as_csv", is_flag=True, help="Findings as CSV.")
 @click.option("--timeline", "as_timeline", is_flag=True,
               help="Every alert in time order instead of the grouped table.")
+@click.option("--manifest", default=None, metavar="JSON",
+              help="A sample manifest (files[].path, files[].tactic): report per ATT&CK "
+                   "tactic how many samples raise at least one alert.")
 def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[str, ...],
-             min_level: str, as_json: bool, as_csv: bool, as_timeline: bool) -> None:
+             min_level: str, as_json: bool, as_csv: bool, as_timeline: bool,
+             manifest: str | None) -> None:
     """Hunt through evidence files (pcap/pcapng, EVTX, auth/syslog/auditd logs): exit 0 when
     nothing is found, 1 with findings, 2 on an error."""
     if as_json and as_csv:
@@ -205,14 +266,21 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
     finally:
         if scratch is not None:
             scratch.cleanup()
+    coverage = None
+    if manifest:
+        try:
+            coverage = tactic_coverage(result.get("sources") or {}, manifest, min_level)
+        except ValueError as exc:
+            fail(str(exc).splitlines()[0])
     floor = LEVELS[min_level]
     alerts = [a for a in result["alerts"] if LEVELS.get(a["govsoc"]["alert"]["level"], 0) >= floor]
     rows = timeline(alerts) if as_timeline else findings(alerts)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps({
             "span": result["span"], "imported": result["imported"], "events": result["events"],
-            "rules": result["rules"], "findings" if not as_timeline else "timeline": rows},
-            default=str) + b"\n")
+            "rules": result["rules"], "unsupported": result.get("unsupported", {}),
+            "coverage": coverage,
+            "findings" if not as_timeline else "timeline": rows}, default=str) + b"\n")
     elif as_csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=TIMELINE_FIELDS if as_timeline else CSV_FIELDS,
@@ -221,11 +289,12 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
         w.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        _print(result, rows, as_timeline)
+        _print(result, rows, as_timeline, coverage)
     sys.exit(1 if alerts else 0)
 
 
-def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool) -> None:
+def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool,
+           coverage: dict[str, dict[str, int]] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -239,6 +308,17 @@ def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool
     when = f", {span['start']} .. {span['end']}" if span else ""
     out.print(f"{len(result['imported'])} file(s) ({files}), {result['events']} events{when}, "
               f"{result['rules']} rules", markup=False)
+    if result.get("unsupported"):
+        out.print(f"{len(result['unsupported'])} rule(s) the evaluator cannot express, not run",
+                  markup=False)
+    if coverage:
+        c = Table(title="samples with at least one alert, by ATT&CK tactic")
+        for col in ("tactic", "samples", "alerted", "share"):
+            c.add_column(col, justify="left" if col == "tactic" else "right")
+        for tactic, row in coverage.items():
+            c.add_row(tactic, str(row["samples"]), str(row["alerted"]),
+                      f"{row['alerted'] / row['samples']:.0%}")
+        out.print(c)
     if not rows:
         out.print("no findings", markup=False)
         return

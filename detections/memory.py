@@ -37,11 +37,17 @@ class Matches:
         self.by_rule: dict[str, list[dict[str, Any]]] = {}
         self.events: dict[str, dict[str, Any]] = {}  # every matched event, by id
         self.seen: set[str] = set()
-        self.count = 0
+        self.count = 0  # distinct events
+        self.read = 0  # events handed in, duplicates too: their position names their file
+        self.positions: dict[str, list[int]] = {}  # matched event id -> where it was read
 
     def __call__(self, event: dict[str, Any]) -> None:
         eid = event["event"]["id"]
+        pos = self.read
+        self.read += 1
         if eid in self.seen:  # the same record twice: the store would keep one
+            if eid in self.positions:
+                self.positions[eid].append(pos)
             return
         self.seen.add(eid)
         self.count += 1
@@ -49,6 +55,7 @@ class Matches:
         if hit:
             rules = self.evaluator.rules
             self.events[eid] = event
+            self.positions[eid] = [pos]
             for i in hit:
                 self.by_rule.setdefault(rules[i].id, []).append(event)
 
