@@ -89,7 +89,8 @@ def test_same_matches_as_the_store(rules, corpus, tmp_path):
             sql = (f"SELECT docs.id, {cols} FROM docs WHERE family = 'events' AND dataset IN "
                    f"({', '.join('?' * len(datasets))})")
             for row in conn.execute(sql, datasets):
-                theirs.update((r.id, row[0]) for r, hit in zip(chunk, row[1:]) if hit)
+                theirs.update((r.id, row[0]) for r, hit in zip(chunk, row[1:], strict=True)
+                              if hit)
     conn.close()
     assert len(theirs) > 1000  # the corpus is attacks: plenty matches
     assert mine - theirs == set()
