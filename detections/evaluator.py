@@ -290,13 +290,28 @@ def predicate(node: tuple) -> Pred:
         if len(preds) == 2:
             a, b = preds
             return lambda e: a(e) and b(e)
-        return lambda e: all(p(e) for p in preds)
+
+        def every(e: Event) -> bool:
+            for p in preds:  # noqa: SIM110 - a loop: no generator object per call
+                if not p(e):
+                    return False
+            return True
+        return every
     if op == "or":
         merged = _merge_or(node[1])
         preds = [predicate(c) for c in merged]
         if len(preds) == 1:
             return preds[0]
-        return lambda e: any(p(e) for p in preds)
+        if len(preds) == 2:
+            a, b = preds
+            return lambda e: a(e) or b(e)
+
+        def some(e: Event) -> bool:
+            for p in preds:  # noqa: SIM110
+                if p(e):
+                    return True
+            return False
+        return some
     if op == "not":
         inner = predicate(node[1])
         return lambda e: not inner(e)
@@ -362,8 +377,12 @@ def _str_test(kind: str, values: list[str]) -> Callable[[str], bool]:
         if len(values) == 1:
             one = values[0]
             return lambda t: one in t
-        tup = tuple(values)
-        return lambda t: any(x in t for x in tup)
+        if len(values) <= 3:
+            tup = tuple(values)
+            return lambda t: any(x in t for x in tup)
+        # one automaton pass instead of a scan per value
+        many = compile_regex("|".join(re.escape(v) for v in values))
+        return lambda t: many.search(t) is not None
     rx = re.compile("|".join(f"(?:{v})" for v in values), re.DOTALL)
     return lambda t: rx.fullmatch(t) is not None
 
@@ -479,11 +498,24 @@ class Evaluator:
         self.rules = list(rules)
         self.preds = [predicate(r.ir) for r in self.rules]
         self._index: dict[str, _Index] = {}
+        # one literal numbering and one RE2 set for every dataset (a set's DFA is built
+        # once, its states shared by all events)
+        self._numbers: dict[str, int] = {}
+        for r in self.rules:
+            for lits in r.need[:3]:  # the best three: a fourth seldom narrows further
+                for lit in lits:
+                    self._numbers.setdefault(lit, len(self._numbers))
+        self._set = None
+        if self._numbers:
+            self._set = re2.Set.SearchSet(_SET_OPTIONS)
+            for lit in self._numbers:  # numbered in insertion order, as the set numbers them
+                self._set.Add(re.escape(lit))
+            self._set.Compile()
 
     def _for(self, dataset: str) -> _Index:
         idx = self._index.get(dataset)
         if idx is None:
-            numbers: dict[str, int] = {}
+            numbers = self._numbers
             always: list[int] = []
             first: dict[int, list] = {}
             for i, r in enumerate(self.rules):
@@ -492,19 +524,10 @@ class Evaluator:
                 if not r.need:
                     always.append(i)
                     continue
-                sets = [frozenset(numbers.setdefault(lit, len(numbers)) for lit in lits)
-                        for lits in r.need[:3]]  # the best three: more rarely pays
+                sets = [frozenset(numbers[lit] for lit in lits) for lits in r.need[:3]]
                 for n in sets[0]:
                     first.setdefault(n, []).append((i, tuple(sets[1:])))
-            auto = None
-            if numbers:
-                # RE2's set search reports which literals occur, once each, from one DFA
-                # pass (an Aho-Corasick walk reports every occurrence: 3x slower here)
-                auto = re2.Set.SearchSet(_SET_OPTIONS)
-                for lit in numbers:  # numbered in insertion order, as the set numbers them
-                    auto.Add(re.escape(lit))
-                auto.Compile()
-            idx = self._index[dataset] = _Index(auto, always, first)
+            idx = self._index[dataset] = _Index(self._set if first else None, always, first)
         return idx
 
     def match(self, doc: dict[str, Any]) -> list[int]:
