@@ -20,6 +20,12 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
                                                           detections.leader (one engine leads)
     posture: the module; posture.posture(store) -> dict (security index and its parts)
     render(store) -> rich renderable for `govsoc up`                detections.view
+    hunt.hunt(store, paths, rule_paths, import_all=False) -> dict; tactic_coverage(sources,
+        manifest, min_level)                                        detections.hunt
+    Evaluator(compiled).match(doc) -> rule indexes; compile_rules(rules) detections.evaluator
+    hunt_rules(paths, backend) -> (pack, compiled, unsupported), cached by content;
+        Matches(evaluator) (an import sink), MemoryEngine(store, pack, matches)
+                                                                    detections.memory
     run(store_url, stop_event, demo)  the `govsoc.services` entry   detections.service
 """
 
@@ -36,6 +42,8 @@ _WHERE = {
     "health_of": "tuning", "TuningError": "tuning", "DetectionState": "state",
     "Lease": "leader", "leaders": "leader",
     "run_scheduled": "leader", "LeaseLost": "engine", "render": "view", "run": "service",
+    "Evaluator": "evaluator", "compile_rules": "evaluator", "MemoryEngine": "memory",
+    "Matches": "memory", "hunt_rules": "memory", "tactic_coverage": "hunt",
 }
 __all__ = sorted([*_WHERE, "posture", "workflow"])
 __getattr__ = lazy_exports(__name__, _WHERE, modules=["posture", "workflow"])

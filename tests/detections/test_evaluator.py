@@ -7,6 +7,7 @@ evidence is the shared corpus of 276 real EVTX files (8,254 records)."""
 from __future__ import annotations
 
 import collections
+import os
 from pathlib import Path
 
 import orjson
@@ -64,8 +65,12 @@ def test_every_rule_compiles(rules):
 
 def test_same_matches_as_the_store(rules, corpus, tmp_path):
     """Every (rule, event) pair the SQLite store's compiled query selects, the evaluator
-    finds, and nothing else: one semantics for `detect run` and `govsoc hunt`."""
+    finds, and nothing else: one semantics for `detect run` and `govsoc hunt`. The store
+    side is ~2,500 SQL expressions per event: every fifth event of the corpus keeps it in
+    the suite's budget; GOVSOC_EVALUATOR_STRIDE=1 checks all 8,254."""
     pack, compiled, _ = rules
+    stride = int(os.environ.get("GOVSOC_EVALUATOR_STRIDE", "5"))
+    corpus = corpus[::stride]
     ev = Evaluator(compiled)
     mine = {(compiled[i].id, d["event"]["id"]) for d in corpus for i in ev.match(d)}
 
@@ -92,7 +97,7 @@ def test_same_matches_as_the_store(rules, corpus, tmp_path):
                 theirs.update((r.id, row[0]) for r, hit in zip(chunk, row[1:], strict=True)
                               if hit)
     conn.close()
-    assert len(theirs) > 1000  # the corpus is attacks: plenty matches
+    assert len(theirs) > 2000 // stride  # the corpus is attacks: plenty matches
     assert mine - theirs == set()
     assert theirs - mine == set()
 
