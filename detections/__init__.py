@@ -22,6 +22,12 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
     agents: the module; agents.agents(store, now, intervals=) -> heartbeat rows (up/silent),
         agents.summary(rows), agents.raise_silent_alerts(store) -> alert ids written
     render(store) -> rich renderable for `govsoc up`                detections.view
+    hunt.hunt(store, paths, rule_paths, import_all=False) -> dict; tactic_coverage(sources,
+        manifest, min_level)                                        detections.hunt
+    Evaluator(compiled).match(doc) -> rule indexes; compile_rules(rules) detections.evaluator
+    hunt_rules(paths, backend) -> (pack, compiled, unsupported), cached by content;
+        Matches(evaluator) (an import sink), MemoryEngine(store, pack, matches)
+                                                                    detections.memory
     run(store_url, stop_event, demo)  the `govsoc.services` entry   detections.service
 """
 
@@ -38,6 +44,8 @@ _WHERE = {
     "health_of": "tuning", "TuningError": "tuning", "DetectionState": "state",
     "Lease": "leader", "leaders": "leader",
     "run_scheduled": "leader", "LeaseLost": "engine", "render": "view", "run": "service",
+    "Evaluator": "evaluator", "compile_rules": "evaluator", "MemoryEngine": "memory",
+    "Matches": "memory", "hunt_rules": "memory", "tactic_coverage": "hunt",
 }
 __all__ = sorted([*_WHERE, "agents", "posture", "workflow"])
 __getattr__ = lazy_exports(__name__, _WHERE, modules=["agents", "posture", "workflow"])

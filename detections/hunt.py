@@ -10,6 +10,7 @@ this package does not import collectors.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import sys
@@ -24,7 +25,9 @@ import orjson
 
 from detections.alerts import iso
 from detections.engine import Engine, Settings
-from detections.rules import LEVELS, OWN_PACK, RuleError, load_pack
+from detections.evaluator import Evaluator
+from detections.memory import Matches, MemoryEngine, hunt_rules
+from detections.rules import LEVELS, OWN_PACK, RuleError
 from soc_core import ecs
 from soc_core.cliutil import fail
 from soc_core.store import EventStore, Selection, StoreError, open_store
@@ -51,10 +54,15 @@ class Loader:
         self.last: int | None = None
         self.written = 0
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def span(self, event: dict[str, Any]) -> None:
         ts = ecs.to_millis(event["@timestamp"])
-        self.first = ts if self.first is None or ts < self.first else self.first
-        self.last = ts if self.last is None or ts > self.last else self.last
+        if self.first is None or ts < self.first:
+            self.first = ts
+        if self.last is None or ts > self.last:
+            self.last = ts
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.span(event)
         self.batch.append(event)
         if len(self.batch) >= BATCH:
             self.flush()
@@ -68,23 +76,42 @@ class Loader:
             self.batch = []
 
 
-def hunt(store: EventStore, paths: list[str], rule_paths: list[str]) -> dict[str, Any]:
-    """Import, detect over the evidence's span, and return what was found."""
+def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
+         import_all: bool = False) -> dict[str, Any]:
+    """Evaluate every rule against each evidence event once (in memory), then raise alerts
+    over the evidence's span with the engine; return what was found. The store receives
+    the matched events (the evidence behind the alerts) and the alerts; with `import_all`
+    (`--store`), every event."""
+    backend = Engine.backend_of(store)
+    pack, compiled, unsupported = hunt_rules([str(OWN_PACK), *rule_paths], backend)
+    matches = Matches(Evaluator(compiled))
     loader = Loader(store)
-    imported = importer()(paths, loader)
+    if import_all:
+        def sink(event: dict[str, Any]) -> None:
+            matches(event)
+            loader(event)
+    else:
+        def sink(event: dict[str, Any]) -> None:
+            matches(event)
+            loader.span(event)
+    imported = importer()(paths, sink)
+    matches.finish()
+    if not import_all:
+        for event in matches.events.values():
+            loader(event)
     loader.flush()
     store.refresh()
-    pack = load_pack([str(OWN_PACK), *rule_paths], backends=[Engine.backend_of(store)])
-    out: dict[str, Any] = {"imported": imported, "events": loader.written, "span": None,
-                           "rules": len(pack.rules), "alerts": []}
+    out: dict[str, Any] = {"imported": imported, "events": matches.count, "span": None,
+                           "rules": len(pack.rules), "unsupported": unsupported,
+                           "alerts": []}
     if loader.first is None:
         return out
     first, last = loader.first, loader.last
     out["span"] = {"start": iso(first), "end": iso(last)}
     # exactly the evidence's span: no delay for late events (nothing more will come) and
     # the window starts at the first event
-    summary = Engine(store, pack, settings=Settings(delay_ms=0)).run_once(
-        now=iso(last + 1), since=iso(first))
+    engine = MemoryEngine(store, pack, matches, settings=Settings(delay_ms=0))
+    summary = engine.run_once(now=iso(last + 1), since=iso(first))
     if summary.errors:
         rid, why = next(iter(summary.errors.items()))
         raise StoreError(f"rule {rid} failed: {why}")
@@ -95,7 +122,63 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str]) -> dict[str
     for a in alerts:
         a["govsoc"]["hunt_host"] = _host(store, a)
     out["alerts"] = sorted(alerts, key=lambda a: (a["event"]["start"], a["rule"]["name"]))
+    out["sources"] = _sources(imported, matches, pack, out["alerts"])
     return out
+
+
+def _sources(imported: list[dict[str, Any]], matches: Matches, pack: Any,
+             alerts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per evidence file, the alerts (rule ids -> level) its events are part of. Every match
+    of an alerting single-event rule is in one of its alerts; a correlation's alert names
+    its events (up to the evidence cap)."""
+    starts, names, at = [], [], 0
+    for item in imported:
+        if item["kind"] != "skipped":
+            starts.append(at)
+            names.append(item["path"])
+            at += item["events"]
+    out: dict[str, dict[str, str]] = {name: {} for name in names}
+
+    def mark(eid: str, rid: str, level: str) -> None:
+        for pos in matches.positions.get(eid, ()):
+            out[names[bisect.bisect_right(starts, pos) - 1]][rid] = level
+
+    alerted = {a["rule"]["id"]: a["govsoc"]["alert"]["level"] for a in alerts}
+    by_id = pack.by_id()
+    for rid, level in alerted.items():
+        rule = by_id.get(rid)
+        if rule is not None and not rule.is_correlation:
+            for doc in matches.by_rule.get(rid, ()):
+                mark(doc["event"]["id"], rid, level)
+    for a in alerts:
+        if by_id.get(a["rule"]["id"]) is None or by_id[a["rule"]["id"]].is_correlation:
+            for eid in a["govsoc"]["alert"].get("event_ids") or ():
+                mark(eid, a["rule"]["id"], a["govsoc"]["alert"]["level"])
+    return out
+
+
+def tactic_coverage(sources: dict[str, dict[str, str]], manifest: str | Path,
+                    min_level: str = "low") -> dict[str, dict[str, int]]:
+    """Per ATT&CK tactic of a sample manifest (`files[]` with `path` relative to the
+    manifest's folder and `tactic`), how many samples were read and how many raised at
+    least one alert from `min_level` up."""
+    root = Path(manifest).resolve().parent
+    try:
+        data = orjson.loads(Path(manifest).read_bytes())
+        tactic_of = {str((root / f["path"]).resolve()): f.get("tactic")
+                     for f in data["files"]}
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"unusable manifest {manifest}: {exc}") from None
+    floor = LEVELS[min_level]
+    out: dict[str, dict[str, int]] = {}
+    for path, rules in sources.items():
+        tactic = tactic_of.get(str(Path(path).resolve()))
+        if not tactic:
+            continue
+        row = out.setdefault(tactic, {"samples": 0, "alerted": 0})
+        row["samples"] += 1
+        row["alerted"] += any(LEVELS.get(lv, 0) >= floor for lv in rules.values())
+    return dict(sorted(out.items()))
 
 
 def _host(store: EventStore, alert: dict[str, Any]) -> str:
@@ -155,8 +238,12 @@ def timeline(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @click.option("--csv", "as_csv", is_flag=True, help="Findings as CSV.")
 @click.option("--timeline", "as_timeline", is_flag=True,
               help="Every alert in time order instead of the grouped table.")
+@click.option("--manifest", default=None, metavar="JSON",
+              help="A sample manifest (files[].path, files[].tactic): report per ATT&CK "
+                   "tactic how many samples raise at least one alert.")
 def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[str, ...],
-             min_level: str, as_json: bool, as_csv: bool, as_timeline: bool) -> None:
+             min_level: str, as_json: bool, as_csv: bool, as_timeline: bool,
+             manifest: str | None) -> None:
     """Hunt through evidence files (pcap/pcapng, EVTX, auth/syslog/auditd logs): exit 0 when
     nothing is found, 1 with findings, 2 on an error."""
     if as_json and as_csv:
@@ -169,7 +256,7 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
             scratch = tempfile.TemporaryDirectory(prefix="govsoc-hunt-")
             store = open_store(f"sqlite:///{Path(scratch.name) / 'hunt.db'}")
         try:
-            result = hunt(store, list(paths), list(rule_paths))
+            result = hunt(store, list(paths), list(rule_paths), import_all=bool(store_url))
         finally:
             store.close()
     except (StoreError, RuleError, RuntimeError) as exc:
@@ -179,14 +266,21 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
     finally:
         if scratch is not None:
             scratch.cleanup()
+    coverage = None
+    if manifest:
+        try:
+            coverage = tactic_coverage(result.get("sources") or {}, manifest, min_level)
+        except ValueError as exc:
+            fail(str(exc).splitlines()[0])
     floor = LEVELS[min_level]
     alerts = [a for a in result["alerts"] if LEVELS.get(a["govsoc"]["alert"]["level"], 0) >= floor]
     rows = timeline(alerts) if as_timeline else findings(alerts)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps({
             "span": result["span"], "imported": result["imported"], "events": result["events"],
-            "rules": result["rules"], "findings" if not as_timeline else "timeline": rows},
-            default=str) + b"\n")
+            "rules": result["rules"], "unsupported": result.get("unsupported", {}),
+            "coverage": coverage,
+            "findings" if not as_timeline else "timeline": rows}, default=str) + b"\n")
     elif as_csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=TIMELINE_FIELDS if as_timeline else CSV_FIELDS,
@@ -195,11 +289,12 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
         w.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        _print(result, rows, as_timeline)
+        _print(result, rows, as_timeline, coverage)
     sys.exit(1 if alerts else 0)
 
 
-def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool) -> None:
+def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool,
+           coverage: dict[str, dict[str, int]] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -213,6 +308,17 @@ def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool
     when = f", {span['start']} .. {span['end']}" if span else ""
     out.print(f"{len(result['imported'])} file(s) ({files}), {result['events']} events{when}, "
               f"{result['rules']} rules", markup=False)
+    if result.get("unsupported"):
+        out.print(f"{len(result['unsupported'])} rule(s) the evaluator cannot express, not run",
+                  markup=False)
+    if coverage:
+        c = Table(title="samples with at least one alert, by ATT&CK tactic")
+        for col in ("tactic", "samples", "alerted", "share"):
+            c.add_column(col, justify="left" if col == "tactic" else "right")
+        for tactic, row in coverage.items():
+            c.add_row(tactic, str(row["samples"]), str(row["alerted"]),
+                      f"{row['alerted'] / row['samples']:.0%}")
+        out.print(c)
     if not rows:
         out.print("no findings", markup=False)
         return

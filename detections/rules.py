@@ -66,6 +66,7 @@ class Rule:
     fields: set[str] = field(default_factory=set)
     generate: bool = True  # False: only feeds correlation rules
     options: dict[str, Any] = field(default_factory=dict)  # the rule's `govsoc:` block
+    doc: dict[str, Any] | None = None  # the YAML mapping it was loaded from
 
     @property
     def is_correlation(self) -> bool:
@@ -256,7 +257,7 @@ def load_pack(paths: Iterable[str | Path] | None = None, *,
         opts = srule.custom_attributes.get("govsoc") or {}
         rule = Rule(id=rid, title=srule.title, path=path,
                     level=srule.level.name.lower() if srule.level else "medium",
-                    sigma=srule, options=opts if isinstance(opts, dict) else {})
+                    sigma=srule, options=opts if isinstance(opts, dict) else {}, doc=doc)
         if isinstance(srule, SigmaRule):
             rule.datasets = datasets_for(srule.logsource)
             rule.generate = not srule._backreferences or _generate_requested(srule)

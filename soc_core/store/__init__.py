@@ -5,7 +5,9 @@
 
 Times: resolve_time / resolve_millis ("now-1h", ISO-8601, epoch) for selections. For SQL
 compiled against the SQLite store (the detection backend): field_expr(field) is a field's
-value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path.
+value in that store's SQL (an indexed column for hot fields), json_path(field) its JSON path;
+in SQL, FOLD_CASE(x) is soc_core.textcase.fold_case. For Lucene against the Elasticsearch
+store: keyword_field(field) says whether the field is an indexed keyword.
 
 Conditional writes (compare-and-set) on mutable families, for state that several processes
 change (detection state, leases, cases, run requests); a lost race raises VersionConflict:
@@ -34,10 +36,11 @@ from soc_core.store.base import (
     resolve_millis,
     resolve_time,
 )
+from soc_core.store.es_mappings import keyword_field
 from soc_core.store.sql import field_expr, json_path
 
 __all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
-           "Version", "VersionConflict", "WriteResult", "field_expr", "json_path",
+           "Version", "VersionConflict", "WriteResult", "field_expr", "json_path", "keyword_field",
            "open_store", "parse_duration", "resolve_millis", "resolve_time"]
 
 

@@ -64,6 +64,25 @@ DYNAMIC_TEMPLATES = [{"strings_as_keywords": {"match_mapping_type": "string",
                                               "mapping": _KW}}]
 
 
+def _explicit_type(field: str) -> str | None:
+    """The type the template gives `field`, or None when it is left to dynamic mapping."""
+    node: dict[str, Any] = {"properties": ECS_PROPERTIES}
+    for part in field.split("."):
+        props = node.get("properties")
+        if props is None or part not in props:
+            return None  # under an untyped object (labels.*) or not listed: dynamic
+        node = props[part]
+    return node.get("type", "object")
+
+
+def keyword_field(field: str) -> bool:
+    """Whether an event field is an indexed keyword: typed so by the template, or a string
+    the template leaves to dynamic mapping (which makes strings keywords). Addresses,
+    numbers, dates and the analyzed `message` are not."""
+    spec = _explicit_type(field)
+    return spec is None or spec == "keyword" and field != "event.original"
+
+
 def template(patterns: list[str], *, data_stream: bool, retention: str | None = None,
              ilm_policy: str | None = None, replicas: int = 0) -> dict[str, Any]:
     settings: dict[str, Any] = {"index": {"number_of_shards": 1, "number_of_replicas": replicas,

@@ -26,6 +26,7 @@ from soc_core.store.base import (
     parse_duration,
 )
 from soc_core.store.sql import HOT_COLUMNS, Compiler, json_path, segment
+from soc_core.textcase import sql_fold
 
 # External content: the full-text index reads its text from docs.fts_text instead of keeping
 # a second copy in a table of its own (queries only ask it for rowids). An external-content
@@ -116,9 +117,12 @@ _CHUNK = 500  # ids per statement (below SQLite's bound-parameter limit)
 
 
 def connect(path, timeout: float = 30.0) -> sqlite3.Connection:
-    """A connection with the SQL functions compiled queries use (Sigma `|re` -> REGEXP)."""
+    """A connection with the SQL functions compiled queries use (Sigma `|re` -> REGEXP,
+    case folding beyond ASCII -> FOLD_CASE)."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.create_function("REGEXP", 2, _regexp, deterministic=True)
+    # Sigma's case-insensitive match of a pattern with non-ASCII letters (LIKE folds ASCII)
+    conn.create_function("FOLD_CASE", 1, sql_fold, deterministic=True)
     return conn
 
 

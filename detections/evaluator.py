@@ -1,0 +1,567 @@
+"""Every rule against each event once, in memory: the evaluator `govsoc hunt` uses.
+
+The store-backed engine runs one query per rule, so a hunt over a few thousand events
+with SigmaHQ's 2,500 Windows rules pays 2,500 fixed query costs. Here each event is read
+once: a prefilter (one Aho-Corasick pass over the event's lowercased JSON text) picks the
+rules whose necessary literals occur in it, and only those are evaluated, as Python
+predicates compiled from the same pySigma condition tree (after the same govsoc pipeline)
+the store backends convert. The semantics are the SQLite store's, case for case:
+
+- strings match case-insensitively unless `|cased` (Sigma's standard), wildcards `*`/`?`;
+- a field the event lacks never matches, and NOT of it is true (two-valued logic, as the
+  backend's `COALESCE(expr, 0)` makes it);
+- numbers match a JSON number or its exact string form (`field IN (n, 'n')`);
+- array fields (`ARRAY_FIELDS`) match when any element does;
+- `|re` is an RE2 search (unanchored), `|cidr` the prefix expansion pySigma makes;
+- keywords are token phrases over `message`, as FTS5 reads them.
+
+`tests/detections/test_evaluator.py` holds this evaluator and the store-backed engine to the
+same matches over the shared EVTX corpus with SigmaHQ's Windows rules and the own pack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import re2
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.processing.pipeline import ProcessingPipeline
+from sigma.rule import SigmaRule
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
+
+from detections.backends import ARRAY_FIELDS, EVENT_DATA, USER_DATA, ecs_field, keyword_tokens
+from soc_core.regex import compile_regex
+from soc_core.textcase import fold_case
+
+MIN_LITERAL = 3
+_SET_OPTIONS = re2.Options()
+_SET_OPTIONS.max_mem = 256 << 20  # the DFA of ~16,000 literals needs more than the default 8 MiB
+_SET_OPTIONS.log_errors = False  # shorter literals (a "1", an "x") say too little to prefilter on
+
+
+class Unsupported(ValueError):
+    """A condition this evaluator cannot express (the rule is reported, never guessed)."""
+
+
+# -- the intermediate form: plain tuples, picklable (the compiled-rule cache keeps it) ----
+# ("and", [..]) ("or", [..]) ("not", x) ("str", field, kind, values, cased)
+# ("num", field, n) ("bool", field, b) ("re", field, pattern) ("null", field)
+# ("exists", field, b) ("cmp", field, op, n) ("ref", field, other, kind) ("kw", tokens)
+# kind: "eq" | "pre" | "suf" | "sub" | "glob" (values are regex sources for "glob")
+
+
+def rule_ir(doc: dict[str, Any], pipeline: ProcessingPipeline) -> tuple:
+    """The condition of one Sigma rule (its YAML mapping) after the govsoc pipeline."""
+    rule = SigmaRule.from_dict(doc)
+    (ProcessingPipeline() + pipeline).apply(rule)
+    conds = [_ir(c.parsed) for c in rule.detection.parsed_condition]
+    if len(conds) != 1:
+        raise Unsupported(f"rule has {len(conds)} conditions")
+    return conds[0]
+
+
+def _ir(c: Any) -> tuple:
+    if isinstance(c, ConditionAND):
+        return ("and", [_ir(a) for a in c.args])
+    if isinstance(c, ConditionOR):
+        return ("or", [_ir(a) for a in c.args])
+    if isinstance(c, ConditionNOT):
+        return ("not", _ir(c.args[0]))
+    if isinstance(c, ConditionValueExpression):
+        if isinstance(c.value, SigmaString | SigmaNumber):
+            return ("kw", [t.lower() for t in keyword_tokens(c.value)])
+        raise Unsupported(f"keyword of type {type(c.value).__name__}")
+    if isinstance(c, ConditionFieldEqualsValueExpression):
+        return _field_ir(ecs_field(c.field), c.value)
+    raise Unsupported(f"condition {type(c).__name__}")
+
+
+def _field_ir(f: str, v: Any) -> tuple:
+    if isinstance(v, SigmaString):
+        kind, val = _string(v, isinstance(v, SigmaCasedString))
+        return ("str", f, kind, [val], isinstance(v, SigmaCasedString))
+    if isinstance(v, SigmaNumber):
+        return ("num", f, v.number)
+    if isinstance(v, SigmaBool):
+        return ("bool", f, v.boolean)
+    if isinstance(v, SigmaRegularExpression):
+        # as the SQLite backend writes it: the (?flags) prefix, the pattern unescaped
+        return ("re", f, v.escape([], "", True, True))
+    if isinstance(v, SigmaCIDRExpression):
+        return ("or", [_field_ir(f, SigmaString(n)) for n in v.expand()])
+    if isinstance(v, SigmaNull):
+        return ("null", f)
+    if isinstance(v, SigmaExists):
+        return ("exists", f, v.exists)
+    if isinstance(v, SigmaCompareExpression):
+        return ("cmp", f, v.op.name, v.number.number)
+    if isinstance(v, SigmaExpansion):
+        return ("or", [_field_ir(f, x) for x in v.values])
+    if isinstance(v, SigmaFieldReference):
+        kind = ("sub" if v.starts_with and v.ends_with else "suf" if v.starts_with
+                else "pre" if v.ends_with else "eq")
+        return ("ref", f, ecs_field(v.field), kind)
+    raise Unsupported(f"value of type {type(v).__name__}")
+
+
+def _string(s: SigmaString, cased: bool) -> tuple[str, str]:
+    """(kind, value): plain comparisons where the wildcards allow, else a regex."""
+    parts = list(s.s)
+    lit = [p if isinstance(p, str) else None for p in parts]
+    star, one = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
+    for p in parts:
+        if not isinstance(p, str) and p not in (star, one):
+            raise Unsupported(f"placeholder in {s}")
+
+    def norm(x: str) -> str:
+        return x if cased else fold_case(x)
+
+    inner = parts[1:-1] if len(parts) >= 2 else parts
+    if all(x is not None for x in lit):
+        return "eq", norm("".join(parts))
+    if len(parts) == 2 and parts[0] is star and lit[1] is not None:
+        return "suf", norm(parts[1])
+    if len(parts) == 2 and parts[1] is star and lit[0] is not None:
+        return "pre", norm(parts[0])
+    if len(parts) == 3 and parts[0] is star and parts[2] is star and isinstance(inner[0], str):
+        return "sub", norm(parts[1])
+    rx = "".join(".*" if p is star else "." if p is one else re.escape(norm(p)) for p in parts)
+    return "glob", rx
+
+
+def literals(node: tuple) -> list[frozenset[str]]:
+    """Sets of lowercased strings such that, for each set, one of its strings occurs in the
+    JSON text of every event the condition matches: a conjunction of disjunctions, the most
+    selective first (empty: nothing known; the rule is evaluated on every event of its
+    datasets). A value's literal is the longest plain run of it; any test that needs the
+    field present also needs its JSON key (`"name":`), a weaker literal."""
+    op = node[0]
+    out: list[frozenset[str]] = []
+    if op in ("str", "num", "bool", "re", "cmp", "ref") or (op == "exists" and node[2]):
+        out.append(frozenset([_key(node[1])]))
+    if op == "str":
+        vals = set()
+        for kind, val in ((node[2], v) for v in node[3]):
+            best = _longest(kind, val)
+            if best is None:
+                vals = set()
+                break
+            vals.add(best)
+        if vals:
+            out.insert(0, frozenset(vals))
+    elif op == "num" and len(f"{node[2]}") >= MIN_LITERAL:
+        out.insert(0, frozenset([f"{node[2]}"]))  # as a JSON number or string: the digits
+    elif op == "kw":
+        word = max((w for t in node[1] for w in _WORD.findall(t)), key=len, default="")
+        return [frozenset([word])] if len(word) >= MIN_LITERAL else []
+    elif op == "and":
+        found = {s for child in node[1] for s in literals(child)}
+        return sorted(found, key=_score, reverse=True)
+    elif op == "or":
+        acc: set[str] = set()
+        for child in node[1]:
+            got = literals(child)
+            if not got:
+                return []
+            acc |= got[0]
+        return [frozenset(acc)]
+    return out
+
+
+def _key(path: str) -> str:
+    return orjson.dumps(path.rsplit(".", 1)[-1].lower()).decode() + ":"
+
+
+def _score(lits: frozenset[str]) -> tuple[bool, int, int]:
+    keys = all(x.endswith('":') and x.startswith('"') for x in lits)
+    return (not keys, min(len(x) for x in lits), -len(lits))
+
+
+def _longest(kind: str, val: str) -> str | None:
+    if kind == "glob":
+        # the longest run of plain characters of the regex source
+        runs = re.split(r"\.\*|(?<!\\)\.", val)
+        best = max((re.sub(r"\\(.)", r"\1", r) for r in runs), key=len, default="")
+    else:
+        best = val
+    best = fold_case(best)
+    # as it appears in JSON text: backslashes and quotes escaped; control characters are
+    # escaped in ways a literal cannot predict
+    if len(best) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
+        return None
+    return orjson.dumps(best).decode()[1:-1]
+
+
+# -- one event's field values, read once and cached ------------------------------------
+class Event:
+    """Field access with the store's value semantics, cached for the rules of one event."""
+
+    __slots__ = ("doc", "_raw", "_low")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self._raw: dict[str, Any] = {}
+        self._low: dict[str, Any] = {}
+
+    def raw(self, path: str) -> Any:
+        try:
+            return self._raw[path]
+        except KeyError:
+            pass
+        v = _walk(self.doc, path)
+        if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
+            v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
+        self._raw[path] = v
+        return v
+
+    def text(self, path: str, lower: bool) -> str | None:
+        key = (path, lower)
+        try:
+            return self._low[key]
+        except KeyError:
+            pass
+        t = _text(self.raw(path))
+        if t is not None and lower:
+            t = fold_case(t)
+        self._low[key] = t
+        return t
+
+
+def _walk(doc: dict[str, Any], path: str) -> Any:
+    v: Any = doc
+    for part in path.split("."):
+        if not isinstance(v, dict):
+            return None
+        v = v.get(part)
+    return v
+
+
+def _text(v: Any) -> str | None:
+    """A value as SQLite reads json_extract's result as text (GLOB, REGEXP)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int | float):
+        return str(v)
+    return orjson.dumps(v).decode()
+
+
+def _elements(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+# -- predicates ------------------------------------------------------------------------
+Pred = Callable[[Event], bool]
+
+
+def predicate(node: tuple) -> Pred:
+    """A Python predicate over an `Event` for one intermediate condition."""
+    op = node[0]
+    if op == "and":
+        preds = [predicate(c) for c in node[1]]
+        if len(preds) == 2:
+            a, b = preds
+            return lambda e: a(e) and b(e)
+
+        def every(e: Event) -> bool:
+            for p in preds:  # noqa: SIM110 - a loop: no generator object per call
+                if not p(e):
+                    return False
+            return True
+        return every
+    if op == "or":
+        merged = _merge_or(node[1])
+        preds = [predicate(c) for c in merged]
+        if len(preds) == 1:
+            return preds[0]
+        if len(preds) == 2:
+            a, b = preds
+            return lambda e: a(e) or b(e)
+
+        def some(e: Event) -> bool:
+            for p in preds:  # noqa: SIM110
+                if p(e):
+                    return True
+            return False
+        return some
+    if op == "not":
+        inner = predicate(node[1])
+        return lambda e: not inner(e)
+    if op == "str":
+        return _str_pred(*node[1:])
+    if op == "num":
+        return _on_field(node[1], _num_test(node[2]))
+    if op == "bool":
+        b = node[2]
+        num = 1 if b else 0
+        word = "true" if b else "false"
+        return _on_field(node[1], lambda v: v is b or v == word or (
+            isinstance(v, int | float) and not isinstance(v, bool) and v == num))
+    if op == "re":
+        rx = compile_regex(node[2])
+        return _on_field(node[1], lambda v: rx.search(_text(v) or "") is not None)
+    if op == "null":
+        f = node[1]
+        return lambda e: e.raw(f) is None
+    if op == "exists":
+        f, want = node[1], node[2]
+        return lambda e: (e.raw(f) is not None) is want
+    if op == "cmp":
+        return _on_field(node[1], _cmp_test(node[2], node[3]))
+    if op == "ref":
+        return _ref_pred(node[1], node[2], node[3])
+    if op == "kw":
+        return _keyword_pred(node[1])
+    raise Unsupported(f"node {op}")
+
+
+def _merge_or(children: list[tuple]) -> list[tuple]:
+    """`a|endswith: [x, y, z]` arrives as an OR of one test each: one test of all values
+    (one C call over a tuple) instead of a Python call per value."""
+    out: list[tuple] = []
+    index: dict[tuple, int] = {}
+    for c in children:
+        if c[0] == "str" and c[2] != "glob":
+            key = (c[1], c[2], c[4])
+            if key in index:
+                prev = out[index[key]]
+                out[index[key]] = ("str", prev[1], prev[2], prev[3] + c[3], prev[4])
+                continue
+            index[key] = len(out)
+        out.append(c)
+    return out
+
+
+def _str_test(kind: str, values: list[str]) -> Callable[[str], bool]:
+    if kind == "eq":
+        if len(values) == 1:
+            one = values[0]
+            return lambda t: t == one
+        vals = frozenset(values)
+        return lambda t: t in vals
+    if kind == "pre":
+        tup = tuple(values)
+        return lambda t: t.startswith(tup)
+    if kind == "suf":
+        tup = tuple(values)
+        return lambda t: t.endswith(tup)
+    if kind == "sub":
+        if len(values) == 1:
+            one = values[0]
+            return lambda t: one in t
+        if len(values) <= 3:
+            tup = tuple(values)
+            return lambda t: any(x in t for x in tup)
+        # one automaton pass instead of a scan per value
+        many = compile_regex("|".join(re.escape(v) for v in values))
+        return lambda t: many.search(t) is not None
+    rx = re.compile("|".join(f"(?:{v})" for v in values), re.DOTALL)
+    return lambda t: rx.fullmatch(t) is not None
+
+
+def _str_pred(f: str, kind: str, values: list[str], cased: bool) -> Pred:
+    test = _str_test(kind, values)
+    lower = not cased
+    if f in ARRAY_FIELDS:
+        def arr(e: Event) -> bool:
+            for x in _elements(e.raw(f)):
+                t = _text(x)
+                if t is not None and test(t if cased else fold_case(t)):
+                    return True
+            return False
+        return arr
+
+    def one(e: Event) -> bool:
+        t = e.text(f, lower)
+        return t is not None and test(t)
+    return one
+
+
+def _on_field(f: str, test: Callable[[Any], bool]) -> Pred:
+    if f in ARRAY_FIELDS:
+        return lambda e: any(x is not None and test(x) for x in _elements(e.raw(f)))
+
+    def one(e: Event) -> bool:
+        v = e.raw(f)
+        return v is not None and test(v)
+    return one
+
+
+def _num_test(n: Any) -> Callable[[Any], bool]:
+    as_text = f"{n}"
+
+    def test(v: Any) -> bool:
+        if isinstance(v, str):
+            return v == as_text
+        if isinstance(v, bool):
+            return int(v) == n
+        return isinstance(v, int | float) and v == n
+    return test
+
+
+def _cmp_test(op: str, n: Any) -> Callable[[Any], bool]:
+    # SQLite's ordering: any number sorts before any text
+    fn = {"LT": lambda a, b: a < b, "LTE": lambda a, b: a <= b,
+          "GT": lambda a, b: a > b, "GTE": lambda a, b: a >= b}[op]
+    text_wins = op in ("GT", "GTE")
+
+    def test(v: Any) -> bool:
+        if isinstance(v, bool):
+            v = int(v)
+        if isinstance(v, int | float):
+            return fn(v, n)
+        return text_wins if isinstance(v, str) else False
+    return test
+
+
+def _ref_pred(f: str, other: str, kind: str) -> Pred:
+    def test(e: Event) -> bool:
+        a, b = e.raw(f), e.raw(other)
+        if a is None or b is None:
+            return False
+        if kind == "eq":
+            return a == b and type(a) is type(b)
+        ta, tb = fold_case(_text(a) or ""), fold_case(_text(b) or "")
+        return (ta.startswith(tb) if kind == "pre" else ta.endswith(tb) if kind == "suf"
+                else tb in ta)
+    return test
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _keyword_pred(tokens: list[str]) -> Pred:
+    phrase = [t for tok in tokens for t in _WORD.findall(tok)]
+    n = len(phrase)
+
+    def test(e: Event) -> bool:
+        msg = e.text("message", True)
+        if not msg:
+            return False
+        words = _WORD.findall(msg)  # folded by text()
+        first = phrase[0]
+        return any(w == first and words[i:i + n] == phrase for i, w in enumerate(words))
+    return test
+
+
+# -- the rule set ----------------------------------------------------------------------
+@dataclass
+class Compiled:
+    """One rule ready for the evaluator."""
+
+    id: str
+    datasets: tuple[str, ...]
+    ir: tuple
+    need: list[frozenset[str]] = field(default_factory=list)
+
+
+@dataclass
+class _Index:
+    automaton: Any  # literal -> its number, or None without literals
+    always: list[int]  # rules without a necessary literal
+    first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]]
+    # literal number -> (rule, the rule's other necessary sets) for rules it may trigger
+
+
+class Evaluator:
+    """All rules, each event once. `match(doc)` -> indexes of the rules the event matches."""
+
+    def __init__(self, rules: Iterable[Compiled]) -> None:
+        self.rules = list(rules)
+        self.preds = [predicate(r.ir) for r in self.rules]
+        self._index: dict[str, _Index] = {}
+        # one literal numbering and one RE2 set for every dataset (a set's DFA is built
+        # once, its states shared by all events)
+        self._numbers: dict[str, int] = {}
+        for r in self.rules:
+            for lits in r.need[:3]:  # the best three: a fourth seldom narrows further
+                for lit in lits:
+                    self._numbers.setdefault(lit, len(self._numbers))
+        self._set = None
+        if self._numbers:
+            self._set = re2.Set.SearchSet(_SET_OPTIONS)
+            for lit in self._numbers:  # numbered in insertion order, as the set numbers them
+                self._set.Add(re.escape(lit))
+            self._set.Compile()
+
+    def _for(self, dataset: str) -> _Index:
+        idx = self._index.get(dataset)
+        if idx is None:
+            numbers = self._numbers
+            always: list[int] = []
+            first: dict[int, list] = {}
+            for i, r in enumerate(self.rules):
+                if dataset not in r.datasets:
+                    continue
+                if not r.need:
+                    always.append(i)
+                    continue
+                sets = [frozenset(numbers[lit] for lit in lits) for lits in r.need[:3]]
+                for n in sets[0]:
+                    first.setdefault(n, []).append((i, tuple(sets[1:])))
+            idx = self._index[dataset] = _Index(self._set if first else None, always, first)
+        return idx
+
+    def match(self, doc: dict[str, Any]) -> list[int]:
+        """Indexes (into `rules`) of the rules `doc` matches."""
+        idx = self._for(doc["event"]["dataset"])
+        cands = set(idx.always)
+        if idx.automaton is not None:
+            hits = set(idx.automaton.Match(fold_case(orjson.dumps(doc).decode())))
+            first = idx.first
+            for n in hits:
+                for i, rest in first.get(n, ()):
+                    if not rest or all(not hits.isdisjoint(s) for s in rest):
+                        cands.add(i)
+        if not cands:
+            return []
+        ev = Event(doc)
+        preds = self.preds
+        return [i for i in cands if preds[i](ev)]
+
+
+def compile_rules(rules: Iterable[Any]) -> tuple[list[Compiled], dict[str, str]]:
+    """The query rules of a pack (`Rule`s with their YAML) for the evaluator, and the
+    ones it cannot express (rule id -> why)."""
+    from detections.pipelines import govsoc_pipeline
+
+    pipeline = govsoc_pipeline()
+    out, errors = [], {}
+    for r in rules:
+        if r.is_correlation or r.doc is None:
+            continue
+        try:
+            ir = rule_ir(r.doc, pipeline)
+        except Exception as exc:  # pySigma or this module refusing one rule: that rule's
+            errors[r.id] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            continue
+        out.append(Compiled(r.id, tuple(r.datasets or ()), ir, literals(ir)))
+    return out, errors

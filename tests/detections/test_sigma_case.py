@@ -1,0 +1,192 @@
+"""Sigma's own matching semantics on Windows logs, the same on both stores: strings
+case-insensitive unless `|cased`, `|re` case-sensitive unless `|i` and unanchored, `null`
+meaning absent, and fields of records that keep their data in UserData found by their
+Sigma name. Real records from ../shared/evtx where the evasion shows (a `dism /online`
+that escaped a rule written `/Online`), crafted ones for the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collectors.logs import read_evtx
+from detections.engine import Engine
+from detections.rules import load_pack
+from soc_core import ecs
+
+SAMPLES = "evtx/EVTX-ATTACK-SAMPLES"
+REAL = {  # label -> (file, which record: event id and a field that picks it)
+    "dism_online": ("Privilege Escalation/Sysmon_UACME_23.evtx", "1", "dism.exe"),
+    "log_cleared_104": ("Defense Evasion/DE_104_system_log_cleared.evtx", "104", ""),
+    "log_cleared_1102": ("Defense Evasion/DE_1102_security_log_cleared.evtx", "1102", ""),
+}
+T = 1_767_225_600  # crafted events: 2026-01-01
+
+
+def _sysmon(label: str, event_id: int, data: dict[str, str], i: int) -> dict:
+    return ecs.make_event("windows.sysmon_operational", T + i, ("sigma-case", label), {
+        "event.code": str(event_id), "host.name": "ws-07",
+        "winlog.channel": "Microsoft-Windows-Sysmon/Operational",
+        "winlog.provider_name": "Microsoft-Windows-Sysmon",
+        "winlog.event_id": str(event_id), "winlog.event_data": data})
+
+
+CRAFTED = {
+    # SigmaHQ's registry-hive rule says `\NTUSER.DAT`; Windows writes the name in any case
+    "hive_lower": _sysmon("hive_lower", 11, {"TargetFilename": "C:\\Temp\\ntuser.dat"}, 1),
+    "hive_upper": _sysmon("hive_upper", 11, {"TargetFilename": "C:\\Temp\\NTUSER.DAT"}, 2),
+    # ...and filters the profile copy with `|re|i` anchored on both ends
+    "hive_profile": _sysmon("hive_profile", 11,
+                            {"TargetFilename": "C:\\Users\\bob\\ntuser.dat"}, 3),
+    "hive_profile_sub": _sysmon("hive_profile_sub", 11,
+                                {"TargetFilename": "C:\\Users\\bob\\x\\NTUSER.DAT"}, 4),
+    "umlaut": _sysmon("umlaut", 1, {"Image": "C:\\Tools\\ÜBERWACH.EXE",
+                                    "CommandLine": "ÜBERWACH.EXE /Ä"}, 5),
+    "auth": ecs.make_event("system.auth", T + 6, ("sigma-case", "auth"), {
+        "event.category": "authentication", "host.name": "gov-web-01",
+        "message": "Accepted publickey for ROOT from 192.0.2.8 port 2222 ssh2"}),
+}
+
+RULES = {
+    "dism_online": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {Image|endswith: '\\Dism.exe', CommandLine|contains: '/Online'}
+  condition: sel""",
+    "dism_online_cased": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {Image|endswith: '\\Dism.exe', CommandLine|contains|cased: '/Online'}
+  condition: sel""",
+    "dism_online_cased_exact": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CommandLine|contains|cased: '/online /norestart'}
+  condition: sel""",
+    "re_default_cased": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CommandLine|re: 'DISM\\.EXE'}
+  condition: sel""",
+    "re_i": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CommandLine|re|i: 'DISM\\.EXE" /ONLINE'}
+  condition: sel""",
+    "re_unanchored": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CommandLine|re: 'dism\\.exe" /on[a-z]+e'}
+  condition: sel""",
+    "wildcard_mixed": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {Image: 'c:\\windows\\SYSTEM32\\d?sm.*'}
+  condition: sel""",
+    "user_data_field": """
+logsource: {product: windows, service: system}
+detection:
+  sel: {EventID: 104, SubjectUserName: 'USER01'}
+  condition: sel""",
+    "user_data_security": """
+logsource: {product: windows, service: security}
+detection:
+  sel: {EventID: 1102, SubjectDomainName|startswith: 'exam', SubjectUserName|cased: 'user01'}
+  condition: sel""",
+    "user_data_not_null": """
+logsource: {product: windows, service: system}
+detection:
+  sel: {EventID: 104}
+  no_user: {SubjectUserName: null}
+  condition: sel and not no_user""",
+    "unicode": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CommandLine|contains: 'überwach.exe /ä'}
+  condition: sel""",
+    "keyword": """
+logsource: {product: linux, service: auth}
+detection:
+  keywords: ['publickey for root']
+  condition: keywords""",
+}
+# SigmaHQ's own rules, as shipped
+SIGMAHQ = ["windows/file/file_event/file_event_win_susp_registry_hive_file_creation.yml",
+           "windows/builtin/system/microsoft_windows_eventlog/"
+           "win_system_susp_eventlog_cleared.yml"]
+EXPECTED = {
+    "dism_online": {"dism_online"},
+    "dism_online_cased": set(),
+    "dism_online_cased_exact": {"dism_online"},
+    "re_default_cased": set(),
+    "re_i": {"dism_online"},
+    "re_unanchored": {"dism_online"},
+    "wildcard_mixed": {"dism_online"},
+    "user_data_field": {"log_cleared_104"},
+    "user_data_security": {"log_cleared_1102"},
+    "user_data_not_null": {"log_cleared_104"},
+    "unicode": {"umlaut"},
+    "keyword": {"auth"},
+    "Registry Hive File Staged Outside Standard User Profile Path": {"hive_lower", "hive_upper",
+                                               "hive_profile_sub"},
+    "Important Windows Eventlog Cleared": {"log_cleared_104"},
+}
+
+
+@pytest.fixture(scope="module")
+def case_pack(tmp_path_factory, shared_dir):
+    folder = tmp_path_factory.mktemp("sigma-case-rules")
+    for n, (name, body) in enumerate(RULES.items()):
+        (folder / f"{name}.yml").write_text(
+            f"title: {name}\nid: 5e1c0000-0000-4000-8000-{n:012d}\nlevel: high\n"
+            f"tags: [attack.execution, attack.t1059]\n{body.lstrip()}\n", encoding="utf-8")
+    pack = load_pack([folder, *(shared_dir / "sigma" / "rules" / p for p in SIGMAHQ)])
+    assert not pack.skipped and all(len(r.queries) == 2 for r in pack.rules), \
+        [(r.title, r.errors) for r in pack.rules if r.errors] or pack.skipped
+    return pack
+
+
+@pytest.fixture(scope="module")
+def case_events(shared_dir) -> dict[str, dict]:
+    events = dict(CRAFTED)
+    for label, (name, event_id, needle) in REAL.items():
+        docs: list[dict] = []
+        read_evtx(str(shared_dir / SAMPLES / name), docs.append)
+        picked = [d for d in docs if d["winlog"]["event_id"] == event_id
+                  and needle in str(d["winlog"].get("event_data", {})).lower()]
+        events[label] = picked[0]
+    # the evasion as found: a lowercase switch the rule wrote capitalised
+    assert "/online" in events["dism_online"]["winlog"]["event_data"]["CommandLine"]
+    assert "user_data" in events["log_cleared_104"]["winlog"]
+    return events
+
+
+def matches(store, pack, events: dict[str, dict]) -> dict[str, set[str]]:
+    """rule title -> labels of the events its query matches, over all time"""
+    res = store.write(list(events.values()), refresh=True)
+    assert not res.rejected, res.rejected[:2]
+    label = {d["event"]["id"]: name for name, d in events.items()}
+    engine = Engine(store, pack)
+    lo, hi = ecs.to_millis("2015-01-01T00:00:00Z"), ecs.to_millis("2027-01-01T00:00:00Z")
+    return {r.title: {label.get(d["event"]["id"], d["event"]["id"])
+                      for d in engine.fetch(r, lo, hi)}
+            for r in pack.rules}
+
+
+def test_sigma_semantics_on_windows_logs(store, case_pack, case_events):
+    assert matches(store, case_pack, case_events) == EXPECTED
+
+
+def test_lucene_regex_translation():
+    from detections.backends import lucene_regex
+
+    assert lucene_regex("^C:\\\\Users\\\\[^\\\\]+\\\\NTUSER\\.DAT$", ignore_case=True) == \
+        "[cC]:\\\\[uU][sS][eE][rR][sS]\\\\[^\\\\]+\\\\[nN][tT][uU][sS][eE][rR]\\.[dD][aA][tT]"
+    assert lucene_regex("a|^b\\d$") == ".*a.*|b[0-9]"
+    assert lucene_regex("(?:x|y)+?@") == ".*(x|y)+\\@.*"
+
+
+def test_rules_files_path_exists(shared_dir):
+    for p in SIGMAHQ:
+        assert Path(shared_dir / "sigma" / "rules" / p).is_file()
