@@ -8,7 +8,8 @@ Public API (import from `cloud_inventory`; the modules behind it are internals):
     changes(store, run_id=None, since=None, until=None) -> [change event]
     sweeps(store, limit=20) -> [run summary, newest first]
     annotate(store, key, department=, importance=, djcp_level=, data_class=, tags=,
-             registered=) -> asset doc                       (InventoryError)
+             registered=, note=, by=) -> asset doc           (InventoryError)
+    asset_history(store, asset_id) -> [change event, newest first] (who changed what)
     record(store, observations, source=, run_id=, in_scope=None, baseline=None)
         -> RecordResult   (a source's first run is its baseline: no change reported)
     RecordResult (run_id, source, assets, baseline, changes: [Change]), Change, Observation,
@@ -48,7 +49,7 @@ from soc_core.lazy import lazy_exports
 
 _WHERE = {
     "list_assets": "registry", "get_asset": "registry", "changes": "registry",
-    "sweeps": "registry", "annotate": "registry", "record": "registry",
+    "sweeps": "registry", "annotate": "registry", "asset_history": "registry", "record": "registry",
     "RecordResult": "registry", "Change": "registry", "InventoryError": "registry",
     "EVENT_DATASET": "registry", "ALERT_RULES": "registry",
     "Observation": "model", "asset_id": "model", "ASSET_DATASET": "model",

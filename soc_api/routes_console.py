@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -170,7 +171,14 @@ def alerts_page(request: Request, status: str | None = Query("open", max_length=
                 range: str | None = Query(None, max_length=8),  # noqa: A002
                 sort: str = Query("newest", pattern="^(newest|oldest)$"),
                 after: str | None = Query(None, max_length=2000)):
+    from soc_api.routes_views import default_filters, views_of  # (it imports this module)
+
     ctx = request.app.state.ctx
+    p = request.state.principal
+    if not request.query_params:  # the queue's own address: the user's default view
+        chosen = default_filters(ctx.store, p)
+        if chosen:
+            return RedirectResponse("/ui/alerts?" + urlencode(chosen), status_code=303)
     status, level, range_ = status or None, level or None, range or None
     sel = _alert_selection(request, status, level, q, range_)
     found = ctx.store.search(sel, size=PAGE_SIZE, after=decode_cursor(after),
@@ -184,7 +192,8 @@ def alerts_page(request: Request, status: str | None = Query("open", max_length=
     return page(request, "alerts.html", rows=_rows(request, found.hits), total=total,
                 next=encode_cursor(found.cursor), filters=filters, statuses=STATUSES,
                 levels=LEVELS, ranges=tuple(RANGES), reasons=CLOSE_REASONS,
-                may_write=_may(request, "alerts:write"))
+                may_write=_may(request, "alerts:write"), views=views_of(ctx.store, p),
+                view_query=urlencode)
 
 
 @router.get("/ui/alerts/rows", response_class=HTMLResponse)

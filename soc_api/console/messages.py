@@ -4,6 +4,8 @@ default) and en. Templates call `t(key)`; scripts get the page's language as a J
 
 from __future__ import annotations
 
+from soc_api.console.messages_ops import OPS_MESSAGES
+
 LANGS = ("zh-CN", "en")
 DEFAULT_LANG = "zh-CN"
 
@@ -416,6 +418,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "as.id": ("资产编号", "Asset id"),
     "as.more": ("下一页", "Next page"),
 }
+
+MESSAGES.update(OPS_MESSAGES)
 
 
 def text(key: str, lang: str) -> str:
