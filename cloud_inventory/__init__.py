@@ -43,6 +43,8 @@ Compliance and reports:
     ReportError, REPORT_KINDS
     sign_file(path, keystore), verify_file(path, sig, keystore=|public_pem=) -> Verified,
     SignatureError, DISTID    detached SM2/SM3 signatures by the platform key
+    mail_report(cfg, made, recipients, channel=None)   e-mail a signed report (its signature
+                                    and the public key attached) through the notify outbox
 """
 
 from soc_core.lazy import lazy_exports
@@ -65,7 +67,7 @@ _WHERE.update({
     "make_report": "reports", "list_reports": "reports", "report_entry": "reports",
     "report_files": "reports", "ReportError": "reports", "REPORT_KINDS": "reports",
     "sign_file": "signing", "verify_file": "signing", "SignatureError": "signing",
-    "DISTID": "signing",
+    "DISTID": "signing", "mail_report": "reports",
 })
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports(__name__, _WHERE)
