@@ -510,3 +510,116 @@ def test_overview_on_elasticsearch(es_store, tmp_path, browser):
     finally:
         close_context_keep_store(ctx)
         mp.undo()
+
+
+def test_saved_views_default_and_address(ana, site):
+    page = ana.visit("/ui/alerts?status=open&level=high&range=&sort=newest&q=")
+    page.fill("#view-name", "高危待处置")
+    page.check("#view-as-default")
+    with page.expect_response(site["url"] + "/views") as resp:
+        page.click("#view-save button[type=submit]")
+    assert resp.value.status == 201
+    page.wait_for_load_state("networkidle")
+    # the queue's own address opens on the default view, its filters in the address
+    page = ana.visit("/ui/alerts", "alerts-view")
+    assert page.url.endswith("/ui/alerts?status=open&level=high&range=&sort=newest&q=")
+    assert page.locator("#view-pick option:checked").inner_text().startswith("高危待处置")
+    assert page.input_value("#f-level") == "high"
+    levels = page.eval_on_selector_all("#rows tr .level", "ls => ls.map(l => l.innerText)")
+    assert levels and set(levels) == {"高危"}
+    with page.expect_response(lambda r: "/views/" in r.url) as resp:
+        page.click("#view-delete")
+    assert resp.value.ok
+    page.wait_for_load_state("networkidle")
+    assert site["ctx"].store.get("state", "alertviews:ana")["govsoc"]["alert_views"] == {
+        "owner": "ana", "departments": ["*"], "views": [], "default": None}
+
+
+def test_a_case_is_recorded_as_reported(ana, site):
+    page = ana.visit("/ui/cases")
+    page.fill("#new-title", "政务外网数据泄露")
+    page.click("#new-case button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/cases/case-[0-9a-f]{16}$"))
+    page.select_option("#c-level", "I")
+    page.click("#classify button[type=submit]")
+    expect(page.locator("#reporting tbody tr")).to_have_count(2)
+    first = page.locator("#rp-to option").first.inner_text()
+    assert "截止" in first or "·" in first  # each recipient with its deadline
+    page.select_option("#rp-how", "phone")
+    page.fill("#rp-ref", "值班电话记录 12")
+    page.click("#reported button[type=submit]")
+    expect(page.locator("#reports-made tbody tr")).to_have_count(1)
+    assert "电话" in page.locator("#reports-made").inner_text()
+    assert "overdue" not in (page.locator("#reporting tbody tr").first
+                             .get_attribute("class") or "")
+    page.wait_for_load_state("networkidle")
+    ana.check("case-reported")
+    case = site["store"].get("state", page.url.rsplit("/", 1)[1])["govsoc"]["case"]
+    assert case["reports"][0]["how"] == "phone" and case["reports"][0]["by"] == "ana"
+
+
+def test_sysadmin_adds_a_user_and_a_token_shown_once(site, browser):
+    sys = admin_tab(site, browser, "sys")
+    page = sys.visit("/ui/users")
+    # a system administrator may give a token only the service and viewer roles
+    offered = page.eval_on_selector_all(".nt-role", "cs => cs.map(c => c.value)")
+    assert offered == ["service", "viewer"]
+    page.fill("#nu-name", "newops")
+    with page.expect_response(site["url"] + "/users") as resp:
+        page.click("#add-user button[type=submit]")
+    otp = resp.value.json()["one_time_password"]
+    expect(page.locator("#secret-box")).to_be_visible()
+    assert page.input_value("#secret") == otp
+    assert site["ctx"].identity.user("newops").roles == []  # roles: the secadmin's to grant
+    page.click("#secret-done")
+    page.wait_for_selector("#users tr[data-name='newops']")
+    assert page.locator("#secret-box").is_hidden()
+    page.fill("#nt-label", "大屏只读")
+    page.check("#nt-role-viewer")
+    page.check("#nt-dept-wjw")
+    page.fill("#nt-days", "30")
+    with page.expect_response(site["url"] + "/tokens") as resp:
+        page.click("#new-token button[type=submit]")
+    made = resp.value.json()
+    assert page.input_value("#secret") == made["token"]
+    page.click("#secret-copy")
+    expect(page.locator("#toast")).to_have_text("已复制")
+    sys.check("users-forms")
+    tok = next(t for t in site["ctx"].identity.tokens() if t.id == made["id"])
+    assert (tok.roles, tok.departments) == (["viewer"], ["wjw"])
+    page.click("#secret-done")
+    page.wait_for_selector(f"#tokens tr[data-id='{made['id']}']")
+    assert made["token"] not in page.content()  # shown once: never again
+    sys.page.context.close()
+
+
+def test_inventory_pages_and_annotating_an_asset(ana, site):
+    import cloud_inventory as inv
+    from soc_core import ecs
+
+    store = site["store"]
+    obs = inv.Observation(source="network", seen=ecs.now_iso(), ips=["10.1.0.23"],
+                          macs=["02:00:00:00:01:23"],
+                          listening=[{"protocol": "tcp", "port": 23}])
+    inv.record(store, [obs], source="network", run_id="b1", baseline=False)
+    asset = inv.get_asset(store, "10.1.0.23")["event"]["id"]
+    store.refresh()
+    page = ana.visit("/ui/exposure", "exposure")
+    assert "明文管理协议" in page.locator("#exposure").inner_text()
+    page = ana.visit("/ui/idle", "idle")
+    assert page.locator("#utilisation tbody tr").count() >= 1
+    page = ana.visit("/ui/changes", "changes")
+    assert "10.1.0.23" in page.locator("#changes").inner_text()
+    page = ana.visit(f"/ui/assets/{asset}", "asset")
+    page.select_option("#an-level", "3")
+    page.select_option("#an-class", "important")
+    page.fill("#an-note", "核酸检测系统前置机")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as resp:
+        page.click("#annotate button[type=submit]")
+    assert resp.value.request.post_data_json == {"djcp_level": 3, "data_class": "important",
+                                                 "note": "核酸检测系统前置机"}
+    expect(page.locator("#asset-note")).to_have_text("核酸检测系统前置机")
+    history = page.locator("#history li").first.inner_text()
+    assert "ana" in history and "等保级别" in history and "→ 3" in history
+    page.wait_for_load_state("networkidle")
+    ana.check("asset-annotated")
