@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
 from api_helpers import STRONG, close_context_keep_store, make_config
-from console_helpers import Server, alert, events
+from console_helpers import Server, Tab, alert, events, login
 from playwright.sync_api import expect
 
 from soc_api import totp
 from soc_api.app import build_context, create_app
 from soc_core.store import Selection, open_store
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "build" / "screenshots"
-AXE = Path(__file__).resolve().parent / "console_vendor" / "axe.min.js"
 # the runs' one host: never reached (port 9 refuses), so a run fails fast, no fleet needed
 INVENTORY = {"all": {"vars": {"ansible_host": "127.0.0.1", "ansible_port": 9},
                      "hosts": {"wjw-web": {}}}}
@@ -68,50 +64,6 @@ def site(tmp_path_factory):
     close_context_keep_store(ctx)
     store.close()
     mp.undo()
-
-
-class Tab:
-    """One page of a browser context, collecting its console errors."""
-
-    def __init__(self, context, url: str) -> None:
-        self.page = context.new_page()
-        self.url = url
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(
-            f"{m.text} ({m.location.get('url')}:{m.location.get('lineNumber')})"))
-        self.page.on("pageerror", lambda e: self.errors.append(f"{e} {e.stack}"))
-
-    def visit(self, path: str, shot: str | None = None, wait: str = "main"):
-        self.page.goto(self.url + path)
-        self.page.wait_for_selector(wait)
-        self.page.wait_for_load_state("networkidle")
-        self.check(shot)
-        return self.page
-
-    def check(self, shot: str | None) -> None:
-        """No console error so far, no serious accessibility violation, a screenshot."""
-        assert not self.errors, f"console errors on {self.page.url}: {self.errors}"
-        if not self.page.evaluate("typeof window.axe !== 'undefined'"):
-            self.page.evaluate(AXE.read_text())
-        found = self.page.evaluate(
-            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-            ".filter(v => ['serious', 'critical'].includes(v.impact))"
-            ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))")
-        assert not found, f"accessibility violations on {self.page.url}: {found}"
-        if shot:
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
-
-
-def login(page, url: str, user: str, password: str = STRONG, code: str = "") -> None:
-    if not page.url.startswith(url + "/login"):
-        page.goto(url + "/login")
-    page.fill("#username", user)
-    page.fill("#password", password)
-    if code:
-        page.fill("#totp", code)
-    with page.expect_response(url + "/auth/login"):
-        page.click("#login-form button[type=submit]")
 
 
 @pytest.fixture(scope="module")
