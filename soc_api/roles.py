@@ -151,6 +151,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/overview.json"): "posture:read",
     ("GET", "/ui/alerts"): "alerts:read",
     ("GET", "/ui/alerts/rows"): "alerts:read",
+    ("GET", "/ui/alerts/live"): "alerts:read",
     ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
     ("GET", "/ui/events"): "events:read",
     ("GET", "/ui/events/top"): "events:read",

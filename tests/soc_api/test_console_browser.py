@@ -575,3 +575,20 @@ def test_inventory_pages_and_annotating_an_asset(ana, site):
     assert "ana" in history and "等保级别" in history and "→ 3" in history
     page.wait_for_load_state("networkidle")
     ana.check("asset-annotated")
+
+
+def test_an_acknowledgement_shows_live_in_another_analysts_queue(ana, site, browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    assert context.request.post(site["url"] + "/auth/login", data={
+        "username": "wana", "password": STRONG}).ok
+    other = Tab(context, site["url"])
+    theirs = other.visit("/ui/alerts?status=open")
+    page = ana.visit("/ui/alerts?status=open&q=organization.id:wjw")
+    target = page.locator("#rows tr.current").get_attribute("data-id")
+    expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(1)
+    with page.expect_response(lambda r: r.url.endswith("/transition")):
+        page.keyboard.press("a")
+    # no reload: the other analyst's open queue drops the row it no longer lists
+    expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(0, timeout=10_000)
+    other.check("alerts-live")
+    context.close()
