@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import (
     HTMLResponse,
@@ -227,19 +227,23 @@ LIVE_TICK = 0.05  # seconds between looks at this worker's own changes (in memor
 
 
 @router.get("/ui/alerts/live")
-async def alerts_live(request: Request) -> StreamingResponse:
+async def alerts_live(request: Request, last_event_id: str | None = Header(
+        None, max_length=40, pattern=r"^\d{4}-\d\d-\d\dT[0-9:.]+Z$")) -> StreamingResponse:
     """`text/event-stream` of `change` events ({id, status, status_label, assignee}) for
     the alerts of the caller's departments that anyone changes from now on: at once for
     changes made through this API worker, within `console.live_poll_seconds` for the rest
     (see soc_api.live). The queue page follows it, so an acknowledgement shows in every
-    open queue."""
+    open queue. Each event's id is its change time: a stream ends after
+    `console.live_max_seconds` (default 600; proxies drop long requests anyway) and the
+    browser's reconnect sends it back as Last-Event-ID, from which the store is asked."""
     p = request.state.principal
     ctx = request.app.state.ctx
     lang = lang_of(request)
     hub = live.feed(request.app)
     every = float(ctx.cfg.get("console.live_poll_seconds", 2))
     mark, _ = hub.since(0)
-    since = ecs.format_time(datetime.now(UTC))
+    since = last_event_id or ecs.format_time(datetime.now(UTC))
+    lifetime = float(ctx.cfg.get("console.live_max_seconds", 600))
     ctx.audit(request, "alerts.live", extra={"via": "console"})
 
     def event(doc: dict[str, Any]) -> bytes:
@@ -247,7 +251,8 @@ async def alerts_live(request: Request) -> StreamingResponse:
         status = al.get("status", "open")
         data = {"id": doc["event"]["id"], "status": status, "assignee": al.get("assignee"),
                 "status_label": text(f"status.{status}", lang), "changed": al.get("changed")}
-        return b"event: change\ndata: " + orjson.dumps(data) + b"\n\n"
+        head = f"id: {data['changed']}\n".encode() if data["changed"] else b""
+        return head + b"event: change\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def from_store(after: str) -> list[dict[str, Any]]:
         sel = Selection(family="alerts", query=tenancy.scope(p, q.Range(
@@ -258,9 +263,10 @@ async def alerts_live(request: Request) -> StreamingResponse:
         nonlocal mark, since
         yield b"retry: 2000\n\n"
         sent: dict[str, str] = {}  # alert id -> the change time sent (no repeats)
-        next_poll = time.monotonic() + every
-        quiet = time.monotonic()
-        while not await request.is_disconnected():
+        # a reconnect catches up from the store at once
+        next_poll = time.monotonic() + (0 if last_event_id else every)
+        quiet = start = time.monotonic()
+        while time.monotonic() - start < lifetime and not await request.is_disconnected():
             mark, docs = hub.since(mark)
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + every
