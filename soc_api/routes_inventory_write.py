@@ -35,7 +35,7 @@ _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
 class Annotation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     department: str | None = Field(None, min_length=1, max_length=64,
                                    pattern=r"^[A-Za-z0-9_.:-]+$")
     importance: str | None = Field(None, pattern=r"^(high|medium|low)$")
@@ -53,7 +53,7 @@ class Annotation(BaseModel):
 
 
 class RetireBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     services: list[str] = Field(min_length=1, max_length=32)
 
     @field_validator("services")

@@ -33,7 +33,7 @@ ViewId = PathParam(pattern=r"^v[0-9a-f]{16}$")
 
 
 class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     status: str = Field("", pattern="^(" + "|".join(STATUSES) + ")?$")
     level: str = Field("", pattern="^(" + "|".join(LEVELS) + ")?$")
     range: str = Field("", pattern="^(" + "|".join(RANGES) + ")?$")
@@ -42,7 +42,7 @@ class Filters(BaseModel):
 
 
 class NewView(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=60)
     filters: Filters
     shared: bool = False
@@ -50,7 +50,7 @@ class NewView(BaseModel):
 
 
 class DefaultView(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     id: str | None = Field(None, pattern=r"^v[0-9a-f]{16}$")
 
 
