@@ -468,10 +468,10 @@ def test_saved_views_default_and_address(ana, site):
     page = ana.visit("/ui/alerts?status=open&level=high&range=&sort=newest&q=")
     page.fill("#view-name", "高危待处置")
     page.check("#view-as-default")
-    with page.expect_response(site["url"] + "/views") as resp:
-        page.click("#view-save button[type=submit]")
+    with page.expect_navigation():  # saved, the page shows it again
+        with page.expect_response(site["url"] + "/views") as resp:
+            page.click("#view-save button[type=submit]")
     assert resp.value.status == 201
-    page.wait_for_load_state("networkidle")
     # the queue's own address opens on the default view, its filters in the address
     page = ana.visit("/ui/alerts", "alerts-view")
     assert page.url.endswith("/ui/alerts?status=open&level=high&range=&sort=newest&q=")
@@ -479,10 +479,10 @@ def test_saved_views_default_and_address(ana, site):
     assert page.input_value("#f-level") == "high"
     levels = page.eval_on_selector_all("#rows tr .level", "ls => ls.map(l => l.innerText)")
     assert levels and set(levels) == {"高危"}
-    with page.expect_response(lambda r: "/views/" in r.url) as resp:
-        page.click("#view-delete")
+    with page.expect_navigation():
+        with page.expect_response(lambda r: "/views/" in r.url) as resp:
+            page.click("#view-delete")
     assert resp.value.ok
-    page.wait_for_load_state("networkidle")
     assert site["ctx"].store.get("state", "alertviews:ana")["govsoc"]["alert_views"] == {
         "owner": "ana", "departments": ["*"], "views": [], "default": None}
 
