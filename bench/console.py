@@ -13,7 +13,20 @@ Reference, same run, same server: the very bytes each page produced, saved and s
 static file (same scripts, same styles, no server work). The ratio page/reference is the
 cost of the server's work on that data.
 
-    python bench/console.py [--events 1000000] [--alerts 10000] [--rounds 7]
+Acknowledge (target ≤ 200 ms): in the queue of one analyst, the `a` key acknowledges the
+current alert; the time from the key press (the keydown event's own timestamp) to the
+row's leaving that page's open queue, and to its leaving the open queue of a second
+analyst's browser context (the live queue, soc_api.live), both read on the browser's clock
+(`performance.timeOrigin + now()`: one machine, one clock). Median and p95 of `--acks`.
+Reference for it, same run: the same key press answered by the page without the API (a
+keydown listener that removes the row at once), i.e. what the browser itself costs.
+
+`--store es` (or both) runs the same on Elasticsearch (`--es-url`, default the shared dev
+node), filled with `--es-events` events (default 100,000: the queue and the acknowledge
+do not read events; the overview does) and the same alerts.
+
+    python bench/console.py [--events 1000000] [--alerts 10000] [--rounds 7] [--acks 30]
+                            [--store sqlite|es|both] [--es-url URL] [--es-events N]
 """
 
 from __future__ import annotations
@@ -118,12 +131,64 @@ def fcp(context, url: str, charts: bool) -> tuple[float, float | None, float | N
     return paint, core, drawn
 
 
+_WATCH = """id => new Promise(done => {
+    const gone = () => !document.querySelector(`#rows tr[data-id="${CSS.escape(id)}"]`);
+    window.__gone = null;
+    if (gone()) { window.__gone = performance.timeOrigin + performance.now(); return done(); }
+    new MutationObserver((_, obs) => { if (gone()) {
+        window.__gone = performance.timeOrigin + performance.now(); obs.disconnect(); } })
+      .observe(document.getElementById('rows'), {childList: true});
+    done(); })"""
+_KEY = """() => { window.__key = null; document.addEventListener('keydown', e => {
+    if (e.key === 'a') window.__key = performance.timeOrigin + e.timeStamp; },
+    {capture: true, once: true}); }"""
+_LOCAL = """() => document.getElementById('rows').addEventListener('keydown', e => {
+    if (e.key !== 'a') return;
+    e.stopPropagation();  // the queue's own handler (on the document) never sees it
+    const tr = e.target.closest('tr'); if (tr) tr.remove(); })"""
+
+
+def acknowledge(mine, theirs, n: int) -> tuple[list[float], list[float]]:
+    """`n` acknowledgements in `mine` (its current row, key `a`); the ms from key press to
+    the row gone from `mine` and from `theirs` (None when `theirs` is None)."""
+    here, there = [], []
+    for _ in range(n):
+        row = mine.locator("#rows tr").first
+        row.locator("td").nth(2).click()  # the current row, focused, as an analyst picks it
+        target = row.get_attribute("data-id")
+        mine.evaluate(_WATCH, target)
+        if theirs is not None:
+            theirs.evaluate(_WATCH, target)
+        mine.evaluate(_KEY)
+        mine.keyboard.press("a")
+        pressed = poll(mine, "() => window.__key")
+        here.append(poll(mine, "() => window.__gone") - pressed)
+        if theirs is not None:
+            there.append(poll(theirs, "() => window.__gone") - pressed)
+        mine.wait_for_timeout(50)  # the toast and the status line settle
+    return here, there
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--alerts", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--acks", type=int, default=30)
+    ap.add_argument("--store", choices=("sqlite", "es", "both"), default="sqlite")
+    ap.add_argument("--es-url", default="http://127.0.0.1:9260")
+    ap.add_argument("--es-events", type=int, default=100_000)
     args = ap.parse_args()
+    for backend in (("sqlite", "es") if args.store == "both" else (args.store,)):
+        run_store(backend, args)
+
+
+def run_store(backend: str, args: argparse.Namespace) -> None:
     chromium = shutil.which("chromium")
     if not chromium:
         sys.exit("bench/console.py needs Debian's chromium (make bench installs it)")
@@ -138,15 +203,22 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-console-"))
     try:
-        store = open_store(f"sqlite:///{folder}/govsoc.db")
-        fill(store, args.events, args.alerts)
+        if backend == "sqlite":
+            store = open_store(f"sqlite:///{folder}/govsoc.db")
+            n_events = args.events
+        else:
+            store = open_store(args.es_url, namespace="benchconsole" + secrets.token_hex(4))
+            n_events = args.es_events
+        print(f"\n== {backend} store ==")
+        fill(store, n_events, args.alerts)
         cfg = Config(values={"store_url": store.url, "data_dir": str(folder / "data"),
                              "timezone": "Asia/Shanghai", "crypto": {"kdf_iterations": 1000},
                              "departments": [{"id": d, "name": n, "cidrs": [f"{net}.0.0/16"]}
                                              for d, n, net in DEPTS]})
         ctx = build_context(cfg, store=store)
-        otp = ctx.identity.add_user("benchuser", roles_=["analyst"], departments=["*"])
-        ctx.identity.change_password("benchuser", otp, PASSWORD)
+        for user in ("benchuser", "benchpeer"):
+            otp = ctx.identity.add_user(user, roles_=["analyst"], departments=["*"])
+            ctx.identity.change_password(user, otp, PASSWORD)
         app = create_app(cfg, context=ctx)
         ref_dir = folder / "ref"
         ref_dir.mkdir()
@@ -193,6 +265,24 @@ def main() -> None:
                                       (name + " (reference)", f"{base}/bench-ref/{name}.html")):
                         results.setdefault(kind, []).append(fcp(context, url,
                                                                 name == "overview"))
+            # acknowledge: one analyst's queue, and a second analyst's open beside it
+            peer = browser.new_context(viewport={"width": 1440, "height": 900})
+            assert peer.request.post(base + "/auth/login", data={
+                "username": "benchpeer", "password": PASSWORD}).ok
+            queue = "/ui/alerts?status=open"
+            mine, theirs = context.new_page(), peer.new_page()
+            for pg in (mine, theirs):
+                pg.goto(base + queue, wait_until="load")
+                poll(pg, "() => document.querySelector('#rows tr.current')")
+            poll(mine, "() => !!window.govsoc")
+            theirs.wait_for_timeout(500)  # its live stream is open
+            acknowledge(mine, theirs, 3)  # warm
+            ack_self, ack_peer = acknowledge(mine, theirs, args.acks)
+            local = context.new_page()
+            local.goto(base + queue, wait_until="load")
+            poll(local, "() => document.querySelector('#rows tr.current')")
+            local.evaluate(_LOCAL)
+            ack_ref, _ = acknowledge(local, None, args.acks)
             browser.close()
         stop.set()
         load = os.getloadavg()
@@ -210,7 +300,18 @@ def main() -> None:
                          f"{drawn:6.0f} ms (the reference page fetches the same figures)")
             print(line)
         print("  target: FCP ≤ 1000 ms for each page")
+        print(f"\nacknowledge (key `a`) until the row leaves the open queue, {args.acks} "
+              f"alerts, ms ({backend}):")
+        for name, values in (("this page", ack_self), ("another analyst's page", ack_peer),
+                             ("reference: the page alone, no API", ack_ref)):
+            print(f"  {name:36s} median {statistics.median(values):6.1f}   "
+                  f"p95 {p95(values):6.1f}   max {max(values):6.1f}")
+        print(f"  ratio this page / reference (median): "
+              f"{statistics.median(ack_self) / max(statistics.median(ack_ref), 0.1):.1f}")
+        print("  target: ≤ 200 ms")
         ctx.trail.close()
+        if backend == "es":
+            store.drop_all()
         store.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

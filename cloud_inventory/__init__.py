@@ -8,7 +8,8 @@ Public API (import from `cloud_inventory`; the modules behind it are internals):
     changes(store, run_id=None, since=None, until=None) -> [change event]
     sweeps(store, limit=20) -> [run summary, newest first]
     annotate(store, key, department=, importance=, djcp_level=, data_class=, tags=,
-             registered=) -> asset doc                       (InventoryError)
+             registered=, note=, by=) -> asset doc           (InventoryError)
+    asset_history(store, asset_id) -> [change event, newest first] (who changed what)
     record(store, observations, source=, run_id=, in_scope=None, baseline=None)
         -> RecordResult   (a source's first run is its baseline: no change reported)
     RecordResult (run_id, source, assets, baseline, changes: [Change]), Change, Observation,
@@ -42,13 +43,15 @@ Compliance and reports:
     ReportError, REPORT_KINDS
     sign_file(path, keystore), verify_file(path, sig, keystore=|public_pem=) -> Verified,
     SignatureError, DISTID    detached SM2/SM3 signatures by the platform key
+    mail_report(cfg, made, recipients, channel=None)   e-mail a signed report (its signature
+                                    and the public key attached) through the notify outbox
 """
 
 from soc_core.lazy import lazy_exports
 
 _WHERE = {
     "list_assets": "registry", "get_asset": "registry", "changes": "registry",
-    "sweeps": "registry", "annotate": "registry", "record": "registry",
+    "sweeps": "registry", "annotate": "registry", "asset_history": "registry", "record": "registry",
     "RecordResult": "registry", "Change": "registry", "InventoryError": "registry",
     "EVENT_DATASET": "registry", "ALERT_RULES": "registry",
     "Observation": "model", "asset_id": "model", "ASSET_DATASET": "model",
@@ -64,7 +67,7 @@ _WHERE.update({
     "make_report": "reports", "list_reports": "reports", "report_entry": "reports",
     "report_files": "reports", "ReportError": "reports", "REPORT_KINDS": "reports",
     "sign_file": "signing", "verify_file": "signing", "SignatureError": "signing",
-    "DISTID": "signing",
+    "DISTID": "signing", "mail_report": "reports",
 })
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports(__name__, _WHERE)

@@ -162,19 +162,23 @@ def tag_idle(store: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     return notices
 
 
-def retire_plan(store: Any, key: str, approved_by: str, services: list[str]
+def retire_plan(store: Any, key: str, approved_by: str | None, services: list[str]
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `retire_host` run for an approved zombie: its inventory name and the playbook's
-    variables. Refused unless the asset is tagged zombie and someone approved."""
+    variables. Refused unless the asset is tagged zombie and someone approved.
+    `approved_by=None`: a request that the playbook runs' approval step decides (the API's
+    retire request); the approver is filled in when it is approved (playbooks.RunRequests)."""
     asset = get_asset(store, key)
     if asset is None:
         raise InventoryError(f"no asset {key!r}")
     if ZOMBIE_TAG not in (ecs.get_field(asset, "govsoc.asset.tags") or []):
         raise InventoryError(f"{key} is not tagged {ZOMBIE_TAG}: run `govsoc inventory idle "
                              "--tag` first, so its department is notified")
-    if not approved_by.strip():
+    if approved_by is not None and not approved_by.strip():
         raise InventoryError("stopping a system needs the approver's name (--approved-by)")
     if not services:
         raise InventoryError("name the services to stop (--service NAME, repeatable)")
-    return asset, {"retire_services": services, "retire_approved_by": approved_by.strip(),
-                   "retire_asset_id": asset["event"]["id"]}
+    plan = {"retire_services": services, "retire_asset_id": asset["event"]["id"]}
+    if approved_by is not None:
+        plan["retire_approved_by"] = approved_by.strip()
+    return asset, plan

@@ -118,13 +118,17 @@ SWEEP_DATASET = "govsoc.inventory_sweep"
 def annotate(store: Any, key: str, *, department: dict[str, str] | None = None,
              importance: str | None = None, djcp_level: int | None = None,
              data_class: str | None = None, tags: Iterable[str] | None = None,
-             registered: bool | None = None) -> dict[str, Any]:
+             registered: bool | None = None, note: str | None = None,
+             by: str | None = None) -> dict[str, Any]:
     """Set what an operator knows of an asset (owner department, importance, 等保 level,
-    data classification, tags, registered); the attribute's source becomes `operator`."""
+    data classification, tags, registered, a note); the attribute's source becomes
+    `operator`. What changed is also written as one `annotated` change event naming `by`
+    (who), each field with its old and new value: the asset's history (`asset_history`)."""
     doc = get_asset(store, key)
     if doc is None:
         raise InventoryError(f"no asset {key!r}")
     a = _asset(doc)
+    before = _annotated_fields(doc)
     now = ecs.now_iso()
     src = {"source": "operator", "seen": now}
     if importance is not None:
@@ -151,8 +155,50 @@ def annotate(store: Any, key: str, *, department: dict[str, str] | None = None,
         doc["organization"] = {k: department[k] for k in ("id", "name") if k in department}
         a["department_source"] = "operator"
         a.setdefault("sources", {})["department"] = src
-    _write(store, [doc])
+    if note is not None:
+        a["note"] = note
+    after = _annotated_fields(doc)
+    changed = [{"field": f, "from": before[f], "to": after[f]} for f in after
+               if before[f] != after[f]]
+    if not changed:
+        return doc
+    event = {"@timestamp": now,
+             "event": {"kind": "event", "dataset": EVENT_DATASET, "module": "cloud_inventory",
+                       "action": "annotated", "category": ["host"], "type": ["change"],
+                       "id": ecs.stable_id("annotated", doc["event"]["id"], now, by or "-")},
+             "message": _MESSAGES["annotated"].format(name=ecs.get_field(doc, "host.name")
+                                                      or doc["event"]["id"]),
+             "host": {"name": ecs.get_field(doc, "host.name") or doc["event"]["id"]},
+             "user": {"name": by or "-"},
+             "govsoc": {"inventory": {"change": "annotated", "asset_id": doc["event"]["id"],
+                                      "by": by or "-", "fields": changed}}}
+    _place(event, doc)
+    # an asset moved to another department: its old department keeps the record too
+    old_dept = before["department"]
+    if old_dept and old_dept != after["department"]:
+        event["govsoc"]["departments"] = sorted({old_dept, after["department"]} - {""})
+    _write(store, [doc, event])
     return doc
+
+
+def _annotated_fields(doc: dict[str, Any]) -> dict[str, str]:
+    """What `annotate` may change, each as text (a history entry's old and new values are
+    of one type whatever the field, so a search index takes them as one field)."""
+    a = _asset(doc)
+    return {"department": str(ecs.get_field(doc, "organization.id") or ""),
+            "importance": str(a.get("importance") or ""),
+            "djcp_level": str(a.get("djcp_level") or ""),
+            "data_class": str(a.get("data_class") or ""),
+            "tags": ",".join(a.get("tags") or []),
+            "registered": "" if a.get("registered") is None else str(bool(a["registered"])),
+            "note": str(a.get("note") or "")}
+
+
+def asset_history(store: Any, asset_id: str, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The asset's change events, newest first: who annotated what (old -> new) and what
+    the discovery sources saw change."""
+    sel = Selection(dataset=EVENT_DATASET, filters={"govsoc.inventory.asset_id": asset_id})
+    return store.search(sel, size=limit, descending=True).hits
 
 
 def record(store: Any, observations: Iterable[Observation], *, source: str, run_id: str,
@@ -428,6 +474,7 @@ _MESSAGES = {
     "asset_gone": "资产 {name} 不再响应",
     "asset_back": "资产 {name} 重新出现",
     "software_changed": "{name} 软件变更",
+    "annotated": "资产 {name} 的登记信息已修改",
 }
 
 

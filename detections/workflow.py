@@ -129,6 +129,8 @@ def mutate(doc: dict[str, Any], change: Change, *, by: str, change_id: str | Non
     if change.note:
         al.setdefault("notes", []).append({"at": at, "by": by, "text": change.note})
     al.setdefault("history", []).extend(entries)
+    if entries:
+        al["changed"] = at  # the last analyst change: open consoles follow it (live queue)
     return entries
 
 

@@ -52,7 +52,7 @@ from playbooks import events as ev
 from playbooks.catalog import PlaybookError, get_playbook, playbooks
 from playbooks.driver import Driver
 from playbooks.inventory import from_assets, resolve_host_vars, write_inventory
-from playbooks.variables import SCHEMAS, command_vars, has_undo, validate_vars
+from playbooks.variables import APPROVER_VARS, SCHEMAS, command_vars, has_undo, validate_vars
 from soc_core import query as q
 from soc_core.ecs import now_iso, parse_time
 from soc_core.store import Selection
@@ -404,10 +404,15 @@ class RunRequests:
     def run_playbook(self, rec: dict[str, Any], should_cancel: Callable[[], bool]
                      ) -> tuple[str, str | None]:
         """Run the request's playbook through the driver: (status, reason)."""
+        extravars = self.variables(rec)
+        approver_var = APPROVER_VARS.get(rec["playbook"])
+        if approver_var and rec.get("approver"):
+            # who approved, as the request says ("token:<id>" as a plain name)
+            extravars[approver_var] = rec["approver"].replace(":", "-")
         with tempfile.TemporaryDirectory(prefix="govsoc-inv-") as tmp:
             inventory = self._inventory_path(Path(tmp))
             result = self.driver.run(rec["playbook"], inventory, limit=rec["limit"],
-                                     check=rec["check"], extravars=self.variables(rec),
+                                     check=rec["check"], extravars=extravars,
                                      run_id=rec["run_id"], timeout=self.timeout,
                                      should_cancel=should_cancel)
         if result.status == "successful" and not result.ok:

@@ -158,6 +158,11 @@ SCHEMAS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
 }
 
 
+# playbook -> the variable that names who approved the run: set from the request's
+# approver when it runs (never from what the requester wrote)
+APPROVER_VARS = {"retire_host": "retire_approved_by"}
+
+
 def command_vars(name: str, variables: dict[str, Any] | None) -> list[str]:
     """The variables of a request that are commands for the hosts: they run even in check
     mode (`check_mode: false` tasks), so a check run that sets one is not read-only."""

@@ -31,11 +31,13 @@ from soc_api import (
     routes_console_admin,
     routes_console_assets,
     routes_console_cases,
+    routes_console_inventory,
     routes_console_packets,
     routes_console_rules,
     routes_console_runs,
     routes_data,
     routes_inventory,
+    routes_inventory_write,
     routes_notify,
     routes_packets,
     routes_pcap,
@@ -43,6 +45,7 @@ from soc_api import (
     routes_reports,
     routes_rules,
     routes_runs,
+    routes_views,
 )
 from soc_api.auth import gate
 from soc_api.console import html_error, mount_static
@@ -170,6 +173,9 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     app.include_router(routes_packets.router)
     app.include_router(routes_console_packets.router)
     app.include_router(routes_pcap.router)
+    app.include_router(routes_inventory_write.router)
+    app.include_router(routes_console_inventory.router)
+    app.include_router(routes_views.router)
     mount_static(app)
 
     app.add_exception_handler(RequestValidationError, one_line_validation_error)

@@ -176,6 +176,10 @@ def observable(kind: Any, value: Any) -> tuple[str, str]:
     return kind, v
 
 
+# how a report was made (the 办法 asks for a written report; a phone call first is usual)
+REPORT_METHODS = ("platform", "document", "email", "phone", "fax", "in_person")
+
+
 def reporting_table(cfg: Any) -> dict[str, list[tuple[str, str]]]:
     """The reporting steps by level from the configuration (see the module's text)."""
     get = cfg.get if cfg is not None else (lambda key, default=None: default)
@@ -459,7 +463,14 @@ class Cases:
                 at = ecs.format_time(ecs.parse_time(at)) if at is not None else None
             except (ecs.EventError, ValueError):
                 raise CaseError(f"reported.at: bad time {str(at)[:40]!r}") from None
-            report = (_text(r["to"], "reported.to", 200, required=True), at)
+            how = r.get("how")
+            if how is not None and how not in REPORT_METHODS:
+                raise CaseError(f"reported.how: one of {', '.join(REPORT_METHODS)}")
+            unknown_keys = sorted(set(r) - {"to", "at", "how", "ref"})
+            if unknown_keys:
+                raise CaseError(f"reported: unknown field {unknown_keys[0]!r}")
+            report = (_text(r["to"], "reported.to", 200, required=True), at, how,
+                      _text(r.get("ref"), "reported.ref", 200) if r.get("ref") else None)
 
         def change(case: dict[str, Any], now: str) -> list[Change]:
             out = []
@@ -479,8 +490,14 @@ class Cases:
                         not case.get("acknowledged_at"):
                     case["acknowledged_at"] = now
             if report is not None:
-                case["reports"].append({"to": report[0], "at": report[1] or now})
-                out.append(Change("reported", report[0]))
+                made = {"to": report[0], "at": report[1] or now, "by": principal.name}
+                if report[2]:
+                    made["how"] = report[2]
+                if report[3]:
+                    made["ref"] = report[3]
+                case["reports"].append(made)
+                out.append(Change("reported", " · ".join(v for v in (report[0], report[2],
+                                                                     report[3]) if v)))
             return out
 
         return self._update(principal, case_id, change)

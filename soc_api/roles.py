@@ -18,15 +18,15 @@ ROLES: dict[str, frozenset[str]] = {
                            "notify:test"}),
     "secadmin": frozenset({"roles:grant", "rules:read", "rules:write", "crypto:admin",
                            "posture:read", "remediation:approve",
-                           "playbooks:read", "assets:read"}),
+                           "playbooks:read", "assets:read", "assets:write"}),
     "auditor": frozenset({"audit:read", "compliance:read"}),
     "analyst": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                           "rules:read", "playbooks:check", "playbooks:read", "cases:read",
-                          "cases:write", "assets:read", "pcap:read"}),
+                          "cases:write", "assets:read", "pcap:read", "assets:retire"}),
     "responder": frozenset({"events:read", "alerts:read", "alerts:write", "posture:read",
                             "rules:read", "playbooks:check", "playbooks:run",
                             "playbooks:read", "cases:read", "cases:write",
-                            "assets:read", "pcap:read"}),
+                            "assets:read", "pcap:read", "assets:write", "assets:retire"}),
     "viewer": frozenset({"posture:read"}),
     "crypto_operator": frozenset({"crypto:use"}),
     "service": frozenset({"crypto:use"}),
@@ -155,6 +155,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/overview.json"): "posture:read",
     ("GET", "/ui/alerts"): "alerts:read",
     ("GET", "/ui/alerts/rows"): "alerts:read",
+    ("GET", "/ui/alerts/live"): "alerts:read",
     ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
     ("GET", "/ui/events"): "events:read",
     ("GET", "/ui/events/top"): "events:read",
@@ -178,6 +179,21 @@ ROUTES: dict[tuple[str, str], str] = {
     # packets of flows (soc_api/routes_pcap.py): the full content of connections, for those
     # who investigate alerts (analyst, responder); never the administrators or the auditor
     ("GET", "/pcap"): "pcap:read",
+    # registry changes (soc_api/routes_inventory_write.py): annotate is a security decision
+    # (secadmin) or incident work (responder); retiring is requested by analyst/responder
+    # and approved by a secadmin through the /runs approval
+    ("PATCH", "/assets/{key}"): "assets:write",
+    ("GET", "/assets/{key}/history"): "assets:read",
+    ("POST", "/idle/{key}/retire"): "assets:retire",
+    ("GET", "/ui/exposure"): "assets:read",
+    ("GET", "/ui/idle"): "assets:read",
+    ("GET", "/ui/changes"): "assets:read",
+    # the alert queue's saved views (soc_api/routes_views.py): a user's own, shared ones
+    # seen by the users of the owner's departments
+    ("GET", "/views"): "alerts:read",
+    ("POST", "/views"): "alerts:read",
+    ("DELETE", "/views/{view_id}"): "alerts:read",
+    ("PUT", "/views/default"): "alerts:read",
 }
 
 # a flow's or alert's packets (soc_api/routes_packets.py, routes_console_packets.py)

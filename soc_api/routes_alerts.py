@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from detections import AlertError, workflow
-from soc_api import tenancy
+from soc_api import live, tenancy
 from soc_api.routes_data import AFTER, FROM, TO, Q, doc_id, page, selection, store_call
 from soc_core import query as q
 from soc_core.store import Selection
@@ -198,6 +198,7 @@ def _change(request: Request, action: str, alert_id: str, change: workflow.Chang
     last = entries[-1] if entries else {}
     ctx.audit(request, f"alerts.{action}", object=alert_id,
               extra={k: last.get(k) for k in ("from", "to", "reason", "id")})
+    live.publish(request, [doc])
     return doc
 
 
@@ -255,6 +256,11 @@ def bulk(request: Request, body: BulkBody) -> dict[str, Any]:
     ctx.audit(request, f"alerts.bulk.{body.action}", object=result["id"],
               extra={"selected": how, "applied": len(result["applied"]),
                      "skipped": len(result["skipped"]), "change": change.to_dict()})
+    # open consoles of this worker see the change now (the first alerts of a large bulk;
+    # the rest reach them from the store's changed times)
+    live.publish(request, [d for d in (ctx.store.get("alerts", i)
+                                       for i in result["applied"][:live.MAX_KEPT // 4])
+                           if d is not None])
     return result
 
 

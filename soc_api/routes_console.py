@@ -8,15 +8,26 @@ the session's CSRF token, so the server enforces roles there once, for both."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.concurrency import run_in_threadpool
 
 from detections import posture
-from soc_api import roles, tenancy
+from soc_api import live, roles, tenancy
 from soc_api.console.messages import LANGS, text
 from soc_api.console.overview import PARTS, overview, summary
 from soc_api.console.render import (
@@ -31,6 +42,7 @@ from soc_api.console.render import (
 )
 from soc_api.routes_data import decode_cursor, encode_cursor, selection
 from soc_core import ecs
+from soc_core import query as q
 from soc_core.store import Selection, StoreError
 
 router = APIRouter(tags=["console"], include_in_schema=False)
@@ -170,7 +182,14 @@ def alerts_page(request: Request, status: str | None = Query("open", max_length=
                 range: str | None = Query(None, max_length=8),  # noqa: A002
                 sort: str = Query("newest", pattern="^(newest|oldest)$"),
                 after: str | None = Query(None, max_length=2000)):
+    from soc_api.routes_views import default_filters, views_of  # (it imports this module)
+
     ctx = request.app.state.ctx
+    p = request.state.principal
+    if not request.query_params:  # the queue's own address: the user's default view
+        chosen = default_filters(ctx.store, p)
+        if chosen:
+            return RedirectResponse("/ui/alerts?" + urlencode(chosen), status_code=303)
     status, level, range_ = status or None, level or None, range or None
     sel = _alert_selection(request, status, level, q, range_)
     found = ctx.store.search(sel, size=PAGE_SIZE, after=decode_cursor(after),
@@ -184,7 +203,8 @@ def alerts_page(request: Request, status: str | None = Query("open", max_length=
     return page(request, "alerts.html", rows=_rows(request, found.hits), total=total,
                 next=encode_cursor(found.cursor), filters=filters, statuses=STATUSES,
                 levels=LEVELS, ranges=tuple(RANGES), reasons=CLOSE_REASONS,
-                may_write=_may(request, "alerts:write"))
+                may_write=_may(request, "alerts:write"), views=views_of(ctx.store, p),
+                view_query=urlencode)
 
 
 @router.get("/ui/alerts/rows", response_class=HTMLResponse)
@@ -201,6 +221,78 @@ def alert_rows(request: Request, since: str = Query(..., max_length=64),
                   extra={"since": since, "hits": len(found.hits), "via": "console"})
     return page(request, "_alert_rows.html", rows=_rows(request, found.hits),
                 may_write=_may(request, "alerts:write"))
+
+
+LIVE_TICK = 0.05  # seconds between looks at this worker's own changes (in memory)
+
+
+@router.get("/ui/alerts/live")
+async def alerts_live(request: Request, last_event_id: str | None = Header(
+        None, max_length=40, pattern=r"^\d{4}-\d\d-\d\dT[0-9:.]+Z$")) -> StreamingResponse:
+    """`text/event-stream` of `change` events ({id, status, status_label, assignee}) for
+    the alerts of the caller's departments that anyone changes from now on: at once for
+    changes made through this API worker, within `console.live_poll_seconds` for the rest
+    (see soc_api.live). The queue page follows it, so an acknowledgement shows in every
+    open queue. Each event's id is its change time: a stream ends after
+    `console.live_max_seconds` (default 600; proxies drop long requests anyway) and the
+    browser's reconnect sends it back as Last-Event-ID, from which the store is asked."""
+    p = request.state.principal
+    ctx = request.app.state.ctx
+    lang = lang_of(request)
+    hub = live.feed(request.app)
+    every = float(ctx.cfg.get("console.live_poll_seconds", 2))
+    mark, _ = hub.since(0)
+    since = last_event_id or ecs.format_time(datetime.now(UTC))
+    lifetime = float(ctx.cfg.get("console.live_max_seconds", 600))
+    ctx.audit(request, "alerts.live", extra={"via": "console"})
+
+    def event(doc: dict[str, Any]) -> bytes:
+        al = (doc.get("govsoc") or {}).get("alert") or {}
+        status = al.get("status", "open")
+        data = {"id": doc["event"]["id"], "status": status, "assignee": al.get("assignee"),
+                "status_label": text(f"status.{status}", lang), "changed": al.get("changed")}
+        head = f"id: {data['changed']}\n".encode() if data["changed"] else b""
+        return head + b"event: change\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    def from_store(after: str) -> list[dict[str, Any]]:
+        sel = Selection(family="alerts", query=tenancy.scope(p, q.Range(
+            "govsoc.alert.changed", after, None, include_low=False)))
+        return ctx.store.search(sel, size=200).hits
+
+    async def stream() -> Any:
+        nonlocal mark, since
+        yield b"retry: 2000\n\n"
+        sent: dict[str, str] = {}  # alert id -> the change time sent (no repeats)
+        # a reconnect catches up from the store at once
+        next_poll = time.monotonic() + (0 if last_event_id else every)
+        quiet = start = time.monotonic()
+        while time.monotonic() - start < lifetime and not await request.is_disconnected():
+            mark, docs = hub.since(mark)
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + every
+                try:
+                    docs += await run_in_threadpool(from_store, since)
+                except StoreError:
+                    pass  # the next poll asks again; this worker's own changes still flow
+            for doc in docs:
+                if not tenancy.visible(p, doc):
+                    continue
+                changed = ((doc.get("govsoc") or {}).get("alert") or {}).get("changed") or ""
+                if sent.get(doc["event"]["id"]) == changed and changed:
+                    continue
+                sent[doc["event"]["id"]] = changed
+                since = max(since, changed)
+                quiet = time.monotonic()
+                yield event(doc)
+            if len(sent) > 5000:
+                sent.clear()
+            if time.monotonic() - quiet > 15:
+                quiet = time.monotonic()
+                yield b": keepalive\n\n"
+            await asyncio.sleep(LIVE_TICK)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"X-Accel-Buffering": "no"})
 
 
 @router.get("/ui/alerts/{alert_id}", response_class=HTMLResponse)

@@ -57,7 +57,12 @@ def users_page(request: Request):
     for tk in tokens:
         tk["created_local"] = local_time(tk.get("created"), zone)
         tk["expires_local"] = local_time(tk.get("expires"), zone)
-    return page(request, "users.html", users=users, tokens=tokens)
+    # the roles this administrator may put on a token (the API refuses the others anyway)
+    token_roles = sorted(roles.ROLES) if _may(request, "roles:grant") \
+        else sorted(roles.TOKEN_ROLES_FOR_SYSADMIN)
+    deps = request.app.state.ctx.departments
+    return page(request, "users.html", users=users, tokens=tokens, token_roles=token_roles,
+                departments=[(d.id, d.name) for d in deps.all()] if deps else [])
 
 
 @router.get("/ui/reports", response_class=HTMLResponse)

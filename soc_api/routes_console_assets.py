@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from soc_api import routes_inventory
-from soc_api.console.render import page
+from soc_api import roles, routes_inventory, routes_inventory_write
+from soc_api.console.render import local_time, page, zone_of
 from soc_api.routes_data import doc_id
 from soc_core import ecs
 
@@ -47,4 +47,22 @@ def assets_page(request: Request, q: str | None = Query(None, max_length=4000),
 
 @router.get("/ui/assets/{key}", response_class=HTMLResponse)
 def asset_page(request: Request, key: str = doc_id()):
-    return page(request, "asset.html", a=_row(routes_inventory.get_asset(request, key)))
+    doc = routes_inventory.get_asset(request, key)
+    history = []
+    zone = zone_of(request)
+    for h in routes_inventory_write.asset_history(request, doc["event"]["id"])["items"]:
+        inv = (h.get("govsoc") or {}).get("inventory") or {}
+        history.append({"time_local": local_time(h.get("@timestamp"), zone),
+                        "change": inv.get("change") or "", "by": inv.get("by") or
+                        inv.get("source") or "", "fields": inv.get("fields") or [],
+                        "message": h.get("message") or ""})
+    a = _row(doc)
+    a["tags"] = ecs.get_field(doc, "govsoc.asset.tags") or []
+    a["note"] = ecs.get_field(doc, "govsoc.asset.note") or ""
+    a["department_id"] = ecs.get_field(doc, "organization.id") or ""
+    p = request.state.principal
+    deps = request.app.state.ctx.departments
+    mine = [(d.id, d.name) for d in (deps.all() if deps else [])
+            if p.all_departments or d.id in p.departments]
+    return page(request, "asset.html", a=a, history=history, departments=mine,
+                may_write=roles.allowed(p.roles, "assets:write"))

@@ -32,6 +32,8 @@ def _labels(request: Request, case: dict[str, Any]) -> dict[str, Any]:
     for r in case.get("reporting") or []:
         r["due_local"] = local_time(r["due"], zone)
         r["reported_local"] = local_time(r.get("reported_at"), zone)
+    for r in case.get("reports") or []:
+        r["at_local"] = local_time(r.get("at"), zone)
     return case
 
 
@@ -71,4 +73,5 @@ def case_page(request: Request, case_id: str = doc_id()):
     return page(request, "case.html", case=_labels(request, case), timeline=timeline,
                 categories=list(case_lib.CATEGORIES), levels=list(case_lib.LEVELS),
                 observable_types=case_lib.OBSERVABLE_TYPES,
+                report_methods=case_lib.REPORT_METHODS,
                 may_write=_may(request, "cases:write"))

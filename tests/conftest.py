@@ -145,3 +145,12 @@ def es_store(es_url):
 def store(request):
     """The same test against both backends."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's browser is Debian's chromium (`make test` installs it): Playwright
+    cannot download its own browser here."""
+    return {**browser_type_launch_args,
+            "executable_path": shutil.which("chromium") or "/usr/bin/chromium",
+            "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]}

@@ -7,6 +7,8 @@ viewer's time zone (config `timezone`).
     cron = "0 8 * * 1"         # minute hour day-of-month month day-of-week (0 = Sunday)
     format = "pdf"             # pdf | html
     lang = "zh-CN"             # zh-CN | en
+    mail_to = ["cio@example.gov.cn"]   # optional: e-mailed, signature attached
+    mail_channel = "mail"      # optional: which e-mail channel (default: the only one)
 
 Without a `reports.schedule`, the weekly SOC summary is made on Mondays at 08:00 and the
 compliance self-assessment on the first of each month at 03:00.
@@ -86,11 +88,14 @@ class Entry:
     cron: Cron
     format: str = "pdf"
     lang: str = "zh-CN"
+    mail_to: tuple[str, ...] = ()
+    mail_channel: str | None = None
 
 
 def entries(cfg: Any) -> list[Entry]:
     from cloud_inventory.reports.i18n import LANGS
     from cloud_inventory.reports.kinds import KINDS
+    from cloud_inventory.reports.mail import MailError, check_recipients
 
     raw = cfg.get("reports.schedule")
     raw = DEFAULT if raw is None else raw
@@ -104,7 +109,17 @@ def entries(cfg: Any) -> list[Entry]:
         lang = e.get("lang", cfg.get("language", "zh-CN"))
         if fmt not in ("pdf", "html") or lang not in LANGS:
             raise ScheduleError(f"reports.schedule[{i}]: format pdf|html, lang zh-CN|en")
-        out.append(Entry(e["kind"], Cron.parse(e.get("cron", "")), fmt, lang))
+        mail_to: tuple[str, ...] = ()
+        if "mail_to" in e:
+            try:
+                mail_to = check_recipients(e["mail_to"], f"reports.schedule[{i}].mail_to")
+            except MailError as exc:
+                raise ScheduleError(str(exc)) from None
+        channel = e.get("mail_channel")
+        if channel is not None and not isinstance(channel, str):
+            raise ScheduleError(f"reports.schedule[{i}].mail_channel: a channel name")
+        out.append(Entry(e["kind"], Cron.parse(e.get("cron", "")), fmt, lang, mail_to,
+                         channel))
     return out
 
 
@@ -123,6 +138,7 @@ def due(items: list[Entry], now_local: datetime, done: set[tuple[int, str]]) -> 
 def run(store_url: str, stop: threading.Event, demo: bool = False) -> None:
     """The `reports` service of `govsoc up`."""
     from cloud_inventory.reports.archive import make_report
+    from cloud_inventory.reports.mail import mail_report
     from soc_core.config import load_config, viewer_zone
     from soc_core.store import open_store
 
@@ -137,6 +153,10 @@ def run(store_url: str, stop: threading.Event, demo: bool = False) -> None:
                 with open_store(store_url) as store:
                     made = make_report(e.kind, store, cfg, fmt=e.format, lang=e.lang, now=now)
                 log.info("report %s made and signed", made.name)
+                if e.mail_to:
+                    mail_report(cfg, made, e.mail_to, channel=e.mail_channel)
+                    log.info("report %s queued for %d recipients", made.name,
+                             len(e.mail_to))
             except Exception as exc:  # noqa: BLE001 - one failed report must not stop the rest
                 log.warning("scheduled report %s failed: %s", e.kind, type(exc).__name__)
         done = {k for k in done if k[0] >= int(now.timestamp() // 60) - 2}

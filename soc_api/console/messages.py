@@ -4,6 +4,7 @@ default) and en. Templates call `t(key)`; scripts get the page's language as a J
 
 from __future__ import annotations
 
+from soc_api.console.messages_ops import OPS_MESSAGES
 from soc_api.console.messages_packets import MESSAGES as _PACKETS
 
 LANGS = ("zh-CN", "en")
@@ -420,6 +421,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 MESSAGES.update(_PACKETS)
+MESSAGES.update(OPS_MESSAGES)
 
 
 def text(key: str, lang: str) -> str:

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,7 +51,7 @@ __all__ = ["KINDS", "LEVELS", "Channel", "DeliveryError", "EmailChannel", "Messa
            "WebhookChannel", "channels_from_config", "level_at_least"]
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
-KINDS = ("alert", "approval", "playbook")
+KINDS = ("alert", "approval", "playbook", "report")
 _NAME = re.compile(r"^[a-z0-9_]{1,40}$")  # also an environment variable's part
 _LEVEL_ZH = {"critical": "严重", "high": "高危", "medium": "中危", "low": "低危",
              "informational": "提示"}
@@ -90,10 +91,15 @@ class Message:
     level: str = "informational"
     departments: tuple[str, ...] = ()
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    # e-mail only: files attached (paths on this machine, read when sent) and recipients
+    # instead of the channel's `to` (a report schedule names its own)
+    attachments: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
 
     def heading(self) -> str:
         tag = _LEVEL_ZH.get(self.level, self.level) if self.kind == "alert" else \
-            {"approval": "待审批", "playbook": "剧本结果", "test": "测试"}.get(self.kind, "")
+            {"approval": "待审批", "playbook": "剧本结果", "test": "测试",
+             "report": "报告"}.get(self.kind, "")
         return f"[govsoc {tag}] {self.title}"
 
 
@@ -233,6 +239,10 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+_ATTACHMENT_TYPES = {".pdf": ("application", "pdf"), ".html": ("text", "html"),
+                     ".pem": ("application", "x-pem-file")}
+
+
 @dataclass
 class EmailChannel(Channel):
     host: str = ""
@@ -254,11 +264,21 @@ class EmailChannel(Channel):
         m = EmailMessage()
         m["Subject"] = msg.heading()
         m["From"] = self.sender
-        m["To"] = ", ".join(self.to)
+        m["To"] = ", ".join(msg.recipients or self.to)
         m["Date"] = formatdate(localtime=False)
         # deterministic: a message sent again after a crash is recognisably the same one
         m["Message-ID"] = f"<{re.sub(r'[^A-Za-z0-9.-]', '.', msg.id)}@govsoc>"
         m.set_content(msg.text)
+        for path in msg.attachments:
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:  # the file went away: no retry brings it back
+                raise DeliveryError(f"attachment {Path(path).name} cannot be read: "
+                                    f"{exc.strerror}", retry=False) from None
+            kind = _ATTACHMENT_TYPES.get(Path(path).suffix.lower(),
+                                         ("application", "octet-stream"))
+            m.add_attachment(data, maintype=kind[0], subtype=kind[1],
+                             filename=Path(path).name)
         return m
 
     def send(self, msg: Message) -> None:

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from soc_core.notify.channels import Channel, Message
 
 __all__ = ["Claim", "Outbox", "outbox_path"]
@@ -72,6 +74,10 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+            if "mail" not in columns:  # an outbox made before e-mail attachments
+                self._db.execute("ALTER TABLE messages ADD COLUMN mail TEXT NOT NULL "
+                                 "DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -95,10 +101,14 @@ class Outbox:
         names = [c.name for c in channels if c.wants(msg)]
 
         def do(db: sqlite3.Connection) -> bool:
+            mail = orjson.dumps({"attachments": list(msg.attachments),
+                                 "recipients": list(msg.recipients)}).decode() \
+                if msg.attachments or msg.recipients else ""
             cur = db.execute(
-                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO messages (id, kind, level, title, text, departments, "
+                "created_ms, mail) VALUES (?,?,?,?,?,?,?,?)",
                 (msg.id, msg.kind, msg.level, msg.title, msg.text,
-                 ",".join(msg.departments), msg.created_ms))
+                 ",".join(msg.departments), msg.created_ms, mail))
             if cur.rowcount == 0:
                 return False
             db.executemany("INSERT OR IGNORE INTO deliveries (message_id, channel, state, "
@@ -125,7 +135,7 @@ class Outbox:
         def do(db: sqlite3.Connection) -> Claim | None:
             row = db.execute(
                 "SELECT d.message_id, d.attempts, m.kind, m.level, m.title, m.text, "
-                "m.departments, m.created_ms FROM deliveries d JOIN messages m "
+                "m.departments, m.created_ms, m.mail FROM deliveries d JOIN messages m "
                 "ON m.id = d.message_id WHERE d.channel=? AND ((d.state='pending' AND "
                 "d.next_ms<=?) OR (d.state='sending' AND d.lease_ms<=?)) "
                 "ORDER BY d.next_ms, m.created_ms LIMIT 1", (channel, now, now)).fetchone()
@@ -134,9 +144,12 @@ class Outbox:
             db.execute("UPDATE deliveries SET state='sending', lease_ms=? WHERE "
                        "message_id=? AND channel=?", (now + int(lease_s * 1000), row[0],
                                                       channel))
+            mail = orjson.loads(row[8]) if row[8] else {}
             msg = Message(id=row[0], kind=row[2], level=row[3], title=row[4], text=row[5],
                           departments=tuple(d for d in row[6].split(",") if d),
-                          created_ms=row[7])
+                          created_ms=row[7],
+                          attachments=tuple(mail.get("attachments") or ()),
+                          recipients=tuple(mail.get("recipients") or ()))
             return Claim(msg, channel, row[1])
 
         return self._tx(do)

@@ -79,6 +79,9 @@ CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts)
 -- expression is the one sql.Compiler writes for a term on this field (SCALAR_FIELDS)
 CREATE INDEX IF NOT EXISTS docs_alert_status ON docs
     (json_extract(doc, '$."govsoc"."alert"."status"'), ts, id) WHERE family = 'alerts';
+-- the console's live queue: alerts an analyst changed since a moment (partial, as above)
+CREATE INDEX IF NOT EXISTS docs_alert_changed ON docs
+    (json_extract(doc, '$."govsoc"."alert"."changed"')) WHERE family = 'alerts';
 {FTS_SCHEMA}
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """

@@ -140,20 +140,45 @@ def test_every_kind_renders_and_is_listed(made):
     assert "各部门云资源利用率" in idle and "无监测数据" in idle  # no metrics: never "idle"
 
 
-def test_the_reports_service_of_govsoc_up_makes_what_is_due(tmp_path, monkeypatch):
+def test_the_reports_service_makes_what_is_due_and_mails_it_signed(tmp_path, monkeypatch):
+    """`govsoc up`'s reports service makes the scheduled report and queues it for its
+    recipients; the notify dispatcher delivers it over SMTP (STARTTLS, login) to the test
+    mail server with the document, its signature and the public key attached, and the
+    signature of the mailed bytes verifies."""
+    import email
+    import email.policy
     import threading
     import time
 
-    from cloud_inventory.reports.schedule import run
+    from notify_helpers import MailBox, wait_for
 
+    from cloud_inventory.reports.schedule import ScheduleError, entries, run
+    from soc_core.config import load_config
+    from soc_core.notify import Dispatcher, Outbox, channels_from_config, outbox_path
+
+    box = MailBox(tmp_path)
+    mail = box.channel_config()
     (tmp_path / "govsoc.toml").write_text(
         f'store_url = "sqlite:///{tmp_path}/govsoc.db"\ndata_dir = "{tmp_path}"\n'
         '[crypto]\nkdf_iterations = 1000\n'
-        '[[reports.schedule]]\nkind = "dr"\ncron = "* * * * *"\nformat = "html"\n')
+        '[[reports.schedule]]\nkind = "dr"\ncron = "* * * * *"\nformat = "html"\n'
+        'mail_to = ["cio@example.gov.cn", "audit@example.gov.cn"]\n'
+        '[notify.channels.mail]\n' + "".join(
+            f"{k} = {v!r}\n".replace("'", '"') if not isinstance(v, list) else
+            f'{k} = ["{v[0]}"]\n' for k, v in mail.items() if k != "password"))
+    monkeypatch.setenv("GOVSOC_NOTIFY_CHANNELS_MAIL_PASSWORD", mail["password"])
     monkeypatch.setenv("GOVSOC_CONFIG", str(tmp_path / "govsoc.toml"))
     monkeypatch.setenv("GOVSOC_MASTER_KEY", MASTER)
     for var in ("GOVSOC_DATA_DIR", "GOVSOC_STORE_URL", "GOVSOC_MASTER_KEY_FILE"):
         monkeypatch.delenv(var, raising=False)
+    cfg = load_config()
+    assert entries(cfg)[0].mail_to == ("cio@example.gov.cn", "audit@example.gov.cn")
+    bad = load_config()
+    bad.values["reports"]["schedule"][0]["mail_to"] = ["not an address"]
+    with pytest.raises(ScheduleError, match="mail_to: not an e-mail address"):
+        entries(bad)
+    outbox = Outbox(outbox_path(cfg))
+    sender = Dispatcher(outbox, channels_from_config(cfg).values(), poll=0.05).start()
     stop = threading.Event()
     service = threading.Thread(target=run, args=(f"sqlite:///{tmp_path}/govsoc.db", stop))
     service.start()
@@ -162,9 +187,31 @@ def test_the_reports_service_of_govsoc_up_makes_what_is_due(tmp_path, monkeypatc
         while not list((tmp_path / "reports").glob("dr-*.html.sig")):
             assert time.monotonic() < deadline, "no scheduled report"
             time.sleep(0.2)
+        wait_for(lambda: box.messages, "the report mail", timeout=60)
     finally:
         stop.set()
         service.join(30)
+        sender.close()
+        outbox.close()
+        box.close()
     report_file = next((tmp_path / "reports").glob("dr-*.html"))
-    assert verify_file(report_file, report_file.with_name(report_file.name + ".sig"),
+    sig_file = report_file.with_name(report_file.name + ".sig")
+    assert verify_file(report_file, sig_file,
                        keystore=Keystore(tmp_path / "keystore.json", None)).ok
+    env = box.messages[0]
+    assert sorted(env.rcpt_tos) == ["audit@example.gov.cn", "cio@example.gov.cn"]
+    got = email.message_from_bytes(env.content, policy=email.policy.default)
+    assert report_file.name in got["Subject"] and "openssl dgst -sm3" in \
+        got.get_body(("plain",)).get_content()
+    # the attachments as a mail client saves them: the bytes signed, exactly
+    files = {a.get_filename(): a.get_payload(decode=True) for a in got.iter_attachments()}
+    pem = next(n for n in files if n.endswith(".pem"))
+    assert sorted(files) == sorted([report_file.name, sig_file.name, pem])
+    assert files[report_file.name] == report_file.read_bytes()
+    mailed = tmp_path / "mailed"
+    mailed.mkdir()
+    for name, data in files.items():
+        (mailed / name).write_bytes(data)
+    pem = next(n for n in files if n.endswith(".pem"))
+    assert verify_file(mailed / report_file.name, mailed / sig_file.name,
+                       public_pem=(mailed / pem).read_bytes()).ok

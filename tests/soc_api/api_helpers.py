@@ -95,7 +95,8 @@ PARAMS = {"name": "nobody", "token_id": "t0000000000000000", "event_id": "e1",
           "case_id": "case-0000000000000000", "task_id": "task-00000000",
           "rule_id": "5e0c1a10-0003-4000-8000-000000000003", "exc_id": "e0",
           "run_id": "000000000000", "field": "host.name",
-          "key": "no-such-asset", "sha256": "0" * 64, "frame": "1"}
+          "key": "no-such-asset", "sha256": "0" * 64, "frame": "1",
+          "view_id": "v0000000000000000"}
 
 
 def app_routes(client) -> list[tuple[str, str]]:

@@ -3,8 +3,6 @@ trail and crypto service, driven in-process (TestClient) or over real HTTPS (uvi
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from api_helpers import MASTER, Api, close_context_keep_store, make_config
 from fastapi.testclient import TestClient
@@ -39,14 +37,3 @@ def api_sqlite(tmp_path, sqlite_store) -> Api:
     a = _api(tmp_path, sqlite_store)
     yield a
     close_context_keep_store(a.ctx)
-
-
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """pytest-playwright's browser is Debian's chromium (`make test` installs it): Playwright
-    cannot download its own browser here."""
-    return {**browser_type_launch_args,
-            "executable_path": shutil.which("chromium") or "/usr/bin/chromium",
-            "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]}

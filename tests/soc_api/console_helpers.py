@@ -7,13 +7,17 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+from api_helpers import STRONG
 
 from soc_api.serve import Listen, serve_in_thread
 from soc_core import ecs
 
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+AXE = Path(__file__).resolve().parent / "console_vendor" / "axe.min.js"
 DEPTS = {"wjw": ("市卫健委", "10.1"), "gaj": ("市公安局", "10.2")}
 LEVELS = ("critical", "high", "medium", "low")
 TACTICS = ("Initial Access", "Credential Access", "Discovery", "Lateral Movement")
@@ -97,3 +101,47 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(10)
+
+
+class Tab:
+    """One page of a browser context, collecting its console errors."""
+
+    def __init__(self, context, url: str) -> None:
+        self.page = context.new_page()
+        self.url = url
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(
+            f"{m.text} ({m.location.get('url')}:{m.location.get('lineNumber')})"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"{e} {e.stack}"))
+
+    def visit(self, path: str, shot: str | None = None, wait: str = "main"):
+        self.page.goto(self.url + path)
+        self.page.wait_for_selector(wait)
+        self.page.wait_for_load_state("networkidle")
+        self.check(shot)
+        return self.page
+
+    def check(self, shot: str | None) -> None:
+        """No console error so far, no serious accessibility violation, a screenshot."""
+        assert not self.errors, f"console errors on {self.page.url}: {self.errors}"
+        if not self.page.evaluate("typeof window.axe !== 'undefined'"):
+            self.page.evaluate(AXE.read_text())
+        found = self.page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+            ".filter(v => ['serious', 'critical'].includes(v.impact))"
+            ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))")
+        assert not found, f"accessibility violations on {self.page.url}: {found}"
+        if shot:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+
+
+def login(page, url: str, user: str, password: str = STRONG, code: str = "") -> None:
+    if not page.url.startswith(url + "/login"):
+        page.goto(url + "/login")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    if code:
+        page.fill("#totp", code)
+    with page.expect_response(url + "/auth/login"):
+        page.click("#login-form button[type=submit]")

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
 from api_helpers import STRONG, close_context_keep_store, make_config
-from console_helpers import Server, alert, events
+from console_helpers import Server, Tab, alert, events, login
 from packets_ring import HTTP_PCAP, first, replay, ring_settings
 from playwright.sync_api import expect
 
@@ -20,9 +19,6 @@ from soc_api import totp
 from soc_api.app import build_context, create_app
 from soc_core.store import Selection, open_store
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "build" / "screenshots"
-AXE = Path(__file__).resolve().parent / "console_vendor" / "axe.min.js"
 # the runs' one host: never reached (port 9 refuses), so a run fails fast, no fleet needed
 INVENTORY = {"all": {"vars": {"ansible_host": "127.0.0.1", "ansible_port": 9},
                      "hosts": {"wjw-web": {}}}}
@@ -74,50 +70,6 @@ def site(tmp_path_factory):
     close_context_keep_store(ctx)
     store.close()
     mp.undo()
-
-
-class Tab:
-    """One page of a browser context, collecting its console errors."""
-
-    def __init__(self, context, url: str) -> None:
-        self.page = context.new_page()
-        self.url = url
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(
-            f"{m.text} ({m.location.get('url')}:{m.location.get('lineNumber')})"))
-        self.page.on("pageerror", lambda e: self.errors.append(f"{e} {e.stack}"))
-
-    def visit(self, path: str, shot: str | None = None, wait: str = "main"):
-        self.page.goto(self.url + path)
-        self.page.wait_for_selector(wait)
-        self.page.wait_for_load_state("networkidle")
-        self.check(shot)
-        return self.page
-
-    def check(self, shot: str | None) -> None:
-        """No console error so far, no serious accessibility violation, a screenshot."""
-        assert not self.errors, f"console errors on {self.page.url}: {self.errors}"
-        if not self.page.evaluate("typeof window.axe !== 'undefined'"):
-            self.page.evaluate(AXE.read_text())
-        found = self.page.evaluate(
-            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-            ".filter(v => ['serious', 'critical'].includes(v.impact))"
-            ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))")
-        assert not found, f"accessibility violations on {self.page.url}: {found}"
-        if shot:
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
-
-
-def login(page, url: str, user: str, password: str = STRONG, code: str = "") -> None:
-    if not page.url.startswith(url + "/login"):
-        page.goto(url + "/login")
-    page.fill("#username", user)
-    page.fill("#password", password)
-    if code:
-        page.fill("#totp", code)
-    with page.expect_response(url + "/auth/login"):
-        page.click("#login-form button[type=submit]")
 
 
 @pytest.fixture(scope="module")
@@ -522,3 +474,133 @@ def test_overview_on_elasticsearch(es_store, tmp_path, browser):
     finally:
         close_context_keep_store(ctx)
         mp.undo()
+
+
+def test_saved_views_default_and_address(ana, site):
+    page = ana.visit("/ui/alerts?status=open&level=high&range=&sort=newest&q=")
+    page.fill("#view-name", "高危待处置")
+    page.check("#view-as-default")
+    with page.expect_navigation():  # saved, the page shows it again
+        with page.expect_response(site["url"] + "/views") as resp:
+            page.click("#view-save button[type=submit]")
+    assert resp.value.status == 201
+    # the queue's own address opens on the default view, its filters in the address
+    page = ana.visit("/ui/alerts", "alerts-view")
+    assert page.url.endswith("/ui/alerts?status=open&level=high&range=&sort=newest&q=")
+    assert page.locator("#view-pick option:checked").inner_text().startswith("高危待处置")
+    assert page.input_value("#f-level") == "high"
+    levels = page.eval_on_selector_all("#rows tr .level", "ls => ls.map(l => l.innerText)")
+    assert levels and set(levels) == {"高危"}
+    with page.expect_navigation():
+        with page.expect_response(lambda r: "/views/" in r.url) as resp:
+            page.click("#view-delete")
+    assert resp.value.ok
+    assert site["ctx"].store.get("state", "alertviews:ana")["govsoc"]["alert_views"] == {
+        "owner": "ana", "departments": ["*"], "views": [], "default": None}
+
+
+def test_a_case_is_recorded_as_reported(ana, site):
+    page = ana.visit("/ui/cases")
+    page.fill("#new-title", "政务外网数据泄露")
+    page.click("#new-case button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/cases/case-[0-9a-f]{16}$"))
+    page.select_option("#c-level", "I")
+    page.click("#classify button[type=submit]")
+    expect(page.locator("#reporting tbody tr")).to_have_count(2)
+    first = page.locator("#rp-to option").first.inner_text()
+    assert "截止" in first or "·" in first  # each recipient with its deadline
+    page.select_option("#rp-how", "phone")
+    page.fill("#rp-ref", "值班电话记录 12")
+    page.click("#reported button[type=submit]")
+    expect(page.locator("#reports-made tbody tr")).to_have_count(1)
+    assert "电话" in page.locator("#reports-made").inner_text()
+    assert "overdue" not in (page.locator("#reporting tbody tr").first
+                             .get_attribute("class") or "")
+    page.wait_for_load_state("networkidle")
+    ana.check("case-reported")
+    case = site["store"].get("state", page.url.rsplit("/", 1)[1])["govsoc"]["case"]
+    assert case["reports"][0]["how"] == "phone" and case["reports"][0]["by"] == "ana"
+
+
+def test_sysadmin_adds_a_user_and_a_token_shown_once(site, browser):
+    sys = admin_tab(site, browser, "sys")
+    page = sys.visit("/ui/users")
+    # a system administrator may give a token only the service and viewer roles
+    offered = page.eval_on_selector_all(".nt-role", "cs => cs.map(c => c.value)")
+    assert offered == ["service", "viewer"]
+    page.fill("#nu-name", "newops")
+    with page.expect_response(site["url"] + "/users") as resp:
+        page.click("#add-user button[type=submit]")
+    otp = resp.value.json()["one_time_password"]
+    expect(page.locator("#secret-box")).to_be_visible()
+    assert page.input_value("#secret") == otp
+    assert site["ctx"].identity.user("newops").roles == []  # roles: the secadmin's to grant
+    page.click("#secret-done")
+    page.wait_for_selector("#users tr[data-name='newops']")
+    assert page.locator("#secret-box").is_hidden()
+    page.fill("#nt-label", "大屏只读")
+    page.check("#nt-role-viewer")
+    page.check("#nt-dept-wjw")
+    page.fill("#nt-days", "30")
+    with page.expect_response(site["url"] + "/tokens") as resp:
+        page.click("#new-token button[type=submit]")
+    made = resp.value.json()
+    assert page.input_value("#secret") == made["token"]
+    page.click("#secret-copy")
+    expect(page.locator("#toast")).to_have_text("已复制")
+    sys.check("users-forms")
+    tok = next(t for t in site["ctx"].identity.tokens() if t.id == made["id"])
+    assert (tok.roles, tok.departments) == (["viewer"], ["wjw"])
+    page.click("#secret-done")
+    page.wait_for_selector(f"#tokens tr[data-id='{made['id']}']")
+    assert made["token"] not in page.content()  # shown once: never again
+    sys.page.context.close()
+
+
+def test_inventory_pages_and_annotating_an_asset(ana, site):
+    import cloud_inventory as inv
+    from soc_core import ecs
+
+    store = site["store"]
+    obs = inv.Observation(source="network", seen=ecs.now_iso(), ips=["10.1.0.23"],
+                          macs=["02:00:00:00:01:23"],
+                          listening=[{"protocol": "tcp", "port": 23}])
+    inv.record(store, [obs], source="network", run_id="b1", baseline=False)
+    asset = inv.get_asset(store, "10.1.0.23")["event"]["id"]
+    store.refresh()
+    page = ana.visit("/ui/exposure", "exposure")
+    assert "明文管理协议" in page.locator("#exposure").inner_text()
+    page = ana.visit("/ui/idle", "idle")
+    assert page.locator("#utilisation tbody tr").count() >= 1
+    page = ana.visit("/ui/changes", "changes")
+    assert "10.1.0.23" in page.locator("#changes").inner_text()
+    page = ana.visit(f"/ui/assets/{asset}", "asset")
+    page.select_option("#an-level", "3")
+    page.select_option("#an-class", "important")
+    page.fill("#an-note", "核酸检测系统前置机")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as resp:
+        page.click("#annotate button[type=submit]")
+    assert resp.value.request.post_data_json == {"djcp_level": 3, "data_class": "important",
+                                                 "note": "核酸检测系统前置机"}
+    expect(page.locator("#asset-note")).to_have_text("核酸检测系统前置机")
+    history = page.locator("#history li").first.inner_text()
+    assert "ana" in history and "等保级别" in history and "→ 3" in history
+    page.wait_for_load_state("networkidle")
+    ana.check("asset-annotated")
+
+
+def test_an_acknowledgement_shows_live_in_another_analysts_queue(ana, site, browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    assert context.request.post(site["url"] + "/auth/login", data={
+        "username": "wana", "password": STRONG}).ok
+    other = Tab(context, site["url"])
+    theirs = other.visit("/ui/alerts?status=open")
+    page = ana.visit("/ui/alerts?status=open&q=organization.id:wjw")
+    target = page.locator("#rows tr.current").get_attribute("data-id")
+    expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(1)
+    with page.expect_response(lambda r: r.url.endswith("/transition")):
+        page.keyboard.press("a")
+    # no reload: the other analyst's open queue drops the row it no longer lists
+    expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(0, timeout=10_000)
+    other.check("alerts-live")
+    context.close()

@@ -164,6 +164,26 @@
         }
       } catch (e) { /* the next poll tries again */ }
     }
+    // changes anyone makes to the shown alerts (acknowledge, close, assign) arrive live
+    function changed(e) {
+      const c = JSON.parse(e.data);
+      const tr = tbody.querySelector(`tr[data-id="${CSS.escape(c.id)}"]`);
+      if (!tr) return;
+      if (filters.status && filters.status !== c.status) {
+        const at = rows().indexOf(tr);
+        tr.remove();
+        if (at >= 0 && at < cur) cur -= 1;
+        if (cur >= rows().length) cur = rows().length - 1;
+        if (cur >= 0 && at >= 0) go(cur);
+        updateBulk();
+        return;
+      }
+      tr.dataset.status = c.status;
+      tr.querySelector(".status").textContent = c.status_label;
+      tr.querySelector(".assignee").textContent = c.assignee || "";
+    }
+    if (window.EventSource) new EventSource("/ui/alerts/live").addEventListener("change", changed);
+
     const loaded = new Date().toISOString();
     if (filters.sort === "newest") setInterval(poll, Number(table.dataset.poll || 10) * 1000);
     if (rows().length) go(0);

@@ -33,6 +33,13 @@
     const base = "/cases/" + enc(box.dataset.id);
     on("classify", () => g.api("PATCH", base, {
       category: val("c-category") || null, level: val("c-level") || null }));
+    on("reported", () => {
+      const at = val("rp-at");  // the browser's local time; empty: now
+      const report = { to: val("rp-to"), how: val("rp-how") };
+      if (at) report.at = new Date(at).toISOString();
+      if (val("rp-ref")) report.ref = val("rp-ref");
+      return g.api("PATCH", base, { reported: report });
+    });
     on("add-task", () => g.api("POST", base + "/tasks", { title: val("task-title") }));
     on("add-observable", () => g.api("POST", base + "/observables", {
       type: val("obs-type"), value: val("obs-value") }));
