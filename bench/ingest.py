@@ -273,6 +273,10 @@ def bench_es(docs: list[dict], url: str, batch: int, rounds: int
     return ours_t, raw_t
 
 
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
 def runs(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times)
 
@@ -312,6 +316,14 @@ def main() -> None:
     if args.shipper:
         print(f"        shipper: {snap['batches']} store writes in the last round, largest "
               f"batch {snap['largest_batch']}, mean {snap['events_out'] / snap['batches']:,.0f}")
+    # the verdict on CPU time (the honest clock on a shared machine, module docstring)
+    ours, raw = min(t[1] for t in ours_t), min(t[1] for t in raw_t)
+    target = "issue 10 point 7" if args.shipper else "issue 2"
+    print(f"TARGET ({target}, {name}, CPU time) >= 50,000 ev/s: {n / ours:,.0f} ev/s "
+          f"{verdict(n / ours >= 50_000)}")
+    print(f"TARGET ({target}, {name}, CPU time) >= 0.80x the raw load: {raw / ours:.2f}x "
+          f"{verdict(raw / ours >= 0.8)}")
+    if args.shipper:
         return
     if args.sqlite_only:
         return
@@ -324,6 +336,8 @@ def main() -> None:
     print(f"elastic EventStore {n / ours:10,.0f} ev/s   raw helpers.bulk (orjson, filter_path) "
           f"{n / raw:10,.0f} ev/s   ratio {raw / ours:.2f}  (target >= 0.80)"
           f"\n        seconds, ours: {runs(ours_t)}; raw: {runs(raw_t)}")
+    print(f"TARGET (issue 2, elastic, wall time) >= 0.80x helpers.bulk: {raw / ours:.2f}x "
+          f"{verdict(raw / ours >= 0.8)}")
 
 
 if __name__ == "__main__":
