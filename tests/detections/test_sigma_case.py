@@ -234,7 +234,7 @@ def test_sigmahq_rules_match_the_same_real_records_on_both_stores(sqlite_store, 
     assert lite == es
     fired = {title for title, found in lite.items() if found}
     assert len(fired) >= 20, sorted(fired)
-    # silent on these samples while strings matched case-sensitively (`.sdb`/`.SDB`,
-    # `\\wbem\\scrcons.exe` written as `\\WBEM\\scrcons.exe`...)
+    # silent on these samples while strings matched case-sensitively (the same rules
+    # compiled with every string `|cased` match none of their records here)
     assert {"New Custom Shim Database Created",
             "WMI Persistence - Script Event Consumer File Write"} <= fired
