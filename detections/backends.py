@@ -125,8 +125,13 @@ class SqliteStoreBackend(sqliteBackend):
 
     def convert_condition_field_eq_val_str(self, cond, state):
         # pySigma's SQLite conversion is case-insensitive for ASCII (LIKE; equality with
-        # collate_nocase); a pattern with non-ASCII letters needs the Unicode fold
-        if not has_cased_non_ascii(str(cond.value)):
+        # collate_nocase); a pattern with non-ASCII letters needs the Unicode fold, and one
+        # without letters (an address, a number as text) is compared exactly, which an
+        # index on the column can serve
+        text = str(cond.value)
+        if not any(c.lower() != c.upper() for c in text):
+            return self.convert_condition_field_eq_val_str_case_sensitive(cond, state)
+        if not has_cased_non_ascii(text):
             return super().convert_condition_field_eq_val_str(cond, state)
         field = self.escape_and_quote_field(cond.field)
         pattern = fold_case(self.convert_value_str(cond.value, state, no_quote=True))
@@ -186,6 +191,16 @@ class LuceneStoreBackend(LuceneBackend):
         if regex is None:
             return super().convert_condition_field_eq_val_str(cond, state)
         return f"{self.escape_and_quote_field(cond.field)}:/{regex}/"
+
+    def convert_condition_field_eq_val_cidr(self, cond, state):
+        # a network in CIDR notation means something to an `ip` field only; a keyword
+        # (Windows' IpAddress, any string field) gets the network's address patterns,
+        # as pySigma's SQLite backend writes them
+        if not keyword_field(ecs_field(cond.field)):
+            return super().convert_condition_field_eq_val_cidr(cond, state)
+        return self.convert_condition(ConditionOR(
+            [ConditionFieldEqualsValueExpression(cond.field, SigmaString(net))
+             for net in cond.value.expand()], cond.source), state)
 
     def convert_condition_field_eq_expansion(self, cond, state):
         # pySigma-backend-elasticsearch 2.1 passes the expansion itself, not its OR, when
@@ -253,7 +268,7 @@ def _regex_char(c: str, ignore_case: bool) -> str:
     """One literal character in a Lucene regex: both cases as a class, operators escaped."""
     lo, up = c.lower(), c.upper()
     if ignore_case and lo != up and len(lo) == 1 and len(up) == 1:
-        return f"[{_class_char(lo)}{_class_char(up)}]"
+        return "[" + "".join(_class_char(x) for x in dict.fromkeys((c, lo, up))) + "]"
     if c in _LUCENE_OPERATORS:
         return "\\" + c
     return c

@@ -182,7 +182,7 @@ def test_lucene_regex_translation():
     from detections.backends import lucene_regex
 
     assert lucene_regex("^C:\\\\Users\\\\[^\\\\]+\\\\NTUSER\\.DAT$", ignore_case=True) == \
-        "[cC]:\\\\[uU][sS][eE][rR][sS]\\\\[^\\\\]+\\\\[nN][tT][uU][sS][eE][rR]\\.[dD][aA][tT]"
+        "[Cc]:\\\\[Uu][sS][eE][rR][sS]\\\\[^\\\\]+\\\\[Nn][Tt][Uu][Ss][Ee][Rr]\\.[Dd][Aa][Tt]"
     assert lucene_regex("a|^b\\d$") == ".*a.*|b[0-9]"
     assert lucene_regex("(?:x|y)+?@") == ".*(x|y)+\\@.*"
 
@@ -190,3 +190,51 @@ def test_lucene_regex_translation():
 def test_rules_files_path_exists(shared_dir):
     for p in SIGMAHQ:
         assert Path(shared_dir / "sigma" / "rules" / p).is_file()
+
+
+# Elasticsearch indexes keywords up to 1024 characters (ECS's ignore_above): a longer value
+# (a scheduled task's XML, a security descriptor) matches nothing there but does on SQLite,
+# a known difference left out of this comparison
+_INDEXED = 1024
+DIFF_FOLDERS = ("Persistence", "Defense Evasion", "Credential Access", "Execution")
+
+
+def _short_values(doc) -> bool:
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and len(node) > _INDEXED:
+            return False
+    return True
+
+
+@pytest.mark.es
+def test_sigmahq_rules_match_the_same_real_records_on_both_stores(sqlite_store, es_store,
+                                                                   shared_dir):
+    """The differential check on real logs: SigmaHQ's Windows builtin and file-event
+    rules over the real records of four tactics, the same (rule, record) matches on both
+    stores, among them matches only case-insensitive matching makes."""
+    rules = shared_dir / "sigma" / "rules" / "windows"
+    pack = load_pack([rules / "builtin" / "system", rules / "builtin" / "security",
+                      rules / "file" / "file_event"])
+    pack.rules = [r for r in pack.rules if not r.is_correlation and r.datasets
+                  and len(r.queries) == 2]
+    assert len(pack.rules) >= 300
+    docs: list[dict] = []
+    for folder in DIFF_FOLDERS:
+        for path in sorted((shared_dir / SAMPLES / folder).glob("*.evtx")):
+            read_evtx(str(path), docs.append)
+    events = {d["event"]["id"]: d for d in docs if _short_values(d)}
+    assert len(events) >= 1500
+    lite, es = (matches(s, pack, events) for s in (sqlite_store, es_store))
+    assert lite == es
+    fired = {title for title, found in lite.items() if found}
+    assert len(fired) >= 20, sorted(fired)
+    # silent on these samples while strings matched case-sensitively (the same rules
+    # compiled with every string `|cased` match none of their records here)
+    assert {"New Custom Shim Database Created",
+            "WMI Persistence - Script Event Consumer File Write"} <= fired
