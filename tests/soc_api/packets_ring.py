@@ -16,7 +16,9 @@ FTP_PCAP = PCAPS / "zeek" / "ftp_ipv4.pcap"  # 141.142.220.235 -> ftp.NetBSD.org
 def ring_settings(tmp: Path) -> dict[str, Any]:
     """make_config's extra keys for a ring under `tmp` (old captures: no age budget)."""
     return {"collectors.ring": {"enabled": True, "dir": str(tmp / "ring"), "file_mb": 1,
-                                "max_mb": 64, "max_age": "36500d", "min_free_mb": 1}}
+                                "max_mb": 64, "max_age": "36500d", "min_free_mb": 1},
+            # tshark's time limit in the API: generous, a loaded test machine is not a slow capture
+            "packets": {"timeout_s": 300}}
 
 
 def replay(cfg: Any, store: Any, *pcaps: Path) -> list[dict[str, Any]]:

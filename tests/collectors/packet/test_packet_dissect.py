@@ -11,6 +11,7 @@ import random
 import shutil
 import struct
 import subprocess
+from functools import partial
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,9 @@ from collectors.pcap_show_cli import carve as carve_cmd
 from collectors.pcap_show_cli import show as show_cmd
 from soc_core.sm3 import sm3_hex
 
-PCAPS = "/work/shared/pcaps"
+# tshark's time limit: generous, so a loaded test machine is not mistaken for a slow capture
+Limits = partial(d.Limits, timeout_s=300.0)
+
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,7 @@ def check_http_request(path, packet: dict) -> None:
 
 @pytest.mark.live
 def test_a_dissected_http_request_shows_what_wireshark_shows(served):
-    got = d.dissect(served.pcap, display_filter="http.request")
+    got = d.dissect(served.pcap, display_filter="http.request", limits=Limits())
     assert len(got.packets) == 1 and not got.truncated
     p = got.packets[0]
     check_http_request(served.pcap, p)
@@ -125,7 +128,7 @@ def test_a_dissected_http_request_shows_what_wireshark_shows(served):
 
 def test_a_published_http_capture_dissects_as_wireshark_shows(shared):
     path = shared / "zeek" / "http_bro.org.pcap"
-    got = d.dissect(path, display_filter="http.request", limits=d.Limits(packets=2))
+    got = d.dissect(path, display_filter="http.request", limits=Limits(packets=2))
     assert len(got.packets) == 2 and got.truncated
     assert any("first 2 packets" in n for n in got.notes)
     for p in got.packets:
@@ -134,7 +137,7 @@ def test_a_published_http_capture_dissects_as_wireshark_shows(shared):
 
 @pytest.mark.live
 def test_follow_tcp_and_http_stream_and_a_flow_filter(served):
-    tcp = d.follow(served.pcap, "tcp", 0)
+    tcp = d.follow(served.pcap, "tcp", 0, limits=Limits())
     assert tcp["nodes"][0].endswith(tcp["nodes"][0].rsplit(":", 1)[1])
     assert tcp["nodes"][1] == f"127.0.0.1:{served.port}"
     client, server = tcp["chunks"][0], tcp["chunks"][1]
@@ -142,7 +145,7 @@ def test_follow_tcp_and_http_stream_and_a_flow_filter(served):
     assert f"User-Agent: {AGENT}\r\n" in client["text"]
     assert server["from"] == 1 and server["text"].startswith("HTTP/1.0 200 OK\r\n")
     assert server["bytes"] > len(served.body)
-    cut = d.follow(served.pcap, "http", 0, limits=d.Limits(follow_bytes=100))
+    cut = d.follow(served.pcap, "http", 0, limits=Limits(follow_bytes=100))
     assert cut["chunks"][0]["text"].startswith("GET ")
     assert cut["bytes"] == 100 and cut["truncated"] and cut["notes"]
     # the flow's 5-tuple and time span select exactly its packets (counted by tshark)
@@ -203,7 +206,7 @@ def test_carved_files_are_recorded_once(carved, store):
 
 def test_an_ftp_capture_dissects_in_full_and_its_download_is_carved(shared, tmp_path):
     path = shared / "zeek" / "ftp_ipv4.pcap"
-    got = d.dissect(path, display_filter="ftp", with_hex=False)
+    got = d.dissect(path, display_filter="ftp", with_hex=False, limits=Limits())
     want = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "ftp", "-T", "fields",
                            "-e", "frame.number"], capture_output=True, text=True).stdout.split()
     assert [str(p["number"]) for p in got.packets] == want and not got.notes
@@ -221,7 +224,7 @@ def test_an_ftp_capture_dissects_in_full_and_its_download_is_carved(shared, tmp_
 
 def test_protocols_the_fast_path_does_not_parse_show_in_full(shared):
     path = shared / "initconf-rdp-bruteforce" / "RDP-bruteforce.pcap"
-    got = d.dissect(path, display_filter="rdp", with_hex=False, limits=d.Limits(packets=2))
+    got = d.dissect(path, display_filter="rdp", with_hex=False, limits=Limits(packets=2))
     assert got.packets and all(p["protocol"] in ("RDP", "TLSv1", "TLSv1.2", "COTP", "T.125")
                                or "rdp" in p["protocols"] for p in got.packets)
     same_as_wireshark(path, got.packets[:1])
@@ -233,14 +236,14 @@ def test_hostile_captures_give_partial_results_with_a_note(shared, tmp_path):
     src = (shared / "zeek" / "http_bro.org.pcap").read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(src[:30000])  # cut in the middle of a packet
-    got = d.dissect(cut, limits=d.Limits(packets=1000), with_hex=False)
+    got = d.dissect(cut, limits=Limits(packets=1000), with_hex=False)
     assert got.packets and any("truncated" in n for n in got.notes)
     assert carver.carve(cut, tmp_path / "c").notes
     # a record claiming 200 MB after a good one: Wireshark's reading of it, marked malformed
     huge = tmp_path / "huge.pcap"
     huge.write_bytes(src[:24 + 16 + 74] + struct.pack("<IIII", 1, 0, 200 << 20, 200 << 20)
                      + b"\0" * 64)
-    got = d.dissect(huge, with_hex=False)
+    got = d.dissect(huge, with_hex=False, limits=Limits())
     assert any("Malformed Packet" in ln for p in got.packets for ln in d.tree_text(p["layers"]))
     # random damage: whatever Wireshark makes of it, an answer and no exception
     rnd = random.Random(18)
@@ -250,27 +253,27 @@ def test_hostile_captures_give_partial_results_with_a_note(shared, tmp_path):
             data[rnd.randrange(24, len(data))] = rnd.randrange(256)
         f = tmp_path / f"fuzz{i}.pcap"
         f.write_bytes(bytes(data))
-        got = d.dissect(f, limits=d.Limits(packets=10, timeout_s=20), with_hex=False)
+        got = d.dissect(f, limits=Limits(packets=10, timeout_s=20), with_hex=False)
         assert isinstance(got.packets, list) and (got.packets or got.notes)
-    assert isinstance(d.follow(f, "http", 0)["chunks"], list)
+    assert isinstance(d.follow(f, "http", 0, limits=Limits())["chunks"], list)
     # a time limit is a note and what was decoded so far
-    slow = d.dissect(shared / "zeek" / "http_bro.org.pcap", limits=d.Limits(timeout_s=0.001))
+    slow = d.dissect(shared / "zeek" / "http_bro.org.pcap", limits=Limits(timeout_s=0.001))
     assert slow.truncated and any("stopped after" in n for n in slow.notes)
     with pytest.raises(CaptureError):
-        d.dissect(tmp_path / "missing.pcap")
+        d.dissect(tmp_path / "missing.pcap", limits=Limits())
     not_pcap = tmp_path / "x.pcap"
     not_pcap.write_bytes(b"GET / HTTP/1.1\r\n" * 10)
     with pytest.raises(CaptureError):
         carver.carve(not_pcap, tmp_path)
     with pytest.raises(d.DissectError, match="bad display filter"):
-        d.dissect(cut, display_filter="http.request ==")
+        d.dissect(cut, display_filter="http.request ==", limits=Limits())
     with pytest.raises(d.DissectError):
-        d.follow(cut, "smtp", 0)
+        d.follow(cut, "smtp", 0, limits=Limits())
 
 
 def test_caps_on_packets_tree_and_hex(shared):
     path = shared / "zeek" / "http_bro.org.pcap"
-    got = d.dissect(path, display_filter="http.response", limits=d.Limits(
+    got = d.dissect(path, display_filter="http.response", limits=Limits(
         packets=1, hex_bytes=64, tree_nodes=20))
     [p] = got.packets
     assert p["hex_truncated"] and len(p["hex"].splitlines()) == 4
