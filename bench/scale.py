@@ -18,6 +18,7 @@ Prints every figure and the load average; asserts nothing.
 
     .venv/bin/python bench/scale.py [--events 200000] [--lease 3] [--agent-span 30]
                                     [--live-rate 20000] [--skip ingest,failover,agent,live]
+                                    [--urls-1 URL] [--urls-3 URL,URL,URL]
 """
 
 from __future__ import annotations
@@ -47,15 +48,19 @@ def load() -> str:
 
 # -- 1. ingest into 1 and 3 nodes -------------------------------------------------------
 class LocalCluster:
-    """scripts/es-local cluster N on its own ports and home; stopped on exit."""
+    """scripts/es-local cluster N on its own ports and home; stopped on exit. With `urls`
+    (a cluster already running), that one is used and left running."""
 
-    def __init__(self, nodes: int, base: int, heap: str) -> None:
+    def __init__(self, nodes: int, base: int, heap: str, urls: str = "") -> None:
+        self.urls = urls
         self.home = tempfile.mkdtemp(prefix=f"govsoc-bench-es{nodes}-", dir="/var/tmp")
         self.env = {**os.environ, "ES_CLUSTER_PORT": str(base), "ES_CLUSTER_HOME": self.home,
                     "ES_HEAP": heap, "ES_FRESH": "1"}
         self.nodes = nodes
 
     def __enter__(self) -> str:
+        if self.urls:
+            return self.urls
         t0 = time.monotonic()
         out = subprocess.run([ES_LOCAL, "cluster", str(self.nodes)], env=self.env,
                              capture_output=True, text=True)
@@ -66,6 +71,8 @@ class LocalCluster:
         return out.stdout.strip().splitlines()[-1]
 
     def __exit__(self, *_: Any) -> None:
+        if self.urls:
+            return
         subprocess.run([ES_LOCAL, "cluster", "stop"], env=self.env, capture_output=True)
         subprocess.run(["rm", "-rf", self.home])
 
@@ -85,7 +92,7 @@ def make_events(n: int) -> list[dict[str, Any]]:
 def ingest(url: str, events: list[dict[str, Any]], batch: int) -> dict[str, float]:
     from soc_core.store import Selection, open_store
 
-    with open_store(url, namespace="benchscale") as store:
+    with open_store(url, namespace="benchscale" + str(os.getpid())) as store:
         store.write(events[:batch])  # templates and the data stream made before the clock
         wall0, cpu0 = time.perf_counter(), time.process_time()
         for i in range(batch, len(events), batch):
@@ -95,17 +102,18 @@ def ingest(url: str, events: list[dict[str, Any]], batch: int) -> dict[str, floa
         store.refresh()
         stored = store.count(Selection(dataset="bench.scale"))
         replicas = store.replicas
+        store.drop_all()  # a running cluster given with --urls-* keeps nothing of ours
     n = len(events) - batch
     return {"events_per_s": n / wall, "wall_s": wall, "client_cpu_s": cpu, "stored": stored,
             "replicas": replicas}
 
 
-def bench_ingest(n: int, batch: int, heap: str) -> None:
+def bench_ingest(n: int, batch: int, heap: str, given: dict[int, str]) -> None:
     events = make_events(n)
     print(f"1. ingest: {n:,} events, batches of {batch:,}, one client ({load()})")
     figures = {}
     for nodes, base in ((1, 9471), (3, 9481)):
-        with LocalCluster(nodes, base, heap) as url:
+        with LocalCluster(nodes, base, heap, given.get(nodes, "")) as url:
             f = ingest(url, events, batch)
         figures[nodes] = f
         print(f"  {nodes} node(s): {f['events_per_s']:,.0f} events/s ({f['wall_s']:.1f} s, "
@@ -191,12 +199,17 @@ def failover(label: str, url: str, env: dict[str, str], lease: float, rounds: in
           f"{', '.join(f'{y:.1f}' for _, y in got)} s ({load()})")
 
 
-def bench_failover(lease: float, rounds: int, heap: str) -> None:
+def bench_failover(lease: float, rounds: int, heap: str, three: str) -> None:
     print(f"2. leader failover: two `govsoc detect run`, interval 1 s ({load()})")
     with tempfile.TemporaryDirectory() as tmp:
         failover("SQLite", f"sqlite:///{tmp}/failover.db", {}, lease, rounds)
-    with LocalCluster(3, 9481, heap) as url:
-        failover("3-node ES cluster", url, {"GOVSOC_ES_NAMESPACE": "benchfail"}, lease, rounds)
+    with LocalCluster(3, 9481, heap, three) as url:
+        ns = f"benchfail{os.getpid()}"
+        failover("3-node ES cluster", url, {"GOVSOC_ES_NAMESPACE": ns}, lease, rounds)
+        from soc_core.store import open_store
+
+        with open_store(url, namespace=ns) as store:
+            store.drop_all()
 
 
 # -- 3. agent CPU per host ------------------------------------------------------------------
@@ -288,15 +301,19 @@ def main() -> None:
     ap.add_argument("--agent-span", type=float, default=30.0)
     ap.add_argument("--live-packets", type=int, default=200_000)
     ap.add_argument("--live-rate", type=float, default=20_000)
+    ap.add_argument("--urls-1", default="", help="a running 1-node cluster to use (default: "
+                    "start one)")
+    ap.add_argument("--urls-3", default="", help="a running 3-node cluster (comma-separated "
+                    "node URLs) to use (default: start one)")
     ap.add_argument("--skip", default="", help="comma list of: ingest,failover,agent,live")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     t0 = time.monotonic()
     print(f"bench/scale.py on {os.cpu_count()} cores ({load()})")
     if "ingest" not in skip:
-        bench_ingest(a.events, a.batch, a.heap)
+        bench_ingest(a.events, a.batch, a.heap, {1: a.urls_1, 3: a.urls_3})
     if "failover" not in skip:
-        bench_failover(a.lease, a.rounds, a.heap)
+        bench_failover(a.lease, a.rounds, a.heap, a.urls_3)
     if "agent" not in skip:
         bench_agent(a.agent_span)
     if "live" not in skip:

@@ -115,9 +115,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def es_cluster():
     """A private 3-node Elasticsearch cluster (es_cluster_helpers.Cluster), started once
-    for all the modules that use it and stopped at the end."""
-    from es_cluster_helpers import start_cluster
+    for all the modules that use it and stopped at the end; GOVSOC_TEST_ES_CLUSTER_PORT
+    names the base port of one already running (`scripts/es-local cluster 3`), which
+    is then used and left running."""
+    from es_cluster_helpers import running_cluster, start_cluster
 
+    given = os.environ.get("GOVSOC_TEST_ES_CLUSTER_PORT")
+    if given:
+        yield running_cluster(int(given))
+        return
     cluster = start_cluster()
     yield cluster
     cluster.es_local("stop")

@@ -45,6 +45,14 @@ def es_local(env: dict, *args: str) -> str:
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
+def running_cluster(base: int) -> Cluster:
+    """A 3-node cluster already started with `scripts/es-local cluster 3` on `base`
+    (its default home); the tests use it and leave it running."""
+    home = Path(f"/var/tmp/govsoc-es-cluster-{base}")
+    env = {**os.environ, "ES_CLUSTER_PORT": str(base), "ES_CLUSTER_HOME": str(home)}
+    return Cluster(es_local(env, "url"), home, env)
+
+
 def start_cluster(heap: str = "512m") -> Cluster:
     base = free_base()
     home = Path(f"/var/tmp/govsoc-es-cluster-{base}")
