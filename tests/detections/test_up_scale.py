@@ -18,7 +18,8 @@ from detect_helpers import alert_map, auth_failure
 from engine_procs import GOVSOC, UpProc, wait_for
 
 from detections import DetectionState, Engine, leaders, load_pack, snooze
-from detections.service import demo_events
+from detections.packtests import events_for
+from detections.service import DEMO_RULES
 from soc_core.store import Selection, open_store
 
 LEASE_S = 3.0
@@ -55,6 +56,13 @@ def _burst(ip: str) -> list[dict]:
     return [auth_failure(i, ip=ip, t=t + i) for i in range(12)]
 
 
+def _scenario(pack, start_s: float, rules) -> list[dict]:
+    """The demo scenario's events of `rules`, the k-th of DEMO_RULES at start + 20 k s."""
+    by_id = pack.by_id()
+    return [d for k, rid in enumerate(DEMO_RULES) if rid in rules
+            for d in events_for(pack, by_id[rid], "positive", start_s + k * 20)]
+
+
 def _secadmin_token(up: UpProc, store_url: str) -> str:
     out = subprocess.run([GOVSOC, "token", "create", "--label", "analyst-tool",
                           "--role", "secadmin", "--department", "*", "--store", store_url],
@@ -69,6 +77,11 @@ def _secadmin_token(up: UpProc, store_url: str) -> str:
 def test_two_up_share_the_rules_honour_a_snooze_and_fail_over(up_store, tmp_path):
     store = up_store
     env = {"GOVSOC_MASTER_KEY": MASTER}
+    pack = load_pack(backends=[])
+    # the scenario before the engines start (an engine's first pass starts at the newest
+    # events, as `up` does), without the rule to be snoozed: its events come later
+    demo = _scenario(pack, time.time() - 900, set(DEMO_RULES) - {SNOOZED})
+    assert not store.write(demo, refresh=True).rejected
     a = UpProc(store, tmp_path / "a", lease_s=LEASE_S, **env)
     b = UpProc(store, tmp_path / "b", lease_s=LEASE_S, **env)
     procs = (a, b)
@@ -100,7 +113,9 @@ def test_two_up_share_the_rules_honour_a_snooze_and_fail_over(up_store, tmp_path
         assert r.status_code == 200, r.text
         snooze_until = r.json()["snooze"]["until"]
 
-        write(demo_events(load_pack(backends=[]), time.time() - 900) + _burst("198.51.100.10"))
+        # the snoozed rule's 48 s of events (k = 4: from 80 s after the start) inside the
+        # current window: after the last checkpoint minus a minute, before now - 5 s
+        write(_scenario(pack, time.time() - 135, {SNOOZED}) + _burst("198.51.100.10"))
         passes_after(_runs(store), leader)
         assert _holder_pid(store) == leader.proc.pid, diag()
         health = DetectionState.for_store(store).load()["health"]
