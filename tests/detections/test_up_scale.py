@@ -66,7 +66,7 @@ def _scenario(pack, start_s: float, rules) -> list[dict]:
 def _secadmin_token(up: UpProc, store_url: str) -> str:
     out = subprocess.run([GOVSOC, "token", "create", "--label", "analyst-tool",
                           "--role", "secadmin", "--department", "*", "--store", store_url],
-                         capture_output=True, text=True, timeout=120, env=up.env, cwd=up.home)
+                         capture_output=True, text=True, timeout=600, env=up.env, cwd=up.home)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
 
