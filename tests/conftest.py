@@ -103,11 +103,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """xdist work units (--dist loadgroup): a module's tests stay on one worker, so its
     module-scoped fixtures (replayed captures, apps, stores) are built once, as in a serial
     run; and every test using the namespace fleet goes to one worker, so one fleet is
-    brought up per run (a fleet per worker costs more than spreading its tests gains)."""
+    brought up per run (a fleet per worker costs more than spreading its tests gains); the
+    same for the tests on the private 3-node Elasticsearch cluster (`es_cluster`)."""
     for item in items:
-        uses_fleet = "fleet" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("fleet" if uses_fleet
-                                                else item.nodeid.split("::")[0]))
+        names = getattr(item, "fixturenames", ())
+        group = "fleet" if "fleet" in names else "es_cluster" if "es_cluster" in names \
+            else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session")
+def es_cluster():
+    """A private 3-node Elasticsearch cluster (es_cluster_helpers.Cluster), started once
+    for all the modules that use it and stopped at the end; GOVSOC_TEST_ES_CLUSTER_PORT
+    names the base port of one already running (`scripts/es-local cluster 3`), which
+    is then used and left running."""
+    from es_cluster_helpers import running_cluster, start_cluster
+
+    given = os.environ.get("GOVSOC_TEST_ES_CLUSTER_PORT")
+    if given:
+        yield running_cluster(int(given))
+        return
+    cluster = start_cluster()
+    yield cluster
+    cluster.es_local("stop")
 
 
 def unique_namespace() -> str:

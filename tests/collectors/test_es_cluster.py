@@ -1,4 +1,4 @@
-"""A 3-node Elasticsearch cluster (scripts/es-local cluster 3, private to this module)
+"""A 3-node Elasticsearch cluster (scripts/es-local cluster 3, the shared `es_cluster` fixture)
 loses a node to SIGKILL in the middle of a 200,000-event ingest by two collectors, each
 shipping through its own real Shipper and spool to the comma-separated list of node URLs;
 the node is restarted. Every event must be stored exactly once (count and ids)."""
@@ -7,57 +7,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from es_cluster_helpers import NODES
 
 from collectors.shipper import Shipper
 from soc_core import ecs
 from soc_core.store import Selection, open_store
 
-ROOT = Path(__file__).resolve().parents[2]
-NODES = 3
 PER_COLLECTOR = 100_000
 COLLECTORS = ("alpha", "beta")
 DATASET = "test.cluster"
-
-
-def _free_base(preferred: int = 9341) -> int:
-    """A base port whose NODES HTTP ports and transport ports (+100) are all free."""
-    for base in range(preferred, preferred + 60, NODES):
-        ports = [base + i for i in range(NODES)] + [base + 100 + i for i in range(NODES)]
-        if all(_is_free(p) for p in ports):
-            return base
-    raise AssertionError("no free ports for a private Elasticsearch cluster")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def _es_local(env: dict, *args: str) -> str:
-    out = subprocess.run([ROOT / "scripts" / "es-local", "cluster", *args], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, f"es-local cluster {' '.join(args)} failed:\n{out.stderr[-3000:]}"
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    base = _free_base()
-    home = Path(f"/var/tmp/govsoc-es-cluster-{base}")
-    env = {**os.environ, "ES_CLUSTER_PORT": str(base), "ES_CLUSTER_HOME": str(home),
-           "ES_HEAP": "512m", "ES_FRESH": "1"}
-    urls = _es_local(env, str(NODES))
-    assert urls.count(",") == NODES - 1, urls
-    yield urls, home, {k: v for k, v in env.items() if k != "ES_FRESH"}
-    _es_local(env, "stop")
 
 
 def _event(name: str, i: int) -> dict:
@@ -79,8 +43,8 @@ def _primary_node_pid(store, home: Path) -> tuple[int, str]:
 @pytest.mark.es
 # three JVMs starting (twice for one node) on a shared 2-core machine: minutes when busy
 @pytest.mark.timeout(1800)
-def test_node_killed_mid_ingest_every_event_once(cluster, tmp_path):
-    urls, home, env = cluster
+def test_node_killed_mid_ingest_every_event_once(es_cluster, tmp_path):
+    urls, home = es_cluster.urls, es_cluster.home
     ns = "t" + uuid.uuid4().hex[:10]
     store = open_store(urls, namespace=ns)
     assert store.replicas == 1
@@ -101,7 +65,7 @@ def test_node_killed_mid_ingest_every_event_once(cluster, tmp_path):
         os.kill(pid, signal.SIGKILL)
         state["killed"] = (node, delivered())
         time.sleep(5)
-        _es_local(env, str(NODES))  # starts the missing node only, waits for all three
+        es_cluster.es_local(str(NODES))  # starts the missing node only, waits for all three
         state["restarted_at"] = delivered()
 
     def produce(name: str) -> None:

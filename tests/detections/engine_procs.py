@@ -86,3 +86,42 @@ def wait_for(cond: Any, timeout: float, what: str, procs: tuple = ()) -> None:
             raise AssertionError(f"{what} did not happen within {timeout} s\n"
                                  f"{diag()}")
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UpProc:
+    """`govsoc up` (every service: agent, detection engine, API, ...) over a test's store,
+    with its own data directory and API port; its output goes to files under `home`.
+    The agent's host collector and heartbeats are slowed to once an hour so that what the
+    engines see is the test's events (plus one host snapshot at start)."""
+
+    def __init__(self, store: Any, home: Path, *, interval: int = 1,
+                 lease_s: float = 3.0, **extra: str) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = cli_env(
+            store, GOVSOC_STORE_URL=store.url, GOVSOC_DATA_DIR=str(home / "data"),
+            GOVSOC_DETECTIONS_INTERVAL=str(interval), GOVSOC_DETECTIONS_LEASE_S=str(lease_s),
+            GOVSOC_API_PORT=str(self.port), GOVSOC_API_HOST="127.0.0.1",
+            GOVSOC_API_INSECURE_HTTP="1", GOVSOC_COLLECTORS_HOST_INTERVAL="3600",
+            GOVSOC_AGENT_HEALTH_INTERVAL="3600", GOVSOC_COLLECTORS_LOGS_AUTH_PATHS="-",
+            GOVSOC_COLLECTORS_LOGS_SYSLOG_PATHS="-", GOVSOC_COLLECTORS_LOGS_AUDITD_PATHS="-",
+            **extra)
+        self.out = open(home / "out.txt", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([GOVSOC, "up"], stdout=self.out, stderr=subprocess.STDOUT,
+                                     env=self.env, cwd=home)
+
+    def text(self) -> str:
+        return (self.home / "out.txt").read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        EngineProc.stop(self)  # type: ignore[arg-type]
+        self.out.close()

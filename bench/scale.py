@@ -1,0 +1,325 @@
+"""Scale on a small machine: cost and correctness rather than speed (issue 17's benchmark).
+
+1. Ingest: the same events, through the same client (`open_store(...).write` in batches),
+   into a 1-node and then a 3-node Elasticsearch cluster started by this run
+   (scripts/es-local cluster, private ports and homes, stopped afterwards); events/s of each
+   and the ratio 3-node / 1-node. On one 2-core box the 3 nodes share the cores and each
+   write is also replicated (replicas 1), so the ratio shows the cost of redundancy, not
+   the gain of more machines.
+2. Leader failover: two `govsoc detect run` on one store (SQLite, and the 3-node cluster);
+   SIGKILL the leader; the time until the other says it leads, and until it has finished
+   a pass (lease `--lease` s).
+3. Agent CPU per host: bench/scale_agent.py's run() (1,000 extra processes, 10 s intervals;
+   target <= 2 % of a core).
+4. Live capture with 1 and then 2 workers (PACKET_FANOUT) at the same offered rate on a veth
+   pair (root): received, kernel drops, the workers' CPU time and CPU per packet.
+
+Prints every figure and the load average; asserts nothing.
+
+    .venv/bin/python bench/scale.py [--events 200000] [--lease 3] [--agent-span 30]
+                                    [--live-rate 20000] [--skip ingest,failover,agent,live]
+                                    [--urls-1 URL] [--urls-3 URL,URL,URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+ES_LOCAL = str(ROOT / "scripts" / "es-local")
+GOVSOC = str(Path(sys.executable).parent / "govsoc")
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- 1. ingest into 1 and 3 nodes -------------------------------------------------------
+class LocalCluster:
+    """scripts/es-local cluster N on its own ports and home; stopped on exit. With `urls`
+    (a cluster already running), that one is used and left running."""
+
+    def __init__(self, nodes: int, base: int, heap: str, urls: str = "") -> None:
+        self.urls = urls
+        self.home = tempfile.mkdtemp(prefix=f"govsoc-bench-es{nodes}-", dir="/var/tmp")
+        self.env = {**os.environ, "ES_CLUSTER_PORT": str(base), "ES_CLUSTER_HOME": self.home,
+                    "ES_HEAP": heap, "ES_FRESH": "1"}
+        self.nodes = nodes
+
+    def __enter__(self) -> str:
+        if self.urls:
+            return self.urls
+        t0 = time.monotonic()
+        out = subprocess.run([ES_LOCAL, "cluster", str(self.nodes)], env=self.env,
+                             capture_output=True, text=True)
+        if out.returncode:
+            self.__exit__()
+            sys.exit(f"{self.nodes}-node cluster did not start: {out.stderr[-2000:]}")
+        print(f"  {self.nodes}-node cluster up in {time.monotonic() - t0:.0f} s")
+        return out.stdout.strip().splitlines()[-1]
+
+    def __exit__(self, *_: Any) -> None:
+        if self.urls:
+            return
+        subprocess.run([ES_LOCAL, "cluster", "stop"], env=self.env, capture_output=True)
+        subprocess.run(["rm", "-rf", self.home])
+
+
+def make_events(n: int) -> list[dict[str, Any]]:
+    from soc_core import ecs
+
+    t0 = time.time() - 3600
+    return [ecs.make_event("bench.scale", t0 + i / 100, ("scale", i), {
+        "message": f"Failed password for root from 10.{i % 250}.{i // 250 % 250}.7 "
+                   f"port {40000 + i % 20000} ssh2",
+        "source": {"ip": f"10.{i % 250}.{i // 250 % 250}.7"}, "user": {"name": "root"},
+        "host": {"name": f"gov-web-{i % 300:03d}"}, "event": {"outcome": "failure"}})
+        for i in range(n)]
+
+
+def ingest(url: str, events: list[dict[str, Any]], batch: int) -> dict[str, float]:
+    from soc_core.store import Selection, open_store
+
+    with open_store(url, namespace="benchscale" + str(os.getpid())) as store:
+        store.write(events[:batch])  # templates and the data stream made before the clock
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for i in range(batch, len(events), batch):
+            res = store.write(events[i:i + batch])
+            assert not res.rejected, res.rejected[:1]
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        store.refresh()
+        stored = store.count(Selection(dataset="bench.scale"))
+        replicas = store.replicas
+        store.drop_all()  # a running cluster given with --urls-* keeps nothing of ours
+    n = len(events) - batch
+    return {"events_per_s": n / wall, "wall_s": wall, "client_cpu_s": cpu, "stored": stored,
+            "replicas": replicas}
+
+
+def bench_ingest(n: int, batch: int, heap: str, given: dict[int, str]) -> None:
+    events = make_events(n)
+    print(f"1. ingest: {n:,} events, batches of {batch:,}, one client ({load()})")
+    figures = {}
+    for nodes, base in ((1, 9471), (3, 9481)):
+        with LocalCluster(nodes, base, heap, given.get(nodes, "")) as url:
+            f = ingest(url, events, batch)
+        figures[nodes] = f
+        print(f"  {nodes} node(s): {f['events_per_s']:,.0f} events/s ({f['wall_s']:.1f} s, "
+              f"client CPU {f['client_cpu_s']:.1f} s, replicas {f['replicas']}, "
+              f"stored {f['stored']:,}) ({load()})")
+    print(f"  ratio 3-node / 1-node: {figures[3]['events_per_s'] / figures[1]['events_per_s']:.2f}"
+          " (same machine: more nodes share the same 2 cores and each event is written twice)")
+
+
+# -- 2. leader failover ---------------------------------------------------------------------
+class Engine:
+    """`govsoc detect run` with what it prints collected (stderr: leads/stands by; stdout:
+    one line a pass)."""
+
+    def __init__(self, url: str, env: dict[str, str], interval: float, lease: float) -> None:
+        self.proc = subprocess.Popen(
+            [GOVSOC, "detect", "run", "--interval", str(interval), "--store", url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **env, "GOVSOC_DETECTIONS_LEASE_S": str(lease)})
+        self.lines: list[tuple[float, str, str]] = []
+        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
+
+    def _read(self, name: str, stream: Any) -> None:
+        for line in stream:
+            self.lines.append((time.monotonic(), name, line.rstrip("\n")))
+
+    def leads_since(self) -> float | None:
+        changes = [(t, "leads" in ln) for t, s, ln in list(self.lines)
+                   if s == "err" and ln.startswith("engine ")]
+        return changes[-1][0] if changes and changes[-1][1] else None
+
+    def pass_after(self, t0: float) -> float | None:
+        return next((t for t, s, ln in list(self.lines)
+                     if s == "out" and " rules, " in ln and t > t0), None)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _until(cond: Any, timeout: float) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    return None
+
+
+def _one_failover(url: str, env: dict[str, str], lease: float) -> tuple[float, float] | None:
+    """(SIGKILL -> the other leads, SIGKILL -> its first pass finished), seconds."""
+    a, b = Engine(url, env, 1.0, lease), Engine(url, env, 1.0, lease)
+    try:
+        leader = _until(lambda: next((e for e in (a, b) if e.leads_since()), None), 300)
+        if leader is None:
+            return None
+        other = b if leader is a else a
+        _until(lambda: leader.pass_after(0), 120)
+        leader.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        leader.proc.wait()
+        took = _until(lambda: other.leads_since(), 120)
+        done = _until(lambda: other.pass_after(took), 120) if took else None
+        return (took - killed, done - killed) if took and done else None
+    finally:
+        a.stop()
+        b.stop()
+
+
+def failover(label: str, url: str, env: dict[str, str], lease: float, rounds: int) -> None:
+    got = [_one_failover(url, env, lease) for _ in range(rounds)]
+    if None in got:
+        print(f"  {label}: a round had no leader or no takeover within the bounds")
+    got = [g for g in got if g]
+    print(f"  {label}: lease {lease:g} s; SIGKILL -> the other leads "
+          f"{', '.join(f'{x:.1f}' for x, _ in got)} s; -> its first pass finished "
+          f"{', '.join(f'{y:.1f}' for _, y in got)} s ({load()})")
+
+
+def bench_failover(lease: float, rounds: int, heap: str, three: str) -> None:
+    print(f"2. leader failover: two `govsoc detect run`, interval 1 s ({load()})")
+    with tempfile.TemporaryDirectory() as tmp:
+        failover("SQLite", f"sqlite:///{tmp}/failover.db", {}, lease, rounds)
+    with LocalCluster(3, 9481, heap, three) as url:
+        ns = f"benchfail{os.getpid()}"
+        failover("3-node ES cluster", url, {"GOVSOC_ES_NAMESPACE": ns}, lease, rounds)
+        from soc_core.store import open_store
+
+        with open_store(url, namespace=ns) as store:
+            store.drop_all()
+
+
+# -- 3. agent CPU per host ------------------------------------------------------------------
+def bench_agent(span: float) -> None:
+    import scale_agent
+
+    print(f"3. agent CPU per host, 1,000 extra processes, 10 s intervals ({load()})")
+    r = scale_agent.run(procs=1000, span=span, warmup=15.0, reference=True)
+    print(f"  agent: {r['agent_cpu_pct']} % of a core over {r['loaded']['wall_s']} s "
+          f"({r['host_processes']} processes on the host; target <= {r['target_pct']} %: "
+          f"{'met' if r['met'] else 'MISSED'}); without the extra processes "
+          f"{r.get('reference_cpu_pct')} % -> ratio {r.get('ratio_to_reference', 'n/a')} "
+          f"({load()})")
+
+
+# -- 4. live capture, 1 vs 2 workers ---------------------------------------------------------
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def live_once(pcap: Path, workers: int, rate: float) -> dict[str, Any]:
+    from packet import SENDER
+
+    from collectors.packet.vethpair import veth_pair
+    from collectors.packet.workers import capture_workers
+
+    def make_sink(_i: int):
+        n = [0]
+
+        def sink(_e: dict) -> None:
+            n[0] += 1
+        return sink, lambda: n[0]
+
+    with veth_pair("gs") as (ns_a, ns_b, va, vb):
+        stop, ready, result = threading.Event(), threading.Event(), {}
+
+        def run() -> None:
+            result["out"] = capture_workers(vb, None, workers, stop, make_sink, netns=ns_b,
+                                            ready=ready)
+        cap = threading.Thread(target=run)
+        cpu0 = _children_cpu()
+        cap.start()
+        ready.wait(60)
+        sent = subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER,
+                               str(pcap), va, str(rate)], capture_output=True, text=True,
+                              check=True).stdout.split()
+        cpu1 = _children_cpu()  # the sender, reaped; the workers still run
+        time.sleep(3)  # let the workers drain their sockets
+        stop.set()
+        cap.join()
+        workers_cpu = _children_cpu() - cpu1
+    stats = [s for s, _ in result["out"]]
+    received = sum(s.packets for s in stats)
+    return {"sent": int(sent[0]), "offered_pps": int(sent[0]) / float(sent[1]),
+            "received": received, "per_worker": [s.packets for s in stats],
+            "drops": [s.kernel_drops for s in stats], "events": sum(e for _, e in result["out"]),
+            "cpu_s": workers_cpu, "sender_cpu_s": cpu1 - cpu0,
+            "us_per_packet": 1e6 * workers_cpu / max(received, 1)}
+
+
+def bench_live(packets: int, rate: float) -> None:
+    from packet import make_capture
+
+    print(f"4. live capture on a veth pair, {packets:,} packets offered at {rate:,.0f}/s "
+          f"({load()})")
+    if os.geteuid() != 0:
+        print("  skipped: needs root (network namespaces)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "scale.pcap"
+        make_capture(pcap, packets)
+        for workers in (1, 2):
+            r = live_once(pcap, workers, rate)
+            print(f"  {workers} worker(s): sent {r['sent']:,} at {r['offered_pps']:,.0f}/s; "
+                  f"received {r['received']:,} (per worker {r['per_worker']}), kernel drops "
+                  f"{r['drops']} (total {sum(r['drops']):,}); {r['events']:,} events; "
+                  f"workers' CPU {r['cpu_s']:.2f} s = {r['us_per_packet']:.1f} µs/packet "
+                  f"({load()})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--heap", default="512m", help="heap of each Elasticsearch node")
+    ap.add_argument("--lease", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=2, help="failovers measured per store")
+    ap.add_argument("--agent-span", type=float, default=30.0)
+    ap.add_argument("--live-packets", type=int, default=200_000)
+    ap.add_argument("--live-rate", type=float, default=20_000)
+    ap.add_argument("--urls-1", default="", help="a running 1-node cluster to use (default: "
+                    "start one)")
+    ap.add_argument("--urls-3", default="", help="a running 3-node cluster (comma-separated "
+                    "node URLs) to use (default: start one)")
+    ap.add_argument("--skip", default="", help="comma list of: ingest,failover,agent,live")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    t0 = time.monotonic()
+    print(f"bench/scale.py on {os.cpu_count()} cores ({load()})")
+    if "ingest" not in skip:
+        bench_ingest(a.events, a.batch, a.heap, {1: a.urls_1, 3: a.urls_3})
+    if "failover" not in skip:
+        bench_failover(a.lease, a.rounds, a.heap, a.urls_3)
+    if "agent" not in skip:
+        bench_agent(a.agent_span)
+    if "live" not in skip:
+        bench_live(a.live_packets, a.live_rate)
+    print(f"done in {time.monotonic() - t0:.0f} s ({load()})")
+
+
+if __name__ == "__main__":
+    main()
