@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -182,7 +183,15 @@ def tshark_error(lines: str | None) -> str:
 
 def _trees(path: str, display_filter: str | None, limits: Limits, out: Dissection
            ) -> list[dict[str, Any]]:
-    """The packets' trees through pyshark, at most `limits.packets`, within the time limit."""
+    """The packets' trees through pyshark, at most `limits.packets`, within the time limit,
+    in a thread of their own: the caller's thread may already run an event loop (an async
+    server, a browser driver), and a thread runs one loop at a time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_trees_in_thread, path, display_filter, limits, out).result()
+
+
+def _trees_in_thread(path: str, display_filter: str | None, limits: Limits, out: Dissection
+                     ) -> list[dict[str, Any]]:
     tree_capture, stop_capture, crash = _pyshark()
     got: list[dict[str, Any]] = []
 

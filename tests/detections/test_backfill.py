@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,11 @@ def test_evidence_from_years_ago_is_examined_once(store, pack, capture_events):
     assert store.write(capture_events, refresh=True).written == 41
     assert _engine(store, pack).run_once(now=NOW + 60).unexamined is None  # without backfill
 
-    reads: list[tuple[int, int]] = []
+    reads: list[str] = []
 
     class Counting(Engine):
         def _fetch(self, rule, start, end):
-            reads.append((start, end))
+            reads.append(rule.id)
             return super()._fetch(rule, start, end)
 
     summary = Counting(store, pack, settings=Settings(delay_ms=0)).run_once(
@@ -111,11 +112,11 @@ def test_over_the_bound_nothing_extra_runs_and_the_since_is_given(store, pack,
 def test_a_noisy_backfill_reads_only_the_slices_with_events(store, pack):
     """Too many matches at once: the decade is run slice by slice (an hour each) and the
     empty slices are skipped, not queried one by one (that would be ~96,000 reads)."""
-    reads: list[tuple[int, int]] = []
+    reads: list[str] = []
 
     class Counting(Engine):
         def _fetch(self, rule, start, end):
-            reads.append((start, end))
+            reads.append(rule.id)
             return super()._fetch(rule, start, end)
 
     _engine(store, pack).run_once(now=NOW)
@@ -126,7 +127,9 @@ def test_a_noisy_backfill_reads_only_the_slices_with_events(store, pack):
         now=NOW + 60, backfill=True)
     assert summary.unexamined.events == 60 and not summary.errors
     assert alerts_by_rule(store)[BRUTE] == 2
-    assert len(reads) < 100, len(reads)
+    # per rule, not in all: the pack grows; slice by slice would be thousands for one rule
+    per_rule = Counter(reads).most_common(3)
+    assert per_rule[0][1] < 20, per_rule
 
 
 def test_detect_run_once_after_a_capture_import(tmp_path, shared_dir):

@@ -155,7 +155,8 @@ def scenario(fleet, hosts, tmp_path_factory):
         assert not store.write(list(events), refresh=True).rejected
 
         # 6. CPU measured inside each host (its PID namespace), host 2 kept busy
-        fleet.ssh(h2.name, "nohup timeout 4 sh -c 'while :; do :; done' >/dev/null 2>&1 &")
+        # long enough for a loaded machine's slow ssh round trips; stopped once measured
+        fleet.ssh(h2.name, "nohup timeout 120 sh -c 'while :; do :; done' >/dev/null 2>&1 &")
         now = time.time()
         metrics = []
         for i in range(2):
@@ -164,6 +165,7 @@ def scenario(fleet, hosts, tmp_path_factory):
                 metrics.append(ecs.make_event("system.cpu", now - 60 + i, (h.name, i), {
                     "host": {"name": h.name, "cpu": {"usage": round(used, 4)}}},
                     kind="metric"))
+        fleet.ssh(h2.name, "pkill -f 'while [:]; do' || true")  # [:]: not this shell
         assert not store.write(metrics, refresh=True).rejected
         out["cpu"] = {m["host"]["name"]: m["host"]["cpu"]["usage"] for m in metrics}
         yield out
