@@ -107,7 +107,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     same for the tests on the private 3-node Elasticsearch cluster (`es_cluster`)."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        group = "fleet" if "fleet" in names else "es_cluster" if "es_cluster" in names \
+        # a test may reach the cluster through request.getfixturevalue: its es_cluster mark
+        # says so, since two workers starting clusters at once collide on ports and data
+        cluster = "es_cluster" in names or item.get_closest_marker("es_cluster") is not None
+        group = "fleet" if "fleet" in names else "es_cluster" if cluster \
             else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
 

@@ -44,11 +44,11 @@ def test_evidence_from_years_ago_is_examined_once(store, pack, capture_events):
     assert store.write(capture_events, refresh=True).written == 41
     assert _engine(store, pack).run_once(now=NOW + 60).unexamined is None  # without backfill
 
-    reads: list[str] = []
+    reads: list[tuple[int, int]] = []
 
     class Counting(Engine):
         def _fetch(self, rule, start, end):
-            reads.append(rule.id)
+            reads.append((start, end))
             return super()._fetch(rule, start, end)
 
     summary = Counting(store, pack, settings=Settings(delay_ms=0)).run_once(

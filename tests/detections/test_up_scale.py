@@ -7,6 +7,7 @@ The alerts are exactly those of one engine over the same events with the same sn
 
 from __future__ import annotations
 
+import secrets
 import signal
 import subprocess
 import time
@@ -25,10 +26,11 @@ from soc_core.store import Selection, open_store
 LEASE_S = 3.0
 BRUTE = "5e0c1a10-0003-4000-8000-000000000003"  # SSH brute force: the bursts below
 SNOOZED = "5e0c1a10-0202-4000-8000-000000000202"  # DNS tunnelling: in the demo events
-MASTER = "up-scale-test-master-secret-" + "x" * 16
+MASTER = secrets.token_urlsafe(32)  # the keystore master key, made per run
 
 
-@pytest.fixture(params=["sqlite", pytest.param("cluster", marks=pytest.mark.es)])
+@pytest.fixture(params=["sqlite", pytest.param("cluster", marks=[pytest.mark.es,
+                                                                  pytest.mark.es_cluster])])
 def up_store(request, tmp_path):
     if request.param == "sqlite":
         store = open_store(f"sqlite:///{tmp_path}/govsoc.db")
