@@ -187,7 +187,7 @@ def _change(request: Request, action: str, alert_id: str, change: workflow.Chang
     ctx = request.app.state.ctx
     try:  # a StoreError becomes the app's 503
         doc = workflow.apply(ctx.store, alert_id, change, by=request.state.principal.name,
-                             visible=_visible(request), refresh=False)  # see selection()
+                             visible=_visible(request))
     except workflow.AlertNotFound:
         raise HTTPException(404, "no such alert") from None
     except AlertError as exc:

@@ -48,12 +48,6 @@ def selection(request: Request, family: str, text: str | None, dataset: str | No
               first: list[q.Node] | None = None) -> Selection:
     """The caller's selection, scoped to `principal` (default: the caller's; a narrower
     one for a department filter); `first`: filters checked before the scope (cheapest)."""
-    if family == "alerts":
-        # alert changes through the API are written without a refresh (a refresh per change
-        # was most of a transition's time on Elasticsearch); an alert search refreshes the
-        # alerts index first, so it sees every change answered before it, from any worker
-        # or server, and a burst of changes costs one refresh. Cheap when nothing changed.
-        store_call(request.app.state.ctx.store.refresh, "alerts")
     try:
         parsed = q.parse(text) if text and text.strip() != "*" else None  # "*": all
         query = tenancy.scope(principal or request.state.principal, parsed)

@@ -293,9 +293,8 @@ class EventStore(abc.ABC):
         """Delete documents by id; returns how many existed."""
 
     @abc.abstractmethod
-    def refresh(self, family: str | None = None) -> None:
-        """Make every write so far (to `family` only, when given) visible to searches (a
-        no-op where it always is)."""
+    def refresh(self) -> None:
+        """Make every write so far visible to reads (a no-op where it always is)."""
 
     # -- reads -------------------------------------------------------------------
     @abc.abstractmethod

@@ -376,16 +376,8 @@ class ElasticStore(EventStore):
                           filter_path="items.*.status")
         return sum(1 for it in resp.get("items", []) if next(iter(it.values()))["status"] == 200)
 
-    def refresh(self, family: str | None = None) -> None:
-        # one family's indices only when asked: a refresh of everything also refreshes the
-        # event streams, whose pending writes make it cost far more
-        if family is None:
-            index = self._all_indices()
-        elif family in _STREAM_FAMILIES:
-            index = f"{_STREAM_FAMILIES[family]}-govsoc.*-{self.namespace}"
-        else:
-            index = self.index_for(family, "")
-        self._call(self.es.indices.refresh, index=index,
+    def refresh(self) -> None:
+        self._call(self.es.indices.refresh, index=self._all_indices(),
                    ignore_unavailable=True, allow_no_indices=True)
 
     def _all_indices(self) -> str:

@@ -336,7 +336,7 @@ class SqliteStore(EventStore):
                                        (family, *chunk)).rowcount
         return n
 
-    def refresh(self, family: str | None = None) -> None:
+    def refresh(self) -> None:
         """Writes are visible when their transaction commits."""
 
     # -- reads -------------------------------------------------------------------
