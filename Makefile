@@ -36,8 +36,10 @@ run: venv
 # The suite mostly waits (Elasticsearch, SSH to the fleet, subprocesses), so it runs on
 # more xdist workers than cores; loadgroup keeps the fleet tests on one worker (tests/conftest.py).
 PYTEST_XDIST ?= -n 3 --dist loadgroup
+# the slowest tests in every run's output, so the suite's time can be kept in view
+PYTEST_DURATIONS ?= --durations=25
 test: sysdeps es wheel-venv
-	GOVSOC_TEST_INSTALL=wheel $(WBIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
+	GOVSOC_TEST_INSTALL=wheel $(WBIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_DURATIONS) $(PYTEST_ARGS)
 
 bench: sysdeps venv es
 	$(BIN)/python bench/ingest.py
