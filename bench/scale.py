@@ -1,9 +1,10 @@
 """Scale on a small machine: cost and correctness rather than speed (issue 17's benchmark).
 
 1. Ingest: the same events, through the same client (`open_store(...).write` in batches),
-   into a 1-node and then a 3-node Elasticsearch cluster started by this run
-   (scripts/es-local cluster, private ports and homes, stopped afterwards); events/s of each
-   and the ratio 3-node / 1-node. On one 2-core box the 3 nodes share the cores and each
+   into a 1-node and a 3-node Elasticsearch cluster started by this run (scripts/es-local
+   cluster, private ports and homes, stopped afterwards), both running, each batch written
+   to one and then the other (the order alternating); events/s of each and the ratio
+   3-node / 1-node. On one 2-core box the 3 nodes share the cores and each
    write is also replicated (replicas 1), so the ratio shows the cost of redundancy, not
    the gain of more machines.
 2. Leader failover: two `govsoc detect run` on one store (SQLite, and the 3-node cluster);
@@ -89,38 +90,53 @@ def make_events(n: int) -> list[dict[str, Any]]:
         for i in range(n)]
 
 
-def ingest(url: str, events: list[dict[str, Any]], batch: int) -> dict[str, float]:
+def ingest(urls: dict[int, str], events: list[dict[str, Any]], batch: int
+           ) -> dict[int, dict[str, float]]:
+    """The same batches into each cluster, interleaved (1-node, 3-node; then 3-node, 1-node;
+    ...), so a change of load on this shared machine hits both sides alike."""
+    from contextlib import ExitStack
+
     from soc_core.store import Selection, open_store
 
-    with open_store(url, namespace="benchscale" + str(os.getpid())) as store:
-        store.write(events[:batch])  # templates and the data stream made before the clock
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        for i in range(batch, len(events), batch):
-            res = store.write(events[i:i + batch])
-            assert not res.rejected, res.rejected[:1]
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        store.refresh()
-        stored = store.count(Selection(dataset="bench.scale"))
-        replicas = store.replicas
-        store.drop_all()  # a running cluster given with --urls-* keeps nothing of ours
-    n = len(events) - batch
-    return {"events_per_s": n / wall, "wall_s": wall, "client_cpu_s": cpu, "stored": stored,
-            "replicas": replicas}
+    with ExitStack() as stack:
+        stores = {n: stack.enter_context(open_store(u, namespace="benchscale" + str(os.getpid())))
+                  for n, u in urls.items()}
+        for store in stores.values():  # templates and the data stream made before the clock
+            store.write(events[:batch])
+        wall = {n: 0.0 for n in stores}
+        cpu = {n: 0.0 for n in stores}
+        order = sorted(stores)
+        for k, i in enumerate(range(batch, len(events), batch)):
+            for n in (order if k % 2 == 0 else order[::-1]):
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                res = stores[n].write(events[i:i + batch])
+                wall[n] += time.perf_counter() - wall0
+                cpu[n] += time.process_time() - cpu0
+                assert not res.rejected, res.rejected[:1]
+        figures = {}
+        for n, store in stores.items():
+            store.refresh()
+            figures[n] = {"events_per_s": (len(events) - batch) / wall[n], "wall_s": wall[n],
+                          "client_cpu_s": cpu[n], "replicas": store.replicas,
+                          "stored": store.count(Selection(dataset="bench.scale"))}
+            store.drop_all()  # a running cluster given with --urls-* keeps nothing of ours
+    return figures
 
 
 def bench_ingest(n: int, batch: int, heap: str, given: dict[int, str]) -> None:
     events = make_events(n)
-    print(f"1. ingest: {n:,} events, batches of {batch:,}, one client ({load()})")
-    figures = {}
-    for nodes, base in ((1, 9471), (3, 9481)):
-        with LocalCluster(nodes, base, heap, given.get(nodes, "")) as url:
-            f = ingest(url, events, batch)
-        figures[nodes] = f
+    print(f"1. ingest: {n:,} events, batches of {batch:,}, one client, the two clusters "
+          f"written in turn ({load()})")
+    with LocalCluster(1, 9471, heap, given.get(1, "")) as url1, \
+            LocalCluster(3, 9481, heap, given.get(3, "")) as url3:
+        figures = ingest({1: url1, 3: url3}, events, batch)
+    for nodes, f in figures.items():
         print(f"  {nodes} node(s): {f['events_per_s']:,.0f} events/s ({f['wall_s']:.1f} s, "
               f"client CPU {f['client_cpu_s']:.1f} s, replicas {f['replicas']}, "
-              f"stored {f['stored']:,}) ({load()})")
+              f"stored {f['stored']:,})")
     print(f"  ratio 3-node / 1-node: {figures[3]['events_per_s'] / figures[1]['events_per_s']:.2f}"
-          " (same machine: more nodes share the same 2 cores and each event is written twice)")
+          f" (same machine: more nodes share the same 2 cores and each event is written twice)"
+          f" ({load()})")
 
 
 # -- 2. leader failover ---------------------------------------------------------------------
