@@ -11,10 +11,12 @@ ASGI guard without the gate and the audit trail. Rounds alternate between the tw
 
     python bench/api.py [--store sqlite|es|both] [--seconds 8] [--rounds 3]
                         [--alerts yes|no|only] [--es-url URL] [--rebuild]
+                        [--alert-events N] [--alert-count N] [--samples N]
 
 The alert figures (GET /alerts and transitions over 1,000,000 events, 10,000 alerts) are
 the section in `bench/api_alerts.py`, run after these (`--alerts only`: just that section;
-`--es-url`: an existing node for it instead of its own cached one).
+`--es-url`: an existing node for it instead of its own cached one; `--alert-events`,
+`--alert-count`, `--samples`: a smaller data set and fewer requests, for a short run).
 """
 
 from __future__ import annotations
@@ -236,11 +238,18 @@ def main() -> None:
     ap.add_argument("--alerts", choices=["yes", "no", "only"], default="yes")
     ap.add_argument("--es-url", default=None, help="alert section: use this node")
     ap.add_argument("--rebuild", action="store_true", help="alert section: rewrite the data")
+    ap.add_argument("--alert-events", type=int, default=1_000_000,
+                    help="alert section: events in the data set (a short run: fewer)")
+    ap.add_argument("--alert-count", type=int, default=10_000,
+                    help="alert section: alerts in the data set")
+    ap.add_argument("--samples", type=int, default=200,
+                    help="alert section: requests of each kind")
     args = ap.parse_args()
+    sizes = dict(events=args.alert_events, alerts=args.alert_count, samples=args.samples)
     if args.alerts == "only":
         import api_alerts
 
-        api_alerts.run(args.store, es_url=args.es_url, rebuild=args.rebuild)
+        api_alerts.run(args.store, es_url=args.es_url, rebuild=args.rebuild, **sizes)
         return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed (Debian package wrk; `make bench` installs it)")
@@ -256,7 +265,7 @@ def main() -> None:
     if args.alerts == "yes":
         import api_alerts
 
-        api_alerts.run(args.store, es_url=args.es_url, rebuild=args.rebuild)
+        api_alerts.run(args.store, es_url=args.es_url, rebuild=args.rebuild, **sizes)
 
 
 if __name__ == "__main__":

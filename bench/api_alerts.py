@@ -11,7 +11,9 @@ transition. Transitions alternate acknowledge / reopen, so the data set is uncha
 
 The data set (1,000,000 events, 10,000 alerts, 10 departments) is written in bulk once
 and kept: a SQLite file and an Elasticsearch node home under /var/tmp, reused while their
-marker document says they hold this data set (`--rebuild` writes them again).
+marker document says they hold this data set (`--rebuild` writes them again). A smaller
+set for a short run (`--alert-events`, `--alert-count`, `--samples`) is kept apart (its
+own SQLite file and ES namespace), so it never replaces the full one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ EVENTS = 1_000_000
 ALERTS = 10_000
 DEPARTMENTS = [f"d{i}" for i in range(10)]
 MARKER = "bench-alerts-dataset"
-VERSION = f"v1-{EVENTS}-{ALERTS}"
 CACHE = Path(os.environ.get("GOVSOC_BENCH_CACHE", "/var/tmp/govsoc-bench-alerts"))
 BASE = 1_790_000_000  # 2026-09-21, fixed: the same data set every run
 SAMPLES = 200
@@ -50,13 +51,13 @@ def _docs(start: int, n: int):
                "message": f"Failed password for u{i % 97} port {i % 60000}"}
 
 
-def _alerts():
+def _alerts(events: int = EVENTS, alerts: int = ALERTS):
     from soc_core import ecs
 
-    step = EVENTS // ALERTS
+    step = events // alerts
     statuses = ["open", "open", "open", "acknowledged", "closed", "closed", "closed",
                 "closed", "closed", "closed"]  # 30 % open
-    for a in range(ALERTS):
+    for a in range(alerts):
         i = a * step
         dept = DEPARTMENTS[a % len(DEPARTMENTS)]
         t = ecs.format_time(ecs.parse_time(BASE + i * 0.6))
@@ -76,32 +77,33 @@ def _alerts():
                    "notes": [], "history": [], "created": t}}}
 
 
-def ensure_dataset(store, rebuild: bool) -> str:
+def ensure_dataset(store, rebuild: bool, events: int = EVENTS, alerts: int = ALERTS) -> str:
     """Write the data set unless the store already holds it; returns what was done."""
     from soc_core import ecs
     from soc_core.store import Selection
 
+    version = f"v1-{events}-{alerts}"
     mark = store.get("state", MARKER)
-    if mark and mark.get("govsoc", {}).get("bench") == VERSION and not rebuild:
+    if mark and mark.get("govsoc", {}).get("bench") == version and not rebuild:
         return "reused"
     t0 = time.perf_counter()
     batch = 10_000
-    for start in range(0, EVENTS, batch):
-        res = store.write(_docs(start, batch))
+    for start in range(0, events, batch):
+        res = store.write(_docs(start, min(batch, events - start)))
         if res.rejected:
             sys.exit(f"bench data rejected: {res.rejected[0].reason}")
         if start % 200_000 == 0:
-            print(f"    events {start:>9,} / {EVENTS:,}  {time.perf_counter() - t0:5.0f} s",
+            print(f"    events {start:>9,} / {events:,}  {time.perf_counter() - t0:5.0f} s",
                   flush=True)
-    store.write(_alerts())
+    store.write(_alerts(events, alerts))
     store.refresh()
     store.optimize()
     n = store.count(Selection(family="alerts"))
-    if n != ALERTS:
-        sys.exit(f"bench data set: {n} alerts stored, {ALERTS} expected")
+    if n != alerts:
+        sys.exit(f"bench data set: {n} alerts stored, {alerts} expected")
     store.write([{"@timestamp": ecs.format_time(ecs.parse_time(BASE)),
                   "event": {"kind": "state", "id": MARKER, "dataset": "govsoc.state.bench"},
-                  "govsoc": {"bench": VERSION}}], refresh=True)
+                  "govsoc": {"bench": version}}], refresh=True)
     return f"written in {time.perf_counter() - t0:.0f} s"
 
 
@@ -110,7 +112,8 @@ def p95(values: list[float]) -> float:
 
 
 def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
-            es_namespace: str = "benchalerts") -> None:
+            es_namespace: str = "benchalerts", events: int = EVENTS, alerts: int = ALERTS,
+            samples: int = SAMPLES) -> None:
     import httpx
     from api import start, stop, write_config
 
@@ -123,8 +126,8 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
     write_config(folder, store_url, es_namespace)
     cfg = load_config()
     store = open_store(cfg.store_url, departments=[])
-    print(f"[{label}] data set: {EVENTS:,} events, {ALERTS:,} alerts: "
-          f"{ensure_dataset(store, rebuild)}", flush=True)
+    print(f"[{label}] data set: {events:,} events, {alerts:,} alerts: "
+          f"{ensure_dataset(store, rebuild, events, alerts)}", flush=True)
     dept = DEPARTMENTS[3]
     _, token = Identity.from_config(cfg, store).create_token(
         "bench-analyst", roles_=["analyst"], departments=[dept], created_by="bench")
@@ -147,7 +150,7 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
                 sys.exit(f"GET /alerts answered {first.status_code}: {first.text[:300]}")
             ids = [d["event"]["id"] for d in first.json()["items"]]
             api_list, ref_list = [], []
-            for _ in range(SAMPLES):  # alternate, so both see the same machine state
+            for _ in range(samples):  # alternate, so both see the same machine state
                 t0 = time.perf_counter()
                 r = http.get("/alerts", params=params)
                 t1 = time.perf_counter()
@@ -158,7 +161,7 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
                 api_list.append((t1 - t0) * 1000)
                 ref_list.append((t2 - t1) * 1000)
             api_tr, ref_tr = [], []
-            for i in range(SAMPLES // 2):
+            for i in range(samples // 2):
                 aid = ids[i % len(ids)]
                 for status in ("acknowledged", "open"):
                     t0 = time.perf_counter()
@@ -200,20 +203,29 @@ def es_node(port: int) -> tuple[str, list[str]]:
 
 
 def run(stores: str, *, es_url: str | None = None, es_port: int = 9272,
-        rebuild: bool = False) -> None:
+        rebuild: bool = False, events: int = EVENTS, alerts: int = ALERTS,
+        samples: int = SAMPLES) -> None:
+    if alerts > events or events % alerts or alerts * 3 // 100 < 50:
+        sys.exit("--alert-count must divide --alert-events and be at least 1,670 "
+                 "(a department's 50 newest open alerts: 3 % of them)")
     print(f"alerts: load average {os.getloadavg()[0]:.1f} (1 min), "
           f"{os.cpu_count()} CPUs", flush=True)
+    # a smaller data set lives apart from the full one (file, namespace), never over it
+    full = (events, alerts) == (EVENTS, ALERTS)
+    tag = "" if full else f"-{events}-{alerts}"
+    size = dict(events=events, alerts=alerts, samples=samples,
+                es_namespace="benchalerts" if full else f"benchalerts{events}x{alerts}")
     if stores in ("sqlite", "both"):
         CACHE.mkdir(parents=True, exist_ok=True)
-        measure("sqlite", f"sqlite:///{CACHE}/alerts.db", CACHE / "run-sqlite",
-                rebuild=rebuild)
+        measure("sqlite", f"sqlite:///{CACHE}/alerts{tag}.db", CACHE / f"run-sqlite{tag}",
+                rebuild=rebuild, **size)
     if stores in ("es", "both"):
         if es_url:
-            measure("elasticsearch", es_url, CACHE / "run-es", rebuild=rebuild)
+            measure("elasticsearch", es_url, CACHE / f"run-es{tag}", rebuild=rebuild, **size)
         else:
             url, stop_cmd = es_node(es_port)
             try:
-                measure("elasticsearch", url, CACHE / "run-es", rebuild=rebuild)
+                measure("elasticsearch", url, CACHE / f"run-es{tag}", rebuild=rebuild, **size)
             finally:
                 subprocess.run(stop_cmd, capture_output=True,
                                env={**os.environ, "ES_PORT": str(es_port),

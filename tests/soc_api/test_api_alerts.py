@@ -240,3 +240,47 @@ def test_crash_in_the_middle_of_a_bulk_change(api):
         assert [(e["to"], e["reason"], e["note"], e["by"]) for e in entries] == [
             ("closed", "true_positive", "campaign", "crasher")]
     assert not list(store.scan(Selection(family="state", dataset="govsoc.state.alert_bulk")))
+
+
+def test_a_change_is_listed_at_once_by_any_worker(api):
+    """Read-your-writes: once a change is answered, the list, count and aggregate of the
+    same worker and of another worker (its own store connection) show the new state, never
+    the old one. On Elasticsearch a search sees only refreshed documents (every second by
+    default), so each change is asked for and listed at once, several times in a row."""
+    seed(api.ctx.store, n=3)
+    client2, ctx2 = _second_worker(api)
+    h = api.token("analyst", departments=["wjw"])
+    ids = [f"al-wjw-{i}" for i in range(3)]
+
+    def listed(client: TestClient, **params: str) -> list[str]:
+        return sorted(_ids(client.get("/alerts", params=params, headers=h)))
+
+    try:
+        for round_ in range(2):
+            for n, aid in enumerate(ids):
+                writer, reader = (api.client, client2) if n % 2 else (client2, api.client)
+                r = writer.post(f"/alerts/{aid}/transition", json={"status": "acknowledged"},
+                                headers=h)
+                assert r.status_code == 200, r.text
+                done = ids[:n + 1]
+                for client in (reader, writer):
+                    assert listed(client, status="acknowledged") == done
+                    assert listed(client, status="open") == ids[n + 1:]
+                    assert client.get("/alerts/count", params={"status": "open"},
+                                      headers=h).json() == {"count": len(ids) - n - 1}
+                agg = reader.get("/alerts/aggregate", params={"field": "status"},
+                                 headers=h).json()["items"]
+                assert {a["value"]: a["count"] for a in agg} == \
+                    {k: v for k, v in (("acknowledged", n + 1),
+                                       ("open", len(ids) - n - 1)) if v}
+                assigned = f"zhao{round_}{n}"
+                assert writer.post(f"/alerts/{aid}/assign", json={"assignee": assigned},
+                                   headers=h).status_code == 200
+                assert listed(reader, assignee=assigned) == [aid]
+            for aid in ids:  # reopen: the next round starts where this one did
+                assert api.client.post(f"/alerts/{aid}/transition", json={"status": "open"},
+                                       headers=h).status_code == 200
+                assert aid in listed(client2, status="open")
+    finally:
+        close_context_keep_store(ctx2)
+        ctx2.store.close()
