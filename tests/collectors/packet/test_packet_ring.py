@@ -211,7 +211,7 @@ def test_ring_writer_keeps_every_frame_in_order(tmp_path, monkeypatch):
     flows = [_Flow() for _ in range(7)]
     sent = []
     for i in range(3000):
-        n = 14 + (i * 37) % 1500 if i % 500 else 70_000 + i  # some past the 64 KiB buffer
+        n = 14 + (i * 37) % 1500 if i % 500 else ring_mod.BUFFER + i  # some past the buffer
         frame = bytes([i & 0xFF]) * n
         us = 1_700_000_000_000_000 + i * 1000 + (1 << 32) * (i // 1000)  # high word moves
         flow = flows[i % 7] if i % 11 else None
@@ -221,7 +221,8 @@ def test_ring_writer_keeps_every_frame_in_order(tmp_path, monkeypatch):
     blocks = _ring_blocks(tmp_path)
     assert [(us, d) for _, _, _, us, d in blocks] == [(us, d) for us, d, _ in sent]
     assert len({name for name, *_ in blocks}) >= 3  # rotated
-    assert all(p.stat().st_size <= cfg.file_bytes + 80_000 for p in tmp_path.iterdir())
+    assert all(p.stat().st_size <= cfg.file_bytes + ring_mod.BUFFER + 3000
+               for p in tmp_path.iterdir())
     assert ring.written == 3000 and ring.bytes == sum(p.stat().st_size
                                                       for p in tmp_path.iterdir())
     for k, flow in enumerate(flows):
