@@ -231,3 +231,25 @@ def test_ring_writer_keeps_every_frame_in_order(tmp_path, monkeypatch):
         assert loc["packets"] == len(mine), k
         for end, b in (("first", mine[0]), ("last", mine[-1])):
             assert (loc[end]["file"], loc[end]["packet"], loc[end]["offset"]) == b[:3], k
+
+
+@pytest.mark.live  # (mounts a tmpfs: root)
+def test_ring_write_on_a_full_disk_keeps_whole_blocks(tmp_path):
+    """A disk that fills under the ring (no free-space margin configured): the write that
+    fails cuts the file back to its last whole block, writing stops with the reason, and
+    what the file holds reads back whole, as many packets as the ring says it wrote."""
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        ring = PacketRing(RingConfig(dir=disk, file_bytes=1 << 20, max_bytes=64 << 20,
+                                     max_age_s=3600, min_free_bytes=0))
+        for i in range(3000):
+            ring.write(1_700_000_000_000_000 + i, bytes([i & 0xFF]) * 999, _Flow())
+        ring.close()
+        blocks = _ring_blocks(disk)  # (raises on a torn block)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert ring.paused and "the disk is full" in ring.paused, ring.paused
+    assert 0 < len(blocks) == ring.written and ring.not_written == 3000 - ring.written
+    assert [d for *_, d in blocks] == [bytes([i & 0xFF]) * 999 for i in range(len(blocks))]
