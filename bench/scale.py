@@ -232,7 +232,6 @@ def _children_cpu() -> float:
 
 
 def live_once(pcap: Path, workers: int, rate: float) -> dict[str, Any]:
-
     from veth_replay import send
 
     from collectors.packet.vethpair import veth_pair
