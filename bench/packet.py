@@ -24,6 +24,7 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _templates() -> list[tuple[str, list[tuple[float, bytes, bool]]]]:
@@ -215,69 +216,18 @@ def flow_state_bytes(n: int = 100_000) -> float:
     return used / n
 
 
-SENDER = """
-import socket, struct, sys, time
-path, iface, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
-data = open(path, "rb").read()
-frames, off = [], 24
-while off + 16 <= len(data):
-    n = struct.unpack_from("<I", data, off + 8)[0]
-    frames.append(data[off + 16:off + 16 + n])
-    off += 16 + n
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((iface, 0))
-send = s.send
-t0 = time.perf_counter()
-for i in range(0, len(frames), 500):
-    for f in frames[i:i + 500]:
-        send(f)
-    ahead = (i + 500) / rate - (time.perf_counter() - t0)
-    if ahead > 0:
-        time.sleep(ahead)
-dt = time.perf_counter() - t0
-print(len(frames), dt)
-"""
-
-
 def bench_live_replay(path: Path, rate: float) -> None:
     """Replays the capture at `rate` packets/s from one end of a veth pair (in its own
     namespaces, removed afterwards) while the collector captures on the other end;
-    prints what arrived and the kernel's drop counter."""
-    import threading
+    prints what arrived and the kernel's drop counter (bench/veth_replay.py)."""
+    from veth_replay import replay
 
-    from collectors.packet.live import LiveStats, capture
-    from collectors.packet.vethpair import veth_pair
-
-    with veth_pair("gb") as (ns_a, ns_b, va, vb):
-        stats, stop, ready = LiveStats(), threading.Event(), threading.Event()
-        events = [0]
-
-        def sink(_e):
-            events[0] += 1
-
-        th = threading.Thread(target=capture, args=(vb, None, stop, sink),
-                              kwargs={"netns": ns_b, "ready": ready, "stats": stats})
-        cpu0 = time.process_time()
-        th.start()
-        ready.wait(30)
-        out = subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER,
-                              str(path), va, str(rate)], capture_output=True, text=True,
-                             check=True)
-        sent, dt = out.stdout.split()
-        last, still = -1, 0
-        while still < 3:  # until the collector has drained its socket
-            time.sleep(0.2)
-            still = still + 1 if stats.packets == last else 0
-            last = stats.packets
-        stop.set()
-        th.join()
-        cpu = time.process_time() - cpu0
-        print(f"live replay on a veth pair: sent {int(sent):,} frames at "
-              f"{int(sent) / float(dt):,.0f} packets/s (target rate {rate:,.0f}); "
-              f"collector received {stats.packets:,}, kernel counted "
-              f"{stats.kernel_packets:,}, kernel drops {stats.kernel_drops:,}; "
-              f"{events[0]:,} events; collector CPU {cpu:.2f} s "
-              f"(target: >= 100,000 packets/s with zero drops)")
+    r = replay(path, rate, prefix="gb")
+    print(f"live replay on a veth pair: sent {r['sent']:,} frames at {r['rate']:,.0f} "
+          f"packets/s (target rate {rate:,.0f}); collector received {r['packets']:,}, kernel "
+          f"counted {r['kernel_packets']:,}, kernel drops {r['drops']:,}; {r['events']:,} "
+          f"events; capture thread CPU {r['cpu']:.2f} s = {r['us_per_packet']:.2f} µs/packet "
+          f"(target: >= 100,000 packets/s with zero drops)   load {os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:

@@ -248,7 +248,7 @@ def _children_cpu() -> float:
 
 
 def live_once(pcap: Path, workers: int, rate: float) -> dict[str, Any]:
-    from packet import SENDER
+    from veth_replay import send
 
     from collectors.packet.vethpair import veth_pair
     from collectors.packet.workers import capture_workers
@@ -270,9 +270,7 @@ def live_once(pcap: Path, workers: int, rate: float) -> dict[str, Any]:
         cpu0 = _children_cpu()
         cap.start()
         ready.wait(60)
-        sent = subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER,
-                               str(pcap), va, str(rate)], capture_output=True, text=True,
-                              check=True).stdout.split()
+        sent = send(ns_a, va, pcap, rate)
         cpu1 = _children_cpu()  # the sender, reaped; the workers still run
         time.sleep(3)  # let the workers drain their sockets
         stop.set()
@@ -280,7 +278,7 @@ def live_once(pcap: Path, workers: int, rate: float) -> dict[str, Any]:
         workers_cpu = _children_cpu() - cpu1
     stats = [s for s, _ in result["out"]]
     received = sum(s.packets for s in stats)
-    return {"sent": int(sent[0]), "offered_pps": int(sent[0]) / float(sent[1]),
+    return {"sent": sent[0], "offered_pps": sent[0] / sent[1],
             "received": received, "per_worker": [s.packets for s in stats],
             "drops": [s.kernel_drops for s in stats], "events": sum(e for _, e in result["out"]),
             "cpu_s": workers_cpu, "sender_cpu_s": cpu1 - cpu0,

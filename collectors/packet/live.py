@@ -202,23 +202,24 @@ def capture(iface: str, bpf: str | None, stop_event: threading.Event,
                         break
                     if skip_out and addr[2] == socket.PACKET_OUTGOING:
                         continue
-                    ts = 0.0
+                    us = 0
                     for level, kind, cdata in anc:
                         if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
                             sec, nsec = _TIMESPEC(cdata)
                             # whole microseconds, as libpcap and tshark give them
-                            ts = (sec * 1_000_000 + nsec // 1000) / 1_000_000
+                            us = sec * 1_000_000 + nsec // 1000
                         elif kind == PACKET_AUXDATA and level == SOL_PACKET:
                             status, tci, tpid = _AUX(cdata)
                             if status & TP_STATUS_VLAN_VALID and linktype == DLT_EN10MB:
                                 data = data[:12] + _VLAN(
                                     tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100,
                                     tci) + data[12:]
+                    if not us:  # (no kernel timestamp: now)
+                        us = int(time.time() * 1_000_000)
                     if ring_write is None:
-                        frame(ts or time.time(), linktype, data, 0, len(data))
-                    else:
-                        ts = ts or time.time()
-                        ring_write(ts, data, frame(ts, linktype, data, 0, len(data)))
+                        frame(us / 1_000_000, linktype, data, 0, len(data))
+                    else:  # the ring takes the microseconds as they are
+                        ring_write(us, data, frame(us / 1_000_000, linktype, data, 0, len(data)))
                     if out:
                         for ev in drain():
                             sink(ev)

@@ -85,7 +85,8 @@ def _ring_file(cap, session: Session, ring: Any, progress) -> Iterator[dict[str,
     out, drain = session.out, session.drain
     next_tick = 0.0
     for n, (ts, linktype, start, end) in enumerate(cap.frames(session.stats)):
-        write(ts, buf[start:end], frame(ts, linktype, buf, start, end), linktype)
+        write(int(ts * 1_000_000 + 0.5), buf[start:end], frame(ts, linktype, buf, start, end),
+              linktype)
         if out:
             yield from drain()
         if not n & 0xFFFF:

@@ -39,6 +39,7 @@ import errno
 import fcntl
 import os
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,6 @@ DEFAULTS = {"enabled": False, "dir": "", "file_mb": 64, "max_mb": 10240, "max_ag
 _KEYS = set(DEFAULTS) | {"retention"}
 HOUSEKEEP_S = 10.0  # how often the age budget is applied while capturing
 FREE_CHECK_S = 1.0  # how often free space is checked while a file fills
-_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -183,20 +183,51 @@ def compile_bpf(expr: str, linktype: int) -> Any:
 
 # -- the writer --------------------------------------------------------------------------
 CLOSED = 1 << 62  # the offset of a stream with no open file: its next write rotates
+# Blocks are packed into a buffer per stream and written out when it is full (and each
+# second). Its size: each write() costs the kernel a fixed ~20 µs when capture paces the
+# writes (measured on 75 MiB written at 100,000 packets/s: system time per packet 0.5 µs
+# with 64 KiB writes, 0.3 with 256 KiB, 0.2 with 1 MiB); a smaller buffer leaves more of
+# the CPU's cache to the decoder. 256 KiB: few writes, a small part of the cache.
+BUFFER = 256 << 10
+_PACKERS: dict[int, tuple[Any, int]] = {}  # frame length -> (pack_into, block length)
+_PACKERS_MAX = 4096  # distinct frame lengths given their own packer (MTU-sized traffic:
+# all of them); other lengths take a three-step path
+
+
+def _packer(n: int) -> tuple[Any, int]:
+    """(pack_into, block length) of an enhanced packet block of an n-byte frame:
+    pack_into(buf, pos, 6, blen, 0, ts_hi, ts_lo, n, n, data, blen) writes the whole block
+    at `pos` (header, frame, zero padding, trailing length) in one call and one copy."""
+    blen = 32 + n + (-n & 3)
+    if len(_PACKERS) < _PACKERS_MAX:
+        got = _PACKERS[n] = (struct.Struct(f"<7I{n}s{-n & 3}xI").pack_into, blen)
+        return got
+    head, end, tail = rf.EPB_HEAD_INTO, 28 + n, rf.PAD[n & 3] + blen.to_bytes(4, "little")
+
+    def pack_into(buf, pos, t, blen, i, hi, lo, c, w, data, _b) -> None:
+        head(buf, pos, t, blen, i, hi, lo, c, w)
+        buf[pos + 28:pos + end] = data
+        buf[pos + end:pos + blen] = tail
+    return pack_into, blen
 
 
 class _Stream:
-    """One department's files of one worker's run: the open file and where it ends."""
+    """One department's files of one worker's run: the open file, its buffer (the file's
+    bytes from `base` on, not yet written out), where the file ends (`offset`, buffer
+    included) and where the buffer or the file is full (`end`)."""
 
-    __slots__ = ("name", "department", "seq", "fh", "write", "file", "offset", "number",
-                 "linktype", "done_packets", "done_bytes")
+    __slots__ = ("name", "department", "seq", "fd", "buf", "base", "base_number", "end",
+                 "file", "offset", "number", "linktype", "done_packets", "done_bytes")
 
     def __init__(self, name: str, department: str) -> None:
         self.name = name
         self.department = department
         self.seq = 0
-        self.fh: Any = None
-        self.write: Any = None  # fh.write
+        self.fd = -1
+        self.buf = bytearray(BUFFER)
+        self.base = 0  # file offset of buf[0]
+        self.base_number = 0  # packets in the file before buf[0]
+        self.end = 0  # past this offset a write goes the slow way: buffer full, or rotate
         self.file = ""
         self.offset = CLOSED
         self.number = 0  # packets in the open file
@@ -204,16 +235,8 @@ class _Stream:
         self.done_packets = self.done_bytes = 0  # in the files closed so far
 
 
-_TAILS: dict[int, bytes] = {}  # frame length -> its block's padding + trailing length
-
-
-def _tail(blen: int, n: int) -> bytes:
-    t = _TAILS[n] = rf.PAD[n & 3] + blen.to_bytes(4, "little")
-    return t
-
-
 class PacketRing:
-    """Writes captured frames to the ring; `write(ts, frame, flow)` per packet (`flow` the
+    """Writes captured frames to the ring; `write(us, frame, flow)` per packet (`flow` the
     flow-table entry it was counted in, or None), `tick(now)` about once a second, `close()`
     at the end. `emit(event)` receives the ring's health events (the capture's sink);
     `health` (collectors.health.Health), if given, carries the ring's state for
@@ -252,7 +275,7 @@ class PacketRing:
 
     @property
     def bytes(self) -> int:
-        return sum(s.done_bytes + (s.offset if s.fh is not None else 0)
+        return sum(s.done_bytes + (s.offset if s.fd >= 0 else 0)
                    for s in self.streams.values())
 
     def attach(self, emit: Any, health: Any = None) -> None:
@@ -278,9 +301,12 @@ class PacketRing:
         self.gate = self.paused is not None or self.kept is not None
 
     # -- per packet ------------------------------------------------------------------------
-    def write(self, ts: float, data: bytes, flow: Any = None, linktype: int | None = None
+    def write(self, us: int, data: bytes, flow: Any = None, linktype: int | None = None
               ) -> None:
-        """(The hot path of capture with the ring: kept short, about a microsecond.)"""
+        """One frame captured at `us` (microseconds since the epoch, an int: the capture
+        has it so; the ring keeps microseconds). The hot path of capture with the ring,
+        kept short: the block is packed into the stream's buffer in one call; files and
+        budgets are looked at in `_make_room`, once a buffer's worth of packets."""
         if self.gate:
             if self.paused is not None:
                 self.not_written += 1
@@ -295,21 +321,14 @@ class PacketRing:
             loc = None
             s = self._stream(None)
         off = s.offset
-        if off >= self.limit or (linktype is not None and linktype != s.linktype):
-            if not self._rotate(s, self.linktype if linktype is None else linktype):
+        n = len(data)
+        pack, blen = _PACKERS.get(n) or _packer(n)
+        if off + blen > s.end or (linktype is not None and linktype != s.linktype):
+            off = self._make_room(s, blen, self.linktype if linktype is None else linktype)
+            if off < 0:
                 self.not_written += 1
                 return
-            off = s.offset
-        n = len(data)
-        blen = 32 + n + (-n & 3)
-        us = int(ts * 1_000_000 + 0.5)
-        try:
-            s.write(rf.EPB_HEAD(6, blen, 0, us >> 32, us & 0xFFFFFFFF, n, n) + data
-                    + (_TAILS.get(n) or _tail(blen, n)))
-        except OSError as exc:
-            self._write_failed(s, off, exc)
-            self.not_written += 1
-            return
+        pack(s.buf, off - s.base, 6, blen, 0, us >> 32, us & 0xFFFFFFFF, n, n, data, blen)
         s.offset = off + blen
         number = s.number = s.number + 1
         if loc is not None:
@@ -319,6 +338,21 @@ class PacketRing:
             loc[7] += 1
         elif flow is not None:
             flow.ring = [s, s.file, number, off, s.file, number, off, 1]
+
+    def _make_room(self, s: _Stream, blen: int, linktype: int) -> int:
+        """Where a `blen`-byte block of `linktype` goes: the offset in the stream's file
+        (rotated first when full, closed or of another link type), its buffer written out
+        first when the block does not fit; -1 when the ring cannot write (paused)."""
+        if (s.offset >= self.limit or linktype != s.linktype) and not self._rotate(s, linktype):
+            return -1
+        pos = s.offset - s.base
+        if pos + blen > len(s.buf):
+            if pos and not self._drain(s):
+                return -1
+            if blen > len(s.buf):  # a frame bigger than the buffer: a buffer of its size
+                s.buf = bytearray(blen)
+        s.end = min(s.base + len(s.buf), self.limit)
+        return s.offset
 
     def _stream(self, flow: Any) -> _Stream:
         dept = "all"
@@ -343,6 +377,8 @@ class PacketRing:
         """Close the stream's file and begin its next one, within the budgets; False (and
         paused) when that is not possible."""
         self._close_file(s)
+        if self.paused is not None:  # (writing out the closed file's buffer failed)
+            return False
         self.enforce(time.time(), extra=self.cfg.file_bytes)
         if self.paused is not None:
             return False
@@ -353,36 +389,64 @@ class PacketRing:
         s.seq += 1
         s.file = rf.file_name(s.name, s.seq)
         path = self.cfg.dir / s.file
+        fd = -1
         try:
-            fh = open(path, "xb", buffering=_BUFFER)  # noqa: SIM115 - held while it fills
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: never removed
-            fh.write(rf.header(linktype))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: never removed
         except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
             self._pause(f"cannot write {path}: {exc.strerror or exc}")
             return False
-        s.fh, s.write, s.offset, s.number, s.linktype = fh, fh.write, rf.HEADER_LEN, 0, \
-            linktype
+        head = rf.header(linktype)
+        s.buf[:len(head)] = head  # (the buffer keeps its size: len(head) bytes replaced)
+        s.fd, s.base, s.base_number = fd, 0, 0
+        s.offset, s.number, s.linktype = len(head), 0, linktype
+        return True
+
+    def _drain(self, s: _Stream) -> bool:
+        """Write the stream's buffer out to its file; False (the file cut back and closed,
+        writing paused) when that fails."""
+        pos = s.offset - s.base
+        view = memoryview(s.buf)[:pos]
+        done = 0
+        try:
+            while done < pos:
+                done += os.write(s.fd, view[done:])
+        except OSError as exc:
+            self._write_failed(s, exc)
+            return False
+        finally:
+            view.release()
+        s.base, s.base_number = s.offset, s.number
+        s.end = min(s.base + len(s.buf), self.limit)
         return True
 
     def _close_file(self, s: _Stream) -> None:
-        if s.fh is not None:
-            with contextlib.suppress(OSError):
-                s.fh.close()  # the lock goes with the file
-            s.done_packets += s.number
-            s.done_bytes += s.offset
-            s.fh = s.write = None
-            s.number = 0
-            s.offset = CLOSED
+        if s.fd >= 0:
+            if s.offset > s.base and not self._drain(s):
+                return  # (_write_failed closed it)
+            self._forget_file(s)
 
-    def _write_failed(self, s: _Stream, off: int, exc: OSError) -> None:
-        """A write failed (the disk is full...): cut the file back to its last whole
-        block, so what it holds stays readable, and stop writing."""
-        path = self.cfg.dir / s.file
-        s.offset = off
-        self._close_file(s)  # (its buffer may still reach the disk as it closes)
+    def _forget_file(self, s: _Stream) -> None:
         with contextlib.suppress(OSError):
-            if path.stat().st_size > off:  # (never longer: a short file stays torn)
-                os.truncate(path, off)
+            os.close(s.fd)  # the lock goes with the file
+        s.done_packets += s.number
+        s.done_bytes += s.offset
+        s.fd = -1
+        s.number = s.base = s.base_number = s.end = 0
+        s.offset = CLOSED
+
+    def _write_failed(self, s: _Stream, exc: OSError) -> None:
+        """Writing out a buffer failed (the disk is full...): cut the file back to where
+        the buffer began, its last whole block, so what it holds stays readable, and stop
+        writing. The buffer's packets count as not written."""
+        lost = s.number - s.base_number
+        with contextlib.suppress(OSError):
+            os.ftruncate(s.fd, s.base)
+        s.offset, s.number = s.base, s.base_number
+        self.not_written += lost
+        self._forget_file(s)
         why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         self._pause(f"writing {s.file} failed: {why}")
 
@@ -483,11 +547,8 @@ class PacketRing:
 
     def flush(self) -> None:
         for s in self.streams.values():
-            if s.fh is not None:
-                try:
-                    s.fh.flush()
-                except OSError as exc:
-                    self._write_failed(s, s.offset, exc)
+            if s.fd >= 0 and s.offset > s.base:
+                self._drain(s)
 
     def close(self) -> None:
         self.flush()

@@ -23,8 +23,8 @@ NAME = re.compile(r"\A(ring-[0-9A-Za-z]+-[0-9a-f]+-w[0-9]+-[a-z0-9_-]+)-([0-9]{6
 # section header block: type, length, byte-order magic, version 1.0, section length unknown
 SHB = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
 _IDB = struct.Struct("<IIHHII")  # type, length, link type, reserved, snaplen, length
-EPB_HEAD = struct.Struct("<IIIIIII").pack  # type 6, length, iface, ts hi, ts lo, caplen, len
-_EPB = struct.Struct("<IIIIIII").unpack_from
+_EPB_HEAD = struct.Struct("<IIIIIII")  # type 6, length, iface, ts hi, ts lo, caplen, len
+EPB_HEAD_INTO, _EPB = _EPB_HEAD.pack_into, _EPB_HEAD.unpack_from
 _U32 = struct.Struct("<I")
 PAD = (b"", b"\0\0\0", b"\0\0", b"\0")  # by len % 4
 MAX_SNAP = 262144

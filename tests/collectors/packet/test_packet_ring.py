@@ -177,3 +177,79 @@ def test_retention_per_department_and_oldest_first(tmp_path):
     ring.enforce(now, extra=1 << 20)  # room for the next file: the oldest goes
     assert not all_two_days.exists() and a2.exists() and a3.exists()
     assert ring.paused is None and ring.removed_files == 2
+
+
+class _Flow:  # the two attributes of a flow-table entry the ring uses
+    __slots__ = ("key", "ring")
+
+    def __init__(self) -> None:
+        self.key, self.ring = None, None
+
+
+def _ring_blocks(ring_dir: Path) -> list[tuple[str, int, int, int, bytes]]:
+    """(file, packet number, offset, ts in µs, frame) of every block, files in order."""
+    out = []
+    for p in sorted(ring_dir.glob("*.pcapng")):
+        buf = p.read_bytes()
+        assert rf.read_header(p) == 1
+        out += [(p.name, n, off, us, buf[a:b])
+                for n, off, us, a, b in rf.packets(buf, rf.HEADER_LEN, None, 1)]
+    return out
+
+
+def test_ring_writer_keeps_every_frame_in_order(tmp_path, monkeypatch):
+    """Frames of many lengths (past the packers kept per length, and past the write
+    buffer) through rotation: every frame back in order with its time, and each flow's
+    first and last file/packet/offset pointing at its own frames."""
+    from collectors.packet import ring as ring_mod
+
+    monkeypatch.setattr(ring_mod, "_PACKERS", {})
+    monkeypatch.setattr(ring_mod, "_PACKERS_MAX", 40)  # the rest: the three-step path
+    cfg = RingConfig(dir=tmp_path, file_bytes=1 << 20, max_bytes=64 << 20, max_age_s=3600,
+                     min_free_bytes=0)
+    ring = PacketRing(cfg)
+    flows = [_Flow() for _ in range(7)]
+    sent = []
+    for i in range(3000):
+        n = 14 + (i * 37) % 1500 if i % 500 else ring_mod.BUFFER + i  # some past the buffer
+        frame = bytes([i & 0xFF]) * n
+        us = 1_700_000_000_000_000 + i * 1000 + (1 << 32) * (i // 1000)  # high word moves
+        flow = flows[i % 7] if i % 11 else None
+        ring.write(us, frame, flow)
+        sent.append((us, frame, flow))
+    ring.close()
+    blocks = _ring_blocks(tmp_path)
+    assert [(us, d) for _, _, _, us, d in blocks] == [(us, d) for us, d, _ in sent]
+    assert len({name for name, *_ in blocks}) >= 3  # rotated
+    assert all(p.stat().st_size <= cfg.file_bytes + ring_mod.BUFFER + 3000
+               for p in tmp_path.iterdir())
+    assert ring.written == 3000 and ring.bytes == sum(p.stat().st_size
+                                                      for p in tmp_path.iterdir())
+    for k, flow in enumerate(flows):
+        mine = [b for b, (_, _, f) in zip(blocks, sent, strict=True) if f is flow]
+        loc = rf.flow_fields(flow.ring)
+        assert loc["packets"] == len(mine), k
+        for end, b in (("first", mine[0]), ("last", mine[-1])):
+            assert (loc[end]["file"], loc[end]["packet"], loc[end]["offset"]) == b[:3], k
+
+
+@pytest.mark.live  # (mounts a tmpfs: root)
+def test_ring_write_on_a_full_disk_keeps_whole_blocks(tmp_path):
+    """A disk that fills under the ring (no free-space margin configured): the write that
+    fails cuts the file back to its last whole block, writing stops with the reason, and
+    what the file holds reads back whole, as many packets as the ring says it wrote."""
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        ring = PacketRing(RingConfig(dir=disk, file_bytes=1 << 20, max_bytes=64 << 20,
+                                     max_age_s=3600, min_free_bytes=0))
+        for i in range(3000):
+            ring.write(1_700_000_000_000_000 + i, bytes([i & 0xFF]) * 999, _Flow())
+        ring.close()
+        blocks = _ring_blocks(disk)  # (raises on a torn block)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert ring.paused and "the disk is full" in ring.paused, ring.paused
+    assert 0 < len(blocks) == ring.written and ring.not_written == 3000 - ring.written
+    assert [d for *_, d in blocks] == [bytes([i & 0xFF]) * 999 for i in range(len(blocks))]
