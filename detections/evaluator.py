@@ -53,6 +53,7 @@ from sigma.types import (
 )
 
 from detections.backends import ARRAY_FIELDS, EVENT_DATA, USER_DATA, ecs_field, keyword_tokens
+from soc_core.records import SourceRecord
 from soc_core.regex import compile_regex
 from soc_core.textcase import fold_case
 
@@ -217,12 +218,16 @@ def _longest(kind: str, val: str) -> str | None:
 
 # -- one event's field values, read once and cached ------------------------------------
 class Event:
-    """Field access with the store's value semantics, cached for the rules of one event."""
+    """Field access with the store's value semantics, cached for the rules of one event:
+    over an ECS document, or over a `SourceRecord` (its `get`, the event built only for
+    the paths the record cannot answer itself)."""
 
-    __slots__ = ("doc", "_raw", "_low")
+    __slots__ = ("doc", "_get", "_raw", "_low")
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any] | None,
+                 get: Callable[[str], Any] | None = None) -> None:
         self.doc = doc
+        self._get = get
         self._raw: dict[str, Any] = {}
         self._low: dict[str, Any] = {}
 
@@ -231,9 +236,15 @@ class Event:
             return self._raw[path]
         except KeyError:
             pass
-        v = _walk(self.doc, path)
-        if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
-            v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
+        get = self._get
+        if get is None:
+            v = _walk(self.doc, path)
+            if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
+                v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
+        else:
+            v = get(path)
+            if v is None and path.startswith(EVENT_DATA):
+                v = get(USER_DATA + path[len(EVENT_DATA):])
         self._raw[path] = v
         return v
 
@@ -484,68 +495,215 @@ class Compiled:
 
 
 @dataclass
-class _Index:
-    automaton: Any  # literal -> its number, or None without literals
-    always: list[int]  # rules without a necessary literal
-    first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]]
-    # literal number -> (rule, the rule's other necessary sets) for rules it may trigger
+class _Group:
+    """The rules an event of one group (dataset, record kind, guard field values) can
+    match: those without a usable literal, evaluated on every such event, and those the
+    prefilter decides on; `first` caches, per literal, the latter whose best necessary
+    set holds it (with their other sets)."""
+
+    always: list[int]
+    allowed: frozenset[int]
+    first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]] = field(
+        default_factory=dict)
+
+
+_UNKNOWN = object()  # a guard value that cannot key a group (a list): no guard applies
+
+
+def guards(node: tuple) -> dict[str, tuple]:
+    """Field -> a condition on that field alone which every event the condition matches
+    meets (an AND's children each add theirs; an OR keeps the fields all its branches
+    test). Only plain (non-array) fields outside the event data: the values a hunt
+    groups events by (channel, event id, provider)."""
+    op = node[0]
+    if op in ("str", "num", "re"):
+        f = node[1]
+        if f in ARRAY_FIELDS or f.startswith((EVENT_DATA, USER_DATA)):
+            return {}
+        return {f: node}
+    if op == "and":
+        out: dict[str, tuple] = {}
+        for c in node[1]:
+            for f, g in guards(c).items():
+                out[f] = ("and", [out[f], g]) if f in out else g
+        return out
+    if op == "or":
+        kids = [guards(c) for c in node[1]]
+        common = set(kids[0]).intersection(*kids[1:]) if kids else set()
+        return {f: ("or", [k[f] for k in kids]) for f in sorted(common)}
+    return {}
+
+
+def fields_of(node: tuple, out: set[str] | None = None) -> set[str]:
+    """Every field a condition reads (keywords read `message`)."""
+    out = set() if out is None else out
+    op = node[0]
+    if op in ("and", "or"):
+        for c in node[1]:
+            fields_of(c, out)
+    elif op == "not":
+        fields_of(node[1], out)
+    elif op == "kw":
+        out.add("message")
+    else:
+        out.add(node[1])
+        if op == "ref":
+            out.add(node[2])
+    return out
+
+
+GUARD_FIELDS = 3  # the fields most rules constrain (Windows: channel, event id, provider)
 
 
 class Evaluator:
-    """All rules, each event once. `match(doc)` -> indexes of the rules the event matches."""
+    """All rules, each event once. `match(doc)` -> indexes of the rules the event matches;
+    `doc` an ECS document or a `SourceRecord`.
+
+    The rules an event can meet are found in two steps. Its group first: its dataset and
+    the values of the few fields most rules constrain to fixed values (a dict lookup; the
+    group's rules are worked out once, from each rule's own tests of those fields). Then
+    a prefilter: one RE2 set of every rule's necessary literals over the event's lowercased
+    JSON text (for a `SourceRecord`, the text of the fields it answers itself, and only
+    for rules reading nothing else), and only the group's rules whose literals are all
+    there are evaluated. Predicates are built on first use."""
 
     def __init__(self, rules: Iterable[Compiled]) -> None:
         self.rules = list(rules)
-        self.preds = [predicate(r.ir) for r in self.rules]
-        self._index: dict[str, _Index] = {}
-        # one literal numbering and one RE2 set for every dataset (a set's DFA is built
+        self._preds: list[Pred | None] = [None] * len(self.rules)
+        self._groups: dict[tuple, _Group] = {}
+        self._by_dataset: dict[str, list[int]] = {}
+        for i, r in enumerate(self.rules):
+            for ds in r.datasets:
+                self._by_dataset.setdefault(ds, []).append(i)
+        # one literal numbering and one RE2 set for every group (a set's DFA is built
         # once, its states shared by all events)
         self._numbers: dict[str, int] = {}
+        self._sets: list[tuple[frozenset[int], ...]] = []
         for r in self.rules:
+            sets = []
             for lits in r.need[:3]:  # the best three: a fourth seldom narrows further
-                for lit in lits:
-                    self._numbers.setdefault(lit, len(self._numbers))
+                numbers = self._numbers
+                sets.append(frozenset([numbers.setdefault(lit, len(numbers))
+                                       for lit in lits]))
+            self._sets.append(tuple(sets))
         self._set = None
         if self._numbers:
             self._set = re2.Set.SearchSet(_SET_OPTIONS)
             for lit in self._numbers:  # numbered in insertion order, as the set numbers them
                 self._set.Add(re.escape(lit))
             self._set.Compile()
-
-    def _for(self, dataset: str) -> _Index:
-        idx = self._index.get(dataset)
-        if idx is None:
-            numbers = self._numbers
-            always: list[int] = []
-            first: dict[int, list] = {}
-            for i, r in enumerate(self.rules):
-                if dataset not in r.datasets:
-                    continue
-                if not r.need:
-                    always.append(i)
-                    continue
-                sets = [frozenset(numbers[lit] for lit in lits) for lits in r.need[:3]]
+        found = [guards(r.ir) for r in self.rules]
+        counts: dict[str, int] = {}
+        for g in found:
+            for f in g:
+                counts[f] = counts.get(f, 0) + 1
+        self.guard_fields = tuple(sorted(counts, key=lambda f: (-counts[f], f))[:GUARD_FIELDS])
+        self._guards: list[tuple | None] = [
+            (("and", [g[f] for f in self.guard_fields if f in g])
+             if any(f in g for f in self.guard_fields) else None) for g in found]
+        self._guard_preds: dict[int, Pred] = {}
+        self._bases: dict[tuple, tuple[list[int], set[int], list[int]]] = {}
+        self._first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]] = {}
+        for i, sets in enumerate(self._sets):
+            if sets:
                 for n in sets[0]:
-                    first.setdefault(n, []).append((i, tuple(sets[1:])))
-            idx = self._index[dataset] = _Index(self._set if first else None, always, first)
-        return idx
+                    self._first.setdefault(n, []).append((i, sets[1:]))
 
-    def match(self, doc: dict[str, Any]) -> list[int]:
+    def predicate(self, i: int) -> Pred:
+        p = self._preds[i]
+        if p is None:
+            p = self._preds[i] = predicate(self.rules[i].ir)
+        return p
+
+    def _base(self, dataset: str, kind: type | None) -> tuple[list[int], set[int], list[int]]:
+        """The dataset's rules for records of `kind` (None: ECS documents): those without
+        a guard, split into always-evaluated and prefiltered, and those with a guard."""
+        key = (dataset, kind)
+        base = self._bases.get(key)
+        if base is None:
+            always, allowed, guarded = [], set(), []
+            for i in self._by_dataset.get(dataset, ()):
+                if self._guards[i] is not None:
+                    guarded.append(i)
+                elif self._prefiltered(i, kind):
+                    allowed.add(i)
+                else:
+                    always.append(i)
+            base = self._bases[key] = (always, allowed, guarded)
+        return base
+
+    def _prefiltered(self, i: int, kind: type | None) -> bool:
+        """Whether rule `i` has necessary literals and, for a record of `kind`, reads only
+        fields the record answers itself (so its literals are in the record's scan text)."""
+        if not self._sets[i]:
+            return False
+        if kind is None:
+            return True
+        return all(kind.covers(f) for f in fields_of(self.rules[i].ir))
+
+    def _group(self, dataset: str, kind: type | None, values: Any) -> _Group:
+        always, allowed, guarded = self._base(dataset, kind)
+        always, allowed = list(always), set(allowed)
+        key_event = None if values is _UNKNOWN else Event(
+            None, dict(zip(self.guard_fields, values, strict=True)).get)
+        for i in guarded:
+            if key_event is not None:
+                test = self._guard_preds.get(i)
+                if test is None:
+                    test = self._guard_preds[i] = predicate(self._guards[i])
+                if not test(key_event):
+                    continue
+            if self._prefiltered(i, kind):
+                allowed.add(i)
+            else:
+                always.append(i)
+        return _Group(always, frozenset(allowed))
+
+    def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
-        idx = self._for(doc["event"]["dataset"])
-        cands = set(idx.always)
-        if idx.automaton is not None:
-            hits = set(idx.automaton.Match(fold_case(orjson.dumps(doc).decode())))
-            first = idx.first
+        if isinstance(doc, SourceRecord):
+            kind: type | None = type(doc)
+            get = doc.get
+            dataset = doc.dataset
+            values = tuple([get(f) for f in self.guard_fields])
+        else:
+            kind, get = None, None
+            dataset = doc["event"]["dataset"]
+            values = tuple([_walk(doc, f) for f in self.guard_fields])
+        key = (dataset, kind, values)
+        try:
+            group = self._groups.get(key)
+        except TypeError:  # a list among the values: the dataset's group, unguarded
+            key = (dataset, kind, _UNKNOWN)
+            group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = self._group(dataset, kind, key[2])
+        cands = group.always
+        if group.allowed:
+            text = doc.scan_text() if kind is not None else orjson.dumps(doc).decode()
+            hits = set(self._set.Match(fold_case(text)))
+            first = group.first
+            more = set()
             for n in hits:
-                for i, rest in first.get(n, ()):
+                found = first.get(n)
+                if found is None:
+                    allowed = group.allowed
+                    found = first[n] = [x for x in self._first.get(n, ()) if x[0] in allowed]
+                for i, rest in found:
                     if not rest or all(not hits.isdisjoint(s) for s in rest):
-                        cands.add(i)
+                        more.add(i)
+            if more:
+                cands = [*cands, *more]
         if not cands:
             return []
-        ev = Event(doc)
-        preds = self.preds
-        return [i for i in cands if preds[i](ev)]
+        ev = Event(doc, None) if kind is None else Event(None, get)
+        preds = self._preds
+        out = []
+        for i in cands:
+            p = preds[i] or self.predicate(i)
+            if p(ev):
+                out.append(i)
+        return out
 
 
 def compile_rules(rules: Iterable[Any]) -> tuple[list[Compiled], dict[str, str]]:
