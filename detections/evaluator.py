@@ -54,7 +54,7 @@ from sigma.types import (
 
 from detections.backends import ARRAY_FIELDS, EVENT_DATA, USER_DATA, ecs_field, keyword_tokens
 from soc_core.records import SourceRecord
-from soc_core.regex import compile_regex
+from soc_core.regex import compile_regex, regex_problem
 from soc_core.textcase import fold_case
 
 MIN_LITERAL = 3
@@ -176,19 +176,25 @@ def literals(node: tuple) -> list[frozenset[str]]:
     elif op == "num" and len(f"{node[2]}") >= MIN_LITERAL:
         out.insert(0, frozenset([f"{node[2]}"]))  # as a JSON number or string: the digits
     elif op == "kw":
+        # a keyword is a phrase in `message`, which is then there
         word = max((w for t in node[1] for w in _WORD.findall(t)), key=len, default="")
-        return [frozenset([word])] if len(word) >= MIN_LITERAL else []
+        return ([frozenset([word])] if len(word) >= MIN_LITERAL else []) + [
+            frozenset([_key("message")])]
     elif op == "and":
         found = {s for child in node[1] for s in literals(child)}
         return sorted(found, key=_score, reverse=True)
     elif op == "or":
         acc: set[str] = set()
+        common: set[frozenset[str]] | None = None
         for child in node[1]:
             got = literals(child)
             if not got:
                 return []
             acc |= got[0]
-        return [frozenset(acc)]
+            common = set(got) if common is None else common & set(got)
+        # a set every branch needs is needed by the OR too (a keyword list: `message`)
+        rest = sorted((common or set()) - {frozenset(acc)}, key=_score, reverse=True)
+        return [frozenset(acc), *rest]
     return out
 
 
@@ -217,6 +223,9 @@ def _longest(kind: str, val: str) -> str | None:
 
 
 # -- one event's field values, read once and cached ------------------------------------
+_MISSING = object()
+
+
 class Event:
     """Field access with the store's value semantics, cached for the rules of one event:
     over an ECS document, or over a `SourceRecord` (its `get`, the event built only for
@@ -232,10 +241,9 @@ class Event:
         self._low: dict[str, Any] = {}
 
     def raw(self, path: str) -> Any:
-        try:
-            return self._raw[path]
-        except KeyError:
-            pass
+        v = self._raw.get(path, _MISSING)  # a miss is common: no exception for it
+        if v is not _MISSING:
+            return v
         get = self._get
         if get is None:
             v = _walk(self.doc, path)
@@ -250,10 +258,9 @@ class Event:
 
     def text(self, path: str, lower: bool) -> str | None:
         key = (path, lower)
-        try:
-            return self._low[key]
-        except KeyError:
-            pass
+        t = self._low.get(key, _MISSING)
+        if t is not _MISSING:
+            return t
         t = _text(self.raw(path))
         if t is not None and lower:
             t = fold_case(t)
@@ -310,7 +317,7 @@ def predicate(node: tuple) -> Pred:
         return every
     if op == "or":
         merged = _merge_or(node[1])
-        preds = [predicate(c) for c in merged]
+        preds = _field_groups(merged)
         if len(preds) == 1:
             return preds[0]
         if len(preds) == 2:
@@ -325,6 +332,10 @@ def predicate(node: tuple) -> Pred:
         return some
     if op == "not":
         inner = predicate(node[1])
+        needed = _needed(node[1])
+        if needed:  # the inner test is false without that field: no need to run it
+            f = min(needed)
+            return lambda e: e.raw(f) is None or not inner(e)
         return lambda e: not inner(e)
     if op == "str":
         return _str_pred(*node[1:])
@@ -354,12 +365,40 @@ def predicate(node: tuple) -> Pred:
     raise Unsupported(f"node {op}")
 
 
+def _needed(node: tuple) -> set[str]:
+    """Fields without any of which the condition is false (a test of a field is false
+    when the event lacks it; NOT, `null` and `exists: false` are true then)."""
+    op = node[0]
+    if op in ("str", "num", "bool", "re", "cmp") or (op == "exists" and node[2]):
+        return {node[1]}
+    if op == "ref":
+        return {node[1], node[2]}
+    if op == "kw":
+        return {"message"}
+    if op == "and":
+        return set().union(*(_needed(c) for c in node[1]))
+    if op == "or":
+        kids = [_needed(c) for c in node[1]]
+        return set(kids[0]).intersection(*kids[1:]) if kids else set()
+    return set()
+
+
 def _merge_or(children: list[tuple]) -> list[tuple]:
     """`a|endswith: [x, y, z]` arrives as an OR of one test each: one test of all values
-    (one C call over a tuple) instead of a Python call per value."""
+    (one C call over a tuple) instead of a Python call per value. Nested ORs are
+    flattened first, and a field's `|re` alternatives become one RE2 program (each in
+    its own group, so its inline flags stay its own): one search instead of one each."""
+    flat: list[tuple] = []
+    todo = list(reversed(children))
+    while todo:
+        c = todo.pop()
+        if c[0] == "or":
+            todo.extend(reversed(c[1]))
+        else:
+            flat.append(c)
     out: list[tuple] = []
     index: dict[tuple, int] = {}
-    for c in children:
+    for c in flat:
         if c[0] == "str" and c[2] != "glob":
             key = (c[1], c[2], c[4])
             if key in index:
@@ -367,7 +406,63 @@ def _merge_or(children: list[tuple]) -> list[tuple]:
                 out[index[key]] = ("str", prev[1], prev[2], prev[3] + c[3], prev[4])
                 continue
             index[key] = len(out)
+        elif c[0] == "re" and c[1] not in ARRAY_FIELDS:
+            key = ("re", c[1])
+            if key in index:
+                out[index[key]][2].append(c[2])
+                continue
+            index[key] = len(out)
+            c = ("re", c[1], [c[2]])
         out.append(c)
+    final: list[tuple] = []
+    for c in out:
+        if c[0] == "re" and isinstance(c[2], list):
+            joined = "|".join(f"(?:{p})" for p in c[2])
+            if len(c[2]) == 1 or regex_problem(joined) is not None:
+                final.extend(("re", c[1], p) for p in c[2])  # apart, as written
+                continue
+            c = ("re", c[1], joined)
+        final.append(c)
+    return final
+
+
+def _field_groups(children: list[tuple]) -> list[Pred]:
+    """The predicates of an OR's children, the string tests of one (non-array) field
+    together: its text is read once for all of them."""
+    tests: dict[tuple[str, bool], list[Callable[[str], bool]]] = {}
+    order: list[Any] = []
+    for c in children:
+        if c[0] == "str" and c[1] not in ARRAY_FIELDS:
+            key = (c[1], c[4])
+            if key not in tests:
+                tests[key] = []
+                order.append(key)
+            tests[key].append(_str_test(c[2], c[3]))
+        else:
+            order.append(predicate(c))
+    out: list[Pred] = []
+    for item in order:
+        if not isinstance(item, tuple):
+            out.append(item)
+            continue
+        f, cased = item
+        group = tests[item]
+        if len(group) == 1:
+            test, lower = group[0], not cased
+            out.append(lambda e, f=f, test=test, lower=lower: (
+                (t := e.text(f, lower)) is not None and test(t)))
+            continue
+
+        def any_test(e: Event, f: str = f, lower: bool = not cased,
+                     group: list = group) -> bool:
+            t = e.text(f, lower)
+            if t is None:
+                return False
+            for test in group:  # noqa: SIM110
+                if test(t):
+                    return True
+            return False
+        out.append(any_test)
     return out
 
 
@@ -690,7 +785,13 @@ class Evaluator:
                     allowed = group.allowed
                     found = first[n] = [x for x in self._first.get(n, ()) if x[0] in allowed]
                 for i, rest in found:
-                    if not rest or all(not hits.isdisjoint(s) for s in rest):
+                    if rest:
+                        for s in rest:
+                            if hits.isdisjoint(s):
+                                break
+                        else:
+                            more.add(i)
+                    else:
                         more.add(i)
             if more:
                 cands = [*cands, *more]
