@@ -94,6 +94,31 @@ def test_same_matches_as_the_store(rules, corpus, tmp_path):
     assert theirs - mine == set()
 
 
+def test_records_match_as_their_events(rules):
+    """`govsoc hunt` evaluates EVTX records on their own fields (`EvtxRecord`) and builds
+    the event only for matches: over the whole corpus, each record's identity, time and
+    event equal `read_evtx`'s event, and every record meets exactly the rules its event
+    meets (the grouping by channel/event id/provider and the prefilter over the record's
+    text drop nothing)."""
+    _, compiled, _ = rules
+    records: list = []
+    corpus: list[dict] = []  # read afresh: a store write completes the fixture's events
+    for f in sorted(SAMPLES.rglob("*.evtx")):
+        read_evtx(str(f), records.append, lazy=True)
+        read_evtx(str(f), corpus.append)
+    assert len(records) == len(corpus)
+    ev = Evaluator(compiled)
+    per_rule: collections.Counter = collections.Counter()
+    for rec, doc in zip(records, corpus, strict=True):
+        assert (rec.id, rec.timestamp, rec.dataset) == (
+            doc["event"]["id"], doc["@timestamp"], doc["event"]["dataset"])
+        got = sorted(ev.match(rec))
+        assert got == sorted(ev.match(doc)), doc["event"]["id"]
+        per_rule.update(compiled[i].id for i in got)
+        assert rec.event() == doc
+    assert sum(per_rule.values()) > 1500 and len(per_rule) > 300
+
+
 def test_coverage_per_tactic(cache_dir, tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'hunt.db'}")
     try:
