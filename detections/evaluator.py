@@ -173,6 +173,10 @@ def literals(node: tuple) -> list[frozenset[str]]:
             vals.add(best)
         if vals:
             out.insert(0, frozenset(vals))
+    elif op == "re":
+        lit = regex_literal(node[2])
+        if lit is not None:
+            out.insert(0, frozenset([lit]))
     elif op == "num" and len(f"{node[2]}") >= MIN_LITERAL:
         out.insert(0, frozenset([f"{node[2]}"]))  # as a JSON number or string: the digits
     elif op == "kw":
@@ -205,6 +209,158 @@ def _key(path: str) -> str:
 def _score(lits: frozenset[str]) -> tuple[bool, int, int]:
     keys = all(x.endswith('":') and x.startswith('"') for x in lits)
     return (not keys, min(len(x) for x in lits), -len(lits))
+
+
+_CASELESS = re.compile(r"\(\?[A-Za-z-]*i")  # a flag group that sets (or clears) i
+_RE_ESCAPE_ARG = {"x": 2, "p": 1, "P": 1}  # escapes followed by an argument
+
+
+def regex_literal(pattern: str) -> str | None:
+    """A string every match of a case-sensitive RE2 pattern contains (its longest run of
+    plain characters outside groups, classes and alternatives), as `_longest` writes a
+    literal; None when there is none or the pattern is not plain enough to be sure
+    (case-insensitive, an alternative at the top, `\\Q`...)."""
+    if _CASELESS.search(pattern) or "\\Q" in pattern:
+        return None
+    runs: list[str] = []
+    run: list[str] = []
+    i, n = 0, len(pattern)
+
+    def end() -> None:
+        if run:
+            runs.append("".join(run))
+            run.clear()
+
+    while i < n:
+        c = pattern[i]
+        lit = None
+        if c == "\\":
+            if i + 1 >= n:
+                return None
+            nxt = pattern[i + 1]
+            if nxt.isalnum():  # a class (\\d \\s \\w), an anchor or a coded character
+                end()
+                i += 2
+                if nxt in _RE_ESCAPE_ARG:
+                    if i < n and pattern[i] == "{":
+                        close = pattern.find("}", i)
+                        if close < 0:
+                            return None
+                        i = close + 1
+                    else:
+                        i += _RE_ESCAPE_ARG[nxt]
+                elif nxt.isdigit():
+                    while i < n and pattern[i].isdigit():
+                        i += 1
+                i = _past_quantifier(pattern, i)
+                if i < 0:
+                    return None
+                continue
+            lit, i = nxt, i + 2
+        elif c == "|":
+            return None  # alternatives at the top: no one string is needed
+        elif c == "(":
+            end()
+            depth, i = 1, i + 1
+            while i < n and depth:  # past the group (its own alternatives included)
+                ch = pattern[i]
+                if ch == "\\":
+                    i += 2
+                    continue
+                if ch == "[":
+                    i = _class_end(pattern, i)
+                    if i < 0:
+                        return None
+                    continue
+                depth += {"(": 1, ")": -1}.get(ch, 0)
+                i += 1
+            if depth:
+                return None
+            i = _past_quantifier(pattern, i)
+            if i < 0:
+                return None
+            continue
+        elif c == "[":
+            end()
+            i = _past_quantifier(pattern, _class_end(pattern, i))
+            if i < 0:
+                return None
+            continue
+        elif c in ".^$)":
+            end()
+            i = _past_quantifier(pattern, i + 1)
+            if i < 0:
+                return None
+            continue
+        elif c in "?*+{":
+            return None  # a quantifier on a group or class is handled above; here: odd
+        else:
+            lit, i = c, i + 1
+        # a quantifier makes the character optional (?, *, {0,...}) or repeatable (+)
+        q = pattern[i] if i < n else ""
+        if q in ("?", "*", "{"):
+            end()
+            if q == "{":
+                close = pattern.find("}", i)
+                if close < 0:
+                    return None
+                i = close + 1
+            else:
+                i += 1
+            if i < n and pattern[i] in "?+":  # a lazy or possessive mark
+                i += 1
+            continue
+        run.append(lit)
+        if q == "+":
+            end()
+            i += 1
+            if i < n and pattern[i] in "?+":
+                i += 1
+    end()
+    best = max(runs, key=len, default="")
+    return _longest("eq", best)
+
+
+def _past_quantifier(pattern: str, i: int) -> int:
+    """The index after a quantifier at `i` (none: `i`), or -1 for an unclosed `{`."""
+    if i < 0 or i >= len(pattern):
+        return i
+    q = pattern[i]
+    if q in "?*+":
+        i += 1
+    elif q == "{":
+        close = pattern.find("}", i)
+        if close < 0:
+            return -1
+        i = close + 1
+    else:
+        return i
+    if i < len(pattern) and pattern[i] in "?+":
+        i += 1
+    return i
+
+
+def _class_end(pattern: str, i: int) -> int:
+    """The index after the character class opening at `i`, or -1."""
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":  # a leading ] is a member
+        j += 1
+    while j < len(pattern):
+        if pattern[j] == "\\":
+            j += 2
+            continue
+        if pattern[j] == "[" and pattern[j + 1:j + 2] == ":":  # [:alpha:]
+            close = pattern.find(":]", j + 2)
+            if close < 0:
+                return -1
+            j = close + 2
+            continue
+        if pattern[j] == "]":
+            return j + 1
+        j += 1
+    return -1
 
 
 def _longest(kind: str, val: str) -> str | None:
