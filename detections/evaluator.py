@@ -803,6 +803,22 @@ def fields_of(node: tuple, out: set[str] | None = None) -> set[str]:
     return out
 
 
+def _absent_shortcut(pred: Pred, fields: list[str]) -> Pred:
+    """`pred` answered at once for an event that has none of the fields it reads: its
+    answer then is always the same. For rules without a literal to prefilter on (filters
+    only, NOT of tests), which meet every event of their datasets."""
+    if not fields:
+        return pred
+    const = pred(Event(None, lambda _path: None))
+
+    def shortcut(e: Event) -> bool:
+        for f in fields:
+            if e.raw(f) is not None:
+                return pred(e)
+        return const
+    return shortcut
+
+
 GUARD_FIELDS = 3  # the fields most rules constrain (Windows: channel, event id, provider)
 
 
@@ -863,7 +879,10 @@ class Evaluator:
     def predicate(self, i: int) -> Pred:
         p = self._preds[i]
         if p is None:
-            p = self._preds[i] = predicate(self.rules[i].ir)
+            p = predicate(self.rules[i].ir)
+            if not self._sets[i]:
+                p = _absent_shortcut(p, sorted(fields_of(self.rules[i].ir)))
+            self._preds[i] = p
         return p
 
     def _base(self, dataset: str, kind: type | None) -> tuple[list[int], set[int], list[int]]:

@@ -131,9 +131,13 @@ def _basename(path: str) -> str:
 
 def _flatten_event_data(data: Any) -> dict[str, str]:
     """EventData as Winlogbeat writes it: name -> string (unnamed values: param1...)."""
-    out: dict[str, str] = {}
     if not isinstance(data, dict):
+        return {}
+    # the common case, every value a string, in one pass
+    out = {k: v for k, v in data.items() if type(v) is str and k != "#attributes"}
+    if len(out) == len(data) - ("#attributes" in data):
         return out
+    out = {}
     for k, v in data.items():
         if k == "#attributes":
             continue

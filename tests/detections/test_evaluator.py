@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from collectors.logs import read_evtx
-from detections.evaluator import Evaluator
+from detections.evaluator import Evaluator, regex_literal
 from detections.hunt import hunt, tactic_coverage
 from detections.memory import hunt_rules
 from detections.rules import OWN_PACK
@@ -117,6 +117,19 @@ def test_records_match_as_their_events(rules):
         per_rule.update(compiled[i].id for i in got)
         assert rec.event() == doc
     assert sum(per_rule.values()) > 1500 and len(per_rule) > 300
+
+
+@pytest.mark.parametrize("pattern, literal", [
+    (r"ipconfig\s+/all", "ipconfig"), (r"\[String\]\s*\$VerbosePreference", "$verbosepreference"),
+    (r"abcd?ef", "abc"), (r"(foo|bar)*bazqux", "bazqux"), (r"[abc]+defg+h", "defg"),
+    (r"(?m)^cmd\.exe$", "cmd.exe"), (r"\.exe\\", ".exe\\\\"), (r"x\x41yz", None),
+    (r"(?i)ipconfig", None), (r"(?si)abc", None), (r"a|bcdef", None), (r"ab\Qcdef\E", None),
+    (r"abc{2,3}de", None), (r"[a-z]{3}xyzw", "xyzw"),
+])
+def test_regex_literal_is_in_every_match(pattern, literal):
+    """A `|re` rule prefilters on a literal only where every match must hold it (as it
+    appears, lowercased, in the event's JSON text); anything less plain gets none."""
+    assert regex_literal(pattern) == literal
 
 
 def test_coverage_per_tactic(cache_dir, tmp_path):
