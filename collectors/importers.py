@@ -5,6 +5,8 @@ without importing collectors.
 
     kind_of(path) -> "pcap" | "evtx" | "auth" | "syslog" | "auditd"   (EvidenceError)
     import_evidence(paths, sink) -> [{"path", "kind", "events"}]       (EvidenceError)
+    import_evidence(paths, sink, lazy=True): EVTX records reach `sink` as
+        `soc_core.records.SourceRecord`s (their event built on `event()`)
 
 Every path is opened and recognised before the first event reaches `sink`, so a bad
 path fails the whole import with one line and nothing written. Inside a folder, files
@@ -70,8 +72,8 @@ def kind_of(path: Path) -> str:
     return "syslog"
 
 
-def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[dict[str, Any]], Any]
-                    ) -> list[dict[str, Any]]:
+def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[Any], Any], *,
+                    lazy: bool = False) -> list[dict[str, Any]]:
     kinds = []
     skipped = []
     for path, named in expand(paths):
@@ -88,7 +90,7 @@ def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[dict[str
     for path, kind in kinds:
         count = 0
 
-        def counted(ev: dict[str, Any]) -> None:
+        def counted(ev: Any) -> None:
             nonlocal count
             count += 1
             sink(ev)
@@ -106,7 +108,7 @@ def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[dict[str
             from collectors.logs import read_evtx
 
             try:
-                read_evtx(str(path), counted)
+                read_evtx(str(path), counted, lazy=lazy)
             except ValueError as exc:  # EvtxError: the file as a whole is unreadable
                 raise EvidenceError(str(exc)) from None
         else:

@@ -24,7 +24,8 @@ Public API (the CLI, `govsoc up` and the web API use exactly these; import them 
     render(store) -> rich renderable for `govsoc up`                detections.view
     hunt.hunt(store, paths, rule_paths, import_all=False) -> dict; tactic_coverage(sources,
         manifest, min_level)                                        detections.hunt
-    Evaluator(compiled).match(doc) -> rule indexes; compile_rules(rules) detections.evaluator
+    Evaluator(compiled).match(doc) -> rule indexes (doc: an ECS document or a
+        soc_core.records.SourceRecord); compile_rules(rules)       detections.evaluator
     hunt_rules(paths, backend) -> (pack, compiled, unsupported), cached by content;
         Matches(evaluator) (an import sink), MemoryEngine(store, pack, matches)
                                                                     detections.memory

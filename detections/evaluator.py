@@ -53,7 +53,8 @@ from sigma.types import (
 )
 
 from detections.backends import ARRAY_FIELDS, EVENT_DATA, USER_DATA, ecs_field, keyword_tokens
-from soc_core.regex import compile_regex
+from soc_core.records import SourceRecord
+from soc_core.regex import compile_regex, regex_problem
 from soc_core.textcase import fold_case
 
 MIN_LITERAL = 3
@@ -172,22 +173,32 @@ def literals(node: tuple) -> list[frozenset[str]]:
             vals.add(best)
         if vals:
             out.insert(0, frozenset(vals))
+    elif op == "re":
+        lit = regex_literal(node[2])
+        if lit is not None:
+            out.insert(0, frozenset([lit]))
     elif op == "num" and len(f"{node[2]}") >= MIN_LITERAL:
         out.insert(0, frozenset([f"{node[2]}"]))  # as a JSON number or string: the digits
     elif op == "kw":
+        # a keyword is a phrase in `message`, which is then there
         word = max((w for t in node[1] for w in _WORD.findall(t)), key=len, default="")
-        return [frozenset([word])] if len(word) >= MIN_LITERAL else []
+        return ([frozenset([word])] if len(word) >= MIN_LITERAL else []) + [
+            frozenset([_key("message")])]
     elif op == "and":
         found = {s for child in node[1] for s in literals(child)}
         return sorted(found, key=_score, reverse=True)
     elif op == "or":
         acc: set[str] = set()
+        common: set[frozenset[str]] | None = None
         for child in node[1]:
             got = literals(child)
             if not got:
                 return []
             acc |= got[0]
-        return [frozenset(acc)]
+            common = set(got) if common is None else common & set(got)
+        # a set every branch needs is needed by the OR too (a keyword list: `message`)
+        rest = sorted((common or set()) - {frozenset(acc)}, key=_score, reverse=True)
+        return [frozenset(acc), *rest]
     return out
 
 
@@ -198,6 +209,158 @@ def _key(path: str) -> str:
 def _score(lits: frozenset[str]) -> tuple[bool, int, int]:
     keys = all(x.endswith('":') and x.startswith('"') for x in lits)
     return (not keys, min(len(x) for x in lits), -len(lits))
+
+
+_CASELESS = re.compile(r"\(\?[A-Za-z-]*i")  # a flag group that sets (or clears) i
+_RE_ESCAPE_ARG = {"x": 2, "p": 1, "P": 1}  # escapes followed by an argument
+
+
+def regex_literal(pattern: str) -> str | None:
+    """A string every match of a case-sensitive RE2 pattern contains (its longest run of
+    plain characters outside groups, classes and alternatives), as `_longest` writes a
+    literal; None when there is none or the pattern is not plain enough to be sure
+    (case-insensitive, an alternative at the top, `\\Q`...)."""
+    if _CASELESS.search(pattern) or "\\Q" in pattern:
+        return None
+    runs: list[str] = []
+    run: list[str] = []
+    i, n = 0, len(pattern)
+
+    def end() -> None:
+        if run:
+            runs.append("".join(run))
+            run.clear()
+
+    while i < n:
+        c = pattern[i]
+        lit = None
+        if c == "\\":
+            if i + 1 >= n:
+                return None
+            nxt = pattern[i + 1]
+            if nxt.isalnum():  # a class (\\d \\s \\w), an anchor or a coded character
+                end()
+                i += 2
+                if nxt in _RE_ESCAPE_ARG:
+                    if i < n and pattern[i] == "{":
+                        close = pattern.find("}", i)
+                        if close < 0:
+                            return None
+                        i = close + 1
+                    else:
+                        i += _RE_ESCAPE_ARG[nxt]
+                elif nxt.isdigit():
+                    while i < n and pattern[i].isdigit():
+                        i += 1
+                i = _past_quantifier(pattern, i)
+                if i < 0:
+                    return None
+                continue
+            lit, i = nxt, i + 2
+        elif c == "|":
+            return None  # alternatives at the top: no one string is needed
+        elif c == "(":
+            end()
+            depth, i = 1, i + 1
+            while i < n and depth:  # past the group (its own alternatives included)
+                ch = pattern[i]
+                if ch == "\\":
+                    i += 2
+                    continue
+                if ch == "[":
+                    i = _class_end(pattern, i)
+                    if i < 0:
+                        return None
+                    continue
+                depth += {"(": 1, ")": -1}.get(ch, 0)
+                i += 1
+            if depth:
+                return None
+            i = _past_quantifier(pattern, i)
+            if i < 0:
+                return None
+            continue
+        elif c == "[":
+            end()
+            i = _past_quantifier(pattern, _class_end(pattern, i))
+            if i < 0:
+                return None
+            continue
+        elif c in ".^$)":
+            end()
+            i = _past_quantifier(pattern, i + 1)
+            if i < 0:
+                return None
+            continue
+        elif c in "?*+{":
+            return None  # a quantifier on a group or class is handled above; here: odd
+        else:
+            lit, i = c, i + 1
+        # a quantifier makes the character optional (?, *, {0,...}) or repeatable (+)
+        q = pattern[i] if i < n else ""
+        if q in ("?", "*", "{"):
+            end()
+            if q == "{":
+                close = pattern.find("}", i)
+                if close < 0:
+                    return None
+                i = close + 1
+            else:
+                i += 1
+            if i < n and pattern[i] in "?+":  # a lazy or possessive mark
+                i += 1
+            continue
+        run.append(lit)
+        if q == "+":
+            end()
+            i += 1
+            if i < n and pattern[i] in "?+":
+                i += 1
+    end()
+    best = max(runs, key=len, default="")
+    return _longest("eq", best)
+
+
+def _past_quantifier(pattern: str, i: int) -> int:
+    """The index after a quantifier at `i` (none: `i`), or -1 for an unclosed `{`."""
+    if i < 0 or i >= len(pattern):
+        return i
+    q = pattern[i]
+    if q in "?*+":
+        i += 1
+    elif q == "{":
+        close = pattern.find("}", i)
+        if close < 0:
+            return -1
+        i = close + 1
+    else:
+        return i
+    if i < len(pattern) and pattern[i] in "?+":
+        i += 1
+    return i
+
+
+def _class_end(pattern: str, i: int) -> int:
+    """The index after the character class opening at `i`, or -1."""
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":  # a leading ] is a member
+        j += 1
+    while j < len(pattern):
+        if pattern[j] == "\\":
+            j += 2
+            continue
+        if pattern[j] == "[" and pattern[j + 1:j + 2] == ":":  # [:alpha:]
+            close = pattern.find(":]", j + 2)
+            if close < 0:
+                return -1
+            j = close + 2
+            continue
+        if pattern[j] == "]":
+            return j + 1
+        j += 1
+    return -1
 
 
 def _longest(kind: str, val: str) -> str | None:
@@ -216,33 +379,44 @@ def _longest(kind: str, val: str) -> str | None:
 
 
 # -- one event's field values, read once and cached ------------------------------------
+_MISSING = object()
+
+
 class Event:
-    """Field access with the store's value semantics, cached for the rules of one event."""
+    """Field access with the store's value semantics, cached for the rules of one event:
+    over an ECS document, or over a `SourceRecord` (its `get`, the event built only for
+    the paths the record cannot answer itself)."""
 
-    __slots__ = ("doc", "_raw", "_low")
+    __slots__ = ("doc", "_get", "_raw", "_low")
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any] | None,
+                 get: Callable[[str], Any] | None = None) -> None:
         self.doc = doc
+        self._get = get
         self._raw: dict[str, Any] = {}
         self._low: dict[str, Any] = {}
 
     def raw(self, path: str) -> Any:
-        try:
-            return self._raw[path]
-        except KeyError:
-            pass
-        v = _walk(self.doc, path)
-        if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
-            v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
+        v = self._raw.get(path, _MISSING)  # a miss is common: no exception for it
+        if v is not _MISSING:
+            return v
+        get = self._get
+        if get is None:
+            v = _walk(self.doc, path)
+            if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
+                v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
+        else:
+            v = get(path)
+            if v is None and path.startswith(EVENT_DATA):
+                v = get(USER_DATA + path[len(EVENT_DATA):])
         self._raw[path] = v
         return v
 
     def text(self, path: str, lower: bool) -> str | None:
         key = (path, lower)
-        try:
-            return self._low[key]
-        except KeyError:
-            pass
+        t = self._low.get(key, _MISSING)
+        if t is not _MISSING:
+            return t
         t = _text(self.raw(path))
         if t is not None and lower:
             t = fold_case(t)
@@ -299,7 +473,7 @@ def predicate(node: tuple) -> Pred:
         return every
     if op == "or":
         merged = _merge_or(node[1])
-        preds = [predicate(c) for c in merged]
+        preds = _field_groups(merged)
         if len(preds) == 1:
             return preds[0]
         if len(preds) == 2:
@@ -314,6 +488,10 @@ def predicate(node: tuple) -> Pred:
         return some
     if op == "not":
         inner = predicate(node[1])
+        needed = _needed(node[1])
+        if needed:  # the inner test is false without that field: no need to run it
+            f = min(needed)
+            return lambda e: e.raw(f) is None or not inner(e)
         return lambda e: not inner(e)
     if op == "str":
         return _str_pred(*node[1:])
@@ -343,12 +521,40 @@ def predicate(node: tuple) -> Pred:
     raise Unsupported(f"node {op}")
 
 
+def _needed(node: tuple) -> set[str]:
+    """Fields without any of which the condition is false (a test of a field is false
+    when the event lacks it; NOT, `null` and `exists: false` are true then)."""
+    op = node[0]
+    if op in ("str", "num", "bool", "re", "cmp") or (op == "exists" and node[2]):
+        return {node[1]}
+    if op == "ref":
+        return {node[1], node[2]}
+    if op == "kw":
+        return {"message"}
+    if op == "and":
+        return set().union(*(_needed(c) for c in node[1]))
+    if op == "or":
+        kids = [_needed(c) for c in node[1]]
+        return set(kids[0]).intersection(*kids[1:]) if kids else set()
+    return set()
+
+
 def _merge_or(children: list[tuple]) -> list[tuple]:
     """`a|endswith: [x, y, z]` arrives as an OR of one test each: one test of all values
-    (one C call over a tuple) instead of a Python call per value."""
+    (one C call over a tuple) instead of a Python call per value. Nested ORs are
+    flattened first, and a field's `|re` alternatives become one RE2 program (each in
+    its own group, so its inline flags stay its own): one search instead of one each."""
+    flat: list[tuple] = []
+    todo = list(reversed(children))
+    while todo:
+        c = todo.pop()
+        if c[0] == "or":
+            todo.extend(reversed(c[1]))
+        else:
+            flat.append(c)
     out: list[tuple] = []
     index: dict[tuple, int] = {}
-    for c in children:
+    for c in flat:
         if c[0] == "str" and c[2] != "glob":
             key = (c[1], c[2], c[4])
             if key in index:
@@ -356,7 +562,63 @@ def _merge_or(children: list[tuple]) -> list[tuple]:
                 out[index[key]] = ("str", prev[1], prev[2], prev[3] + c[3], prev[4])
                 continue
             index[key] = len(out)
+        elif c[0] == "re" and c[1] not in ARRAY_FIELDS:
+            key = ("re", c[1])
+            if key in index:
+                out[index[key]][2].append(c[2])
+                continue
+            index[key] = len(out)
+            c = ("re", c[1], [c[2]])
         out.append(c)
+    final: list[tuple] = []
+    for c in out:
+        if c[0] == "re" and isinstance(c[2], list):
+            joined = "|".join(f"(?:{p})" for p in c[2])
+            if len(c[2]) == 1 or regex_problem(joined) is not None:
+                final.extend(("re", c[1], p) for p in c[2])  # apart, as written
+                continue
+            c = ("re", c[1], joined)
+        final.append(c)
+    return final
+
+
+def _field_groups(children: list[tuple]) -> list[Pred]:
+    """The predicates of an OR's children, the string tests of one (non-array) field
+    together: its text is read once for all of them."""
+    tests: dict[tuple[str, bool], list[Callable[[str], bool]]] = {}
+    order: list[Any] = []
+    for c in children:
+        if c[0] == "str" and c[1] not in ARRAY_FIELDS:
+            key = (c[1], c[4])
+            if key not in tests:
+                tests[key] = []
+                order.append(key)
+            tests[key].append(_str_test(c[2], c[3]))
+        else:
+            order.append(predicate(c))
+    out: list[Pred] = []
+    for item in order:
+        if not isinstance(item, tuple):
+            out.append(item)
+            continue
+        f, cased = item
+        group = tests[item]
+        if len(group) == 1:
+            test, lower = group[0], not cased
+            out.append(lambda e, f=f, test=test, lower=lower: (
+                (t := e.text(f, lower)) is not None and test(t)))
+            continue
+
+        def any_test(e: Event, f: str = f, lower: bool = not cased,
+                     group: list = group) -> bool:
+            t = e.text(f, lower)
+            if t is None:
+                return False
+            for test in group:  # noqa: SIM110
+                if test(t):
+                    return True
+            return False
+        out.append(any_test)
     return out
 
 
@@ -484,68 +746,240 @@ class Compiled:
 
 
 @dataclass
-class _Index:
-    automaton: Any  # literal -> its number, or None without literals
-    always: list[int]  # rules without a necessary literal
-    first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]]
-    # literal number -> (rule, the rule's other necessary sets) for rules it may trigger
+class _Group:
+    """The rules an event of one group (dataset, record kind, guard field values) can
+    match: those without a usable literal, evaluated on every such event, and those the
+    prefilter decides on; `first` caches, per literal, the latter whose best necessary
+    set holds it (with their other sets)."""
+
+    always: list[int]
+    allowed: frozenset[int]
+    first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]] = field(
+        default_factory=dict)
+
+
+_UNKNOWN = object()  # a guard value that cannot key a group (a list): no guard applies
+
+
+def guards(node: tuple) -> dict[str, tuple]:
+    """Field -> a condition on that field alone which every event the condition matches
+    meets (an AND's children each add theirs; an OR keeps the fields all its branches
+    test). Only plain (non-array) fields outside the event data: the values a hunt
+    groups events by (channel, event id, provider)."""
+    op = node[0]
+    if op in ("str", "num", "re"):
+        f = node[1]
+        if f in ARRAY_FIELDS or f.startswith((EVENT_DATA, USER_DATA)):
+            return {}
+        return {f: node}
+    if op == "and":
+        out: dict[str, tuple] = {}
+        for c in node[1]:
+            for f, g in guards(c).items():
+                out[f] = ("and", [out[f], g]) if f in out else g
+        return out
+    if op == "or":
+        kids = [guards(c) for c in node[1]]
+        common = set(kids[0]).intersection(*kids[1:]) if kids else set()
+        return {f: ("or", [k[f] for k in kids]) for f in sorted(common)}
+    return {}
+
+
+def fields_of(node: tuple, out: set[str] | None = None) -> set[str]:
+    """Every field a condition reads (keywords read `message`)."""
+    out = set() if out is None else out
+    op = node[0]
+    if op in ("and", "or"):
+        for c in node[1]:
+            fields_of(c, out)
+    elif op == "not":
+        fields_of(node[1], out)
+    elif op == "kw":
+        out.add("message")
+    else:
+        out.add(node[1])
+        if op == "ref":
+            out.add(node[2])
+    return out
+
+
+def _absent_shortcut(pred: Pred, fields: list[str]) -> Pred:
+    """`pred` answered at once for an event that has none of the fields it reads: its
+    answer then is always the same. For rules without a literal to prefilter on (filters
+    only, NOT of tests), which meet every event of their datasets."""
+    if not fields:
+        return pred
+    const = pred(Event(None, lambda _path: None))
+
+    def shortcut(e: Event) -> bool:
+        for f in fields:
+            if e.raw(f) is not None:
+                return pred(e)
+        return const
+    return shortcut
+
+
+GUARD_FIELDS = 3  # the fields most rules constrain (Windows: channel, event id, provider)
 
 
 class Evaluator:
-    """All rules, each event once. `match(doc)` -> indexes of the rules the event matches."""
+    """All rules, each event once. `match(doc)` -> indexes of the rules the event matches;
+    `doc` an ECS document or a `SourceRecord`.
+
+    The rules an event can meet are found in two steps. Its group first: its dataset and
+    the values of the few fields most rules constrain to fixed values (a dict lookup; the
+    group's rules are worked out once, from each rule's own tests of those fields). Then
+    a prefilter: one RE2 set of every rule's necessary literals over the event's lowercased
+    JSON text (for a `SourceRecord`, the text of the fields it answers itself, and only
+    for rules reading nothing else), and only the group's rules whose literals are all
+    there are evaluated. Predicates are built on first use."""
 
     def __init__(self, rules: Iterable[Compiled]) -> None:
         self.rules = list(rules)
-        self.preds = [predicate(r.ir) for r in self.rules]
-        self._index: dict[str, _Index] = {}
-        # one literal numbering and one RE2 set for every dataset (a set's DFA is built
+        self._preds: list[Pred | None] = [None] * len(self.rules)
+        self._groups: dict[tuple, _Group] = {}
+        self._by_dataset: dict[str, list[int]] = {}
+        for i, r in enumerate(self.rules):
+            for ds in r.datasets:
+                self._by_dataset.setdefault(ds, []).append(i)
+        # one literal numbering and one RE2 set for every group (a set's DFA is built
         # once, its states shared by all events)
         self._numbers: dict[str, int] = {}
+        self._sets: list[tuple[frozenset[int], ...]] = []
         for r in self.rules:
+            sets = []
             for lits in r.need[:3]:  # the best three: a fourth seldom narrows further
-                for lit in lits:
-                    self._numbers.setdefault(lit, len(self._numbers))
+                numbers = self._numbers
+                sets.append(frozenset([numbers.setdefault(lit, len(numbers))
+                                       for lit in lits]))
+            self._sets.append(tuple(sets))
         self._set = None
         if self._numbers:
             self._set = re2.Set.SearchSet(_SET_OPTIONS)
             for lit in self._numbers:  # numbered in insertion order, as the set numbers them
                 self._set.Add(re.escape(lit))
             self._set.Compile()
-
-    def _for(self, dataset: str) -> _Index:
-        idx = self._index.get(dataset)
-        if idx is None:
-            numbers = self._numbers
-            always: list[int] = []
-            first: dict[int, list] = {}
-            for i, r in enumerate(self.rules):
-                if dataset not in r.datasets:
-                    continue
-                if not r.need:
-                    always.append(i)
-                    continue
-                sets = [frozenset(numbers[lit] for lit in lits) for lits in r.need[:3]]
+        found = [guards(r.ir) for r in self.rules]
+        counts: dict[str, int] = {}
+        for g in found:
+            for f in g:
+                counts[f] = counts.get(f, 0) + 1
+        self.guard_fields = tuple(sorted(counts, key=lambda f: (-counts[f], f))[:GUARD_FIELDS])
+        self._guards: list[tuple | None] = [
+            (("and", [g[f] for f in self.guard_fields if f in g])
+             if any(f in g for f in self.guard_fields) else None) for g in found]
+        self._guard_preds: dict[int, Pred] = {}
+        self._bases: dict[tuple, tuple[list[int], set[int], list[int]]] = {}
+        self._first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]] = {}
+        for i, sets in enumerate(self._sets):
+            if sets:
                 for n in sets[0]:
-                    first.setdefault(n, []).append((i, tuple(sets[1:])))
-            idx = self._index[dataset] = _Index(self._set if first else None, always, first)
-        return idx
+                    self._first.setdefault(n, []).append((i, sets[1:]))
 
-    def match(self, doc: dict[str, Any]) -> list[int]:
+    def predicate(self, i: int) -> Pred:
+        p = self._preds[i]
+        if p is None:
+            p = predicate(self.rules[i].ir)
+            if not self._sets[i]:
+                p = _absent_shortcut(p, sorted(fields_of(self.rules[i].ir)))
+            self._preds[i] = p
+        return p
+
+    def _base(self, dataset: str, kind: type | None) -> tuple[list[int], set[int], list[int]]:
+        """The dataset's rules for records of `kind` (None: ECS documents): those without
+        a guard, split into always-evaluated and prefiltered, and those with a guard."""
+        key = (dataset, kind)
+        base = self._bases.get(key)
+        if base is None:
+            always, allowed, guarded = [], set(), []
+            for i in self._by_dataset.get(dataset, ()):
+                if self._guards[i] is not None:
+                    guarded.append(i)
+                elif self._prefiltered(i, kind):
+                    allowed.add(i)
+                else:
+                    always.append(i)
+            base = self._bases[key] = (always, allowed, guarded)
+        return base
+
+    def _prefiltered(self, i: int, kind: type | None) -> bool:
+        """Whether rule `i` has necessary literals and, for a record of `kind`, reads only
+        fields the record answers itself (so its literals are in the record's scan text)."""
+        if not self._sets[i]:
+            return False
+        if kind is None:
+            return True
+        return all(kind.covers(f) for f in fields_of(self.rules[i].ir))
+
+    def _group(self, dataset: str, kind: type | None, values: Any) -> _Group:
+        always, allowed, guarded = self._base(dataset, kind)
+        always, allowed = list(always), set(allowed)
+        key_event = None if values is _UNKNOWN else Event(
+            None, dict(zip(self.guard_fields, values, strict=True)).get)
+        for i in guarded:
+            if key_event is not None:
+                test = self._guard_preds.get(i)
+                if test is None:
+                    test = self._guard_preds[i] = predicate(self._guards[i])
+                if not test(key_event):
+                    continue
+            if self._prefiltered(i, kind):
+                allowed.add(i)
+            else:
+                always.append(i)
+        return _Group(always, frozenset(allowed))
+
+    def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
-        idx = self._for(doc["event"]["dataset"])
-        cands = set(idx.always)
-        if idx.automaton is not None:
-            hits = set(idx.automaton.Match(fold_case(orjson.dumps(doc).decode())))
-            first = idx.first
+        if isinstance(doc, SourceRecord):
+            kind: type | None = type(doc)
+            get = doc.get
+            dataset = doc.dataset
+            values = tuple([get(f) for f in self.guard_fields])
+        else:
+            kind, get = None, None
+            dataset = doc["event"]["dataset"]
+            values = tuple([_walk(doc, f) for f in self.guard_fields])
+        key = (dataset, kind, values)
+        try:
+            group = self._groups.get(key)
+        except TypeError:  # a list among the values: the dataset's group, unguarded
+            key = (dataset, kind, _UNKNOWN)
+            group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = self._group(dataset, kind, key[2])
+        cands = group.always
+        if group.allowed:
+            text = doc.scan_text() if kind is not None else orjson.dumps(doc).decode()
+            hits = set(self._set.Match(fold_case(text)))
+            first = group.first
+            more = set()
             for n in hits:
-                for i, rest in first.get(n, ()):
-                    if not rest or all(not hits.isdisjoint(s) for s in rest):
-                        cands.add(i)
+                found = first.get(n)
+                if found is None:
+                    allowed = group.allowed
+                    found = first[n] = [x for x in self._first.get(n, ()) if x[0] in allowed]
+                for i, rest in found:
+                    if rest:
+                        for s in rest:
+                            if hits.isdisjoint(s):
+                                break
+                        else:
+                            more.add(i)
+                    else:
+                        more.add(i)
+            if more:
+                cands = [*cands, *more]
         if not cands:
             return []
-        ev = Event(doc)
-        preds = self.preds
-        return [i for i in cands if preds[i](ev)]
+        ev = Event(doc, None) if kind is None else Event(None, get)
+        preds = self._preds
+        out = []
+        for i in cands:
+            p = preds[i] or self.predicate(i)
+            if p(ev):
+                out.append(i)
+        return out
 
 
 def compile_rules(rules: Iterable[Any]) -> tuple[list[Compiled], dict[str, str]]:

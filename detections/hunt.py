@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import gc
 import io
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from detections.memory import Matches, MemoryEngine, hunt_rules
 from detections.rules import LEVELS, OWN_PACK, RuleError
 from soc_core import ecs
 from soc_core.cliutil import fail
+from soc_core.records import SourceRecord
 from soc_core.store import EventStore, Selection, StoreError, open_store
 
 BATCH = 5000
@@ -54,15 +56,15 @@ class Loader:
         self.last: int | None = None
         self.written = 0
 
-    def span(self, event: dict[str, Any]) -> None:
-        ts = ecs.to_millis(event["@timestamp"])
+    def span(self, timestamp: str) -> None:
+        ts = ecs.to_millis(timestamp)
         if self.first is None or ts < self.first:
             self.first = ts
         if self.last is None or ts > self.last:
             self.last = ts
 
     def __call__(self, event: dict[str, Any]) -> None:
-        self.span(event)
+        self.span(event["@timestamp"])
         self.batch.append(event)
         if len(self.batch) >= BATCH:
             self.flush()
@@ -85,16 +87,30 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
     backend = Engine.backend_of(store)
     pack, compiled, unsupported = hunt_rules([str(OWN_PACK), *rule_paths], backend)
     matches = Matches(Evaluator(compiled))
+    # the loaded rules are millions of objects that live to the end: out of the cyclic
+    # collector's sight, so its full passes during the import do not walk them each time
+    gc.freeze()
+    try:
+        return _hunt(store, paths, pack, matches, unsupported, import_all)
+    finally:
+        gc.unfreeze()
+
+
+def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
+          unsupported: dict[str, str], import_all: bool) -> dict[str, Any]:
     loader = Loader(store)
+    # EVTX records come as SourceRecords: the evaluator reads their winlog fields, and
+    # only the events it keeps (or every one, with import_all) are built
     if import_all:
-        def sink(event: dict[str, Any]) -> None:
+        def sink(event: dict[str, Any] | SourceRecord) -> None:
             matches(event)
-            loader(event)
+            loader(event.event() if isinstance(event, SourceRecord) else event)
     else:
-        def sink(event: dict[str, Any]) -> None:
+        def sink(event: dict[str, Any] | SourceRecord) -> None:
             matches(event)
-            loader.span(event)
-    imported = importer()(paths, sink)
+            loader.span(event.timestamp if isinstance(event, SourceRecord)
+                        else event["@timestamp"])
+    imported = importer()(paths, sink, lazy=True)
     matches.finish()
     if not import_all:
         for event in matches.events.values():
@@ -120,7 +136,7 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
               if first <= ecs.to_millis(a["event"]["end"]) and
               ecs.to_millis(a["event"]["start"]) <= last]
     for a in alerts:
-        a["govsoc"]["hunt_host"] = _host(store, a)
+        a["govsoc"]["hunt_host"] = _host(store, a, matches.events)
     out["alerts"] = sorted(alerts, key=lambda a: (a["event"]["start"], a["rule"]["name"]))
     out["sources"] = _sources(imported, matches, pack, out["alerts"])
     return out
@@ -181,14 +197,17 @@ def tactic_coverage(sources: dict[str, dict[str, str]], manifest: str | Path,
     return dict(sorted(out.items()))
 
 
-def _host(store: EventStore, alert: dict[str, Any]) -> str:
+def _host(store: EventStore, alert: dict[str, Any], known: dict[str, dict[str, Any]]) -> str:
     """Where it happened: the host the alert names, else the one its first event names
-    (Filebeat's system module writes host.hostname), else the address it came from."""
+    (Filebeat's system module writes host.hostname), else the address it came from. The
+    event is one of the hunt's matches (`known`, by id) unless an engine's exception or
+    correlation named another: only then is the store asked."""
     host = ecs.get_field(alert, "host.name")
     if not host:
         ids = alert["govsoc"]["alert"].get("event_ids") or []
         if ids:
-            hits = store.search(Selection(filters={"event.id": ids[:1]}), size=1).hits
+            hits = [known[ids[0]]] if ids[0] in known else store.search(
+                Selection(filters={"event.id": ids[:1]}), size=1).hits
             if hits:
                 host = ecs.get_field(hits[0], "host.name") or ecs.get_field(hits[0],
                                                                             "host.hostname")

@@ -25,12 +25,14 @@ from typing import Any
 from detections.engine import Engine, _doc_order, _doc_ts
 from detections.evaluator import Compiled, Evaluator, compile_rules
 from detections.rules import RulePack, load_pack, rule_files
+from soc_core.records import SourceRecord
 
 CACHE_VERSION = 1
 
 
 class Matches:
-    """Import sink: each event evaluated once; the matched events kept per rule id."""
+    """Import sink: each event (an ECS document or a `SourceRecord`) evaluated once; the
+    matched events kept per rule id."""
 
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
@@ -41,8 +43,9 @@ class Matches:
         self.read = 0  # events handed in, duplicates too: their position names their file
         self.positions: dict[str, list[int]] = {}  # matched event id -> where it was read
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        eid = event["event"]["id"]
+    def __call__(self, event: dict[str, Any] | SourceRecord) -> None:
+        record = isinstance(event, SourceRecord)
+        eid = event.id if record else event["event"]["id"]
         pos = self.read
         self.read += 1
         if eid in self.seen:  # the same record twice: the store would keep one
@@ -54,6 +57,8 @@ class Matches:
         hit = self.evaluator.match(event)
         if hit:
             rules = self.evaluator.rules
+            if record:  # the event itself, built for the records a rule keeps
+                event = event.event()
             self.events[eid] = event
             self.positions[eid] = [pos]
             for i in hit:

@@ -13,6 +13,7 @@ Its interface is its modules (import from them):
     soc_core.audit     AuditTrail, Actor, verify, AuditUnavailable: the hash-chained trail
     soc_core.departments  Departments: which department (委办局) a host or address is in
     soc_core.textcase  fold_case: Sigma's case-insensitive matching, as ES's lowercase does it
+    soc_core.records   SourceRecord: an imported record whose ECS event is built on demand
     soc_core.sm3       the SM3 hash: sm3, sm3_hex, new, sm3_parts, sm3_stream
     soc_core.audit     the durable, hash-chained audit trail: AuditTrail, Actor, verify
     soc_core.departments  departments (委办局) as tenants: Departments, stamped at ingest
@@ -23,4 +24,4 @@ Its interface is its modules (import from them):
 """
 
 __all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "lazy", "notify", "query",
-           "regex", "sm3", "spool", "store", "textcase"]
+           "records", "regex", "sm3", "spool", "store", "textcase"]

@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from collectors.logs.records import LogStats
-from soc_core.ecs import make_event, parse_time
+from soc_core.ecs import format_time, make_event, parse_time, stable_id
+from soc_core.records import SourceRecord
 
 _LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information",
            5: "verbose"}
@@ -130,9 +131,13 @@ def _basename(path: str) -> str:
 
 def _flatten_event_data(data: Any) -> dict[str, str]:
     """EventData as Winlogbeat writes it: name -> string (unnamed values: param1...)."""
-    out: dict[str, str] = {}
     if not isinstance(data, dict):
+        return {}
+    # the common case, every value a string, in one pass
+    out = {k: v for k, v in data.items() if type(v) is str and k != "#attributes"}
+    if len(out) == len(data) - ("#attributes" in data):
         return out
+    out = {}
     for k, v in data.items():
         if k == "#attributes":
             continue
@@ -151,56 +156,76 @@ def map_record(rec: dict[str, Any], source_key: Any = None) -> dict[str, Any]:
     """One parsed record (the JSON form `evtx` returns: {"Event": {"System": ...,
     "EventData": ...}}) -> an ECS event. Raises KeyError/ValueError for a record without
     the System block."""
-    event = rec["Event"]
-    system = event["System"]
-    provider = system.get("Provider", {}).get("#attributes", {})
-    event_id = _int(_text(system.get("EventID")))
-    if event_id is None:
-        raise ValueError("record has no EventID")
-    channel = _str(_text(system.get("Channel")))
-    computer = _str(_text(system.get("Computer")))
-    record_id = _str(_text(system.get("EventRecordID")))
-    ts = parse_time(system["TimeCreated"]["#attributes"]["SystemTime"])
-    data = _flatten_event_data(event.get("EventData"))
-    user_data = event.get("UserData")
-    winlog: dict[str, Any] = {
-        "api": "wineventlog",
-        "channel": channel,
-        "event_id": str(event_id),
-        "record_id": record_id,
-        "computer_name": computer,
-        "provider_name": provider.get("Name", ""),
-    }
-    if provider.get("Guid"):
-        winlog["provider_guid"] = "{" + provider["Guid"].strip("{}") + "}"
-    execution = (system.get("Execution") or {}).get("#attributes", {})
-    if execution:
-        winlog["process"] = {"pid": _int(execution.get("ProcessID")),
-                             "thread": {"id": _int(execution.get("ThreadID"))}}
-    for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
-        if _text(system.get(src)) is not None:
-            winlog[dst] = _int(_text(system.get(src))) if dst == "version" else _str(
-                _text(system.get(src)))
-    if _text(system.get("Keywords")):
-        winlog["keywords"] = [_str(_text(system["Keywords"]))]
-    security = (system.get("Security") or {}) if isinstance(system.get("Security"), dict) else {}
-    sid = security.get("#attributes", {}).get("UserID")
-    if sid:
-        winlog["user"] = {"identifier": sid}
-    if data:
-        winlog["event_data"] = data
-    if isinstance(user_data, dict):
-        winlog["user_data"] = _flatten_event_data(next(iter(
-            (v for k, v in user_data.items() if k != "#attributes")), {}))
-    level = _int(_text(system.get("Level"))) or 0
+    return _complete(_Parts(rec), source_key)
+
+
+class _Parts:
+    """What every event of a record needs, read (and checked) once: the record's `winlog`
+    block, its flattened EventData, and the values the event's identity derives from."""
+
+    __slots__ = ("event_id", "channel", "computer", "record_id", "ts", "data", "winlog",
+                 "provider", "level", "dataset")
+
+    def __init__(self, rec: dict[str, Any]) -> None:
+        event = rec["Event"]
+        system = event["System"]
+        provider = system.get("Provider", {}).get("#attributes", {})
+        event_id = _int(_text(system.get("EventID")))
+        if event_id is None:
+            raise ValueError("record has no EventID")
+        channel = _str(_text(system.get("Channel")))
+        computer = _str(_text(system.get("Computer")))
+        record_id = _str(_text(system.get("EventRecordID")))
+        self.ts = parse_time(system["TimeCreated"]["#attributes"]["SystemTime"])
+        data = _flatten_event_data(event.get("EventData"))
+        user_data = event.get("UserData")
+        winlog: dict[str, Any] = {
+            "api": "wineventlog",
+            "channel": channel,
+            "event_id": str(event_id),
+            "record_id": record_id,
+            "computer_name": computer,
+            "provider_name": provider.get("Name", ""),
+        }
+        if provider.get("Guid"):
+            winlog["provider_guid"] = "{" + provider["Guid"].strip("{}") + "}"
+        execution = (system.get("Execution") or {}).get("#attributes", {})
+        if execution:
+            winlog["process"] = {"pid": _int(execution.get("ProcessID")),
+                                 "thread": {"id": _int(execution.get("ThreadID"))}}
+        for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
+            if _text(system.get(src)) is not None:
+                winlog[dst] = _int(_text(system.get(src))) if dst == "version" else _str(
+                    _text(system.get(src)))
+        if _text(system.get("Keywords")):
+            winlog["keywords"] = [_str(_text(system["Keywords"]))]
+        security = (system.get("Security") or {}) if isinstance(system.get("Security"),
+                                                                dict) else {}
+        sid = security.get("#attributes", {}).get("UserID")
+        if sid:
+            winlog["user"] = {"identifier": sid}
+        if data:
+            winlog["event_data"] = data
+        if isinstance(user_data, dict):
+            winlog["user_data"] = _flatten_event_data(next(iter(
+                (v for k, v in user_data.items() if k != "#attributes")), {}))
+        self.level = _int(_text(system.get("Level"))) or 0
+        self.event_id, self.channel, self.computer = event_id, channel, computer
+        self.record_id, self.data, self.winlog = record_id, data, winlog
+        self.provider = provider.get("Name", "")
+        self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+
+
+def _complete(p: _Parts, source_key: Any = None) -> dict[str, Any]:
+    """The ECS event of a record's parts (the Winlogbeat pipelines' fields added)."""
+    event_id, data = p.event_id, p.data
     fields: dict[str, Any] = {
-        "event": {"code": str(event_id), "provider": provider.get("Name", ""),
-                  "module": "windows"},
-        "winlog": winlog,
-        "host": {"name": computer},
-        "log": {"level": _LEVELS.get(level, str(level))},
+        "event": {"code": str(event_id), "provider": p.provider, "module": "windows"},
+        "winlog": p.winlog,
+        "host": {"name": p.computer},
+        "log": {"level": _LEVELS.get(p.level, str(p.level))},
     }
-    chan = channel.lower()
+    chan = p.channel.lower()
     if chan == "security":
         fields["event"]["module"] = "security"
         _security(event_id, data, fields)
@@ -216,9 +241,66 @@ def map_record(rec: dict[str, Any], source_key: Any = None) -> dict[str, Any]:
             fields["service"] = {"name": data["ServiceName"]}
             if data.get("ImagePath"):
                 fields["file"] = {"path": data["ImagePath"]}
-    dataset = _DATASETS.get(chan, "windows.eventlog")
-    key = source_key if source_key is not None else ("evtx", computer, channel, record_id)
-    return make_event(dataset, ts, key, fields)
+    key = source_key if source_key is not None else ("evtx", p.computer, p.channel,
+                                                     p.record_id)
+    return make_event(p.dataset, p.ts, key, fields)
+
+
+_EVENT_DATA = "winlog.event_data."
+_USER_DATA = "winlog.user_data."
+_SYSTEM_PATHS = {"winlog.channel": "channel", "winlog.event_id": "event_id",
+                 "winlog.provider_name": "provider_name",
+                 "winlog.computer_name": "computer_name", "winlog.record_id": "record_id"}
+
+
+class EvtxRecord(SourceRecord):
+    """One record for a sink that builds events on demand (`govsoc hunt`): the `winlog`
+    block is read and checked now (a record `map_record` refuses is refused here too),
+    the ECS fields Winlogbeat's pipelines add only when `event()` is called. `get`
+    answers the channel, event id, provider, computer, record id and every EventData and
+    UserData field (where Sigma's Windows rules look) without building the event; an
+    EVTX event never has a `message`."""
+
+    __slots__ = ("_parts", "_plain")
+    COVERED = frozenset({*_SYSTEM_PATHS, "message"})
+    COVERED_PREFIXES = (_EVENT_DATA, _USER_DATA)
+
+    def __init__(self, rec: dict[str, Any]) -> None:
+        p = _Parts(rec)
+        self._parts = p
+        super().__init__(p.dataset,
+                         stable_id(p.dataset, ("evtx", p.computer, p.channel, p.record_id)),
+                         format_time(p.ts))
+        # a data name holding a dot is nested by the event's dotted-key expansion: such a
+        # record is answered from its event
+        user = p.winlog.get("user_data") or {}
+        self._plain = "." not in "".join(p.data) and "." not in "".join(user)
+        if not self._plain:
+            self.event()  # and its errors surface now, as map_record's would
+
+    def build(self) -> dict[str, Any]:
+        return _complete(self._parts)
+
+    def get(self, path: str) -> Any:
+        if self._plain:
+            if path.startswith(_EVENT_DATA):
+                return self._parts.data.get(path[18:])
+            if path.startswith(_USER_DATA):
+                return (self._parts.winlog.get("user_data") or {}).get(path[17:])
+            leaf = _SYSTEM_PATHS.get(path)
+            if leaf is not None:
+                return self._parts.winlog[leaf]
+            if path == "message":
+                return None
+        return super().get(path)
+
+    def scan_text(self) -> str:
+        if not self._plain:
+            return orjson.dumps(self.event()).decode()
+        w = self._parts.winlog
+        return (orjson.dumps({k: w[k] for k in _SYSTEM_PATHS.values()})
+                + orjson.dumps(self._parts.data)
+                + orjson.dumps(w.get("user_data") or {})).decode()
 
 
 def _user(fields: dict[str, Any], name: str | None, domain: str | None, sid: str | None
@@ -553,17 +635,18 @@ def _without_damaged_chunks(path: str, stats: LogStats) -> str | None:
         raise EvtxError(f"{path}: {exc.strerror}") from exc
 
 
-def read_evtx(path: str, sink: Callable[[dict[str, Any]], Any],
-              stats: LogStats | None = None) -> LogStats:
-    """Map every record of one EVTX file and hand it to `sink`."""
+def read_evtx(path: str, sink: Callable[[Any], Any], stats: LogStats | None = None, *,
+              lazy: bool = False) -> LogStats:
+    """Map every record of one EVTX file and hand it to `sink`; with `lazy`, hand it
+    `EvtxRecord`s, whose events are built when asked for."""
     stats = stats or LogStats()
     for rec, rid in iter_records(path, stats):
         try:
-            doc = map_record(rec)
+            doc: Any = EvtxRecord(rec) if lazy else map_record(rec)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             # a field of an unexpected shape (a number where an object belongs)
             stats.bad(f"unmappable record: {type(exc).__name__}: {exc}", f"{path} record {rid}")
             continue
-        stats.events[doc["event"]["dataset"]] += 1
+        stats.events[doc.dataset if lazy else doc["event"]["dataset"]] += 1
         sink(doc)
     return stats

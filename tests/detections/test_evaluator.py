@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from collectors.logs import read_evtx
-from detections.evaluator import Evaluator
+from detections.evaluator import Evaluator, regex_literal
 from detections.hunt import hunt, tactic_coverage
 from detections.memory import hunt_rules
 from detections.rules import OWN_PACK
@@ -92,6 +92,44 @@ def test_same_matches_as_the_store(rules, corpus, tmp_path):
     assert len(theirs) > 1500 // stride  # the corpus is attacks: plenty matches
     assert mine - theirs == set()
     assert theirs - mine == set()
+
+
+def test_records_match_as_their_events(rules):
+    """`govsoc hunt` evaluates EVTX records on their own fields (`EvtxRecord`) and builds
+    the event only for matches: over the whole corpus, each record's identity, time and
+    event equal `read_evtx`'s event, and every record meets exactly the rules its event
+    meets (the grouping by channel/event id/provider and the prefilter over the record's
+    text drop nothing)."""
+    _, compiled, _ = rules
+    records: list = []
+    corpus: list[dict] = []  # read afresh: a store write completes the fixture's events
+    for f in sorted(SAMPLES.rglob("*.evtx")):
+        read_evtx(str(f), records.append, lazy=True)
+        read_evtx(str(f), corpus.append)
+    assert len(records) == len(corpus)
+    ev = Evaluator(compiled)
+    per_rule: collections.Counter = collections.Counter()
+    for rec, doc in zip(records, corpus, strict=True):
+        assert (rec.id, rec.timestamp, rec.dataset) == (
+            doc["event"]["id"], doc["@timestamp"], doc["event"]["dataset"])
+        got = sorted(ev.match(rec))
+        assert got == sorted(ev.match(doc)), doc["event"]["id"]
+        per_rule.update(compiled[i].id for i in got)
+        assert rec.event() == doc
+    assert sum(per_rule.values()) > 1500 and len(per_rule) > 300
+
+
+@pytest.mark.parametrize("pattern, literal", [
+    (r"ipconfig\s+/all", "ipconfig"), (r"\[String\]\s*\$VerbosePreference", "$verbosepreference"),
+    (r"abcd?ef", "abc"), (r"(foo|bar)*bazqux", "bazqux"), (r"[abc]+defg+h", "defg"),
+    (r"(?m)^cmd\.exe$", "cmd.exe"), (r"\.exe\\", ".exe\\\\"), (r"x\x41yz", None),
+    (r"(?i)ipconfig", None), (r"(?si)abc", None), (r"a|bcdef", None), (r"ab\Qcdef\E", None),
+    (r"abc{2,3}de", None), (r"[a-z]{3}xyzw", "xyzw"),
+])
+def test_regex_literal_is_in_every_match(pattern, literal):
+    """A `|re` rule prefilters on a literal only where every match must hold it (as it
+    appears, lowercased, in the event's JSON text); anything less plain gets none."""
+    assert regex_literal(pattern) == literal
 
 
 def test_coverage_per_tactic(cache_dir, tmp_path):

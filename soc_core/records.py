@@ -1,0 +1,62 @@
+"""Source records whose ECS event is built only when asked for.
+
+An importer that knows which of its event's fields it can read straight from the source
+record hands a `SourceRecord` instead of the event to a sink that accepts them (`govsoc
+hunt`): the sink matches rules against `fields` and builds the whole event (`event()`)
+only for the records it keeps. A hunt over 400,000 EVTX records keeps a few percent.
+
+The contract an importer's subclass must keep (its tests hold it to it):
+- `dataset`, `id` and `timestamp` are the event's `event.dataset`, `event.id` and
+  `@timestamp`;
+- `get(path)` is what the event holds at that dotted path (None: nothing there), read
+  from the record without building the event for the paths `covers` accepts;
+- `scan_text()` is JSON text that holds `"<leaf>":<value>` (the value as JSON) for every
+  covered field the event has, `<leaf>` being the path's last segment: what a prefilter
+  looking for a field's literals in the event's JSON finds there too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SourceRecord"]
+
+
+class SourceRecord:
+    """One source record: some fields now, the whole ECS event on demand (cached)."""
+
+    __slots__ = ("dataset", "id", "timestamp", "_event")
+
+    # the paths a subclass's `get` answers without the event: exact paths and path
+    # prefixes (ending in ".")
+    COVERED: frozenset[str] = frozenset()
+    COVERED_PREFIXES: tuple[str, ...] = ()
+
+    def __init__(self, dataset: str, id: str, timestamp: str) -> None:
+        self.dataset = dataset
+        self.id = id
+        self.timestamp = timestamp
+        self._event: dict[str, Any] | None = None
+
+    @classmethod
+    def covers(cls, path: str) -> bool:
+        return path in cls.COVERED or path.startswith(cls.COVERED_PREFIXES)
+
+    def event(self) -> dict[str, Any]:
+        if self._event is None:
+            self._event = self.build()
+        return self._event
+
+    def get(self, path: str) -> Any:
+        node: Any = self.event()
+        for part in path.split("."):
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        return node
+
+    def build(self) -> dict[str, Any]:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def scan_text(self) -> str:  # pragma: no cover
+        raise NotImplementedError
