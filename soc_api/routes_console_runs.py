@@ -64,6 +64,15 @@ def run_page(request: Request, run_id: str = run_id_param()):
     rec = _visible(request, svc, run_id)
     ctx.audit(request, "runs.read", object=run_id, extra={"via": "console"})
     p = request.state.principal
-    return page(request, "run.html", run=_row(rec, zone_of(request)),
-                variables=svc.variables(rec),
+    variables = svc.variables(rec)
+    ended = rec["status"] in ("successful", "failed", "canceled")
+    run = svc.run_status(run_id) if ended else None
+    # what the API's /runs/{id}/undo takes: a change (not a check, not itself an undo) of a
+    # playbook with an undo; offered once the run has ended (the page script shows it then)
+    undoable = (_may(request, "playbooks:run") and not rec["check"]
+                and not variables.get("undo") and not rec.get("undo_of")
+                and any(i["name"] == rec["playbook"] and i["undo"] for i in playbook_info()))
+    return page(request, "run.html", run=_row(rec, zone_of(request)), variables=variables,
+                summary=sorted(((run or {}).get("summary") or {}).items()),
+                may_undo=undoable, undo_now=rec["status"] in ("successful", "failed"),
                 may_approve=_may(request, "remediation:approve") and rec["requester"] != who(p))

@@ -241,6 +241,9 @@ def undo_run(request: Request, run_id: str = run_id_param()) -> dict[str, Any]:
 
 
 # -- live events ----------------------------------------------------------------------
+ENDED = ("successful", "failed", "canceled", "rejected")
+
+
 def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
@@ -258,7 +261,9 @@ def _event_data(doc: dict[str, Any]) -> dict[str, Any]:
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse)
 async def run_events(request: Request, run_id: str = run_id_param(),
                      last_event_id: str | None = Header(None, max_length=20)) -> Any:
-    """`text/event-stream`: `runner` events (id = the runner's sequence number) while the
+    """`text/event-stream`: a `status` event (status, approver, decided) whenever the
+    request's status changes before its end (so a page opened while it waited for approval
+    follows it to running), `runner` events (id = the runner's sequence number) while the
     run goes, then one `result` event (status, per-host summary) and the end of the
     stream. A reconnect with `Last-Event-ID` continues after that event."""
     svc = service(request)
@@ -275,13 +280,18 @@ async def run_events(request: Request, run_id: str = run_id_param(),
         nonlocal after
         yield b"retry: 2000\n\n"
         quiet_since = time.monotonic()
+        status = None
         while True:
             current = await run_in_threadpool(svc.get, run_id)  # before the events: see below
+            if current["status"] != status and current["status"] not in ENDED:
+                status = current["status"]
+                yield _sse("status", {k: current.get(k) for k in
+                                      ("status", "approver", "decided")})
             docs = await run_in_threadpool(svc.events, run_id, after)
             for doc in docs:
                 after = max(after, int(doc["event"].get("sequence") or 0))
                 yield _sse("runner", _event_data(doc), after)
-            if current["status"] in ("successful", "failed", "canceled", "rejected"):
+            if current["status"] in ENDED:
                 # the driver stores every event before it ends the run: nothing is missed
                 result = await run_in_threadpool(_public, current, svc, True)
                 yield _sse("result", result)

@@ -58,6 +58,16 @@
     const status = document.getElementById("run-status");
     const src = new EventSource(`/runs/${enc(box.dataset.id)}/events`);
     src.addEventListener("open", () => { state.textContent = g.t("rn.live"); });
+    // approved (or started) while the page is open: it says so before the first output
+    src.addEventListener("status", (e) => {
+      const d = JSON.parse(e.data);
+      status.dataset.status = d.status;
+      status.textContent = g.t("rs." + d.status);
+      const approver = document.getElementById("run-approver");
+      if (approver && d.approver) approver.textContent = d.approver + " · " + local(d.decided, box.dataset.zone);
+      const actions = document.getElementById("decide");
+      if (actions && d.status !== "pending") actions.remove();
+    });
     src.addEventListener("runner", (e) => {
       const d = JSON.parse(e.data);
       const li = document.createElement("li");
@@ -74,8 +84,41 @@
       const approver = document.getElementById("run-approver");
       if (approver && d.approver) approver.textContent = d.approver + " · " + local(d.decided, box.dataset.zone);
       state.textContent = g.t("rn.ended");
-      const actions = document.querySelector(".actions");
+      const actions = document.getElementById("decide");
       if (actions) actions.remove();
+      summary((d.result && d.result.summary) || {});
+      const undo = document.getElementById("undo-box");
+      if (undo && (d.status === "successful" || d.status === "failed")) undo.hidden = false;
+    });
+  }
+
+  // the per-host summary of the run's `result` event, as the server renders an ended run's
+  function summary(hosts) {
+    const body = document.querySelector("#summary tbody");
+    body.replaceChildren();
+    Object.keys(hosts).sort().forEach((host) => {
+      const s = hosts[host];
+      const tr = document.createElement("tr");
+      tr.dataset.host = host;
+      tr.dataset.status = s.status;
+      [host, s.status, s.ok, s.changed, s.failed, s.unreachable, s.error || ""].forEach((v) => {
+        const td = document.createElement("td");
+        td.textContent = String(v);
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+  }
+
+  // undo asks the API for the opposite run (it waits for approval like any change)
+  function undo() {
+    const b = document.querySelector("button.undo");
+    if (!b) return;
+    b.addEventListener("click", async () => {
+      try {
+        const rec = await g.api("POST", `/runs/${enc(b.dataset.id)}/undo`);
+        window.location.assign("/ui/runs/" + enc(rec.run_id));
+      } catch (err) { failed(err); }
     });
   }
 
@@ -83,6 +126,7 @@
     const form = document.getElementById("request-run");
     if (form) request(form);
     decisions();
+    undo();
     const box = document.getElementById("run");
     if (box) follow(box);
   });
