@@ -361,18 +361,19 @@ class AuditTrail:
                extra: dict[str, Any] | None = None, category: Any = None,
                type: Any = None) -> dict[str, Any]:  # noqa: A002
         """Append one record; it is on disk when this returns. Returns the document."""
-        return self.record_many([dict(action=action, outcome=outcome, user=user, role=role,
-                                      department=department, object=object,
-                                      source_ip=source_ip, request_id=request_id,
-                                      reason=reason, message=message, extra=extra,
-                                      category=category, type=type)])[0]
+        return self._append([self._body(
+            action=action, outcome=outcome, user=user, role=role, department=department,
+            object=object, source_ip=source_ip, request_id=request_id, reason=reason,
+            message=message, extra=extra, category=category, type=type)])[0]
 
     def record_many(self, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Append several records (each a dict of `record`'s arguments) with one disk
         write: the batch path of the signing API."""
         bodies = [self._body(**e) for e in entries]
-        if not bodies:
-            return []
+        return self._append(bodies) if bodies else []
+
+    def _append(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Seal `bodies` onto the chain and spool them in one write (the documents)."""
         with self._lock:
             if self._closed:
                 raise AuditUnavailable("the audit trail is closed: the action is refused")
