@@ -113,7 +113,8 @@ def poll(page, expression: str, arg=None):
         if value:
             return value
         time.sleep(0.005)
-    raise SystemExit(f"{page.url}: still not {expression!r} after 60 s")
+    toast = page.evaluate("() => (document.getElementById('toast') || {}).textContent")
+    raise SystemExit(f"{page.url}: still not {expression!r} after 60 s (last toast: {toast!r})")
 
 
 def fcp(context, url: str, charts: bool) -> tuple[float, float | None, float | None]:
@@ -153,9 +154,12 @@ def acknowledge(mine, theirs, n: int) -> tuple[list[float], list[float]]:
     the row gone from `mine` and from `theirs` (None when `theirs` is None)."""
     here, there = [], []
     for _ in range(n):
-        row = mine.locator("#rows tr").first
+        # the id first, then that very row: a locator resolves anew at each use, and a row
+        # the queue's poll prepends in between would make the row clicked and the row
+        # watched two different alerts (the key then removes one, the watch waits for the other)
+        target = mine.locator("#rows tr").first.get_attribute("data-id")
+        row = mine.locator(f'#rows tr[data-id="{target}"]')
         row.locator("td").nth(2).click()  # the current row, focused, as an analyst picks it
-        target = row.get_attribute("data-id")
         mine.evaluate(_WATCH, target)
         if theirs is not None:
             theirs.evaluate(_WATCH, target)
@@ -278,8 +282,11 @@ def run_store(backend: str, args: argparse.Namespace) -> None:
             theirs.wait_for_timeout(500)  # its live stream is open
             acknowledge(mine, theirs, 3)  # warm
             ack_self, ack_peer = acknowledge(mine, theirs, args.acks)
+            # oldest first: the queue polls for new alerts only when sorted newest first, and
+            # that poll would put back the rows this page removes without the API (they are
+            # still open on the server) as new alerts, over and over
             local = context.new_page()
-            local.goto(base + queue, wait_until="load")
+            local.goto(base + queue + "&sort=oldest", wait_until="load")
             poll(local, "() => document.querySelector('#rows tr.current')")
             local.evaluate(_LOCAL)
             ack_ref, _ = acknowledge(local, None, args.acks)

@@ -27,6 +27,10 @@
     const mayWrite = table.dataset.mayWrite === "true";
     const rows = () => Array.from(tbody.querySelectorAll("tr[data-id]"));
     let cur = -1;
+    // alerts that left this queue's filter (acknowledged, closed) while it is open: a poll
+    // for new alerts sent before the change can answer after it, with the old status, and
+    // must not put the row back as a new alert (it could then not be acknowledged again)
+    const left = new Set();
 
     function go(i) {
       const all = rows();
@@ -50,6 +54,7 @@
     function applied(trs, status) {
       for (const tr of trs) {
         if (filters.status && filters.status !== status) {
+          left.add(tr.dataset.id);
           tr.remove();
         } else {
           tr.dataset.status = status;
@@ -144,6 +149,7 @@
         const fresh = Array.from(tpl.content.querySelectorAll("tr[data-id]"));
         let added = 0;
         for (const tr of fresh.reverse()) {
+          if (left.has(tr.dataset.id)) continue;
           const old = tbody.querySelector(`tr[data-id="${CSS.escape(tr.dataset.id)}"]`);
           if (old) {  // an alert that grew or changed: the new row, same selection
             if (old.dataset.time === tr.dataset.time && old.dataset.status === tr.dataset.status) continue;
@@ -167,9 +173,14 @@
     // changes anyone makes to the shown alerts (acknowledge, close, assign) arrive live
     function changed(e) {
       const c = JSON.parse(e.data);
+      const leaves = filters.status && filters.status !== c.status;
+      if (leaves) {
+        if (left.size > 5000) left.clear();  // an all-day page: the old ones are long past
+        left.add(c.id);
+      } else left.delete(c.id);  // back in the filter (reopened): a poll may show it again
       const tr = tbody.querySelector(`tr[data-id="${CSS.escape(c.id)}"]`);
       if (!tr) return;
-      if (filters.status && filters.status !== c.status) {
+      if (leaves) {
         const at = rows().indexOf(tr);
         tr.remove();
         if (at >= 0 && at < cur) cur -= 1;
