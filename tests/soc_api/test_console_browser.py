@@ -592,6 +592,53 @@ def test_inventory_pages_and_annotating_an_asset(ana, site):
     ana.check("asset-annotated")
 
 
+def test_retire_button_requests_a_pending_run_and_is_not_offered_without_the_grant(
+        ana, site, sec):
+    import cloud_inventory as inv
+    from soc_core import ecs
+
+    store = site["store"]
+    # a zombie of wjw: its inventory name is the runs' host, no inbound session, low CPU
+    obs = inv.Observation(source="network", seen=ecs.now_iso(), name="wjw-web",
+                          hostname="wjw-web", ips=["10.1.0.241"], macs=["02:00:00:00:02:41"])
+    inv.record(store, [obs], source="network", run_id="retire", baseline=False)
+    asset = inv.get_asset(store, "10.1.0.241")["event"]["id"]
+    inv.annotate(store, asset, tags=["zombie"], by="test")
+    hour = datetime.now(UTC) - timedelta(hours=1)
+    assert not store.write([ecs.make_event(
+        "system.cpu", ecs.format_time(hour + timedelta(minutes=i)), ("wjw-web", i),
+        {"host": {"name": "wjw-web", "cpu": {"usage": 0.01}}}, kind="metric")
+        for i in range(3)], refresh=True).rejected
+    store.refresh()
+    # the security administrator reads the page but holds no `assets:retire`: no button,
+    # and the server refuses the request with the reason
+    page = sec.visit("/ui/idle", "idle-secadmin")
+    row = page.locator(f"#idle tr[data-asset='{asset}']")
+    expect(row).to_have_attribute("data-verdict", "zombie")
+    assert row.locator("form.retire").count() == 0
+    csrf = page.locator("meta[name=csrf-token]").get_attribute("content")
+    r = page.context.request.post(f"{site['url']}/idle/{asset}/retire",
+                                  data={"services": ["nginx"]},
+                                  headers={"x-csrf-token": csrf})
+    assert r.status == 403 and "assets:retire" in r.json()["detail"]
+    # the responder asks for it: a retire_host run, pending a secadmin's approval
+    page = ana.visit("/ui/idle", "idle-retire")
+    form = page.locator(f"#idle tr[data-asset='{asset}'] form.retire")
+    form.locator(".retire-services").fill("nginx, php-fpm")
+    with page.expect_response(lambda r: r.url.endswith(f"/idle/{asset}/retire")) as resp:
+        form.locator("button[type=submit]").click()
+    assert resp.value.status == 201
+    assert resp.value.request.post_data_json == {"services": ["nginx", "php-fpm"]}
+    page.wait_for_url(re.compile(r".*/ui/runs/[0-9a-f]{12}$"))  # the run's own page
+    facts = page.locator("#run dl.facts").inner_text()
+    assert "retire_host" in facts and "wjw-web" in facts
+    assert '"retire_services": ["nginx", "php-fpm"]' in facts and asset in facts
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "pending")
+    expect(page.locator("#run-status")).to_have_text("待审批")
+    assert page.locator("button.approve").count() == 0  # not the requester's to approve
+    ana.check("idle-retire-requested")
+
+
 def test_an_acknowledgement_shows_live_in_another_analysts_queue(ana, site, browser):
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     assert context.request.post(site["url"] + "/auth/login", data={
