@@ -177,7 +177,8 @@ def acknowledge(mine, theirs, n: int, posts: list[float] | None = None
         if theirs is not None:
             there.append(poll(theirs, "() => window.__gone") - pressed)
         if posts is not None:
-            posts.append(mine.evaluate(_POST, target))
+            # (the row can leave before the answer is in: the page's own live stream)
+            posts.append(poll(mine, _POST, target))
         mine.wait_for_timeout(50)  # the toast and the status line settle
     return here, there
 
@@ -320,7 +321,7 @@ def run_store(backend: str, args: argparse.Namespace) -> None:
         print(f"\nacknowledge (key `a`) until the row leaves the open queue, {args.acks} "
               f"alerts, ms ({backend}):")
         for name, values in (("this page", ack_self), ("another analyst's page", ack_peer),
-                             ("of which the transition request", posts),
+                             ("the transition request alone", posts),
                              ("reference: the page alone, no API", ack_ref)):
             print(f"  {name:36s} median {statistics.median(values):6.1f}   "
                   f"p95 {p95(values):6.1f}   max {max(values):6.1f}")

@@ -243,6 +243,37 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     assert page.get_attribute("#run-playbook", "href").startswith("/ui/runs?hosts=wjw-")
 
 
+def test_alert_page_triage_and_a_note_shown_from_the_answer_without_a_reload(ana, site):
+    page = ana.visit("/ui/alerts/al-gaj-5", "alert-triage")
+    page.evaluate("window.__same = true")  # gone if the page reloaded
+    expect(page.locator("#d-status")).to_have_text("待处置")
+    with page.expect_response(lambda r: r.url.endswith("/transition")) as resp:
+        page.click("#act-ack")
+    assert resp.value.request.post_data_json == {"status": "acknowledged"}
+    expect(page.locator("#d-status")).to_have_text("已确认")
+    expect(page.locator("#act-ack")).to_be_disabled()
+    page.select_option("#d-reason", "false_positive")
+    page.click("#act-close")
+    expect(page.locator("#d-status")).to_have_text("已关闭 (误报)")
+    expect(page.locator("#act-close")).to_be_disabled()
+    page.fill("#note-text", "已核实：测试账号")
+    page.click("#note-form button[type=submit]")
+    expect(page.locator("#notes li")).to_have_count(1)
+    note = page.locator("#notes li").inner_text()
+    assert "ana" in note and "已核实：测试账号" in note
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", note), note  # the viewer's zone
+    assert page.evaluate("window.__same") is True
+    al = site["store"].get("alerts", "al-gaj-5")["govsoc"]["alert"]
+    assert [(h["action"], h.get("from"), h.get("to")) for h in al["history"]] == [
+        ("transition", "open", "acknowledged"), ("transition", "acknowledged", "closed"),
+        ("note", None, None)]
+    # what the server renders again on a visit is what the page showed
+    page = ana.visit("/ui/alerts/al-gaj-5")
+    expect(page.locator("#d-status")).to_have_text("已关闭 (误报)")
+    assert page.locator("#notes li").inner_text() == note
+    ana.check(None)
+
+
 def test_the_alert_pages_packets_view_shows_the_http_request(ana):
     page = ana.visit("/ui/alerts/al-wjw-77", "alert-packets", wait="#packet-detail .pk-tree")
     expect(page.locator("#packet-list")).to_contain_text("GET / HTTP/1.1")

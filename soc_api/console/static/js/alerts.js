@@ -203,15 +203,52 @@
   function detail(box) {
     if (box.dataset.mayWrite !== "true") return;
     const id = box.dataset.id;
-    const done = () => window.location.reload();
-    document.getElementById("act-ack").addEventListener("click", () =>
-      transition([id], "acknowledged").then(done, failed));
-    document.getElementById("act-close").addEventListener("click", () =>
+    const ack = document.getElementById("act-ack");
+    const close = document.getElementById("act-close");
+    const buttons = (status) => {  // what the alert's state allows (the server decides)
+      ack.disabled = status !== "open";
+      close.disabled = status === "closed";
+    };
+    // the page shows the alert as the change's answer has it: no reload, no second read
+    function done(doc) {
+      const al = (doc.govsoc || {}).alert || {};
+      const status = al.status || "open";
+      let label = g.t("status." + status);
+      if (al.close_reason) label += ` (${g.t("reason." + al.close_reason)})`;
+      document.getElementById("d-status").textContent = label;
+      buttons(status);
+      const items = (al.notes || []).map((n) => {
+        const li = document.createElement("li");
+        const when = document.createElement("time");
+        when.textContent = g.local(n.at, box.dataset.zone);
+        const by = document.createElement("strong");
+        by.textContent = n.by;
+        li.append(when, " ", by, ": " + n.text);
+        return li;
+      });
+      if (!items.length) {
+        const li = document.createElement("li");
+        li.className = "muted";
+        li.textContent = g.t("ad.no_notes");
+        items.push(li);
+      }
+      document.getElementById("notes").replaceChildren(...items);
+      g.toast(g.t("aq.done"));
+    }
+    buttons(box.dataset.status);
+    ack.addEventListener("click", () => transition([id], "acknowledged").then(done, failed));
+    close.addEventListener("click", () =>
       transition([id], "closed", document.getElementById("d-reason").value).then(done, failed));
     document.getElementById("note-form").addEventListener("submit", (e) => {
       e.preventDefault();
-      const text = document.getElementById("note-text").value.trim();
-      if (text) g.api("POST", `/alerts/${enc(id)}/notes`, { text }).then(done, failed);
+      const field = document.getElementById("note-text");
+      const text = field.value.trim();
+      if (text) {
+        g.api("POST", `/alerts/${enc(id)}/notes`, { text }).then((doc) => {
+          field.value = "";
+          done(doc);
+        }, failed);
+      }
     });
   }
 
