@@ -679,9 +679,16 @@ def test_an_acknowledgement_shows_live_in_another_analysts_queue(ana, site, brow
     page = ana.visit("/ui/alerts?status=open&q=organization.id:wjw")
     target = page.locator("#rows tr.current").get_attribute("data-id")
     expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(1)
+    theirs.click("#f-q")  # the other analyst is typing a query meanwhile
+    theirs.keyboard.type("host.name:")
     with page.expect_response(lambda r: r.url.endswith("/transition")):
         page.keyboard.press("a")
     # no reload: the other analyst's open queue drops the row it no longer lists
     expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(0, timeout=10_000)
+    # and the current row moves on without taking the focus out of the query being typed
+    expect(theirs.locator("#rows tr.current")).to_have_count(1)
+    expect(theirs.locator("#f-q")).to_be_focused()
+    theirs.keyboard.type("wjw-web-1")
+    assert theirs.input_value("#f-q") == "host.name:wjw-web-1"
     other.check("alerts-live")
     context.close()

@@ -32,12 +32,12 @@
     // must not put the row back as a new alert (it could then not be acknowledged again)
     const left = new Set();
 
-    function go(i) {
+    function go(i, focus = true) {
       const all = rows();
       if (!all.length) return;
       cur = Math.max(0, Math.min(all.length - 1, i));
       all.forEach((r, n) => r.classList.toggle("current", n === cur));
-      all[cur].focus();
+      if (focus) all[cur].focus();
     }
     const current = () => rows()[cur];
     const picked = () => rows().filter((r) => { const c = r.querySelector(".pick"); return c && c.checked; });
@@ -185,7 +185,11 @@
         tr.remove();
         if (at >= 0 && at < cur) cur -= 1;
         if (cur >= rows().length) cur = rows().length - 1;
-        if (cur >= 0 && at >= 0) go(cur);
+        // someone else's change: the current row moves, the focus only if it was on the
+        // queue (not out of the search field the analyst is typing in)
+        const here = !document.activeElement || document.activeElement === document.body ||
+          tbody.contains(document.activeElement);
+        if (cur >= 0 && at >= 0) go(cur, here);
         updateBulk();
         return;
       }
