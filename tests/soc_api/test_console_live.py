@@ -9,6 +9,17 @@ import threading
 from soc_api.live import AlertFeed
 
 
+def run(coro):
+    """asyncio.run in a thread of its own: Playwright's sync API may already run a loop in
+    this one (the browser tests share the worker)."""
+    out = {}
+    t = threading.Thread(target=lambda: out.update(value=asyncio.run(coro)))
+    t.start()
+    t.join()
+    assert "value" in out, "the coroutine raised (see the thread's traceback)"
+    return out["value"]
+
+
 def test_a_waiting_stream_is_woken_by_a_change_from_another_thread():
     hub = AlertFeed()
     hub.publish([{"event": {"id": "before"}}])
@@ -22,7 +33,7 @@ def test_a_waiting_stream_is_woken_by_a_change_from_another_thread():
         _, docs = hub.since(mark)
         return [d["event"]["id"] for d in docs]
 
-    assert asyncio.run(follow()) == ["al-1"]
+    assert run(follow()) == ["al-1"]
     assert not hub.waiters  # the waiter is gone once woken
 
 
@@ -34,5 +45,5 @@ def test_wait_returns_at_once_when_a_change_is_already_there_and_times_out_other
         await asyncio.wait_for(hub.wait(0, 60), 20)  # seq 1 > 0: no waiting at all
         await hub.wait(1, 0.01)  # nothing new: back after the timeout, no error
 
-    asyncio.run(both())
+    run(both())
     assert not hub.waiters
