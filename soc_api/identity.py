@@ -154,11 +154,12 @@ class Identity:
                    default_token_days=int(cfg.get("api.token_days", 365)))
 
     # -- persistence ---------------------------------------------------------------------
-    def _put(self, dataset: str, doc_id: str, record: dict[str, Any]) -> None:
+    def _put(self, dataset: str, doc_id: str, record: dict[str, Any],
+             refresh: bool = True) -> None:
         doc = {"@timestamp": _iso(time.time()),
                "event": {"kind": "state", "dataset": dataset, "id": doc_id},
                "govsoc": {"identity": record}}
-        result = self.store.write([doc], refresh=True)
+        result = self.store.write([doc], refresh=refresh)
         if result.rejected:
             raise IdentityError(f"cannot store {dataset.rsplit('.', 1)[1]}: "
                                 f"{result.rejected[0].reason}")
@@ -342,7 +343,10 @@ class Identity:
             return None
         if now - rec["last_seen"] > 30:  # idle time, kept to the half minute
             rec["last_seen"] = int(now)
-            self._put(SESSION_DS, sid, rec)
+            # no forced refresh: sessions are read by id (real time on both stores), and
+            # on Elasticsearch a refresh here would cost the request it rides on (an
+            # analyst's acknowledge, every half minute) far more than the write
+            self._put(SESSION_DS, sid, rec, refresh=False)
         return Principal(user.name, "user", tuple(user.roles), tuple(user.departments),
                          tuple(user.keys), stage=rec["stage"], session_id=sid,
                          csrf=rec["csrf"])
