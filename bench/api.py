@@ -6,10 +6,14 @@ Both apps are served the way `govsoc api serve` serves: uvicorn, 2 worker proces
 HTTPS with the self-signed certificate. Load comes from `wrk` (2 threads, 16 connections)
 on the same 2-core machine, so server and client share the CPUs: the figures are for this
 machine as a whole. The small read is `GET /events/{id}` (one stored document, an audited
-privileged read). The reference is `bench/api_bare.py`: the same handler and the same
-ASGI guard without the gate and the audit trail. Rounds alternate between the two apps.
+privileged read). The reference is `bench/api_bare.py`'s `bare`: the same app (`create_app`:
+the same routers, handler, serializer and ASGI guard), served with the same uvicorn
+options, with the gate replaced by a fixed principal and an audit trail that keeps
+nothing (`--reference router`: the older, smaller reference app with the data router
+alone). Rounds alternate between the two apps; both are measured by the same clocks.
 
     python bench/api.py [--store sqlite|es|both] [--seconds 8] [--rounds 3]
+                        [--reference app|router]
                         [--alerts yes|no|only] [--es-url URL] [--rebuild]
                         [--alert-events N] [--alert-count N] [--samples N]
 
@@ -168,7 +172,8 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
     return (float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan"), per)
 
 
-def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
+def run_store(label: str, store_url: str, seconds: int, rounds: int,
+              reference: str = "app") -> None:
     folder = Path(tempfile.mkdtemp(prefix="govsoc-bench-api-"))
     try:
         env = setup(folder, store_url)
@@ -176,9 +181,12 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
         full = start([str(VENV_BIN / "govsoc"), "api", "serve", "--port", str(full_port),
                       "--workers", "2"], full_port)
         cert = folder / "data" / "api"
-        bare = start([str(VENV_BIN / "uvicorn"), "--factory", "api_bare:bare", "--app-dir",
+        factory = "api_bare:bare" if reference == "app" else "api_bare:bare_router"
+        # the options `govsoc api serve` passes uvicorn (soc_api/serve.py)
+        bare = start([str(VENV_BIN / "uvicorn"), "--factory", factory, "--app-dir",
                       str(BENCH), "--workers", "2", "--port", str(bare_port),
-                      "--log-level", "warning", "--no-access-log",
+                      "--log-level", "warning", "--no-access-log", "--no-server-header",
+                      "--no-proxy-headers",
                       "--ssl-certfile", str(cert / "tls-cert.pem"),
                       "--ssl-keyfile", str(cert / "tls-key.pem")], bare_port)
         try:
@@ -202,7 +210,8 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int) -> None:
             print(f"  authenticated + audited: {f:8.0f} req/s   (rounds: "
                   f"{', '.join(f'{r:.0f}' for r in full_rates)})  target >= 1000: "
                   f"{'met' if f >= 1000 else 'MISSED'}")
-            print(f"  same handler, no gate/audit: {b:8.0f} req/s   (rounds: "
+            print(f"  same {'app' if reference == 'app' else 'handler'}, no gate/audit: "
+                  f"{b:8.0f} req/s   (rounds: "
                   f"{', '.join(f'{r:.0f}' for r in bare_rates)})")
             print(f"  auth + audit overhead: {overhead:6.1%}   ratio {f / b:.3f}  "
                   f"target <= 15%: {'met' if overhead <= 0.15 else 'MISSED'}")
@@ -234,6 +243,9 @@ def main() -> None:
     ap.add_argument("--store", choices=["sqlite", "es", "both"], default="both")
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reference", choices=["app", "router"], default="app",
+                    help="app: the real app without gate and audit; router: the data "
+                         "router alone (the reference before session 6)")
     ap.add_argument("--es-port", type=int, default=9271)
     ap.add_argument("--alerts", choices=["yes", "no", "only"], default="yes")
     ap.add_argument("--es-url", default=None, help="alert section: use this node")
@@ -256,12 +268,13 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs shared by the servers and wrk")
     if args.store in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as d:
-            run_store("sqlite", f"sqlite:///{d}/govsoc.db", args.seconds, args.rounds)
+            run_store("sqlite", f"sqlite:///{d}/govsoc.db", args.seconds, args.rounds,
+                      args.reference)
     if args.store in ("es", "both"):
         from eslocal import throwaway_node
 
         with throwaway_node(args.es_port) as url:
-            run_store("elasticsearch", url, args.seconds, args.rounds)
+            run_store("elasticsearch", url, args.seconds, args.rounds, args.reference)
     if args.alerts == "yes":
         import api_alerts
 

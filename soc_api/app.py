@@ -153,7 +153,7 @@ def create_app(cfg: Config | None = None, *, context: Context | None = None) -> 
     # walks every route of every router before it): the busiest routes come first
     app.include_router(make_router(crypto_service, principal=caller,
                                    may_use=lambda c, key_id: c.principal.may_use_key(key_id),
-                                   limits=Limits(max_body=MAX_BODY)))
+                                   limits=Limits(max_body=MAX_BODY), bodies_bounded=True))
 
     for r in (routes_data.router, routes_alerts.router, routes_auth.router,
               routes_admin.router, routes_audit.router, routes_console.router):

@@ -12,7 +12,12 @@ sees the same accounts at once.
   with its CSRF token, idle and absolute timeouts.
 
 Looked-up tokens and sessions are cached for `CACHE_SECONDS` per process: a revocation
-takes effect at once in the worker that made it and within that time in the others.
+takes effect at once in the worker that made it and within that time in the others. A
+token whose secret was verified keeps its principal beside the cached record, for as long
+as that very record stays cached: a request with the same secret then skips the SM3 of
+it (an exact comparison, in constant time, with the secret verified before), and the
+revocation bound above is unchanged (the record is checked for revocation and expiry
+first, on every request).
 """
 
 from __future__ import annotations
@@ -137,6 +142,8 @@ class Identity:
         self.default_token_days = default_token_days
         self._seal_key = _local_secret(Path(data_dir) / "api" / "identity.key")
         self._cache: dict[str, tuple[float, Any]] = {}
+        # token id -> (the cached Token record it was verified against, secret, principal)
+        self._verified: dict[str, tuple[Token, str, Principal]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -147,11 +154,12 @@ class Identity:
                    default_token_days=int(cfg.get("api.token_days", 365)))
 
     # -- persistence ---------------------------------------------------------------------
-    def _put(self, dataset: str, doc_id: str, record: dict[str, Any]) -> None:
+    def _put(self, dataset: str, doc_id: str, record: dict[str, Any],
+             refresh: bool = True) -> None:
         doc = {"@timestamp": _iso(time.time()),
                "event": {"kind": "state", "dataset": dataset, "id": doc_id},
                "govsoc": {"identity": record}}
-        result = self.store.write([doc], refresh=True)
+        result = self.store.write([doc], refresh=refresh)
         if result.rejected:
             raise IdentityError(f"cannot store {dataset.rsplit('.', 1)[1]}: "
                                 f"{result.rejected[0].reason}")
@@ -335,7 +343,10 @@ class Identity:
             return None
         if now - rec["last_seen"] > 30:  # idle time, kept to the half minute
             rec["last_seen"] = int(now)
-            self._put(SESSION_DS, sid, rec)
+            # no forced refresh: sessions are read by id (real time on both stores), and
+            # on Elasticsearch a refresh here would cost the request it rides on (an
+            # analyst's acknowledge, every half minute) far more than the write
+            self._put(SESSION_DS, sid, rec, refresh=False)
         return Principal(user.name, "user", tuple(user.roles), tuple(user.departments),
                          tuple(user.keys), stage=rec["stage"], session_id=sid,
                          csrf=rec["csrf"])
@@ -390,19 +401,31 @@ class Identity:
         tok.revoked = True
         self._put(TOKEN_DS, "token:" + tok.id, asdict(tok))
         self._cache.pop("token:" + tok.id, None)
+        self._verified.pop(tok.id, None)
         return tok
 
     def token(self, bearer: str) -> Principal | None:
         m = TOKEN_RE.match(bearer or "")
         if not m:
             return None
-        tok = self._cached("token:" + m.group(1), Token)
+        tid, secret = m.group(1), m.group(2)
+        tok = self._cached("token:" + tid, Token)
         if tok is None or tok.revoked or tok.expires <= time.time():
             return None
-        if not hmac.compare_digest(tok.secret_sm3, sm3_hex(m.group(2).encode())):
+        known = self._verified.get(tid)
+        # only against the same cached record: a refetch (every CACHE_SECONDS, or at once
+        # after a revocation here) makes a new Token object, checked in full again
+        if known is not None and known[0] is tok and hmac.compare_digest(known[1], secret):
+            return known[2]
+        if not hmac.compare_digest(tok.secret_sm3, sm3_hex(secret.encode())):
             return None
-        return Principal(tok.label, "token", tuple(tok.roles), tuple(tok.departments),
-                         tuple(tok.keys), token_id=tok.id, rate=tok.rate)
+        principal = Principal(tok.label, "token", tuple(tok.roles), tuple(tok.departments),
+                              tuple(tok.keys), token_id=tok.id, rate=tok.rate)
+        with self._lock:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[tid] = (tok, secret, principal)
+        return principal
 
     def _cached(self, doc_id: str, kind: type | None = None) -> Any:
         now = time.monotonic()

@@ -1,8 +1,9 @@
 """The live alert queue: what consoles learn of alert changes without a reload.
 
 A change an API worker makes (transition, assign, note, bulk) is published at once to the
-consoles that worker serves (`AlertFeed`, in process: no store round trip, so another
-analyst's open queue shows an acknowledgement within the stream's tick). Changes made
+consoles that worker serves (`AlertFeed`, in process: no store round trip; a waiting stream
+is woken at once, so another analyst's open queue shows an acknowledgement as soon as it is
+stored). Changes made
 through another worker or machine reach them from the store: each stream asks, every
 `console.live_poll_seconds` (default 2), for alerts whose `govsoc.alert.changed` (set by
 detections.workflow on every analyst change) is newer than what it has seen.
@@ -10,6 +11,7 @@ detections.workflow on every analyst change) is newer than what it has seen.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from typing import Any
@@ -24,12 +26,37 @@ class AlertFeed:
         self.seq = 0
         self.items: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_KEPT)
         self.lock = threading.Lock()
+        # streams waiting for the next change: their loop and event (publish runs in a
+        # worker thread, the streams in the event loop)
+        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def publish(self, docs: list[dict[str, Any]]) -> None:
         with self.lock:
             for doc in docs:
                 self.seq += 1
                 self.items.append((self.seq, doc))
+            waiting = list(self.waiters)
+        for loop, event in waiting:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop has closed: its stream is gone
+                pass
+
+    async def wait(self, after: int, timeout: float) -> None:
+        """Until there is a change after `after`, or `timeout` seconds: a stream sends a
+        change the moment this worker makes it, instead of at its next look."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self.lock:
+            if self.seq > after:
+                return
+            self.waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), max(timeout, 0))
+        except TimeoutError:
+            pass
+        finally:
+            with self.lock:
+                self.waiters.discard(waiter)
 
     def since(self, n: int) -> tuple[int, list[dict[str, Any]]]:
         with self.lock:

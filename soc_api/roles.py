@@ -13,6 +13,8 @@ deciding who may call it cannot go unnoticed.
 
 from __future__ import annotations
 
+import functools
+
 ROLES: dict[str, frozenset[str]] = {
     "sysadmin": frozenset({"users:admin", "tokens:admin", "config:read", "posture:read",
                            "notify:test"}),
@@ -225,6 +227,12 @@ def check_roles(roles: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def permissions(roles: list[str] | tuple[str, ...]) -> frozenset[str]:
+    return _permissions(tuple(roles))
+
+
+@functools.lru_cache(maxsize=1024)
+def _permissions(roles: tuple[str, ...]) -> frozenset[str]:
+    """(Cached: the gate asks on every request, and ROLES is fixed once imported.)"""
     out: set[str] = set()
     for r in roles:
         out |= ROLES.get(r, frozenset())

@@ -8,7 +8,6 @@ the session's CSRF token, so the server enforces roles there once, for both."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,7 +222,7 @@ def alert_rows(request: Request, since: str = Query(..., max_length=64),
                 may_write=_may(request, "alerts:write"))
 
 
-LIVE_TICK = 0.05  # seconds between looks at this worker's own changes (in memory)
+LIVE_TICK = 1.0  # at most this long between looks at the connection and the store poll
 
 
 @router.get("/ui/alerts/live")
@@ -289,7 +288,8 @@ async def alerts_live(request: Request, last_event_id: str | None = Header(
             if time.monotonic() - quiet > 15:
                 quiet = time.monotonic()
                 yield b": keepalive\n\n"
-            await asyncio.sleep(LIVE_TICK)
+            # woken by this worker's next change; otherwise at the store poll or the tick
+            await hub.wait(mark, min(LIVE_TICK, next_poll - time.monotonic()))
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"X-Accel-Buffering": "no"})

@@ -70,7 +70,7 @@ import orjson
 from soc_core import ecs
 from soc_core.config import ConfigError, redact_url
 from soc_core.sm3 import sm3
-from soc_core.spool import Spool, SpoolBusy, SpoolError, SpoolFull
+from soc_core.spool import HEADER_SIZE, Record, Spool, SpoolBusy, SpoolError, SpoolFull
 
 __all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "Actor", "AuditTrail",
            "AuditUnavailable", "Problem", "Report", "checkpoint_payload", "local_heads",
@@ -242,7 +242,8 @@ class AuditTrail:
         # a tail a previous process left without a checkpoint gets one at the next chance
         self._since_cp = 0 if self._head.checkpointed else 1
         self._last_cp = time.monotonic()
-        self._cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # (segment, offset) of a spool record -> (its documents, the offset after it)
+        self._cache: dict[tuple[int, int], tuple[list[dict[str, Any]], int]] = {}
         self._cached_docs = 0
         self._closed = False
         self._down = False  # the last store write failed
@@ -360,18 +361,19 @@ class AuditTrail:
                extra: dict[str, Any] | None = None, category: Any = None,
                type: Any = None) -> dict[str, Any]:  # noqa: A002
         """Append one record; it is on disk when this returns. Returns the document."""
-        return self.record_many([dict(action=action, outcome=outcome, user=user, role=role,
-                                      department=department, object=object,
-                                      source_ip=source_ip, request_id=request_id,
-                                      reason=reason, message=message, extra=extra,
-                                      category=category, type=type)])[0]
+        return self._append([self._body(
+            action=action, outcome=outcome, user=user, role=role, department=department,
+            object=object, source_ip=source_ip, request_id=request_id, reason=reason,
+            message=message, extra=extra, category=category, type=type)])[0]
 
     def record_many(self, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Append several records (each a dict of `record`'s arguments) with one disk
         write: the batch path of the signing API."""
         bodies = [self._body(**e) for e in entries]
-        if not bodies:
-            return []
+        return self._append(bodies) if bodies else []
+
+    def _append(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Seal `bodies` onto the chain and spool them in one write (the documents)."""
         with self._lock:
             if self._closed:
                 raise AuditUnavailable("the audit trail is closed: the action is refused")
@@ -381,15 +383,16 @@ class AuditTrail:
             self._since_cp += len(docs)
             if self.signer is not None and self._since_cp >= self.checkpoint_every:
                 docs.append(self._checkpoint_doc())
+            payload = orjson.dumps(docs)
             try:
-                where = self.spool.append(orjson.dumps(docs))
+                where = self.spool.append(payload)
             except (SpoolFull, SpoolError, OSError) as exc:
                 # nothing was kept: the chain goes on from the record before
                 head.seq, head.hash, head.time, head.ms, self._since_cp = saved
                 why = "spool full" if isinstance(exc, SpoolFull) else type(exc).__name__
                 raise AuditUnavailable(f"the audit record cannot be kept ({why}): "
                                        f"the action is refused") from None
-            self._remember(where, docs)
+            self._remember(where, len(payload), docs)
         self.recent.extend(docs)
         return docs[:len(bodies)]
 
@@ -473,24 +476,46 @@ class AuditTrail:
             if self.signer is None or self._since_cp == 0 or self._closed:
                 return None
             doc = self._checkpoint_doc()
+            payload = orjson.dumps([doc])
             try:
-                where = self.spool.append(orjson.dumps([doc]))
+                where = self.spool.append(payload)
             except (SpoolError, OSError) as exc:
                 self.errors.append(f"audit checkpoint not kept: {type(exc).__name__}")
                 return None
-            self._remember(where, [doc])
+            self._remember(where, len(payload), [doc])
         self.recent.append(doc)
         return doc
 
     # -- draining -----------------------------------------------------------------------
-    def _remember(self, where: tuple[int, int], docs: list[dict[str, Any]]) -> None:
+    def _remember(self, where: tuple[int, int], size: int, docs: list[dict[str, Any]]
+                  ) -> None:
         """Keep the documents of a spool record for the drain, which then need not parse
         them back from disk (that parse cost as much as the store write). Bounded: past
         `_CACHE_DOCS` waiting documents (the store is down) they are read from disk."""
         if self._cached_docs < _CACHE_DOCS and (self._store is not None
                                                 or self._connect is not None):
-            self._cache[where] = docs
+            self._cache[where] = (docs, where[1] + HEADER_SIZE + size)
             self._cached_docs += len(docs)
+
+    def _held_batch(self) -> tuple[list[Record], list[dict[str, Any]]] | None:
+        """The oldest spooled records and their documents when this process still holds
+        them (lock taken here): their positions are known, so they are not read back
+        from disk (that read and its checksum cost a quarter of the drain). None when the
+        oldest record is not held (left by an earlier process, or past the cache bound):
+        the drain then reads the spool."""
+        with self._lock:
+            seg, off = self.spool.cursor()
+            recs: list[Record] = []
+            docs: list[dict[str, Any]] = []
+            # the cache is in append order and loses its oldest entries as they are
+            # acknowledged: a batch is its leading run that continues from the cursor
+            for (s, o), (mine, end) in self._cache.items():
+                if s != seg or o != off or len(recs) >= self.drain_batch:
+                    break
+                recs.append(Record(s, o, end, 0, b""))
+                docs.extend(mine)
+                off = end
+        return (recs, docs) if recs else None
 
     def _run(self) -> None:
         retry_at, backoff = 0.0, 0.5
@@ -521,16 +546,21 @@ class AuditTrail:
         None when the store failed (the records stay spooled)."""
         if self._store is None and self._connect is None:
             return 0
-        recs = self.spool.peek_many(self.drain_batch)
-        if not recs:
-            return 0
-        docs: list[dict[str, Any]] = []
-        cached = 0
-        for rec in recs:
-            mine = self._cache.get((rec.segment, rec.offset))
-            if mine is not None:
-                cached += len(mine)
-            docs.extend(mine if mine is not None else orjson.loads(rec.payload))
+        held = self._held_batch()
+        if held is not None:
+            recs, docs = held
+            cached = len(docs)
+        else:
+            recs = self.spool.peek_many(self.drain_batch)
+            if not recs:
+                return 0
+            docs = []
+            cached = 0
+            for rec in recs:
+                entry = self._cache.get((rec.segment, rec.offset))
+                if entry is not None:
+                    cached += len(entry[0])
+                docs.extend(entry[0] if entry is not None else orjson.loads(rec.payload))
         # what reaches the store must be durable in the spool first: after a power loss
         # the chain must resume past it, or it would reuse the ids the store holds
         self.spool.sync()

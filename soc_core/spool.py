@@ -248,6 +248,12 @@ class Spool:
             os.close(fd)
 
     # -- reading ---------------------------------------------------------------------
+    def cursor(self) -> tuple[int, int]:
+        """(segment, offset) of the first unacknowledged byte: where the oldest record
+        starts, unless damage or the end of a segment lies there (`peek` skips those)."""
+        with self._lock:
+            return self._read_seg, self._read_off
+
     def _open_read(self, seg: int):
         if self._read_fh_seg != seg:
             if self._read_fh is not None:

@@ -124,6 +124,11 @@ class Tab:
     def check(self, shot: str | None) -> None:
         """No console error so far, no serious accessibility violation, a screenshot."""
         assert not self.errors, f"console errors on {self.page.url}: {self.errors}"
+        # a transition under way (a toast fading in) is checked at its end: axe would
+        # measure the contrast of its half-transparent middle
+        self.page.evaluate("""() => Promise.race([
+            Promise.all(document.getAnimations().map(a => a.finished.catch(() => null))),
+            new Promise(done => setTimeout(done, 2000))])""")
         if not self.page.evaluate("typeof window.axe !== 'undefined'"):
             self.page.evaluate(AXE.read_text())
         found = self.page.evaluate(

@@ -135,6 +135,11 @@ def test_token_scope_expiry_and_revocation(api_sqlite):
     listed = api.client.get("/crypto/keys", headers=h).json()["keys"]
     assert [k["id"] for k in listed] == [k1]
     assert api.client.get("/events", headers=h).status_code == 403
+    # the principal of a verified secret is kept: another secret with the same id is not
+    wrong = "gst_" + tok.id + "_" + ("B" if secret[-1] != "B" else "C") * 43
+    assert api.client.get("/crypto/keys", headers={"Authorization": f"Bearer {wrong}"}
+                          ).status_code == 401
+    assert api.client.get("/crypto/keys", headers=h).status_code == 200
     api.ctx.identity.revoke_token(tok.id)
     assert api.client.post("/crypto/sign", headers=h,
                            json={"key_id": k1, "data": b64(b"x")}).status_code == 401
@@ -225,3 +230,21 @@ def test_store_down_is_a_clear_503(api_sqlite):
         api.ctx.identity.store = real
     assert r.status_code == 503
     assert "unavailable" in r.json()["detail"] and "Traceback" not in r.text
+
+
+def test_revocation_reaches_another_worker_within_the_cache_time(api_sqlite, monkeypatch):
+    """A worker that did not revoke the token stops honouring it once its cached record
+    is older than CACHE_SECONDS, also when it had verified the secret before."""
+    from soc_api import identity as identity_mod
+
+    monkeypatch.setattr(identity_mod, "CACHE_SECONDS", 0.2)
+    api = api_sqlite
+    other = identity_mod.Identity.from_config(api.ctx.cfg, api.ctx.store)  # another worker
+    tok, secret = api.ctx.identity.create_token("elsewhere", roles_=["viewer"],
+                                                created_by="test")
+    assert other.token(secret) is not None and other.token(secret) is not None
+    api.ctx.identity.revoke_token(tok.id)
+    assert api.ctx.identity.token(secret) is None  # at once where it was revoked
+    time.sleep(0.3)
+    assert other.token(secret) is None
+

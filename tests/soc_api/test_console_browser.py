@@ -243,6 +243,37 @@ def test_alert_queue_keyboard_triage_and_new_alerts(ana, site):
     assert page.get_attribute("#run-playbook", "href").startswith("/ui/runs?hosts=wjw-")
 
 
+def test_alert_page_triage_and_a_note_shown_from_the_answer_without_a_reload(ana, site):
+    page = ana.visit("/ui/alerts/al-gaj-5", "alert-triage")
+    page.evaluate("window.__same = true")  # gone if the page reloaded
+    expect(page.locator("#d-status")).to_have_text("待处置")
+    with page.expect_response(lambda r: r.url.endswith("/transition")) as resp:
+        page.click("#act-ack")
+    assert resp.value.request.post_data_json == {"status": "acknowledged"}
+    expect(page.locator("#d-status")).to_have_text("已确认")
+    expect(page.locator("#act-ack")).to_be_disabled()
+    page.select_option("#d-reason", "false_positive")
+    page.click("#act-close")
+    expect(page.locator("#d-status")).to_have_text("已关闭 (误报)")
+    expect(page.locator("#act-close")).to_be_disabled()
+    page.fill("#note-text", "已核实：测试账号")
+    page.click("#note-form button[type=submit]")
+    expect(page.locator("#notes li")).to_have_count(1)
+    note = page.locator("#notes li").inner_text()
+    assert "ana" in note and "已核实：测试账号" in note
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", note), note  # the viewer's zone
+    assert page.evaluate("window.__same") is True
+    al = site["store"].get("alerts", "al-gaj-5")["govsoc"]["alert"]
+    assert [(h["action"], h.get("from"), h.get("to")) for h in al["history"]] == [
+        ("transition", "open", "acknowledged"), ("transition", "acknowledged", "closed"),
+        ("note", None, None)]
+    # what the server renders again on a visit is what the page showed
+    page = ana.visit("/ui/alerts/al-gaj-5")
+    expect(page.locator("#d-status")).to_have_text("已关闭 (误报)")
+    assert page.locator("#notes li").inner_text() == note
+    ana.check(None)
+
+
 def test_the_alert_pages_packets_view_shows_the_http_request(ana):
     page = ana.visit("/ui/alerts/al-wjw-77", "alert-packets", wait="#packet-detail .pk-tree")
     expect(page.locator("#packet-list")).to_contain_text("GET / HTTP/1.1")
@@ -592,6 +623,53 @@ def test_inventory_pages_and_annotating_an_asset(ana, site):
     ana.check("asset-annotated")
 
 
+def test_retire_button_requests_a_pending_run_and_is_not_offered_without_the_grant(
+        ana, site, sec):
+    import cloud_inventory as inv
+    from soc_core import ecs
+
+    store = site["store"]
+    # a zombie of wjw: its inventory name is the runs' host, no inbound session, low CPU
+    obs = inv.Observation(source="network", seen=ecs.now_iso(), name="wjw-web",
+                          hostname="wjw-web", ips=["10.1.0.241"], macs=["02:00:00:00:02:41"])
+    inv.record(store, [obs], source="network", run_id="retire", baseline=False)
+    asset = inv.get_asset(store, "10.1.0.241")["event"]["id"]
+    inv.annotate(store, asset, tags=["zombie"], by="test")
+    hour = datetime.now(UTC) - timedelta(hours=1)
+    assert not store.write([ecs.make_event(
+        "system.cpu", ecs.format_time(hour + timedelta(minutes=i)), ("wjw-web", i),
+        {"host": {"name": "wjw-web", "cpu": {"usage": 0.01}}}, kind="metric")
+        for i in range(3)], refresh=True).rejected
+    store.refresh()
+    # the security administrator reads the page but holds no `assets:retire`: no button,
+    # and the server refuses the request with the reason
+    page = sec.visit("/ui/idle", "idle-secadmin")
+    row = page.locator(f"#idle tr[data-asset='{asset}']")
+    expect(row).to_have_attribute("data-verdict", "zombie")
+    assert row.locator("form.retire").count() == 0
+    csrf = page.locator("meta[name=csrf-token]").get_attribute("content")
+    r = page.context.request.post(f"{site['url']}/idle/{asset}/retire",
+                                  data={"services": ["nginx"]},
+                                  headers={"x-csrf-token": csrf})
+    assert r.status == 403 and "assets:retire" in r.json()["detail"]
+    # the responder asks for it: a retire_host run, pending a secadmin's approval
+    page = ana.visit("/ui/idle", "idle-retire")
+    form = page.locator(f"#idle tr[data-asset='{asset}'] form.retire")
+    form.locator(".retire-services").fill("nginx, php-fpm")
+    with page.expect_response(lambda r: r.url.endswith(f"/idle/{asset}/retire")) as resp:
+        form.locator("button[type=submit]").click()
+    assert resp.value.status == 201
+    assert resp.value.request.post_data_json == {"services": ["nginx", "php-fpm"]}
+    page.wait_for_url(re.compile(r".*/ui/runs/[0-9a-f]{12}$"))  # the run's own page
+    facts = page.locator("#run dl.facts").inner_text()
+    assert "retire_host" in facts and "wjw-web" in facts
+    assert '"retire_services": ["nginx", "php-fpm"]' in facts and asset in facts
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "pending")
+    expect(page.locator("#run-status")).to_have_text("待审批")
+    assert page.locator("button.approve").count() == 0  # not the requester's to approve
+    ana.check("idle-retire-requested")
+
+
 def test_an_acknowledgement_shows_live_in_another_analysts_queue(ana, site, browser):
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     assert context.request.post(site["url"] + "/auth/login", data={
@@ -601,9 +679,16 @@ def test_an_acknowledgement_shows_live_in_another_analysts_queue(ana, site, brow
     page = ana.visit("/ui/alerts?status=open&q=organization.id:wjw")
     target = page.locator("#rows tr.current").get_attribute("data-id")
     expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(1)
+    theirs.click("#f-q")  # the other analyst is typing a query meanwhile
+    theirs.keyboard.type("host.name:")
     with page.expect_response(lambda r: r.url.endswith("/transition")):
         page.keyboard.press("a")
     # no reload: the other analyst's open queue drops the row it no longer lists
     expect(theirs.locator(f"#rows tr[data-id='{target}']")).to_have_count(0, timeout=10_000)
+    # and the current row moves on without taking the focus out of the query being typed
+    expect(theirs.locator("#rows tr.current")).to_have_count(1)
+    expect(theirs.locator("#f-q")).to_be_focused()
+    theirs.keyboard.type("wjw-web-1")
+    assert theirs.input_value("#f-q") == "host.name:wjw-web-1"
     other.check("alerts-live")
     context.close()

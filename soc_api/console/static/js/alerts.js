@@ -27,13 +27,17 @@
     const mayWrite = table.dataset.mayWrite === "true";
     const rows = () => Array.from(tbody.querySelectorAll("tr[data-id]"));
     let cur = -1;
+    // alerts that left this queue's filter (acknowledged, closed) while it is open: a poll
+    // for new alerts sent before the change can answer after it, with the old status, and
+    // must not put the row back as a new alert (it could then not be acknowledged again)
+    const left = new Set();
 
-    function go(i) {
+    function go(i, focus = true) {
       const all = rows();
       if (!all.length) return;
       cur = Math.max(0, Math.min(all.length - 1, i));
       all.forEach((r, n) => r.classList.toggle("current", n === cur));
-      all[cur].focus();
+      if (focus) all[cur].focus();
     }
     const current = () => rows()[cur];
     const picked = () => rows().filter((r) => { const c = r.querySelector(".pick"); return c && c.checked; });
@@ -50,6 +54,7 @@
     function applied(trs, status) {
       for (const tr of trs) {
         if (filters.status && filters.status !== status) {
+          left.add(tr.dataset.id);
           tr.remove();
         } else {
           tr.dataset.status = status;
@@ -144,6 +149,7 @@
         const fresh = Array.from(tpl.content.querySelectorAll("tr[data-id]"));
         let added = 0;
         for (const tr of fresh.reverse()) {
+          if (left.has(tr.dataset.id)) continue;
           const old = tbody.querySelector(`tr[data-id="${CSS.escape(tr.dataset.id)}"]`);
           if (old) {  // an alert that grew or changed: the new row, same selection
             if (old.dataset.time === tr.dataset.time && old.dataset.status === tr.dataset.status) continue;
@@ -167,14 +173,23 @@
     // changes anyone makes to the shown alerts (acknowledge, close, assign) arrive live
     function changed(e) {
       const c = JSON.parse(e.data);
+      const leaves = filters.status && filters.status !== c.status;
+      if (leaves) {
+        if (left.size > 5000) left.clear();  // an all-day page: the old ones are long past
+        left.add(c.id);
+      } else left.delete(c.id);  // back in the filter (reopened): a poll may show it again
       const tr = tbody.querySelector(`tr[data-id="${CSS.escape(c.id)}"]`);
       if (!tr) return;
-      if (filters.status && filters.status !== c.status) {
+      if (leaves) {
         const at = rows().indexOf(tr);
         tr.remove();
         if (at >= 0 && at < cur) cur -= 1;
         if (cur >= rows().length) cur = rows().length - 1;
-        if (cur >= 0 && at >= 0) go(cur);
+        // someone else's change: the current row moves, the focus only if it was on the
+        // queue (not out of the search field the analyst is typing in)
+        const here = !document.activeElement || document.activeElement === document.body ||
+          tbody.contains(document.activeElement);
+        if (cur >= 0 && at >= 0) go(cur, here);
         updateBulk();
         return;
       }
@@ -192,15 +207,52 @@
   function detail(box) {
     if (box.dataset.mayWrite !== "true") return;
     const id = box.dataset.id;
-    const done = () => window.location.reload();
-    document.getElementById("act-ack").addEventListener("click", () =>
-      transition([id], "acknowledged").then(done, failed));
-    document.getElementById("act-close").addEventListener("click", () =>
+    const ack = document.getElementById("act-ack");
+    const close = document.getElementById("act-close");
+    const buttons = (status) => {  // what the alert's state allows (the server decides)
+      ack.disabled = status !== "open";
+      close.disabled = status === "closed";
+    };
+    // the page shows the alert as the change's answer has it: no reload, no second read
+    function done(doc) {
+      const al = (doc.govsoc || {}).alert || {};
+      const status = al.status || "open";
+      let label = g.t("status." + status);
+      if (al.close_reason) label += ` (${g.t("reason." + al.close_reason)})`;
+      document.getElementById("d-status").textContent = label;
+      buttons(status);
+      const items = (al.notes || []).map((n) => {
+        const li = document.createElement("li");
+        const when = document.createElement("time");
+        when.textContent = g.local(n.at, box.dataset.zone);
+        const by = document.createElement("strong");
+        by.textContent = n.by;
+        li.append(when, " ", by, ": " + n.text);
+        return li;
+      });
+      if (!items.length) {
+        const li = document.createElement("li");
+        li.className = "muted";
+        li.textContent = g.t("ad.no_notes");
+        items.push(li);
+      }
+      document.getElementById("notes").replaceChildren(...items);
+      g.toast(g.t("aq.done"));
+    }
+    buttons(box.dataset.status);
+    ack.addEventListener("click", () => transition([id], "acknowledged").then(done, failed));
+    close.addEventListener("click", () =>
       transition([id], "closed", document.getElementById("d-reason").value).then(done, failed));
     document.getElementById("note-form").addEventListener("submit", (e) => {
       e.preventDefault();
-      const text = document.getElementById("note-text").value.trim();
-      if (text) g.api("POST", `/alerts/${enc(id)}/notes`, { text }).then(done, failed);
+      const field = document.getElementById("note-text");
+      const text = field.value.trim();
+      if (text) {
+        g.api("POST", `/alerts/${enc(id)}/notes`, { text }).then((doc) => {
+          field.value = "";
+          done(doc);
+        }, failed);
+      }
     });
   }
 

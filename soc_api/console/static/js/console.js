@@ -39,7 +39,15 @@
     timer = setTimeout(() => { el.className = ""; }, 5000);
   }
 
-  window.govsoc = { t, api, toast };
+  // a time in the viewer's zone (the page's preference), as the server formats its own
+  function local(iso, zone) {
+    if (!iso) return "";
+    const f = new Intl.DateTimeFormat("sv-SE", { timeZone: zone, year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+    return f.format(new Date(iso));
+  }
+
+  window.govsoc = { t, api, toast, local };
 
   document.addEventListener("DOMContentLoaded", () => {
     const out = document.getElementById("logout");

@@ -44,13 +44,7 @@
     });
   }
 
-  // the viewer's zone (the page's preference), as the server formats its own times
-  function local(iso, zone) {
-    if (!iso) return "";
-    const f = new Intl.DateTimeFormat("sv-SE", { timeZone: zone, year: "numeric", month: "2-digit",
-      day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-    return f.format(new Date(iso));
-  }
+  const local = g.local;
 
   function follow(box) {
     const out = document.getElementById("output");
