@@ -144,14 +144,14 @@ def test_a_remediation_approved_in_another_context_runs_live_and_undoes(
         page.uncheck("#r-check")  # a remediation: it waits for approval
         page.click("#request-run button[type=submit]")
 
-    run_id = request_and_approve(resp, sec, url, block)
-    page = resp.page
-    follow_to_success(page, host)
-    assert page.locator("#run-approver").inner_text().startswith("sec · ")
-    expect(page.locator(f"#summary tr[data-host='{host}']")).to_have_attribute(
-        "data-status", "changed")
-    resp.check("run-fleet-remediation")
     try:
+        run_id = request_and_approve(resp, sec, url, block)
+        page = resp.page
+        follow_to_success(page, host)
+        assert page.locator("#run-approver").inner_text().startswith("sec · ")
+        expect(page.locator(f"#summary tr[data-host='{host}']")).to_have_attribute(
+            "data-status", "changed")
+        resp.check("run-fleet-remediation")
         # the effect on the fleet host: the address is in the block set, no other host has it
         assert BLOCKED in fleet.ssh(host, "nft list table inet govsoc_block").stdout
         assert BLOCKED not in fleet.ssh(hosts[0], "nft list ruleset").stdout

@@ -89,6 +89,7 @@ def test_approval_flow_reject_and_cancel(runs_api):
     r = c.get(f"/runs/{rid}/events", headers=analyst)
     assert r.headers["content-type"].startswith("text/event-stream")
     assert "event: result" in r.text and '"status":"rejected"' in r.text
+    assert "event: status" not in r.text  # status events are for a request still going
 
     # an analyst may not cancel another's request; a responder may
     assert c.post(f"/runs/{own['run_id']}/cancel", headers=analyst).status_code == 403
