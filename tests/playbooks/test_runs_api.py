@@ -110,6 +110,9 @@ def test_check_run_needs_no_approval_and_streams_live(served, hosts):
 
     events = sse(client, f"/runs/{rid}/events", tok["analyst"], first)
     assert status_at_first_event == ["running"]  # the event came while the run went on
+    # the request's status changes while it goes come as `status` events, before its end
+    statuses = [e[2]["status"] for e in events if e[0] == "status"]
+    assert statuses and set(statuses) <= {"approved", "running"}, statuses
     runner = [e for e in events if e[0] == "runner"]
     seqs = [int(e[1]) for e in runner]
     assert seqs == sorted(set(seqs)) and len(seqs) >= 4
