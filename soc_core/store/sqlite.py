@@ -25,7 +25,7 @@ from soc_core.store.base import (
     WriteResult,
     parse_duration,
 )
-from soc_core.store.sql import HOT_COLUMNS, Compiler, json_path, segment
+from soc_core.store.sql import HOT_COLUMNS, VALUE_COLUMNS, Compiler, json_path, segment
 from soc_core.textcase import sql_fold
 
 # External content: the full-text index reads its text from docs.fts_text instead of keeping
@@ -51,6 +51,9 @@ END""",
 END""",
 )
 FTS_SCHEMA = "".join(f"{sql};\n" for sql in FTS_DDL)
+DOCS_TS = "CREATE INDEX IF NOT EXISTS docs_ts ON docs (family, ts, dataset)"
+# the time indexes of databases made before docs_ts (setup() replaces them)
+_OLD_INDEXES = ("docs_time", "docs_dataset")
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS docs (
     rowid INTEGER PRIMARY KEY,
@@ -65,10 +68,17 @@ CREATE TABLE IF NOT EXISTS docs (
     fts_text TEXT,                  -- `message` segmented for FTS5 (see sql.segment)
     doc TEXT NOT NULL,              -- the ECS document, JSON
     version INTEGER NOT NULL DEFAULT 1,  -- bumped by every replacement (write_if compares)
+    -- sql.VALUE_COLUMNS: a flow's fields that groupings read (passive discovery, exposure,
+    -- idle hosts), each as json_extract reads it from `doc`. No index: a column costs an
+    -- insert almost nothing, an index ~2 us an event
+    destination_port, transport, protocol, conn_state,
     UNIQUE (family, id)
 );
-CREATE INDEX IF NOT EXISTS docs_time ON docs (family, ts, id);
-CREATE INDEX IF NOT EXISTS docs_dataset ON docs (family, dataset, ts, id);
+-- one index for time and dataset: time order serves the newest-first lists and paging
+-- (ts, then id sorted within one millisecond), and a dataset is filtered inside the index
+-- without reading rows. Two indexes (family, ts, id) and (family, dataset, ts, id) cost
+-- ~4.5 us more an event, a quarter of an insert.
+{DOCS_TS};
 -- partial: many events have no host or address, and skipping them is ~10 % of ingest time;
 -- `col = ?` implies `col IS NOT NULL`, so lookups still use these
 CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts) WHERE host_name IS NOT NULL;
@@ -97,17 +107,64 @@ PRAGMAS = (
     "wal_autocheckpoint = 0",
 )
 _COLUMNS = ("family, id, ts, dataset, kind, host_name, source_ip, destination_ip, fts_text, "
-            "doc")
+            "doc, destination_port, transport, protocol, conn_state")
 # the document arrives as UTF-8 bytes (orjson's output): SQLite takes them as text itself,
 # cheaper than decoding to a Python str first
-_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))"
+_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?)"
 # append families keep the first copy of an id; mutable ones take the newest
 INSERT = f"INSERT INTO docs ({_COLUMNS}) {_VALUES} ON CONFLICT DO NOTHING"
 UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
           "ON CONFLICT (family, id) DO UPDATE SET ts = excluded.ts, dataset = excluded.dataset, "
           "kind = excluded.kind, host_name = excluded.host_name, source_ip = excluded.source_ip, "
           "destination_ip = excluded.destination_ip, fts_text = excluded.fts_text, "
-          "doc = excluded.doc, version = docs.version + 1")
+          "doc = excluded.doc, destination_port = excluded.destination_port, "
+          "transport = excluded.transport, protocol = excluded.protocol, "
+          "conn_state = excluded.conn_state, version = docs.version + 1")
+_INF = float("inf")
+
+
+def row_values(p: ecs.Prepared) -> tuple:
+    """The values INSERT and UPSERT take for a prepared document: its indexed fields, the
+    full-text (CJK segmented), the JSON and the value columns (sql.VALUE_COLUMNS), each
+    exactly what json_extract would read from the JSON."""
+    family, doc_id, millis, dataset, kind, host, src, dst_ip, msg, text, doc = p
+    if msg is not None and not msg.isascii():
+        msg = segment(msg)
+    port = transport = protocol = state = None
+    sub = doc.get("destination")
+    if type(sub) is dict:
+        port = sub.get("port")  # None or an int 0-65535 (ecs checked it)
+    sub = doc.get("network")
+    if type(sub) is dict:
+        transport, protocol = sub.get("transport"), sub.get("protocol")
+        if transport.__class__ is not str:
+            transport = _extracted(transport)
+        if protocol.__class__ is not str:
+            protocol = _extracted(protocol)
+    sub = doc.get("zeek")
+    if type(sub) is dict:
+        sub = sub.get("connection")
+        if type(sub) is dict:
+            state = _extracted(sub.get("state"))
+    return (family, doc_id, millis, dataset, kind, host, src, dst_ip, msg, text, port,
+            transport, protocol, state)
+
+
+def _extracted(value: Any) -> Any:
+    """A JSON value as SQLite's json_extract returns it: scalars as themselves (true and
+    false as 1 and 0, integers beyond 64 bits as reals), arrays and objects as JSON text."""
+    kind = type(value)
+    if value is None or kind is str:
+        return value
+    if kind is bool:
+        return int(value)
+    if kind is int:
+        return value if -(1 << 63) <= value < (1 << 63) else float(value)
+    if kind is float:  # orjson writes NaN and infinities as null
+        return value if value == value and abs(value) != _INF else None
+    return orjson.dumps(value).decode()
+
+
 # index the batch's new rows: rowids are assigned upwards, so they are those above the
 # largest rowid before the batch (read under the write lock)
 FTS_NEW = ("INSERT INTO docs_fts (rowid, fts_text) SELECT rowid, fts_text FROM docs "
@@ -163,6 +220,7 @@ class SqliteStore(EventStore):
             try:
                 self._pragmas()
                 self._replace_old_fts()
+                self._migrate_columns_and_indexes()
                 c.executescript(SCHEMA)
                 self._add_version_column()
                 c.execute("PRAGMA analysis_limit = 1000")  # sampled: milliseconds on any size
@@ -184,6 +242,39 @@ class SqliteStore(EventStore):
                 for sql in (*_FTS_OLD, *FTS_DDL):
                     self.conn.execute(sql)
                 self.conn.execute(FTS_NEW, (0,))
+
+    def _migrate_columns_and_indexes(self) -> None:
+        """Databases made before the value columns and the one time index: add the columns,
+        fill them from the stored documents, and replace the two time indexes by docs_ts, in
+        one transaction (a one-off on the first start of a new version: seconds per million
+        documents). Another process may have just done it: checked again under the lock."""
+        if not self._outdated():
+            return
+        with self._tx():
+            if not self._outdated():
+                return
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(docs)")}
+            missing = [(f, c) for f, c in VALUE_COLUMNS.items() if c not in have]
+            for _, col in missing:
+                self.conn.execute(f"ALTER TABLE docs ADD COLUMN {col}")
+            if missing:
+                # only rows that gain a value are rewritten (SQLite reuses the parse of a
+                # document across the json_extract calls of one row)
+                values = [f"json_extract(doc, '{json_path(f)}')" for f, _ in missing]
+                sets = ", ".join(f"{c} = {v}" for (_, c), v in zip(missing, values, strict=True))
+                self.conn.execute(f"UPDATE docs SET {sets} WHERE "
+                                  + " OR ".join(f"{v} IS NOT NULL" for v in values))
+            for name in _OLD_INDEXES:
+                self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+            self.conn.execute(DOCS_TS)
+
+    def _outdated(self) -> bool:
+        names = {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE tbl_name = 'docs' AND type = 'index'")}
+        if names and (names.isdisjoint({"docs_ts"}) or not names.isdisjoint(_OLD_INDEXES)):
+            return True
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(docs)")}
+        return bool(have) and not have.issuperset(VALUE_COLUMNS.values())
 
     def _old_fts(self) -> bool:
         row = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
@@ -240,13 +331,10 @@ class SqliteStore(EventStore):
         append: list[tuple] = []
         mutable: dict[tuple[str, str], tuple] = {}  # the newest copy of an id in the batch
         for p in docs:
-            # Prepared starts with the columns, in order; only CJK text is segmented first
-            msg = p.message
-            row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
             if p.family in ecs.MUTABLE_FAMILIES:
-                mutable[p.family, p.id] = row
+                mutable[p.family, p.id] = row_values(p)
             else:
-                append.append(row)
+                append.append(row_values(p))
         with self.lock, self._tx():
             last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
             # rowcount counts the rows this statement inserted
@@ -275,9 +363,7 @@ class SqliteStore(EventStore):
                 if (None if found is None else found[0]) != version:
                     result.conflicts.append(p.id)
                     continue
-                msg = p.message
-                row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
-                self.conn.execute(UPSERT, row)
+                self.conn.execute(UPSERT, row_values(p))
                 result.written += 1
             self.conn.execute(FTS_NEW, (last,))
         if self._checkpointer is not None:
@@ -308,8 +394,7 @@ class SqliteStore(EventStore):
     def _write_if(self, p: ecs.Prepared, version: Any) -> Any:
         """Compare and replace under one write transaction (BEGIN IMMEDIATE takes the
         database's write lock, so no other process can change the row in between)."""
-        msg = p.message
-        row = p[:10] if msg is None or msg.isascii() else (*p[:8], segment(msg), p.json)
+        values = row_values(p)
         with self.lock, self._tx():
             found = self.conn.execute("SELECT version FROM docs WHERE family = ? AND id = ?",
                                       (p.family, p.id)).fetchone()
@@ -319,10 +404,10 @@ class SqliteStore(EventStore):
                                f"expected {version}")
             if found is None:
                 last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
-                self.conn.execute(INSERT, row)
+                self.conn.execute(INSERT, values)
                 self.conn.execute(FTS_NEW, (last,))
                 return 1
-            self.conn.execute(UPSERT, row)
+            self.conn.execute(UPSERT, values)
             return current + 1
 
     def delete(self, family: str, ids: Iterable[str]) -> int:
@@ -400,7 +485,7 @@ class SqliteStore(EventStore):
             raise StoreError("groups needs at least one field")
         comp = Compiler()
         where = comp.selection(sel or Selection())
-        hot = [HOT_COLUMNS.get(f) for f in fields]
+        hot = [HOT_COLUMNS.get(f) or VALUE_COLUMNS.get(f) for f in fields]
         cold = [f for f, h in zip(fields, hot, strict=True) if h is None]
         exprs = [h for h in hot if h is not None]
         if cold:
