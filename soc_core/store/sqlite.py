@@ -212,6 +212,7 @@ class SqliteStore(EventStore):
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.lock = threading.RLock()
         self._checkpointer: _Checkpointer | None = None
+        self._grouper: sqlite3.Connection | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def setup(self) -> None:
@@ -313,6 +314,9 @@ class SqliteStore(EventStore):
             if self._checkpointer is not None:
                 self._checkpointer.stop()
                 self._checkpointer = None
+            if self._grouper is not None:
+                self._grouper.close()
+                self._grouper = None
             self.conn.close()  # the last connection to close checkpoints and removes the WAL
 
     def optimize(self) -> None:
@@ -425,13 +429,26 @@ class SqliteStore(EventStore):
         """Writes are visible when their transaction commits."""
 
     # -- reads -------------------------------------------------------------------
-    def _rows(self, sql: str, params: list[Any]) -> list[tuple]:
+    def _rows(self, sql: str, params: list[Any], *, grouping: bool = False) -> list[tuple]:
         with self.lock:
             _refused.reason = None
             try:
-                return self.conn.execute(sql, params).fetchall()
+                conn = self._grouping() if grouping else self.conn
+                return conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise StoreError(f"query failed: {_refused.reason or exc}") from exc
+
+    def _grouping(self) -> sqlite3.Connection:
+        """The connection aggregations (GROUP BY) read through: temporary data in files and
+        SQLite's default page cache, so its sorter sorts cache-sized runs and merges them.
+        On the store's own connection (temporary data in memory, 64 MiB of cache for the
+        writes) it sorts every row in one run: 1.3-2x the CPU over a million flows."""
+        if self._grouper is None:
+            conn = connect(self.path, self.timeout)
+            conn.execute("PRAGMA temp_store = FILE")
+            conn.execute("PRAGMA mmap_size = 268435456")
+            self._grouper = conn
+        return self._grouper
 
     def get(self, family: str, doc_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT doc FROM docs WHERE family = ? AND id = ?", [family, doc_id])
@@ -477,7 +494,7 @@ class SqliteStore(EventStore):
         sql = (f"SELECT je.value, count(*) AS n FROM docs, json_each(docs.doc, "
                f"'{json_path(field)}') AS je WHERE {where} AND je.type NOT IN ('object', 'array')"
                f" GROUP BY je.value ORDER BY n DESC, je.value LIMIT {int(size)}")
-        return [(v, n) for v, n in self._rows(sql, comp.params)]
+        return [(v, n) for v, n in self._rows(sql, comp.params, grouping=True)]
 
     def groups(self, fields: list[str], sel: Selection | None = None
                ) -> list[tuple[tuple[Any, ...], int, int, int]]:
@@ -495,7 +512,7 @@ class SqliteStore(EventStore):
                          + ")")
         cols = ", ".join(exprs)
         rows = self._rows(f"SELECT {cols}, count(*), min(ts), max(ts) FROM docs WHERE {where} "
-                          f"GROUP BY {cols}", comp.params)
+                          f"GROUP BY {cols}", comp.params, grouping=True)
         out = []
         loads = orjson.loads
         for row in rows:
@@ -515,7 +532,7 @@ class SqliteStore(EventStore):
         sql = (f"SELECT (ts / {step}) * {step} AS b, count(*) FROM docs WHERE {where} "
                f"GROUP BY b ORDER BY b")
         return [(ecs.format_time(ecs.parse_time(b / 1000)), n)
-                for b, n in self._rows(sql, comp.params)]
+                for b, n in self._rows(sql, comp.params, grouping=True)]
 
     # -- retention / info --------------------------------------------------------
     def prune(self, older_than_days: int, families: Iterable[str] = ("events", "metrics",
