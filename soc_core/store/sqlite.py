@@ -96,11 +96,6 @@ CREATE INDEX IF NOT EXISTS docs_alert_changed ON docs
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 PRAGMAS = (
-    # 16 KiB pages (SQLite's default is 4 KiB): a third fewer page splits and B-tree levels
-    # for the random-key indexes (id, host, addresses), ~1.9 us less an event at ingest.
-    # Set before anything is written, so only a new database takes it; an existing one
-    # keeps its page size (changing it means rewriting the whole file with VACUUM)
-    "page_size = 16384",
     "journal_mode = WAL",
     "synchronous = NORMAL",  # with WAL: no fsync per commit, still crash-safe
     "temp_store = MEMORY",
@@ -567,18 +562,15 @@ class _Checkpointer:
     """Copies committed pages from the WAL back into the database file, from a thread and
     connection of its own, at most once a second while writes come in. A passive checkpoint
     never blocks the writer; but one that overlaps writes cannot let the WAL start over, so
-    past WAL_LIMIT bytes of frames a RESTART checkpoint briefly holds writers back to bound
-    the file."""
+    past WAL_LIMIT frames a RESTART checkpoint briefly holds writers back to bound the file."""
 
     INTERVAL = 1.0
-    WAL_LIMIT = 256 << 20  # bytes
+    WAL_LIMIT = 65536  # frames (pages): 256 MiB at the default page size
 
     def __init__(self, path) -> None:
         # a short busy wait: a RESTART that meets a long reader gives up and tries again
         # later, rather than holding writers back for long
         self.conn = connect(path, timeout=1.0)
-        # in frames (pages) of this database's page size
-        self.frames = self.WAL_LIMIT // self.conn.execute("PRAGMA page_size").fetchone()[0]
         self.wake = threading.Event()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
@@ -601,7 +593,7 @@ class _Checkpointer:
             self.wake.clear()
             try:
                 _, frames, _ = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames > self.frames:
+                if frames > self.WAL_LIMIT:
                     self.conn.execute("PRAGMA wal_checkpoint(RESTART)")
             except sqlite3.Error:  # busy or closing: the next write pokes again
                 pass
