@@ -6,18 +6,20 @@ Ours: `cloud_inventory.passive.discover_flows` end to end: the store's grouped a
 (Zeek's known_hosts / known_services rules), and the registry's merge and writes (assets,
 change events, alerts, the run summary).
 
-References (plain sqlite3 on the same database file, results fetched, nothing else), the
+Reference (plain sqlite3 on the same database file, results fetched, nothing else): the
 same two GROUP BYs passive discovery needs (talkers by source.ip; answers by destination.ip,
 destination.port, network.transport, network.protocol, zeek.connection.state), each with
-count(*), min(ts), max(ts):
-  plain    one json_extract a document field: what one writes by hand;
-  packed   the four document fields in one json_extract call (the SQL `groups` runs): the
-           aggregation alone, without anything of ours around it.
+count(*), min(ts), max(ts), over the same storage discovery reads (the store keeps these
+fields in columns of their own: sql.VALUE_COLUMNS):
+  plain    the GROUP BY one writes by hand over those columns: the aggregation alone,
+           without anything of ours around it.
+Shown beside it, not a target: `json`, the same grouping read out of each document's JSON
+(one json_extract call with the four paths), what the store did before the columns.
 Ours is timed on its first run (the passive source's baseline: every asset written, no
 change events) and on runs over the same window again (nothing changed: nothing
 rewritten); both are reported, the target is checked on the first run. One untimed read
 of the table first, so no side pays for a cold page cache.
-Targets: >= 200,000 flows/s, and >= 0.5x the faster reference. Each side runs ROUNDS times,
+Targets: >= 200,000 flows/s, and >= 0.5x the plain GROUP BY. Each side runs ROUNDS times,
 alternating which goes first; medians are compared. Flows: 2,000 servers (local) and 40,000 clients
 (a quarter of them local), ports of a mixed estate, Zeek states as a busy network shows
 them (answered, attempts, rejections, resets); loaded into the store's schema with raw
@@ -53,11 +55,9 @@ PROTO = {22: "ssh", 53: "dns", 80: "http", 443: "tls", 21: "ftp", 8080: "http", 
          3389: "rdp"}
 # passive discovery's two GROUP BYs: who talks, and who answers on which port in which state
 TALKERS = "source_ip"
-FIELDS = ("destination_ip, json_extract(doc, '$.destination.port'), "
-          "json_extract(doc, '$.network.transport'), json_extract(doc, '$.network.protocol'), "
-          "json_extract(doc, '$.zeek.connection.state')")
-PACKED = ("destination_ip, json_extract(doc, '$.destination.port', "
-          "'$.network.transport', '$.network.protocol', '$.zeek.connection.state')")
+FIELDS = "destination_ip, destination_port, transport, protocol, conn_state"
+JSON = ("destination_ip, json_extract(doc, '$.destination.port', "
+        "'$.network.transport', '$.network.protocol', '$.zeek.connection.state')")
 
 
 def flows(n: int, t0: datetime, seed: int = 11):
@@ -101,20 +101,16 @@ def flows(n: int, t0: datetime, seed: int = 11):
 
 
 def load_raw(path: str, batches) -> None:
-    """The flows into the store's schema with plain executemany (as bench/ingest.py's
-    baseline does): setup, not what is measured here."""
-    import orjson
-
-    from soc_core.store.sqlite import INSERT, PRAGMAS, SCHEMA, connect
+    """The flows into the store's schema with plain executemany of the store's own rows
+    (as bench/ingest.py's baseline does): setup, not what is measured here."""
+    from soc_core.store.sqlite import INSERT, PRAGMAS, SCHEMA, connect, row_values
 
     conn = connect(path)
     for pragma in PRAGMAS:
         conn.execute(f"PRAGMA {pragma}")
     conn.executescript(SCHEMA)
     for batch in batches:
-        rows = [("events", d["event"]["id"], ecs.to_millis(d["@timestamp"]), "network.flow",
-                 "event", None, d["source"]["ip"], d["destination"]["ip"], None,
-                 orjson.dumps(d)) for d in batch]
+        rows = [row_values(ecs.prepare(d)) for d in batch]
         conn.execute("BEGIN")
         conn.executemany(INSERT, rows)
         conn.execute("COMMIT")
@@ -155,18 +151,18 @@ def main() -> None:
         load = time.perf_counter() - t
         store = open_store(f"sqlite:///{path}")
         store.optimize()
-        reference(path, PACKED, start, end)  # untimed: the table in the page cache for all
+        reference(path, FIELDS, start, end)  # untimed: the table in the page cache for all
         print(f"{FLOWS:,} flow events loaded (the store's schema, raw inserts) in {load:.1f}s")
-        times: dict[str, list[float]] = {"ours": [], "plain": [], "packed": []}
+        times: dict[str, list[float]] = {"ours": [], "plain": [], "json": []}
         groups, assets = {}, 0
         for r in range(ROUNDS):
-            order = ["ours", "plain", "packed"] if r % 2 == 0 else ["packed", "plain", "ours"]
+            order = ["ours", "plain", "json"] if r % 2 == 0 else ["json", "plain", "ours"]
             for side in order:
                 if side == "ours":
                     took, n = ours(store, conf, since, until)
                     assets = max(assets, n)
                 else:
-                    took, groups[side] = reference(path, FIELDS if side == "plain" else PACKED,
+                    took, groups[side] = reference(path, FIELDS if side == "plain" else JSON,
                                                    start, end)
                 times[side].append(took)
         store.close()
@@ -174,19 +170,21 @@ def main() -> None:
     med["ours (first run)"] = times["ours"][0]
     med["ours (again)"] = statistics.median(times["ours"][1:])
     rate = {k: FLOWS / v for k, v in med.items()}
-    for k in ("ours (first run)", "ours (again)", "plain", "packed"):
+    for k in ("ours (first run)", "ours (again)", "plain", "json"):
         runs = ", ".join(f"{x:.2f}s" for x in times.get(k, []))
         print(f"  {k:17} {med[k]:.2f}s  {rate[k]:>10,.0f} flows/s" + (
             f"   runs: {runs}" if runs else ""))
+    assert groups["plain"] == groups["json"], groups  # the columns hold what the JSON does
     print(f"  groups: {groups['plain']:,}; assets recorded by ours: {assets:,}")
-    best = max(rate["plain"], rate["packed"])
+    best = rate["plain"]
     first = rate["ours (first run)"]
     print(f"passive discovery, first run: {first:,.0f} flows/s (target >= 200,000); "
-          f"{first / rate['plain']:.2f}x the plain GROUP BY, {first / best:.2f}x the faster "
-          f"reference (target >= 0.5x); run again: {rate['ours (again)'] / best:.2f}x")
+          f"{first / best:.2f}x the plain GROUP BY over the same columns (target >= 0.5x); "
+          f"run again: {rate['ours (again)'] / best:.2f}x; the GROUP BY reading the JSON: "
+          f"{rate['json'] / best:.2f}x the columns'")
     print(f"TARGET (issue 15) passive discovery >= 200,000 flows/s: {first:,.0f} flows/s "
           f"{'MET' if first >= 200_000 else 'MISSED'}")
-    print(f"TARGET (issue 15) passive discovery >= 0.5x the faster GROUP BY: {first / best:.2f}x "
+    print(f"TARGET (issue 15) passive discovery >= 0.5x the plain GROUP BY: {first / best:.2f}x "
           f"{'MET' if first / best >= 0.5 else 'MISSED'}")
     print(f"machine: {os.cpu_count()} CPUs, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))

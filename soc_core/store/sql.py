@@ -25,6 +25,16 @@ HOT_COLUMNS = {
     "source.ip": "source_ip",
     "destination.ip": "destination_ip",
 }
+# ECS field -> column holding its value exactly as json_extract reads it from the document
+# (not indexed): the flow fields that groupings read for every flow of a window (passive
+# discovery, exposure, idle hosts), where parsing each document's JSON was the whole cost.
+# Only `EventStore.groups` reads them: a term query must still match inside arrays.
+VALUE_COLUMNS = {
+    "destination.port": "destination_port",
+    "network.transport": "transport",
+    "network.protocol": "protocol",
+    "zeek.connection.state": "conn_state",
+}
 # fields that never hold an array (ECS single keywords govsoc writes itself), compared with
 # json_extract (cheaper, and the expression an index of sqlite.SCHEMA is built on) instead
 # of walked with json_each: the alert status, and the department every scoped query checks
@@ -87,7 +97,7 @@ class Compiler:
         parts = [f"family = {self.p(sel.family)}"]
         if sel.dataset:
             datasets = [sel.dataset] if isinstance(sel.dataset, str) else list(sel.dataset)
-            if len(datasets) == 1:  # equality lets docs_dataset serve the ORDER BY too
+            if len(datasets) == 1:
                 parts.append(f"dataset = {self.p(datasets[0])}")
             else:
                 parts.append(f"dataset IN ({', '.join(self.p(d) for d in datasets)})")

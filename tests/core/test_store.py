@@ -304,6 +304,69 @@ def test_sqlite_full_text_of_an_older_database_is_rebuilt(tmp_path):
     conn.close()
 
 
+# flow fields that EventStore.groups reads from the SQLite value columns; odd values too
+# (arrays, objects, booleans, numbers where text is usual, a document without the object)
+_ODD = [{"network": {"transport": ["tcp", "udp"], "protocol": {"x": 1}}},
+        {"network": {"transport": True, "protocol": 7}, "zeek": {"connection": "gone"}},
+        {"network": {"transport": 2 ** 64 - 1, "protocol": 1.5}, "destination": {"port": 0}},
+        {"network": "flat", "zeek": {"connection": {"state": ["S0", 1]}}}]
+_VALUES = ("destination_port IS NOT json_extract(doc, '$.destination.port') OR "
+           "transport IS NOT json_extract(doc, '$.network.transport') OR "
+           "protocol IS NOT json_extract(doc, '$.network.protocol') OR "
+           "conn_state IS NOT json_extract(doc, '$.zeek.connection.state')")
+
+
+def _flows() -> list[dict]:
+    docs = [ev(i, network__transport="tcp", zeek__connection__state=["SF", "S0"][i % 2],
+               **({"network__protocol": "ssh"} if i % 3 == 0 else {})) for i in range(30)]
+    for i, extra in enumerate(_ODD):
+        docs.append({**ev(500 + i), **extra})
+    return docs
+
+
+def test_sqlite_value_columns_and_one_time_index_reach_older_databases(tmp_path):
+    """The flow fields groupings read are columns holding exactly what json_extract reads
+    (written by every insert, filled from the documents for a database made before them);
+    an older database's two time indexes become docs_ts; lists, dedupe and groupings give
+    the same answers before and after."""
+    db = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{db}")
+    assert not store.write(_flows()).rejected
+    conn = sqlite3.connect(db)
+    assert conn.execute(f"SELECT count(*) FROM docs WHERE {_VALUES}").fetchone() == (0,)
+    conn.close()
+    fields = ["destination.ip", "destination.port", "network.transport", "network.protocol",
+              "zeek.connection.state"]
+    grouped = sorted(store.groups(fields, Selection(dataset="network.flow")), key=repr)
+    assert ((("10.9.0.1", 22, "tcp", "ssh", "SF"), 5, ecs.to_millis(ev(0)["@timestamp"]),
+             ecs.to_millis(ev(24)["@timestamp"])) in grouped)
+    newest = store.search(Selection(dataset="network.flow"), size=7, descending=True).hits
+    store.close()
+    conn = sqlite3.connect(db, isolation_level=None)  # back to the layout before
+    conn.executescript("""
+        DROP INDEX docs_ts;
+        ALTER TABLE docs DROP COLUMN destination_port; ALTER TABLE docs DROP COLUMN transport;
+        ALTER TABLE docs DROP COLUMN protocol; ALTER TABLE docs DROP COLUMN conn_state;
+        CREATE INDEX docs_time ON docs (family, ts, id);
+        CREATE INDEX docs_dataset ON docs (family, dataset, ts, id);""")
+    conn.close()
+    store = open_store(f"sqlite:///{db}")
+    assert sorted(store.groups(fields, Selection(dataset="network.flow")), key=repr) == grouped
+    assert store.search(Selection(dataset="network.flow"), size=7, descending=True
+                        ).hits == newest
+    again = store.write(_flows())  # every id is there already: exactly once
+    assert (again.written, again.duplicates) == (0, len(_flows()))
+    store.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute(f"SELECT count(*) FROM docs WHERE {_VALUES}").fetchone() == (0,)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "docs_ts" in indexes and not indexes & {"docs_time", "docs_dataset"}
+    plan = conn.execute("EXPLAIN QUERY PLAN SELECT doc FROM docs WHERE family = 'events' AND "
+                        "dataset = 'network.flow' ORDER BY ts DESC, id DESC LIMIT 7").fetchall()
+    assert "docs_ts" in plan[0][3]
+    conn.close()
+
+
 @pytest.mark.es
 def test_es_partial_failure_is_reported(es_store):
     docs = [ev(i) for i in range(5)]
