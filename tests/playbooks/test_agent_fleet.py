@@ -244,9 +244,14 @@ def test_a_silent_agent_shows_in_the_posture_with_one_alert(fleet, hosts, centra
     assert intervals == 2
     store = central["store"]
     quiet = hosts[1]
+    pid = fleet.ssh(quiet, f"cat {RUN}/agent.pid").stdout.strip()
     fleet.ssh(quiet, f"kill -TERM $(cat {RUN}/supervisor.pid)")  # stops its agent too
+    # its last heartbeats may still be on their way while it exits: judge only once it is gone
+    _wait("the agent's process gone",
+          lambda: fleet.ssh(quiet, f"kill -0 {pid} 2>/dev/null || echo gone").stdout.strip())
 
     def rows():
+        store.refresh()  # silence judged on every heartbeat stored, not on a stale view
         found = {r["host"]: r for r in agent_health.agents(store, intervals=intervals)}
         return found if set(found) == set(hosts) and found[quiet]["status"] == "silent" \
             else None
