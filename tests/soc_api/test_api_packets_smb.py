@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from packets_ring import first, replay, ring_settings
 from smb_transfer import capture_smb
 
-from collectors.packet import carved_path
+from collectors.packet import carve, carved_path
 from soc_api.app import build_context, create_app
 from soc_core.sm3 import sm3_hex
 
@@ -91,3 +91,28 @@ def test_smb2_files_are_carved_hashed_recorded_and_downloaded(smb, store, tmp_pa
         assert "files.download" in [d["event"]["action"] for d in api.ctx.trail.recent]
     finally:
         close_context_keep_store(ctx)
+
+
+def test_a_read_missing_from_the_capture_makes_a_partial_file_with_a_note(smb, tmp_path):
+    """tshark exports an SMB2 file with a lost READ at full size, the gap filled with
+    whatever was in its memory: the carved file is marked partial, with a note."""
+    reads = subprocess.run(["tshark", "-n", "-r", str(smb.pcap), "-Y",
+                            "smb2.cmd == 8 && smb2.flags.response == 1", "-T", "fields",
+                            "-e", "frame.number", "-e", "tcp.segment"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    frame, _, segments = reads[1].partition("\t")  # payload.bin's second 64 KiB
+    lost = tmp_path / "lost.pcapng"
+    subprocess.run(["editcap", str(smb.pcap), str(lost), *(segments.split(",") if segments
+                                                          else [frame])],
+                   capture_output=True, check=True)
+    got = carve(lost, tmp_path / "data")
+    files = {f["file"]["name"]: f for f in got.files}
+    assert files["payload.bin"]["govsoc"]["carve"]["partial"] is True
+    assert files["payload.bin"]["file"]["hash"]["sha256"] != hashlib.sha256(
+        smb.files["payload.bin"]).hexdigest()
+    assert got.notes == [f"payload.bin: 65536 of {FILES['payload.bin']} bytes are not in the "
+                         "capture: the carved file is partial and its hashes are not the "
+                         "transferred file's"]
+    docx = files["minutes.docx"]  # the other file of the session is whole
+    assert "partial" not in docx["govsoc"]["carve"]
+    assert docx["file"]["hash"]["sha256"] == hashlib.sha256(smb.files["minutes.docx"]).hexdigest()

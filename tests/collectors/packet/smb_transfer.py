@@ -43,8 +43,7 @@ for name in names:
     buf = io.BytesIO()
     conn.getFile("DATA", name, buf.write)
     print(name, hashlib.sha256(buf.getvalue()).hexdigest(), flush=True)
-conn.logoff()
-conn.close()
+conn.close()  # logs off
 """
 
 
