@@ -195,8 +195,10 @@ def carve(path: str | os.PathLike, data_dir: str | os.PathLike, *,
             out.notes.append(f"carving stopped after {limits.timeout_s:g} s: only the files "
                              "exported until then are kept")
         ctypes = _content_types(path, min(limits.timeout_s, 30.0))
+        # (tshark makes every export folder: read the SMB2 exchanges only if it has files)
+        smb = work / "smb"
         gaps = (_smb2_gaps(path, min(limits.timeout_s, 30.0))
-                if (work / "smb").is_dir() else {})
+                if smb.is_dir() and any(smb.iterdir()) else {})
         when = (origin or {}).get("@timestamp") or _first_time(path)
         key = ((origin or {}).get("event") or {}).get("id") or identity
         total = 0
