@@ -94,6 +94,63 @@ def _content_types(path: str, timeout_s: float) -> dict[str, str]:
     return found
 
 
+def _smb2_gaps(path: str, timeout_s: float) -> dict[str, tuple[int, int]]:
+    """SMB2 files the capture does not hold in full: export-objects writes a file whose
+    READ responses are missing (packets lost, capture started late) at its full size, the
+    gaps filled with whatever was in tshark's memory, so its hashes match nothing. Exported
+    name ("File_Id_<guid>" without the open) and its bare file name -> (bytes missing, size),
+    from the READ responses seen against the size the open reported."""
+    cmd = [check_tshark(), "-n", "-r", path, "-Y",
+           "smb2.cmd == 5 || smb2.cmd == 8", "-T", "fields",
+           "-E", "separator=/t", "-E", "occurrence=f"]
+    for f in ("frame.number", "smb2.cmd", "smb2.flags.response", "smb2.response_to",
+              "smb2.nt_status", "smb2.fid", "smb2.filename", "smb2.file_offset",
+              "smb2.olb.length", "smb2.eof"):
+        cmd += ["-e", f]
+    try:
+        text = subprocess.run(cmd, capture_output=True, timeout=timeout_s,
+                              check=False).stdout.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        return {}
+    requests: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for line in text.splitlines():
+        row = (line.split("\t") + [""] * 10)[:10]
+        frame, command, response, to, status, fid, name, offset, length, eof = row
+        if response in ("0", "False"):
+            requests[frame] = row
+            continue
+        req = requests.get(to)
+        if not req or status not in ("", "0", "0x00000000"):
+            continue
+        try:
+            if command == "5" and fid:
+                names[fid] = req[6]
+                sizes[fid] = int(eof or 0)
+            elif command == "8" and req[5] and req[7]:
+                spans.setdefault(req[5], []).append((int(req[7]), int(length or 0)))
+        except ValueError:
+            continue
+    gaps: dict[str, tuple[int, int]] = {}
+    for fid, got in spans.items():
+        size = sizes.get(fid) or max(o + n for o, n in got)
+        held, end = 0, 0
+        for o, n in sorted(got):
+            o, stop = max(o, end), min(o + n, size)
+            if stop > o:
+                held += stop - o
+                end = stop
+        if held < size:
+            name = names.get(fid)
+            for key in (f"File_Id_{fid}", file_name(name, "smb") if name else None):
+                if key:
+                    miss, total = gaps.get(key, (0, 0))
+                    gaps[key] = (miss + size - held, total + size)
+    return gaps
+
+
 def _first_time(path: str) -> str:
     cap = open_capture(path)
     try:
@@ -138,6 +195,10 @@ def carve(path: str | os.PathLike, data_dir: str | os.PathLike, *,
             out.notes.append(f"carving stopped after {limits.timeout_s:g} s: only the files "
                              "exported until then are kept")
         ctypes = _content_types(path, min(limits.timeout_s, 30.0))
+        # (tshark makes every export folder: read the SMB2 exchanges only if it has files)
+        smb = work / "smb"
+        gaps = (_smb2_gaps(path, min(limits.timeout_s, 30.0))
+                if smb.is_dir() and any(smb.iterdir()) else {})
         when = (origin or {}).get("@timestamp") or _first_time(path)
         key = ((origin or {}).get("event") or {}).get("id") or identity
         total = 0
@@ -165,8 +226,16 @@ def carve(path: str | os.PathLike, data_dir: str | os.PathLike, *,
                 else:
                     os.replace(item, dest)
                     os.chmod(dest, 0o640)
-                out.files.append(_event(item.name, size, sha256, sm3_hex, network_proto,
-                                        ctypes, when, key, origin))
+                ev = _event(item.name, size, sha256, sm3_hex, network_proto, ctypes, when,
+                                key, origin)
+                gap = (gaps.get(item.name) or gaps.get(ev["file"]["name"])
+                       if proto == "smb" else None)
+                if gap:
+                    ev["govsoc"]["carve"]["partial"] = True
+                    out.notes.append(f"{ev['file']['name']}: {gap[0]} of {gap[1]} bytes are "
+                                     "not in the capture: the carved file is partial and its "
+                                     "hashes are not the transferred file's")
+                out.files.append(ev)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
