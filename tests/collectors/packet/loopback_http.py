@@ -54,13 +54,13 @@ def capture_http(folder: Path, *, size: int = 40_000) -> Served:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        _wait_started(dump, pcap)
+        wait_started(dump, pcap)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/{name}?from=govsoc",
                                      headers={"User-Agent": AGENT, "X-Govsoc-Test": "dissect",
                                               "Connection": "close"})
         with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback only
             assert r.read() == body
-        _wait_for_close(pcap)
+        wait_for_close(pcap, "the HTTP exchange")
     finally:
         server.shutdown()
         server.server_close()
@@ -69,7 +69,7 @@ def capture_http(folder: Path, *, size: int = 40_000) -> Served:
     return Served(pcap=pcap, name=name, body=body, port=port, path=f"/{name}?from=govsoc")
 
 
-def _wait_started(dump: subprocess.Popen, pcap: Path) -> None:
+def wait_started(dump: subprocess.Popen, pcap: Path) -> None:
     """dumpcap has its filter in place once it has written the capture's header."""
     deadline = time.monotonic() + 20
     while not (pcap.exists() and pcap.stat().st_size > 0):
@@ -78,7 +78,7 @@ def _wait_started(dump: subprocess.Popen, pcap: Path) -> None:
         time.sleep(0.05)
 
 
-def _wait_for_close(pcap: Path) -> None:
+def wait_for_close(pcap: Path, what: str) -> None:
     """Until both FINs of the connection are on disk (the exchange is complete)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -88,4 +88,4 @@ def _wait_for_close(pcap: Path) -> None:
         if len(done.stdout.split()) >= 2:
             return
         time.sleep(0.1)
-    raise AssertionError("the HTTP exchange did not reach the capture")
+    raise AssertionError(f"{what} did not reach the capture")

@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from loopback_http import wait_for_close, wait_started
 
 from collectors.packet.vethpair import veth_pair
 
@@ -72,39 +73,17 @@ def capture_smb(folder: Path, files: dict[str, int]) -> SmbServed:
         try:
             line = server.stdout.readline().strip() if server.stdout else ""
             assert line == "ready", f"the SMB server did not start: {server.stderr.read()}"
-            _wait_started(dump, pcap)
+            wait_started(dump, pcap)
             got = subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", CLIENT,
                                   SERVER_IP, *served], capture_output=True, text=True,
                                  timeout=60)
             assert got.returncode == 0, got.stderr[-2000:]
             fetched = dict(ln.split() for ln in got.stdout.splitlines())
             assert fetched == {n: hashlib.sha256(b).hexdigest() for n, b in served.items()}
-            _wait_for_close(pcap)
+            wait_for_close(pcap, "the SMB session")
         finally:
             dump.send_signal(signal.SIGINT)
             dump.wait(10)
             server.kill()
             server.wait(10)
     return SmbServed(pcap=pcap, files=served)
-
-
-def _wait_started(dump: subprocess.Popen, pcap: Path) -> None:
-    """dumpcap has its filter in place once it has written the capture's header."""
-    deadline = time.monotonic() + 20
-    while not (pcap.exists() and pcap.stat().st_size > 0):
-        assert dump.poll() is None, f"dumpcap failed: {dump.stderr.read() if dump.stderr else ''}"
-        assert time.monotonic() < deadline, "dumpcap did not start"
-        time.sleep(0.05)
-
-
-def _wait_for_close(pcap: Path) -> None:
-    """Until both FINs of the session's connection are on disk (the exchange is complete)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        done = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "tcp.flags.fin == 1",
-                               "-T", "fields", "-e", "frame.number"], capture_output=True,
-                              text=True)
-        if len(done.stdout.split()) >= 2:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the SMB session did not reach the capture")
