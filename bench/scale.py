@@ -39,8 +39,9 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+# the tests' engine processes (`govsoc detect run` with what each prints, as it comes)
+sys.path.append(str(ROOT / "tests" / "detections"))
 ES_LOCAL = str(ROOT / "scripts" / "es-local")
-GOVSOC = str(Path(sys.executable).parent / "govsoc")
 
 
 def load() -> str:
@@ -140,41 +141,6 @@ def bench_ingest(n: int, batch: int, heap: str, given: dict[int, str]) -> None:
 
 
 # -- 2. leader failover ---------------------------------------------------------------------
-class Engine:
-    """`govsoc detect run` with what it prints collected (stderr: leads/stands by; stdout:
-    one line a pass)."""
-
-    def __init__(self, url: str, env: dict[str, str], interval: float, lease: float) -> None:
-        self.proc = subprocess.Popen(
-            [GOVSOC, "detect", "run", "--interval", str(interval), "--store", url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **env, "GOVSOC_DETECTIONS_LEASE_S": str(lease)})
-        self.lines: list[tuple[float, str, str]] = []
-        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
-            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
-
-    def _read(self, name: str, stream: Any) -> None:
-        for line in stream:
-            self.lines.append((time.monotonic(), name, line.rstrip("\n")))
-
-    def leads_since(self) -> float | None:
-        changes = [(t, "leads" in ln) for t, s, ln in list(self.lines)
-                   if s == "err" and ln.startswith("engine ")]
-        return changes[-1][0] if changes and changes[-1][1] else None
-
-    def pass_after(self, t0: float) -> float | None:
-        return next((t for t, s, ln in list(self.lines)
-                     if s == "out" and " rules, " in ln and t > t0), None)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def _until(cond: Any, timeout: float) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -185,28 +151,30 @@ def _until(cond: Any, timeout: float) -> Any:
     return None
 
 
-def _one_failover(url: str, env: dict[str, str], lease: float) -> tuple[float, float] | None:
+def _one_failover(store: Any, lease: float) -> tuple[float, float] | None:
     """(SIGKILL -> the other leads, SIGKILL -> its first pass finished), seconds."""
-    a, b = Engine(url, env, 1.0, lease), Engine(url, env, 1.0, lease)
+    from engine_procs import EngineProc
+
+    a, b = (EngineProc(store, interval=1.0, lease_s=lease) for _ in range(2))
     try:
-        leader = _until(lambda: next((e for e in (a, b) if e.leads_since()), None), 300)
+        leader = _until(lambda: next((e for e in (a, b) if e.leading_since()), None), 300)
         if leader is None:
             return None
         other = b if leader is a else a
-        _until(lambda: leader.pass_after(0), 120)
+        _until(lambda: leader.first_pass_after(0), 120)
         leader.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         leader.proc.wait()
-        took = _until(lambda: other.leads_since(), 120)
-        done = _until(lambda: other.pass_after(took), 120) if took else None
+        took = _until(lambda: other.leading_since(), 120)
+        done = _until(lambda: other.first_pass_after(took), 120) if took else None
         return (took - killed, done - killed) if took and done else None
     finally:
         a.stop()
         b.stop()
 
 
-def failover(label: str, url: str, env: dict[str, str], lease: float, rounds: int) -> None:
-    got = [_one_failover(url, env, lease) for _ in range(rounds)]
+def failover(label: str, store: Any, lease: float, rounds: int) -> None:
+    got = [_one_failover(store, lease) for _ in range(rounds)]
     if None in got:
         print(f"  {label}: a round had no leader or no takeover within the bounds")
     got = [g for g in got if g]
@@ -216,16 +184,16 @@ def failover(label: str, url: str, env: dict[str, str], lease: float, rounds: in
 
 
 def bench_failover(lease: float, rounds: int, heap: str, three: str) -> None:
-    print(f"2. leader failover: two `govsoc detect run`, interval 1 s ({load()})")
-    with tempfile.TemporaryDirectory() as tmp:
-        failover("SQLite", f"sqlite:///{tmp}/failover.db", {}, lease, rounds)
-    with LocalCluster(3, 9481, heap, three) as url:
-        ns = f"benchfail{os.getpid()}"
-        failover("3-node ES cluster", url, {"GOVSOC_ES_NAMESPACE": ns}, lease, rounds)
-        from soc_core.store import open_store
+    from soc_core.store import open_store
 
-        with open_store(url, namespace=ns) as store:
-            store.drop_all()
+    print(f"2. leader failover: two `govsoc detect run`, interval 1 s ({load()})")
+    with tempfile.TemporaryDirectory() as tmp, \
+            open_store(f"sqlite:///{tmp}/failover.db") as store:
+        failover("SQLite", store, lease, rounds)
+    with LocalCluster(3, 9481, heap, three) as url, \
+            open_store(url, namespace=f"benchfail{os.getpid()}") as store:
+        failover("3-node ES cluster", store, lease, rounds)
+        store.drop_all()
 
 
 # -- 3. agent CPU per host ------------------------------------------------------------------

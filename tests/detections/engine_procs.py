@@ -46,10 +46,17 @@ class EngineProc:
             with self._lock:
                 self.lines.append((time.monotonic(), name, line.rstrip("\n")))
 
-    def passes(self, after: float = 0.0) -> int:
+    def _pass_times(self) -> list[float]:
+        """When each pass ended (stdout prints one line a pass)."""
         with self._lock:
-            return sum(1 for t, s, line in self.lines
-                       if s == "out" and " rules, " in line and t > after)
+            return [t for t, s, line in self.lines if s == "out" and " rules, " in line]
+
+    def passes(self, after: float = 0.0) -> int:
+        return sum(1 for t in self._pass_times() if t > after)
+
+    def first_pass_after(self, after: float) -> float | None:
+        """When the first pass after `after` ended (None: none yet)."""
+        return next((t for t in self._pass_times() if t > after), None)
 
     def leading_since(self) -> float | None:
         """When this engine last began to lead (None: it does not lead now)."""
