@@ -43,14 +43,19 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
     aid = alert_id(rule.id, key, bucket)
     times = [ecs.to_millis(e["@timestamp"]) for e in events]
     first, last = min(times), max(times)
-    ids = [e["event"]["id"] for e in events]
-    count = len(set(ids))
+    ids = list(dict.fromkeys(e["event"]["id"] for e in events))
+    count = len(ids)
     prev = ((existing or {}).get("govsoc") or {}).get("alert") or {}
     if prev:
         first = min(first, ecs.to_millis(prev.get("first_seen", iso(first))))
         last = max(last, ecs.to_millis(prev.get("last_seen", iso(last))))
-        # each pass recomputes the whole bucket; never lower a count already reported
-        count = max(count, int(prev.get("count", 0)))
+        # a pass recomputes the whole bucket, or adds a window that ran on past its end:
+        # the evidence is the union, and a count already reported is never lowered
+        known = list(prev.get("event_ids") or [])
+        seen = set(known)
+        ids = known + [i for i in ids if i not in seen]
+        whole = int(prev.get("count", 0)) <= len(known)  # the stored ids were all of them
+        count = max(count, len(ids) if whole else int(prev.get("count", 0)))
     doc: dict[str, Any] = {
         "@timestamp": iso(last),
         "message": f"{rule.title} ({count} event{'s' if count != 1 else ''})",

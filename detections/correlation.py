@@ -143,13 +143,18 @@ def _field_for(corr: SigmaCorrelationRule, rule_id: str, rule_name: str | None,
 
 def evaluate(corr: SigmaCorrelationRule, bases: Sequence[Base], bucket_ms: int,
              field_map: Callable[[str], str] = lambda f: f,
-             min_counts: dict[str, int] | None = None
+             min_counts: dict[str, int] | None = None,
+             alerted: Callable[[tuple, int], bool] = lambda key, bucket: False
              ) -> dict[tuple[tuple, int], list[Match]]:
     """Qualifying groups: (group key, bucket) -> the matches of every sliding window that
     satisfied the condition and ended in that bucket. `field_map` maps a Sigma field name
     (a value_count field) to the ECS field the pipeline maps it to. `min_counts` (base rule
     id -> n, our `govsoc.min_count` extension) makes a temporal rule need n matches of that
-    base rule, e.g. a login success after at least three failures."""
+    base rule, e.g. a login success after at least three failures.
+
+    A window that begins in an earlier bucket in which the group already qualified (here,
+    or `alerted(key, bucket)`: an alert stored by an earlier pass) belongs to that bucket:
+    one scan across a bucket boundary is one alert, not two."""
     span = int(corr.timespan.seconds * 1000)
     cond = corr.condition
     check = _OPS[cond.op]
@@ -216,6 +221,9 @@ def evaluate(corr: SigmaCorrelationRule, bases: Sequence[Base], bucket_ms: int,
             if ok:
                 # windows only slide forward: add the part of this one not added yet
                 bucket = m.ts // bucket_ms
+                began = items[start].ts // bucket_ms
+                if began < bucket and ((key, began) in out or alerted(key, began)):
+                    bucket = began
                 got = out.setdefault((key, bucket), [])
                 first = max(start, added.get(bucket, 0))
                 got.extend(items[first:end + 1])

@@ -526,14 +526,26 @@ class Engine:
                  for base, qstart, qend in self._ranges(rule, start, end)]
         names = {b.sigma.name: b.id for b in self.pack.bases(rule) if b.sigma.name}
         mins = {names.get(k, k): int(v) for k, v in (rule.options.get("min_count") or {}).items()}
-        found = evaluate(corr, bases, bucket_ms, min_counts=mins)
+        fields = self._group_fields(rule)
+        stored: dict[tuple[tuple, int], bool] = {}
+
+        def alerted(key: tuple, bucket: int) -> bool:
+            # asked only for a window across a bucket boundary: one read per group and bucket
+            if (key, bucket) not in stored:
+                aid = al.alert_id(rule.id, _group_items(fields, key), bucket)
+                stored[key, bucket] = bool(self.store.read_versioned_many("alerts", [aid]))
+            return stored[key, bucket]
+
+        found = evaluate(corr, bases, bucket_ms, min_counts=mins, alerted=alerted)
         beacon = rule.options.get("beacon")
         if beacon:
             limit = float(beacon.get("max_jitter", 0.15))
             found = {k: ms for k, ms in found.items() if regular(ms, limit)}
+        # a bucket before the first is only partly read: it is updated only where a window
+        # across its end joined its stored alert
         groups = {(key, b): [m.doc for m in ms] for (key, b), ms in found.items()
-                  if b >= first_bucket}
-        new, upd = self._emit(rule, self._group_fields(rule), groups, bucket_ms)
+                  if b >= first_bucket or stored.get((key, b))}
+        new, upd = self._emit(rule, fields, groups, bucket_ms)
         return sum(len(b.docs) for b in bases), new, upd
 
     # -- writing alerts ------------------------------------------------------------
@@ -543,7 +555,7 @@ class Engine:
         new, upd = 0, 0
         planned = []
         for (key, bucket), events in groups.items():
-            group = {f: v for f, v in zip(fields, key, strict=True) if v is not None}
+            group = dict(_group_items(fields, key))
             planned.append((al.alert_id(rule.id, tuple(group.items()), bucket), group, bucket,
                             events))
         # compare-and-set against what was read: an analyst's change made through the API
@@ -660,6 +672,11 @@ def regular(matches: list[Match], max_jitter: float) -> bool:
         return False
     var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
     return (var ** 0.5) / mean <= max_jitter
+
+
+def _group_items(fields: list[str], key: tuple) -> tuple[tuple[str, Any], ...]:
+    """An alert's group: its grouping fields with the values of `key` that are set."""
+    return tuple((f, v) for f, v in zip(fields, key, strict=True) if v is not None)
 
 
 def _doc_ts(doc: dict[str, Any]) -> int:

@@ -70,6 +70,29 @@ def test_suppression_updates_one_alert_per_group_and_window(store, pack):
     assert len(five["govsoc"]["alert"]["event_ids"]) == 5
 
 
+@pytest.mark.parametrize("passes", [1, 2])
+def test_a_burst_across_a_bucket_boundary_is_one_alert(store, pack, passes):
+    """20 failed logins from 10 s before an hour boundary to 9 s after it: the brute-force
+    windows ending after the boundary began before it, in a bucket that already alerted,
+    so they update that alert (in the same pass or a later one) instead of a second."""
+    edge = BASE + 3 * 3600
+    store.write([auth_failure(i, t=edge - 10 + i) for i in range(20)], refresh=True)
+    if passes == 2:  # the first pass ends after the threshold and before the boundary
+        _engine(store, pack).run_once(now=edge - 0.5, since=edge - 600)
+        assert [c for r, c in alert_map(store).values() if r == BRUTE] == [10]
+    _engine(store, pack).run_once(now=edge + 60, since=edge - 600)
+    brute = [a for a in store.scan(Selection(family="alerts")) if a["rule"]["id"] == BRUTE]
+    assert len(brute) == 1, [a["govsoc"]["alert"]["window"] for a in brute]
+    alert = brute[0]["govsoc"]["alert"]
+    assert alert["count"] == 20 and len(set(alert["event_ids"])) == 20
+    assert alert["window"]["end"] == al.iso(edge * 1000)
+    assert alert["last_seen"] == al.iso((edge + 9) * 1000)
+    # a burst that begins after the boundary is the next bucket's own alert
+    store.write([auth_failure(i, t=edge + 1000 + i) for i in range(20, 32)], refresh=True)
+    _engine(store, pack).run_once(now=edge + 1200, since=edge - 600)
+    assert sorted(c for r, c in alert_map(store).values() if r == BRUTE) == [12, 20]
+
+
 def test_gap_is_recorded_and_backfilled(store, pack):
     eng = _engine(store, pack)
     eng.run_once(now=BASE)  # checkpoint at BASE
