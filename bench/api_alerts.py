@@ -111,6 +111,37 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
 
+def node_counters(store) -> dict[str, float] | None:
+    """Elasticsearch's own account of the work (None on SQLite): the alerts index's
+    refreshes and merges, and the node's young-generation collections."""
+    es = getattr(store, "es", None)
+    if es is None:
+        return None
+    index = store.index_for("alerts", "")
+    p = es.indices.stats(index=index, metric="refresh,merge")["indices"][index]["primaries"]
+    jvm = next(iter(es.nodes.stats(metric="jvm")["nodes"].values()))["jvm"]
+    young = jvm["gc"]["collectors"].get("young", {})
+    return {"refreshes": p["refresh"]["total"], "refresh_ms": p["refresh"]["total_time_in_millis"],
+            "merges": p["merges"]["total"], "merge_ms": p["merges"]["total_time_in_millis"],
+            "gcs": young.get("collection_count", 0),
+            "gc_ms": young.get("collection_time_in_millis", 0)}
+
+
+def node_share(before: dict[str, float] | None, after: dict[str, float] | None,
+               writes: int) -> str:
+    """What the node did for the transitions and reference writes: refresh time a write
+    (its median cost, in the node), merges and young collections per 100 writes."""
+    if before is None or after is None or not writes:
+        return ""
+    d = {k: after[k] - before[k] for k in after}
+    merge_each = f"{d['merge_ms'] / d['merges']:.0f} ms each" if d["merges"] else "-"
+    gc_each = f"{d['gc_ms'] / d['gcs']:.0f} ms each" if d["gcs"] else "-"
+    return (f"  in the node, {writes} writes: {d['refreshes'] / writes:.2f} refreshes of the "
+            f"alerts index a write, {d['refresh_ms'] / writes:.1f} ms of refresh a write; "
+            f"{100 * d['merges'] / writes:.1f} merges per 100 writes ({merge_each}); "
+            f"{100 * d['gcs'] / writes:.1f} young GCs per 100 ({gc_each})")
+
+
 def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
             es_namespace: str = "benchalerts", events: int = EVENTS, alerts: int = ALERTS,
             samples: int = SAMPLES) -> None:
@@ -137,6 +168,7 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
     sel = Selection(family="alerts", query=And((
         Or((Term("govsoc.alert.status", "open", True),)), mine)))
 
+    share = ""
     port = free_port()
     server = start([str(Path(sys.executable).parent / "govsoc"), "api", "serve", "--port",
                     str(port), "--workers", "2"], port)
@@ -161,6 +193,7 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
                 api_list.append((t1 - t0) * 1000)
                 ref_list.append((t2 - t1) * 1000)
             api_tr, ref_tr = [], []
+            counted = node_counters(store)
             for i in range(samples // 2):
                 aid = ids[i % len(ids)]
                 for status in ("acknowledged", "open"):
@@ -177,6 +210,7 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
                 doc["govsoc"]["alert"]["updated_by_bench"] = random.random()
                 store.write_many_if([(doc, version)], refresh=True)
                 ref_tr.append((time.perf_counter() - t0) * 1000)
+            share = node_share(counted, node_counters(store), len(api_tr) + len(ref_tr))
     finally:
         stop(server)
         store.close()
@@ -187,6 +221,8 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
         print(f"  {what}: p95 {a:6.1f} ms (median {statistics.median(api):.1f})  "
               f"direct EventStore p95 {r:6.1f} ms  ratio {a / r:5.2f}  "
               f"target <= {target} ms: {'met' if a <= target else 'MISSED'}", flush=True)
+    if share:
+        print(share, flush=True)
 
 
 def es_node(port: int) -> tuple[str, list[str]]:
