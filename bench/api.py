@@ -16,6 +16,7 @@ alone). Rounds alternate between the two apps; both are measured by the same clo
                         [--reference app|router]
                         [--alerts yes|no|only] [--es-url URL] [--rebuild]
                         [--alert-events N] [--alert-count N] [--samples N]
+                        [--alert-refresh write|search]
 
 The alert figures (GET /alerts and transitions over 1,000,000 events, 10,000 alerts) are
 the section in `bench/api_alerts.py`, run after these (`--alerts only`: just that section;
@@ -256,8 +257,12 @@ def main() -> None:
                     help="alert section: alerts in the data set")
     ap.add_argument("--samples", type=int, default=200,
                     help="alert section: requests of each kind")
+    ap.add_argument("--alert-refresh", choices=["write", "search"], default="write",
+                    help="alert section: es_alert_refresh (when an alert change becomes "
+                         "searchable on Elasticsearch)")
     args = ap.parse_args()
-    sizes = dict(events=args.alert_events, alerts=args.alert_count, samples=args.samples)
+    sizes = dict(events=args.alert_events, alerts=args.alert_count, samples=args.samples,
+                 alert_refresh=args.alert_refresh)
     if args.alerts == "only":
         import api_alerts
 

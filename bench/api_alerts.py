@@ -9,6 +9,13 @@ store work done directly through EventStore without HTTP, auth, audit or JSON: t
 selection's page and count for the list; `read_versioned_many` + `write_many_if` of an alert for a
 transition. Transitions alternate acknowledge / reopen, so the data set is unchanged.
 
+On Elasticsearch `--alert-refresh` (the store's `es_alert_refresh`, default write) says when
+an alert change becomes searchable: "write" refreshes the alerts index with each change,
+"search" leaves it to the next alert search. So that the moved cost shows, a last line
+times `GET /alerts` right after each of a few transitions (and stops the run if that list
+does not show the change), and the node's own account of the transition phase (refreshes
+and refresh time a write, merges and young GCs) is printed.
+
 The data set (1,000,000 events, 10,000 alerts, 10 departments) is written in bulk once
 and kept: a SQLite file and an Elasticsearch node home under /var/tmp, reused while their
 marker document says they hold this data set (`--rebuild` writes them again). A smaller
@@ -144,7 +151,7 @@ def node_share(before: dict[str, float] | None, after: dict[str, float] | None,
 
 def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
             es_namespace: str = "benchalerts", events: int = EVENTS, alerts: int = ALERTS,
-            samples: int = SAMPLES) -> None:
+            samples: int = SAMPLES, alert_refresh: str = "write") -> None:
     import httpx
     from api import start, stop, write_config
 
@@ -155,6 +162,8 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
 
     folder.mkdir(parents=True, exist_ok=True)
     write_config(folder, store_url, es_namespace)
+    # this process's store and the servers' (they inherit it): see soc_core.store.elastic
+    os.environ["GOVSOC_ES_ALERT_REFRESH"] = alert_refresh
     cfg = load_config()
     store = open_store(cfg.store_url, departments=[])
     print(f"[{label}] data set: {events:,} events, {alerts:,} alerts: "
@@ -211,6 +220,21 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
                 store.write_many_if([(doc, version)], refresh=True)
                 ref_tr.append((time.perf_counter() - t0) * 1000)
             share = node_share(counted, node_counters(store), len(api_tr) + len(ref_tr))
+            # the list right after a change: with es_alert_refresh = "search" it pays the
+            # refresh the change left; it must show the change either way
+            after_tr = []
+            for i in range(2 * max(samples // 8, 1)):  # acknowledge, then reopen: unchanged
+                aid = ids[i // 2 % len(ids)]
+                status = ("acknowledged", "open")[i % 2]
+                if http.post(f"/alerts/{aid}/transition",
+                             json={"status": status}).status_code != 200:
+                    sys.exit("transition refused in the list-after-change round")
+                t0 = time.perf_counter()
+                r = http.get("/alerts", params=params)
+                after_tr.append((time.perf_counter() - t0) * 1000)
+                listed = {d["event"]["id"] for d in r.json()["items"]}
+                if (aid in listed) != (status == "open"):
+                    sys.exit(f"GET /alerts right after {aid} -> {status} did not show it")
     finally:
         stop(server)
         store.close()
@@ -223,6 +247,9 @@ def measure(label: str, store_url: str, folder: Path, *, rebuild: bool,
               f"target <= {target} ms: {'met' if a <= target else 'MISSED'}", flush=True)
     if share:
         print(share, flush=True)
+    mode = f" (es_alert_refresh = {alert_refresh})" if share else ""
+    print(f"  GET /alerts right after a transition{mode}: p95 {p95(after_tr):6.1f} ms "
+          f"(median {statistics.median(after_tr):.1f})", flush=True)
 
 
 def es_node(port: int) -> tuple[str, list[str]]:
@@ -240,7 +267,7 @@ def es_node(port: int) -> tuple[str, list[str]]:
 
 def run(stores: str, *, es_url: str | None = None, es_port: int = 9272,
         rebuild: bool = False, events: int = EVENTS, alerts: int = ALERTS,
-        samples: int = SAMPLES) -> None:
+        samples: int = SAMPLES, alert_refresh: str = "write") -> None:
     if alerts > events or events % alerts or alerts * 3 // 100 < 50:
         sys.exit("--alert-count must divide --alert-events and be at least 1,670 "
                  "(a department's 50 newest open alerts: 3 % of them)")
@@ -249,7 +276,7 @@ def run(stores: str, *, es_url: str | None = None, es_port: int = 9272,
     # a smaller data set lives apart from the full one (file, namespace), never over it
     full = (events, alerts) == (EVENTS, ALERTS)
     tag = "" if full else f"-{events}-{alerts}"
-    size = dict(events=events, alerts=alerts, samples=samples,
+    size = dict(events=events, alerts=alerts, samples=samples, alert_refresh=alert_refresh,
                 es_namespace="benchalerts" if full else f"benchalerts{events}x{alerts}")
     if stores in ("sqlite", "both"):
         CACHE.mkdir(parents=True, exist_ok=True)

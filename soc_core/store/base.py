@@ -133,6 +133,10 @@ class EventStore(abc.ABC):
     url: str = ""
     # set by open_store from the config's [[departments]]; None or empty: no stamping
     departments: Any = None
+    # families whose searches first make every acknowledged write visible, so a write to
+    # them needs no refresh of its own (Elasticsearch's `es_alert_refresh = "search"`;
+    # SQLite: a write is visible once committed, nothing to do either way)
+    fresh_families: frozenset[str] = frozenset()
 
     # -- lifecycle ---------------------------------------------------------------
     @abc.abstractmethod

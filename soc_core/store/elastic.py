@@ -57,7 +57,7 @@ class ElasticStore(EventStore):
 
     def __init__(self, url: str, *, namespace: str | None = None, retries: int | None = None,
                  retention_days: int | None = None, retention: str | None = None,
-                 request_timeout: float = 60.0) -> None:
+                 request_timeout: float = 60.0, alert_refresh: str | None = None) -> None:
         cfg = load_config()
         self.url = url
         self.namespace = namespace or cfg.get("es_namespace", "default")
@@ -77,6 +77,17 @@ class ElasticStore(EventStore):
         self.retention_mode = "govsoc"
         self.version = ""
         self._backing: dict[str, tuple[float, list[str]]] = {}
+        # `es_alert_refresh`: when an alert change becomes searchable. "write": the change
+        # refreshes the alerts index (the writer pays a refresh, about a new Lucene segment,
+        # per change); "search": changes are written without one and every alert search
+        # refreshes the alerts index first (a no-op round trip when nothing changed; the
+        # first search after changes pays one refresh for all of them). Both keep
+        # read-your-writes for every process that searches through a store.
+        mode = str(alert_refresh or cfg.get("es_alert_refresh", "write"))
+        if mode not in ("write", "search"):
+            raise StoreError(f"es_alert_refresh {mode!r}: use write or search")
+        self.alert_refresh = mode
+        self.fresh_families = frozenset({"alerts"}) if mode == "search" else frozenset()
 
     # -- naming ------------------------------------------------------------------
     def index_for(self, family: str, dataset: str) -> str:
@@ -324,6 +335,8 @@ class ElasticStore(EventStore):
                 meta["if_seq_no"], meta["if_primary_term"] = version
                 lines.append(orjson.dumps({"index": meta}))
             lines.append(p.json)
+        if refresh and {p.family for p in docs} <= self.fresh_families:
+            refresh = False  # their searches refresh first (es_alert_refresh = "search")
         # refresh=True refreshes only the shards written (the alerts index), not the world
         resp = self._call(self.es.bulk, operations=lines, refresh=refresh,
                           filter_path="items.*.status,items.*.error")
@@ -363,6 +376,7 @@ class ElasticStore(EventStore):
         if not ids:
             return 0
         sel = Selection(family=family)
+        self._fresh(sel)  # a search by ids: it finds only what a refresh made visible
         hits = self._call(self.es.search, index=self.pattern(sel), size=len(ids),
                           query={"ids": {"values": ids}}, source=False,
                           ignore_unavailable=True, allow_no_indices=True)["hits"]["hits"]
@@ -443,6 +457,8 @@ class ElasticStore(EventStore):
     def _search(self, sel: Selection, extra: dict[str, Any] | None, *, size: int,
                 after: list[Any] | None = None, descending: bool = False,
                 sort: bool = True) -> list[dict[str, Any]]:
+        if after is None:  # a cursor's later pages go on from what the first one saw
+            self._fresh(sel)
         body: dict[str, Any] = {"query": self._query(sel, extra), "size": size}
         if sort:
             order = "desc" if descending else "asc"
@@ -473,8 +489,16 @@ class ElasticStore(EventStore):
             raise StoreError("Elasticsearch native query must be a Lucene string or a DSL dict")
         return self._page(sel or Selection(), clause, size, after, False)
 
+    def _fresh(self, sel: Selection) -> None:
+        """Before a search of a family in `fresh_families`: refresh its index, so the search
+        sees every write acknowledged before it (from any process)."""
+        if sel.family in self.fresh_families:
+            self._call(self.es.indices.refresh, index=self.index_for(sel.family, ""),
+                       ignore_unavailable=True, allow_no_indices=True)
+
     def count(self, sel: Selection | None = None) -> int:
         sel = sel or Selection()
+        self._fresh(sel)
         resp = self._call(self.es.count, index=self.pattern(sel), query=self._query(sel, None),
                           ignore_unavailable=True, allow_no_indices=True)
         return resp["count"]
@@ -482,6 +506,7 @@ class ElasticStore(EventStore):
     def terms(self, field: str, sel: Selection | None = None, *, size: int = 10
               ) -> list[tuple[Any, int]]:
         sel = sel or Selection()
+        self._fresh(sel)
         resp = self._call(self.es.search, index=self.pattern(sel), size=0,
                           query=self._query(sel, None), ignore_unavailable=True,
                           allow_no_indices=True,
@@ -500,6 +525,7 @@ class ElasticStore(EventStore):
                    for i, f in enumerate(fields)]
         out: list[tuple[tuple[Any, ...], int, int, int]] = []
         after = None
+        self._fresh(sel)
         while True:  # a composite aggregation, page by page
             comp: dict[str, Any] = {"size": 5000, "sources": sources}
             if after is not None:
@@ -522,6 +548,7 @@ class ElasticStore(EventStore):
     def histogram(self, interval: str, sel: Selection | None = None) -> list[tuple[str, int]]:
         sel = sel or Selection()
         seconds = int(parse_duration(interval).total_seconds())
+        self._fresh(sel)
         resp = self._call(self.es.search, index=self.pattern(sel), size=0,
                           query=self._query(sel, None), ignore_unavailable=True,
                           allow_no_indices=True,

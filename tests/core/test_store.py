@@ -427,6 +427,36 @@ def test_es_retention_mode_follows_the_node(es_url, es_store):
 
 
 @pytest.mark.es
+def test_es_alert_refresh_search_mode_sees_changes_written_without_refresh(es_url, es_store):
+    """es_alert_refresh = "search": alert changes are written without a refresh, and every
+    alert read by search (page, count, terms, histogram, groups, delete by id) still sees
+    each change acknowledged before it, through another store connection too."""
+    with pytest.raises(StoreError) as err:
+        open_store(es_url, namespace=es_store.namespace, alert_refresh="later")
+    assert "use write or search" in str(err.value)
+    writer = open_store(es_url, namespace=es_store.namespace, alert_refresh="search")
+    reader = open_store(es_url, namespace=es_store.namespace, alert_refresh="search")
+    try:
+        alerts = Selection(family="alerts", filters={"govsoc.status": "closed"})
+        for i in range(3):  # the refresh asked for is skipped; the next search refreshes
+            doc = {"@timestamp": ecs.format_time(T0), "govsoc": {"status": "closed"},
+                   "event": {"kind": "alert", "id": f"a-{i}", "dataset": "govsoc.alert"}}
+            assert writer.write_many_if([(doc, None)], refresh=True).written == 1
+            assert reader.count(alerts) == i + 1
+            assert [d["event"]["id"] for d in reader.search(alerts).hits][-1] == f"a-{i}"
+            assert reader.terms("govsoc.status", alerts) == [("closed", i + 1)]
+            assert sum(n for _, n in reader.histogram("1h", alerts)) == i + 1
+            assert reader.groups(["govsoc.status"], alerts)[0][1] == i + 1
+        doc = {"@timestamp": ecs.format_time(T0), "govsoc": {"status": "closed"},
+               "event": {"kind": "alert", "id": "a-3", "dataset": "govsoc.alert"}}
+        writer.write_many_if([(doc, None)], refresh=True)
+        assert reader.delete("alerts", ["a-3"]) == 1
+    finally:
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.es
 def test_es_redelivery_after_rollover_is_still_a_duplicate(es_store):
     docs = [ev(i) for i in range(20)]
     assert es_store.write(docs, refresh=True).written == 20
