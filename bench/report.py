@@ -91,7 +91,7 @@ def timed(fn, rounds: int) -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
         fn()
         runs.append((time.perf_counter() - t0, time.process_time() - c0))
-    print("    rounds (wall s): " + ", ".join(f"{w:.3f}" for w, _ in runs))
+    print("    rounds (wall / CPU s): " + ", ".join(f"{w:.3f} / {c:.3f}" for w, c in runs))
     runs.sort()
     return runs[len(runs) // 2]
 
