@@ -30,6 +30,7 @@ class Section:
     chart: str = ""  # inline SVG
     table: Table | None = None
     level: int = 2
+    running: bool = False  # its heading shown atop each page its content runs onto
 
 
 @dataclass

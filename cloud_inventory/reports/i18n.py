@@ -27,6 +27,8 @@ TEXT: dict[str, dict[str, str]] = {
     "by_department": {"zh-CN": "按责任部门统计", "en": "By owner department"},
     "by_os": {"zh-CN": "按操作系统统计", "en": "By operating system"},
     "register": {"zh-CN": "资产清单", "en": "Register"},
+    "register_cut": {"zh-CN": "显示 {shown} 项，共 {total} 项；完整清单：govsoc inventory list",
+                     "en": "{shown} of {total} shown; the full list: govsoc inventory list"},
     "name": {"zh-CN": "名称", "en": "Name"},
     "address": {"zh-CN": "地址", "en": "Addresses"},
     "os": {"zh-CN": "操作系统", "en": "OS"},

@@ -215,3 +215,73 @@ def test_the_reports_service_makes_what_is_due_and_mails_it_signed(tmp_path, mon
     pem = next(n for n in files if n.endswith(".pem"))
     assert verify_file(mailed / report_file.name, mailed / sig_file.name,
                        public_pem=(mailed / pem).read_bytes()).ok
+
+
+REGISTER_DEPTS = [("wjw", "市卫健委"), ("gaj", "市公安局"), (None, None)]
+
+
+def register_assets(n: int = 70) -> list[dict]:
+    """Assets of two departments and a few with none; one department runs over a page."""
+    docs = []
+    for i in range(n):
+        dept_id, dept = REGISTER_DEPTS[0 if i < 50 else 1 if i < 66 else 2]
+        ips = [f"10.{i % 3 + 1}.7.{i}"] + ([f"10.9.{k}.{i}" for k in range(4)] if i == 5
+                                           else [])
+        ports = [22] + [443, 8080, 3306][: i % 4]
+        doc = {"@timestamp": "2026-11-30T02:00:00Z",
+               "event": {"kind": "asset", "dataset": "assets", "id": f"reg-{i}"},
+               "host": {"name": f"app-{i:03d}", "ip": ips,
+                        "os": {"name": "Kylin" if i % 2 else "Debian GNU/Linux",
+                               "version": "V10" if i % 2 else "12"}},
+               "govsoc": {"asset": {"run_id": "r1", "importance": ("high", "low")[i % 2],
+                                    "djcp_level": 3 - i % 2,
+                                    "listening": [{"protocol": "tcp", "address": "0.0.0.0",
+                                                   "port": p} for p in ports]}}}
+        if dept_id:
+            doc["organization"] = {"id": dept_id, "name": dept}
+        docs.append(doc)
+    return docs
+
+
+def test_asset_register_pdf_lists_every_asset_by_department_and_is_signed(made, tmp_path):
+    """The register as an auditor gets it: every asset once, each in one row with its
+    addresses, OS, 等保 level / importance and ports, under its department's heading; a
+    department's name atop each page its rows run onto; signed and verifiable."""
+    d = tmp_path
+    cfg = Config(values={"store_url": f"sqlite:///{d}/govsoc.db", "data_dir": str(d),
+                         "timezone": "Asia/Shanghai"})
+    docs = register_assets()
+    with open_store(cfg.store_url) as store:
+        assert not store.write(docs, refresh=True).rejected
+        m = make_report("assets", store, cfg, fmt="pdf", keystore=made["keystore"])
+    for out in openssl_verify(m.path, m.signature, m.public_key):
+        assert out.returncode == 0, out.stderr
+    pages = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(m.path), "-"],
+                           capture_output=True, text=True, check=True).stdout.split("\f")
+    text = "\f".join(pages)
+    for heading in ("资产登记表", "资产清单", "名称 (地址)", "操作系统", "等保级别 / 重要程度",
+                    "监听端口", "签名与验证"):
+        assert heading in text, heading
+    # departments in the chart's order (largest first), the assets with none last
+    at = [text.index(h) for h in ("市卫健委 (50)", "市公安局 (16)", "未分配 (4)")]
+    assert at == sorted(at)
+    headings = ("市卫健委", "市公安局", "未分配")
+    rows = [ln for ln in text.splitlines() if ln.strip().startswith("app-")]
+    assert len(rows) == len(docs)
+    for i, doc in enumerate(docs):
+        row = next(ln for ln in rows if ln.strip().startswith(f"app-{i:03d} ("))
+        level = f"{3 - i % 2} / {('high', 'low')[i % 2]}"
+        ports = ", ".join(str(p) for p in sorted([22] + [443, 8080, 3306][: i % 4]))
+        os_name = "Kylin V10" if i % 2 else "Debian GNU/Linux 12"
+        for want in [doc["host"]["ip"][0], os_name, level, ports]:
+            assert want in row, (want, row)
+        # under its own department's heading: the nearest one above the row
+        row_at = text.index(row)
+        under = max(headings, key=lambda h: text.rfind(f"\n{h} (", 0, row_at))
+        assert under == doc.get("organization", {}).get("name", "未分配"), (row, under)
+    # the asset with five addresses: three shown, and how many more
+    five = next(ln for ln in rows if "app-005 (" in ln)
+    assert "(10.3.7.5, 10.9.0.5, 10.9.1.5 +2)" in " ".join(five.split())
+    # 市卫健委's 50 rows run over a page: that page is headed with its name
+    second = next(p for p in pages if "app-045" in p or "app-049" in p)
+    assert second.strip().startswith("市卫健委 (50)"), second[:200]
