@@ -243,7 +243,8 @@ def register_assets(n: int = 70) -> list[dict]:
     return docs
 
 
-def test_asset_register_pdf_lists_every_asset_by_department_and_is_signed(made, tmp_path):
+def test_asset_register_pdf_lists_every_asset_by_department_and_is_signed(made, tmp_path,
+                                                                         monkeypatch):
     """The register as an auditor gets it: every asset once, each in one row with its
     addresses, OS, 等保 level / importance and ports, under its department's heading; a
     department's name atop each page its rows run onto; signed and verifiable."""
@@ -254,6 +255,14 @@ def test_asset_register_pdf_lists_every_asset_by_department_and_is_signed(made, 
     with open_store(cfg.store_url) as store:
         assert not store.write(docs, refresh=True).rejected
         m = make_report("assets", store, cfg, fmt="pdf", keystore=made["keystore"])
+        # a register cut at the row limit says so, and how to get the rest
+        from cloud_inventory.reports import kinds
+
+        monkeypatch.setattr(kinds, "MAX_ROWS", 10)
+        cut = kinds.build("assets", store, cfg)
+    register = next(s for s in cut.sections if s.heading == "资产清单")
+    assert register.text == ["显示 10 项，共 70 项；完整清单：govsoc inventory list"]
+    assert sum(len(s.table.rows) for s in cut.sections if s.running) == 10
     for out in openssl_verify(m.path, m.signature, m.public_key):
         assert out.returncode == 0, out.stderr
     pages = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(m.path), "-"],
