@@ -121,20 +121,26 @@ def assets_report(c: Ctx) -> Document:
 IMPORTANCE = ("high", "medium", "low")
 
 
-def _rank(x: dict[str, Any]) -> tuple[int, int]:
-    """Higher 等保 levels first, then higher importance; unset last."""
-    a = _a(x)
+def _level(a: dict[str, Any]) -> int | None:
     level = a.get("djcp_level")
-    imp = a.get("importance")
-    return (-int(level) if isinstance(level, int) else 1,
-            IMPORTANCE.index(imp) if imp in IMPORTANCE else len(IMPORTANCE))
+    return int(level) if isinstance(level, int) or str(level).isdigit() else None
+
+
+def _rank(x: dict[str, Any]) -> tuple[int, int, str]:
+    """Higher 等保 levels first, then higher importance; other values, then unset, last."""
+    a = _a(x)
+    level, imp = _level(a), a.get("importance")
+    return (-level if level is not None else 1,
+            IMPORTANCE.index(imp) if imp in IMPORTANCE else len(IMPORTANCE) + (not imp),
+            str(imp or ""))
 
 
 def _level_text(a: dict[str, Any], c: Ctx) -> str:
-    level, imp = a.get("djcp_level"), a.get("importance")
+    level, imp = _level(a), a.get("importance")
     return " · ".join([
-        c.t("djcp_n").format(n=level) if isinstance(level, int) else c.t("djcp_unrated"),
-        f"{c.t('importance')} {c.t('imp_' + imp) if imp in IMPORTANCE else c.t('unset')}"])
+        c.t("djcp_n").format(n=level) if level is not None else c.t("djcp_unrated"),
+        f"{c.t('importance')} "
+        f"{c.t('imp_' + imp) if imp in IMPORTANCE else str(imp or c.t('unset'))}"])
 
 
 def _register_row(x: dict[str, Any]) -> list[str]:
