@@ -203,7 +203,7 @@ def raw_sqlite(path: str, pack: RulePack) -> tuple[float, int, float]:
         fetched = conn.execute(sql, (*r.datasets, T0 * 1000, (T0 + 86_401) * 1000)).fetchall()
         el += time.perf_counter() - t
         rows += len(fetched)
-        gc.disable()  # as during an engine pass (detections.engine._no_cyclic_gc)
+        gc.disable()  # as during an engine pass (soc_core.gcpause.cyclic_gc_paused)
         t = time.perf_counter()
         [orjson.loads(doc) for (doc,) in fetched]
         decode += time.perf_counter() - t

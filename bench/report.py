@@ -7,9 +7,9 @@ rendered to PDF with its CJK fonts embedded, and signed with SM2.
 Target (issue 15): a report of 1,000 assets in <= 5 s. References measured in the same
 run: the raw data query (scanning the 1,000 asset documents) and the same report rendered
 to HTML only (build + template, no PDF, no signature); the ratios say what the PDF engine
-and the signature add. Best of the rounds (wall, with that round's CPU time: on a loaded
-machine the closer guess at a quiet one's wall time); figures are printed, never asserted;
-the load average is printed beside them because this is a shared machine.
+and the signature add. The median round (wall, with that round's CPU time: on a loaded
+machine the closer guess at a quiet one's wall time), every round printed; figures are
+printed, never asserted; the load average is printed beside them (a shared machine).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def timed(fn, rounds: int) -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
         fn()
         runs.append((time.perf_counter() - t0, time.process_time() - c0))
-    print("    rounds (wall s): " + ", ".join(f"{w:.3f}" for w, _ in runs))
+    print("    rounds (wall / CPU s): " + ", ".join(f"{w:.3f} / {c:.3f}" for w, c in runs))
     runs.sort()
     return runs[len(runs) // 2]
 

@@ -21,14 +21,11 @@ extra, and the summary says how many events wait and the `--since` that covers t
 from __future__ import annotations
 
 import bisect
-import contextlib
 import fnmatch
-import gc
 import heapq
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +36,7 @@ from detections.correlation import Base, Match, evaluate, key_getter
 from detections.rules import Rule, RulePack, load_pack
 from detections.state import DetectionState
 from soc_core import ecs
+from soc_core.gcpause import cyclic_gc_paused
 from soc_core.store import EventStore, Selection, StoreError, parse_duration, resolve_millis
 
 DEFAULT_GROUP = ("host.name", "source.ip", "destination.ip", "user.name")
@@ -166,7 +164,8 @@ class Engine:
         self._spans = self._plan(rules, state, now, since_ms)
         updates: dict[str, dict[str, Any]] = {}
         try:
-            with _no_cyclic_gc():
+            # the pass's matches are trees, freed by reference counting (soc_core.gcpause)
+            with cyclic_gc_paused():
                 for rule in rules:
                     self._check_fence()
                     summary.rules += 1
@@ -621,43 +620,6 @@ class Engine:
                 if u["checkpoint"] is not None:
                     h["checkpoint"] = al.iso(u["checkpoint"])
         self.state.update(apply)
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0  # passes running now, in any thread; the collector resumes after the last
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause Python's cycle collector during a pass.
-
-    Why: a pass decodes and keeps every match of the pass (tens of thousands of small
-    dicts); each time allocations pile up the collector re-walks all of them, although
-    decoded documents are trees that reference counting frees anyway. Measured with
-    bench/detect.py: on Elasticsearch engine/raw 1.3x with it running, 1.2x paused; on
-    SQLite, 100,000 events and 100 rules, 11.2 s with it running (227 young, 20 middle and
-    1 full collection) against 10.1 s paused, the same run alternating.
-
-    Scope: CPython has one collector per process, so under `govsoc up` the collector
-    threads run paused too. Measured: the `govsoc up` agent tailing 10,550 log lines and
-    making three host cycles in 30 s with the collector paused left 0 unreachable objects
-    for the next collection (its events, like the matches, are trees), so the pause holds
-    no memory back from them. Passes in several threads nest: the collector resumes (if it
-    was on) when the last one ends, and collects whatever cycles were made meanwhile."""
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 def regular(matches: list[Match], max_jitter: float) -> bool:

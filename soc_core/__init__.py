@@ -20,8 +20,9 @@ Its interface is its modules (import from them):
     soc_core.notify    notifications (DingTalk, WeCom, Feishu, e-mail): Outbox, Dispatcher, Watcher
     soc_core.cliutil   fail, store_option, open_cli_store (for every package's commands)
     soc_core.lazy      lazy_exports: a package `__init__` exporting names loaded on use
+    soc_core.gcpause   cyclic_gc_paused: the cycle collector paused around big graph builds
     soc_core.cli       the `govsoc` entry point and its core commands
 """
 
-__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "lazy", "notify", "query",
-           "records", "regex", "sm3", "spool", "store", "textcase"]
+__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "gcpause", "lazy", "notify",
+           "query", "records", "regex", "sm3", "spool", "store", "textcase"]

@@ -29,7 +29,8 @@ class Section:
     text: list[str] = field(default_factory=list)
     chart: str = ""  # inline SVG
     table: Table | None = None
-    level: int = 2
+    level: int = 2  # heading level: 2 to 4
+    running: bool = False  # its heading shown atop each page its content runs onto
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 from cloud_inventory import compliance
@@ -96,22 +97,64 @@ def assets_report(c: Ctx) -> Document:
                               chart=charts.bar_chart(by_dept.most_common())))
     d.sections.append(Section(c.t("by_os"), chart=charts.bar_chart(by_os.most_common(),
                                                                      colour=charts.PALETTE[1])))
-    # five cells a row: the PDF engine's cost is per cell, and a register runs to
-    # thousands of rows (name with addresses, level with importance share a cell)
-    rows = []
-    for x in docs[:MAX_ROWS]:
-        a = _a(x)
-        ports = a.get("listening_ports") or sorted({s.get("port") for s in a.get("listening")
-                                                    or [] if isinstance(s, dict)})
-        level = " / ".join(str(v) for v in (a.get("djcp_level"), a.get("importance")) if v)
-        rows.append([f"{compliance.host_name(x)} ({', '.join(_ips(x)[:3])})",
-                     _os(x),
-                     _department(x, c), level, ", ".join(str(p) for p in ports[:12])])
-    d.sections.append(Section(c.t("register"), table=Table(
-        [f"{c.t('name')} ({c.t('address')})", c.t("os"), c.t("department"),
-         f"{c.t('djcp_level')} / {c.t('importance')}", c.t("ports")], rows,
-        widths=(30, 22, 14, 14, 20))))
+    # by owner department (in the chart's order, none last), then one table per 等保 level
+    # and importance (highest first), named in its heading (a PDF bookmark) and atop each
+    # page its rows run onto. Three cells a row: the PDF engine's cost is per cell, and a
+    # register runs to thousands of rows (five cells a row took 1.5x as long; a line break
+    # inside a cell costs more than a cell)
+    order = {dept: (dept == c.t("unassigned"), i)
+             for i, (dept, _) in enumerate(by_dept.most_common())}
+    shown = sorted(docs, key=lambda x: (order[_department(x, c)], _rank(x)))[:MAX_ROWS]
+    columns = [f"{c.t('name')} ({c.t('address')})", c.t("os"), c.t("ports")]
+    d.sections.append(Section(c.t("register"), text=[] if len(shown) == len(docs) else [
+        c.t("register_cut").format(shown=len(shown), total=len(docs))]))
+    for dept, members in groupby(shown, key=lambda x: _department(x, c)):
+        d.sections.append(Section(f"{dept} ({by_dept[dept]})", level=3, running=True))
+        for _, group in groupby(members, key=_rank):
+            group = list(group)
+            d.sections.append(Section(
+                f"{_level_text(_a(group[0]), c)} ({len(group)})", level=4, running=True,
+                table=Table(columns, [_register_row(x) for x in group], widths=(40, 28, 32))))
     return d
+
+
+IMPORTANCE = ("high", "medium", "low")
+
+
+def _level(a: dict[str, Any]) -> int | None:
+    level = a.get("djcp_level")
+    return int(level) if isinstance(level, int) or str(level).isdigit() else None
+
+
+def _rank(x: dict[str, Any]) -> tuple[int, int, str]:
+    """Higher 等保 levels first, then higher importance; other values, then unset, last."""
+    a = _a(x)
+    level, imp = _level(a), a.get("importance")
+    return (-level if level is not None else 1,
+            IMPORTANCE.index(imp) if imp in IMPORTANCE else len(IMPORTANCE) + (not imp),
+            str(imp or ""))
+
+
+def _level_text(a: dict[str, Any], c: Ctx) -> str:
+    level, imp = _level(a), a.get("importance")
+    return " · ".join([
+        c.t("djcp_n").format(n=level) if level is not None else c.t("djcp_unrated"),
+        f"{c.t('importance')} "
+        f"{c.t('imp_' + imp) if imp in IMPORTANCE else str(imp or c.t('unset'))}"])
+
+
+def _register_row(x: dict[str, Any]) -> list[str]:
+    a = _a(x)
+    ports = a.get("listening_ports") or sorted({s.get("port") for s in a.get("listening")
+                                                or [] if isinstance(s, dict)})
+    return [f"{compliance.host_name(x)} ({_first(_ips(x), 3)})", _os(x),
+            _first([str(p) for p in ports], 12)]
+
+
+def _first(items: list[str], n: int) -> str:
+    """The first `n` of a list, and how many more (all of them: `govsoc inventory show`)."""
+    more = f" +{len(items) - n}" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
 
 
 def exposure_report(c: Ctx) -> Document:

@@ -4,12 +4,14 @@ the subset of the Noto CJK fonts the text uses: fonts-noto-cjk)."""
 from __future__ import annotations
 
 import functools
+import gc
 from importlib.resources import files
 from typing import Any
 
 from cloud_inventory.reports.document import Document
 from cloud_inventory.reports.i18n import t
 from soc_core.config import viewer_zone
+from soc_core.gcpause import cyclic_gc_paused
 
 FORMATS = ("pdf", "html")
 
@@ -40,4 +42,11 @@ def to_pdf(html: str) -> bytes:
     # WeasyPrint logs each CSS property it ignores: noise in a CLI run
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
-    return HTML(string=html).write_pdf()
+    # WeasyPrint keeps its whole box tree to the end of the render, and the cycle collector
+    # re-walked it as it grew: a fifth of the 1,000-asset register's render. Paused, then
+    # one collection frees the render's cycles (~450,000 objects) now, not at some later
+    # caller's expense.
+    with cyclic_gc_paused():
+        pdf = HTML(string=html).write_pdf()
+    gc.collect()
+    return pdf

@@ -215,3 +215,91 @@ def test_the_reports_service_makes_what_is_due_and_mails_it_signed(tmp_path, mon
     pem = next(n for n in files if n.endswith(".pem"))
     assert verify_file(mailed / report_file.name, mailed / sig_file.name,
                        public_pem=(mailed / pem).read_bytes()).ok
+
+
+REGISTER_DEPTS = [("wjw", "市卫健委"), ("gaj", "市公安局"), (None, None)]
+
+
+def register_assets(n: int = 70) -> list[dict]:
+    """Two departments and a few assets with none; 市卫健委's level-3 high group runs over a
+    page; the assets with no department have no 等保 level or importance either."""
+    docs = []
+    for i in range(n):
+        dept_id, dept = REGISTER_DEPTS[0 if i < 50 else 1 if i < 66 else 2]
+        ips = [f"10.{i % 3 + 1}.7.{i}"] + ([f"10.9.{k}.{i}" for k in range(4)] if i == 5
+                                           else [])
+        ports = [22] + [443, 8080, 3306][: i % 4]
+        asset = {"run_id": "r1", "listening": [{"protocol": "tcp", "address": "0.0.0.0",
+                                                "port": p} for p in ports]}
+        if dept_id:
+            top = i < 45 or i % 2
+            asset.update(importance="high" if top else "low", djcp_level=3 if top else 2)
+        doc = {"@timestamp": "2026-11-30T02:00:00Z",
+               "event": {"kind": "asset", "dataset": "assets", "id": f"reg-{i}"},
+               "host": {"name": f"app-{i:03d}", "ip": ips,
+                        "os": {"name": "Kylin" if i % 2 else "Debian GNU/Linux",
+                               "version": "V10" if i % 2 else "12"}},
+               "govsoc": {"asset": asset}}
+        if dept_id:
+            doc["organization"] = {"id": dept_id, "name": dept}
+        docs.append(doc)
+    return docs
+
+
+def test_asset_register_pdf_lists_every_asset_by_department_and_level(made, tmp_path,
+                                                                      monkeypatch):
+    """The register as an auditor gets it: every asset once, each in one row with its
+    addresses, OS and ports, under its department's and its 等保 level / importance's
+    headings; those named atop each page their rows run onto; signed and verifiable."""
+    d = tmp_path
+    cfg = Config(values={"store_url": f"sqlite:///{d}/govsoc.db", "data_dir": str(d),
+                         "timezone": "Asia/Shanghai"})
+    docs = register_assets()
+    with open_store(cfg.store_url) as store:
+        assert not store.write(docs, refresh=True).rejected
+        m = make_report("assets", store, cfg, fmt="pdf", keystore=made["keystore"])
+        # a register cut at the row limit says so, and how to get the rest
+        from cloud_inventory.reports import kinds
+
+        monkeypatch.setattr(kinds, "MAX_ROWS", 10)
+        cut = kinds.build("assets", store, cfg)
+    register = next(s for s in cut.sections if s.heading == "资产清单")
+    assert register.text == ["显示 10 项，共 70 项；完整清单：govsoc inventory list"]
+    assert sum(len(s.table.rows) for s in cut.sections if s.table) == 10
+    for out in openssl_verify(m.path, m.signature, m.public_key):
+        assert out.returncode == 0, out.stderr
+    pages = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(m.path), "-"],
+                           capture_output=True, text=True, check=True).stdout.split("\f")
+    text = "\f".join(pages)
+    for heading in ("资产登记表", "资产清单", "名称 (地址)", "操作系统", "监听端口", "签名与验证"):
+        assert heading in text, heading
+    # departments in the chart's order (largest first), the assets with none last; in each,
+    # higher 等保 levels and importance first
+    groups = ["市卫健委 (50)", "等保3级 · 重要程度 高 (48)", "等保2级 · 重要程度 低 (2)",
+              "市公安局 (16)", "等保3级 · 重要程度 高 (8)", "等保2级 · 重要程度 低 (8)",
+              "未分配 (4)", "未定级 · 重要程度 未设置 (4)"]
+    at, pos = [], 0
+    for g in groups:
+        pos = text.index(g, pos) + 1
+        at.append(pos)
+    rows = [ln for ln in text.splitlines() if ln.strip().startswith("app-")]
+    assert len(rows) == len(docs)
+    for i, doc in enumerate(docs):
+        row = next(ln for ln in rows if ln.strip().startswith(f"app-{i:03d} ("))
+        ports = ", ".join(str(p) for p in sorted([22] + [443, 8080, 3306][: i % 4]))
+        os_name = "Kylin V10" if i % 2 else "Debian GNU/Linux 12"
+        for want in [doc["host"]["ip"][0], os_name, ports]:
+            assert want in row, (want, row)
+        # under its own department's and level's headings: the nearest ones above the row
+        row_at = text.index(row)
+        dept, group = (max(ks, key=lambda j: at[j] if at[j] < row_at else -1)
+                       for ks in ((0, 3, 6), (1, 2, 4, 5, 7)))
+        a = doc["govsoc"]["asset"]
+        assert groups[dept].startswith(doc.get("organization", {}).get("name", "未分配"))
+        assert group == dept + 1 + (a.get("djcp_level") == 2), (row, groups[group])
+    # the asset with five addresses: three shown, and how many more
+    five = next(ln for ln in rows if "app-005 (" in ln)
+    assert "(10.3.7.5, 10.9.0.5, 10.9.1.5 +2)" in " ".join(five.split())
+    # 市卫健委's level-3 rows run over a page: that page is headed with both names
+    second = next(p for p in pages if "app-044" in p)
+    assert second.strip().startswith("市卫健委 (50) · 等保3级 · 重要程度 高 (48)"), second[:200]

@@ -1,12 +1,13 @@
-"""The engine's pause of the cycle collector: passes in several threads nest, and the
-collector is back on when the last one ends (it is one collector for the whole process)."""
+"""The pause of the cycle collector (detection passes, report rendering): pauses in several
+threads nest, and the collector is back on when the last one ends (it is one collector for
+the whole process)."""
 
 from __future__ import annotations
 
 import gc
 import threading
 
-from detections.engine import _no_cyclic_gc
+from soc_core.gcpause import cyclic_gc_paused
 
 
 def test_passes_in_two_threads_nest_and_the_collector_resumes_after_the_last():
@@ -15,14 +16,14 @@ def test_passes_in_two_threads_nest_and_the_collector_resumes_after_the_last():
     seen: dict[str, bool] = {}
 
     def first() -> None:
-        with _no_cyclic_gc():
+        with cyclic_gc_paused():
             first_in.set()
             second_in.wait(30)
         first_out.set()
 
     def second() -> None:
         first_in.wait(30)
-        with _no_cyclic_gc():
+        with cyclic_gc_paused():
             second_in.set()
             first_out.wait(30)
             seen["after the first pass ended"] = gc.isenabled()
@@ -39,7 +40,7 @@ def test_passes_in_two_threads_nest_and_the_collector_resumes_after_the_last():
 def test_a_process_that_had_the_collector_off_keeps_it_off():
     gc.disable()
     try:
-        with _no_cyclic_gc():
+        with cyclic_gc_paused():
             pass
         assert not gc.isenabled()
     finally:
