@@ -242,8 +242,9 @@ class AuditTrail:
         # a tail a previous process left without a checkpoint gets one at the next chance
         self._since_cp = 0 if self._head.checkpointed else 1
         self._last_cp = time.monotonic()
-        # (segment, offset) of a spool record -> (its documents, the offset after it)
-        self._cache: dict[tuple[int, int], tuple[list[dict[str, Any]], int]] = {}
+        # (segment, offset) of a spool record -> (its documents as the store takes them,
+        # the offset after it)
+        self._cache: dict[tuple[int, int], tuple[list[ecs.Prepared], int]] = {}
         self._cached_docs = 0
         self._closed = False
         self._down = False  # the last store write failed
@@ -383,7 +384,10 @@ class AuditTrail:
             self._since_cp += len(docs)
             if self.signer is not None and self._since_cp >= self.checkpoint_every:
                 docs.append(self._checkpoint_doc())
-            payload = orjson.dumps(docs)
+            # each document serialized once: the spool record is their JSON array, and the
+            # drain hands the same bytes to the store
+            texts = [orjson.dumps(d) for d in docs]
+            payload = b"[" + b",".join(texts) + b"]"
             try:
                 where = self.spool.append(payload)
             except (SpoolFull, SpoolError, OSError) as exc:
@@ -392,7 +396,7 @@ class AuditTrail:
                 why = "spool full" if isinstance(exc, SpoolFull) else type(exc).__name__
                 raise AuditUnavailable(f"the audit record cannot be kept ({why}): "
                                        f"the action is refused") from None
-            self._remember(where, len(payload), docs)
+            self._remember(where, len(payload), docs, texts)
         self.recent.extend(docs)
         return docs[:len(bodies)]
 
@@ -476,28 +480,32 @@ class AuditTrail:
             if self.signer is None or self._since_cp == 0 or self._closed:
                 return None
             doc = self._checkpoint_doc()
-            payload = orjson.dumps([doc])
+            text = orjson.dumps(doc)
+            payload = b"[" + text + b"]"
             try:
                 where = self.spool.append(payload)
             except (SpoolError, OSError) as exc:
                 self.errors.append(f"audit checkpoint not kept: {type(exc).__name__}")
                 return None
-            self._remember(where, len(payload), [doc])
+            self._remember(where, len(payload), [doc], [text])
         self.recent.append(doc)
         return doc
 
     # -- draining -----------------------------------------------------------------------
-    def _remember(self, where: tuple[int, int], size: int, docs: list[dict[str, Any]]
-                  ) -> None:
+    def _remember(self, where: tuple[int, int], size: int, docs: list[dict[str, Any]],
+                  texts: list[bytes]) -> None:
         """Keep the documents of a spool record for the drain, which then need not parse
-        them back from disk (that parse cost as much as the store write). Bounded: past
-        `_CACHE_DOCS` waiting documents (the store is down) they are read from disk."""
+        them back from disk (that parse cost as much as the store write), nor have the
+        store check and serialize them again: they go as `ecs.Prepared` with the JSON the
+        chain hashed and the spool holds. Bounded: past `_CACHE_DOCS` waiting documents
+        (the store is down) they are read from disk."""
         if self._cached_docs < _CACHE_DOCS and (self._store is not None
                                                 or self._connect is not None):
-            self._cache[where] = (docs, where[1] + HEADER_SIZE + size)
+            self._cache[where] = ([_prepared(d, t) for d, t in zip(docs, texts, strict=True)],
+                                  where[1] + HEADER_SIZE + size)
             self._cached_docs += len(docs)
 
-    def _held_batch(self) -> tuple[list[Record], list[dict[str, Any]]] | None:
+    def _held_batch(self) -> tuple[list[Record], list[ecs.Prepared]] | None:
         """The oldest spooled records and their documents when this process still holds
         them (lock taken here): their positions are known, so they are not read back
         from disk (that read and its checksum cost a quarter of the drain). None when the
@@ -506,7 +514,7 @@ class AuditTrail:
         with self._lock:
             seg, off = self.spool.cursor()
             recs: list[Record] = []
-            docs: list[dict[str, Any]] = []
+            docs: list[ecs.Prepared] = []
             # the cache is in append order and loses its oldest entries as they are
             # acknowledged: a batch is its leading run that continues from the cursor
             for (s, o), (mine, end) in self._cache.items():
@@ -560,7 +568,9 @@ class AuditTrail:
                 entry = self._cache.get((rec.segment, rec.offset))
                 if entry is not None:
                     cached += len(entry[0])
-                docs.extend(entry[0] if entry is not None else orjson.loads(rec.payload))
+                    docs.extend(entry[0])
+                else:  # read back: stored as they were hashed, like the held ones
+                    docs.extend(_prepared(d, orjson.dumps(d)) for d in orjson.loads(rec.payload))
         # what reaches the store must be durable in the spool first: after a power loss
         # the chain must resume past it, or it would reuse the ids the store holds
         self.spool.sync()
@@ -584,7 +594,7 @@ class AuditTrail:
                 for rej in result.rejected:
                     fh.write(orjson.dumps(rej.doc) + b"\n")
                     self.errors.append(f"audit record {rej.id} rejected: {rej.reason}"[:500])
-        last = docs[-1]
+        last = docs[-1].doc
         a = last["govsoc"]["audit"]
         self._save_head(_Head(a["chain"], a["seq"], a["hash"], last["@timestamp"],
                               checkpointed=last["event"]["action"] == CHECKPOINT_ACTION))
@@ -647,6 +657,17 @@ class AuditTrail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _prepared(doc: dict[str, Any], text: bytes) -> ecs.Prepared:
+    """A sealed record as the store takes it (what `ecs.prepare` would make of it, without
+    its checks: the trail builds every field itself, and `source.ip` passed `_source`).
+    The store then keeps exactly the bytes the chain hashed, key for key."""
+    ts = doc["@timestamp"]
+    src = doc.get("source")
+    return tuple.__new__(ecs.Prepared, (
+        "audit", doc["event"]["id"], ecs.to_millis(ts), DATASET, "event", None,
+        src.get("ip") if src else None, None, doc["message"], text, doc))
 
 
 def _installed_signer(cfg: Any) -> Signer | None:

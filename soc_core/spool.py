@@ -27,6 +27,8 @@ killed process, loses at most that much on power loss), "never" (the OS decides)
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
 import struct
@@ -43,6 +45,46 @@ _HEAD = struct.Struct("<4sIIQ")  # magic, length, crc32, appended_ms
 HEADER_SIZE = _HEAD.size
 MAX_RECORD = 256 * 1024 * 1024  # a larger length field can only be damage
 FSYNC_POLICIES = ("always", "interval", "never")
+# Records up to this size are written with the GIL held (see _write_holding_gil).
+SMALL_WRITE = 64 * 1024
+
+
+def _libc_write() -> object | None:
+    """libc's write(2) called through ctypes.PyDLL, which keeps the GIL (CDLL and os.write
+    release it). None where there is no such symbol."""
+    try:
+        fn = ctypes.PyDLL(None, use_errno=True).write
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    fn.restype = ctypes.c_ssize_t
+    return fn
+
+
+_WRITE = _libc_write()
+
+
+def _write_holding_gil(fd: int, blob: bytes) -> None:
+    """Write a small record without releasing the GIL. A write of a few KiB into the page
+    cache takes microseconds; releasing the GIL around it (os.write) lets another thread
+    take the interpreter, and taking it back costs the appending thread a wait and two
+    context switches. In an API worker the appender is a request handler beside the event
+    loop: that handoff cost more than the audit record itself. Large records (a shipper's
+    batch) and systems without libc's symbol go through os.write."""
+    if _WRITE is None or len(blob) > SMALL_WRITE:
+        os.write(fd, blob)
+        return
+    while True:
+        n = _WRITE(fd, blob, len(blob))
+        if n == len(blob):
+            return
+        if n < 0:
+            err = ctypes.get_errno()
+            if err == errno.EINTR:
+                continue
+            raise OSError(err, os.strerror(err))
+        os.write(fd, blob[n:])  # a short write (disk full?): the rest, or its error
+        return
 
 
 class SpoolError(RuntimeError):
@@ -213,7 +255,7 @@ class Spool:
             if self._write_fd is None or self._write_off >= self.segment_bytes:
                 self._roll()
             assert self._write_fd is not None
-            os.write(self._write_fd, blob)  # one write a record: readers never see half
+            _write_holding_gil(self._write_fd, blob)  # one write a record: never half seen
             where = (self._write_seg, self._write_off)
             self._write_off += len(blob)
             self._pending_bytes += len(blob)

@@ -159,7 +159,9 @@ class EventStore(abc.ABC):
     def write(self, docs: Iterable[dict[str, Any]], *, refresh: bool = False) -> WriteResult:
         """Validate and store a batch. Append families keep the first copy of an id
         (a repeat counts as a duplicate); mutable families (alerts, assets, playbook
-        runs) replace the stored document. Invalid documents are rejected, the rest kept."""
+        runs) replace the stored document. Invalid documents are rejected, the rest kept.
+        An `ecs.Prepared` in the batch is stored as it is, unchecked and unstamped: only
+        the core's own writers that build every field make one (the audit trail)."""
         result = WriteResult()
         valid = self._prepare(docs, result)
         if valid:
@@ -176,6 +178,9 @@ class EventStore(abc.ABC):
                 self._reload_assignments()
             stamp = departments.stamp_prepared
         for doc in docs:
+            if type(doc) is ecs.Prepared:  # made by the core itself (the audit trail's
+                valid.append(doc)          # drain): checked and serialized already
+                continue
             try:
                 prepared = ecs.prepare(doc)
             except ecs.EventError as exc:
