@@ -427,6 +427,13 @@ class Identity:
             self._verified[tid] = (tok, secret, principal)
         return principal
 
+    def token_cached(self, bearer: str) -> bool:
+        """Whether `token(bearer)` can answer from this process's cache, with no store
+        round trip (the gate then need not leave the event loop)."""
+        m = TOKEN_RE.match(bearer or "")
+        hit = self._cache.get("token:" + m.group(1)) if m else None
+        return hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS
+
     def _cached(self, doc_id: str, kind: type | None = None) -> Any:
         now = time.monotonic()
         hit = self._cache.get(doc_id)
