@@ -77,7 +77,8 @@ class DirectReads:
                 if self._idle[k][0] not in tried:
                     return True, self._idle.pop(k)
         now = time.monotonic()
-        order = [(next(self._next) + k) % len(self._nodes) for k in range(len(self._nodes))]
+        start = next(self._next)
+        order = [(start + k) % len(self._nodes) for k in range(len(self._nodes))]
         fresh = [i for i in order if i not in tried]
         live = [i for i in fresh if self._dead_until[i] <= now]
         i = (live or fresh)[0]

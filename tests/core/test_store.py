@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
@@ -491,3 +492,90 @@ def test_credentials_never_reach_messages():
     with pytest.raises(StoreError) as err2:
         open_store("ftp://u:hunter2secret@example")
     assert "hunter2secret" not in str(err2.value)
+
+
+class _FirstNode:
+    """A loopback TCP relay to the real node, standing for the first node of a URL list:
+    `stop()` closes its port and every connection through it, as a stopped node would."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.split("://", 1)[1].strip("/").rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.accepted += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self.listener.close()
+        for s in self.accepted:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_read_by_id_answers_after_the_first_node_stops(es_store, es_url):
+    """Reads by id go over the store's own keep-alive connections (`es_direct`): a pooled
+    connection to a node that stopped, and that node's port, fail over to the next node."""
+    alert = {"@timestamp": ecs.format_time(T0), "event": {"kind": "alert", "id": "a-9",
+             "dataset": "govsoc.alert"}, "govsoc": {"status": "open"}}
+    es_store.write([ev(9), alert], refresh=True)
+    first = _FirstNode(es_url)
+    two = open_store(f"http://127.0.0.1:{first.port},{es_url}", namespace=es_store.namespace,
+                     retries=0)
+    try:
+        for _ in range(3):  # new connections go round the list: the first node is used
+            assert two.get("alerts", "a-9")["govsoc"]["status"] == "open"
+        assert first.accepted
+        first.stop()
+        for _ in range(3):
+            assert two.get("alerts", "a-9")["govsoc"]["status"] == "open"
+            assert two.get("events", "network.flow-9")["source"]["port"] == 40009
+            doc, version = two.read_versioned("alerts", "a-9")
+            assert doc["event"]["id"] == "a-9" and version is not None
+            assert set(two.read_versioned_many("alerts", ["a-9", "nope"])) == {"a-9"}
+            assert two.get("alerts", "nope") is None
+    finally:
+        first.stop()
+        two.close()
+
+
+def test_read_by_id_with_every_node_down_is_a_clear_error():
+    from soc_core.store.elastic import ElasticStore
+
+    ports = []
+    for _ in range(2):  # ports nobody listens on
+        with socket.create_server(("127.0.0.1", 0)) as s:
+            ports.append(s.getsockname()[1])
+    down = ElasticStore(",".join(f"http://u:hunter2secret@127.0.0.1:{p}" for p in ports),
+                        retries=0)
+    try:
+        for read in (lambda: down.get("alerts", "a-1"),
+                     lambda: down.read_versioned("alerts", "a-1"),
+                     lambda: down.read_versioned_many("alerts", ["a-1"])):
+            with pytest.raises(StoreUnavailable) as err:
+                read()
+            assert "unreachable" in str(err.value) and "hunter2secret" not in str(err.value)
+    finally:
+        down.close()
