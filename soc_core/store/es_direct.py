@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import os
 import ssl
 import threading
 import time
@@ -36,11 +37,14 @@ class DirectReads:
         self._next = itertools.count()
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
+        self._pid = os.getpid()
 
     def request(self, method: str, path: str, body: bytes | None = None
                 ) -> tuple[int, bytes] | None:
         """(status, body) of the first node that answers, or None when none did (or no node
         can be read here): the caller then goes through the client."""
+        if self._pid != os.getpid():  # a forked child: its parent's sockets are not its own
+            self._idle, self._pid = [], os.getpid()
         tried: set[int] = set()
         while len(tried) < len(self._nodes):
             reused, (i, conn) = self._take(tried)
