@@ -443,8 +443,8 @@ class ElasticStore(EventStore):
         for a 404 (no such document or index). Over the store's keep-alive connections
         (`es_direct`: a quarter of the client's CPU); when no node answers there, or the
         answer is not a 200 or 404 (429, 5xx...), the same request goes through the client,
-        so its failover, errors (ApiError, TransportError) and the callers' retries and
-        messages stay what they were."""
+        so its failover, errors (ApiError, TransportError: a timeout is one, from either
+        path) and the callers' retries and messages stay what they were."""
         method = "GET" if body is None else "POST"
         got = self._direct.request(method, path, body)
         if got is not None and got[0] in (200, 404):

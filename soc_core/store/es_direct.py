@@ -12,7 +12,9 @@ credentials. An https node is read here only with the client's default TLS optio
 (verified certificates, the system and certifi CAs, TLS 1.2 or later); with any other TLS
 option it is left to the client. A node that fails to answer is skipped for
 `DEAD_SECONDS` and the next one is tried, as the client does; when none answers, `request`
-returns None and the caller asks the client, whose retries and errors are the store's.
+returns None and the caller asks the client, whose retries and errors are the store's. A
+timeout is the client's ConnectionTimeout at once, with no other node tried (the store's
+client does not retry timeouts either), so a hung cluster is not waited for twice.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import ssl
 import threading
 import time
 from typing import Any
+
+from elastic_transport import ConnectionTimeout
 
 DEAD_SECONDS = 30.0  # how long a node that failed is skipped (elastic-transport: 1 s to 30 s)
 
@@ -56,16 +60,22 @@ class DirectReads:
                     conn.close()
                     conn = self._connect(i)
                     got = _exchange(conn, method, node.path_prefix + path, body, node.headers)
+            except TimeoutError as exc:
+                self._drop(i, conn)
+                raise ConnectionTimeout(f"timed out after {self._timeout} s") from exc
             except (OSError, http.client.HTTPException):
                 got = None
             if got is None:
-                conn.close()
-                self._dead_until[i] = time.monotonic() + DEAD_SECONDS
+                self._drop(i, conn)
                 continue
             self._dead_until[i] = 0.0
             self._idle.append((i, conn))
             return got
         return None
+
+    def _drop(self, i: int, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._dead_until[i] = time.monotonic() + DEAD_SECONDS
 
     def close(self) -> None:
         with self._lock:

@@ -579,3 +579,19 @@ def test_read_by_id_with_every_node_down_is_a_clear_error():
             assert "unreachable" in str(err.value) and "hunter2secret" not in str(err.value)
     finally:
         down.close()
+
+
+def test_read_by_id_from_a_node_that_never_answers_is_a_timeout():
+    """A node that takes the connection and answers nothing: the read ends after the
+    store's request timeout as StoreUnavailable (no hang, no other error)."""
+    from soc_core.store.elastic import ElasticStore
+
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # never accepts: connects, no reply
+        slow = ElasticStore(f"http://127.0.0.1:{mute.getsockname()[1]}", retries=0,
+                            request_timeout=0.3)
+        try:
+            with pytest.raises(StoreUnavailable) as err:
+                slow.read_versioned("alerts", "a-1")
+            assert "ConnectionTimeout" in str(err.value)
+        finally:
+            slow.close()
