@@ -4,7 +4,9 @@ indices for alerts, assets, audit and playbook runs (`govsoc-<family>-<namespace
 
 `url` is one node's URL or several, comma-separated (`http://a:9200,http://b:9200`): the
 client spreads requests over them and a request whose node is unreachable goes at once to
-the next one (elastic-transport marks the node dead for a while). On a cluster of more
+the next one (elastic-transport marks the node dead for a while; reads by id go over the
+store's own keep-alive connections to the same nodes, with the same failover, see
+`es_direct` and `_read_by_id`). On a cluster of more
 than one data node govsoc's templates ask for one replica (`es_replicas` overrides), so a
 node's death loses nothing acknowledged.
 
