@@ -89,8 +89,10 @@ class ElasticStore(EventStore):
         # per change); "search": changes are written without one and every alert search
         # refreshes the alerts index first (a no-op round trip when nothing changed; the
         # first search after changes pays one refresh for all of them). Both keep
-        # read-your-writes for every process that searches through a store.
-        mode = str(alert_refresh or cfg.get("es_alert_refresh", "write"))
+        # read-your-writes for every process that searches through a store. "search" is
+        # the default: an analyst waits on the change, while lists are polled and one
+        # refresh serves every change made since the last search.
+        mode = str(alert_refresh or cfg.get("es_alert_refresh", "search"))
         if mode not in ("write", "search"):
             raise StoreError(f"es_alert_refresh {mode!r}: use write or search")
         self.alert_refresh = mode
