@@ -330,15 +330,20 @@ class SqliteStore(EventStore):
                 pass
 
     # -- writes ------------------------------------------------------------------
-    def _write_valid(self, docs: list[ecs.Prepared], *, refresh: bool) -> WriteResult:
+    # each valid document's row is made as soon as it is validated (base.EventStore)
+    _convert = staticmethod(row_values)
+
+    def _write_valid(self, docs: list[tuple], *, refresh: bool) -> WriteResult:
+        """Store rows (`row_values`), family and id first."""
         result = WriteResult()
         append: list[tuple] = []
         mutable: dict[tuple[str, str], tuple] = {}  # the newest copy of an id in the batch
-        for p in docs:
-            if p.family in ecs.MUTABLE_FAMILIES:
-                mutable[p.family, p.id] = row_values(p)
+        families = ecs.MUTABLE_FAMILIES
+        for row in docs:
+            if row[0] in families:
+                mutable[row[0], row[1]] = row
             else:
-                append.append(row_values(p))
+                append.append(row)
         with self.lock, self._tx():
             last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
             # rowcount counts the rows this statement inserted

@@ -10,6 +10,7 @@ import time
 from collectors.health import HEALTH_DATASET, load_snapshots
 from collectors.shipper import Shipper
 from soc_core import ecs
+from soc_core.config import Config
 from soc_core.store import Selection, open_store
 
 
@@ -160,5 +161,31 @@ def test_lone_event_is_written_after_flush_interval_not_batch_size(tmp_path):
                 time.sleep(0.05)
             assert store.count(Selection(dataset="test.ship")) == 1
         assert (sh.health.batches, sh.health.largest_batch) == (1, 1)
+    finally:
+        sh.close()
+
+
+def test_default_settings_grow_a_deep_queue_and_still_write_a_lone_event_alone(tmp_path):
+    """With the config defaults (batch_size 1,000 growing to max_batch_size 20,000,
+    flush_interval 1 s): a backlog goes in batches of the largest size, and an event that
+    comes after it, with nothing behind it, is still written by the interval alone, not
+    held for a batch to fill."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    cfg = Config(values={"data_dir": str(tmp_path)})
+    sh = Shipper.from_config(url, "t9", cfg, emit_metrics=False, queue_size=30_000)
+    assert (sh.batch_size, sh.max_batch_size, sh.flush_interval) == (1000, 20_000, 1.0)
+    sh.put_many(_events(25_000))  # a backlog: all of it waiting when delivery starts
+    sh.start()
+    try:
+        assert sh.checkpoint().wait(120)
+        assert (sh.health.batches, sh.health.largest_batch) == (2, 20_000)
+        sh.put(_events(1, start=25_000)[0])
+        with open_store(url) as store:  # neither flush() nor close(): the interval alone
+            deadline = time.monotonic() + 60  # a bound for a stuck test, not a timing check
+            while store.count(Selection(dataset="test.ship")) < 25_001 and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.count(Selection(dataset="test.ship")) == 25_001
+        assert sh.health.batches == 3 and sh.health.events_out == 25_001
     finally:
         sh.close()
