@@ -253,6 +253,31 @@ _SYSTEM_PATHS = {"winlog.channel": "channel", "winlog.event_id": "event_id",
                  "winlog.computer_name": "computer_name", "winlog.record_id": "record_id"}
 
 
+_SYSTEM_KEYS = tuple(_SYSTEM_PATHS)
+_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())
+
+
+class _Paths(dict):
+    """The data names of a record, in order -> their winlog paths: made once per layout
+    (an event id's records share theirs), bounded (past the cap, made each time)."""
+
+    __slots__ = ("prefix",)
+    CAP = 10_000
+
+    def __missing__(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        prefix = self.prefix
+        paths = tuple(prefix + n for n in names)
+        if len(self) < self.CAP:
+            self[names] = paths
+        return paths
+
+
+_EVENT_DATA_PATHS = _Paths()
+_EVENT_DATA_PATHS.prefix = _EVENT_DATA
+_USER_DATA_PATHS = _Paths()
+_USER_DATA_PATHS.prefix = _USER_DATA
+
+
 class EvtxRecord(SourceRecord):
     """One record for a sink that builds events on demand (`govsoc hunt`): the `winlog`
     block is read and checked now (a record `map_record` refuses is refused here too),
@@ -294,13 +319,29 @@ class EvtxRecord(SourceRecord):
                 return None
         return super().get(path)
 
-    def scan_text(self) -> str:
+    def fill(self, into: dict[str, Any]) -> bool:
         if not self._plain:
-            return orjson.dumps(self.event()).decode()
+            return False
+        # one update per block, the loops in C: this runs for every record of a hunt
         w = self._parts.winlog
-        return (orjson.dumps({k: w[k] for k in _SYSTEM_PATHS.values()})
+        into.update(zip(_SYSTEM_KEYS, map(w.__getitem__, _SYSTEM_LEAVES), strict=True))
+        data = self._parts.data
+        into.update(zip(_EVENT_DATA_PATHS[tuple(data)], data.values(), strict=True))
+        user = w.get("user_data")
+        if user:
+            into.update(zip(_USER_DATA_PATHS[tuple(user)], user.values(), strict=True))
+        return True
+
+    def scan_text(self) -> str:
+        return self.scan_json().decode()
+
+    def scan_json(self) -> bytes:
+        if not self._plain:
+            return orjson.dumps(self.event())
+        w = self._parts.winlog
+        return (orjson.dumps({k: w[k] for k in _SYSTEM_LEAVES})
                 + orjson.dumps(self._parts.data)
-                + orjson.dumps(w.get("user_data") or {})).decode()
+                + orjson.dumps(w.get("user_data") or {}))
 
 
 def _user(fields: dict[str, Any], name: str | None, domain: str | None, sid: str | None
