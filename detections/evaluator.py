@@ -391,6 +391,28 @@ class _Raw(dict):
         return v
 
 
+class _Filled(dict):
+    """path -> raw value for a record that filled in every covered path it holds: a
+    covered path missing is absent (an EventData one falls back to UserData), any other
+    is asked of the record. One Python call per absent path, none per present one."""
+
+    __slots__ = ("record",)
+
+    def __missing__(self, path: str) -> Any:
+        record = self.record
+        if record.covers(path):
+            v = self.get(USER_DATA + path[_ED:]) if path.startswith(EVENT_DATA) else None
+        else:
+            v = record.get(path)
+            if v is None and path.startswith(EVENT_DATA):
+                v = record.get(USER_DATA + path[_ED:])
+        self[path] = v
+        return v
+
+
+_ED = len(EVENT_DATA)
+
+
 class _Text(dict):
     """path -> the raw value as text (as SQLite reads it), on first use."""
 
@@ -422,24 +444,26 @@ class Event:
     EventData paths fall back to UserData, where Winlogbeat keeps some channels' data),
     `x[path]` its text as the SQLite store reads it, `l[path]` that text case-folded."""
 
-    __slots__ = ("doc", "_get", "_covers", "r", "x", "l")
+    __slots__ = ("doc", "_get", "r", "x", "l")
 
     def __init__(self, doc: dict[str, Any] | None,
                  get: Callable[[str], Any] | None = None,
                  record: SourceRecord | None = None) -> None:
         self.doc = doc
         self._get = get
-        self.r = r = _Raw()
         if record is not None:
             self._get = record.get
+            self.r = r = _Filled()
             if record.fill(r):
                 # every covered path the record holds, at once; a covered path not
                 # among them is absent
-                self._covers = record.covers
-                r.fetch = self._raw_known
+                r.record = record
             else:
+                r.clear()
+                self.r = r = _Raw()
                 r.fetch = self._raw_get
         else:
+            self.r = r = _Raw()
             r.fetch = self._raw if get is None else self._raw_get
         self.x = x = _Text()
         x.r = r
@@ -457,13 +481,6 @@ class Event:
         if v is None and path.startswith(EVENT_DATA):
             v = self._get(USER_DATA + path[len(EVENT_DATA):])
         return v
-
-    def _raw_known(self, path: str) -> Any:
-        if not self._covers(path):
-            return self._raw_get(path)
-        if path.startswith(EVENT_DATA):
-            return self.r.get(USER_DATA + path[len(EVENT_DATA):])
-        return None
 
     def raw(self, path: str) -> Any:
         return self.r[path]
@@ -929,6 +946,7 @@ class Evaluator:
             (("and", [g[f] for f in self.guard_fields if f in g])
              if any(f in g for f in self.guard_fields) else None) for g in found]
         self._guard_preds: dict[int, Pred] = {}
+        self._covered: dict[tuple[int, type], bool] = {}
         self._bases: dict[tuple, tuple[list[int], set[int], list[int]]] = {}
         self._first: dict[int, list[int]] = {}
         self._rest = [sets[1:] for sets in self._sets]  # what a rule needs beyond its first
@@ -977,7 +995,12 @@ class Evaluator:
             return False
         if kind is None:
             return True
-        return all(kind.covers(f) for f in fields_of(self.rules[i].ir))
+        key = (i, kind)  # asked once per group: kept, as fields_of walks the whole rule
+        found = self._covered.get(key)
+        if found is None:
+            found = self._covered[key] = all(kind.covers(f)
+                                             for f in fields_of(self.rules[i].ir))
+        return found
 
     def _group(self, dataset: str, kind: type | None, values: Any) -> _Group:
         always, allowed, guarded = self._base(dataset, kind)

@@ -101,6 +101,8 @@ def _str(v: Any) -> str:
 
 
 def _int(v: Any) -> int | None:
+    if type(v) is int:  # what the parser gives for numbers: as int(str(v)) reads it
+        return v
     if v is None:
         return None
     s = str(v).strip()
@@ -129,11 +131,17 @@ def _basename(path: str) -> str:
     return path.replace("/", "\\").rsplit("\\", 1)[-1]
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def _flatten_event_data(data: Any) -> dict[str, str]:
     """EventData as Winlogbeat writes it: name -> string (unnamed values: param1...)."""
     if not isinstance(data, dict):
         return {}
-    # the common case, every value a string, in one pass
+    # the common case, every value a string or a number (as `_str` writes them): the
+    # check and the copy in C
+    if "#attributes" not in data and set(map(type, data.values())) <= _SCALARS:
+        return dict(zip(data, map(str, data.values()), strict=True))
     out = {k: v for k, v in data.items() if type(v) is str and k != "#attributes"}
     if len(out) == len(data) - ("#attributes" in data):
         return out
@@ -194,13 +202,14 @@ class _Parts:
             winlog["process"] = {"pid": _int(execution.get("ProcessID")),
                                  "thread": {"id": _int(execution.get("ThreadID"))}}
         for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
-            if _text(system.get(src)) is not None:
-                winlog[dst] = _int(_text(system.get(src))) if dst == "version" else _str(
-                    _text(system.get(src)))
-        if _text(system.get("Keywords")):
-            winlog["keywords"] = [_str(_text(system["Keywords"]))]
-        security = (system.get("Security") or {}) if isinstance(system.get("Security"),
-                                                                dict) else {}
+            t = _text(system.get(src))
+            if t is not None:
+                winlog[dst] = _int(t) if dst == "version" else _str(t)
+        keywords = _text(system.get("Keywords"))
+        if keywords:
+            winlog["keywords"] = [_str(keywords)]
+        security = system.get("Security")
+        security = (security or {}) if isinstance(security, dict) else {}
         sid = security.get("#attributes", {}).get("UserID")
         if sid:
             winlog["user"] = {"identifier": sid}
