@@ -35,6 +35,7 @@ from soc_core.records import SourceRecord
 from soc_core.store import EventStore, Selection, StoreError, open_store
 
 BATCH = 5000
+MATCH_BATCH = 256
 CSV_FIELDS = ["host", "rule", "level", "alerts", "events", "first_seen", "last_seen", "rule_id"]
 TIMELINE_FIELDS = ["time", "level", "host", "rule", "message", "source_ip", "user"]
 
@@ -102,15 +103,31 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
     # EVTX records come as SourceRecords: the evaluator reads their winlog fields, and
     # only the events it keeps (or every one, with import_all) are built
     if import_all:
-        def sink(event: dict[str, Any] | SourceRecord) -> None:
+        def take(event: dict[str, Any] | SourceRecord) -> None:
             matches(event)
             loader(event.event() if isinstance(event, SourceRecord) else event)
     else:
-        def sink(event: dict[str, Any] | SourceRecord) -> None:
+        def take(event: dict[str, Any] | SourceRecord) -> None:
             matches(event)
             loader.span(event.timestamp if isinstance(event, SourceRecord)
                         else event["@timestamp"])
+    # evaluated in batches, in the order read: matching each record right after the
+    # parser made it costs ~12% more, the parser pushing the matcher's working set (the
+    # literal automaton's states, the rules' code) out of the CPU caches every time
+    pending: list[dict[str, Any] | SourceRecord] = []
+
+    def drain() -> None:
+        for event in pending:
+            take(event)
+        pending.clear()
+
+    def sink(event: dict[str, Any] | SourceRecord) -> None:
+        pending.append(event)
+        if len(pending) >= MATCH_BATCH:
+            drain()
+
     imported = importer()(paths, sink, lazy=True)
+    drain()
     matches.finish()
     if not import_all:
         for event in matches.events.values():
