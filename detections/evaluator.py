@@ -453,13 +453,13 @@ class Event:
         self._get = get
         if record is not None:
             self._get = record.get
-            self.r = r = _Filled()
-            if record.fill(r):
+            filled = _Filled()
+            if record.fill(filled):
                 # every covered path the record holds, at once; a covered path not
                 # among them is absent
-                r.record = record
+                filled.record = record
+                self.r = r = filled
             else:
-                r.clear()
                 self.r = r = _Raw()
                 r.fetch = self._raw_get
         else:

@@ -225,8 +225,11 @@ class _Parts:
         self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
 
 
-def _complete(p: _Parts, source_key: Any = None) -> dict[str, Any]:
-    """The ECS event of a record's parts (the Winlogbeat pipelines' fields added)."""
+def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
+              timestamp: str | None = None) -> dict[str, Any]:
+    """The ECS event of a record's parts (the Winlogbeat pipelines' fields added).
+    `plain`: no data name holds a dot (every other key is this module's own), so the
+    event needs no dotted-key expansion; `timestamp`: `p.ts` already formatted."""
     event_id, data = p.event_id, p.data
     fields: dict[str, Any] = {
         "event": {"code": str(event_id), "provider": p.provider, "module": "windows"},
@@ -252,7 +255,7 @@ def _complete(p: _Parts, source_key: Any = None) -> dict[str, Any]:
                 fields["file"] = {"path": data["ImagePath"]}
     key = source_key if source_key is not None else ("evtx", p.computer, p.channel,
                                                      p.record_id)
-    return make_event(p.dataset, p.ts, key, fields)
+    return make_event(p.dataset, timestamp or p.ts, key, fields, dotted=not plain)
 
 
 _EVENT_DATA = "winlog.event_data."
@@ -313,7 +316,7 @@ class EvtxRecord(SourceRecord):
             self.event()  # and its errors surface now, as map_record's would
 
     def build(self) -> dict[str, Any]:
-        return _complete(self._parts)
+        return _complete(self._parts, plain=self._plain, timestamp=self.timestamp)
 
     def get(self, path: str) -> Any:
         if self._plain:
