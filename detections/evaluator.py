@@ -950,6 +950,12 @@ class Evaluator:
         self._bases: dict[tuple, tuple[list[int], set[int], list[int]]] = {}
         self._first: dict[int, list[int]] = {}
         self._rest = [sets[1:] for sets in self._sets]  # what a rule needs beyond its first
+        # the fields some rule reads: a record's scan text needs no others (a rule's
+        # literals are in the fields it reads)
+        read: set[str] = set()
+        for r in self.rules:
+            fields_of(r.ir, read)
+        self._read = frozenset(read)
         for i, sets in enumerate(self._sets):
             if sets:
                 for n in sets[0]:
@@ -1043,7 +1049,7 @@ class Evaluator:
             group = self._groups[key] = self._group(dataset, kind, key[2])
         cands = group.always
         if group.allowed:
-            text = doc.scan_json() if kind is not None else orjson.dumps(doc)
+            text = doc.scan_json(self._read) if kind is not None else orjson.dumps(doc)
             hits = set(self._set.Match(_folded_utf8(text)) or ())
             # the rules a hit literal opens (each once), then their other sets
             opened = set(chain.from_iterable(map(group.first.__getitem__, hits)))

@@ -69,6 +69,8 @@ class SourceRecord:
     def scan_text(self) -> str:  # pragma: no cover
         raise NotImplementedError
 
-    def scan_json(self) -> bytes:
-        """`scan_text()` as UTF-8 (a subclass may make it without the round trip)."""
+    def scan_json(self, fields: frozenset[str] | None = None) -> bytes:
+        """`scan_text()` as UTF-8 (a subclass may make it without the round trip). With
+        `fields`, only the covered fields among them must be there: a subclass may leave
+        the rest out (a prefilter for rules that read only those fields loses nothing)."""
         return self.scan_text().encode()

@@ -347,13 +347,44 @@ class EvtxRecord(SourceRecord):
     def scan_text(self) -> str:
         return self.scan_json().decode()
 
-    def scan_json(self) -> bytes:
+    def scan_json(self, fields: frozenset[str] | None = None) -> bytes:
         if not self._plain:
             return orjson.dumps(self.event())
         w = self._parts.winlog
-        return (orjson.dumps({k: w[k] for k in _SYSTEM_LEAVES})
-                + orjson.dumps(self._parts.data)
-                + orjson.dumps(w.get("user_data") or {}))
+        data = self._parts.data
+        user = w.get("user_data") or {}
+        if fields is None:
+            return (orjson.dumps({k: w[k] for k in _SYSTEM_LEAVES}) + orjson.dumps(data)
+                    + orjson.dumps(user))
+        # only the fields asked for: the automaton scanning this text walks every byte
+        system = _scanned(fields, _SYSTEM_SCAN, ())
+        names = _scanned(fields, _EVENT_DATA, tuple(data))
+        out = (orjson.dumps({k: w[k] for k in system})
+               + orjson.dumps(dict(zip(names, map(data.__getitem__, names), strict=True))))
+        if user:
+            names = _scanned(fields, _USER_DATA, tuple(user))
+            return out + orjson.dumps(dict(zip(names, map(user.__getitem__, names),
+                                               strict=True)))
+        return out + b"{}"
+
+
+_SYSTEM_SCAN = "winlog."
+_SCANNED: dict[tuple[frozenset[str], str, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _scanned(fields: frozenset[str], prefix: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of a block's names (`()`: the system block's) are among `fields`, worked out
+    once per field set and record layout (bounded, as `_Paths`)."""
+    key = (fields, prefix, names)
+    found = _SCANNED.get(key)
+    if found is None:
+        if prefix == _SYSTEM_SCAN:
+            found = tuple(leaf for path, leaf in _SYSTEM_PATHS.items() if path in fields)
+        else:
+            found = tuple(n for n in names if prefix + n in fields)
+        if len(_SCANNED) < _Paths.CAP:
+            _SCANNED[key] = found
+    return found
 
 
 def _user(fields: dict[str, Any], name: str | None, domain: str | None, sid: str | None
