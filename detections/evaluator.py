@@ -966,11 +966,17 @@ class Evaluator:
         if p is None:
             ir = self.rules[i].ir
             absent = None if self._sets[i] else sorted(fields_of(ir))
+            p = None
             if self.generated:
                 from detections.matchgen import rule_function  # it builds on this module
 
-                p = rule_function(ir, absent)
-            else:
+                try:
+                    p = rule_function(ir, absent)
+                except (SyntaxError, MemoryError, RecursionError):
+                    # nested deeper than Python's parser takes (~200 levels; a crafted
+                    # rule): the interpreted tree answers the same
+                    p = None
+            if p is None:
                 p = predicate(ir)
                 if absent:
                     p = _absent_shortcut(p, absent)

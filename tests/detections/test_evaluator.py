@@ -14,7 +14,14 @@ import orjson
 import pytest
 
 from collectors.logs import read_evtx
-from detections.evaluator import Evaluator, Event, fields_of, predicate, regex_literal
+from detections.evaluator import (
+    Compiled,
+    Evaluator,
+    Event,
+    fields_of,
+    predicate,
+    regex_literal,
+)
 from detections.hunt import hunt, tactic_coverage
 from detections.matchgen import rule_function
 from detections.memory import hunt_rules
@@ -155,6 +162,22 @@ def test_generated_matchers_answer_as_the_interpreted_ones(rules):
                 pairs += 1
                 matched += want
     assert pairs > 100_000 and matched > 1000
+
+
+def test_a_rule_nested_past_the_parser_is_interpreted():
+    """A crafted rule nested deeper than Python's parser takes cannot be generated: the
+    evaluator runs its interpreted predicate instead, with the same answers."""
+    node: tuple = ("str", "winlog.event_data.Image", "suf", ["\\evil.exe"], False)
+    for _ in range(300):
+        node = ("and", [("not", ("null", "winlog.event_data.Image")), node])
+    with pytest.raises((SyntaxError, MemoryError, RecursionError)):
+        rule_function(node)
+    ev = Evaluator([Compiled("deep", ("windows.eventlog",), node, [])])
+    base = {"event": {"dataset": "windows.eventlog"}, "winlog": {"channel": "x"}}
+    hit = {**base, "winlog": {"event_data": {"Image": "C:\\Temp\\EVIL.exe"}}}
+    miss = {**base, "winlog": {"event_data": {"Image": "C:\\Temp\\good.exe"}}}
+    assert ev.match(hit) == [0]
+    assert ev.match(miss) == []
 
 
 @pytest.mark.parametrize("pattern, literal", [
