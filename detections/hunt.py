@@ -36,6 +36,7 @@ from soc_core.store import EventStore, Selection, StoreError, open_store
 
 BATCH = 5000
 MATCH_BATCH = 256
+HUNT_GC_THRESHOLDS = (20_000, 20, 100)
 CSV_FIELDS = ["host", "rule", "level", "alerts", "events", "first_seen", "last_seen", "rule_id"]
 TIMELINE_FIELDS = ["time", "level", "host", "rule", "message", "source_ip", "user"]
 
@@ -106,16 +107,26 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
     over the evidence's span with the engine; return what was found. The store receives
     the matched events (the evidence behind the alerts) and the alerts; with `import_all`
     (`--store`), every event."""
-    backend = Engine.backend_of(store)
-    pack, compiled, unsupported = hunt_rules([str(OWN_PACK), *rule_paths], backend)
-    matches = Matches(Evaluator(compiled))
-    # the loaded rules are millions of objects that live to the end: out of the cyclic
-    # collector's sight, so its full passes during the import do not walk them each time
-    gc.freeze()
+    # the cyclic collector's passes made rarer for the whole hunt: loading the rules makes
+    # millions of objects, and each record dozens, so at the default thresholds (700, 10,
+    # 10) a young pass ran every ~15 records and the full passes walked every kept event
+    # again and again, ~15 % of a hunt's CPU time; the cyclic garbage a hunt makes
+    # (little: records and events hold no cycles) waits longer
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*HUNT_GC_THRESHOLDS)
     try:
-        return _hunt(store, paths, pack, matches, unsupported, import_all)
+        backend = Engine.backend_of(store)
+        pack, compiled, unsupported = hunt_rules([str(OWN_PACK), *rule_paths], backend)
+        matches = Matches(Evaluator(compiled))
+        # the loaded rules live to the end: out of the collector's sight, so its full
+        # passes do not walk them each time
+        gc.freeze()
+        try:
+            return _hunt(store, paths, pack, matches, unsupported, import_all)
+        finally:
+            gc.unfreeze()
     finally:
-        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
