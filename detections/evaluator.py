@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ from sigma.types import (
 
 from detections.backends import ARRAY_FIELDS, EVENT_DATA, USER_DATA, ecs_field, keyword_tokens
 from soc_core.records import SourceRecord
-from soc_core.regex import compile_regex, regex_problem
+from soc_core.regex import regex_problem, regex_test
 from soc_core.textcase import fold_case
 
 MIN_LITERAL = 3
@@ -379,49 +380,113 @@ def _longest(kind: str, val: str) -> str | None:
 
 
 # -- one event's field values, read once and cached ------------------------------------
-_MISSING = object()
+class _Raw(dict):
+    """path -> raw value, looked up by `fetch` on first use and kept: after that a plain
+    dict lookup, for the interpreted predicates and the generated ones alike."""
+
+    __slots__ = ("fetch",)
+
+    def __missing__(self, path: str) -> Any:
+        v = self[path] = self.fetch(path)
+        return v
+
+
+class _Filled(dict):
+    """path -> raw value for a record that filled in every covered path it holds: a
+    covered path missing is absent (an EventData one falls back to UserData), any other
+    is asked of the record. One Python call per absent path, none per present one."""
+
+    __slots__ = ("record",)
+
+    def __missing__(self, path: str) -> Any:
+        record = self.record
+        if record.covers(path):
+            v = self.get(USER_DATA + path[_ED:]) if path.startswith(EVENT_DATA) else None
+        else:
+            v = record.get(path)
+            if v is None and path.startswith(EVENT_DATA):
+                v = record.get(USER_DATA + path[_ED:])
+        self[path] = v
+        return v
+
+
+_ED = len(EVENT_DATA)
+
+
+class _Text(dict):
+    """path -> the raw value as text (as SQLite reads it), on first use."""
+
+    __slots__ = ("r",)
+
+    def __missing__(self, path: str) -> str | None:
+        v = self.r[path]
+        t = self[path] = v if type(v) is str else _text(v)
+        return t
+
+
+class _Folded(dict):
+    """path -> that text case-folded, on first use: each field folded once per event."""
+
+    __slots__ = ("r",)
+
+    def __missing__(self, path: str) -> str | None:
+        v = self.r[path]
+        if v is not None:
+            v = fold_case(v if type(v) is str else _text(v))
+        self[path] = v
+        return v
 
 
 class Event:
     """Field access with the store's value semantics, cached for the rules of one event:
     over an ECS document, or over a `SourceRecord` (its `get`, the event built only for
-    the paths the record cannot answer itself)."""
+    the paths the record cannot answer itself). `r[path]` is the raw value (None: absent;
+    EventData paths fall back to UserData, where Winlogbeat keeps some channels' data),
+    `x[path]` its text as the SQLite store reads it, `l[path]` that text case-folded."""
 
-    __slots__ = ("doc", "_get", "_raw", "_low")
+    __slots__ = ("doc", "_get", "r", "x", "l")
 
     def __init__(self, doc: dict[str, Any] | None,
-                 get: Callable[[str], Any] | None = None) -> None:
+                 get: Callable[[str], Any] | None = None,
+                 record: SourceRecord | None = None) -> None:
         self.doc = doc
         self._get = get
-        self._raw: dict[str, Any] = {}
-        self._low: dict[str, Any] = {}
-
-    def raw(self, path: str) -> Any:
-        v = self._raw.get(path, _MISSING)  # a miss is common: no exception for it
-        if v is not _MISSING:
-            return v
-        get = self._get
-        if get is None:
-            v = _walk(self.doc, path)
-            if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
-                v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
+        if record is not None:
+            self._get = record.get
+            filled = _Filled()
+            if record.fill(filled):
+                # every covered path the record holds, at once; a covered path not
+                # among them is absent
+                filled.record = record
+                self.r = r = filled
+            else:
+                self.r = r = _Raw()
+                r.fetch = self._raw_get
         else:
-            v = get(path)
-            if v is None and path.startswith(EVENT_DATA):
-                v = get(USER_DATA + path[len(EVENT_DATA):])
-        self._raw[path] = v
+            self.r = r = _Raw()
+            r.fetch = self._raw if get is None else self._raw_get
+        self.x = x = _Text()
+        x.r = r
+        self.l = low = _Folded()
+        low.r = r
+
+    def _raw(self, path: str) -> Any:
+        v = _walk(self.doc, path)
+        if v is None and path.startswith(EVENT_DATA):  # or wherever the record keeps it
+            v = _walk(self.doc, USER_DATA + path[len(EVENT_DATA):])
         return v
 
+    def _raw_get(self, path: str) -> Any:
+        v = self._get(path)
+        if v is None and path.startswith(EVENT_DATA):
+            v = self._get(USER_DATA + path[len(EVENT_DATA):])
+        return v
+
+    def raw(self, path: str) -> Any:
+        return self.r[path]
+
     def text(self, path: str, lower: bool) -> str | None:
-        key = (path, lower)
-        t = self._low.get(key, _MISSING)
-        if t is not _MISSING:
-            return t
-        t = _text(self.raw(path))
-        if t is not None and lower:
-            t = fold_case(t)
-        self._low[key] = t
-        return t
+        return self.l[path] if lower else self.x[path]
 
 
 def _walk(doc: dict[str, Any], path: str) -> Any:
@@ -504,8 +569,8 @@ def predicate(node: tuple) -> Pred:
         return _on_field(node[1], lambda v: v is b or v == word or (
             isinstance(v, int | float) and not isinstance(v, bool) and v == num))
     if op == "re":
-        rx = compile_regex(node[2])
-        return _on_field(node[1], lambda v: rx.search(_text(v) or "") is not None)
+        found = regex_test(node[2])
+        return _on_field(node[1], lambda v: found(_text(v) or ""))
     if op == "null":
         f = node[1]
         return lambda e: e.raw(f) is None
@@ -643,8 +708,7 @@ def _str_test(kind: str, values: list[str]) -> Callable[[str], bool]:
             tup = tuple(values)
             return lambda t: any(x in t for x in tup)
         # one automaton pass instead of a scan per value
-        many = compile_regex("|".join(re.escape(v) for v in values))
-        return lambda t: many.search(t) is not None
+        return regex_test("|".join(re.escape(v) for v in values))
     rx = re.compile("|".join(f"(?:{v})" for v in values), re.DOTALL)
     return lambda t: rx.fullmatch(t) is not None
 
@@ -745,17 +809,27 @@ class Compiled:
     need: list[frozenset[str]] = field(default_factory=list)
 
 
+class _Firsts(dict):
+    """Literal -> the group's prefiltered rules whose best necessary set holds it, worked
+    out on first use."""
+
+    __slots__ = ("source", "allowed")
+
+    def __missing__(self, n: int) -> tuple[int, ...]:
+        found = self[n] = tuple(i for i in self.source.get(n, ()) if i in self.allowed)
+        return found
+
+
 @dataclass
 class _Group:
     """The rules an event of one group (dataset, record kind, guard field values) can
     match: those without a usable literal, evaluated on every such event, and those the
     prefilter decides on; `first` caches, per literal, the latter whose best necessary
-    set holds it (with their other sets)."""
+    set holds it."""
 
     always: list[int]
     allowed: frozenset[int]
-    first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]] = field(
-        default_factory=dict)
+    first: _Firsts = field(default_factory=_Firsts)
 
 
 _UNKNOWN = object()  # a guard value that cannot key a group (a list): no guard applies
@@ -834,8 +908,11 @@ class Evaluator:
     for rules reading nothing else), and only the group's rules whose literals are all
     there are evaluated. Predicates are built on first use."""
 
-    def __init__(self, rules: Iterable[Compiled]) -> None:
+    def __init__(self, rules: Iterable[Compiled], *, generated: bool = True) -> None:
         self.rules = list(rules)
+        # each rule's condition as one generated function (`matchgen`), or the tree of
+        # interpreted closures it is held equal to
+        self.generated = generated
         self._preds: list[Pred | None] = [None] * len(self.rules)
         self._groups: dict[tuple, _Group] = {}
         self._by_dataset: dict[str, list[int]] = {}
@@ -869,19 +946,40 @@ class Evaluator:
             (("and", [g[f] for f in self.guard_fields if f in g])
              if any(f in g for f in self.guard_fields) else None) for g in found]
         self._guard_preds: dict[int, Pred] = {}
+        self._covered: dict[tuple[int, type], bool] = {}
         self._bases: dict[tuple, tuple[list[int], set[int], list[int]]] = {}
-        self._first: dict[int, list[tuple[int, tuple[frozenset[int], ...]]]] = {}
+        self._first: dict[int, list[int]] = {}
+        self._rest = [sets[1:] for sets in self._sets]  # what a rule needs beyond its first
+        # the fields some rule reads: a record's scan text needs no others (a rule's
+        # literals are in the fields it reads)
+        read: set[str] = set()
+        for r in self.rules:
+            fields_of(r.ir, read)
+        self._read = frozenset(read)
         for i, sets in enumerate(self._sets):
             if sets:
                 for n in sets[0]:
-                    self._first.setdefault(n, []).append((i, sets[1:]))
+                    self._first.setdefault(n, []).append(i)
 
     def predicate(self, i: int) -> Pred:
         p = self._preds[i]
         if p is None:
-            p = predicate(self.rules[i].ir)
-            if not self._sets[i]:
-                p = _absent_shortcut(p, sorted(fields_of(self.rules[i].ir)))
+            ir = self.rules[i].ir
+            absent = None if self._sets[i] else sorted(fields_of(ir))
+            p = None
+            if self.generated:
+                from detections.matchgen import rule_function  # it builds on this module
+
+                try:
+                    p = rule_function(ir, absent)
+                except (SyntaxError, MemoryError, RecursionError):
+                    # nested deeper than Python's parser takes (~200 levels; a crafted
+                    # rule): the interpreted tree answers the same
+                    p = None
+            if p is None:
+                p = predicate(ir)
+                if absent:
+                    p = _absent_shortcut(p, absent)
             self._preds[i] = p
         return p
 
@@ -909,7 +1007,12 @@ class Evaluator:
             return False
         if kind is None:
             return True
-        return all(kind.covers(f) for f in fields_of(self.rules[i].ir))
+        key = (i, kind)  # asked once per group: kept, as fields_of walks the whole rule
+        found = self._covered.get(key)
+        if found is None:
+            found = self._covered[key] = all(kind.covers(f)
+                                             for f in fields_of(self.rules[i].ir))
+        return found
 
     def _group(self, dataset: str, kind: type | None, values: Any) -> _Group:
         always, allowed, guarded = self._base(dataset, kind)
@@ -927,20 +1030,22 @@ class Evaluator:
                 allowed.add(i)
             else:
                 always.append(i)
-        return _Group(always, frozenset(allowed))
+        group = _Group(always, frozenset(allowed))
+        group.first.source = self._first
+        group.first.allowed = group.allowed
+        return group
 
     def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
         if isinstance(doc, SourceRecord):
             kind: type | None = type(doc)
-            get = doc.get
+            ev = Event(None, record=doc)
             dataset = doc.dataset
-            values = tuple([get(f) for f in self.guard_fields])
         else:
-            kind, get = None, None
+            kind = None
+            ev = Event(doc)
             dataset = doc["event"]["dataset"]
-            values = tuple([_walk(doc, f) for f in self.guard_fields])
-        key = (dataset, kind, values)
+        key = (dataset, kind, tuple(map(ev.r.__getitem__, self.guard_fields)))
         try:
             group = self._groups.get(key)
         except TypeError:  # a list among the values: the dataset's group, unguarded
@@ -950,29 +1055,23 @@ class Evaluator:
             group = self._groups[key] = self._group(dataset, kind, key[2])
         cands = group.always
         if group.allowed:
-            text = doc.scan_text() if kind is not None else orjson.dumps(doc).decode()
-            hits = set(self._set.Match(fold_case(text)))
-            first = group.first
-            more = set()
-            for n in hits:
-                found = first.get(n)
-                if found is None:
-                    allowed = group.allowed
-                    found = first[n] = [x for x in self._first.get(n, ()) if x[0] in allowed]
-                for i, rest in found:
-                    if rest:
-                        for s in rest:
-                            if hits.isdisjoint(s):
-                                break
-                        else:
-                            more.add(i)
+            text = doc.scan_json(self._read) if kind is not None else orjson.dumps(doc)
+            hits = set(self._set.Match(_folded_utf8(text)) or ())
+            # the rules a hit literal opens (each once), then their other sets
+            opened = set(chain.from_iterable(map(group.first.__getitem__, hits)))
+            if opened:
+                rest = self._rest
+                more = []
+                for i in opened:
+                    for s in rest[i]:
+                        if hits.isdisjoint(s):
+                            break
                     else:
-                        more.add(i)
-            if more:
-                cands = [*cands, *more]
+                        more.append(i)
+                if more:
+                    cands = [*cands, *more]
         if not cands:
             return []
-        ev = Event(doc, None) if kind is None else Event(None, get)
         preds = self._preds
         out = []
         for i in cands:
@@ -980,6 +1079,13 @@ class Evaluator:
             if p(ev):
                 out.append(i)
         return out
+
+
+def _folded_utf8(text: bytes) -> bytes:
+    """UTF-8 JSON text case-folded as `fold_case` folds it (ASCII: bytes.lower, in C)."""
+    if text.isascii():
+        return text.lower()
+    return fold_case(text.decode()).encode()
 
 
 def compile_rules(rules: Iterable[Any]) -> tuple[list[Compiled], dict[str, str]]:

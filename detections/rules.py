@@ -126,10 +126,10 @@ class RulePack:
         """Rules the engine runs on `backend`: collected log source, converted, and
         either alerting themselves or feeding a correlation."""
         out = []
+        ids = self.by_id()
         for r in self.rules:
             if r.is_correlation:
-                if all(b.id in self.by_id() and backend in self.by_id()[b.id].queries
-                       for b in self.bases(r)):
+                if all(b.id in ids and backend in ids[b.id].queries for b in self.bases(r)):
                     out.append(r)
             elif backend in r.queries and r.datasets:
                 out.append(r)

@@ -9,7 +9,7 @@ Its interface is its modules (import from them):
     soc_core.store     open_store, EventStore, Selection, StoreError, resolve_time/_millis
     soc_core.query     the Kibana field:value query language (QueryError)
     soc_core.spool     Spool (durable disk FIFO), backlog_bytes, SpoolError
-    soc_core.regex     compile_regex, regex_problem, RegexError: outside regexes on RE2
+    soc_core.regex     compile_regex, regex_problem, regex_test, RegexError: outside regexes on RE2
     soc_core.audit     AuditTrail, Actor, verify, AuditUnavailable: the hash-chained trail
     soc_core.departments  Departments: which department (委办局) a host or address is in
     soc_core.textcase  fold_case: Sigma's case-insensitive matching, as ES's lowercase does it

@@ -348,10 +348,12 @@ def _check_address(obj: str, sub: dict[str, Any]) -> Any:
 
 
 def make_event(dataset: str, timestamp: Any, source_key: Any, fields: dict[str, Any],
-               kind: str = "event") -> dict[str, Any]:
+               kind: str = "event", *, dotted: bool = True) -> dict[str, Any]:
     """Build an event whose id derives from (dataset, source_key): the identity of the
-    source record (file+offset, pcap+flow key, host+pid+start time...)."""
-    doc = expand_dotted(dict(fields))
+    source record (file+offset, pcap+flow key, host+pid+start time...). `dotted=False`:
+    the caller vouches that no key of `fields` holds a dot, so the walk looking for
+    dotted keys to expand is skipped."""
+    doc = expand_dotted(dict(fields)) if dotted else dict(fields)
     doc["@timestamp"] = timestamp if isinstance(timestamp, str) else format_time(
         parse_time(timestamp))
     event = doc.setdefault("event", {})

@@ -10,6 +10,8 @@ The contract an importer's subclass must keep (its tests hold it to it):
   `@timestamp`;
 - `get(path)` is what the event holds at that dotted path (None: nothing there), read
   from the record without building the event for the paths `covers` accepts;
+- `fill(into)`, when it returns True, has put exactly the covered paths `get` answers with
+  a value, with that value;
 - `scan_text()` is JSON text that holds `"<leaf>":<value>` (the value as JSON) for every
   covered field the event has, `<leaf>` being the path's last segment: what a prefilter
   looking for a field's literals in the event's JSON finds there too.
@@ -55,8 +57,20 @@ class SourceRecord:
             node = node.get(part)
         return node
 
+    def fill(self, into: dict[str, Any]) -> bool:
+        """Put every covered path the record holds into `into` (path -> the value `get`
+        gives; a covered path not put there is absent) and return True; or put nothing
+        and return False: then ask `get` path by path."""
+        return False
+
     def build(self) -> dict[str, Any]:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
 
     def scan_text(self) -> str:  # pragma: no cover
         raise NotImplementedError
+
+    def scan_json(self, fields: frozenset[str] | None = None) -> bytes:
+        """`scan_text()` as UTF-8 (a subclass may make it without the round trip). With
+        `fields`, only the covered fields among them must be there: a subclass may leave
+        the rest out (a prefilter for rules that read only those fields loses nothing)."""
+        return self.scan_text().encode()

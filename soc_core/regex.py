@@ -6,10 +6,11 @@ lookaround) is refused with RE2's reason instead of being run by a backtracking 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import re2
 
-__all__ = ["RegexError", "compile_regex", "regex_problem"]
+__all__ = ["RegexError", "compile_regex", "regex_problem", "regex_test"]
 
 
 class RegexError(ValueError):
@@ -46,3 +47,26 @@ def regex_problem(pattern: str) -> str | None:
     except RegexError as exc:
         return str(exc)
     return None
+
+
+_UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+
+
+@functools.lru_cache(maxsize=4096)
+def regex_test(pattern: str) -> Callable[[str], bool]:
+    """Whether `pattern` occurs anywhere in a text: `compile_regex(pattern).search(text) is
+    not None`, without the wrapper's match object. google-re2's `search` is a Python
+    generator that maps byte offsets back to characters (~10x the search itself); a yes/no
+    needs none of that, so the compiled program is asked directly when the installed
+    google-re2 exposes it (else the plain search)."""
+    rx = compile_regex(pattern)
+    program = getattr(rx, "_regexp", None)
+    match = getattr(program, "Match", None)
+    if match is None or _UNANCHORED is None:  # another google-re2 layout: the safe way
+        return lambda text: rx.search(text) is not None
+    anchor = _UNANCHORED
+
+    def test(text: str) -> bool:
+        data = text.encode("utf-8")
+        return match(anchor, data, 0, len(data))[0][0] >= 0
+    return test

@@ -101,6 +101,8 @@ def _str(v: Any) -> str:
 
 
 def _int(v: Any) -> int | None:
+    if type(v) is int:  # what the parser gives for numbers: as int(str(v)) reads it
+        return v
     if v is None:
         return None
     s = str(v).strip()
@@ -129,11 +131,17 @@ def _basename(path: str) -> str:
     return path.replace("/", "\\").rsplit("\\", 1)[-1]
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def _flatten_event_data(data: Any) -> dict[str, str]:
     """EventData as Winlogbeat writes it: name -> string (unnamed values: param1...)."""
     if not isinstance(data, dict):
         return {}
-    # the common case, every value a string, in one pass
+    # the common case, every value a string or a number (as `_str` writes them): the
+    # check and the copy in C
+    if "#attributes" not in data and set(map(type, data.values())) <= _SCALARS:
+        return dict(zip(data, map(str, data.values()), strict=True))
     out = {k: v for k, v in data.items() if type(v) is str and k != "#attributes"}
     if len(out) == len(data) - ("#attributes" in data):
         return out
@@ -194,13 +202,14 @@ class _Parts:
             winlog["process"] = {"pid": _int(execution.get("ProcessID")),
                                  "thread": {"id": _int(execution.get("ThreadID"))}}
         for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
-            if _text(system.get(src)) is not None:
-                winlog[dst] = _int(_text(system.get(src))) if dst == "version" else _str(
-                    _text(system.get(src)))
-        if _text(system.get("Keywords")):
-            winlog["keywords"] = [_str(_text(system["Keywords"]))]
-        security = (system.get("Security") or {}) if isinstance(system.get("Security"),
-                                                                dict) else {}
+            t = _text(system.get(src))
+            if t is not None:
+                winlog[dst] = _int(t) if dst == "version" else _str(t)
+        keywords = _text(system.get("Keywords"))
+        if keywords:
+            winlog["keywords"] = [_str(keywords)]
+        security = system.get("Security")
+        security = (security or {}) if isinstance(security, dict) else {}
         sid = security.get("#attributes", {}).get("UserID")
         if sid:
             winlog["user"] = {"identifier": sid}
@@ -216,8 +225,11 @@ class _Parts:
         self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
 
 
-def _complete(p: _Parts, source_key: Any = None) -> dict[str, Any]:
-    """The ECS event of a record's parts (the Winlogbeat pipelines' fields added)."""
+def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
+              timestamp: str | None = None) -> dict[str, Any]:
+    """The ECS event of a record's parts (the Winlogbeat pipelines' fields added).
+    `plain`: no data name holds a dot (every other key is this module's own), so the
+    event needs no dotted-key expansion; `timestamp`: `p.ts` already formatted."""
     event_id, data = p.event_id, p.data
     fields: dict[str, Any] = {
         "event": {"code": str(event_id), "provider": p.provider, "module": "windows"},
@@ -243,7 +255,7 @@ def _complete(p: _Parts, source_key: Any = None) -> dict[str, Any]:
                 fields["file"] = {"path": data["ImagePath"]}
     key = source_key if source_key is not None else ("evtx", p.computer, p.channel,
                                                      p.record_id)
-    return make_event(p.dataset, p.ts, key, fields)
+    return make_event(p.dataset, timestamp or p.ts, key, fields, dotted=not plain)
 
 
 _EVENT_DATA = "winlog.event_data."
@@ -251,6 +263,31 @@ _USER_DATA = "winlog.user_data."
 _SYSTEM_PATHS = {"winlog.channel": "channel", "winlog.event_id": "event_id",
                  "winlog.provider_name": "provider_name",
                  "winlog.computer_name": "computer_name", "winlog.record_id": "record_id"}
+
+
+_SYSTEM_KEYS = tuple(_SYSTEM_PATHS)
+_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())
+
+
+class _Paths(dict):
+    """The data names of a record, in order -> their winlog paths: made once per layout
+    (an event id's records share theirs), bounded (past the cap, made each time)."""
+
+    __slots__ = ("prefix",)
+    CAP = 10_000
+
+    def __missing__(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        prefix = self.prefix
+        paths = tuple(prefix + n for n in names)
+        if len(self) < self.CAP:
+            self[names] = paths
+        return paths
+
+
+_EVENT_DATA_PATHS = _Paths()
+_EVENT_DATA_PATHS.prefix = _EVENT_DATA
+_USER_DATA_PATHS = _Paths()
+_USER_DATA_PATHS.prefix = _USER_DATA
 
 
 class EvtxRecord(SourceRecord):
@@ -279,7 +316,7 @@ class EvtxRecord(SourceRecord):
             self.event()  # and its errors surface now, as map_record's would
 
     def build(self) -> dict[str, Any]:
-        return _complete(self._parts)
+        return _complete(self._parts, plain=self._plain, timestamp=self.timestamp)
 
     def get(self, path: str) -> Any:
         if self._plain:
@@ -294,13 +331,60 @@ class EvtxRecord(SourceRecord):
                 return None
         return super().get(path)
 
-    def scan_text(self) -> str:
+    def fill(self, into: dict[str, Any]) -> bool:
         if not self._plain:
-            return orjson.dumps(self.event()).decode()
+            return False
+        # one update per block, the loops in C: this runs for every record of a hunt
         w = self._parts.winlog
-        return (orjson.dumps({k: w[k] for k in _SYSTEM_PATHS.values()})
-                + orjson.dumps(self._parts.data)
-                + orjson.dumps(w.get("user_data") or {})).decode()
+        into.update(zip(_SYSTEM_KEYS, map(w.__getitem__, _SYSTEM_LEAVES), strict=True))
+        data = self._parts.data
+        into.update(zip(_EVENT_DATA_PATHS[tuple(data)], data.values(), strict=True))
+        user = w.get("user_data")
+        if user:
+            into.update(zip(_USER_DATA_PATHS[tuple(user)], user.values(), strict=True))
+        return True
+
+    def scan_text(self) -> str:
+        return self.scan_json().decode()
+
+    def scan_json(self, fields: frozenset[str] | None = None) -> bytes:
+        if not self._plain:
+            return orjson.dumps(self.event())
+        w = self._parts.winlog
+        data = self._parts.data
+        user = w.get("user_data") or {}
+        if fields is None:
+            return (orjson.dumps({k: w[k] for k in _SYSTEM_LEAVES}) + orjson.dumps(data)
+                    + orjson.dumps(user))
+        # only the fields asked for: the automaton scanning this text walks every byte
+        system = _scanned(fields, _SYSTEM_SCAN, ())
+        names = _scanned(fields, _EVENT_DATA, tuple(data))
+        out = (orjson.dumps({k: w[k] for k in system})
+               + orjson.dumps(dict(zip(names, map(data.__getitem__, names), strict=True))))
+        if user:
+            names = _scanned(fields, _USER_DATA, tuple(user))
+            return out + orjson.dumps(dict(zip(names, map(user.__getitem__, names),
+                                               strict=True)))
+        return out + b"{}"
+
+
+_SYSTEM_SCAN = "winlog."
+_SCANNED: dict[tuple[frozenset[str], str, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _scanned(fields: frozenset[str], prefix: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of a block's names (`()`: the system block's) are among `fields`, worked out
+    once per field set and record layout (bounded, as `_Paths`)."""
+    key = (fields, prefix, names)
+    found = _SCANNED.get(key)
+    if found is None:
+        if prefix == _SYSTEM_SCAN:
+            found = tuple(leaf for path, leaf in _SYSTEM_PATHS.items() if path in fields)
+        else:
+            found = tuple(n for n in names if prefix + n in fields)
+        if len(_SCANNED) < _Paths.CAP:
+            _SCANNED[key] = found
+    return found
 
 
 def _user(fields: dict[str, Any], name: str | None, domain: str | None, sid: str | None

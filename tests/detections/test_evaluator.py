@@ -14,8 +14,16 @@ import orjson
 import pytest
 
 from collectors.logs import read_evtx
-from detections.evaluator import Evaluator, regex_literal
+from detections.evaluator import (
+    Compiled,
+    Evaluator,
+    Event,
+    fields_of,
+    predicate,
+    regex_literal,
+)
 from detections.hunt import hunt, tactic_coverage
+from detections.matchgen import rule_function
 from detections.memory import hunt_rules
 from detections.rules import OWN_PACK
 from soc_core.store import open_store
@@ -117,6 +125,59 @@ def test_records_match_as_their_events(rules):
         per_rule.update(compiled[i].id for i in got)
         assert rec.event() == doc
     assert sum(per_rule.values()) > 1500 and len(per_rule) > 300
+
+
+def test_generated_matchers_answer_as_the_interpreted_ones(rules):
+    """Each rule's generated function (`matchgen`, what the hunt runs) and its tree of
+    interpreted predicates give the same answer on every (rule, record) of the corpus,
+    with and without the absent-fields shortcut. A condition reads only the fields
+    `fields_of` names, so each rule is run on one record per distinct combination of
+    those fields' values: the same answers as on every record, in a fraction of the
+    time."""
+    _, compiled, _ = rules
+    events = []
+    for f in sorted(SAMPLES.rglob("*.evtx")):
+        read_evtx(str(f), lambda rec: events.append(Event(None, record=rec)), lazy=True)
+    assert len(events) > 8000
+
+    def value(v):
+        return v if type(v) is str else ("\0", orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+
+    by_fields: dict[tuple[str, ...], list[int]] = collections.defaultdict(list)
+    for i, c in enumerate(compiled):
+        by_fields[tuple(sorted(fields_of(c.ir)))].append(i)
+    pairs = matched = 0
+    for fields, members in by_fields.items():
+        distinct = {}
+        for ev in events:
+            distinct.setdefault(tuple(value(ev.r[f]) for f in fields), ev)
+        for i in members:
+            ir = compiled[i].ir
+            gen, ref = rule_function(ir), predicate(ir)
+            short = rule_function(ir, list(fields))
+            for ev in distinct.values():
+                want = bool(ref(ev))
+                assert bool(gen(ev)) is want, (compiled[i].id, ev.r)
+                assert bool(short(ev)) is want, (compiled[i].id, ev.r)
+                pairs += 1
+                matched += want
+    assert pairs > 100_000 and matched > 1000
+
+
+def test_a_rule_nested_past_the_parser_is_interpreted():
+    """A crafted rule nested deeper than Python's parser takes cannot be generated: the
+    evaluator runs its interpreted predicate instead, with the same answers."""
+    node: tuple = ("str", "winlog.event_data.Image", "suf", ["\\evil.exe"], False)
+    for _ in range(300):
+        node = ("and", [("not", ("null", "winlog.event_data.Image")), node])
+    with pytest.raises((SyntaxError, MemoryError, RecursionError)):
+        rule_function(node)
+    ev = Evaluator([Compiled("deep", ("windows.eventlog",), node, [])])
+    base = {"event": {"dataset": "windows.eventlog"}, "winlog": {"channel": "x"}}
+    hit = {**base, "winlog": {"event_data": {"Image": "C:\\Temp\\EVIL.exe"}}}
+    miss = {**base, "winlog": {"event_data": {"Image": "C:\\Temp\\good.exe"}}}
+    assert ev.match(hit) == [0]
+    assert ev.match(miss) == []
 
 
 @pytest.mark.parametrize("pattern, literal", [
