@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import ssl
 import statistics
@@ -47,7 +48,6 @@ from ports import free_port, wait_port  # noqa: E402
 
 ROOT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
-MASTER = "bench-api-master-secret-0123456789"
 
 
 def write_config(folder: Path, store_url: str, namespace: str) -> None:
@@ -57,7 +57,14 @@ def write_config(folder: Path, store_url: str, namespace: str) -> None:
         f'store_url = "{store_url}"\ndata_dir = "{folder}/data"\n'
         f'es_namespace = "{namespace}"\n[crypto]\nkdf_iterations = 1000\n'
         f'[api]\ntoken_rate = 1000000\n', encoding="utf-8")
-    os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY=MASTER)
+    # a random master key kept beside the data it seals (0600), so a cached data set
+    # (bench/api_alerts.py) opens again on the next run
+    key = folder / "master.key"
+    if not key.exists():
+        key.touch(mode=0o600)
+        key.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    os.environ.pop("GOVSOC_MASTER_KEY", None)
+    os.environ.update(GOVSOC_CONFIG=str(folder / "govsoc.toml"), GOVSOC_MASTER_KEY_FILE=str(key))
 
 
 def setup(folder: Path, store_url: str) -> dict:
