@@ -188,7 +188,8 @@ class EventStore(abc.ABC):
             stamp = departments.stamp_prepared
         for doc in docs:
             if type(doc) is ecs.Prepared:  # made by the core itself (the audit trail's
-                valid.append(doc)          # drain): checked and serialized already
+                # drain): checked and serialized already, still made into the backend's row
+                valid.append(doc if convert is None else convert(doc))
                 continue
             try:
                 prepared = ecs.prepare(doc)
