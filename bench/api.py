@@ -264,7 +264,7 @@ def main() -> None:
                     help="alert section: alerts in the data set")
     ap.add_argument("--samples", type=int, default=200,
                     help="alert section: requests of each kind")
-    ap.add_argument("--alert-refresh", choices=["write", "search"], default="write",
+    ap.add_argument("--alert-refresh", choices=["write", "search"], default="search",
                     help="alert section: es_alert_refresh (when an alert change becomes "
                          "searchable on Elasticsearch)")
     args = ap.parse_args()
