@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tcp_relay import TcpRelay
 
 from soc_core import ecs
 from soc_core.query import QueryError
@@ -494,54 +495,15 @@ def test_credentials_never_reach_messages():
     assert "hunter2secret" not in str(err2.value)
 
 
-class _FirstNode:
-    """A loopback TCP relay to the real node, standing for the first node of a URL list:
-    `stop()` closes its port and every connection through it, as a stopped node would."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.split("://", 1)[1].strip("/").rsplit(":", 1)
-        self.target = (host, int(port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.accepted += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        self.listener.close()
-        for s in self.accepted:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-
 def test_read_by_id_answers_after_the_first_node_stops(es_store, es_url):
     """Reads by id go over the store's own keep-alive connections (`es_direct`): a pooled
     connection to a node that stopped, and that node's port, fail over to the next node."""
     alert = {"@timestamp": ecs.format_time(T0), "event": {"kind": "alert", "id": "a-9",
              "dataset": "govsoc.alert"}, "govsoc": {"status": "open"}}
     es_store.write([ev(9), alert], refresh=True)
-    first = _FirstNode(es_url)
+    # a relay to the real node stands for the first node of the list
+    host, port = es_url.split("://", 1)[1].strip("/").rsplit(":", 1)
+    first = TcpRelay("127.0.0.1", (host, int(port)))
     two = open_store(f"http://127.0.0.1:{first.port},{es_url}", namespace=es_store.namespace,
                      retries=0)
     try:

@@ -13,15 +13,14 @@ namespaces as they would to a node on the management network, without a second n
 from __future__ import annotations
 
 import collections
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from tcp_relay import TcpRelay
 
 from detections import agents as agent_health
 from detections.posture import posture
@@ -50,50 +49,6 @@ def _line(host: str, n: int, tag: str) -> str:
             f"{tag}{n} from 10.213.0.1 port {1000 + n} ssh2")
 
 
-class Relay:
-    """TCP relay: bridge address -> the Elasticsearch node on loopback."""
-
-    def __init__(self, listen: str, target: tuple[str, int]) -> None:
-        self.target = target
-        self.sock = socket.create_server((listen, 0))
-        self.port = self.sock.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                conn.close()
-                continue
-            up.settimeout(None)
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
-
-
 def _wait(what: str, fn, timeout: float = 120.0, every: float = 1.0, why=None):
     deadline = time.monotonic() + timeout
     while True:
@@ -109,7 +64,7 @@ def _wait(what: str, fn, timeout: float = 120.0, every: float = 1.0, why=None):
 @pytest.fixture(scope="module")
 def central(fleet, es_url):
     u = urlsplit(es_url.split(",")[0])
-    relay = Relay(fleet.state().controller, (u.hostname, u.port or 9200))
+    relay = TcpRelay(fleet.state().controller, (u.hostname, u.port or 9200))
     ns = "t" + uuid.uuid4().hex[:10]
     store = open_store(es_url, namespace=ns)
     try:
@@ -118,7 +73,7 @@ def central(fleet, es_url):
     finally:
         store.drop_all()
         store.close()
-        relay.close()
+        relay.stop()
 
 
 @pytest.fixture(scope="module")
