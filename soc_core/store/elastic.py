@@ -159,10 +159,11 @@ class ElasticStore(EventStore):
             ("govsoc-logs", ["logs-govsoc.*-*"], True),
             ("govsoc-metrics", ["metrics-govsoc.*-*"], True),
             ("govsoc-state", ["govsoc-*"], False),
+            ("govsoc-audit", ["govsoc-audit-*"], False),
         ):
             body = es_mappings.template(patterns, data_stream=stream, retention=dsl,
                                         ilm_policy=ilm if stream else None,
-                                        replicas=self.replicas)
+                                        replicas=self.replicas, audit=name == "govsoc-audit")
             self._call(self.es.indices.put_index_template, name=name, **body)
 
     def _choose_replicas(self, nodes: Iterable[dict[str, Any]]) -> int:

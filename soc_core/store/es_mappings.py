@@ -83,20 +83,42 @@ def keyword_field(field: str) -> bool:
     return spec is None or spec == "keyword" and field != "event.original"
 
 
+# Not indexed, only kept as doc values: the chain's own hashes. `audit verify` reads them
+# from the documents it walks, and a search for one still answers (from the doc values,
+# slower), but two random 64-hex terms a record in the inverted index are a share of the
+# cost of indexing the trail, which a busy API writes all the time.
+_UNINDEXED_KW = {"type": "keyword", "index": False, "doc_values": True}
+AUDIT_PROPERTIES: dict[str, Any] = {
+    **ECS_PROPERTIES,
+    "govsoc": _obj(audit=_obj(hash=_UNINDEXED_KW, prev=_UNINDEXED_KW,
+                              prev_time=_UNINDEXED_KW)),
+}
+AUDIT_PRIORITY = 310  # above govsoc-state's, whose `govsoc-*` covers the audit index too
+
+
 def template(patterns: list[str], *, data_stream: bool, retention: str | None = None,
-             ilm_policy: str | None = None, replicas: int = 0) -> dict[str, Any]:
-    settings: dict[str, Any] = {"index": {"number_of_shards": 1, "number_of_replicas": replicas,
-                                          "refresh_interval": "1s",
-                                          "mapping": {"total_fields": {"limit": 5000}}}}
+             ilm_policy: str | None = None, replicas: int = 0,
+             audit: bool = False) -> dict[str, Any]:
+    """An index template. `audit`: the audit trail's index, written all the time and
+    searched seldom (an auditor's page, `audit verify`, which refreshes first): it keeps
+    Elasticsearch's default refresh (every second, but not for a shard nobody searched in
+    the last 30 s: such a shard refreshes when it is next searched, and that search waits
+    for it), so the steady audit writes of a busy API do not make a segment a second that
+    is merged again later; and the chain's hashes are not indexed (AUDIT_PROPERTIES)."""
+    index: dict[str, Any] = {"number_of_shards": 1, "number_of_replicas": replicas,
+                             "mapping": {"total_fields": {"limit": 5000}}}
+    if not audit:
+        index["refresh_interval"] = "1s"  # explicit: refreshed even when nobody searches
+    settings: dict[str, Any] = {"index": index}
     if ilm_policy:
         settings["index"]["lifecycle"] = {"name": ilm_policy}
     body: dict[str, Any] = {
         "index_patterns": patterns,
-        "priority": 300,
+        "priority": AUDIT_PRIORITY if audit else 300,
         "template": {
             "settings": settings,
             "mappings": {"dynamic_templates": DYNAMIC_TEMPLATES, "date_detection": False,
-                         "properties": ECS_PROPERTIES},
+                         "properties": AUDIT_PROPERTIES if audit else ECS_PROPERTIES},
         },
         "_meta": {"managed_by": "govsoc"},
     }

@@ -557,3 +557,32 @@ def test_read_by_id_from_a_node_that_never_answers_is_a_timeout():
             assert "ConnectionTimeout" in str(err.value)
         finally:
             slow.close()
+
+
+@pytest.mark.es
+def test_es_audit_index_skips_the_chain_hashes_and_idle_refreshes(es_store, tmp_path):
+    """The audit index's own template: the chain's hashes are doc values only (a search for
+    one still finds its record), no explicit refresh interval (an idle shard is not
+    refreshed every second), and the trail stored there still verifies."""
+    from soc_core.audit import AuditTrail, verify
+
+    with AuditTrail(tmp_path / "audit", es_store, name="api", signer=None,
+                    drain_interval=0.01) as trail:
+        docs = [trail.record(action="case.update", outcome="success", user="ann",
+                             role="analyst", department="finance", object={"id": f"c{i}"},
+                             request_id=f"req-{i}") for i in range(3)]
+        assert trail.flush()
+    index = es_store.index_for("audit", "")
+    mapping = es_store.es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    chain = mapping["govsoc"]["properties"]["audit"]["properties"]
+    assert chain["hash"]["index"] is False and chain["prev"]["index"] is False
+    assert "index" not in chain["chain"]  # what is searched stays indexed
+    settings = es_store.es.indices.get_settings(index=index)[index]["settings"]["index"]
+    assert "refresh_interval" not in settings
+    last = docs[-1]["govsoc"]["audit"]
+    for query in (f'govsoc.audit.hash:"{last["hash"]}"', f'govsoc.audit.chain:"{last["chain"]}"'
+                  f' AND user.name:ann AND http.request.id:"req-2"'):
+        hits = es_store.search(Selection(family="audit", query=query)).hits
+        assert [h["event"]["id"] for h in hits] == [docs[-1]["event"]["id"]]
+    report = verify(es_store)
+    assert report.records == 3 and not report.problems
