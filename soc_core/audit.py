@@ -446,7 +446,7 @@ class AuditTrail:
             doc["message"] = message
         audit: dict[str, Any] = {}
         if object is not None:
-            audit["object"] = _safe(object) if object.__class__ is dict else {"id": object}
+            audit["object"] = _safe(object if isinstance(object, dict) else {"id": object})
         if extra:
             gov = dict(_safe(extra))
             if "audit" in gov:
@@ -704,9 +704,9 @@ class AuditTrail:
 
 def _prepared(doc: dict[str, Any], text: bytes, ms: int | None = None) -> ecs.Prepared:
     """A sealed record as the store takes it (what `ecs.prepare` would make of it, without
-    its checks and without its defaults: the trail builds every field itself, `source.ip`
-    passed `_source`, and the store must keep exactly the bytes the chain hashed, key for
-    key; a record without a message has no full-text entry)."""
+    its checks: the trail builds every field itself, and `source.ip` passed `_source`).
+    The store then keeps exactly the bytes the chain hashed, key for key. `ms`: the
+    record's time, when known (else parsed from `@timestamp`)."""
     event = doc["event"]
     src = doc.get("source")
     return _tuple_new(ecs.Prepared, (
