@@ -69,7 +69,7 @@ import orjson
 
 from soc_core import ecs
 from soc_core.config import ConfigError, redact_url
-from soc_core.sm3 import sm3
+from soc_core.sm3 import sm3_hex
 from soc_core.spool import HEADER_SIZE, Record, Spool, SpoolBusy, SpoolError, SpoolFull
 
 __all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "Actor", "AuditTrail",
@@ -125,7 +125,7 @@ def record_hash(doc: dict[str, Any]) -> str:
     if "hash" in audit:
         doc = {**doc, "govsoc": {**doc["govsoc"],
                                  "audit": {k: v for k, v in audit.items() if k != "hash"}}}
-    return sm3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hex()
+    return sm3_hex(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
 
 
 def checkpoint_payload(chain: str, seq: int, digest: str) -> bytes:
@@ -474,7 +474,7 @@ class AuditTrail:
         audit["seq"] = seq
         audit["prev"] = head.hash
         audit["prev_time"] = head.time
-        digest = sm3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hex()  # = record_hash
+        digest = sm3_hex(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))  # = record_hash
         audit["hash"] = digest
         head.seq, head.hash, head.time, head.ms = seq, digest, ts, ms
         return doc, orjson.dumps(doc), ms
