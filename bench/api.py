@@ -218,13 +218,12 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int,
                       "--workers", "2"], full_port)
         cert = folder / "data" / "api"
         factory = "api_bare:bare" if reference == "app" else "api_bare:bare_router"
-        # the options `govsoc api serve` passes uvicorn (soc_api/serve.py)
-        bare = start([str(VENV_BIN / "uvicorn"), "--factory", factory, "--app-dir",
-                      str(BENCH), "--workers", "2", "--port", str(bare_port),
-                      "--log-level", "warning", "--no-access-log", "--no-server-header",
-                      "--no-proxy-headers",
-                      "--ssl-certfile", str(cert / "tls-cert.pem"),
-                      "--ssl-keyfile", str(cert / "tls-key.pem")], bare_port)
+        # served the way `govsoc api serve` serves (soc_api/serve.py: the same uvicorn
+        # options, a SO_REUSEPORT socket for each worker)
+        bare = start([sys.executable, str(BENCH / "api_bare.py"), "--factory",
+                      factory.split(":")[1], "--workers", "2", "--port", str(bare_port),
+                      "--cert", str(cert / "tls-cert.pem"), "--key", str(cert / "tls-key.pem")],
+                     bare_port)
         try:
             path = "/events/bench-event-1"
             wrk(f"https://127.0.0.1:{full_port}{path}", 2, token=env["reader"])  # warm-up

@@ -79,3 +79,22 @@ def bare_router() -> Any:
         await app(scope, receive, send)
 
     return Guard(with_principal, max_body=16 << 20)
+
+
+if __name__ == "__main__":  # served as `govsoc api serve` serves: soc_api.serve.run_workers
+    import argparse
+    import sys
+
+    from soc_api.serve import run_workers
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--factory", default="bare")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    args = ap.parse_args()
+    sys.exit(run_workers(f"api_bare:{args.factory}", args.workers, {
+        "host": "127.0.0.1", "port": args.port, "log_level": "warning", "access_log": False,
+        "server_header": False, "proxy_headers": False, "ssl_certfile": args.cert,
+        "ssl_keyfile": args.key}))

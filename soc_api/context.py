@@ -77,15 +77,26 @@ class Context:
               principal: Principal | None = None, object: str | None = None,  # noqa: A002
               reason: str | None = None, extra: dict[str, Any] | None = None) -> None:
         """One audit record, on disk before this returns (the caller answers after)."""
-        p = principal or getattr(request.state, "principal", None)
+        # the request's state read as the dict it is (see auth.gate: a read through
+        # Starlette's State costs an AttributeError inside the interpreter)
+        scope = request.scope
+        state = scope.get("state") or {}
+        p = principal or state.get("principal")
+        client = scope.get("client")
+        if p is not None:
+            user, role, department = p.name, p.audit_roles, p.audit_departments
+        else:
+            user, role, department = state.get("claimed_user") or "-", None, None
         self.trail.record(
-            action=action, outcome=outcome,
-            user=(p.name if p else getattr(request.state, "claimed_user", None) or "-"),
-            role=",".join(p.roles) if p else None,
-            department=",".join(p.departments) if p else None,
-            object=object, source_ip=client_ip(request),
-            request_id=getattr(request.state, "request_id", None), reason=reason,
-            extra=extra)
+            action=action, outcome=outcome, user=user, role=role, department=department,
+            object=object, source_ip=client[0] if client else None,
+            request_id=state.get("request_id"), reason=reason, extra=extra)
+
+
+def context_of(request: Any) -> Context:
+    """The app's Context (`request.app.state.ctx`), read by key: an attribute read through
+    Starlette's State builds and drops an AttributeError first on CPython 3.11."""
+    return request.scope["app"].state["ctx"]
 
 
 def client_ip(request: Any) -> str | None:

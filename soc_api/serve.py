@@ -1,15 +1,35 @@
 """Serving the API with uvicorn: HTTPS by default; plain HTTP only on a loopback address
-and only when asked for by name."""
+and only when asked for by name.
+
+Several workers each listen on a socket of their own, bound to the same address with
+SO_REUSEPORT, so the kernel spreads new connections over them. (uvicorn's own supervisor
+shares one listening socket: asyncio accepts every connection waiting on one wake-up, and
+16 client connections split 16/0 ... 8/8 between two workers from run to run.)"""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from soc_api import tls
+
+log = logging.getLogger("govsoc.api")
+APP = "soc_api.app:app_from_config"
+# a worker that ends sooner after its start is broken (its app, TLS files or address):
+# restarting it would only repeat the failure
+MIN_UPTIME = 10.0
 
 
 class ServeError(ValueError):
@@ -52,9 +72,99 @@ def uvicorn_options(cfg, listen: Listen) -> dict[str, Any]:  # noqa: ANN001
 
 
 def serve(cfg, listen: Listen) -> None:  # noqa: ANN001
-    """Run in the foreground until interrupted (several workers: uvicorn's supervisor)."""
+    """Run in the foreground until interrupted (several workers: `run_workers`)."""
     opts = uvicorn_options(cfg, listen)
-    uvicorn.run("soc_api.app:app_from_config", factory=True, workers=listen.workers, **opts)
+    if listen.workers == 1:
+        uvicorn.run(APP, factory=True, **opts)
+    elif run_workers(APP, listen.workers, opts):
+        raise SystemExit(1)
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) with SO_REUSEPORT: every worker binds its own,
+    and the kernel gives each new connection to one of them."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _port_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on (a socket without SO_REUSEPORT cannot
+    bind beside any listener), instead of sharing it silently."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    finally:
+        probe.close()
+
+
+def _worker(app: str, factory: bool, opts: dict[str, Any]) -> None:
+    """One worker process: its own listening socket, one uvicorn server on it."""
+    try:
+        sock = reuseport_socket(opts["host"], opts["port"])
+    except OSError as exc:
+        print(f"govsoc API worker: cannot listen on {opts['host']}:{opts['port']}: "
+              f"{exc.strerror}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    uvicorn.Server(uvicorn.Config(app, factory=factory, **opts)).run(sockets=[sock])
+
+
+def run_workers(app: str, workers: int, opts: dict[str, Any], *, factory: bool = True,
+                stop: threading.Event | None = None) -> int:
+    """Serve `app` (an import string) from `workers` processes, each on a SO_REUSEPORT
+    socket of its own, until SIGINT/SIGTERM (or `stop`). A worker that dies after it ran
+    `MIN_UPTIME` seconds is replaced; one that dies sooner stops them all. Returns the
+    exit status (0, or 1 when workers failed)."""
+    _port_free(opts["host"], opts["port"])
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked locks
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    procs: list[tuple[Any, float]] = []
+
+    def start() -> tuple[Any, float]:
+        proc = spawn.Process(target=_worker, args=(app, factory, opts), daemon=False)
+        proc.start()
+        return proc, time.monotonic()
+
+    status = 0
+    try:
+        procs = [start() for _ in range(workers)]
+        while not stop.is_set():
+            wait([p.sentinel for p, _ in procs], timeout=0.5)
+            for i, (proc, began) in enumerate(procs):
+                if proc.is_alive() or stop.is_set():
+                    continue
+                proc.join()
+                if proc.exitcode == STARTUP_FAILURE or time.monotonic() - began < MIN_UPTIME:
+                    log.error("API worker %s ended at start (exit %s): stopping",
+                              proc.pid, proc.exitcode)
+                    status = 1
+                    stop.set()
+                    break
+                log.warning("API worker %s ended (exit %s): starting another", proc.pid,
+                            proc.exitcode)
+                procs[i] = start()
+    finally:
+        for proc, _ in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)  # uvicorn's graceful shutdown
+        for proc, _ in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    return status
 
 
 def serve_in_thread(cfg, listen: Listen, stop: threading.Event, app: Any) -> None:  # noqa: ANN001

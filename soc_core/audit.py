@@ -69,7 +69,7 @@ import orjson
 
 from soc_core import ecs
 from soc_core.config import ConfigError, redact_url
-from soc_core.sm3 import sm3
+from soc_core.sm3 import sm3_hex
 from soc_core.spool import HEADER_SIZE, Record, Spool, SpoolBusy, SpoolError, SpoolFull
 
 __all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "Actor", "AuditTrail",
@@ -125,7 +125,7 @@ def record_hash(doc: dict[str, Any]) -> str:
     if "hash" in audit:
         doc = {**doc, "govsoc": {**doc["govsoc"],
                                  "audit": {k: v for k, v in audit.items() if k != "hash"}}}
-    return sm3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hex()
+    return sm3_hex(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
 
 
 def checkpoint_payload(chain: str, seq: int, digest: str) -> bytes:
@@ -175,7 +175,10 @@ def _format_ms(ms: int) -> str:
     cached = _second  # one read: another thread may replace it meanwhile
     if cached[0] != sec:
         cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{cached[1]}.{milli:03d}Z"
+    return cached[1] + _MILLIS[milli]
+
+
+_MILLIS = tuple(f".{m:03d}Z" for m in range(1000))
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -187,11 +190,18 @@ def _as_list(value: Any) -> list[Any] | None:
 def _source(addr: str) -> dict[str, Any]:
     """`source.ip` when the address is one, else `source.address` (a test client's
     "testclient", a unix socket): the store would refuse a bad `source.ip`."""
+    if type(addr) is str and _is_ip(addr):
+        return {"ip": addr}
+    return {"address": str(addr)[:256]}
+
+
+@functools.lru_cache(maxsize=4096)  # a client's address repeats request after request
+def _is_ip(addr: str) -> bool:
     try:  # inet_pton: strict and in C, as the store checks it
         socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
     except (OSError, TypeError, ValueError):
-        return {"address": str(addr)[:256]}
-    return {"ip": addr, "address": addr}
+        return False
+    return True
 
 
 @dataclass
@@ -380,14 +390,14 @@ class AuditTrail:
                 raise AuditUnavailable("the audit trail is closed: the action is refused")
             head = self._head
             saved = (head.seq, head.hash, head.time, head.ms, self._since_cp)
-            docs = [self._seal(body) for body in bodies]
-            self._since_cp += len(docs)
-            if self.signer is not None and self._since_cp >= self.checkpoint_every:
-                docs.append(self._checkpoint_doc())
             # each document serialized once: the spool record is their JSON array, and the
             # drain hands the same bytes to the store
-            texts = [orjson.dumps(d) for d in docs]
-            payload = b"[" + b",".join(texts) + b"]"
+            sealed = [self._seal(body) for body in bodies]
+            self._since_cp += len(sealed)
+            if self.signer is not None and self._since_cp >= self.checkpoint_every:
+                sealed.append(self._checkpoint_doc())
+            payload = (b"[" + sealed[0][1] + b"]" if len(sealed) == 1
+                       else b"[" + b",".join([t[1] for t in sealed]) + b"]")
             try:
                 where = self.spool.append(payload)
             except (SpoolFull, SpoolError, OSError) as exc:
@@ -396,7 +406,8 @@ class AuditTrail:
                 why = "spool full" if isinstance(exc, SpoolFull) else type(exc).__name__
                 raise AuditUnavailable(f"the audit record cannot be kept ({why}): "
                                        f"the action is refused") from None
-            self._remember(where, len(payload), docs, texts)
+            self._remember(where, len(payload), sealed)
+        docs = [t[0] for t in sealed]
         self.recent.extend(docs)
         return docs[:len(bodies)]
 
@@ -406,52 +417,69 @@ class AuditTrail:
               reason: str | None = None, message: str | None = None,
               extra: dict[str, Any] | None = None, category: Any = None,
               type: Any = None) -> dict[str, Any]:  # noqa: A002
-        """Everything but the chain fields and time (set under the lock)."""
-        event: dict[str, Any] = {"dataset": DATASET, "kind": "event", "action": action,
-                                 "outcome": outcome,
-                                 "category": _as_list(category) or ["api"],
-                                 "type": _as_list(type) or ["access"]}
+        """Everything but the chain fields and time (set under the lock). Only what the
+        record says: a field without a value, and what only repeats other fields or a
+        default (the category and type "api"/"access", a message made of the action, user
+        and outcome, `source.address` beside `source.ip`, `event.sequence` beside the
+        chain's seq), is left out. Each byte costs the chain's SM3, both serializations
+        and the store's row; the API writes one record a request. (`event.kind` and
+        `ecs.version` stay: a record written again through `EventStore.write`, as a copy
+        between stores does, would be given them and no longer match its hash.)"""
+        event: dict[str, Any] = {"action": action, "outcome": outcome, "dataset": DATASET,
+                                 "kind": "event"}
+        if category is not None:
+            event["category"] = _as_list(category)
+        if type is not None:
+            event["type"] = _as_list(type)
         if reason:
             event["reason"] = reason
-        doc: dict[str, Any] = {"event": event, "user": {"name": user}}
-        if role:
-            doc["user"]["roles"] = _as_list(role)
+        doc: dict[str, Any] = {"event": event,
+                               "user": {"name": user, "roles": _as_list(role)} if role
+                               else {"name": user}}
         if department:
             doc["organization"] = {"id": department}
         if source_ip:
             doc["source"] = _source(source_ip)
         if request_id:
             doc["http"] = {"request": {"id": request_id}}
-        doc["message"] = message or (f"{action} by {user}: {outcome}"
-                                     + (f" ({reason})" if reason else ""))
+        if message:
+            doc["message"] = message
         audit: dict[str, Any] = {}
         if object is not None:
             audit["object"] = _safe(object if isinstance(object, dict) else {"id": object})
-        gov = dict(_safe(extra)) if extra else {}
-        if "audit" in gov:
-            raise ValueError("extra must not hold 'audit': the chain fields live there")
-        gov["audit"] = audit
+        if extra:
+            gov = dict(_safe(extra))
+            if "audit" in gov:
+                raise ValueError("extra must not hold 'audit': the chain fields live there")
+            gov["audit"] = audit
+        else:
+            gov = {"audit": audit}
         doc["govsoc"] = gov
         doc["ecs"] = {"version": ecs.ECS_VERSION}
         return doc
 
-    def _seal(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Give `doc` the next seq, time and chain fields and its hash (lock held)."""
+    def _seal(self, doc: dict[str, Any]) -> tuple[dict[str, Any], bytes, int]:
+        """Give `doc` the next seq, time and chain fields and its hash (lock held); the
+        document, its JSON and its time (epoch ms)."""
         head = self._head
-        ms = max(time.time_ns() // 1_000_000, head.ms)  # non-decreasing along the chain
+        ms = time.time_ns() // 1_000_000
+        if ms < head.ms:  # non-decreasing along the chain
+            ms = head.ms
         ts = _format_ms(ms)
         seq = head.seq + 1
         doc["@timestamp"] = ts
         doc["event"]["id"] = f"{head.chain}.{seq}"
-        doc["event"]["sequence"] = seq
         audit = doc["govsoc"]["audit"]
-        audit.update(chain=head.chain, seq=seq, prev=head.hash, prev_time=head.time)
-        digest = sm3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hex()  # = record_hash
+        audit["chain"] = head.chain
+        audit["seq"] = seq
+        audit["prev"] = head.hash
+        audit["prev_time"] = head.time
+        digest = sm3_hex(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))  # = record_hash
         audit["hash"] = digest
         head.seq, head.hash, head.time, head.ms = seq, digest, ts, ms
-        return doc
+        return doc, orjson.dumps(doc), ms
 
-    def _checkpoint_doc(self) -> dict[str, Any]:
+    def _checkpoint_doc(self) -> tuple[dict[str, Any], bytes, int]:
         """A checkpoint over the current head (lock held). Signing goes straight to the
         signer, never through a path that records an audit event."""
         head = self._head
@@ -471,7 +499,7 @@ class AuditTrail:
         body["govsoc"]["audit"]["checkpoint"] = cp
         self._since_cp = 0
         self._last_cp = time.monotonic()
-        return self._seal(body)
+        return self._seal(body)  # (document, JSON, time)
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Write a checkpoint now if records came since the last one (and a signer is
@@ -479,21 +507,21 @@ class AuditTrail:
         with self._lock:
             if self.signer is None or self._since_cp == 0 or self._closed:
                 return None
-            doc = self._checkpoint_doc()
-            text = orjson.dumps(doc)
+            sealed = self._checkpoint_doc()
+            doc, text = sealed[0], sealed[1]
             payload = b"[" + text + b"]"
             try:
                 where = self.spool.append(payload)
             except (SpoolError, OSError) as exc:
                 self.errors.append(f"audit checkpoint not kept: {type(exc).__name__}")
                 return None
-            self._remember(where, len(payload), [doc], [text])
+            self._remember(where, len(payload), [sealed])
         self.recent.append(doc)
         return doc
 
     # -- draining -----------------------------------------------------------------------
-    def _remember(self, where: tuple[int, int], size: int, docs: list[dict[str, Any]],
-                  texts: list[bytes]) -> None:
+    def _remember(self, where: tuple[int, int], size: int,
+                  sealed: list[tuple[dict[str, Any], bytes, int]]) -> None:
         """Keep the documents of a spool record for the drain, which then need not parse
         them back from disk (that parse cost as much as the store write), nor have the
         store check and serialize them again: they go as `ecs.Prepared` with the JSON the
@@ -501,29 +529,30 @@ class AuditTrail:
         (the store is down) they are read from disk."""
         if self._cached_docs < _CACHE_DOCS and (self._store is not None
                                                 or self._connect is not None):
-            self._cache[where] = ([_prepared(d, t) for d, t in zip(docs, texts, strict=True)],
+            self._cache[where] = ([_prepared(*t) for t in sealed],
                                   where[1] + HEADER_SIZE + size)
-            self._cached_docs += len(docs)
+            self._cached_docs += len(sealed)
 
     def _held_batch(self) -> tuple[list[Record], list[ecs.Prepared]] | None:
         """The oldest spooled records and their documents when this process still holds
         them (lock taken here): their positions are known, so they are not read back
         from disk (that read and its checksum cost a quarter of the drain). None when the
         oldest record is not held (left by an earlier process, or past the cache bound):
-        the drain then reads the spool."""
+        the drain then reads the spool. The records come as one span (consecutive records
+        of one segment, which the spool acknowledges as one)."""
         with self._lock:
-            seg, off = self.spool.cursor()
-            recs: list[Record] = []
+            seg, off = start = self.spool.cursor()
             docs: list[ecs.Prepared] = []
+            n = 0
             # the cache is in append order and loses its oldest entries as they are
             # acknowledged: a batch is its leading run that continues from the cursor
             for (s, o), (mine, end) in self._cache.items():
-                if s != seg or o != off or len(recs) >= self.drain_batch:
+                if s != seg or o != off or n >= self.drain_batch:
                     break
-                recs.append(Record(s, o, end, 0, b""))
-                docs.extend(mine)
+                docs += mine
                 off = end
-        return (recs, docs) if recs else None
+                n += 1
+        return ([Record(seg, start[1], off, 0, b"")], docs) if n else None
 
     def _run(self) -> None:
         retry_at, backoff = 0.0, 0.5
@@ -603,8 +632,19 @@ class AuditTrail:
                               checkpointed=last["event"]["action"] == CHECKPOINT_ACTION))
         self.spool.ack_many(recs)
         with self._lock:
-            for rec in recs:
-                self._cache.pop((rec.segment, rec.offset), None)
+            cache = self._cache
+            if held is not None:  # the span's entries are the cache's oldest
+                span = recs[0]
+                done = []
+                for key in cache:
+                    if key[0] != span.segment or key[1] >= span.end:
+                        break
+                    done.append(key)
+                for key in done:
+                    del cache[key]
+            else:
+                for rec in recs:
+                    cache.pop((rec.segment, rec.offset), None)
             self._cached_docs -= cached
         return len(docs)
 
@@ -662,15 +702,20 @@ class AuditTrail:
         self.close()
 
 
-def _prepared(doc: dict[str, Any], text: bytes) -> ecs.Prepared:
+def _prepared(doc: dict[str, Any], text: bytes, ms: int | None = None) -> ecs.Prepared:
     """A sealed record as the store takes it (what `ecs.prepare` would make of it, without
     its checks: the trail builds every field itself, and `source.ip` passed `_source`).
-    The store then keeps exactly the bytes the chain hashed, key for key."""
-    ts = doc["@timestamp"]
+    The store then keeps exactly the bytes the chain hashed, key for key. `ms`: the
+    record's time, when known (else parsed from `@timestamp`)."""
+    event = doc["event"]
     src = doc.get("source")
-    return tuple.__new__(ecs.Prepared, (
-        "audit", doc["event"]["id"], ecs.to_millis(ts), DATASET, "event", None,
-        src.get("ip") if src else None, None, doc["message"], text, doc))
+    return _tuple_new(ecs.Prepared, (
+        "audit", event["id"], ecs.to_millis(doc["@timestamp"]) if ms is None else ms, DATASET,
+        event.get("kind"),
+        None, src.get("ip") if src else None, None, doc.get("message"), text, doc))
+
+
+_tuple_new = tuple.__new__
 
 
 def _installed_signer(cfg: Any) -> Signer | None:

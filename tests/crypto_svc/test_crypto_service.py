@@ -23,7 +23,7 @@ def _audit(store) -> list[dict]:
     store.refresh()
     docs = [d for d in store.scan(Selection(family="audit"), descending=False)
             if d["event"]["action"].startswith("crypto.")]
-    return sorted(docs, key=lambda d: d["event"]["sequence"])
+    return sorted(docs, key=lambda d: d["govsoc"]["audit"]["seq"])
 
 
 def _assert_no_secrets(doc: dict, *secrets: bytes) -> None:
