@@ -17,7 +17,9 @@ token whose secret was verified keeps its principal beside the cached record, fo
 as that very record stays cached: a request with the same secret then skips the SM3 of
 it (an exact comparison, in constant time, with the secret verified before), and the
 revocation bound above is unchanged (the record is checked for revocation and expiry
-first, on every request).
+first, on every request). A record read past half that time is served from memory and
+refetched once in the background, so no request waits on the store for a record it
+holds; a record is never served older than `CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -156,6 +158,12 @@ class Identity:
         # token id -> (the cached Token record it was verified against, secret, principal)
         self._verified: dict[str, tuple[Token, str, Principal]] = {}
         self._lock = threading.Lock()
+        # refresh-ahead: one background refetch of a record past half its cache time, so a
+        # request never waits on the store for a record it already holds (a slow store
+        # otherwise stalls every request that arrives while the record is refetched)
+        self._refreshing: set[str] = set()
+        self._refresher: Any = None
+        self._dropped = 0  # bumped by every drop: a refetch begun before it is not kept
 
     @classmethod
     def from_config(cls, cfg, store: EventStore) -> Identity:  # noqa: ANN001
@@ -367,7 +375,7 @@ class Identity:
         if rec is not None:
             rec["ended"] = True
             self._put(SESSION_DS, session_id, rec)
-        self._cache.pop(session_id, None)
+        self._drop(session_id)
 
     def _drop_sessions(self, name: str) -> None:
         for rec_doc in self.store.scan(Selection(family="state", dataset=SESSION_DS,
@@ -376,7 +384,7 @@ class Identity:
             if not rec["ended"]:
                 rec["ended"] = True
                 self._put(SESSION_DS, rec_doc["event"]["id"], rec)
-        self._cache.clear()
+        self._drop(None)
 
     # -- tokens --------------------------------------------------------------------------
     def create_token(self, label: str, *, roles_: list[str], departments: list[str] = (),
@@ -411,7 +419,7 @@ class Identity:
         tok = Token(**rec)
         tok.revoked = True
         self._put(TOKEN_DS, "token:" + tok.id, asdict(tok))
-        self._cache.pop("token:" + tok.id, None)
+        self._drop("token:" + tok.id)
         self._verified.pop(tok.id, None)
         return tok
 
@@ -460,15 +468,52 @@ class Identity:
     def _cached(self, doc_id: str, kind: type | None = None) -> Any:
         now = time.monotonic()
         hit = self._cache.get(doc_id)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
+        if hit is not None:
+            age = now - hit[0]
+            if age < CACHE_SECONDS:
+                if age >= CACHE_SECONDS / 2 and doc_id not in self._refreshing:
+                    self._refresh_ahead(doc_id, kind)
+                return hit[1]
+        return self._fetch(doc_id, kind, now, self._dropped)
+
+    def _fetch(self, doc_id: str, kind: type | None, now: float, dropped: int) -> Any:
         rec = self._get(doc_id)
         value = None if rec is None else (kind(**rec) if kind else rec)
         with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[doc_id] = (now, value)
+            if dropped == self._dropped:  # else a drop came meanwhile: this read may predate it
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[doc_id] = (now, value)
         return value
+
+    def _refresh_ahead(self, doc_id: str, kind: type | None) -> None:
+        with self._lock:
+            if doc_id in self._refreshing:
+                return
+            self._refreshing.add(doc_id)
+            if self._refresher is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._refresher = ThreadPoolExecutor(1, thread_name_prefix="identity-refresh")
+        dropped = self._dropped
+
+        def run() -> None:
+            try:
+                self._fetch(doc_id, kind, time.monotonic(), dropped)
+            except Exception:  # noqa: BLE001 - the store is down: the next request reads it
+                pass
+            finally:
+                with self._lock:
+                    self._refreshing.discard(doc_id)
+        self._refresher.submit(run)
+
+    def _drop(self, doc_id: str | None) -> None:
+        """Forget one cached record (None: all) at once, and any refetch still running."""
+        with self._lock:
+            self._dropped += 1
+            if doc_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(doc_id, None)
 
 
 def _check(values: Any, pattern: re.Pattern[str], what: str) -> list[str]:

@@ -248,3 +248,59 @@ def test_revocation_reaches_another_worker_within_the_cache_time(api_sqlite, mon
     time.sleep(0.3)
     assert other.token(secret) is None
 
+
+
+def _settled(identity):
+    deadline = time.monotonic() + 5
+    while identity._refreshing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not identity._refreshing
+
+
+def test_a_cached_token_is_refetched_ahead_in_the_background(api_sqlite, monkeypatch):
+    """Past half its cache time a record is served from memory and refetched once in the
+    background, so requests do not wait on the store; the refetched record (here: revoked
+    by another worker) is what the next request sees."""
+    from soc_api import identity as identity_mod
+
+    monkeypatch.setattr(identity_mod, "CACHE_SECONDS", 1.0)
+    api = api_sqlite
+    other = identity_mod.Identity.from_config(api.ctx.cfg, api.ctx.store)  # another worker
+    tok, secret = api.ctx.identity.create_token("ahead", roles_=["viewer"], created_by="test")
+    assert other.token(secret) is not None
+    api.ctx.identity.revoke_token(tok.id)
+    time.sleep(0.6)
+    assert other.token(secret) is not None  # still within the cache time: from memory
+    _settled(other)
+    assert other.token(secret) is None  # well within 1 s of the first read: refetched
+
+
+def test_a_refetch_begun_before_a_revocation_is_not_kept(api_sqlite, monkeypatch):
+    """A background refetch that read the record before this worker revoked it must not
+    put the unrevoked record back: a revocation holds at once where it was made."""
+    import threading
+
+    from soc_api import identity as identity_mod
+
+    monkeypatch.setattr(identity_mod, "CACHE_SECONDS", 1.0)
+    api = api_sqlite
+    read, release = threading.Event(), threading.Event()
+
+    class Slow(identity_mod.Identity):
+        def _get(self, doc_id):
+            rec = super()._get(doc_id)
+            if threading.current_thread().name.startswith("identity-refresh"):
+                read.set()
+                release.wait(5)
+            return rec
+
+    ident = Slow.from_config(api.ctx.cfg, api.ctx.store)
+    tok, secret = ident.create_token("race", roles_=["viewer"], created_by="test")
+    assert ident.token(secret) is not None
+    time.sleep(0.6)
+    assert ident.token(secret) is not None  # starts the refetch, which reads and waits
+    assert read.wait(5)
+    ident.revoke_token(tok.id)
+    release.set()
+    _settled(ident)
+    assert ident.token(secret) is None
