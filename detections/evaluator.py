@@ -373,8 +373,9 @@ def _longest(kind: str, val: str) -> str | None:
         best = val
     best = fold_case(best)
     # as it appears in JSON text: backslashes and quotes escaped; control characters are
-    # escaped in ways a literal cannot predict
-    if len(best) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
+    # escaped in ways a literal cannot predict. Long enough is counted in UTF-8 bytes, as
+    # the scan reads it: one emoji (4 bytes) says as much as three letters
+    if len(best.encode()) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
         return None
     return orjson.dumps(best).decode()[1:-1]
 
