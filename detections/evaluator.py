@@ -2,10 +2,12 @@
 
 The store-backed engine runs one query per rule, so a hunt over a few thousand events
 with SigmaHQ's 2,500 Windows rules pays 2,500 fixed query costs. Here each event is read
-once: a prefilter (one Aho-Corasick pass over the event's lowercased JSON text) picks the
-rules whose necessary literals occur in it, and only those are evaluated, as Python
-predicates compiled from the same pySigma condition tree (after the same govsoc pipeline)
-the store backends convert. The semantics are the SQLite store's, case for case:
+once: its group (dataset, channel/event id/provider, and which fields a record holds) names
+the rules that can match it at all, a prefilter (one RE2 literal set over the lowercased
+JSON text of the fields those rules read) keeps those whose necessary literals occur in
+it, and only those are evaluated, as Python predicates compiled from the same pySigma
+condition tree (after the same govsoc pipeline) the store backends convert. The
+semantics are the SQLite store's, case for case:
 
 - strings match case-insensitively unless `|cased` (Sigma's standard), wildcards `*`/`?`;
 - a field the event lacks never matches, and NOT of it is true (two-valued logic, as the
@@ -935,7 +937,7 @@ def presence(node: tuple, absent: Callable[[str], bool]) -> int:
 
 GUARD_FIELDS = 3  # the fields most rules constrain (Windows: channel, event id, provider)
 DIRECT = 6  # a group with this few prefilterable rules evaluates them without a scan
-MAX_GROUPS = 4096  # past this many groups, new ones are keyed without the record's layout
+MAX_GROUPS = 1024  # past this many groups, new ones are keyed without the record's layout
 
 
 class Evaluator:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from collectors.logs import read_evtx
+from detections import evaluator
 from detections.evaluator import Evaluator, Event, compile_rules, predicate
 from detections.rules import load_pack
 
@@ -56,7 +57,10 @@ def index_rules(tmp_path_factory):
     return compiled, [titles[c.id] for c in compiled]
 
 
-def test_the_index_drops_no_matching_rule(index_rules, shared_dir):
+@pytest.mark.parametrize("layouts", [True, False], ids=["by-layout", "past-the-group-cap"])
+def test_the_index_drops_no_matching_rule(index_rules, shared_dir, monkeypatch, layouts):
+    if not layouts:  # past MAX_GROUPS records are grouped without their layout
+        monkeypatch.setattr(evaluator, "MAX_GROUPS", 0)
     index_rules, names = index_rules
     records: list = []
     for name in FILES:
