@@ -1113,7 +1113,11 @@ class Evaluator:
         return _Group(sorted(always), self._scan(allowed))
 
     def _scan(self, rules: list[int]) -> _Scan:
-        fields = frozenset().union(*(self._fields[i] for i in rules))
+        read = set().union(*(self._fields[i] for i in rules))
+        # an EventData name is read from UserData where the record keeps it there (as
+        # `Event` does): its literals are in that text then
+        read.update([USER_DATA + f[_ED:] for f in read if f.startswith(EVENT_DATA)])
+        fields = frozenset(read)
         fields = self._scan_fields.setdefault(fields, fields)
         first = _Firsts()
         first.source = self._first
