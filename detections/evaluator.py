@@ -1012,6 +1012,9 @@ class Evaluator:
         self._fields = [frozenset(fields_of(r.ir)) for r in self.rules]
         self._bit = {f: 1 << n for n, f in enumerate(sorted(set().union(*self._fields)))}
         self._masks = [sum(self._bit[f] for f in fs) for fs in self._fields]
+        # the fields without any of which a rule is false: such a field absent rules it
+        # out at once, without walking its condition
+        self._needs = [sum(self._bit[f] for f in _needed(r.ir)) for r in self.rules]
         self._possible: dict[tuple[int, int], bool] = {}
 
     def predicate(self, i: int) -> Pred:
@@ -1080,13 +1083,15 @@ class Evaluator:
             mask |= bit
         return mask
 
-    def _can_match(self, i: int, absent: int) -> bool:
-        key = (i, self._masks[i] & absent)
+    def _can_match(self, i: int, gone: int) -> bool:
+        """Whether rule `i` can be true when the fields of the bits `gone` (some it
+        reads) are absent; kept per rule and such set."""
+        key = (i, gone)
         found = self._possible.get(key)
         if found is None:
-            gone = {f for f in self._fields[i] if self._bit[f] & key[1]}
+            names = {f for f in self._fields[i] if self._bit[f] & gone}
             found = self._possible[key] = presence(self.rules[i].ir,
-                                                   gone.__contains__) != _NO
+                                                   names.__contains__) != _NO
         return found
 
     def _group(self, dataset: str, kind: type | None, values: Any,
@@ -1106,8 +1111,13 @@ class Evaluator:
         if layout is not None and kind is not None:
             absent = self._absent_mask(kind, layout)
             if absent:
-                always = [i for i in always if self._can_match(i, absent)]
-                allowed = [i for i in allowed if self._can_match(i, absent)]
+                # per rule: no field it reads absent (values decide), a field it needs
+                # absent (out), else its condition's answer without those fields (kept)
+                masks, needs, can = self._masks, self._needs, self._can_match
+                always = [i for i in always if not (gone := masks[i] & absent)
+                          or (not needs[i] & gone and can(i, gone))]
+                allowed = [i for i in allowed if not (gone := masks[i] & absent)
+                           or (not needs[i] & gone and can(i, gone))]
         if len(allowed) <= DIRECT:
             return _Group(sorted(always + allowed), None)
         return _Group(sorted(always), self._scan(allowed))
