@@ -2,10 +2,12 @@
 
 The store-backed engine runs one query per rule, so a hunt over a few thousand events
 with SigmaHQ's 2,500 Windows rules pays 2,500 fixed query costs. Here each event is read
-once: a prefilter (one Aho-Corasick pass over the event's lowercased JSON text) picks the
-rules whose necessary literals occur in it, and only those are evaluated, as Python
-predicates compiled from the same pySigma condition tree (after the same govsoc pipeline)
-the store backends convert. The semantics are the SQLite store's, case for case:
+once: its group (dataset, channel/event id/provider, and which fields a record holds) names
+the rules that can match it at all, a prefilter (one RE2 literal set over the lowercased
+JSON text of the fields those rules read) keeps those whose necessary literals occur in
+it, and only those are evaluated, as Python predicates compiled from the same pySigma
+condition tree (after the same govsoc pipeline) the store backends convert. The
+semantics are the SQLite store's, case for case:
 
 - strings match case-insensitively unless `|cased` (Sigma's standard), wildcards `*`/`?`;
 - a field the event lacks never matches, and NOT of it is true (two-valued logic, as the
@@ -373,8 +375,9 @@ def _longest(kind: str, val: str) -> str | None:
         best = val
     best = fold_case(best)
     # as it appears in JSON text: backslashes and quotes escaped; control characters are
-    # escaped in ways a literal cannot predict
-    if len(best) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
+    # escaped in ways a literal cannot predict. Long enough is counted in UTF-8 bytes, as
+    # the scan reads it: one emoji (4 bytes) says as much as three letters
+    if len(best.encode()) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
         return None
     return orjson.dumps(best).decode()[1:-1]
 
@@ -821,15 +824,23 @@ class _Firsts(dict):
 
 
 @dataclass
+class _Scan:
+    """A group's prefilter: the fields whose text the literal set reads (those its
+    prefiltered rules read: a rule's literals lie in them) and, per literal, those of its
+    rules whose best necessary set holds it."""
+
+    fields: frozenset[str]
+    first: _Firsts
+
+
+@dataclass
 class _Group:
-    """The rules an event of one group (dataset, record kind, guard field values) can
-    match: those without a usable literal, evaluated on every such event, and those the
-    prefilter decides on; `first` caches, per literal, the latter whose best necessary
-    set holds it."""
+    """The rules an event of one group (dataset, record kind, guard field values, which
+    fields the record holds) can match: those evaluated on every such event, and those
+    `scan` decides on (None: every candidate is in `always`)."""
 
     always: list[int]
-    allowed: frozenset[int]
-    first: _Firsts = field(default_factory=_Firsts)
+    scan: _Scan | None
 
 
 _UNKNOWN = object()  # a guard value that cannot key a group (a list): no guard applies
@@ -893,20 +904,57 @@ def _absent_shortcut(pred: Pred, fields: list[str]) -> Pred:
     return shortcut
 
 
+# a condition's answer for the events of one layout, known only from which of its fields
+# are certainly absent: false, unknown (it depends on values), true; NOT is 2 - x, AND
+# the least of its children, OR the greatest
+_NO, _MAYBE, _YES = 0, 1, 2
+
+
+def presence(node: tuple, absent: Callable[[str], bool]) -> int:
+    """`_NO` when the condition is false on every event lacking the fields `absent` names
+    (whatever the others hold), `_YES` when true on every such event, else `_MAYBE`: as
+    the predicates answer, a test of an absent field is false (array fields: no element
+    matches), `null` of it true, `exists` of it its negation."""
+    op = node[0]
+    if op in ("str", "num", "bool", "re", "cmp"):
+        return _NO if absent(node[1]) else _MAYBE
+    if op == "ref":
+        return _NO if absent(node[1]) or absent(node[2]) else _MAYBE
+    if op == "kw":
+        return _NO if absent("message") else _MAYBE
+    if op == "null":
+        return _YES if absent(node[1]) else _MAYBE
+    if op == "exists":
+        return (_NO if node[2] else _YES) if absent(node[1]) else _MAYBE
+    if op == "not":
+        return _YES - presence(node[1], absent)
+    if op == "and":
+        return min((presence(c, absent) for c in node[1]), default=_YES)
+    if op == "or":
+        return max((presence(c, absent) for c in node[1]), default=_NO)
+    raise Unsupported(f"node {op}")
+
+
 GUARD_FIELDS = 3  # the fields most rules constrain (Windows: channel, event id, provider)
+DIRECT = 6  # a group with this few prefilterable rules evaluates them without a scan
+MAX_GROUPS = 1024  # past this many groups, new ones are keyed without the record's layout
 
 
 class Evaluator:
     """All rules, each event once. `match(doc)` -> indexes of the rules the event matches;
     `doc` an ECS document or a `SourceRecord`.
 
-    The rules an event can meet are found in two steps. Its group first: its dataset and
-    the values of the few fields most rules constrain to fixed values (a dict lookup; the
-    group's rules are worked out once, from each rule's own tests of those fields). Then
-    a prefilter: one RE2 set of every rule's necessary literals over the event's lowercased
-    JSON text (for a `SourceRecord`, the text of the fields it answers itself, and only
-    for rules reading nothing else), and only the group's rules whose literals are all
-    there are evaluated. Predicates are built on first use."""
+    The rules an event can meet are worked out once per group of events, a dict lookup
+    per event: its dataset, the values of the few fields most rules constrain to fixed
+    values (channel, event id, provider: each rule's own tests of those fields decide),
+    and, for a record that fills in its fields at once (`SourceRecord.fill`), which fields
+    it holds (its layout): a rule that is false whatever the values when the fields the
+    record lacks are absent (`presence`) is no candidate. A Sysmon process-creation rule
+    is thus never considered for a logon event. Of the candidates with necessary literals
+    (`literals`), only those whose literals all occur in the text of the fields they read
+    (one RE2 set of the group's literals over the case-folded scan text) are evaluated;
+    a group with few of them evaluates them all without a scan. Predicates are built on
+    first use."""
 
     def __init__(self, rules: Iterable[Compiled], *, generated: bool = True) -> None:
         self.rules = list(rules)
@@ -919,23 +967,34 @@ class Evaluator:
         for i, r in enumerate(self.rules):
             for ds in r.datasets:
                 self._by_dataset.setdefault(ds, []).append(i)
-        # one literal numbering and one RE2 set for every group (a set's DFA is built
-        # once, its states shared by all events)
-        self._numbers: dict[str, int] = {}
+        # one literal numbering for every rule: a group's scan takes its rules' literals
+        self._literals: dict[str, int] = {}
         self._sets: list[tuple[frozenset[int], ...]] = []
         for r in self.rules:
             sets = []
             for lits in r.need[:3]:  # the best three: a fourth seldom narrows further
-                numbers = self._numbers
+                numbers = self._literals
                 sets.append(frozenset([numbers.setdefault(lit, len(numbers))
                                        for lit in lits]))
             self._sets.append(tuple(sets))
-        self._set = None
-        if self._numbers:
-            self._set = re2.Set.SearchSet(_SET_OPTIONS)
-            for lit in self._numbers:  # numbered in insertion order, as the set numbers them
-                self._set.Add(re.escape(lit))
-            self._set.Compile()
+        # one RE2 set for every group: its DFA's states are built once and shared by all
+        # events (a set per group measured slower: each one's states cold in the caches)
+        self._set_match: Callable[[bytes], Any] | None = None
+        if self._literals:
+            rx = re2.Set.SearchSet(_SET_OPTIONS)
+            for lit in self._literals:  # numbered in insertion order, as the set numbers them
+                rx.Add(re.escape(lit))
+            rx.Compile()
+            # the compiled set asked directly when the installed google-re2 allows (the
+            # wrapper's Match is one Python call more per event)
+            self._set_match = getattr(getattr(rx, "_set", None), "Match", None) or rx.Match
+        self._first: dict[int, list[int]] = {}
+        for i, sets in enumerate(self._sets):
+            if sets:
+                for n in sets[0]:
+                    self._first.setdefault(n, []).append(i)
+        self._rest = [sets[1:] for sets in self._sets]  # what a rule needs beyond its first
+        self._scan_fields: dict[frozenset[str], frozenset[str]] = {}  # one object each
         found = [guards(r.ir) for r in self.rules]
         counts: dict[str, int] = {}
         for g in found:
@@ -947,19 +1006,16 @@ class Evaluator:
              if any(f in g for f in self.guard_fields) else None) for g in found]
         self._guard_preds: dict[int, Pred] = {}
         self._covered: dict[tuple[int, type], bool] = {}
-        self._bases: dict[tuple, tuple[list[int], set[int], list[int]]] = {}
-        self._first: dict[int, list[int]] = {}
-        self._rest = [sets[1:] for sets in self._sets]  # what a rule needs beyond its first
-        # the fields some rule reads: a record's scan text needs no others (a rule's
-        # literals are in the fields it reads)
-        read: set[str] = set()
-        for r in self.rules:
-            fields_of(r.ir, read)
-        self._read = frozenset(read)
-        for i, sets in enumerate(self._sets):
-            if sets:
-                for n in sets[0]:
-                    self._first.setdefault(n, []).append(i)
+        self._bases: dict[tuple, tuple[list[int], list[int], list[int]]] = {}
+        # each field a rule reads as one bit, so a rule's absent fields in a layout are
+        # one AND of two ints (the presence answer kept per rule and absent set)
+        self._fields = [frozenset(fields_of(r.ir)) for r in self.rules]
+        self._bit = {f: 1 << n for n, f in enumerate(sorted(set().union(*self._fields)))}
+        self._masks = [sum(self._bit[f] for f in fs) for fs in self._fields]
+        # the fields without any of which a rule is false: such a field absent rules it
+        # out at once, without walking its condition
+        self._needs = [sum(self._bit[f] for f in _needed(r.ir)) for r in self.rules]
+        self._possible: dict[tuple[int, int], bool] = {}
 
     def predicate(self, i: int) -> Pred:
         p = self._preds[i]
@@ -983,18 +1039,18 @@ class Evaluator:
             self._preds[i] = p
         return p
 
-    def _base(self, dataset: str, kind: type | None) -> tuple[list[int], set[int], list[int]]:
+    def _base(self, dataset: str, kind: type | None) -> tuple[list[int], list[int], list[int]]:
         """The dataset's rules for records of `kind` (None: ECS documents): those without
         a guard, split into always-evaluated and prefiltered, and those with a guard."""
         key = (dataset, kind)
         base = self._bases.get(key)
         if base is None:
-            always, allowed, guarded = [], set(), []
+            always, allowed, guarded = [], [], []
             for i in self._by_dataset.get(dataset, ()):
                 if self._guards[i] is not None:
                     guarded.append(i)
                 elif self._prefiltered(i, kind):
-                    allowed.add(i)
+                    allowed.append(i)
                 else:
                     always.append(i)
             base = self._bases[key] = (always, allowed, guarded)
@@ -1007,16 +1063,41 @@ class Evaluator:
             return False
         if kind is None:
             return True
-        key = (i, kind)  # asked once per group: kept, as fields_of walks the whole rule
+        key = (i, kind)  # asked once per group: kept
         found = self._covered.get(key)
         if found is None:
-            found = self._covered[key] = all(kind.covers(f)
-                                             for f in fields_of(self.rules[i].ir))
+            found = self._covered[key] = all(map(kind.covers, self._fields[i]))
         return found
 
-    def _group(self, dataset: str, kind: type | None, values: Any) -> _Group:
+    def _absent_mask(self, kind: type, layout: tuple[str, ...]) -> int:
+        """The bits of the fields rules read that a record of `kind` holding exactly the
+        covered paths `layout` certainly lacks (an EventData path falls back to UserData,
+        as `Event` reads it)."""
+        held = set(layout)
+        mask = 0
+        for f, bit in self._bit.items():
+            if not kind.covers(f) or f in held:
+                continue
+            if f.startswith(EVENT_DATA) and USER_DATA + f[_ED:] in held:
+                continue
+            mask |= bit
+        return mask
+
+    def _can_match(self, i: int, gone: int) -> bool:
+        """Whether rule `i` can be true when the fields of the bits `gone` (some it
+        reads) are absent; kept per rule and such set."""
+        key = (i, gone)
+        found = self._possible.get(key)
+        if found is None:
+            names = {f for f in self._fields[i] if self._bit[f] & gone}
+            found = self._possible[key] = presence(self.rules[i].ir,
+                                                   names.__contains__) != _NO
+        return found
+
+    def _group(self, dataset: str, kind: type | None, values: Any,
+               layout: tuple[str, ...] | None) -> _Group:
         always, allowed, guarded = self._base(dataset, kind)
-        always, allowed = list(always), set(allowed)
+        always, allowed = list(always), list(allowed)
         key_event = None if values is _UNKNOWN else Event(
             None, dict(zip(self.guard_fields, values, strict=True)).get)
         for i in guarded:
@@ -1026,50 +1107,77 @@ class Evaluator:
                     test = self._guard_preds[i] = predicate(self._guards[i])
                 if not test(key_event):
                     continue
-            if self._prefiltered(i, kind):
-                allowed.add(i)
-            else:
-                always.append(i)
-        group = _Group(always, frozenset(allowed))
-        group.first.source = self._first
-        group.first.allowed = group.allowed
-        return group
+            (allowed if self._prefiltered(i, kind) else always).append(i)
+        if layout is not None and kind is not None:
+            absent = self._absent_mask(kind, layout)
+            if absent:
+                # per rule: no field it reads absent (values decide), a field it needs
+                # absent (out), else its condition's answer without those fields (kept)
+                masks, needs, can = self._masks, self._needs, self._can_match
+                always = [i for i in always if not (gone := masks[i] & absent)
+                          or (not needs[i] & gone and can(i, gone))]
+                allowed = [i for i in allowed if not (gone := masks[i] & absent)
+                           or (not needs[i] & gone and can(i, gone))]
+        if len(allowed) <= DIRECT:
+            return _Group(sorted(always + allowed), None)
+        return _Group(sorted(always), self._scan(allowed))
+
+    def _scan(self, rules: list[int]) -> _Scan:
+        read = set().union(*(self._fields[i] for i in rules))
+        # an EventData name is read from UserData where the record keeps it there (as
+        # `Event` does): its literals are in that text then
+        read.update([USER_DATA + f[_ED:] for f in read if f.startswith(EVENT_DATA)])
+        fields = frozenset(read)
+        fields = self._scan_fields.setdefault(fields, fields)
+        first = _Firsts()
+        first.source = self._first
+        first.allowed = frozenset(rules)
+        return _Scan(fields, first)
 
     def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
+        layout = None
         if isinstance(doc, SourceRecord):
             kind: type | None = type(doc)
             ev = Event(None, record=doc)
             dataset = doc.dataset
+            r = ev.r
+            # the paths a filled record holds, taken before any lookup adds others
+            if type(r) is _Filled and len(self._groups) < MAX_GROUPS:
+                layout = tuple(r)
         else:
             kind = None
             ev = Event(doc)
             dataset = doc["event"]["dataset"]
-        key = (dataset, kind, tuple(map(ev.r.__getitem__, self.guard_fields)))
+            r = ev.r
         try:
+            key = (dataset, kind, tuple(map(r.__getitem__, self.guard_fields)), layout)
             group = self._groups.get(key)
         except TypeError:  # a list among the values: the dataset's group, unguarded
-            key = (dataset, kind, _UNKNOWN)
+            key = (dataset, kind, _UNKNOWN, layout)
             group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = self._group(dataset, kind, key[2])
+            group = self._groups[key] = self._group(dataset, kind, key[2], layout)
         cands = group.always
-        if group.allowed:
-            text = doc.scan_json(self._read) if kind is not None else orjson.dumps(doc)
-            hits = set(self._set.Match(_folded_utf8(text)) or ())
-            # the rules a hit literal opens (each once), then their other sets
-            opened = set(chain.from_iterable(map(group.first.__getitem__, hits)))
-            if opened:
-                rest = self._rest
-                more = []
-                for i in opened:
-                    for s in rest[i]:
-                        if hits.isdisjoint(s):
-                            break
-                    else:
-                        more.append(i)
-                if more:
-                    cands = [*cands, *more]
+        scan = group.scan
+        if scan is not None:
+            text = doc.scan_json(scan.fields) if kind is not None else orjson.dumps(doc)
+            hits = self._set_match(_folded_utf8(text))
+            if hits:
+                # the rules a hit literal opens (each once), then their other sets
+                opened = set(chain.from_iterable(map(scan.first.__getitem__, hits)))
+                if opened:
+                    hits = set(hits)
+                    rest = self._rest
+                    more = []
+                    for i in opened:
+                        for s in rest[i]:
+                            if hits.isdisjoint(s):
+                                break
+                        else:
+                            more.append(i)
+                    if more:
+                        cands = [*cands, *more]
         if not cands:
             return []
         preds = self._preds

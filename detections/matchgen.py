@@ -78,6 +78,9 @@ def _str_expr(src: _Source, t: str, kind: str, values: list[str]) -> str:
         if len(values) <= INLINE_SUBSTRINGS:
             return "(" + " or ".join(f"{_lit(v)} in {t}" for v in values) + ")"
         found = src.const(regex_test("|".join(re.escape(v) for v in values)))
+        if not any(v.isascii() for v in values):
+            # none can occur in an ASCII text, which `isascii` tells without reading it
+            return f"(not {t}.isascii() and {found}({t}))"
         return f"{found}({t})"
     rx = src.const(re.compile("|".join(f"(?:{v})" for v in values), re.DOTALL))
     return f"{rx}.fullmatch({t}) is not None"
