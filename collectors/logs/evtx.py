@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import struct
 import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from hashlib import blake2b
 from typing import Any
 
 import orjson
 
 from collectors.logs.records import LogStats
-from soc_core.ecs import format_time, make_event, parse_time, stable_id
+from soc_core.ecs import format_time, make_event, parse_time
 from soc_core.records import SourceRecord
 
 _LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information",
@@ -171,57 +173,76 @@ class _Parts:
     """What every event of a record needs, read (and checked) once: the record's `winlog`
     block, its flattened EventData, and the values the event's identity derives from."""
 
-    __slots__ = ("event_id", "channel", "computer", "record_id", "ts", "data", "winlog",
-                 "provider", "level", "dataset")
+    __slots__ = ("event_id", "channel", "computer", "record_id", "ts", "systime", "data",
+                 "winlog", "provider", "level", "dataset")
 
     def __init__(self, rec: dict[str, Any]) -> None:
+        # every record of a hunt comes through here: the values' usual types (what the
+        # parser gives: ints and strings) are taken as they are, the rest as `_text`,
+        # `_str` and `_int` read them
         event = rec["Event"]
         system = event["System"]
-        provider = system.get("Provider", {}).get("#attributes", {})
-        event_id = _int(_text(system.get("EventID")))
+        get = system.get
+        provider = get("Provider", {}).get("#attributes", {})
+        v = get("EventID")
+        event_id = v if type(v) is int else _int(_text(v))
         if event_id is None:
             raise ValueError("record has no EventID")
-        channel = _str(_text(system.get("Channel")))
-        computer = _str(_text(system.get("Computer")))
-        record_id = _str(_text(system.get("EventRecordID")))
-        self.ts = parse_time(system["TimeCreated"]["#attributes"]["SystemTime"])
+        v = get("Channel")
+        channel = v if type(v) is str else _str(_text(v))
+        v = get("Computer")
+        computer = v if type(v) is str else _str(_text(v))
+        v = get("EventRecordID")
+        record_id = str(v) if type(v) is int else _str(_text(v))
+        self.systime = system["TimeCreated"]["#attributes"]["SystemTime"]
+        self.ts = parse_time(self.systime)
         data = _flatten_event_data(event.get("EventData"))
         user_data = event.get("UserData")
+        name = provider.get("Name", "")
         winlog: dict[str, Any] = {
             "api": "wineventlog",
             "channel": channel,
             "event_id": str(event_id),
             "record_id": record_id,
             "computer_name": computer,
-            "provider_name": provider.get("Name", ""),
+            "provider_name": name,
         }
         if provider.get("Guid"):
             winlog["provider_guid"] = "{" + provider["Guid"].strip("{}") + "}"
-        execution = (system.get("Execution") or {}).get("#attributes", {})
+        execution = (get("Execution") or {}).get("#attributes", {})
         if execution:
-            winlog["process"] = {"pid": _int(execution.get("ProcessID")),
-                                 "thread": {"id": _int(execution.get("ThreadID"))}}
-        for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
-            t = _text(system.get(src))
-            if t is not None:
-                winlog[dst] = _int(t) if dst == "version" else _str(t)
-        keywords = _text(system.get("Keywords"))
+            pid, tid = execution.get("ProcessID"), execution.get("ThreadID")
+            winlog["process"] = {"pid": pid if type(pid) is int else _int(pid),
+                                 "thread": {"id": tid if type(tid) is int else _int(tid)}}
+        for src, dst in (("Task", "task"), ("Opcode", "opcode")):
+            v = get(src)
+            if type(v) is int:
+                winlog[dst] = str(v)
+            elif (t := _text(v)) is not None:
+                winlog[dst] = _str(t)
+        v = get("Version")
+        if type(v) is int:
+            winlog["version"] = v
+        elif (t := _text(v)) is not None:
+            winlog["version"] = _int(t)
+        keywords = _text(get("Keywords"))
         if keywords:
-            winlog["keywords"] = [_str(keywords)]
-        security = system.get("Security")
-        security = (security or {}) if isinstance(security, dict) else {}
-        sid = security.get("#attributes", {}).get("UserID")
-        if sid:
-            winlog["user"] = {"identifier": sid}
+            winlog["keywords"] = [keywords if type(keywords) is str else _str(keywords)]
+        security = get("Security")
+        if security and isinstance(security, dict):
+            sid = security.get("#attributes", {}).get("UserID")
+            if sid:
+                winlog["user"] = {"identifier": sid}
         if data:
             winlog["event_data"] = data
         if isinstance(user_data, dict):
             winlog["user_data"] = _flatten_event_data(next(iter(
                 (v for k, v in user_data.items() if k != "#attributes")), {}))
-        self.level = _int(_text(system.get("Level"))) or 0
+        v = get("Level")
+        self.level = (v if type(v) is int else _int(_text(v))) or 0
         self.event_id, self.channel, self.computer = event_id, channel, computer
         self.record_id, self.data, self.winlog = record_id, data, winlog
-        self.provider = provider.get("Name", "")
+        self.provider = name
         self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
 
 
@@ -290,6 +311,26 @@ _USER_DATA_PATHS = _Paths()
 _USER_DATA_PATHS.prefix = _USER_DATA
 
 
+_SYSTEM_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _record_id(p: _Parts) -> str:
+    """`stable_id(p.dataset, ("evtx", computer, channel, record id))`, the event's id
+    (`_complete`'s source key), hashed in one call: the text `stable_id` hashes for a
+    tuple part is the tuple's `str`."""
+    return blake2b(f"{p.dataset}\x1f('evtx', {p.computer!r}, {p.channel!r}, "
+                   f"{p.record_id!r})\x1f".encode(), digest_size=16).hexdigest()
+
+
+def _stored_time(p: _Parts) -> str:
+    """`format_time(p.ts)`: the parser writes SystemTime as `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
+    whose stored form (milliseconds, truncated) is its first 23 characters and a Z."""
+    s = p.systime
+    if type(s) is str and _SYSTEM_TIME.fullmatch(s):  # and `parse_time` took it
+        return s[:23] + "Z"
+    return format_time(p.ts)
+
+
 class EvtxRecord(SourceRecord):
     """One record for a sink that builds events on demand (`govsoc hunt`): the `winlog`
     block is read and checked now (a record `map_record` refuses is refused here too),
@@ -305,9 +346,7 @@ class EvtxRecord(SourceRecord):
     def __init__(self, rec: dict[str, Any]) -> None:
         p = _Parts(rec)
         self._parts = p
-        super().__init__(p.dataset,
-                         stable_id(p.dataset, ("evtx", p.computer, p.channel, p.record_id)),
-                         format_time(p.ts))
+        super().__init__(p.dataset, _record_id(p), _stored_time(p))
         # a data name holding a dot is nested by the event's dotted-key expansion: such a
         # record is answered from its event
         user = p.winlog.get("user_data") or {}
