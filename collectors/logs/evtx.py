@@ -170,11 +170,14 @@ def map_record(rec: dict[str, Any], source_key: Any = None) -> dict[str, Any]:
 
 
 class _Parts:
-    """What every event of a record needs, read (and checked) once: the record's `winlog`
-    block, its flattened EventData, and the values the event's identity derives from."""
+    """What every event of a record needs, read (and checked) once: the values the event's
+    identity derives from, its flattened EventData and UserData, and the record's `winlog`
+    block, made when first asked for (a hunt builds the events of the few records a rule
+    keeps; every other record needs only what its rules read)."""
 
-    __slots__ = ("event_id", "channel", "computer", "record_id", "ts", "systime", "data",
-                 "winlog", "provider", "level", "dataset")
+    __slots__ = ("event_id", "event_code", "channel", "computer", "record_id", "ts",
+                 "systime", "data", "user", "provider", "level", "dataset", "_system",
+                 "_names", "_winlog")
 
     def __init__(self, rec: dict[str, Any]) -> None:
         # every record of a hunt comes through here: the values' usual types (what the
@@ -196,15 +199,44 @@ class _Parts:
         record_id = str(v) if type(v) is int else _str(_text(v))
         self.systime = system["TimeCreated"]["#attributes"]["SystemTime"]
         self.ts = parse_time(self.systime)
-        data = _flatten_event_data(event.get("EventData"))
+        self.data = _flatten_event_data(event.get("EventData"))
         user_data = event.get("UserData")
-        name = provider.get("Name", "")
+        self.user = _flatten_event_data(next(iter(
+            (v for k, v in user_data.items() if k != "#attributes")), {})) \
+            if isinstance(user_data, dict) else None
+        self.provider = name = provider.get("Name", "")
+        v = get("Level")
+        self.level = (v if type(v) is int else _int(_text(v))) or 0
+        self.event_id, self.event_code = event_id, str(event_id)
+        self.channel, self.computer, self.record_id = channel, computer, record_id
+        self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+        self._system, self._names, self._winlog = system, (provider, name), None
+        # what making the block could refuse (a value of an unexpected shape) is refused
+        # now, as map_record refuses it: such a record's block is made at once
+        guid, ex, sec = provider.get("Guid"), get("Execution"), get("Security")
+        if ((guid and type(guid) is not str)
+                or (ex and (type(ex) is not dict
+                            or ((a := ex.get("#attributes", {})) and type(a) is not dict)))
+                or (sec and isinstance(sec, dict)
+                    and type(sec.get("#attributes", {})) is not dict)):
+            self._winlog = self._make_winlog()
+
+    @property
+    def winlog(self) -> dict[str, Any]:
+        w = self._winlog
+        if w is None:
+            w = self._winlog = self._make_winlog()
+        return w
+
+    def _make_winlog(self) -> dict[str, Any]:
+        get = self._system.get
+        provider, name = self._names
         winlog: dict[str, Any] = {
             "api": "wineventlog",
-            "channel": channel,
-            "event_id": str(event_id),
-            "record_id": record_id,
-            "computer_name": computer,
+            "channel": self.channel,
+            "event_id": self.event_code,
+            "record_id": self.record_id,
+            "computer_name": self.computer,
             "provider_name": name,
         }
         if provider.get("Guid"):
@@ -233,17 +265,15 @@ class _Parts:
             sid = security.get("#attributes", {}).get("UserID")
             if sid:
                 winlog["user"] = {"identifier": sid}
-        if data:
-            winlog["event_data"] = data
-        if isinstance(user_data, dict):
-            winlog["user_data"] = _flatten_event_data(next(iter(
-                (v for k, v in user_data.items() if k != "#attributes")), {}))
-        v = get("Level")
-        self.level = (v if type(v) is int else _int(_text(v))) or 0
-        self.event_id, self.channel, self.computer = event_id, channel, computer
-        self.record_id, self.data, self.winlog = record_id, data, winlog
-        self.provider = name
-        self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+        if self.data:
+            winlog["event_data"] = self.data
+        if self.user is not None:
+            winlog["user_data"] = self.user
+        return winlog
+
+    def system_values(self) -> tuple[str, ...]:
+        """The winlog block's channel, event_id, provider_name, computer_name, record_id."""
+        return (self.channel, self.event_code, self.provider, self.computer, self.record_id)
 
 
 def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
@@ -287,7 +317,8 @@ _SYSTEM_PATHS = {"winlog.channel": "channel", "winlog.event_id": "event_id",
 
 
 _SYSTEM_KEYS = tuple(_SYSTEM_PATHS)
-_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())
+_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())  # the order of `_Parts.system_values`
+_SYSTEM_AT = {path: i for i, path in enumerate(_SYSTEM_KEYS)}
 
 
 class _Paths(dict):
@@ -349,8 +380,7 @@ class EvtxRecord(SourceRecord):
         super().__init__(p.dataset, _record_id(p), _stored_time(p))
         # a data name holding a dot is nested by the event's dotted-key expansion: such a
         # record is answered from its event
-        user = p.winlog.get("user_data") or {}
-        self._plain = "." not in "".join(p.data) and "." not in "".join(user)
+        self._plain = "." not in "".join(p.data) and "." not in "".join(p.user or ())
         if not self._plain:
             self.event()  # and its errors surface now, as map_record's would
 
@@ -362,10 +392,10 @@ class EvtxRecord(SourceRecord):
             if path.startswith(_EVENT_DATA):
                 return self._parts.data.get(path[18:])
             if path.startswith(_USER_DATA):
-                return (self._parts.winlog.get("user_data") or {}).get(path[17:])
-            leaf = _SYSTEM_PATHS.get(path)
-            if leaf is not None:
-                return self._parts.winlog[leaf]
+                return (self._parts.user or {}).get(path[17:])
+            at = _SYSTEM_AT.get(path)
+            if at is not None:
+                return self._parts.system_values()[at]
             if path == "message":
                 return None
         return super().get(path)
@@ -374,11 +404,11 @@ class EvtxRecord(SourceRecord):
         if not self._plain:
             return False
         # one update per block, the loops in C: this runs for every record of a hunt
-        w = self._parts.winlog
-        into.update(zip(_SYSTEM_KEYS, map(w.__getitem__, _SYSTEM_LEAVES), strict=True))
-        data = self._parts.data
+        p = self._parts
+        into.update(zip(_SYSTEM_KEYS, p.system_values(), strict=True))
+        data = p.data
         into.update(zip(_EVENT_DATA_PATHS[tuple(data)], data.values(), strict=True))
-        user = w.get("user_data")
+        user = p.user
         if user:
             into.update(zip(_USER_DATA_PATHS[tuple(user)], user.values(), strict=True))
         return True
@@ -389,12 +419,12 @@ class EvtxRecord(SourceRecord):
     def scan_json(self, fields: frozenset[str] | None = None) -> bytes:
         if not self._plain:
             return orjson.dumps(self.event())
-        w = self._parts.winlog
-        data = self._parts.data
-        user = w.get("user_data") or {}
+        p = self._parts
+        w = dict(zip(_SYSTEM_LEAVES, p.system_values(), strict=True))
+        data = p.data
+        user = p.user or {}
         if fields is None:
-            return (orjson.dumps({k: w[k] for k in _SYSTEM_LEAVES}) + orjson.dumps(data)
-                    + orjson.dumps(user))
+            return orjson.dumps(w) + orjson.dumps(data) + orjson.dumps(user)
         # only the fields asked for: the automaton scanning this text walks every byte
         system = _scanned(fields, _SYSTEM_SCAN, ())
         names = _scanned(fields, _EVENT_DATA, tuple(data))
