@@ -702,9 +702,10 @@ def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], i
             except RuntimeError as exc:  # unrecoverable damage: the rest is unreadable
                 stats.bad(f"EVTX damage stops the file: {str(exc)[:160]}", path)
                 break
-            for w in caught:
-                stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
-            caught.clear()
+            if caught:
+                for w in caught:
+                    stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
+                caught.clear()
             stats.lines += 1
             try:
                 yield orjson.loads(rec["data"]), int(rec["event_record_id"])
