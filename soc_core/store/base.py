@@ -10,7 +10,6 @@ Results are sorted by (`@timestamp`, `event.id`), which makes the cursor of
 from __future__ import annotations
 
 import abc
-import contextlib
 import copy
 import logging
 import random
@@ -152,15 +151,6 @@ class EventStore(abc.ABC):
 
     def __enter__(self) -> EventStore:
         return self
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """The writes made inside, as one unit where the backend can (SQLite: one
-        transaction; an error inside undoes them all), for a writer making many small
-        writes in a row while it owns the store (`govsoc hunt`'s alerts, a rule's batch
-        each): fewer commits, each index page written once. Reads inside see the writes.
-        Elsewhere each write is its own, as without it."""
-        yield
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -3,11 +3,10 @@ fields, FTS5 over `message`. One box, no server."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -212,7 +211,6 @@ class SqliteStore(EventStore):
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.lock = threading.RLock()
-        self._batched = False  # inside `batch()`: each write a savepoint of its transaction
         self._checkpointer: _Checkpointer | None = None
         self._grouper: sqlite3.Connection | None = None
 
@@ -394,21 +392,7 @@ class SqliteStore(EventStore):
         return out
 
     def _tx(self):
-        return _Savepoint(self.conn) if self._batched else _Transaction(self.conn)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        # the store's lock held throughout: another thread's writes would join the batch
-        with self.lock:
-            if self._batched:
-                yield
-                return
-            with _Transaction(self.conn):
-                self._batched = True
-                try:
-                    yield
-                finally:
-                    self._batched = False
+        return _Transaction(self.conn)
 
     def _read_versioned(self, family: str, doc_id: str
                         ) -> tuple[dict[str, Any] | None, Any]:
@@ -619,22 +603,6 @@ class _Checkpointer:
             except sqlite3.Error:  # busy or closing: the next write pokes again
                 pass
             self.done.wait(self.INTERVAL)
-
-
-class _Savepoint:
-    """A write inside `batch()`'s transaction: an error rolls back this write alone, as its
-    own transaction would have (the batch goes on or is undone by its caller)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("SAVEPOINT govsoc_write")
-
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        if exc_type is not None:
-            self.conn.execute("ROLLBACK TO govsoc_write")
-        self.conn.execute("RELEASE govsoc_write")
 
 
 class _Transaction:

@@ -37,27 +37,3 @@ def test_write_if_compares_versions(store):
     assert doc["govsoc"]["n"] == 14 == store.get("state", "cas-1")["govsoc"]["n"]
     with pytest.raises(StoreError, match="mutable"):
         store.read_versioned("events", "x")
-
-
-def test_batch_writes_as_one_unit(store):
-    """`batch()`: the writes inside (compare-and-set ones too) are read back inside and
-    kept after it; on SQLite they are one transaction, an error inside undoes them all."""
-    with store.batch():
-        v1 = store.write_if(_doc(1, "batch-1"), None)
-        res = store.write_many_if([(_doc(2, "batch-2"), None), (_doc(9, "batch-1"), None)])
-        assert res.conflicts == ["batch-1"]  # exists already, inside the batch
-        assert store.read_versioned("state", "batch-1") == (
-            store.read_versioned("state", "batch-1")[0], v1)
-        with pytest.raises(VersionConflict):  # a failed write inside: the batch goes on
-            store.write_if(_doc(3, "batch-2"), None)
-    store.refresh()
-    assert store.get("state", "batch-1")["govsoc"]["n"] == 1
-    assert store.get("state", "batch-2")["govsoc"]["n"] == 2
-    if store.backend != "sqlite":
-        return  # elsewhere each write is its own
-    with pytest.raises(RuntimeError), store.batch():
-        store.write_if(_doc(4, "batch-3"), None)
-        store.write([_doc(5, "batch-1")])
-        raise RuntimeError("the writer fails half-way")
-    assert store.get("state", "batch-3") is None
-    assert store.get("state", "batch-1")["govsoc"]["n"] == 1
