@@ -134,26 +134,27 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
     loader = Loader(store)
     # EVTX records come as SourceRecords: the evaluator reads their winlog fields, and
     # only the events it keeps (or every one, with import_all) are built
-    if import_all:
-        def take(event: dict[str, Any] | SourceRecord) -> None:
-            matches(event)
-            loader(event.event() if isinstance(event, SourceRecord) else event)
-    else:
-        def take(event: dict[str, Any] | SourceRecord) -> None:
-            matches(event)
-            if isinstance(event, SourceRecord):
-                loader.span_stored_form(event.timestamp)
-            else:
-                loader.span(event["@timestamp"])
     # evaluated in batches, in the order read: matching each record right after the
     # parser made it costs ~12% more, the parser pushing the matcher's working set (the
     # literal automaton's states, the rules' code) out of the CPU caches every time
     pending: list[dict[str, Any] | SourceRecord] = []
+    if import_all:
+        def drain() -> None:
+            for event in pending:
+                matches(event)
+                loader(event.event() if isinstance(event, SourceRecord) else event)
+            pending.clear()
+    else:
+        span_stored, span = loader.span_stored_form, loader.span
 
-    def drain() -> None:
-        for event in pending:
-            take(event)
-        pending.clear()
+        def drain() -> None:
+            for event in pending:
+                matches(event)
+                if isinstance(event, SourceRecord):
+                    span_stored(event.timestamp)
+                else:
+                    span(event["@timestamp"])
+            pending.clear()
 
     def sink(event: dict[str, Any] | SourceRecord) -> None:
         pending.append(event)

@@ -118,15 +118,30 @@ class Skipped:
 class RulePack:
     rules: list[Rule]
     skipped: list[Skipped]  # files or documents that did not parse
+    # by_id's last answer, for the list it was made of and its length: an engine pass asks
+    # for it per correlation and slice, and over SigmaHQ's pack each took milliseconds
+    _ids: tuple[int, int, dict[str, Rule]] | None = field(default=None, init=False,
+                                                          repr=False, compare=False)
 
     def by_id(self) -> dict[str, Rule]:
-        return {r.id: r for r in self.rules}
+        """Rule id -> rule (a new dict: the caller may change it)."""
+        return dict(self._by_id())
+
+    def _by_id(self) -> dict[str, Rule]:
+        rules = self.rules
+        known = self._ids
+        if known is not None and known[0] == id(rules) and known[1] == len(rules) and (
+                not rules or known[2].get(rules[-1].id) is rules[-1]):
+            return known[2]
+        ids = {r.id: r for r in rules}
+        self._ids = (id(rules), len(rules), ids)
+        return ids
 
     def runnable(self, backend: str) -> list[Rule]:
         """Rules the engine runs on `backend`: collected log source, converted, and
         either alerting themselves or feeding a correlation."""
         out = []
-        ids = self.by_id()
+        ids = self._by_id()
         for r in self.rules:
             if r.is_correlation:
                 if all(b.id in ids and backend in ids[b.id].queries for b in self.bases(r)):
@@ -136,7 +151,7 @@ class RulePack:
         return out
 
     def bases(self, rule: Rule) -> list[Rule]:
-        ids = self.by_id()
+        ids = self._by_id()
         return [ids[str(ref.rule.id)] for ref in rule.sigma.rules
                 if isinstance(ref.rule, SigmaRule) and str(ref.rule.id) in ids]
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import struct
 import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from hashlib import blake2b
 from typing import Any
 
 import orjson
 
 from collectors.logs.records import LogStats
-from soc_core.ecs import format_time, make_event, parse_time, stable_id
+from soc_core.ecs import format_time, make_event, parse_time
 from soc_core.records import SourceRecord
 
 _LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information",
@@ -168,61 +170,110 @@ def map_record(rec: dict[str, Any], source_key: Any = None) -> dict[str, Any]:
 
 
 class _Parts:
-    """What every event of a record needs, read (and checked) once: the record's `winlog`
-    block, its flattened EventData, and the values the event's identity derives from."""
+    """What every event of a record needs, read (and checked) once: the values the event's
+    identity derives from, its flattened EventData and UserData, and the record's `winlog`
+    block, made when first asked for (a hunt builds the events of the few records a rule
+    keeps; every other record needs only what its rules read)."""
 
-    __slots__ = ("event_id", "channel", "computer", "record_id", "ts", "data", "winlog",
-                 "provider", "level", "dataset")
+    __slots__ = ("event_id", "event_code", "channel", "computer", "record_id", "ts",
+                 "systime", "data", "user", "provider", "level", "dataset", "_system",
+                 "_names", "_winlog")
 
     def __init__(self, rec: dict[str, Any]) -> None:
+        # every record of a hunt comes through here: the values' usual types (what the
+        # parser gives: ints and strings) are taken as they are, the rest as `_text`,
+        # `_str` and `_int` read them
         event = rec["Event"]
         system = event["System"]
-        provider = system.get("Provider", {}).get("#attributes", {})
-        event_id = _int(_text(system.get("EventID")))
+        get = system.get
+        provider = get("Provider", {}).get("#attributes", {})
+        v = get("EventID")
+        event_id = v if type(v) is int else _int(_text(v))
         if event_id is None:
             raise ValueError("record has no EventID")
-        channel = _str(_text(system.get("Channel")))
-        computer = _str(_text(system.get("Computer")))
-        record_id = _str(_text(system.get("EventRecordID")))
-        self.ts = parse_time(system["TimeCreated"]["#attributes"]["SystemTime"])
-        data = _flatten_event_data(event.get("EventData"))
+        v = get("Channel")
+        channel = v if type(v) is str else _str(_text(v))
+        v = get("Computer")
+        computer = v if type(v) is str else _str(_text(v))
+        v = get("EventRecordID")
+        record_id = str(v) if type(v) is int else _str(_text(v))
+        self.systime = system["TimeCreated"]["#attributes"]["SystemTime"]
+        self.ts = parse_time(self.systime)
+        self.data = _flatten_event_data(event.get("EventData"))
         user_data = event.get("UserData")
+        self.user = _flatten_event_data(next(iter(
+            (v for k, v in user_data.items() if k != "#attributes")), {})) \
+            if isinstance(user_data, dict) else None
+        self.provider = name = provider.get("Name", "")
+        v = get("Level")
+        self.level = (v if type(v) is int else _int(_text(v))) or 0
+        self.event_id, self.event_code = event_id, str(event_id)
+        self.channel, self.computer, self.record_id = channel, computer, record_id
+        self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+        self._system, self._names, self._winlog = system, (provider, name), None
+        # what making the block could refuse (a value of an unexpected shape) is refused
+        # now, as map_record refuses it: such a record's block is made at once
+        guid, ex, sec = provider.get("Guid"), get("Execution"), get("Security")
+        if ((guid and type(guid) is not str)
+                or (ex and (type(ex) is not dict
+                            or ((a := ex.get("#attributes", {})) and type(a) is not dict)))
+                or (sec and isinstance(sec, dict)
+                    and type(sec.get("#attributes", {})) is not dict)):
+            self._winlog = self._make_winlog()
+
+    @property
+    def winlog(self) -> dict[str, Any]:
+        w = self._winlog
+        if w is None:
+            w = self._winlog = self._make_winlog()
+        return w
+
+    def _make_winlog(self) -> dict[str, Any]:
+        get = self._system.get
+        provider, name = self._names
         winlog: dict[str, Any] = {
             "api": "wineventlog",
-            "channel": channel,
-            "event_id": str(event_id),
-            "record_id": record_id,
-            "computer_name": computer,
-            "provider_name": provider.get("Name", ""),
+            "channel": self.channel,
+            "event_id": self.event_code,
+            "record_id": self.record_id,
+            "computer_name": self.computer,
+            "provider_name": name,
         }
         if provider.get("Guid"):
             winlog["provider_guid"] = "{" + provider["Guid"].strip("{}") + "}"
-        execution = (system.get("Execution") or {}).get("#attributes", {})
+        execution = (get("Execution") or {}).get("#attributes", {})
         if execution:
-            winlog["process"] = {"pid": _int(execution.get("ProcessID")),
-                                 "thread": {"id": _int(execution.get("ThreadID"))}}
-        for src, dst in (("Task", "task"), ("Opcode", "opcode"), ("Version", "version")):
-            t = _text(system.get(src))
-            if t is not None:
-                winlog[dst] = _int(t) if dst == "version" else _str(t)
-        keywords = _text(system.get("Keywords"))
+            pid, tid = execution.get("ProcessID"), execution.get("ThreadID")
+            winlog["process"] = {"pid": pid if type(pid) is int else _int(pid),
+                                 "thread": {"id": tid if type(tid) is int else _int(tid)}}
+        for src, dst in (("Task", "task"), ("Opcode", "opcode")):
+            v = get(src)
+            if type(v) is int:
+                winlog[dst] = str(v)
+            elif (t := _text(v)) is not None:
+                winlog[dst] = _str(t)
+        v = get("Version")
+        if type(v) is int:
+            winlog["version"] = v
+        elif (t := _text(v)) is not None:
+            winlog["version"] = _int(t)
+        keywords = _text(get("Keywords"))
         if keywords:
-            winlog["keywords"] = [_str(keywords)]
-        security = system.get("Security")
-        security = (security or {}) if isinstance(security, dict) else {}
-        sid = security.get("#attributes", {}).get("UserID")
-        if sid:
-            winlog["user"] = {"identifier": sid}
-        if data:
-            winlog["event_data"] = data
-        if isinstance(user_data, dict):
-            winlog["user_data"] = _flatten_event_data(next(iter(
-                (v for k, v in user_data.items() if k != "#attributes")), {}))
-        self.level = _int(_text(system.get("Level"))) or 0
-        self.event_id, self.channel, self.computer = event_id, channel, computer
-        self.record_id, self.data, self.winlog = record_id, data, winlog
-        self.provider = provider.get("Name", "")
-        self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+            winlog["keywords"] = [keywords if type(keywords) is str else _str(keywords)]
+        security = get("Security")
+        if security and isinstance(security, dict):
+            sid = security.get("#attributes", {}).get("UserID")
+            if sid:
+                winlog["user"] = {"identifier": sid}
+        if self.data:
+            winlog["event_data"] = self.data
+        if self.user is not None:
+            winlog["user_data"] = self.user
+        return winlog
+
+    def system_values(self) -> tuple[str, ...]:
+        """The winlog block's channel, event_id, provider_name, computer_name, record_id."""
+        return (self.channel, self.event_code, self.provider, self.computer, self.record_id)
 
 
 def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
@@ -266,7 +317,8 @@ _SYSTEM_PATHS = {"winlog.channel": "channel", "winlog.event_id": "event_id",
 
 
 _SYSTEM_KEYS = tuple(_SYSTEM_PATHS)
-_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())
+_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())  # the order of `_Parts.system_values`
+_SYSTEM_AT = {path: i for i, path in enumerate(_SYSTEM_KEYS)}
 
 
 class _Paths(dict):
@@ -290,6 +342,26 @@ _USER_DATA_PATHS = _Paths()
 _USER_DATA_PATHS.prefix = _USER_DATA
 
 
+_SYSTEM_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _record_id(p: _Parts) -> str:
+    """`stable_id(p.dataset, ("evtx", computer, channel, record id))`, the event's id
+    (`_complete`'s source key), hashed in one call: the text `stable_id` hashes for a
+    tuple part is the tuple's `str`."""
+    return blake2b(f"{p.dataset}\x1f('evtx', {p.computer!r}, {p.channel!r}, "
+                   f"{p.record_id!r})\x1f".encode(), digest_size=16).hexdigest()
+
+
+def _stored_time(p: _Parts) -> str:
+    """`format_time(p.ts)`: the parser writes SystemTime as `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
+    whose stored form (milliseconds, truncated) is its first 23 characters and a Z."""
+    s = p.systime
+    if type(s) is str and _SYSTEM_TIME.fullmatch(s):  # and `parse_time` took it
+        return s[:23] + "Z"
+    return format_time(p.ts)
+
+
 class EvtxRecord(SourceRecord):
     """One record for a sink that builds events on demand (`govsoc hunt`): the `winlog`
     block is read and checked now (a record `map_record` refuses is refused here too),
@@ -305,13 +377,10 @@ class EvtxRecord(SourceRecord):
     def __init__(self, rec: dict[str, Any]) -> None:
         p = _Parts(rec)
         self._parts = p
-        super().__init__(p.dataset,
-                         stable_id(p.dataset, ("evtx", p.computer, p.channel, p.record_id)),
-                         format_time(p.ts))
+        super().__init__(p.dataset, _record_id(p), _stored_time(p))
         # a data name holding a dot is nested by the event's dotted-key expansion: such a
         # record is answered from its event
-        user = p.winlog.get("user_data") or {}
-        self._plain = "." not in "".join(p.data) and "." not in "".join(user)
+        self._plain = "." not in "".join(p.data) and "." not in "".join(p.user or ())
         if not self._plain:
             self.event()  # and its errors surface now, as map_record's would
 
@@ -323,10 +392,10 @@ class EvtxRecord(SourceRecord):
             if path.startswith(_EVENT_DATA):
                 return self._parts.data.get(path[18:])
             if path.startswith(_USER_DATA):
-                return (self._parts.winlog.get("user_data") or {}).get(path[17:])
-            leaf = _SYSTEM_PATHS.get(path)
-            if leaf is not None:
-                return self._parts.winlog[leaf]
+                return (self._parts.user or {}).get(path[17:])
+            at = _SYSTEM_AT.get(path)
+            if at is not None:
+                return self._parts.system_values()[at]
             if path == "message":
                 return None
         return super().get(path)
@@ -335,11 +404,11 @@ class EvtxRecord(SourceRecord):
         if not self._plain:
             return False
         # one update per block, the loops in C: this runs for every record of a hunt
-        w = self._parts.winlog
-        into.update(zip(_SYSTEM_KEYS, map(w.__getitem__, _SYSTEM_LEAVES), strict=True))
-        data = self._parts.data
+        p = self._parts
+        into.update(zip(_SYSTEM_KEYS, p.system_values(), strict=True))
+        data = p.data
         into.update(zip(_EVENT_DATA_PATHS[tuple(data)], data.values(), strict=True))
-        user = w.get("user_data")
+        user = p.user
         if user:
             into.update(zip(_USER_DATA_PATHS[tuple(user)], user.values(), strict=True))
         return True
@@ -350,12 +419,12 @@ class EvtxRecord(SourceRecord):
     def scan_json(self, fields: frozenset[str] | None = None) -> bytes:
         if not self._plain:
             return orjson.dumps(self.event())
-        w = self._parts.winlog
-        data = self._parts.data
-        user = w.get("user_data") or {}
+        p = self._parts
+        w = dict(zip(_SYSTEM_LEAVES, p.system_values(), strict=True))
+        data = p.data
+        user = p.user or {}
         if fields is None:
-            return (orjson.dumps({k: w[k] for k in _SYSTEM_LEAVES}) + orjson.dumps(data)
-                    + orjson.dumps(user))
+            return orjson.dumps(w) + orjson.dumps(data) + orjson.dumps(user)
         # only the fields asked for: the automaton scanning this text walks every byte
         system = _scanned(fields, _SYSTEM_SCAN, ())
         names = _scanned(fields, _EVENT_DATA, tuple(data))
@@ -633,9 +702,10 @@ def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], i
             except RuntimeError as exc:  # unrecoverable damage: the rest is unreadable
                 stats.bad(f"EVTX damage stops the file: {str(exc)[:160]}", path)
                 break
-            for w in caught:
-                stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
-            caught.clear()
+            if caught:
+                for w in caught:
+                    stats.bad(f"damaged record skipped: {str(w.message)[:160]}", path)
+                caught.clear()
             stats.lines += 1
             try:
                 yield orjson.loads(rec["data"]), int(rec["event_record_id"])

@@ -167,6 +167,62 @@ def test_record_without_system_block_is_rejected():
         map_record({"Event": {"EventData": {}}})
 
 
+def _record(**system) -> dict:
+    base = {"Provider": {"#attributes": {"Name": "P", "Guid": "{AB-CD}"}}, "EventID": 4688,
+            "Version": 2, "Level": 0, "Task": 13312, "Opcode": 0, "Keywords": "0x80",
+            "TimeCreated": {"#attributes": {"SystemTime": "2019-04-27T15:57:25.868863Z"}},
+            "EventRecordID": 6575, "Execution": {"#attributes": {"ProcessID": 4, "ThreadID": 8}},
+            "Channel": "Security", "Computer": "ws1",
+            "Security": {"#attributes": {"UserID": "S-1-5-18"}}}
+    base.update(system)
+    return {"Event": {"System": {k: v for k, v in base.items() if v is not ...},
+                      "EventData": {"NewProcessName": "C:\\w\\a.exe", "ProcessId": "0x10"}}}
+
+
+@pytest.mark.parametrize("system", [
+    {},
+    {"TimeCreated": {"#attributes": {"SystemTime": "2019-04-27T15:57:25.8688Z"}}},
+    {"TimeCreated": {"#attributes": {"SystemTime": "2019-W17-6T15:57:25.868863Z"}}},
+    {"TimeCreated": {"#attributes": {"SystemTime": "2019-04-27T17:57:25.868863+02:00"}}},
+    {"EventID": {"#text": "4688", "#attributes": {"Qualifiers": 0}}, "EventRecordID": "7",
+     "Channel": {"#text": "Security"}, "Version": "3", "Task": True, "Security": None},
+    {"Execution": ..., "Security": {}, "Keywords": None, "Provider": {"#attributes": {}}},
+])
+def test_lazy_record_is_the_event_map_record_makes(system):
+    """`EvtxRecord` (the hunt's record: its id and time cut short, its winlog block made on
+    demand) answers as `map_record`'s event, whatever the values' types and time forms."""
+    from collectors.logs.evtx import EvtxRecord
+
+    rec = _record(**system)
+    doc = map_record(rec)
+    lazy = EvtxRecord(rec)
+    assert (lazy.id, lazy.timestamp, lazy.dataset) == (
+        doc["event"]["id"], doc["@timestamp"], doc["event"]["dataset"])
+    filled: dict = {}
+    assert lazy.fill(filled)
+    for path in ("winlog.channel", "winlog.event_id", "winlog.provider_name",
+                 "winlog.computer_name", "winlog.record_id", "winlog.event_data.ProcessId"):
+        assert filled[path] == lazy.get(path) == ecs.get_field(doc, path)
+    assert lazy.event() == doc
+
+
+@pytest.mark.parametrize("system", [
+    {"Provider": {"#attributes": {"Name": "P", "Guid": 7}}},
+    {"Execution": "4"},
+    {"Execution": {"#attributes": "4"}},
+    {"Security": {"#attributes": None}},
+    {"TimeCreated": {"#attributes": {"SystemTime": "2019-04-27T25:57:25.868863Z"}}},
+])
+def test_lazy_record_refuses_what_map_record_refuses(system):
+    from collectors.logs.evtx import EvtxRecord
+
+    rec = _record(**system)
+    with pytest.raises((AttributeError, ValueError)) as made:
+        map_record(rec)
+    with pytest.raises(made.type):
+        EvtxRecord(rec)
+
+
 def test_cli_imports_and_rejects_non_evtx(tmp_path):
     env = {"GOVSOC_STORE_URL": f"sqlite:///{tmp_path}/g.db", "GOVSOC_DATA_DIR": str(tmp_path),
            "PATH": "/usr/bin:/bin"}
