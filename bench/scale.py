@@ -12,7 +12,8 @@
    a pass (lease `--lease` s).
 3. Agent CPU per host: bench/scale_agent.py's run(): the agent's CPU over `--agent-span`
    seconds (default 120, 12 cycles) without and then with 1,000 extra processes, 10 s
-   intervals, as a % of a core and CPU ms a cycle (target <= 2 % of a core).
+   intervals, as a % of a core and CPU ms a cycle (target <= 2 % of a core); as root on a
+   host of its own (pid and network namespaces), away from the machine's other churn.
 4. Live capture with 1 and then 2 workers (PACKET_FANOUT) at the same offered rate on a veth
    pair (root): received, kernel drops, the workers' CPU time and CPU per packet.
 
