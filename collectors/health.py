@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,12 @@ class Health:
                 self.reasons.append(reason)
 
     def snapshot(self) -> dict[str, Any]:
+        """Every field, as a new dict (its lists and dicts copied: they hold scalars), with
+        `updated` now. (dataclasses.asdict took 40 us where this takes a tenth.)"""
         with self._lock:
-            data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+            data = {k: getattr(self, k) for k in _FIELDS}
+        for k in _CONTAINERS:
+            data[k] = data[k].copy()
         data["updated"] = ecs.now_iso()
         return data
 
@@ -86,18 +91,47 @@ class Health:
                               fields, kind="metric")
 
 
+REWRITE_S = 10.0
+_made: set[Path] = set()  # directories this process made (no mkdir per snapshot)
+# path -> (the last snapshot written there, but for `updated`; when; the file's mtime)
+_written: dict[Path, tuple[bytes, float, int]] = {}
+_FIELDS = tuple(f.name for f in fields(Health))
+_CONTAINERS = tuple(f.name for f in fields(Health) if f.default_factory in (list, dict))
+
+
 def health_dir(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / "collectors"
 
 
 def save_snapshot(data_dir: str | os.PathLike[str], snap: dict[str, Any]) -> Path:
-    """Atomically replace `<data_dir>/collectors/<name>.health.json`."""
+    """Atomically replace `<data_dir>/collectors/<name>.health.json`.
+
+    A snapshot that differs from the one this process last wrote there only by its
+    `updated` time is written again only after REWRITE_S seconds (a shipper refreshes every
+    2 s; an idle one then costs a stat instead of a file replaced), unless that file was
+    removed or replaced meanwhile."""
     d = health_dir(data_dir)
-    d.mkdir(parents=True, exist_ok=True)
     path = d / f"{snap['name']}.health.json"
+    body = orjson.dumps({k: v for k, v in snap.items() if k != "updated"})
+    now = time.monotonic()
+    last = _written.get(path)
+    if last is not None and last[0] == body and now - last[1] < REWRITE_S:
+        try:
+            if os.stat(path).st_mtime_ns == last[2]:
+                return path
+        except OSError:
+            pass
+    if d not in _made:
+        d.mkdir(parents=True, exist_ok=True)
+        _made.add(d)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(orjson.dumps(snap, option=orjson.OPT_INDENT_2))
+    try:
+        tmp.write_bytes(orjson.dumps(snap, option=orjson.OPT_INDENT_2))
+    except FileNotFoundError:  # the directory went away: made again
+        d.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(orjson.dumps(snap, option=orjson.OPT_INDENT_2))
     os.replace(tmp, path)
+    _written[path] = (body, now, os.stat(path).st_mtime_ns)
     return path
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from collectors.host.fim import FileIntegrity
 from collectors.host.hashing import HashCache
 from collectors.host.metrics import MetricsCollector
-from collectors.host.processes import ProcessTracker, scan_proc
+from collectors.host.processes import ProcessTracker
 from collectors.host.sessions import SessionTracker
 from collectors.host.sockets import SocketTracker
 
@@ -31,7 +31,8 @@ class HostCollector:
         self.host = host_name or socket.gethostname()
         self.hashes = HashCache()
         self.processes = ProcessTracker(self.host, self.hashes)
-        self.sockets = SocketTracker(self.host, self._describe)
+        self.sockets = SocketTracker(self.host, self.processes.describe,
+                                     first=lambda p=self.processes: p.started)
         self.sessions = SessionTracker(self.host)
         self.metrics = MetricsCollector(self.host) if metrics else None
         paths = list(fim_paths)
@@ -41,13 +42,6 @@ class HostCollector:
         self.checkpoint = checkpoint
         self.cycles = 0
         self.counts: Counter = Counter()
-
-    def _describe(self, pid: int) -> dict[str, Any] | None:
-        info = self.processes.known.get(pid)
-        if info is not None:
-            return info.fields
-        ticks = scan_proc_one(pid)
-        return None if ticks is None else self.processes._describe(pid, ticks)
 
     def collect(self) -> Counter:
         """One cycle; returns events per dataset emitted by it."""
@@ -82,17 +76,14 @@ class HostCollector:
             except OSError as exc:  # a cycle that fails is retried at the next interval
                 log.warning("host collection cycle failed: %s", exc)
             if once:
-                return
+                break
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        # only a finished run lets go: a run restarted after a failure keeps what it knows
+        self.close()
+
+    def close(self) -> None:
+        """Give back what the trackers hold open (the process tracker's pidfds)."""
+        self.processes.close()
 
 
-def scan_proc_one(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-        return int(data[data.rfind(b")") + 2:].split(b" ", 20)[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-__all__ = ["HostCollector", "scan_proc"]
+__all__ = ["HostCollector"]
