@@ -60,19 +60,20 @@ def _reap(procs: list[subprocess.Popen]) -> None:
 
 
 def _cpu(pid: int) -> float:
-    """CPU seconds of the process's threads, to the nanosecond (/proc/<pid>/task/*/schedstat:
-    user + system time of each thread): utime + stime count 10 ms clock ticks, and a
-    cycle's cost is a few ms. (Threads that ended are not counted: the agent's run all
-    through.)"""
-    total = 0
+    """CPU seconds of the whole process: user + system of every thread, also of threads
+    that ended, and of children it reaped (/proc/<pid>/stat). The kernel keeps these as
+    the exact run time split by tick samples, so their sum is exact; at 10 ms granularity
+    a 120 s span resolves 0.01 % of a core."""
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[0])
+        with open(f"/proc/{pid}/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in f[11:15]) / _HZ
     except (OSError, ValueError, IndexError):
         t = psutil.Process(pid).cpu_times()
-        return t.user + t.system
-    return total / 1e9
+        return t.user + t.system + t.children_user + t.children_system
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
 
 
 def isolation_possible() -> bool:
