@@ -252,7 +252,9 @@ def prepare(doc: dict[str, Any]) -> Prepared:
     if not isinstance(doc, dict):
         raise EventError(f"an event must be a JSON object, got {type(doc).__name__}")
     text: bytes | None = _json(doc)
-    if b"\\" in text or _DOTTED_JSON.search(text):  # type: ignore[operator, arg-type]
+    # find, not `in`: bytes.__contains__ first tries its argument as an int and formats
+    # the TypeError it gets (~1.8 K instructions a document)
+    if text.find(b"\\") >= 0 or _DOTTED_JSON.search(text):  # type: ignore[union-attr, arg-type]
         expanded = expand_dotted(doc)
         if expanded is not doc:
             doc, text = expanded, None
