@@ -3,11 +3,13 @@ fields, FTS5 over `message`. One box, no server."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -52,8 +54,13 @@ END""",
 )
 FTS_SCHEMA = "".join(f"{sql};\n" for sql in FTS_DDL)
 DOCS_TS = "CREATE INDEX IF NOT EXISTS docs_ts ON docs (family, ts, dataset)"
-# the time indexes of databases made before docs_ts (setup() replaces them)
-_OLD_INDEXES = ("docs_time", "docs_dataset")
+# indexes of databases made before: the two time indexes docs_ts replaced, and the alert
+# indexes on json_extract expressions the alert columns replaced (setup() replaces them)
+_OLD_INDEXES = ("docs_time", "docs_dataset", "docs_alert_status", "docs_alert_changed")
+# columns each holding a field of the document exactly as json_extract reads it (written by
+# every insert; setup() adds them to a database made before them, filled from `doc`)
+DERIVED_COLUMNS = {**VALUE_COLUMNS, "govsoc.alert.status": "alert_status",
+                   "govsoc.alert.changed": "alert_changed"}
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS docs (
     rowid INTEGER PRIMARY KEY,
@@ -72,6 +79,8 @@ CREATE TABLE IF NOT EXISTS docs (
     -- idle hosts), each as json_extract reads it from `doc`. No index: a column costs an
     -- insert almost nothing, an index ~2 us an event
     destination_port, transport, protocol, conn_state,
+    -- sql.HOT_COLUMNS: the alert fields the analysts' lists read, indexed for alerts below
+    alert_status, alert_changed,
     UNIQUE (family, id)
 );
 -- one index for time and dataset: time order serves the newest-first lists and paging
@@ -85,13 +94,15 @@ CREATE INDEX IF NOT EXISTS docs_host ON docs (host_name, ts) WHERE host_name IS 
 CREATE INDEX IF NOT EXISTS docs_source_ip ON docs (source_ip, ts) WHERE source_ip IS NOT NULL;
 CREATE INDEX IF NOT EXISTS docs_destination_ip ON docs (destination_ip, ts)
     WHERE destination_ip IS NOT NULL;
--- the analysts' list: open alerts, newest first (partial: events never pay for it); the
--- expression is the one sql.Compiler writes for a term on this field (SCALAR_FIELDS)
-CREATE INDEX IF NOT EXISTS docs_alert_status ON docs
-    (json_extract(doc, '$."govsoc"."alert"."status"'), ts, id) WHERE family = 'alerts';
+-- the analysts' list: open alerts, newest first (partial: events never pay for it). On
+-- columns, not on json_extract expressions: a statement writing an index on a function
+-- that may fail must be able to undo itself, so SQLite gave every multi-row INSERT a
+-- statement journal (a copy of each index page it touched), 30 % of the insert.
+CREATE INDEX IF NOT EXISTS docs_alerts_by_status ON docs (alert_status, ts, id)
+    WHERE family = 'alerts';
 -- the console's live queue: alerts an analyst changed since a moment (partial, as above)
-CREATE INDEX IF NOT EXISTS docs_alert_changed ON docs
-    (json_extract(doc, '$."govsoc"."alert"."changed"')) WHERE family = 'alerts';
+CREATE INDEX IF NOT EXISTS docs_alerts_by_change ON docs (alert_changed)
+    WHERE family = 'alerts';
 {FTS_SCHEMA}
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -107,10 +118,11 @@ PRAGMAS = (
     "wal_autocheckpoint = 0",
 )
 _COLUMNS = ("family, id, ts, dataset, kind, host_name, source_ip, destination_ip, fts_text, "
-            "doc, destination_port, transport, protocol, conn_state")
-# the document arrives as UTF-8 bytes (orjson's output): SQLite takes them as text itself,
-# cheaper than decoding to a Python str first
-_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?)"
+            "doc, destination_port, transport, protocol, conn_state, alert_status, "
+            "alert_changed")
+# the document arrives as UTF-8 bytes (orjson's output), bound as a bytearray (see
+# row_values) that SQLite takes as text itself: no decoding to a Python str and back
+_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?, ?, ?)"
 # append families keep the first copy of an id; mutable ones take the newest
 INSERT = f"INSERT INTO docs ({_COLUMNS}) {_VALUES} ON CONFLICT DO NOTHING"
 UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
@@ -119,21 +131,42 @@ UPSERT = (f"INSERT INTO docs ({_COLUMNS}) {_VALUES} "
           "destination_ip = excluded.destination_ip, fts_text = excluded.fts_text, "
           "doc = excluded.doc, destination_port = excluded.destination_port, "
           "transport = excluded.transport, protocol = excluded.protocol, "
-          "conn_state = excluded.conn_state, version = docs.version + 1")
+          "conn_state = excluded.conn_state, alert_status = excluded.alert_status, "
+          "alert_changed = excluded.alert_changed, version = docs.version + 1")
 _INF = float("inf")
+# Rows a statement for append families: INSERT ... VALUES (...), (...), ... Each execution
+# of a statement opens a cursor on the table and on each of its 7 indexes, and seeks every
+# index from its root; a statement of many rows opens them once and keeps them where the
+# last row left them, so a row that lands beside the previous one (time order, appends)
+# skips the seek: 20 % less CPU an insert than one row a statement (bench/ingest.py's
+# events; 50 to 1,000 rows a statement alike). A shorter tail takes the largest size that
+# fits, down to one.
+_RUN_ROWS = (100, 10, 1)
+
+
+# What a row binds for SQL NULL. Python's sqlite3 (3.11) binds only int, float, str and
+# bytearray directly: any other value, None and bytes included, first goes through its
+# adapter protocol, which looks up `__adapt__` and `__conform__` and formats two
+# AttributeErrors on the way, ~2.5 K instructions a value, 4-5 values an event (a tenth of
+# an event's whole ingest). A NaN binds as a float, and SQLite stores a NaN as NULL.
+NULL = float("nan")
 
 
 def row_values(p: ecs.Prepared) -> tuple:
     """The values INSERT and UPSERT take for a prepared document: its indexed fields, the
-    full-text (CJK segmented), the JSON and the value columns (sql.VALUE_COLUMNS), each
-    exactly what json_extract would read from the JSON."""
+    full-text (CJK segmented), the JSON and the columns of DERIVED_COLUMNS, each exactly
+    what json_extract would read from the JSON; NULL for an absent value."""
     family, doc_id, millis, dataset, kind, host, src, dst_ip, msg, text, doc = p
-    if msg is not None and not msg.isascii():
+    if msg is None:
+        msg = NULL
+    elif not msg.isascii():
         msg = segment(msg)
-    port = transport = protocol = state = None
+    port = transport = protocol = state = NULL
     sub = doc.get("destination")
     if type(sub) is dict:
-        port = sub.get("port")  # None or an int 0-65535 (ecs checked it)
+        port = sub.get("port", NULL)  # absent or an int 0-65535 (ecs checked it)
+        if port is None:
+            port = NULL
     sub = doc.get("network")
     if type(sub) is dict:
         transport, protocol = sub.get("transport"), sub.get("protocol")
@@ -146,22 +179,32 @@ def row_values(p: ecs.Prepared) -> tuple:
         sub = sub.get("connection")
         if type(sub) is dict:
             state = _extracted(sub.get("state"))
-    return (family, doc_id, millis, dataset, kind, host, src, dst_ip, msg, text, port,
-            transport, protocol, state)
+    status = changed = NULL
+    sub = doc.get("govsoc")
+    if type(sub) is dict:
+        sub = sub.get("alert")
+        if type(sub) is dict:
+            status, changed = _extracted(sub.get("status")), _extracted(sub.get("changed"))
+    # a bytearray binds as a blob without the adapter lookup (CAST in _VALUES: text)
+    return (family, doc_id, millis, dataset, kind, NULL if host is None else host,
+            NULL if src is None else src, NULL if dst_ip is None else dst_ip, msg,
+            bytearray(text), port, transport, protocol, state, status, changed)
 
 
 def _extracted(value: Any) -> Any:
     """A JSON value as SQLite's json_extract returns it: scalars as themselves (true and
     false as 1 and 0, integers beyond 64 bits as reals), arrays and objects as JSON text."""
     kind = type(value)
-    if value is None or kind is str:
+    if kind is str:
         return value
+    if value is None:
+        return NULL
     if kind is bool:
         return int(value)
     if kind is int:
         return value if -(1 << 63) <= value < (1 << 63) else float(value)
     if kind is float:  # orjson writes NaN and infinities as null
-        return value if value == value and abs(value) != _INF else None
+        return value if value == value and abs(value) != _INF else NULL
     return orjson.dumps(value).decode()
 
 
@@ -174,6 +217,36 @@ FTS_NEW = ("INSERT INTO docs_fts (rowid, fts_text) SELECT rowid, fts_text FROM d
 _FTS_OLD = ("DROP TRIGGER IF EXISTS docs_fts_update", "DROP TRIGGER IF EXISTS docs_fts_delete",
             "DROP TABLE docs_fts")
 _CHUNK = 500  # ids per statement (below SQLite's bound-parameter limit)
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    # OR FAIL: a NOT NULL violation (none is expected: ecs.prepare sets every such field)
+    # stops the statement without undoing its earlier rows, so SQLite needs no statement
+    # journal for it; the caller's transaction still rolls the whole batch back on the error
+    return (f"INSERT OR FAIL INTO docs ({_COLUMNS}) VALUES "
+            + ", ".join([_VALUES.removeprefix("VALUES ")] * rows) + " ON CONFLICT DO NOTHING")
+
+
+def insert_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
+    """INSERT (append families: the first copy of an id stays) `row_values` rows, in their
+    order, many a statement (see _RUN_ROWS); returns how many were new."""
+    written = done = 0
+    left = len(rows)
+    flat = chain.from_iterable
+    for size in _RUN_ROWS:
+        runs = left // size
+        if not runs:
+            continue
+        end = done + runs * size
+        if size == 1:
+            params: Iterable[tuple] = rows[done:end]
+        else:
+            params = [tuple(flat(rows[i:i + size])) for i in range(done, end, size)]
+        # rowcount: the rows these statements inserted (a conflict inserts none)
+        written += max(conn.executemany(_insert_sql(size), params).rowcount, 0)
+        done, left = end, left - runs * size
+    return written
 
 
 def connect(path, timeout: float = 30.0) -> sqlite3.Connection:
@@ -245,26 +318,32 @@ class SqliteStore(EventStore):
                 self.conn.execute(FTS_NEW, (0,))
 
     def _migrate_columns_and_indexes(self) -> None:
-        """Databases made before the value columns and the one time index: add the columns,
-        fill them from the stored documents, and replace the two time indexes by docs_ts, in
-        one transaction (a one-off on the first start of a new version: seconds per million
-        documents). Another process may have just done it: checked again under the lock."""
+        """Databases made before the derived columns (DERIVED_COLUMNS), the one time index
+        or the alert indexes on columns: add the columns, fill them from the stored
+        documents, and drop the old indexes (docs_ts replaces the two time indexes; SCHEMA
+        then makes the alert indexes), in one transaction (a one-off on the first start of a
+        new version: seconds per million documents). Another process may have just done
+        it: checked again under the lock."""
         if not self._outdated():
             return
         with self._tx():
             if not self._outdated():
                 return
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(docs)")}
-            missing = [(f, c) for f, c in VALUE_COLUMNS.items() if c not in have]
+            missing = [(f, c) for f, c in DERIVED_COLUMNS.items() if c not in have]
             for _, col in missing:
                 self.conn.execute(f"ALTER TABLE docs ADD COLUMN {col}")
             if missing:
                 # only rows that gain a value are rewritten (SQLite reuses the parse of a
-                # document across the json_extract calls of one row)
+                # document across the json_extract calls of one row), and only documents
+                # whose text names a field's last key are parsed at all
                 values = [f"json_extract(doc, '{json_path(f)}')" for f, _ in missing]
+                keys = sorted({f.rsplit(".", 1)[-1] for f, _ in missing})
                 sets = ", ".join(f"{c} = {v}" for (_, c), v in zip(missing, values, strict=True))
-                self.conn.execute(f"UPDATE docs SET {sets} WHERE "
-                                  + " OR ".join(f"{v} IS NOT NULL" for v in values))
+                self.conn.execute(f"UPDATE docs SET {sets} WHERE ("
+                                  + " OR ".join(f"instr(doc, '\"{k}\"')" for k in keys)
+                                  + ") AND ("
+                                  + " OR ".join(f"{v} IS NOT NULL" for v in values) + ")")
             for name in _OLD_INDEXES:
                 self.conn.execute(f"DROP INDEX IF EXISTS {name}")
             self.conn.execute(DOCS_TS)
@@ -275,7 +354,7 @@ class SqliteStore(EventStore):
         if names and (names.isdisjoint({"docs_ts"}) or not names.isdisjoint(_OLD_INDEXES)):
             return True
         have = {r[1] for r in self.conn.execute("PRAGMA table_info(docs)")}
-        return bool(have) and not have.issuperset(VALUE_COLUMNS.values())
+        return bool(have) and not have.issuperset(DERIVED_COLUMNS.values())
 
     def _old_fts(self) -> bool:
         row = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
@@ -346,8 +425,7 @@ class SqliteStore(EventStore):
                 append.append(row)
         with self.lock, self._tx():
             last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
-            # rowcount counts the rows this statement inserted
-            result.written = max(self.conn.executemany(INSERT, append).rowcount, 0)
+            result.written = insert_rows(self.conn, append)
             result.duplicates = len(append) - result.written
             if mutable:
                 # one row per id, so an update here only meets a row from an earlier batch,

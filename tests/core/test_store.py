@@ -12,6 +12,7 @@ import pytest
 from tcp_relay import TcpRelay
 
 from soc_core import ecs
+from soc_core import query as q
 from soc_core.query import QueryError
 from soc_core.store import Selection, StoreError, StoreUnavailable, open_store
 
@@ -366,6 +367,58 @@ def test_sqlite_value_columns_and_one_time_index_reach_older_databases(tmp_path)
     plan = conn.execute("EXPLAIN QUERY PLAN SELECT doc FROM docs WHERE family = 'events' AND "
                         "dataset = 'network.flow' ORDER BY ts DESC, id DESC LIMIT 7").fetchall()
     assert "docs_ts" in plan[0][3]
+    conn.close()
+
+
+def _alert(i: int, status: str) -> dict:
+    return {"@timestamp": f"2026-01-01T00:00:{i:02d}.000Z", "message": f"alert n{i}",
+            "event": {"kind": "alert", "dataset": "govsoc.alert", "id": f"a-{i}"},
+            "govsoc": {"alert": {"status": status, "changed": f"2026-01-02T00:00:{i:02d}.000Z"}}}
+
+
+def test_sqlite_alert_columns_reach_older_databases(tmp_path):
+    """A database made when the alert indexes were on json_extract expressions (no alert
+    columns) opens with the columns filled from the stored alerts and the indexes on them;
+    the open-alert list, the changed-since query, dedupe and search answer as before, and
+    appends write the columns."""
+    db = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{db}")
+    assert not store.write([_alert(i, ["open", "closed"][i % 2]) for i in range(10)]
+                           + [ev(i, message=f"login failed n{i}") for i in range(20)]).rejected
+    store.close()
+    conn = sqlite3.connect(db, isolation_level=None)  # back to the layout before
+    conn.executescript("""
+        DROP INDEX docs_alerts_by_status; DROP INDEX docs_alerts_by_change;
+        ALTER TABLE docs DROP COLUMN alert_status; ALTER TABLE docs DROP COLUMN alert_changed;
+        CREATE INDEX docs_alert_status ON docs
+            (json_extract(doc, '$."govsoc"."alert"."status"'), ts, id) WHERE family = 'alerts';
+        CREATE INDEX docs_alert_changed ON docs
+            (json_extract(doc, '$."govsoc"."alert"."changed"')) WHERE family = 'alerts';""")
+    conn.close()
+    store = open_store(f"sqlite:///{db}")
+    open_ = Selection(family="alerts", filters={"govsoc.alert.status": "open"})
+    assert sorted(h["event"]["id"] for h in store.search(open_).hits) == [
+        f"a-{i}" for i in range(0, 10, 2)]
+    since = Selection(family="alerts", query=q.Range("govsoc.alert.changed",
+                                                     "2026-01-02T00:00:06.000Z", None,
+                                                     include_low=False))
+    assert store.count(since) == 3
+    again = store.write([_alert(i, "open") for i in range(10, 12)] + [ev(i) for i in range(20)])
+    assert (again.written, again.duplicates) == (2, 20)  # the events: exactly once
+    assert store.count(open_) == 7
+    assert store.count(Selection(text="n7")) == 1
+    store.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute(
+        "SELECT count(*) FROM docs WHERE alert_status IS NOT "
+        "json_extract(doc, '$.govsoc.alert.status') OR alert_changed IS NOT "
+        "json_extract(doc, '$.govsoc.alert.changed')").fetchone() == (0,)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"docs_alerts_by_status", "docs_alerts_by_change"} <= indexes
+    assert not indexes & {"docs_alert_status", "docs_alert_changed"}
+    plan = conn.execute("EXPLAIN QUERY PLAN SELECT doc FROM docs WHERE family = 'alerts' AND "
+                        "alert_status = 'open' ORDER BY ts DESC, id DESC LIMIT 5").fetchall()
+    assert "docs_alerts_by_status" in plan[0][3]
     conn.close()
 
 
