@@ -213,7 +213,8 @@ def test_a_silent_agent_shows_in_the_posture_with_one_alert(fleet, hosts, centra
 
     found = _wait("the agent reported silent", rows, every=1.0)
     assert found[quiet]["status"] == "silent"
-    assert found[quiet]["seconds_since"] > 2 * found[quiet]["interval_s"]
+    # silent once older than 2 intervals; seconds_since is rounded to 0.1 s
+    assert found[quiet]["seconds_since"] >= 2 * found[quiet]["interval_s"]
     assert found[hosts[0]]["interval_s"] == 2.0
     p = posture(store)["agents"]
     assert p["counts"]["silent"] >= 1
