@@ -65,7 +65,11 @@ from collectors.host import HashCache
 from collectors.host.processes import ProcessTracker
 pt = ProcessTracker("h", HashCache(), pidfds=sys.argv[1] == "pidfd")
 pt.collect(time.time())
+def exec_done(p):  # Popen returns after the fork: wait until the child runs sleep
+    while b"sleep" not in open(f"/proc/{p.pid}/cmdline", "rb").read():
+        time.sleep(0.001)
 a = subprocess.Popen(["sleep", "60"])
+exec_done(a)
 first = pt.collect(time.time())
 a.kill()
 a.wait()
@@ -73,6 +77,7 @@ time.sleep(0.05)  # another clock tick: (pid, start time) is a process's identit
 with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
     fh.write(str(a.pid - 1))
 b = subprocess.Popen(["sleep", "61"])
+exec_done(b)
 second = pt.collect(time.time())
 b.kill()
 b.wait()
@@ -118,6 +123,8 @@ for p in kids:
     p.kill()
     p.wait()
 late = subprocess.Popen(["sleep", "60"])
+while b"sleep" not in open(f"/proc/{late.pid}/cmdline", "rb").read():  # exec done
+    time.sleep(0.001)
 docs = pt.collect(time.time())
 late.kill()
 late.wait()
