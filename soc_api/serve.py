@@ -80,10 +80,14 @@ def serve(cfg, listen: Listen) -> None:  # noqa: ANN001
         raise SystemExit(1)
 
 
+def _tcp_socket(host: str) -> socket.socket:
+    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+
+
 def reuseport_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to (host, port) with SO_REUSEPORT: every worker binds its own,
     and the kernel gives each new connection to one of them."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock = _tcp_socket(host)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -97,7 +101,7 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 def _port_free(host: str, port: int) -> None:
     """Refuse a port another program listens on (a socket without SO_REUSEPORT cannot
     bind beside any listener), instead of sharing it silently."""
-    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    probe = _tcp_socket(host)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
