@@ -58,7 +58,10 @@ def test_agent_identifies_itself_reports_health_and_drains_on_sigterm(tmp_path):
     agent_id = (tmp_path / "data" / "agent" / "id").read_text().strip()
     with (tmp_path / "auth.log").open("a") as fh:  # read by the next run, once
         fh.write(LINE.format(9, 9))
-    second = _run_until(cfg, tmp_path, lambda: count("system.auth") >= 6)
+    # the host collector's first cycle describes every process on the machine: on a busy
+    # machine it can take longer than the two heartbeats and the log line
+    second = _run_until(cfg, tmp_path, lambda: count("system.auth") >= 6
+                        and count("system.process") > 0)
     assert second.returncode == 0, second.stderr[-2000:]
     assert (tmp_path / "data" / "agent" / "id").read_text().strip() == agent_id
     with open_store(url) as s:

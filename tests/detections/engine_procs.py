@@ -73,7 +73,9 @@ class EngineProc:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                # a clean stop finishes the pass under way and releases the lease (tests
+                # check that): on a loaded machine a pass over a cluster can outlast 30 s
+                self.proc.wait(120)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

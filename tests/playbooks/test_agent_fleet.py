@@ -35,11 +35,13 @@ INSTALLED = ("/opt/govsoc-agent", "/etc/govsoc-agent", "/var/lib/govsoc-agent", 
 # what a host looks like, by file name: compared before deploy and after undeploy. A host's
 # `/` is an overlay over the machine's, so the machine's own changes show through: /var/tmp
 # (the test Elasticsearch node's data), /var/cache and /root/.cache (the controller's pip
-# and wheelhouse caches) are left out; the agent writes none of them (pip runs without a
-# cache there).
+# and wheelhouse caches), and what other tests and tools on the machine make in root's home
+# meanwhile (Chromium's profile and NSS store, Maven's repository) are left out; the agent
+# writes none of them (pip runs without a cache there).
 SNAPSHOT = ("{ find /opt /etc /var /run /srv /usr/local /usr/lib/python3.11 -xdev; "
             "find /root -maxdepth 2; } 2>/dev/null | grep -v -e '^/var/log/auth.log' "
             "-e '^/var/tmp' -e '^/var/cache' -e '^/root/.cache' -e '^/root/.ansible' "
+            "-e '^/root/.config/chromium' -e '^/root/.pki' -e '^/root/.m2' "
             "-e '^/run/utmp' | sort")
 FIRST_LINES = 50
 
