@@ -211,7 +211,12 @@ def test_a_rule_nested_past_the_parser_is_interpreted():
     (r"ipconfig\s+/all", "ipconfig"), (r"\[String\]\s*\$VerbosePreference", "$verbosepreference"),
     (r"abcd?ef", "abc"), (r"(foo|bar)*bazqux", "bazqux"), (r"[abc]+defg+h", "defg"),
     (r"(?m)^cmd\.exe$", "cmd.exe"), (r"\.exe\\", ".exe\\\\"), (r"x\x41yz", None),
-    (r"(?i)ipconfig", None), (r"(?si)abc", None), (r"a|bcdef", None), (r"ab\Qcdef\E", None),
+    (r"a|bcdef", None), (r"ab\Qcdef\E", None),
+    # case-insensitive: ASCII runs, broken at k and s (RE2 also matches the Kelvin sign
+    # and the long s there) and at anything non-ASCII
+    (r"(?i)ipconfig", "ipconfig"), (r"(?si)abc", "abc"), (r"(?i)schtasks /create", " /create"),
+    (r"(?i)desktopxy", "topxy"), (r"(?i)ab\.Exe", "ab.exe"), (r"(?i)äbcdé", "bcd"),
+    (r"(?i)sks", None),
     (r"abc{2,3}de", None), (r"[a-z]{3}xyzw", "xyzw"),
 ])
 def test_regex_literal_is_in_every_match(pattern, literal):
