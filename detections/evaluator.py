@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -169,7 +170,7 @@ def literals(node: tuple) -> list[frozenset[str]]:
     if op == "str":
         vals = set()
         for kind, val in ((node[2], v) for v in node[3]):
-            best = _longest(kind, val)
+            best = _anchored(kind, val) or _longest(kind, val)
             if best is None:
                 vals = set()
                 break
@@ -205,6 +206,26 @@ def literals(node: tuple) -> list[frozenset[str]]:
     return out
 
 
+_NUMBER_TEXT = frozenset("0123456789+-.einfa")  # a number's or boolean's text, folded
+
+
+def _anchored(kind: str, val: str) -> str | None:
+    """For a test only a string value can pass, the value as a literal with its JSON
+    string's quote on the anchored side(s): `\\cmd.exe"` is at the end of some value,
+    not anywhere in a command line. None when a number, boolean, list or object could
+    pass the test as its text (`_text`), which the JSON holds without quotes."""
+    if kind not in ("eq", "pre", "suf") or not val:
+        return None
+    v = fold_case(val)
+    if set(v) <= _NUMBER_TEXT or any(ord(ch) < 0x20 for ch in v):
+        return None
+    if (kind != "suf" and v[0] in "[{") or (kind != "pre" and v[-1] in "]}"):
+        return None  # a list's or an object's text starts or ends so
+    text = orjson.dumps(v).decode()
+    lit = text if kind == "eq" else text[:-1] if kind == "pre" else text[1:]
+    return lit if len(lit.encode()) >= MIN_LITERAL else None
+
+
 def _key(path: str) -> str:
     return orjson.dumps(path.rsplit(".", 1)[-1].lower()).decode() + ":"
 
@@ -219,12 +240,16 @@ _RE_ESCAPE_ARG = {"x": 2, "p": 1, "P": 1}  # escapes followed by an argument
 
 
 def regex_literal(pattern: str) -> str | None:
-    """A string every match of a case-sensitive RE2 pattern contains (its longest run of
-    plain characters outside groups, classes and alternatives), as `_longest` writes a
-    literal; None when there is none or the pattern is not plain enough to be sure
-    (case-insensitive, an alternative at the top, `\\Q`...)."""
-    if _CASELESS.search(pattern) or "\\Q" in pattern:
+    """A string every match of an RE2 pattern contains (its longest run of
+    plain characters outside groups, classes and alternatives; case-insensitive: of ASCII
+    letters but k and s), as `_longest` writes a literal; None when there is none or the
+    pattern is not plain enough to be sure (an alternative at the top, `\\Q`...)."""
+    if "\\Q" in pattern:
         return None
+    # case-insensitive: a match holds the run in some case, whose fold is the run's fold
+    # as long as every letter's RE2 case orbit is just its two ASCII cases; k and s also
+    # match the Kelvin sign and the long s, so they (and any non-ASCII) break a run there
+    caseless = _CASELESS.search(pattern) is not None
     runs: list[str] = []
     run: list[str] = []
     i, n = 0, len(pattern)
@@ -313,7 +338,10 @@ def regex_literal(pattern: str) -> str | None:
             if i < n and pattern[i] in "?+":  # a lazy or possessive mark
                 i += 1
             continue
-        run.append(lit)
+        if caseless and (lit in "kKsS" or not lit.isascii()):
+            end()
+        else:
+            run.append(lit)
         if q == "+":
             end()
             i += 1
@@ -377,7 +405,9 @@ def _longest(kind: str, val: str) -> str | None:
     # as it appears in JSON text: backslashes and quotes escaped; control characters are
     # escaped in ways a literal cannot predict. Long enough is counted in UTF-8 bytes, as
     # the scan reads it: one emoji (4 bytes) says as much as three letters
-    if len(best.encode()) < MIN_LITERAL or any(ord(ch) < 0x20 for ch in best):
+    # (non-ASCII: two bytes, one Cyrillic or Greek letter, already say enough)
+    if len(best.encode()) < (MIN_LITERAL if best.isascii() else 2) or any(
+            ord(ch) < 0x20 for ch in best):
         return None
     return orjson.dumps(best).decode()[1:-1]
 
@@ -813,24 +843,33 @@ class Compiled:
 
 
 class _Firsts(dict):
-    """Literal -> the group's prefiltered rules whose best necessary set holds it, worked
-    out on first use."""
+    """Literal -> the group's prefiltered rules whose best necessary set holds it (a
+    literal of none: kept as `()` on first use, so a miss is one Python call a group)."""
 
-    __slots__ = ("source", "allowed")
+    __slots__ = ()
 
     def __missing__(self, n: int) -> tuple[int, ...]:
-        found = self[n] = tuple(i for i in self.source.get(n, ()) if i in self.allowed)
-        return found
+        self[n] = ()
+        return ()
 
 
 @dataclass
 class _Scan:
     """A group's prefilter: the fields whose text the literal set reads (those its
-    prefiltered rules read: a rule's literals lie in them) and, per literal, those of its
-    rules whose best necessary set holds it."""
+    prefiltered rules read: a rule's literals lie in them), per literal those of its
+    rules whose best necessary set holds it, and per such rule the sets it needs besides."""
 
     fields: frozenset[str]
     first: _Firsts
+    rest: dict[int, tuple[frozenset[int], ...]]
+    take: Callable[[dict[str, Any]], Any] | None  # a record's scanned values (None: its text)
+
+
+def _no_values(_r: dict[str, Any]) -> tuple:
+    return ()
+
+
+_dumps = orjson.dumps
 
 
 @dataclass
@@ -977,6 +1016,8 @@ class Evaluator:
                 sets.append(frozenset([numbers.setdefault(lit, len(numbers))
                                        for lit in lits]))
             self._sets.append(tuple(sets))
+        self._key_literals = {lit: n for lit, n in self._literals.items()
+                              if lit.startswith('"') and lit.endswith('":')}
         # one RE2 set for every group: its DFA's states are built once and shared by all
         # events (a set per group measured slower: each one's states cold in the caches)
         self._set_match: Callable[[bytes], Any] | None = None
@@ -988,12 +1029,6 @@ class Evaluator:
             # the compiled set asked directly when the installed google-re2 allows (the
             # wrapper's Match is one Python call more per event)
             self._set_match = getattr(getattr(rx, "_set", None), "Match", None) or rx.Match
-        self._first: dict[int, list[int]] = {}
-        for i, sets in enumerate(self._sets):
-            if sets:
-                for n in sets[0]:
-                    self._first.setdefault(n, []).append(i)
-        self._rest = [sets[1:] for sets in self._sets]  # what a rule needs beyond its first
         self._scan_fields: dict[frozenset[str], frozenset[str]] = {}  # one object each
         found = [guards(r.ir) for r in self.rules]
         counts: dict[str, int] = {}
@@ -1120,19 +1155,47 @@ class Evaluator:
                            or (not needs[i] & gone and can(i, gone))]
         if len(allowed) <= DIRECT:
             return _Group(sorted(always + allowed), None)
-        return _Group(sorted(always), self._scan(allowed))
+        if layout is not None and kind is not None:
+            # a field's JSON key is in the text of every record holding the field, so a
+            # set holding the key of a held field is met: it opens nothing (each record
+            # of the group would open the rule), the rule's other sets decide
+            keys = self._key_literals
+            certain = frozenset(keys[k] for k in map(_key, layout) if k in keys)
+        else:
+            certain = frozenset()
+        sets = {}
+        for i in allowed:
+            left = tuple(s for s in self._sets[i] if certain.isdisjoint(s))
+            if left:
+                sets[i] = left
+            else:
+                always.append(i)
+        if len(sets) <= DIRECT:
+            return _Group(sorted(always + list(sets)), None)
+        return _Group(sorted(always), self._scan(sets, layout))
 
-    def _scan(self, rules: list[int]) -> _Scan:
-        read = set().union(*(self._fields[i] for i in rules))
+    def _scan(self, sets: dict[int, tuple[frozenset[int], ...]],
+              layout: tuple[str, ...] | None) -> _Scan:
+        """The prefilter of the rules `sets` names (rule -> the literal sets it needs);
+        with the `layout` of records (their held fields' keys taken as met), the text
+        scanned is the JSON array of the scanned fields' values alone: each value's JSON
+        as in the record's text, no key (none is needed), half the bytes to scan."""
+        read = set().union(*(self._fields[i] for i in sets))
         # an EventData name is read from UserData where the record keeps it there (as
         # `Event` does): its literals are in that text then
         read.update([USER_DATA + f[_ED:] for f in read if f.startswith(EVENT_DATA)])
         fields = frozenset(read)
         fields = self._scan_fields.setdefault(fields, fields)
         first = _Firsts()
-        first.source = self._first
-        first.allowed = frozenset(rules)
-        return _Scan(fields, first)
+        for i, need in sets.items():
+            for n in need[0]:
+                first[n] = (*first.get(n, ()), i)
+        take = None
+        if layout is not None:
+            names = [p for p in layout if p in fields]
+            # itemgetter of one name gives the value itself: its JSON is just as good
+            take = itemgetter(*names) if names else _no_values
+        return _Scan(fields, first, {i: need[1:] for i, need in sets.items()}, take)
 
     def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
@@ -1161,14 +1224,18 @@ class Evaluator:
         cands = group.always
         scan = group.scan
         if scan is not None:
-            text = doc.scan_json(scan.fields) if kind is not None else orjson.dumps(doc)
+            take = scan.take
+            if take is not None:
+                text = _dumps(take(r))
+            else:
+                text = doc.scan_json(scan.fields) if kind is not None else orjson.dumps(doc)
             hits = self._set_match(_folded_utf8(text))
             if hits:
                 # the rules a hit literal opens (each once), then their other sets
                 opened = set(chain.from_iterable(map(scan.first.__getitem__, hits)))
                 if opened:
                     hits = set(hits)
-                    rest = self._rest
+                    rest = scan.rest
                     more = []
                     for i in opened:
                         for s in rest[i]:

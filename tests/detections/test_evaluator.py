@@ -154,6 +154,47 @@ def test_rule_selection_drops_no_match(rules):
     assert checked > 800 and matched > 150
 
 
+def test_the_index_keeps_every_matching_pair(rules):
+    """The literals and groups that narrow a record's candidates (values anchored at their
+    JSON quotes, case-insensitive regex runs, two-byte non-ASCII letters, a held field's
+    key taken as met, the scan of the scanned values without their keys) drop no match:
+    over every record of the corpus, the (rule, record) pairs `match` finds are exactly
+    those every rule of the record's dataset, run without any index, accepts."""
+    _, compiled, _ = rules
+    records: list = []
+    for f in sorted(SAMPLES.rglob("*.evtx")):
+        read_evtx(str(f), records.append, lazy=True)
+    ev = Evaluator(compiled)
+    got = {(i, n) for n, rec in enumerate(records) for i in ev.match(rec)}
+    # the narrowing is there to be tested: quoted and case-insensitive literals, groups
+    # scanning values alone
+    lits = list(ev._literals)
+    assert sum(x.endswith('"') and not x.endswith('":') for x in lits) > 1000
+    caseless = [node[2] for c in compiled for node in _nodes(c.ir)
+                if node[0] == "re" and node[2].startswith("(?i)")]
+    assert sum(regex_literal(p) in lits for p in caseless) >= 5
+    assert any(g.scan is not None and g.scan.take is not None for g in ev._groups.values())
+    by_dataset: dict[str, list[int]] = collections.defaultdict(list)
+    for i, c in enumerate(compiled):
+        for ds in c.datasets:
+            by_dataset[ds].append(i)
+    want = set()
+    for n, rec in enumerate(records):
+        event = Event(None, record=rec)
+        want.update((i, n) for i in by_dataset[rec.dataset] if ev.predicate(i)(event))
+    assert len(want) > 1500
+    assert got == want, sorted((compiled[i].id, records[n].id) for i, n in got ^ want)[:10]
+
+
+def _nodes(node):
+    yield node
+    if node[0] in ("and", "or"):
+        for c in node[1]:
+            yield from _nodes(c)
+    elif node[0] == "not":
+        yield from _nodes(node[1])
+
+
 def test_generated_matchers_answer_as_the_interpreted_ones(rules):
     """Each rule's generated function (`matchgen`, what the hunt runs) and its tree of
     interpreted predicates give the same answer on every (rule, record) of the corpus,
@@ -211,7 +252,12 @@ def test_a_rule_nested_past_the_parser_is_interpreted():
     (r"ipconfig\s+/all", "ipconfig"), (r"\[String\]\s*\$VerbosePreference", "$verbosepreference"),
     (r"abcd?ef", "abc"), (r"(foo|bar)*bazqux", "bazqux"), (r"[abc]+defg+h", "defg"),
     (r"(?m)^cmd\.exe$", "cmd.exe"), (r"\.exe\\", ".exe\\\\"), (r"x\x41yz", None),
-    (r"(?i)ipconfig", None), (r"(?si)abc", None), (r"a|bcdef", None), (r"ab\Qcdef\E", None),
+    (r"a|bcdef", None), (r"ab\Qcdef\E", None),
+    # case-insensitive: ASCII runs, broken at k and s (RE2 also matches the Kelvin sign
+    # and the long s there) and at anything non-ASCII
+    (r"(?i)ipconfig", "ipconfig"), (r"(?si)abc", "abc"), (r"(?i)schtasks /create", " /create"),
+    (r"(?i)desktopxy", "topxy"), (r"(?i)ab\.Exe", "ab.exe"), (r"(?i)äbcdé", "bcd"),
+    (r"(?i)sks", None),
     (r"abc{2,3}de", None), (r"[a-z]{3}xyzw", "xyzw"),
 ])
 def test_regex_literal_is_in_every_match(pattern, literal):
