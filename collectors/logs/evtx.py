@@ -116,14 +116,23 @@ def _int(v: Any) -> int | None:
         return None
 
 
+_IPS: dict[str, str | None] = {}  # text -> its address (a log repeats a few): bounded
+
+
 def _ip(v: Any) -> str | None:
     s = _str(v).strip()
-    if s.startswith("::ffff:") and "." in s:
-        s = s[7:]
     try:
-        return str(ipaddress.ip_address(s))
+        return _IPS[s]
+    except KeyError:
+        pass
+    t = s[7:] if s.startswith("::ffff:") and "." in s else s
+    try:
+        found: str | None = str(ipaddress.ip_address(t))
     except ValueError:
-        return None
+        found = None
+    if len(_IPS) < 10_000:
+        _IPS[s] = found
+    return found
 
 
 def _port(v: Any) -> int | None:
