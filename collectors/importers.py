@@ -108,7 +108,9 @@ def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[Any], An
             from collectors.logs import read_evtx
 
             try:
-                read_evtx(str(path), counted, lazy=lazy)
+                # the sink itself (no counting call for every record): the file's events
+                # are those its stats count, each one handed to the sink
+                count = read_evtx(str(path), sink, lazy=lazy).events_total
             except ValueError as exc:  # EvtxError: the file as a whole is unreadable
                 raise EvidenceError(str(exc)) from None
         else:

@@ -17,7 +17,9 @@ import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from hashlib import blake2b
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -114,14 +116,23 @@ def _int(v: Any) -> int | None:
         return None
 
 
+_IPS: dict[str, str | None] = {}  # text -> its address (a log repeats a few): bounded
+
+
 def _ip(v: Any) -> str | None:
     s = _str(v).strip()
-    if s.startswith("::ffff:") and "." in s:
-        s = s[7:]
     try:
-        return str(ipaddress.ip_address(s))
+        return _IPS[s]
+    except KeyError:
+        pass
+    t = s[7:] if s.startswith("::ffff:") and "." in s else s
+    try:
+        found: str | None = str(ipaddress.ip_address(t))
     except ValueError:
-        return None
+        found = None
+    if len(_IPS) < 10_000:
+        _IPS[s] = found
+    return found
 
 
 def _port(v: Any) -> int | None:
@@ -140,10 +151,11 @@ def _flatten_event_data(data: Any) -> dict[str, str]:
     """EventData as Winlogbeat writes it: name -> string (unnamed values: param1...)."""
     if not isinstance(data, dict):
         return {}
-    # the common case, every value a string or a number (as `_str` writes them): the
-    # check and the copy in C
-    if "#attributes" not in data and set(map(type, data.values())) <= _SCALARS:
-        return dict(zip(data, map(str, data.values()), strict=True))
+    # the common case, every value a string or a number (as `_str` writes them): one pass
+    # in C that leaves out what is no scalar (then the lengths differ), strings as they are
+    out = {k: v if type(v) is str else str(v) for k, v in data.items() if type(v) in _SCALARS}
+    if len(out) == len(data) and "#attributes" not in data:
+        return out
     out = {k: v for k, v in data.items() if type(v) is str and k != "#attributes"}
     if len(out) == len(data) - ("#attributes" in data):
         return out
@@ -175,8 +187,8 @@ class _Parts:
     block, made when first asked for (a hunt builds the events of the few records a rule
     keeps; every other record needs only what its rules read)."""
 
-    __slots__ = ("event_id", "event_code", "channel", "computer", "record_id", "ts",
-                 "systime", "data", "user", "provider", "level", "dataset", "_system",
+    __slots__ = ("event_id", "event_code", "channel", "computer", "record_id", "stored",
+                 "data", "user", "provider", "level", "dataset", "values", "_system",
                  "_names", "_winlog")
 
     def __init__(self, rec: dict[str, Any]) -> None:
@@ -186,7 +198,7 @@ class _Parts:
         event = rec["Event"]
         system = event["System"]
         get = system.get
-        provider = get("Provider", {}).get("#attributes", {})
+        provider = get("Provider", _NONE).get("#attributes", _NONE)
         v = get("EventID")
         event_id = v if type(v) is int else _int(_text(v))
         if event_id is None:
@@ -197,8 +209,7 @@ class _Parts:
         computer = v if type(v) is str else _str(_text(v))
         v = get("EventRecordID")
         record_id = str(v) if type(v) is int else _str(_text(v))
-        self.systime = system["TimeCreated"]["#attributes"]["SystemTime"]
-        self.ts = parse_time(self.systime)
+        self.stored = _stored_time(system["TimeCreated"]["#attributes"]["SystemTime"])
         self.data = _flatten_event_data(event.get("EventData"))
         user_data = event.get("UserData")
         self.user = _flatten_event_data(next(iter(
@@ -207,9 +218,15 @@ class _Parts:
         self.provider = name = provider.get("Name", "")
         v = get("Level")
         self.level = (v if type(v) is int else _int(_text(v))) or 0
-        self.event_id, self.event_code = event_id, str(event_id)
+        self.event_id, self.event_code = event_id, code = event_id, str(event_id)
         self.channel, self.computer, self.record_id = channel, computer, record_id
-        self.dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+        self.values = (channel, code, name, computer, record_id)
+        dataset = _DATASET_OF.get(channel)
+        if dataset is None:
+            dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+            if len(_DATASET_OF) < _CAP:
+                _DATASET_OF[channel] = dataset
+        self.dataset = dataset
         self._system, self._names, self._winlog = system, (provider, name), None
         # what making the block could refuse (a value of an unexpected shape) is refused
         # now, as map_record refuses it: such a record's block is made at once
@@ -273,14 +290,13 @@ class _Parts:
 
     def system_values(self) -> tuple[str, ...]:
         """The winlog block's channel, event_id, provider_name, computer_name, record_id."""
-        return (self.channel, self.event_code, self.provider, self.computer, self.record_id)
+        return self.values
 
 
-def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
-              timestamp: str | None = None) -> dict[str, Any]:
+def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False) -> dict[str, Any]:
     """The ECS event of a record's parts (the Winlogbeat pipelines' fields added).
     `plain`: no data name holds a dot (every other key is this module's own), so the
-    event needs no dotted-key expansion; `timestamp`: `p.ts` already formatted."""
+    event needs no dotted-key expansion."""
     event_id, data = p.event_id, p.data
     fields: dict[str, Any] = {
         "event": {"code": str(event_id), "provider": p.provider, "module": "windows"},
@@ -306,7 +322,7 @@ def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
                 fields["file"] = {"path": data["ImagePath"]}
     key = source_key if source_key is not None else ("evtx", p.computer, p.channel,
                                                      p.record_id)
-    return make_event(p.dataset, timestamp or p.ts, key, fields, dotted=not plain)
+    return make_event(p.dataset, p.stored, key, fields, dotted=not plain)
 
 
 _EVENT_DATA = "winlog.event_data."
@@ -317,49 +333,93 @@ _SYSTEM_PATHS = {"winlog.channel": "channel", "winlog.event_id": "event_id",
 
 
 _SYSTEM_KEYS = tuple(_SYSTEM_PATHS)
-_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())  # the order of `_Parts.system_values`
+_SYSTEM_LEAVES = tuple(_SYSTEM_PATHS.values())  # the order of `_Parts.values`
 _SYSTEM_AT = {path: i for i, path in enumerate(_SYSTEM_KEYS)}
+# the caches below are keyed by what records share (a channel, a computer, an event id's
+# data names): bounded, past the cap their values are made each time
+_CAP = 10_000
+_NONE: Any = MappingProxyType({})  # an absent block's (read only) attributes
+_DATASET_OF: dict[str, str] = {}  # channel -> dataset
 
 
-class _Paths(dict):
-    """The data names of a record, in order -> their winlog paths: made once per layout
-    (an event id's records share theirs), bounded (past the cap, made each time)."""
+class _Layout:
+    """What the records whose EventData (or UserData) names are `names`, in that order,
+    share (an event id's records share theirs): the names' winlog paths, whether one holds
+    a dot, and per field set asked for the names a prefilter text keeps."""
 
-    __slots__ = ("prefix",)
-    CAP = 10_000
+    __slots__ = ("paths", "plain", "scans")
 
-    def __missing__(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        prefix = self.prefix
-        paths = tuple(prefix + n for n in names)
-        if len(self) < self.CAP:
-            self[names] = paths
-        return paths
+    def __init__(self, prefix: str, names: tuple[str, ...]) -> None:
+        self.paths = tuple(prefix + n for n in names)
+        self.plain = "." not in "".join(names)
+        self.scans: dict[frozenset[str], tuple[str, ...]] = {}
+
+    def scanned(self, fields: frozenset[str], names: tuple[str, ...]) -> tuple[str, ...]:
+        """The names (`self`'s) among `fields` (made once per field set)."""
+        found = tuple(n for n, path in zip(names, self.paths, strict=True) if path in fields)
+        if len(self.scans) < _CAP:
+            self.scans[fields] = found
+        return found
 
 
-_EVENT_DATA_PATHS = _Paths()
-_EVENT_DATA_PATHS.prefix = _EVENT_DATA
-_USER_DATA_PATHS = _Paths()
-_USER_DATA_PATHS.prefix = _USER_DATA
+_EVENT_DATA_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+_USER_DATA_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+
+
+def _layout(names: tuple[str, ...], prefix: str) -> _Layout:
+    layouts = _EVENT_DATA_LAYOUTS if prefix == _EVENT_DATA else _USER_DATA_LAYOUTS
+    found = _Layout(prefix, names)
+    if len(layouts) < _CAP:
+        layouts[names] = found
+    return found
+
+
+_SYSTEM_SCANS: dict[frozenset[str], tuple[tuple[str, int], ...]] = {}
+
+
+def _system_scan(fields: frozenset[str]) -> tuple[tuple[str, int], ...]:
+    """(leaf, index into `_Parts.values`) of the system paths among `fields`."""
+    found = tuple((leaf, i) for i, (path, leaf) in enumerate(_SYSTEM_PATHS.items())
+                  if path in fields)
+    if len(_SYSTEM_SCANS) < _CAP:
+        _SYSTEM_SCANS[fields] = found
+    return found
 
 
 _SYSTEM_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_is_system_time = _SYSTEM_TIME.fullmatch
+_from_iso = datetime.fromisoformat
+_HASHERS: dict[tuple[str, str], Any] = {}  # (channel, computer) -> the id's hash so far
 
 
 def _record_id(p: _Parts) -> str:
     """`stable_id(p.dataset, ("evtx", computer, channel, record id))`, the event's id
-    (`_complete`'s source key), hashed in one call: the text `stable_id` hashes for a
-    tuple part is the tuple's `str`."""
-    return blake2b(f"{p.dataset}\x1f('evtx', {p.computer!r}, {p.channel!r}, "
-                   f"{p.record_id!r})\x1f".encode(), digest_size=16).hexdigest()
+    (`_complete`'s source key): the text `stable_id` hashes for a tuple part is the
+    tuple's `str`, whose start (all but the record id) is hashed once per channel and
+    computer."""
+    key = (p.channel, p.computer)
+    h = _HASHERS.get(key)
+    if h is None:
+        h = blake2b(f"{p.dataset}\x1f('evtx', {p.computer!r}, {p.channel!r}, ".encode(),
+                    digest_size=16)
+        if len(_HASHERS) < _CAP:
+            _HASHERS[key] = h
+    h = h.copy()
+    h.update(f"{p.record_id!r})\x1f".encode())
+    return h.hexdigest()
 
 
-def _stored_time(p: _Parts) -> str:
-    """`format_time(p.ts)`: the parser writes SystemTime as `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
-    whose stored form (milliseconds, truncated) is its first 23 characters and a Z."""
-    s = p.systime
-    if type(s) is str and _SYSTEM_TIME.fullmatch(s):  # and `parse_time` took it
-        return s[:23] + "Z"
-    return format_time(p.ts)
+def _stored_time(s: Any) -> str:
+    """`format_time(parse_time(s))` (refusing what it refuses, as it does): the parser
+    writes SystemTime as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, whose stored form (milliseconds,
+    truncated) is its first 23 characters and a Z, once it is known to be a date."""
+    if type(s) is str and _is_system_time(s):
+        try:
+            _from_iso(s)
+            return s[:23] + "Z"
+        except ValueError:  # a month 13: parse_time says so
+            pass
+    return format_time(parse_time(s))
 
 
 class EvtxRecord(SourceRecord):
@@ -370,22 +430,33 @@ class EvtxRecord(SourceRecord):
     UserData field (where Sigma's Windows rules look) without building the event; an
     EVTX event never has a `message`."""
 
-    __slots__ = ("_parts", "_plain")
+    __slots__ = ("_parts", "_plain", "_data", "_user")
     COVERED = frozenset({*_SYSTEM_PATHS, "message"})
     COVERED_PREFIXES = (_EVENT_DATA, _USER_DATA)
 
     def __init__(self, rec: dict[str, Any]) -> None:
-        p = _Parts(rec)
-        self._parts = p
-        super().__init__(p.dataset, _record_id(p), _stored_time(p))
+        p = self._parts = _Parts(rec)
+        # SourceRecord's attributes, set here: one call less for every record of a hunt
+        self.dataset, self.id, self.timestamp, self._event = (
+            p.dataset, _record_id(p), p.stored, None)
+        names = tuple(p.data)
+        lay = self._data = _EVENT_DATA_LAYOUTS.get(names) or _layout(names, _EVENT_DATA)
+        plain = lay.plain
+        user = p.user
+        if user is None:
+            self._user = None
+        else:
+            names = tuple(user)
+            ulay = self._user = _USER_DATA_LAYOUTS.get(names) or _layout(names, _USER_DATA)
+            plain = plain and ulay.plain
         # a data name holding a dot is nested by the event's dotted-key expansion: such a
         # record is answered from its event
-        self._plain = "." not in "".join(p.data) and "." not in "".join(p.user or ())
-        if not self._plain:
+        self._plain = plain
+        if not plain:
             self.event()  # and its errors surface now, as map_record's would
 
     def build(self) -> dict[str, Any]:
-        return _complete(self._parts, plain=self._plain, timestamp=self.timestamp)
+        return _complete(self._parts, plain=self._plain)
 
     def get(self, path: str) -> Any:
         if self._plain:
@@ -395,7 +466,7 @@ class EvtxRecord(SourceRecord):
                 return (self._parts.user or {}).get(path[17:])
             at = _SYSTEM_AT.get(path)
             if at is not None:
-                return self._parts.system_values()[at]
+                return self._parts.values[at]
             if path == "message":
                 return None
         return super().get(path)
@@ -403,14 +474,14 @@ class EvtxRecord(SourceRecord):
     def fill(self, into: dict[str, Any]) -> bool:
         if not self._plain:
             return False
-        # one update per block, the loops in C: this runs for every record of a hunt
+        # one update per block, the loops in C: this runs for every record of a hunt (a
+        # layout's paths are its block's names, in order)
         p = self._parts
-        into.update(zip(_SYSTEM_KEYS, p.system_values(), strict=True))
-        data = p.data
-        into.update(zip(_EVENT_DATA_PATHS[tuple(data)], data.values(), strict=True))
+        into.update(zip(_SYSTEM_KEYS, p.values, strict=True))
+        into.update(zip(self._data.paths, p.data.values(), strict=True))
         user = p.user
         if user:
-            into.update(zip(_USER_DATA_PATHS[tuple(user)], user.values(), strict=True))
+            into.update(zip(self._user.paths, user.values(), strict=True))
         return True
 
     def scan_text(self) -> str:
@@ -420,40 +491,29 @@ class EvtxRecord(SourceRecord):
         if not self._plain:
             return orjson.dumps(self.event())
         p = self._parts
-        w = dict(zip(_SYSTEM_LEAVES, p.system_values(), strict=True))
         data = p.data
         user = p.user or {}
         if fields is None:
-            return orjson.dumps(w) + orjson.dumps(data) + orjson.dumps(user)
+            return (orjson.dumps(dict(zip(_SYSTEM_LEAVES, p.values, strict=True)))
+                    + orjson.dumps(data) + orjson.dumps(user))
         # only the fields asked for: the automaton scanning this text walks every byte
-        system = _scanned(fields, _SYSTEM_SCAN, ())
-        names = _scanned(fields, _EVENT_DATA, tuple(data))
-        out = (orjson.dumps({k: w[k] for k in system})
-               + orjson.dumps(dict(zip(names, map(data.__getitem__, names), strict=True))))
+        system = _SYSTEM_SCANS.get(fields)
+        if system is None:
+            system = _system_scan(fields)
+        values = p.values
+        out = orjson.dumps({leaf: values[i] for leaf, i in system}) if system else b"{}"
+        lay = self._data
+        names = lay.scans.get(fields)
+        if names is None:
+            names = lay.scanned(fields, tuple(data))
+        out += orjson.dumps({n: data[n] for n in names}) if names else b"{}"
         if user:
-            names = _scanned(fields, _USER_DATA, tuple(user))
-            return out + orjson.dumps(dict(zip(names, map(user.__getitem__, names),
-                                               strict=True)))
+            lay = self._user
+            names = lay.scans.get(fields)
+            if names is None:
+                names = lay.scanned(fields, tuple(user))
+            return out + (orjson.dumps({n: user[n] for n in names}) if names else b"{}")
         return out + b"{}"
-
-
-_SYSTEM_SCAN = "winlog."
-_SCANNED: dict[tuple[frozenset[str], str, tuple[str, ...]], tuple[str, ...]] = {}
-
-
-def _scanned(fields: frozenset[str], prefix: str, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of a block's names (`()`: the system block's) are among `fields`, worked out
-    once per field set and record layout (bounded, as `_Paths`)."""
-    key = (fields, prefix, names)
-    found = _SCANNED.get(key)
-    if found is None:
-        if prefix == _SYSTEM_SCAN:
-            found = tuple(leaf for path, leaf in _SYSTEM_PATHS.items() if path in fields)
-        else:
-            found = tuple(n for n in names if prefix + n in fields)
-        if len(_SCANNED) < _Paths.CAP:
-            _SCANNED[key] = found
-    return found
 
 
 def _user(fields: dict[str, Any], name: str | None, domain: str | None, sid: str | None

@@ -244,3 +244,28 @@ def test_cli_imports_and_rejects_non_evtx(tmp_path):
         assert store.count(Selection(dataset="system.security")) == 7
         (dns,) = list(store.scan(Selection(dataset="windows.sysmon_operational")))
     assert dns["dns"]["question"]["name"] == "c2.example" and dns["host"]["name"] == "pc02"
+
+
+@pytest.mark.parametrize("data", [
+    {"A": "x", "B": 7, "C": True, "D": 1.5},  # scalars: the one-pass flattening
+    {"A": "x", "B": None, "C": {"#text": 3}, "D": ["p", {"#text": "q"}]},  # the slow path
+    {"#attributes": "odd", "A": 2},  # an attribute of no object shape is no data name
+    {"#attributes": {"Name": "n"}, "A": "x"},
+])
+def test_event_data_flattens_as_winlogbeat_writes_it(data):
+    """EventData values as strings, whatever their JSON type (a number as its digits, a
+    list joined, an absent value left out, the block's own attributes no field): the
+    event's and the lazy record's fields are the same."""
+    from collectors.logs.evtx import EvtxRecord
+
+    rec = _record()
+    rec["Event"]["EventData"] = data
+    want = {"A": "x", "B": "7", "C": "True", "D": "1.5"}
+    if "B" in data and data["B"] is None:
+        want = {"A": "x", "C": "3", "D": "p, q"}
+    elif "#attributes" in data:
+        want = {"A": "2"} if data["A"] == 2 else {"A": "x"}
+    assert map_record(rec)["winlog"]["event_data"] == want
+    filled: dict = {}
+    assert EvtxRecord(rec).fill(filled)
+    assert {k[18:]: v for k, v in filled.items() if k.startswith("winlog.event_data.")} == want
