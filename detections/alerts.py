@@ -35,20 +35,33 @@ def alert_id(rule_id: str, key: tuple, bucket: int) -> str:
     return ecs.stable_id("alert", rule_id, repr(key), bucket)
 
 
+def rule_part(rule: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parts of an alert that come from its rule alone (`rule.*`, `threat.*`): made once
+    for all the alerts of one write (`build`'s `part`) and shared by them, read-only."""
+    return ({"id": rule.id, "uuid": rule.id, "name": rule.title,
+             "description": (rule.sigma.description or "")[:1000],
+             "ruleset": rule.path.split("/rules/")[-1] if "/rules/" in rule.path
+             else rule.path}, rule.threat())
+
+
 def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
-          events: list[dict[str, Any]], existing: dict[str, Any] | None) -> dict[str, Any]:
+          events: list[dict[str, Any]], existing: dict[str, Any] | None, *,
+          aid: str | None = None,
+          part: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The alert for these matched events (sorted oldest first), keeping an existing
-    alert's workflow state (status, assignee, notes)."""
-    key = tuple(group.items())
-    aid = alert_id(rule.id, key, bucket)
-    times = [ecs.to_millis(e["@timestamp"]) for e in events]
+    alert's workflow state (status, assignee, notes). `aid` (its `alert_id`) and `part`
+    (`rule_part(rule)`) when the caller has them already."""
+    if aid is None:
+        aid = alert_id(rule.id, tuple(group.items()), bucket)
+    to_millis = ecs.to_millis
+    times = [to_millis(e["@timestamp"]) for e in events]
     first, last = min(times), max(times)
     ids = list(dict.fromkeys(e["event"]["id"] for e in events))
     count = len(ids)
     prev = ((existing or {}).get("govsoc") or {}).get("alert") or {}
     if prev:
-        first = min(first, ecs.to_millis(prev.get("first_seen", iso(first))))
-        last = max(last, ecs.to_millis(prev.get("last_seen", iso(last))))
+        first = min(first, to_millis(prev.get("first_seen", iso(first))))
+        last = max(last, to_millis(prev.get("last_seen", iso(last))))
         # a pass recomputes the whole bucket, or adds a window that ran on past its end:
         # the evidence is the union, and a count already reported is never lowered
         known = list(prev.get("event_ids") or [])
@@ -56,23 +69,25 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         ids = known + [i for i in ids if i not in seen]
         whole = int(prev.get("count", 0)) <= len(known)  # the stored ids were all of them
         count = max(count, len(ids) if whole else int(prev.get("count", 0)))
+    rule_doc, threat = part or rule_part(rule)
+    first_seen, last_seen = iso(first), iso(last)
     doc: dict[str, Any] = {
-        "@timestamp": iso(last),
+        "@timestamp": last_seen,
         "message": f"{rule.title} ({count} event{'s' if count != 1 else ''})",
         "event": {"kind": "alert", "id": aid, "dataset": DATASET, "module": "govsoc",
                   "severity": rule.severity, "risk_score": float(rule.severity),
-                  "start": iso(first), "end": iso(last)},
-        "rule": {"id": rule.id, "uuid": rule.id, "name": rule.title,
-                 "description": (rule.sigma.description or "")[:1000],
-                 "ruleset": rule.path.split("/rules/")[-1] if "/rules/" in rule.path
-                 else rule.path},
-        "threat": rule.threat(),
+                  "start": first_seen, "end": last_seen},
+        "rule": rule_doc,
+        "threat": threat,
     }
+    get_field = ecs.get_field
     for f in CONTEXT_FIELDS:
         v = group.get(f)
         if v is None:
-            v = next((ecs.get_field(e, f) for e in events if ecs.get_field(e, f) is not None),
-                     None)
+            for e in events:  # the first event that has it
+                v = get_field(e, f)
+                if v is not None:
+                    break
         if v is not None:
             ecs.set_field(doc, f, list(v) if isinstance(v, tuple) else v)
     organization, departments = _departments([*events, existing or {}])
@@ -82,17 +97,20 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "status": prev.get("status", "open"),
         "level": rule.level,
         "count": count,
-        "first_seen": iso(first),
-        "last_seen": iso(last),
+        "first_seen": first_seen,
+        "last_seen": last_seen,
         "window": {"start": iso(bucket * bucket_ms), "end": iso((bucket + 1) * bucket_ms)},
-        "group": {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()},
+        # nested as the store keeps it (its fields are dotted names): the store's
+        # validation then finds no dotted key to expand in the whole document
+        "group": ecs.expand_dotted({k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in group.items()}),
         "event_ids": ids[:EVIDENCE_IDS],
         "correlation": bool(rule.is_correlation),
         "assignee": prev.get("assignee"),
         "close_reason": prev.get("close_reason"),
         "notes": prev.get("notes", []),
         "history": prev.get("history", []),  # the workflow's (detections.workflow)
-        "created": prev.get("created") or iso(now_ms()),
+        "created": prev.get("created") or ecs.now_iso(),
     }}
     if departments:
         doc["govsoc"]["departments"] = departments

@@ -557,15 +557,17 @@ class Engine:
             group = dict(_group_items(fields, key))
             planned.append((al.alert_id(rule.id, tuple(group.items()), bucket), group, bucket,
                             events))
+        part = al.rule_part(rule)  # the same in each of the rule's alerts
         # compare-and-set against what was read: an analyst's change made through the API
         # meanwhile is never overwritten; that alert is read again and rebuilt on top of it
         for _ in range(50):
             known = self.store.read_versioned_many("alerts", [p[0] for p in planned])
             docs, counts = [], {}
             for aid, group, bucket, events in planned:
-                events.sort(key=lambda e: (e["@timestamp"], e["event"]["id"]))
+                events.sort(key=_event_order)
                 existing, version = known.get(aid, (None, None))
-                doc = al.build(rule, group, bucket, bucket_ms, events, existing)
+                doc = al.build(rule, group, bucket, bucket_ms, events, existing, aid=aid,
+                               part=part)
                 if al.changed(doc, existing):
                     docs.append((doc, version))
                     counts[aid] = existing is None
@@ -643,6 +645,10 @@ def _group_items(fields: list[str], key: tuple) -> tuple[tuple[str, Any], ...]:
 
 def _doc_ts(doc: dict[str, Any]) -> int:
     return ecs.to_millis(doc["@timestamp"])
+
+
+def _event_order(doc: dict[str, Any]) -> tuple[str, str]:
+    return doc["@timestamp"], doc["event"]["id"]
 
 
 def _doc_order(doc: dict[str, Any]) -> tuple[int, str]:

@@ -440,19 +440,41 @@ class SqliteStore(EventStore):
     def _write_many_if(self, docs: list[ecs.Prepared], versions: list[Any], *,
                        refresh: bool) -> WriteResult:
         result = WriteResult()
-        # under the write lock (BEGIN IMMEDIATE) each compare and its write are one step
-        # for every process sharing the file
+        conn = self.conn
+        # under the write lock (BEGIN IMMEDIATE) the compares and the writes are one step
+        # for every process sharing the file: the stored versions are read in one query
+        # per family and chunk, the absent documents inserted many rows a statement
         with self.lock, self._tx():
-            last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+            last = conn.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+            stored: dict[tuple[str, str], int] = {}
+            wanted: dict[str, list[str]] = {}
+            for p in docs:
+                wanted.setdefault(p.family, []).append(p.id)
+            for family, ids in wanted.items():
+                for i in range(0, len(ids), _CHUNK):
+                    chunk = ids[i:i + _CHUNK]
+                    for doc_id, version in conn.execute(
+                            "SELECT id, version FROM docs WHERE family = ? AND id IN "
+                            f"({','.join('?' * len(chunk))})", (family, *chunk)):
+                        stored[family, doc_id] = version
+            new: list[tuple] = []
+            replace: list[tuple] = []
             for p, version in zip(docs, versions, strict=True):
-                found = self.conn.execute("SELECT version FROM docs WHERE family = ? AND id = ?",
-                                          (p.family, p.id)).fetchone()
-                if (None if found is None else found[0]) != version:
+                key = (p.family, p.id)
+                found = stored.get(key)
+                if found != version:
                     result.conflicts.append(p.id)
                     continue
-                self.conn.execute(UPSERT, row_values(p))
-                result.written += 1
-            self.conn.execute(FTS_NEW, (last,))
+                # as stored after this write: a second copy of the id in the batch is
+                # compared against it, as if written one after the other
+                stored[key] = 1 if found is None else found + 1
+                (new if found is None else replace).append(row_values(p))
+            # the new rows first: a later copy of one of them replaces it, in batch order
+            insert_rows(conn, new)
+            if replace:
+                conn.executemany(UPSERT, replace)
+            result.written = len(new) + len(replace)
+            conn.execute(FTS_NEW, (last,))
         if self._checkpointer is not None:
             self._checkpointer.poke()
         return result
