@@ -42,6 +42,7 @@ from typing import Self
 
 MAGIC = b"GSPL"
 _HEAD = struct.Struct("<4sIIQ")  # magic, length, crc32, appended_ms
+_MS = struct.Struct("<Q")  # appended_ms alone: the CRC covers it first
 HEADER_SIZE = _HEAD.size
 MAX_RECORD = 256 * 1024 * 1024  # a larger length field can only be damage
 FSYNC_POLICIES = ("always", "interval", "never")
@@ -195,6 +196,9 @@ class Spool:
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self.background_sync = background_sync
+        # whether an append may have to fsync (not with "never", nor with "interval" when
+        # the owner's thread does it): else append skips the check
+        self._sync_on_append = fsync == "always" or (fsync == "interval" and not background_sync)
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
         self.corruptions: list[Corruption] = []
@@ -247,7 +251,7 @@ class Spool:
         if len(payload) > MAX_RECORD:
             raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
         ms = int(time.time() * 1000)
-        crc = zlib.crc32(payload, zlib.crc32(struct.pack("<Q", ms)))
+        crc = zlib.crc32(payload, zlib.crc32(_MS.pack(ms)))
         blob = _HEAD.pack(MAGIC, len(payload), crc, ms) + payload
         with self._lock:
             if self.max_bytes is not None and self._pending_bytes + len(blob) > self.max_bytes:
@@ -260,7 +264,8 @@ class Spool:
             self._write_off += len(blob)
             self._pending_bytes += len(blob)
             self._dirty = True
-            self._maybe_sync()
+            if self._sync_on_append:
+                self._maybe_sync()
             return where
 
     def _roll(self) -> None:
@@ -333,7 +338,7 @@ class Spool:
                     why = "record truncated"
                 else:
                     payload = fh.read(length)
-                    if zlib.crc32(payload, zlib.crc32(struct.pack("<Q", ms))) == crc:
+                    if zlib.crc32(payload, zlib.crc32(_MS.pack(ms))) == crc:
                         if damage_at is not None:
                             self._report(seg, damage_at, off - damage_at, reason)
                         return Record(seg, off, off + HEADER_SIZE + length, ms, payload), off

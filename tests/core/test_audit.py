@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import subprocess
 import sys
 import textwrap
@@ -290,6 +291,60 @@ def test_two_processes_write_two_chains(tmp_path):
     assert set(report.chains) == chains
     assert all(c["records"] == 2000 for c in report.chains.values())
 
+
+RECORDER = textwrap.dedent("""
+    import sys
+    from soc_core.audit import AuditTrail
+    trail = AuditTrail(sys.argv[1], sys.argv[2], name="api")
+    for i in range(10_000_000):  # until killed; a line for each record acknowledged
+        trail.record(action="events.read", outcome="success", user="reader",
+                     request_id=f"r{i}")
+        print(i, flush=True)
+""")
+
+
+def test_killed_while_stored_records_wait_for_acknowledgement(tmp_path):
+    """The drain acknowledges stored batches in the spool at most once a second: a process
+    killed with records the store took but the spool still holds loses none of the records
+    it acknowledged, stores none twice, and the next process continues the chain after
+    them (not from the older saved head)."""
+    url = f"sqlite:///{tmp_path}/govsoc.db"
+    open_store(url).close()
+    proc = subprocess.Popen([sys.executable, "-c", RECORDER, str(tmp_path / "audit"), url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head_file = tmp_path / "audit" / "api-0" / "head.json"
+    try:
+        with open_store(url) as store:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # records stored beyond the saved head
+                stored = store.count(Selection(family="audit"))
+                saved = json.loads(head_file.read_text())["seq"] if head_file.exists() else 0
+                if stored > (saved or 0) + 250:
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail("the store never held records past the saved head")
+    finally:
+        proc.kill()
+    out, err = proc.communicate(timeout=60)
+    done = [int(line) for line in out.split()[:-1]]  # the last line may be cut
+    assert done == list(range(len(done))), err[-2000:]
+    trail = AuditTrail(tmp_path / "audit", url, name="api")
+    assert trail.slot.name == "api-0"  # the killed process's slot and chain
+    after = trail.record(action="events.read", outcome="success", user="reader",
+                         request_id="after")
+    assert trail.flush(60)
+    trail.close()
+    with open_store(url) as store:
+        records = list(store.scan(Selection(family="audit")))
+        ids = [d["event"]["id"] for d in records]
+        assert len(ids) == len(set(ids))
+        got = {d["http"]["request"]["id"] for d in records}
+        assert {f"r{i}" for i in done} <= got and "after" in got
+        report = verify(store, heads=local_heads(tmp_path / "audit"))
+    assert report.ok, report.problems
+    assert len(report.chains) == 1
+    assert after["govsoc"]["audit"]["seq"] == len(records)
 
 def test_full_spool_fails_closed(tmp_path):
     trail = AuditTrail(tmp_path / "audit", None, name="api", max_bytes=100_000)
