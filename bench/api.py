@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -162,9 +163,22 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def node_pid(es_url: str) -> int | None:
+    """The local Elasticsearch node's process id (its CPU is read from /proc), or None."""
+    try:
+        with urllib.request.urlopen(f"{es_url}/_nodes/_local/process?filter_path="
+                                    f"nodes.*.process.id", timeout=10) as resp:
+            pid = next(iter(json.load(resp)["nodes"].values()))["process"]["id"]
+    except (OSError, ValueError, KeyError, StopIteration):
+        return None
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
 def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
-        server: subprocess.Popen | None = None) -> tuple[float, float, float]:
-    """(requests/s, p99 ms, server CPU µs a request or nan) of one wrk run."""
+        server: subprocess.Popen | None = None, node: int | None = None
+        ) -> tuple[float, float, float, float]:
+    """(requests/s, p99 ms, server CPU µs a request or nan, the Elasticsearch node's CPU µs
+    a request or nan) of one wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
         if body is not None:
@@ -173,9 +187,11 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
             script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
         script.flush()
         cpu0 = cpu_seconds(server.pid) if server else 0.0
+        node0 = cpu_seconds(node) if node else 0.0
         out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s",
                               script.name, url], capture_output=True, text=True)
         cpu1 = cpu_seconds(server.pid) if server else 0.0
+        node1 = cpu_seconds(node) if node else 0.0
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
@@ -186,7 +202,9 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
     if server is not None and (not done or done.group(1) == "0"):  # (not the warm-up)
         sys.exit(f"wrk completed no request on {url}:\n{out.stdout}{out.stderr}")
     per = (cpu1 - cpu0) / int(done.group(1)) * 1e6 if server and done else float("nan")
-    return (float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan"), per)
+    per_node = (node1 - node0) / int(done.group(1)) * 1e6 if node and done else float("nan")
+    return (float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan"), per,
+            per_node)
 
 
 def warm_node(es_url: str, limit: float, urls: dict[str, tuple[str, str, dict | None]]
@@ -236,15 +254,18 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int,
                     "get": (f"https://127.0.0.1:{full_port}{path}", env["reader"], None),
                     "sign": (sign, env["signer"], {"key_id": env["key"], "data": msg})})
             jit0 = compiler_seconds(es_url) if es_url and es_warmup > 0 else None
+            node = node_pid(es_url) if es_url else None
             full_rates, bare_rates, full_cpu, bare_cpu = [], [], [], []
+            full_node, bare_node = [], []
             load0 = os.getloadavg()[0]
             for i in range(rounds):
                 pair = [("full", full_port, full), ("bare", bare_port, bare)]
                 for name, port, proc in (pair if i % 2 == 0 else pair[::-1]):
-                    rate, _, per = wrk(f"https://127.0.0.1:{port}{path}", seconds,
-                                       token=env["reader"], server=proc)
+                    rate, _, per, per_node = wrk(f"https://127.0.0.1:{port}{path}", seconds,
+                                                 token=env["reader"], server=proc, node=node)
                     (full_rates if name == "full" else bare_rates).append(rate)
                     (full_cpu if name == "full" else bare_cpu).append(per)
+                    (full_node if name == "full" else bare_node).append(per_node)
             f, b = statistics.median(full_rates), statistics.median(bare_rates)
             fc, bc = statistics.median(full_cpu), statistics.median(bare_cpu)
             overhead = 1 - f / b
@@ -261,14 +282,22 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int,
             print(f"  server CPU a request (both workers, all threads; not a target): "
                   f"authenticated + audited {fc:.0f} us, bare {bc:.0f} us, "
                   f"ratio {fc / bc:.2f}")
-            rate, p99, per = wrk(sign, seconds, token=env["signer"],
-                                 body={"key_id": env["key"], "data": msg}, server=full)
+            if node:
+                fn, bn = statistics.median(full_node), statistics.median(bare_node)
+                print(f"  the Elasticsearch node's CPU a request (not a target): authenticated "
+                      f"+ audited {fn:.0f} us, bare {bn:.0f} us; server + node "
+                      f"{fc + fn:.0f} against {bc + bn:.0f} us, ratio {(fc + fn) / (bc + bn):.2f}")
+            rate, p99, per, per_node = wrk(sign, seconds, token=env["signer"],
+                                           body={"key_id": env["key"], "data": msg},
+                                           server=full, node=node)
             print(f"  sign single: {rate:8.0f} signatures/s  p99 {p99:.1f} ms  targets >= 1500/s: "
                   f"{'met' if rate >= 1500 else 'MISSED'}, p99 <= 20 ms: "
-                  f"{'met' if p99 <= 20 else 'MISSED'}  (server CPU {per:.0f} us a signature)")
+                  f"{'met' if p99 <= 20 else 'MISSED'}  (server CPU {per:.0f} us a signature"
+                  + (f", node {per_node:.0f} us" if node else "") + ")")
             batch = 100
-            rate, p99, per = wrk(sign, seconds, token=env["signer"],
-                                 body={"key_id": env["key"], "items": [msg] * batch}, server=full)
+            rate, p99, per, _ = wrk(sign, seconds, token=env["signer"],
+                                    body={"key_id": env["key"], "items": [msg] * batch},
+                                    server=full)
             print(f"  sign batched ({batch} a request): {rate * batch:8.0f} signatures/s "
                   f"(p99 {p99:.1f} ms a request)  target >= 5000/s: "
                   f"{'met' if rate * batch >= 5000 else 'MISSED'}")

@@ -1,10 +1,11 @@
-"""Reads by id over the store's own keep-alive HTTP connections.
+"""Reads by id and bulk writes over the store's own keep-alive HTTP connections.
 
 A GET or multi-get of one document through elasticsearch-py costs about 400 µs of CPU in
 the client (request building, elastic-transport's node pool, urllib3, response
 re-parsing): more than Elasticsearch spends answering it, and the limit of the API's
 `GET /events/{id}`. The same request over a persistent `http.client` connection with the
-body parsed by orjson costs about a quarter of that.
+body parsed by orjson costs about a quarter of that; a bulk write (the audit drain's, several
+a second from every API worker) about half (`ElasticStore._send_bulk`).
 
 The nodes, their order, headers (basic auth from the URL) and path prefixes are the
 client's own node configs, so both paths go to the same places with the same

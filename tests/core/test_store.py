@@ -576,6 +576,35 @@ def test_read_by_id_answers_after_the_first_node_stops(es_store, es_url):
         two.close()
 
 
+def test_bulk_writes_go_over_the_stores_connections_and_fail_over(es_store, es_url):
+    """Bulk writes go over the store's own keep-alive connections (`es_direct`), like reads
+    by id: duplicates, versioned writes and their conflicts answer as before, and a node
+    that stopped fails over to the next."""
+    host, port = es_url.split("://", 1)[1].strip("/").rsplit(":", 1)
+    first = TcpRelay("127.0.0.1", (host, int(port)))
+    two = open_store(f"http://127.0.0.1:{first.port},{es_url}", namespace=es_store.namespace,
+                     retries=0)
+    try:
+        two._direct.close()
+        assert two.write([ev(1), ev(2)]).written == 2
+        assert two._direct._idle  # the bulk's connection, kept for the next one
+        again = two.write([ev(1), ev(3)])
+        assert (again.written, again.duplicates) == (1, 1)
+        alert = {"@timestamp": ecs.format_time(T0), "event": {"kind": "alert", "id": "a-7",
+                 "dataset": "govsoc.alert"}, "govsoc": {"status": "open"}}
+        assert two.write_many_if([(alert, None)]).written == 1
+        assert two.write_many_if([(alert, None)]).conflicts == ["a-7"]
+        first.stop()
+        for i in range(4, 7):
+            assert two.write([ev(i)]).written == 1
+        two.refresh()
+        assert es_store.count(Selection()) == 6
+        assert two.read_versioned("alerts", "a-7")[0]["govsoc"]["status"] == "open"
+    finally:
+        first.stop()
+        two.close()
+
+
 def test_read_by_id_with_every_node_down_is_a_clear_error():
     from soc_core.store.elastic import ElasticStore
 

@@ -268,9 +268,10 @@ def test_a_change_is_listed_at_once_by_any_worker(api, monkeypatch):
             if es and round_ == 1:
                 for s in (api.ctx.store, ctx2.store):
                     monkeypatch.setattr(s, "fresh_families", frozenset({"alerts"}))
-                    real = s.es.bulk
-                    monkeypatch.setattr(s.es, "bulk", lambda *a, _real=real, **kw: (
-                        refreshed.append(kw.get("refresh")), _real(*a, **kw))[1])
+                    real = s._send_bulk  # every bulk request, over either connection
+                    monkeypatch.setattr(s, "_send_bulk", lambda lines, fp, refresh=False,
+                                        _real=real: (refreshed.append(refresh),
+                                                     _real(lines, fp, refresh))[1])
             for n, aid in enumerate(ids):
                 writer, reader = (api.client, client2) if n % 2 else (client2, api.client)
                 r = writer.post(f"/alerts/{aid}/transition", json={"status": "acknowledged"},
