@@ -258,6 +258,8 @@ def test_alert_page_triage_and_a_note_shown_from_the_answer_without_a_reload(ana
     expect(page.locator("#act-close")).to_be_disabled()
     page.fill("#note-text", "已核实：测试账号")
     page.click("#note-form button[type=submit]")
+    # the empty list shows one placeholder item ("暂无记录") until the answer is drawn
+    expect(page.locator("#notes li", has_text="已核实：测试账号")).to_have_count(1)
     expect(page.locator("#notes li")).to_have_count(1)
     note = page.locator("#notes li").inner_text()
     assert "ana" in note and "已核实：测试账号" in note
