@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from soc_core.notify.channels import Channel, Message
+from soc_core.store.sqlite import set_pragmas
 
 __all__ = ["Claim", "Outbox", "outbox_path"]
 
@@ -70,14 +71,17 @@ class Outbox:
                                    check_same_thread=False)
         self._lock = threading.Lock()
         self.kick = threading.Event()  # set on enqueue: senders in this process wake up
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
-            if "mail" not in columns:  # an outbox made before e-mail attachments
-                self._db.execute("ALTER TABLE messages ADD COLUMN mail TEXT NOT NULL "
-                                 "DEFAULT ''")
+        set_pragmas(self._db, ("journal_mode=WAL", "synchronous=FULL"), 30)
+        self._tx(self._create)
+
+    @staticmethod
+    def _create(db: sqlite3.Connection) -> None:
+        """The tables, and the column an outbox made before e-mail attachments lacks: in
+        one write transaction, since the service and a sender may open a new file at once."""
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        if "mail" not in {r[1] for r in db.execute("PRAGMA table_info(messages)")}:
+            db.execute("ALTER TABLE messages ADD COLUMN mail TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:

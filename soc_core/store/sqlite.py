@@ -259,6 +259,22 @@ def connect(path, timeout: float = 30.0) -> sqlite3.Connection:
     return conn
 
 
+def set_pragmas(conn: sqlite3.Connection, pragmas: Iterable[str], timeout: float) -> None:
+    """Set a connection's PRAGMAs. Two processes opening a new database at once race to
+    switch it to WAL, and SQLite answers the loser "database is locked" without waiting on
+    its busy timeout: retry within that timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for pragma in pragmas:
+                conn.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 _refused = threading.local()  # SQLite reports a function's exception without its text
 
 
@@ -374,19 +390,7 @@ class SqliteStore(EventStore):
                     raise
 
     def _pragmas(self) -> None:
-        """The connection's PRAGMAs. Two processes opening a new database at once (uvicorn's
-        workers) race to switch it to WAL, and SQLite answers the loser "database is locked"
-        without waiting on its busy timeout: retry within that timeout."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                for pragma in PRAGMAS:
-                    self.conn.execute(f"PRAGMA {pragma}")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        set_pragmas(self.conn, PRAGMAS, self.timeout)
 
     def close(self) -> None:
         with self.lock:

@@ -264,3 +264,31 @@ def test_the_govsoc_up_service_sends_a_new_alert(tmp_path, monkeypatch, receiver
         t.join(15)
         store.close()
     assert "alert id: after" in receivers.received["dingtalk"][0]["markdown"]["text"]
+
+
+def test_outbox_opened_by_several_at_once_makes_its_tables_once(tmp_path):
+    """The service and a sender opening one new outbox at the same moment: each gets a
+    working queue (a racing schema change once failed the second with "duplicate column")."""
+    for round_ in range(10):
+        path = tmp_path / f"outbox{round_}.db"
+        start, opened, errors = threading.Barrier(6), [], []
+
+        def open_it() -> None:
+            start.wait()
+            try:
+                opened.append(Outbox(path))
+            except Exception as exc:  # noqa: BLE001 - the failure this test looks for
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert opened[0].enqueue(Message(id=f"m{round_}", kind="alert", level="high",
+                                         title="t", text="x"), [])
+        assert not opened[-1].enqueue(Message(id=f"m{round_}", kind="alert", level="high",
+                                              title="t", text="x"), [])
+        for box in opened:
+            box.close()
