@@ -105,8 +105,9 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
          import_all: bool = False) -> dict[str, Any]:
     """Evaluate every rule against each evidence event once (in memory), then raise alerts
     over the evidence's span with the engine; return what was found. The store receives
-    the matched events (the evidence behind the alerts) and the alerts; with `import_all`
-    (`--store`), every event."""
+    the alerts; with `import_all` (`--store`), every event too. Without it the store is
+    the hunt's scratch store, gone when the hunt ends: the matched events stay in memory,
+    where the engine reads them (writing them there too was a tenth of a hunt's CPU)."""
     # the cyclic collector's passes made rarer for the whole hunt: loading the rules makes
     # millions of objects, and each record dozens, so at the default thresholds (700, 10,
     # 10) a young pass ran every ~15 records and the full passes walked every kept event
@@ -165,9 +166,6 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
     drain()
     loader.close_span()
     matches.finish()
-    if not import_all:
-        for event in matches.events.values():
-            loader(event)
     loader.flush()
     store.refresh()
     out: dict[str, Any] = {"imported": imported, "events": matches.count, "span": None,
@@ -326,7 +324,7 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
             store = open_store(store_url)
         else:
             scratch = tempfile.TemporaryDirectory(prefix="govsoc-hunt-")
-            store = open_store(f"sqlite:///{Path(scratch.name) / 'hunt.db'}")
+            store = open_store(f"sqlite:///{Path(scratch.name) / 'hunt.db'}", scratch=True)
         try:
             result = hunt(store, list(paths), list(rule_paths), import_all=bool(store_url))
         finally:

@@ -117,6 +117,16 @@ PRAGMAS = (
     # (see _Checkpointer)
     "wal_autocheckpoint = 0",
 )
+# a scratch store (`govsoc hunt` without --store: removed when the hunt ends) keeps nothing
+# past the process: no WAL to copy back, no fsync, the rollback journal in memory (a
+# failed batch still rolls back whole). Half of a hunt's system time went to the WAL file
+# and its checkpoints.
+SCRATCH_PRAGMAS = (
+    "journal_mode = MEMORY",
+    "synchronous = OFF",
+    "temp_store = MEMORY",
+    "cache_size = -65536",
+)
 _COLUMNS = ("family, id, ts, dataset, kind, host_name, source_ip, destination_ip, fts_text, "
             "doc, destination_port, transport, protocol, conn_state, alert_status, "
             "alert_changed")
@@ -290,10 +300,13 @@ def _regexp(pattern: str, value: Any) -> bool:
 class SqliteStore(EventStore):
     backend = "sqlite"
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, scratch: bool = False) -> None:
+        """`scratch`: a store that is thrown away with its process (see SCRATCH_PRAGMAS):
+        never for data anyone keeps."""
         self.url = url
         self.path = sqlite_path(url)
         self.timeout = timeout
+        self.scratch = scratch
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path, timeout)
@@ -317,7 +330,7 @@ class SqliteStore(EventStore):
                 c.execute("PRAGMA optimize")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path} is not a usable govsoc database: {exc}") from exc
-            if self._checkpointer is None:
+            if self._checkpointer is None and not self.scratch:
                 self._checkpointer = _Checkpointer(self.path)
 
     def _replace_old_fts(self) -> None:
@@ -390,7 +403,7 @@ class SqliteStore(EventStore):
                     raise
 
     def _pragmas(self) -> None:
-        set_pragmas(self.conn, PRAGMAS, self.timeout)
+        set_pragmas(self.conn, SCRATCH_PRAGMAS if self.scratch else PRAGMAS, self.timeout)
 
     def close(self) -> None:
         with self.lock:

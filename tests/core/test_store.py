@@ -265,6 +265,23 @@ def test_sqlite_checkpoints_off_the_commit_path(tmp_path):
 
 
 
+def test_sqlite_scratch_store_keeps_no_wal_and_still_rolls_back(tmp_path):
+    """`govsoc hunt`'s scratch store (thrown away with the hunt) writes straight into its
+    file, without WAL, checkpoint thread or fsync; a transaction that fails still leaves
+    nothing of itself behind."""
+    db = tmp_path / "scratch.db"
+    store = open_store(f"sqlite:///{db}", scratch=True)
+    assert store.write([ev(i) for i in range(100)]).written == 100
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "memory"
+    assert store._checkpointer is None
+    assert not (tmp_path / "scratch.db-wal").exists()
+    with pytest.raises(RuntimeError), store.lock, store._tx():
+        store.conn.execute("DELETE FROM docs")
+        raise RuntimeError("a batch failing half-way")
+    assert store.count() == 100
+    store.close()
+
+
 def _fts_consistent(db) -> None:
     """FTS5's own check that the full-text index is whole (an external-content index told
     the wrong text on delete is not). Its comparison with the text (rank 1) would count the
