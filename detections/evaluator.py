@@ -1002,6 +1002,8 @@ class Evaluator:
         self.generated = generated
         self._preds: list[Pred | None] = [None] * len(self.rules)
         self._groups: dict[tuple, _Group] = {}
+        self._shaped: dict[tuple, _Group] = {}  # (record class, its shape()) -> group
+        self._shaped_kinds: dict[type, bool] = {}
         self._by_dataset: dict[str, list[int]] = {}
         for i, r in enumerate(self.rules):
             for ds in r.datasets:
@@ -1199,20 +1201,39 @@ class Evaluator:
 
     def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
-        layout = None
         if isinstance(doc, SourceRecord):
             kind: type | None = type(doc)
+            shaped = self._shaped_kinds.get(kind)
+            if shaped is None:
+                shaped = self._shaped_kinds[kind] = self._shapes_key(kind)
+            if shaped:
+                # a record's group by its shape, before (or without) reading its fields:
+                # a third of a hunt's records have no candidate rule at all
+                shape = (kind, doc.shape())
+                group = self._shaped.get(shape)
+                if group is not None:
+                    if not group.always and group.scan is None:
+                        return []
+                    return self._candidates(group, doc, kind, Event(None, record=doc))
             ev = Event(None, record=doc)
-            dataset = doc.dataset
-            r = ev.r
-            # the paths a filled record holds, taken before any lookup adds others
-            if type(r) is _Filled and len(self._groups) < MAX_GROUPS:
-                layout = tuple(r)
-        else:
-            kind = None
-            ev = Event(doc)
-            dataset = doc["event"]["dataset"]
-            r = ev.r
+            group = self._group_of(doc.dataset, kind, ev.r)
+            if shaped and shape[1] is not None and len(self._shaped) < MAX_GROUPS:
+                self._shaped[shape] = group
+            return self._candidates(group, doc, kind, ev)
+        ev = Event(doc)
+        return self._candidates(self._group_of(doc["event"]["dataset"], None, ev.r), doc,
+                                None, ev)
+
+    def _shapes_key(self, kind: type) -> bool:
+        """Whether records of `kind` name their group by `shape()`: the fields groups are
+        keyed by (the guards) are all among those their shape determines."""
+        return set(self.guard_fields) <= kind.SHAPED
+
+    def _group_of(self, dataset: str, kind: type | None, r: dict[str, Any]) -> _Group:
+        layout = None
+        # the paths a filled record holds, taken before any lookup adds others
+        if type(r) is _Filled and len(self._groups) < MAX_GROUPS:
+            layout = tuple(r)
         try:
             key = (dataset, kind, tuple(map(r.__getitem__, self.guard_fields)), layout)
             group = self._groups.get(key)
@@ -1221,6 +1242,11 @@ class Evaluator:
             group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = self._group(dataset, kind, key[2], layout)
+        return group
+
+    def _candidates(self, group: _Group, doc: dict[str, Any] | SourceRecord,
+                    kind: type | None, ev: Event) -> list[int]:
+        r = ev.r
         cands = group.always
         scan = group.scan
         if scan is not None:

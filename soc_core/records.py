@@ -57,6 +57,16 @@ class SourceRecord:
             node = node.get(part)
         return node
 
+    # covered paths whose values `shape()` determines (see there)
+    SHAPED: frozenset[str] = frozenset()
+
+    def shape(self) -> Any:
+        """None, or a hashable naming what records of this class share when it is equal:
+        the same `dataset`, the same values at the `SHAPED` paths, and a `fill` that
+        succeeds and puts the same paths (values aside). A matcher keys its per-group
+        work by it without reading the record's fields."""
+        return None
+
     def fill(self, into: dict[str, Any]) -> bool:
         """Put every covered path the record holds into `into` (path -> the value `get`
         gives; a covered path not put there is absent) and return True; or put nothing

@@ -433,6 +433,7 @@ class EvtxRecord(SourceRecord):
     __slots__ = ("_parts", "_plain", "_data", "_user")
     COVERED = frozenset({*_SYSTEM_PATHS, "message"})
     COVERED_PREFIXES = (_EVENT_DATA, _USER_DATA)
+    SHAPED = frozenset(_SYSTEM_KEYS[:3])  # channel, event id, provider: `_Parts.values[:3]`
 
     def __init__(self, rec: dict[str, Any]) -> None:
         p = self._parts = _Parts(rec)
@@ -457,6 +458,15 @@ class EvtxRecord(SourceRecord):
 
     def build(self) -> dict[str, Any]:
         return _complete(self._parts, plain=self._plain)
+
+    def shape(self) -> Any:
+        # the layouts are one object per names tuple (while their caches are below the
+        # cap: past it, equal layouts are other objects and only make more shapes); the
+        # dataset follows from the channel
+        if not self._plain:
+            return None
+        v = self._parts.values
+        return (v[0], v[1], v[2], self._data, self._user)
 
     def get(self, path: str) -> Any:
         if self._plain:

@@ -269,3 +269,27 @@ def test_event_data_flattens_as_winlogbeat_writes_it(data):
     filled: dict = {}
     assert EvtxRecord(rec).fill(filled)
     assert {k[18:]: v for k, v in filled.items() if k.startswith("winlog.event_data.")} == want
+
+
+def test_records_of_one_shape_share_group_and_layout(shared_dir):
+    """`EvtxRecord.shape()` (what the hunt's evaluator groups records by without reading
+    their fields): over the real sample corpus, records of one shape have one dataset, the
+    same channel, event id and provider, and fill the same paths."""
+    from collectors.logs.evtx import EvtxRecord
+
+    seen: dict = {}
+    shapes = 0
+    for f in sorted((shared_dir / "evtx" / "EVTX-ATTACK-SAMPLES").rglob("*.evtx"))[::3]:
+        records: list = []
+        read_evtx(str(f), records.append, lazy=True)
+        for rec in records:
+            shape = rec.shape()
+            if shape is None:
+                continue
+            filled: dict = {}
+            assert rec.fill(filled)
+            got = (rec.dataset, tuple(rec.get(p) for p in sorted(EvtxRecord.SHAPED)),
+                   tuple(filled))
+            shapes += shape not in seen
+            assert seen.setdefault(shape, got) == got, f
+    assert shapes > 20 and len(seen) == shapes
