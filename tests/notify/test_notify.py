@@ -273,7 +273,7 @@ def test_outbox_opened_by_several_at_once_makes_its_tables_once(tmp_path):
         path = tmp_path / f"outbox{round_}.db"
         start, opened, errors = threading.Barrier(6), [], []
 
-        def open_it() -> None:
+        def open_it(path=path, start=start, opened=opened, errors=errors) -> None:
             start.wait()
             try:
                 opened.append(Outbox(path))
