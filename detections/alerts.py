@@ -21,6 +21,7 @@ EVIDENCE_IDS = 100  # matched event ids kept on the alert (the count stays exact
 # ECS fields copied from the first matched event, for list views and posture
 CONTEXT_FIELDS = ("host.name", "source.ip", "destination.ip", "destination.port", "user.name",
                   "process.executable", "dns.question.name")
+_CONTEXT_GETTERS = tuple((f, ecs.field_getter(f)) for f in CONTEXT_FIELDS)
 
 
 class AlertError(ValueError):
@@ -80,12 +81,11 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "rule": rule_doc,
         "threat": threat,
     }
-    get_field = ecs.get_field
-    for f in CONTEXT_FIELDS:
+    for f, get in _CONTEXT_GETTERS:
         v = group.get(f)
         if v is None:
             for e in events:  # the first event that has it
-                v = get_field(e, f)
+                v = get(e)
                 if v is not None:
                     break
         if v is not None:

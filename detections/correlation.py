@@ -46,32 +46,8 @@ class Base(NamedTuple):
     docs: Sequence[dict[str, Any]]
 
 
-def getter(dotted: str) -> Callable[[dict[str, Any]], Any]:
-    """`ecs.get_field(doc, dotted)` with the path split once: the nested lookup is tried
-    directly and anything unusual (a missing key, a flat dotted key, a list on the way)
-    falls back to `get_field`, so the result is always the same."""
-    parts = dotted.split(".")
-    if len(parts) == 2:  # the usual ECS depth (source.ip, user.name): no loop
-        a, b = parts
-
-        def get2(doc: dict[str, Any]) -> Any:
-            try:
-                return doc[a][b]
-            except (KeyError, TypeError, IndexError):
-                return ecs.get_field(doc, dotted)
-
-        return get2
-
-    def get(doc: dict[str, Any]) -> Any:
-        node: Any = doc
-        try:
-            for p in parts:
-                node = node[p]
-        except (KeyError, TypeError, IndexError):
-            return ecs.get_field(doc, dotted)
-        return node
-
-    return get
+# a field's value at a dotted path, the path split once (`ecs.field_getter`)
+getter = ecs.field_getter
 
 
 def key_getter(fields: Sequence[str]) -> Callable[[dict[str, Any]], tuple]:

@@ -552,6 +552,8 @@ class Engine:
               groups: dict[tuple[tuple, int], list[dict[str, Any]]], bucket_ms: int
               ) -> tuple[int, int]:
         new, upd = 0, 0
+        if not groups:  # nothing matched: no alert to read or write
+            return new, upd
         planned = []
         for (key, bucket), events in groups.items():
             group = dict(_group_items(fields, key))
