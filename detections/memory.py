@@ -28,6 +28,7 @@ from detections.rules import RulePack, load_pack, rule_files
 from soc_core.records import SourceRecord
 
 CACHE_VERSION = 1
+CACHE_KEEP = 8  # compiled rule sets kept (one per set of rule files in use)
 
 
 class Matches:
@@ -132,7 +133,9 @@ def hunt_rules(paths: Iterable[str | Path], backend: str, *, cache: bool = True
     if path is not None and path.is_file():
         try:
             with path.open("rb") as fh:
-                return pickle.load(fh)
+                found = pickle.load(fh)
+            os.utime(path)  # used now: kept by `_prune` before older entries
+            return found
         except Exception:  # a damaged or foreign cache entry: rebuild it
             pass
     pack = load_pack(paths, backends=[backend])
@@ -145,7 +148,16 @@ def hunt_rules(paths: Iterable[str | Path], backend: str, *, cache: bool = True
             with os.fdopen(fd, "wb") as fh:
                 pickle.dump(out, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
+            _prune(path.parent, CACHE_KEEP)
         except OSError:  # a read-only home: hunt runs, uncached
             pass
     return out
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently used entries: each change of a rule file
+    (or of this code) makes a new one of ~20 MB, and the old ones are never read again."""
+    entries = sorted(folder.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
 

@@ -282,3 +282,26 @@ def test_coverage_per_tactic(cache_dir, tmp_path):
     for tactic, floor in COVERAGE_FLOOR.items():
         assert cov[tactic]["samples"] == samples[tactic]
         assert cov[tactic]["alerted"] >= floor, (tactic, cov[tactic])
+
+
+def test_rule_cache_keeps_the_recently_used_entries(tmp_path, monkeypatch):
+    """Each change of a rule file makes a new compiled-rule cache entry (~20 MB for
+    SigmaHQ's tree): past CACHE_KEEP entries the least recently used go, the one in use
+    stays and still answers."""
+    from detections import memory
+
+    monkeypatch.setenv("GOVSOC_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "hunt"
+    folder.mkdir()
+    for i in range(memory.CACHE_KEEP + 3):
+        stale = folder / f"stale{i:02d}.pickle"
+        stale.write_bytes(b"old")
+        os.utime(stale, (1_000_000 + i, 1_000_000 + i))
+    first = hunt_rules([str(OWN_PACK)], "sqlite")
+    kept = sorted(p.name for p in folder.glob("*.pickle"))
+    assert len(kept) == memory.CACHE_KEEP
+    # the newest stale ones stay, the oldest went; the new entry is among those kept
+    assert [n for n in kept if n.startswith("stale")] == [
+        f"stale{i:02d}.pickle" for i in range(4, memory.CACHE_KEEP + 3)]
+    again = hunt_rules([str(OWN_PACK)], "sqlite")
+    assert [c.id for c in again[1]] == [c.id for c in first[1]] and first[1]
