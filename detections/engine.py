@@ -114,6 +114,9 @@ class Engine:
                  settings: Settings | None = None, state: DetectionState | None = None
                  ) -> None:
         self.store = store
+        # where alerts are read and written (compare-and-set): the store, unless a hunt
+        # keeps them in memory (detections.memory.AlertTable)
+        self.alert_store: Any = store
         self.pack = pack or load_pack(backends=[self.backend_of(store)])
         self.settings = settings or Settings()
         self.state = state or DetectionState.for_store(store)
@@ -532,7 +535,8 @@ class Engine:
             # asked only for a window across a bucket boundary: one read per group and bucket
             if (key, bucket) not in stored:
                 aid = al.alert_id(rule.id, _group_items(fields, key), bucket)
-                stored[key, bucket] = bool(self.store.read_versioned_many("alerts", [aid]))
+                stored[key, bucket] = bool(
+                    self.alert_store.read_versioned_many("alerts", [aid]))
             return stored[key, bucket]
 
         found = evaluate(corr, bases, bucket_ms, min_counts=mins, alerted=alerted)
@@ -563,7 +567,7 @@ class Engine:
         # compare-and-set against what was read: an analyst's change made through the API
         # meanwhile is never overwritten; that alert is read again and rebuilt on top of it
         for _ in range(50):
-            known = self.store.read_versioned_many("alerts", [p[0] for p in planned])
+            known = self.alert_store.read_versioned_many("alerts", [p[0] for p in planned])
             docs, counts = [], {}
             for aid, group, bucket, events in planned:
                 events.sort(key=_event_order)
@@ -573,7 +577,7 @@ class Engine:
                 if al.changed(doc, existing):
                     docs.append((doc, version))
                     counts[aid] = existing is None
-            res = self.store.write_many_if(docs) if docs else None
+            res = self.alert_store.write_many_if(docs) if docs else None
             if res is not None and res.rejected:
                 raise ValueError(f"alert rejected by the store: {res.rejected[0].reason}")
             lost = set(res.conflicts) if res is not None else set()

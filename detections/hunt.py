@@ -27,7 +27,7 @@ import orjson
 from detections.alerts import iso
 from detections.engine import Engine, Settings
 from detections.evaluator import Evaluator
-from detections.memory import Matches, MemoryEngine, hunt_rules
+from detections.memory import AlertTable, Matches, MemoryEngine, hunt_rules
 from detections.rules import LEVELS, OWN_PACK, RuleError
 from soc_core import ecs
 from soc_core.cliutil import fail
@@ -104,10 +104,11 @@ class Loader:
 def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
          import_all: bool = False) -> dict[str, Any]:
     """Evaluate every rule against each evidence event once (in memory), then raise alerts
-    over the evidence's span with the engine; return what was found. The store receives
-    the alerts; with `import_all` (`--store`), every event too. Without it the store is
-    the hunt's scratch store, gone when the hunt ends: the matched events stay in memory,
-    where the engine reads them (writing them there too was a tenth of a hunt's CPU)."""
+    over the evidence's span with the engine; return what was found. With `import_all`
+    (`--store`), the store receives every event and the alerts. Without it the store is
+    the hunt's scratch store, gone when the hunt ends: the matched events and the alerts
+    stay in memory (`Matches`, `AlertTable`), where the engine reads them; the store holds
+    the engine's own state."""
     # the cyclic collector's passes made rarer for the whole hunt: loading the rules makes
     # millions of objects, and each record dozens, so at the default thresholds (700, 10,
     # 10) a young pass ran every ~15 records and the full passes walked every kept event
@@ -177,13 +178,20 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
     out["span"] = {"start": iso(first), "end": iso(last)}
     # exactly the evidence's span: no delay for late events (nothing more will come) and
     # the window starts at the first event
-    engine = MemoryEngine(store, pack, matches, settings=Settings(delay_ms=0))
+    # the alerts go into the store the evidence went into (`--store`); a scratch store
+    # is thrown away, so they stay in memory
+    table = None if import_all else AlertTable(getattr(store, "departments", None))
+    engine = MemoryEngine(store, pack, matches, alerts=table, settings=Settings(delay_ms=0))
     summary = engine.run_once(now=iso(last + 1), since=iso(first))
     if summary.errors:
         rid, why = next(iter(summary.errors.items()))
         raise StoreError(f"rule {rid} failed: {why}")
-    store.refresh()
-    alerts = [a for a in store.scan(Selection(family="alerts"))
+    if table is None:
+        store.refresh()
+        raised = store.scan(Selection(family="alerts"))
+    else:
+        raised = table.alerts()
+    alerts = [a for a in raised
               if first <= ecs.to_millis(a["event"]["end"]) and
               ecs.to_millis(a["event"]["start"]) <= last]
     for a in alerts:

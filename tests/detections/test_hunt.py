@@ -114,3 +114,43 @@ def test_hunt_into_a_given_store(backend, tmp_path, request):
         if env:
             store.drop_all()
         store.close()
+
+
+def test_scratch_hunt_finds_what_a_hunt_into_a_store_finds(tmp_path):
+    """Without --store the alerts stay in memory (`AlertTable`); with it they go through
+    the store: the same evidence gives the same findings and timeline either way."""
+    url = f"sqlite:///{tmp_path}/kept.db"
+    runs = {}
+    for name, extra in (("scratch", []), ("store", ["--store", url])):
+        for view in ("--json", "--timeline"):
+            r = _hunt([EVTX, SSH_PCAP, *extra, view, "--csv" if view == "--timeline" else
+                       "--min-level=low"], tmp_path)
+            assert r.returncode == 1, r.stderr
+            runs[name, view] = r.stdout
+    scratch, stored = json.loads(runs["scratch", "--json"]), json.loads(runs["store", "--json"])
+    assert len(scratch["findings"]) >= 4
+    assert scratch["findings"] == stored["findings"]
+    assert runs["scratch", "--timeline"] == runs["store", "--timeline"]
+
+
+def test_alert_table_writes_as_a_store_compares_and_sets():
+    """The hunt's in-memory alerts: a write names the version it read (None: absent), a
+    stale one is a conflict and changes nothing, an invalid document is rejected with its
+    reason, and what is kept is the document as the store would keep it."""
+    from detections.memory import AlertTable
+
+    table = AlertTable()
+    alert = {"@timestamp": "2024-03-01T02:00:00.000Z", "message": "x",
+             "event": {"kind": "alert", "id": "a-1", "dataset": "govsoc.alert"}}
+    assert table.write_many_if([(alert, None)]).written == 1
+    doc, version = table.read_versioned_many("alerts", ["a-1", "a-2"])["a-1"]
+    assert doc["ecs"]["version"] and table.read_versioned_many("alerts", ["a-2"]) == {}
+    again = table.write_many_if([({**alert, "message": "y"}, None)])
+    assert (again.written, again.conflicts) == (0, ["a-1"])
+    assert table.write_many_if([({**alert, "message": "z"}, version)]).written == 1
+    assert table.write_many_if([({**alert, "message": "w"}, version)]).conflicts == ["a-1"]
+    assert [a["message"] for a in table.alerts()] == ["z"]
+    bad = table.write_many_if([({"event": {"id": "a-3", "dataset": "govsoc.alert"}}, None)])
+    assert bad.written == 0 and "@timestamp" in bad.rejected[0].reason
+    with pytest.raises(ValueError):
+        table.read_versioned_many("events", ["a-1"])
