@@ -150,12 +150,17 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
         span_stored, span = loader.span_stored_form, loader.span
 
         def drain() -> None:
-            for event in pending:
-                matches(event)
-                if isinstance(event, SourceRecord):
-                    span_stored(event.timestamp)
-                else:
-                    span(event["@timestamp"])
+            matches.feed(pending)
+            times = [e.timestamp for e in pending if isinstance(e, SourceRecord)]
+            if len(times) == len(pending):  # records only (EVTX): their span at once
+                span_stored(min(times))
+                span_stored(max(times))
+            else:
+                for event in pending:
+                    if isinstance(event, SourceRecord):
+                        span_stored(event.timestamp)
+                    else:
+                        span(event["@timestamp"])
             pending.clear()
 
     def sink(event: dict[str, Any] | SourceRecord) -> None:

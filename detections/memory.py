@@ -47,25 +47,34 @@ class Matches:
         self.positions: dict[str, list[int]] = {}  # matched event id -> where it was read
 
     def __call__(self, event: dict[str, Any] | SourceRecord) -> None:
-        record = isinstance(event, SourceRecord)
-        eid = event.id if record else event["event"]["id"]
+        self.feed((event,))
+
+    def feed(self, events: Iterable[dict[str, Any] | SourceRecord]) -> None:
+        """`self(event)` for each of `events`, in order (one call for a batch: a hunt
+        feeds every record through here)."""
+        seen, positions, match = self.seen, self.positions, self.evaluator.match
         pos = self.read
-        self.read += 1
-        if eid in self.seen:  # the same record twice: the store would keep one
-            if eid in self.positions:
-                self.positions[eid].append(pos)
-            return
-        self.seen.add(eid)
-        self.count += 1
-        hit = self.evaluator.match(event)
-        if hit:
-            rules = self.evaluator.rules
-            if record:  # the event itself, built for the records a rule keeps
-                event = event.event()
-            self.events[eid] = event
-            self.positions[eid] = [pos]
-            for i in hit:
-                self.by_rule.setdefault(rules[i].id, []).append(event)
+        for event in events:
+            record = isinstance(event, SourceRecord)
+            eid = event.id if record else event["event"]["id"]
+            if eid in seen:  # the same record twice: the store would keep one
+                if eid in positions:
+                    positions[eid].append(pos)
+                pos += 1
+                continue
+            seen.add(eid)
+            hit = match(event)
+            if hit:
+                rules = self.evaluator.rules
+                if record:  # the event itself, built for the records a rule keeps
+                    event = event.event()
+                self.events[eid] = event
+                positions[eid] = [pos]
+                for i in hit:
+                    self.by_rule.setdefault(rules[i].id, []).append(event)
+            pos += 1
+        self.count = len(seen)
+        self.read = pos
 
     def finish(self) -> None:
         """In the stores' order (time, then id), as the engine reads a query's result."""

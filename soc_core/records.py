@@ -7,7 +7,8 @@ only for the records it keeps. A hunt over 400,000 EVTX records keeps a few perc
 
 The contract an importer's subclass must keep (its tests hold it to it):
 - `dataset`, `id` and `timestamp` are the event's `event.dataset`, `event.id` and
-  `@timestamp`;
+  `@timestamp` (in the stored form, `ecs.format_time`'s: fixed width, so the text order of
+  timestamps is their time order);
 - `get(path)` is what the event holds at that dotted path (None: nothing there), read
   from the record without building the event for the paths `covers` accepts;
 - `fill(into)`, when it returns True, has put exactly the covered paths `get` answers with
