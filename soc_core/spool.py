@@ -245,12 +245,14 @@ class Spool:
             self._last_sync = now
 
     # -- writing ---------------------------------------------------------------------
-    def append(self, payload: bytes) -> tuple[int, int]:
+    def append(self, payload: bytes, ms: int | None = None) -> tuple[int, int]:
         """Add one record at the tail; returns its (segment, offset), the position
-        `peek` will report for it. Raises SpoolFull past `max_bytes`."""
+        `peek` will report for it. Raises SpoolFull past `max_bytes`. `ms`: the record's
+        `appended_ms` when the caller has just read the clock (else now)."""
         if len(payload) > MAX_RECORD:
             raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
-        ms = int(time.time() * 1000)
+        if ms is None:
+            ms = int(time.time() * 1000)
         crc = zlib.crc32(payload, zlib.crc32(_MS.pack(ms)))
         blob = _HEAD.pack(MAGIC, len(payload), crc, ms) + payload
         with self._lock:
