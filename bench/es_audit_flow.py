@@ -49,7 +49,7 @@ def main() -> None:
     with throwaway_node(free_port()) as url, tempfile.TemporaryDirectory() as folder:
         api.write_config(Path(folder), url, "flow")
         from crypto_svc.audit import key_record
-        from soc_core.audit import AuditTrail, _prepared
+        from soc_core.audit import AuditTrail, prepared_record
         from soc_core.store import open_store
 
         store = open_store(url)
@@ -64,7 +64,7 @@ def main() -> None:
                     action="sign", outcome="success", user="bench-signer", key_id="k-bench",
                     version=1, purpose="sign", input_sm3=os.urandom(32).hex(), input_bytes=35,
                     role=("service",), source_ip="127.0.0.1", request_id=os.urandom(12).hex()))
-                out.append(_prepared(doc, orjson.dumps(doc)))
+                out.append(prepared_record(doc, orjson.dumps(doc)))
             return out
 
         store.write(records(10))  # the index exists

@@ -564,7 +564,7 @@ class AuditTrail:
         (the store is down) they are read from disk."""
         if self._cached_docs < _CACHE_DOCS and (self._store is not None
                                                 or self._connect is not None):
-            self._cache[where] = ([_prepared(*t) for t in sealed],
+            self._cache[where] = ([prepared_record(*t) for t in sealed],
                                   where[1] + HEADER_SIZE + size)
             self._cached_docs += len(sealed)
 
@@ -658,7 +658,8 @@ class AuditTrail:
                     cached += len(entry[0])
                     docs.extend(entry[0])
                 else:  # read back: stored as they were hashed, like the held ones
-                    docs.extend(_prepared(d, orjson.dumps(d)) for d in orjson.loads(rec.payload))
+                    docs.extend(prepared_record(d, orjson.dumps(d))
+                                for d in orjson.loads(rec.payload))
         # what reaches the store must be durable in the spool first: after a power loss
         # the chain must resume past it, or it would reuse the ids the store holds
         self.spool.sync()
@@ -785,7 +786,7 @@ class AuditTrail:
         self.close()
 
 
-def _prepared(doc: dict[str, Any], text: bytes, ms: int | None = None) -> ecs.Prepared:
+def prepared_record(doc: dict[str, Any], text: bytes, ms: int | None = None) -> ecs.Prepared:
     """A sealed record as the store takes it (what `ecs.prepare` would make of it, without
     its checks: the trail builds every field itself, and `source.ip` passed `_source`).
     The store then keeps exactly the bytes the chain hashed, key for key. `ms`: the
