@@ -81,8 +81,6 @@ CHECKPOINT_ACTION = "audit.checkpoint"
 MIN_RETENTION_DAYS = 180  # 等保 level 3 / 网络安全法 art. 21: six months at least
 MAX_SLOTS = 256
 ACK_SECONDS = 1.0  # at most this long between a stored batch and its acknowledgement
-PACE_FILL = 0.8  # a paced drain aims at batches this full (see AuditTrail._next_wait)
-MIN_WAIT = 0.02  # seconds: the shortest gap between two paced drains
 _CACHE_DOCS = 10_000  # spooled documents kept in memory for the drain (~3.4 kB each)
 HEAD_FILE = "head.json"
 REJECTED_FILE = "rejected.ndjson"
@@ -595,7 +593,6 @@ class AuditTrail:
         retry_at, backoff = 0.0, 0.5
         # the spool's "interval" fsync is done here, never in record() (see _take_slot)
         pause = min(self.drain_interval, self.spool.fsync_interval)
-        began = time.monotonic()  # when the last drain began: what it moved gathered since
         while not self._stop.is_set():
             self.spool.sync()
             if (self.signer is not None and self._since_cp
@@ -604,8 +601,6 @@ class AuditTrail:
             if time.monotonic() < retry_at:
                 self._stop.wait(min(pause, retry_at - time.monotonic()))
                 continue
-            now = time.monotonic()
-            gathered, began = now - began, now
             moved = self._drain_once()
             if moved is None:  # the store failed
                 self._ack_stored()  # what it took before
@@ -617,24 +612,12 @@ class AuditTrail:
                 # write holding the interpreter lock in an API worker, against 25-55 ms
                 # measured for the ~1,600 records of a 1 s batch, every request waiting)
                 if moved < self.drain_batch:  # caught up: let the next batch gather
-                    if moved == 0 or time.monotonic() - self._acked_at >= ACK_SECONDS:
-                        self._ack_stored()
-                    self._wake.wait(self._next_wait(moved, gathered, pause))
+                    self._ack_stored()
+                    # (in the API's own process: every batch costs a transaction, a spool
+                    # fsync and a head save; 1 s batches cost a request less than 0.2 s)
+                    self._wake.wait(pause)
                     self._wake.clear()
         self._ack_stored()
-
-    def _next_wait(self, moved: int, gathered: float, pause: float) -> float:
-        """How long the drain lets the next batch gather after catching up: `pause`, or,
-        while records stream in faster than a batch a pause, about the time PACE_FILL of
-        a batch takes to gather at the rate just seen. A steady stream then reaches the
-        store as evenly spaced batches instead of a burst of full batches back to back
-        once a pause: on Elasticsearch, a node beside the API on the same cores indexed
-        such a burst (~7 bulks of 250 records a second from each worker at 1,700 records
-        a second) on both cores at once, and the requests during it made the signing
-        route's latency tail. The number of batches (and store writes) stays the same."""
-        if moved <= 0 or gathered <= 0:
-            return pause
-        return min(pause, max(MIN_WAIT, PACE_FILL * self.drain_batch * gathered / moved))
 
     def _drain_once(self) -> int | None:
         """Move one batch from the spool to the store: the number of records moved, or
@@ -716,9 +699,8 @@ class AuditTrail:
 
     def _ack_stored(self) -> None:
         """Save the head of what the store took and acknowledge it in the spool. Done once
-        a second while batches follow each other (also paced ones, see _next_wait), and
-        whenever the drain finds nothing new, fails or reads the spool back, rather than
-        after every batch: each save is two fsyncs
+        a second while batches follow each other, and whenever the drain catches up, fails
+        or reads the spool back, rather than after every batch: each save is two fsyncs
         (file and directory) and a cursor file, ~3 us a record at 250-record batches. The
         order is the same (the head durable, then the spool acknowledged); until then the
         records stay spooled, so a crash only sends them again (their ids make that a no-op)

@@ -400,27 +400,3 @@ def test_prune_below_180_days_keeps_the_audit_trail(tmp_path):
     assert "audit records are kept at least 180 days" in out.output
     with open_store(url) as store:
         assert store.get("audit", "a1") is not None and store.get("events", "e1") is None
-
-
-def test_a_steady_stream_is_drained_in_paced_batches(tmp_path):
-    """After catching up, the drain waits a whole pause only for a trickle; a stream that
-    fills a batch sooner is drained about when PACE_FILL of a batch has gathered (evenly
-    spaced store writes instead of full batches back to back once a pause), never sooner
-    than MIN_WAIT; and what it moved is acknowledged once the drain finds nothing new."""
-    from soc_core.audit import MIN_WAIT, PACE_FILL
-
-    url = f"sqlite:///{tmp_path}/govsoc.db"
-    trail = AuditTrail(tmp_path / "audit", url, name="api", drain_batch=250,
-                       drain_interval=1.0)
-    try:
-        assert trail._next_wait(0, 1.0, 1.0) == 1.0  # nothing came: the whole pause
-        assert trail._next_wait(100, 1.0, 1.0) == 1.0  # 100/s: a batch takes longer
-        wait = trail._next_wait(240, 0.14, 1.0)  # ~1,700 records a second
-        assert wait == pytest.approx(PACE_FILL * 250 * 0.14 / 240) and wait < 0.2
-        assert trail._next_wait(249, 0.001, 1.0) == MIN_WAIT
-        _fill(trail, 300)
-        assert trail.flush(60) and trail.pending_bytes == 0
-    finally:
-        trail.close()
-    with open_store(url) as store:
-        assert store.count(Selection(family="audit")) == 300
