@@ -42,7 +42,6 @@ class Matches:
         self.by_rule: dict[str, list[dict[str, Any]]] = {}
         self.events: dict[str, dict[str, Any]] = {}  # every matched event, by id
         self.seen: set[str] = set()
-        self.count = 0  # distinct events
         self.read = 0  # events handed in, duplicates too: their position names their file
         self.positions: dict[str, list[int]] = {}  # matched event id -> where it was read
 
@@ -73,8 +72,12 @@ class Matches:
                 for i in hit:
                     self.by_rule.setdefault(rules[i].id, []).append(event)
             pos += 1
-        self.count = len(seen)
         self.read = pos
+
+    @property
+    def count(self) -> int:
+        """Distinct events handed in."""
+        return len(self.seen)
 
     def finish(self) -> None:
         """In the stores' order (time, then id), as the engine reads a query's result."""

@@ -418,12 +418,8 @@ class AuditTrail:
             saved = (head.seq, head.hash, head.time, head.ms, self._since_cp)
             # each document serialized once: the spool record is their JSON array, and the
             # drain hands the same bytes to the store
-            if len(bodies) == 1:  # (one record a request: the API's case)
-                sealed = [self._seal(bodies[0])]
-                self._since_cp += 1
-            else:
-                sealed = [self._seal(body) for body in bodies]
-                self._since_cp += len(sealed)
+            sealed = [self._seal(body) for body in bodies]
+            self._since_cp += len(sealed)
             if self.signer is not None and self._since_cp >= self.checkpoint_every:
                 sealed.append(self._checkpoint_doc())
             payload = (b"[" + sealed[0][1] + b"]" if len(sealed) == 1
@@ -438,9 +434,6 @@ class AuditTrail:
                 raise AuditUnavailable(f"the audit record cannot be kept ({why}): "
                                        f"the action is refused") from None
             self._remember(where, len(payload), sealed)
-        if len(sealed) == 1:
-            self.recent.append(sealed[0][1])
-            return [sealed[0][0]]
         self.recent.extend([t[1] for t in sealed])
         return [t[0] for t in sealed[:len(bodies)]]
 
