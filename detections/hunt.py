@@ -123,9 +123,19 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
         # the loaded rules live to the end: out of the collector's sight, so its full
         # passes do not walk them each time
         gc.freeze()
+        # and, in memory (no `--store`: no store client's garbage for hours of writes),
+        # no pass at all while the evidence is read and the alerts raised: records,
+        # events and alerts hold no cycles (a hunt over 82,540 records left ~1,800 cyclic
+        # objects, and the collector's passes still took 3 % of its CPU time walking the
+        # kept events); those few wait for the first pass after the hunt
+        enabled = gc.isenabled()
+        if not import_all:
+            gc.disable()
         try:
             return _hunt(store, paths, pack, matches, unsupported, import_all)
         finally:
+            if enabled:
+                gc.enable()
             gc.unfreeze()
     finally:
         gc.set_threshold(*thresholds)

@@ -154,3 +154,33 @@ def test_alert_table_writes_as_a_store_compares_and_sets():
     assert bad.written == 0 and "@timestamp" in bad.rejected[0].reason
     with pytest.raises(ValueError):
         table.read_versioned_many("events", ["a-1"])
+
+
+@pytest.mark.parametrize("import_all", [False, True])
+def test_hunt_in_memory_reads_without_collector_passes(tmp_path, monkeypatch, import_all):
+    """An in-memory hunt reads its evidence with the cyclic collector off (its passes only
+    walked the kept events); with `--store` the collector runs, its thresholds raised.
+    Either way the collector's state is as it was when the hunt ends."""
+    import gc
+
+    from detections import hunt as hunt_mod
+    from soc_core.store import open_store
+
+    seen = {}
+    real = hunt_mod.importer()
+
+    def importer():
+        def read(*args, **kwargs):
+            seen["enabled"], seen["threshold"] = gc.isenabled(), gc.get_threshold()
+            return real(*args, **kwargs)
+        return read
+
+    monkeypatch.setattr(hunt_mod, "importer", importer)
+    before = gc.get_threshold()
+    assert gc.isenabled()
+    out = hunt_mod.hunt(open_store(f"sqlite:///{tmp_path}/s.db"), [str(EVTX)], [],
+                        import_all=import_all)
+    assert out["events"] > 100 and out["alerts"]
+    assert seen["enabled"] is import_all
+    assert seen["threshold"] == hunt_mod.HUNT_GC_THRESHOLDS
+    assert gc.isenabled() and gc.get_threshold() == before and gc.get_freeze_count() == 0
