@@ -134,9 +134,13 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
         try:
             return _hunt(store, paths, pack, matches, unsupported, import_all)
         finally:
+            # what the hunt made and returns (its alerts: ~2 M objects for 45,000) goes to
+            # the oldest generation with the rules, not to the youngest, whose next passes
+            # would walk it all again and again (0.5 s after a hunt of 404,446 records)
+            gc.freeze()
+            gc.unfreeze()
             if enabled:
                 gc.enable()
-            gc.unfreeze()
     finally:
         gc.set_threshold(*thresholds)
 

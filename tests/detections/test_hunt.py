@@ -160,7 +160,8 @@ def test_alert_table_writes_as_a_store_compares_and_sets():
 def test_hunt_in_memory_reads_without_collector_passes(tmp_path, monkeypatch, import_all):
     """An in-memory hunt reads its evidence with the cyclic collector off (its passes only
     walked the kept events); with `--store` the collector runs, its thresholds raised.
-    Either way the collector's state is as it was when the hunt ends."""
+    Either way the collector's state is as it was when the hunt ends, and what the hunt
+    returns waits in the oldest generation, out of the young passes' way."""
     import gc
 
     from detections import hunt as hunt_mod
@@ -184,3 +185,5 @@ def test_hunt_in_memory_reads_without_collector_passes(tmp_path, monkeypatch, im
     assert seen["enabled"] is import_all
     assert seen["threshold"] == hunt_mod.HUNT_GC_THRESHOLDS
     assert gc.isenabled() and gc.get_threshold() == before and gc.get_freeze_count() == 0
+    young = {id(o) for o in gc.get_objects(generation=0) + gc.get_objects(generation=1)}
+    assert not any(id(a) in young or id(a["govsoc"]) in young for a in out["alerts"])
