@@ -179,8 +179,11 @@ def test_hunt_in_memory_reads_without_collector_passes(tmp_path, monkeypatch, im
     monkeypatch.setattr(hunt_mod, "importer", importer)
     before = gc.get_threshold()
     assert gc.isenabled()
-    out = hunt_mod.hunt(open_store(f"sqlite:///{tmp_path}/s.db"), [str(EVTX)], [],
-                        import_all=import_all)
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    try:
+        out = hunt_mod.hunt(store, [str(EVTX)], [], import_all=import_all)
+    finally:
+        store.close()
     assert out["events"] > 100 and out["alerts"]
     assert seen["enabled"] is import_all
     assert seen["threshold"] == hunt_mod.HUNT_GC_THRESHOLDS
