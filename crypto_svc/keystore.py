@@ -335,7 +335,7 @@ class Keystore:
 
     def create(self, purpose: str, labels: dict[str, str] | None = None) -> KeyInfo:
         if purpose not in PURPOSES:
-            raise KeystoreError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+            raise CryptoError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
         labels = _check_labels(labels or {})
         with self._mutate() as doc:
             kek = self._init_kek(doc)
@@ -361,7 +361,7 @@ class Keystore:
 
     def set_state(self, key_id: str, state: str) -> KeyInfo:
         if state not in STATES:
-            raise KeystoreError(f"state must be one of {', '.join(STATES)}")
+            raise CryptoError(f"state must be one of {', '.join(STATES)}")
         with self._mutate() as doc:
             entry = self._entry(doc, key_id)
             if entry["state"] == "destroyed":

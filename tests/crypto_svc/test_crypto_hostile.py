@@ -130,6 +130,11 @@ def test_bad_key_labels_are_the_callers_error_not_an_outage(client, service):
     with pytest.raises(CryptoError, match="label") as err:
         service.create_key("sign", {"n": "v" * 257})
     assert not isinstance(err.value, KeystoreError)
+    for bad in (lambda: service.create_key("sing"),
+                lambda: service.keystore.set_state(service.create_key("sign").id, "gone")):
+        with pytest.raises(CryptoError, match="must be one of") as err:
+            bad()
+        assert not isinstance(err.value, KeystoreError)
     assert client.post("/crypto/keys", json={"purpose": "sign",
                                              "labels": {"n" * 64: "v" * 256}}).status_code == 201
 
