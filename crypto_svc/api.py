@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from crypto_svc.errors import CryptoError, KeyNotFound, KeyStateError, KeystoreError
+from crypto_svc.keystore import MAX_LABELS
 from crypto_svc.service import CryptoService, Verdict
 from crypto_svc.sm2 import DEFAULT_ID, MAX_PEM, SM2PublicKey
 
@@ -56,9 +57,14 @@ Version = Annotated[int, Field(ge=1, le=1 << 31)]
 Pem = Annotated[str, Field(max_length=MAX_PEM)]
 
 
+LabelName = Annotated[str, Field(min_length=1, max_length=64)]
+LabelValue = Annotated[str, Field(max_length=256)]
+
+
 class KeyCreate(BaseModel):
     purpose: Literal["sign", "encrypt"]
-    labels: dict[str, str] = Field(default_factory=dict)
+    # the keystore's bounds, checked at the boundary: a bad label is the caller's 422
+    labels: dict[LabelName, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
 
 
 class SignRequest(BaseModel):

@@ -53,7 +53,7 @@ STATES = ("active", "disabled", "destroyed")
 DEFAULT_ITERATIONS = 200_000
 MIN_SECRET = 16
 _CHECK = b"govsoc keystore master-secret check"
-_MAX_LABELS = 32
+MAX_LABELS = 32
 RECHECK = 0.2  # seconds between checks of the file for changes by other processes
 
 
@@ -335,7 +335,7 @@ class Keystore:
 
     def create(self, purpose: str, labels: dict[str, str] | None = None) -> KeyInfo:
         if purpose not in PURPOSES:
-            raise KeystoreError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+            raise CryptoError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
         labels = _check_labels(labels or {})
         with self._mutate() as doc:
             kek = self._init_kek(doc)
@@ -361,7 +361,7 @@ class Keystore:
 
     def set_state(self, key_id: str, state: str) -> KeyInfo:
         if state not in STATES:
-            raise KeystoreError(f"state must be one of {', '.join(STATES)}")
+            raise CryptoError(f"state must be one of {', '.join(STATES)}")
         with self._mutate() as doc:
             entry = self._entry(doc, key_id)
             if entry["state"] == "destroyed":
@@ -411,11 +411,12 @@ def _write_private(path: Path, doc: dict[str, Any]) -> None:
 
 
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
-    if not isinstance(labels, dict) or len(labels) > _MAX_LABELS:
-        raise KeystoreError(f"labels must be at most {_MAX_LABELS} key=value pairs")
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+        raise CryptoError(f"labels must be at most {MAX_LABELS} key=value pairs")
     out = {}
     for k, v in labels.items():
         if not isinstance(k, str) or not k or len(k) > 64 or not isinstance(v, str) or len(v) > 256:
-            raise KeystoreError("a label is a name of 1-64 characters and a value of at most 256")
+            # the caller's input (400), not the keystore failing (503)
+            raise CryptoError("a label is a name of 1-64 characters and a value of at most 256")
         out[k] = v
     return out

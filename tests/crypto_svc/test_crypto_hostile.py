@@ -22,6 +22,7 @@ from crypto_svc.errors import (
     CryptoError,
     DecryptionError,
     KeyNotFound,
+    KeystoreError,
 )
 from crypto_svc.service import CryptoService
 from crypto_svc.sm2 import MAX_PEM, OID_SM2, SM2PrivateKey, SM2PublicKey, pem_encode
@@ -117,6 +118,25 @@ def test_version_numbers_are_bounded(client):
     r = client.post("/crypto/verify", json={"key_id": key_id, "version": 1, "data": b64(b"m"),
                                             "signature": sig["signature"]})
     assert r.json()["valid"] is True
+
+
+def test_bad_key_labels_are_the_callers_error_not_an_outage(client, service):
+    # found by the schema test: a label the keystore refused was answered 503 (the
+    # keystore's "cannot be opened"), telling a monitor the service was down
+    for labels in ({"": "v"}, {"n" * 65: "v"}, {"n": "v" * 257},
+                   {f"n{i}": "v" for i in range(33)}):
+        detail(client.post("/crypto/keys", json={"purpose": "sign", "labels": labels}), 422)
+    # in-process callers (the CLI) get the bad-input error (exit 2), not a keystore failure
+    with pytest.raises(CryptoError, match="label") as err:
+        service.create_key("sign", {"n": "v" * 257})
+    assert not isinstance(err.value, KeystoreError)
+    for bad in (lambda: service.create_key("sing"),
+                lambda: service.keystore.set_state(service.create_key("sign").id, "gone")):
+        with pytest.raises(CryptoError, match="must be one of") as err:
+            bad()
+        assert not isinstance(err.value, KeystoreError)
+    assert client.post("/crypto/keys", json={"purpose": "sign",
+                                             "labels": {"n" * 64: "v" * 256}}).status_code == 201
 
 
 # -- SM2 decryption ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import pytest
 from crypto_helpers import FAST_KDF, MASTER
 
-from crypto_svc.errors import KeyNotFound, KeyStateError, KeystoreError
+from crypto_svc.errors import CryptoError, KeyNotFound, KeyStateError, KeystoreError
 from crypto_svc.keystore import Keystore, master_secret_from_env
 from soc_core.config import Config
 
@@ -112,8 +112,9 @@ def test_purpose_is_bound_to_the_sealed_material(keystore):
 def test_unknown_key_and_bad_input(keystore):
     with pytest.raises(KeyNotFound):
         keystore.info("k0000")
-    with pytest.raises(KeystoreError, match="purpose"):
+    with pytest.raises(CryptoError, match="purpose") as err:  # the caller's input
         keystore.create("sign-and-encrypt")
+    assert not isinstance(err.value, KeystoreError)
     info = keystore.create("sign")
     with pytest.raises(KeyNotFound, match="no version 9"):
         keystore.private_key(info.id, 9)
