@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from crypto_svc.errors import CryptoError, KeyNotFound, KeyStateError, KeystoreError
-from crypto_svc.keystore import MAX_LABELS
+from crypto_svc.keystore import LABEL_NAME_MAX, LABEL_VALUE_MAX, MAX_LABELS
 from crypto_svc.service import CryptoService, Verdict
 from crypto_svc.sm2 import DEFAULT_ID, MAX_PEM, SM2PublicKey
 
@@ -57,8 +57,8 @@ Version = Annotated[int, Field(ge=1, le=1 << 31)]
 Pem = Annotated[str, Field(max_length=MAX_PEM)]
 
 
-LabelName = Annotated[str, Field(min_length=1, max_length=64)]
-LabelValue = Annotated[str, Field(max_length=256)]
+LabelName = Annotated[str, Field(min_length=1, max_length=LABEL_NAME_MAX)]
+LabelValue = Annotated[str, Field(max_length=LABEL_VALUE_MAX)]
 
 
 class KeyCreate(BaseModel):

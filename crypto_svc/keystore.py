@@ -54,6 +54,7 @@ DEFAULT_ITERATIONS = 200_000
 MIN_SECRET = 16
 _CHECK = b"govsoc keystore master-secret check"
 MAX_LABELS = 32
+LABEL_NAME_MAX, LABEL_VALUE_MAX = 64, 256  # characters
 RECHECK = 0.2  # seconds between checks of the file for changes by other processes
 
 
@@ -415,8 +416,10 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
         raise CryptoError(f"labels must be at most {MAX_LABELS} key=value pairs")
     out = {}
     for k, v in labels.items():
-        if not isinstance(k, str) or not k or len(k) > 64 or not isinstance(v, str) or len(v) > 256:
+        if (not isinstance(k, str) or not k or len(k) > LABEL_NAME_MAX or not isinstance(v, str)
+                or len(v) > LABEL_VALUE_MAX):
             # the caller's input (400), not the keystore failing (503)
-            raise CryptoError("a label is a name of 1-64 characters and a value of at most 256")
+            raise CryptoError(f"a label is a name of 1-{LABEL_NAME_MAX} characters and a value of "
+                              f"at most {LABEL_VALUE_MAX}")
         out[k] = v
     return out
