@@ -145,14 +145,24 @@ def scenario(fleet, hosts, tmp_path_factory):
         assert b.returncode == 0, b.stderr
         out["b"] = json.loads(b.stdout)[0]
 
-        # 5. real sessions to host 2's telnet, captured on the bridge and collected
-        cap = _Capture(tmp / "bridge.pcapng", st.bridge)
-        for _ in range(3):
-            with socket.create_connection((h2.address, 23), timeout=5) as s:
-                s.recv(64)
-                s.sendall(b"root\r\n")
-        events, _ = read_pcaps([str(cap.stop())])
-        assert not store.write(list(events), refresh=True).rejected
+        # 5. real sessions to host 2's telnet, captured on the bridge and collected. On a
+        # loaded machine dumpcap, stopped, can drop the packets of a ring block it has not
+        # handed over yet (seen: one of the three sessions captured): such a capture is
+        # taken again, whole, and only a complete one is stored
+        for attempt in range(3):
+            cap = _Capture(tmp / f"bridge-{attempt}.pcapng", st.bridge)
+            for _ in range(3):
+                with socket.create_connection((h2.address, 23), timeout=5) as s:
+                    s.recv(64)
+                    s.sendall(b"root\r\n")
+            events, _ = read_pcaps([str(cap.stop())])
+            events = list(events)
+            sessions = [e for e in events if e["event"]["dataset"] == "network.flow"
+                        and (e.get("destination") or {}).get("port") == 23]
+            if len(sessions) == 3:
+                break
+        assert len(sessions) == 3, f"3 telnet sessions, {len(sessions)} captured"
+        assert not store.write(events, refresh=True).rejected
 
         # 6. CPU measured inside each host (its PID namespace), host 2 kept busy
         # long enough for a loaded machine's slow ssh round trips; stopped once measured
