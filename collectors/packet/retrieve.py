@@ -54,7 +54,9 @@ def write_flow_pcap(store: Any, config: Any, out: str | os.PathLike[str] | IO[by
                     flows: Any = (), alert: str | None = None, query: Any = None,
                     start: Any = None, end: Any = None, visible: Any = None) -> PcapResult:
     """Write to `out` (a path or a binary file) a pcap of exactly the packets of the chosen
-    flows, in time order. Choose with `flows` (event ids), `alert` (an alert id) or `query`
+    flows: each flow's in capture order, the flows merged by time. (Capture order can step
+    back a microsecond where the two directions reached their taps in the other order.)
+    Choose with `flows` (event ids), `alert` (an alert id) or `query`
     (the analyst query syntax, or a parsed soc_core.query node) with `start`/`end`.
     `config`: the govsoc Config (its `[collectors.ring]` names the ring directory) or a
     collectors.packet.ring.RingConfig. `visible(doc) -> bool`, if given, leaves out events
