@@ -43,8 +43,10 @@ def expand(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
+            # hidden below the folder given: the folder's own path may hold "..", ".cache"
             out.extend((f, False) for f in sorted(path.rglob("*")) if f.is_file()
-                       and not any(part.startswith(".") for part in f.parts))
+                       and not any(part.startswith(".")
+                                   for part in f.relative_to(path).parts))
         elif path.is_file():
             out.append((path, True))
         else:

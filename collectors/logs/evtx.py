@@ -167,7 +167,16 @@ def _flatten_event_data(data: Any) -> dict[str, str]:
             out[k] = ", ".join(_str(_text(x)) for x in v)
         elif isinstance(v, dict):
             t = _text(v)
-            if t is not None:
+            if isinstance(t, list):
+                # several unnamed <Data> elements (MSSQL, Application Error, ...): each as
+                # Winlogbeat names it (param1...), and all of them under their own name,
+                # joined, which SigmaHQ's rules search as the event's whole data (`Data`)
+                values = [_str(_text(x)) for x in t]
+                if k == "Data":
+                    for i, value in enumerate(values, 1):
+                        out.setdefault(f"param{i}", value)
+                out[k] = ", ".join(values)
+            elif t is not None:
                 out[k] = _str(t)
         elif v is not None:
             out[k] = _str(v)

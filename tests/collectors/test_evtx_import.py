@@ -271,6 +271,31 @@ def test_event_data_flattens_as_winlogbeat_writes_it(data):
     assert {k[18:]: v for k, v in filled.items() if k.startswith("winlog.event_data.")} == want
 
 
+def test_unnamed_data_elements_are_params_and_the_whole_data(shared_dir):
+    """Several unnamed <Data> elements (the parser gives {"Data": {"#text": [...]}}): each as
+    Winlogbeat names it (param1...), and `Data` holding them all joined, for SigmaHQ's rules
+    that search it (`Data|contains`), never a Python list's repr (quotes, doubled
+    backslashes). A real MSSQL record, then a path that a repr would have mangled."""
+    from collectors.logs.evtx import EvtxRecord
+
+    sample = (shared_dir / "evtx" / "EVTX-ATTACK-SAMPLES" / "Lateral Movement" /
+              "MSSQL_15281_xp_cmdshell_exec_failed_attempt.evtx")
+    (event,), _ = _read(sample)
+    data = event["winlog"]["event_data"]
+    assert event["winlog"]["event_id"] == "15281"
+    assert [data[f"param{i}"] for i in range(1, 4)] == ["procedure", "sys.xp_cmdshell",
+                                                        "xp_cmdshell"]
+    assert data["Data"].startswith("procedure, sys.xp_cmdshell, xp_cmdshell") and \
+        "[" not in data["Data"] and "'" not in data["Data"]
+    rec = _record()
+    rec["Event"]["EventData"] = {"Data": {"#text": ["C:\\w\\a.exe", None, 5]}}
+    want = {"param1": "C:\\w\\a.exe", "param2": "", "param3": "5", "Data": "C:\\w\\a.exe, , 5"}
+    assert map_record(rec)["winlog"]["event_data"] == want
+    filled: dict = {}
+    assert EvtxRecord(rec).fill(filled)
+    assert {k[18:]: v for k, v in filled.items() if k.startswith("winlog.event_data.")} == want
+
+
 def test_records_of_one_shape_share_group_and_layout(shared_dir):
     """`EvtxRecord.shape()` (what the hunt's evaluator groups records by without reading
     their fields): over the real sample corpus, records of one shape have one dataset, the

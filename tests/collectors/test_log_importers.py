@@ -276,3 +276,23 @@ def test_journalctl_json_export(tmp_path):
     assert ok["log"]["syslog"]["priority"] == 85 and ok["event"]["outcome"] == "success"
     assert ok["user"]["name"] == "dba" and ok["source"]["ip"] == "192.0.2.44"
     assert raw["message"] == "bad \ufffd bytes"
+
+
+def test_evidence_folder_named_through_dot_dot_or_a_hidden_folder(tmp_path, monkeypatch):
+    """Hidden means hidden below the folder given: `govsoc hunt ../case` and a case kept
+    under ~/.cache/case are read whole (each file's own path holds ".." or ".cache"),
+    while a dot-file or dot-folder inside the case is still left out."""
+    from collectors.importers import expand
+
+    case = tmp_path / ".cache" / "case"
+    (case / "host1").mkdir(parents=True)
+    (case / ".git").mkdir()
+    for f in (case / "auth.log", case / "host1" / "secure", case / ".notes",
+              case / ".git" / "config"):
+        f.write_text("x\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for given in (case, os.path.join("..", ".cache", "case")):
+        got = sorted(p.relative_to(given).as_posix() for p, named in expand([given]))
+        assert got == ["auth.log", "host1/secure"], given
