@@ -35,13 +35,12 @@ MANIFEST = SHARED / "evtx" / "MANIFEST.json"
 SIGMA_WINDOWS = SHARED / "sigma" / "rules" / "windows"
 
 # Samples raising at least one alert (low and up), per tactic, as measured once the pack
-# had its Windows rules for the boot configuration, LSASS's silent exit, xp_cmdshell, the
-# debug privilege, a task created and deleted, svcctl written remotely, privileged groups
-# read over SAMR, injection from user folders and shares, PowerShell's all-access opens and
-# shells under DcomLaunch: a floor, so a regression in parsing, mapping or matching fails.
+# had its own Windows rules (detections/rules/windows.yml: the techniques SigmaHQ's tree
+# left unseen in these samples): a floor, so a regression in parsing, mapping or matching
+# fails here.
 COVERAGE_FLOOR = {
     "Command and Control": 4, "Credential Access": 34, "Defense Evasion": 33, "Discovery": 7,
-    "Execution": 31, "Lateral Movement": 35, "Persistence": 17, "Privilege Escalation": 64,
+    "Execution": 32, "Lateral Movement": 38, "Persistence": 18, "Privilege Escalation": 64,
 }
 
 
