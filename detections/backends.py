@@ -190,7 +190,7 @@ class LuceneStoreBackend(LuceneBackend):
         regex = caseless_regex(cond.value) if keyword_field(field) else None
         if regex is None:
             return super().convert_condition_field_eq_val_str(cond, state)
-        return f"{self.escape_and_quote_field(cond.field)}:/{regex}/"
+        return f"{self.escape_and_quote_field(cond.field)}:{delimited(regex)}"
 
     def convert_condition_field_eq_val_cidr(self, cond, state):
         # a network in CIDR notation means something to an `ip` field only; a keyword
@@ -237,8 +237,8 @@ class LuceneStoreBackend(LuceneBackend):
         if value.flags - {SigmaRegularExpressionFlag.IGNORECASE}:
             raise SigmaFeatureNotSupportedByBackendError(
                 "regex flags other than i are not supported on Elasticsearch")
-        return (f"{self.escape_and_quote_field(cond.field)}:/"
-                f"{lucene_regex(pattern, ignore_case=ignore_case)}/")
+        return (f"{self.escape_and_quote_field(cond.field)}:"
+                f"{delimited(lucene_regex(pattern, ignore_case=ignore_case))}")
 
     def convert_condition_val_str(self, cond, state):
         self.fields_seen.add("message")
@@ -246,6 +246,18 @@ class LuceneStoreBackend(LuceneBackend):
 
     def convert_condition_val_num(self, cond, state):
         return self.convert_condition_val_str(cond, state)
+
+
+def delimited(regex: str) -> str:
+    """A Lucene regex as a query-string term, `/regex/`. A literal backslash at its end
+    becomes a class holding it: the query parser reads an escaped backslash followed by
+    the closing slash as a backslash and an escaped slash, and refuses the whole query
+    (SigmaHQ's rules compare `Image` or `CurrentDirectory` with folders written with a
+    trailing backslash)."""
+    tail = len(regex) - len(regex.rstrip("\\"))
+    if tail and tail % 2 == 0:
+        regex = regex[:-2] + "[\\\\]"
+    return f"/{regex}/"
 
 
 def caseless_regex(value: SigmaString) -> str | None:

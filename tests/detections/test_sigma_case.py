@@ -110,6 +110,13 @@ logsource: {product: windows, category: process_creation}
 detection:
   sel: {CommandLine|contains: 'überwach.exe /ä'}
   condition: sel""",
+    # a folder with its trailing backslash, another regex after it: the query Elasticsearch
+    # refused whole (the parser took the slash after the backslash as escaped)
+    "trailing_backslash": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CurrentDirectory: 'c:\\windows\\SYSTEM32\\', Image|endswith: '\\Dism.exe'}
+  condition: sel""",
     "long_value": """
 logsource: {product: windows, category: process_creation}
 detection:
@@ -137,6 +144,7 @@ EXPECTED = {
     "user_data_security": {"log_cleared_1102"},
     "user_data_not_null": {"log_cleared_104"},
     "unicode": {"umlaut"},
+    "trailing_backslash": {"dism_online"},
     "long_value": {"long_cmdline"},
     "keyword": {"auth"},
     "Registry Hive File Staged Outside Standard User Profile Path": {"hive_lower", "hive_upper",
@@ -190,12 +198,15 @@ def test_sigma_semantics_on_windows_logs(store, case_pack, case_events):
 
 
 def test_lucene_regex_translation():
-    from detections.backends import lucene_regex
+    from detections.backends import delimited, lucene_regex
 
     assert lucene_regex("^C:\\\\Users\\\\[^\\\\]+\\\\NTUSER\\.DAT$", ignore_case=True) == \
         "[Cc]:\\\\[Uu][sS][eE][rR][sS]\\\\[^\\\\]+\\\\[Nn][Tt][Uu][Ss][Ee][Rr]\\.[Dd][Aa][Tt]"
     assert lucene_regex("a|^b\\d$") == ".*a.*|b[0-9]"
     assert lucene_regex("(?:x|y)+?@") == ".*(x|y)+\\@.*"
+    # a literal backslash before the closing slash: a class, so the slash still closes
+    assert delimited(lucene_regex("32\\\\$")) == "/.*32[\\\\]/"
+    assert delimited("a\\\\.*") == "/a\\\\.*/"
 
 
 def test_rules_files_path_exists(shared_dir):
