@@ -204,12 +204,14 @@ class LuceneStoreBackend(LuceneBackend):
 
     def convert_condition_field_eq_expansion(self, cond, state):
         # pySigma-backend-elasticsearch 2.1 passes the expansion itself, not its OR, when
-        # the OR is not written as `field:(a OR b)`
+        # the OR is not written as `field:(a OR b)`; its parent sees one field test and
+        # adds no parentheses, so the OR is grouped here: `a AND x OR y` would make x
+        # required and y optional (a `|windash` rule matched `-all` but not `/all`)
         or_cond = ConditionOR([ConditionFieldEqualsValueExpression(cond.field, v)
                                for v in cond.value.values], cond.source)
         if self.decide_convert_condition_as_in_expression(or_cond, state):
             return self.convert_condition_as_in_expression(or_cond, state)
-        return self.convert_condition_or(or_cond, state)
+        return self.group_expression.format(expr=self.convert_condition_or(or_cond, state))
 
     def convert_condition_not(self, cond, state):
         # pySigma writes `not <field is null>` as `_exists_:<field>` with the field name as

@@ -117,6 +117,12 @@ logsource: {product: windows, category: process_creation}
 detection:
   sel: {CurrentDirectory: 'c:\\windows\\SYSTEM32\\', Image|endswith: '\\Dism.exe'}
   condition: sel""",
+    # `|windash` (-, /, dashes) under an AND: every form, not only the first
+    "windash_in_and": """
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {Image|endswith: '\\Dism.exe', CommandLine|contains|windash: ' -online'}
+  condition: sel""",
     "long_value": """
 logsource: {product: windows, category: process_creation}
 detection:
@@ -145,6 +151,7 @@ EXPECTED = {
     "user_data_not_null": {"log_cleared_104"},
     "unicode": {"umlaut"},
     "trailing_backslash": {"dism_online"},
+    "windash_in_and": {"dism_online"},
     "long_value": {"long_cmdline"},
     "keyword": {"auth"},
     "Registry Hive File Staged Outside Standard User Profile Path": {"hive_lower", "hive_upper",
@@ -261,3 +268,28 @@ def test_sigmahq_rules_match_the_same_real_records_on_both_stores(sqlite_store, 
     # compiled with every string `|cased` match none of their records here)
     assert {"New Custom Shim Database Created",
             "WMI Persistence - Script Event Consumer File Write"} <= fired
+
+
+@pytest.mark.es
+def test_expanded_values_match_the_same_real_records_on_both_stores(sqlite_store, es_store,
+                                                                     shared_dir):
+    """SigmaHQ's Windows rules whose values expand to several forms (`|windash`: -, /
+    and the dashes; `|base64offset`) over every real record: the same (rule, record)
+    matches on both stores. On Elasticsearch such a test under an AND lost its
+    parentheses and only its first form stayed required (`/all` escaped a `-all` rule)."""
+    files = [p for p in sorted((shared_dir / "sigma" / "rules" / "windows").rglob("*.yml"))
+             if "|windash" in (text := p.read_text(encoding="utf-8")) or "base64offset" in text]
+    pack = load_pack(files)
+    pack.rules = [r for r in pack.rules if not r.is_correlation and r.datasets
+                  and len(r.queries) == 2]
+    assert len(pack.rules) >= 80
+    docs: list[dict] = []
+    for path in sorted((shared_dir / SAMPLES).rglob("*.evtx")):
+        read_evtx(str(path), docs.append)
+    events = {d["event"]["id"]: d for d in docs if _short_values(d)}
+    ids = set(events)
+    lite, es = ({title: found & ids for title, found in matches(s, pack, events).items()}
+                for s in (sqlite_store, es_store))
+    assert lite == es
+    # the forms beyond the first are what the real records hold here
+    assert sum(map(len, lite.values())) >= 20
