@@ -8,7 +8,8 @@ Reference, in the same run: per rule, the same rows read without the rule's cond
 (SQLite `count(*)` over the rule's datasets; Elasticsearch a `match_all` count on the same
 indices), so the ratio is the condition's own cost. SQLite figures are CPU seconds of this
 process (the store is in-process); Elasticsearch ones the `took` milliseconds the node
-reports, summed. Matches are (rule, event) pairs. Run it at two commits to compare them.
+reports, summed. Matches are (rule, event) pairs; with `--es`, each rule whose matches differ
+between the stores is named. Run it at two commits to compare them.
 """
 
 from __future__ import annotations
@@ -37,17 +38,18 @@ def evtx_docs() -> list[dict]:
     return docs
 
 
-def sqlite_round(path: str, rules) -> tuple[float, float, int]:
+def sqlite_round(path: str, rules) -> tuple[float, float, set]:
     conn = connect(path)
     cond = ref = 0.0
-    matches = 0
+    matches = set()
     for r in rules:
         marks = ",".join("?" * len(r.datasets))
         where = f"family = 'events' AND dataset IN ({marks})"
         t = time.process_time()
-        matches += len(conn.execute(f"SELECT id FROM docs WHERE {where} AND "
-                                    f"({r.queries['sqlite']})", r.datasets).fetchall())
+        rows = conn.execute(f"SELECT id FROM docs WHERE {where} AND "
+                            f"({r.queries['sqlite']})", r.datasets).fetchall()
         cond += time.process_time() - t
+        matches.update((r.id, row[0]) for row in rows)
         t = time.process_time()
         conn.execute(f"SELECT count(*) FROM docs WHERE {where}", r.datasets).fetchall()
         ref += time.process_time() - t
@@ -55,9 +57,9 @@ def sqlite_round(path: str, rules) -> tuple[float, float, int]:
     return cond, ref, matches
 
 
-def es_round(store, rules) -> tuple[float, float, int]:
+def es_round(store, rules) -> tuple[float, float, set]:
     cond = ref = 0.0
-    matches = 0
+    matches = set()
     for r in rules:
         index = ",".join(f"logs-govsoc.{d}-{store.namespace}" for d in r.datasets)
         q = {"query_string": {"query": r.queries["elasticsearch"],
@@ -66,7 +68,7 @@ def es_round(store, rules) -> tuple[float, float, int]:
                                ignore_unavailable=True, allow_no_indices=True,
                                track_total_hits=False)
         cond += resp["took"]
-        matches += len(resp["hits"]["hits"])
+        matches.update((r.id, hit["_id"]) for hit in resp["hits"]["hits"])
         resp = store.es.search(index=index, query={"match_all": {}}, size=0,
                                ignore_unavailable=True, allow_no_indices=True,
                                track_total_hits=True)
@@ -95,19 +97,26 @@ def main() -> None:
         store.optimize()
         store.close()
         runs = [sqlite_round(f"{tmp}/w.db", rules) for _ in range(args.rounds)]
-        cond, ref, matches = min(runs)
+        cond, ref, lite = min(runs, key=lambda x: x[:2])
         print(f"sqlite   conditions {cond:6.2f} s CPU   reference {ref:6.2f} s   "
-              f"ratio {cond / ref:5.2f}x   {matches} matches   "
+              f"ratio {cond / ref:5.2f}x   {len(lite)} matches   "
               f"[rounds: {', '.join(f'{c:.2f}' for c, _, _ in runs)}]")
     if args.es:
         store = open_store(args.es, namespace=f"bw{time.time_ns() % 10**10}")
         try:
             assert not store.write(docs, refresh=True).rejected
             runs = [es_round(store, rules) for _ in range(args.rounds)]
-            cond, ref, matches = min(runs)
+            cond, ref, es = min(runs, key=lambda x: x[:2])
             print(f"elastic  conditions {cond:6.2f} s took  reference {ref:6.2f} s   "
-                  f"ratio {cond / ref:5.2f}x   {matches} matches   "
+                  f"ratio {cond / ref:5.2f}x   {len(es)} matches   "
                   f"[rounds: {', '.join(f'{c:.2f}' for c, _, _ in runs)}]")
+            # the stores must agree on every (rule, record): name each rule that does not
+            title = {r.id: r.title for r in rules}
+            for rid in sorted({m[0] for m in lite ^ es}, key=title.get):
+                only_lite = sum(1 for m in lite - es if m[0] == rid)
+                only_es = sum(1 for m in es - lite if m[0] == rid)
+                print(f"  differs: {title[rid]} (SQLite only {only_lite}, "
+                      f"Elasticsearch only {only_es})")
         finally:
             store.drop_all()
             store.close()
