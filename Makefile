@@ -23,6 +23,9 @@ DEBS := tshark wrk openssh-server openssh-client iproute2 nftables sqlite3 unzip
         libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils \
         chromium
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# cargo (rustup's) builds the hunt's native EVTX filter into the package (native/evtx_filter)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+NATIVE_SRC := $(wildcard native/*/Cargo.toml native/*/Cargo.lock native/*/src/*.rs)
 
 .PHONY: run test bench fuzz venv wheel-venv sysdeps es lint clean vendor-console
 
@@ -59,7 +62,7 @@ fuzz: venv
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(NATIVE_SRC)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -98,4 +101,4 @@ lint: venv
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache native/*/target

@@ -75,7 +75,7 @@ def kind_of(path: Path) -> str:
 
 
 def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[Any], Any], *,
-                    lazy: bool = False) -> list[dict[str, Any]]:
+                    lazy: bool = False, prefilter: Any = None) -> list[dict[str, Any]]:
     kinds = []
     skipped = []
     for path, named in expand(paths):
@@ -112,7 +112,8 @@ def import_evidence(paths: Iterable[str | os.PathLike], sink: Callable[[Any], An
             try:
                 # the sink itself (no counting call for every record): the file's events
                 # are those its stats count, each one handed to the sink
-                count = read_evtx(str(path), sink, lazy=lazy).events_total
+                count = read_evtx(str(path), sink, lazy=lazy,
+                                  prefilter=prefilter).events_total
             except ValueError as exc:  # EvtxError: the file as a whole is unreadable
                 raise EvidenceError(str(exc)) from None
         else:

@@ -1041,7 +1041,10 @@ class Evaluator:
         self._guards: list[tuple | None] = [
             (("and", [g[f] for f in self.guard_fields if f in g])
              if any(f in g for f in self.guard_fields) else None) for g in found]
-        self._guard_preds: dict[int, Pred] = {}
+        self._guard_parts = found
+        # (rule, the guard fields a record kind answers by itself) -> its guard's test
+        self._guard_preds: dict[tuple[int, tuple[bool, ...]], Pred | None] = {}
+        self._known: dict[type | None, tuple[bool, ...]] = {}
         self._covered: dict[tuple[int, type], bool] = {}
         self._bases: dict[tuple, tuple[list[int], list[int], list[int]]] = {}
         # each field a rule reads as one bit, so a rule's absent fields in a layout are
@@ -1131,18 +1134,36 @@ class Evaluator:
                                                    names.__contains__) != _NO
         return found
 
+    def _known_guards(self, kind: type | None) -> tuple[bool, ...]:
+        """Per guard field, whether records of `kind` answer it by themselves (an ECS
+        document answers every field): a group is keyed by those values alone, a guard
+        on any other field decides nothing (a record would be built to read it)."""
+        known = self._known.get(kind)
+        if known is None:
+            known = self._known[kind] = tuple(
+                kind is None or kind.covers(f) for f in self.guard_fields)
+        return known
+
+    def _guard_test(self, i: int, known: tuple[bool, ...]) -> Pred | None:
+        key = (i, known)
+        if key not in self._guard_preds:
+            g = self._guard_parts[i]
+            parts = [g[f] for f, k in zip(self.guard_fields, known, strict=True)
+                     if k and f in g]
+            self._guard_preds[key] = predicate(("and", parts)) if parts else None
+        return self._guard_preds[key]
+
     def _group(self, dataset: str, kind: type | None, values: Any,
                layout: tuple[str, ...] | None) -> _Group:
         always, allowed, guarded = self._base(dataset, kind)
         always, allowed = list(always), list(allowed)
         key_event = None if values is _UNKNOWN else Event(
             None, dict(zip(self.guard_fields, values, strict=True)).get)
+        known = self._known_guards(kind)
         for i in guarded:
             if key_event is not None:
-                test = self._guard_preds.get(i)
-                if test is None:
-                    test = self._guard_preds[i] = predicate(self._guards[i])
-                if not test(key_event):
+                test = self._guard_test(i, known)
+                if test is not None and not test(key_event):
                     continue
             (allowed if self._prefiltered(i, kind) else always).append(i)
         if layout is not None and kind is not None:
@@ -1202,6 +1223,10 @@ class Evaluator:
     def match(self, doc: dict[str, Any] | SourceRecord) -> list[int]:
         """Indexes (into `rules`) of the rules `doc` matches."""
         if isinstance(doc, SourceRecord):
+            if doc.candidates is not None:  # a prefilter has read the record already
+                if not doc.candidates:
+                    return list(doc.matched)
+                return [*doc.matched, *self.evaluate(doc.candidates, Event(None, record=doc))]
             kind: type | None = type(doc)
             shaped = self._shaped_kinds.get(kind)
             if shaped is None:
@@ -1226,16 +1251,21 @@ class Evaluator:
 
     def _shapes_key(self, kind: type) -> bool:
         """Whether records of `kind` name their group by `shape()`: the fields groups are
-        keyed by (the guards) are all among those their shape determines."""
-        return set(self.guard_fields) <= kind.SHAPED
+        keyed by (the guards the kind answers by itself) are all among those their shape
+        determines."""
+        known = self._known_guards(kind)
+        return all(f in kind.SHAPED
+                   for f, k in zip(self.guard_fields, known, strict=True) if k)
 
     def _group_of(self, dataset: str, kind: type | None, r: dict[str, Any]) -> _Group:
         layout = None
         # the paths a filled record holds, taken before any lookup adds others
         if type(r) is _Filled and len(self._groups) < MAX_GROUPS:
             layout = tuple(r)
+        known = self._known_guards(kind)
         try:
-            key = (dataset, kind, tuple(map(r.__getitem__, self.guard_fields)), layout)
+            key = (dataset, kind, tuple(r[f] if k else None for f, k in
+                                        zip(self.guard_fields, known, strict=True)), layout)
             group = self._groups.get(key)
         except TypeError:  # a list among the values: the dataset's group, unguarded
             key = (dataset, kind, _UNKNOWN, layout)
@@ -1273,6 +1303,10 @@ class Evaluator:
                         cands = [*cands, *more]
         if not cands:
             return []
+        return self.evaluate(cands, ev)
+
+    def evaluate(self, cands: Iterable[int], ev: Event) -> list[int]:
+        """Of the rules `cands`, those the event is true for."""
         preds = self._preds
         out = []
         for i in cands:
@@ -1280,6 +1314,18 @@ class Evaluator:
             if p(ev):
                 out.append(i)
         return out
+
+    def fields(self, rule: Compiled) -> set[str]:
+        """The fields a rule's condition reads."""
+        return fields_of(rule.ir)
+
+    def literal_list(self) -> list[str]:
+        """The prefilter's literals, each at its number."""
+        return list(self._literals)
+
+    def shaped_groups(self) -> list[tuple[type, Any, _Group]]:
+        """(record class, shape, group) of every group found by a record's shape."""
+        return [(kind, shape, g) for (kind, shape), g in self._shaped.items()]
 
 
 def _folded_utf8(text: bytes) -> bytes:

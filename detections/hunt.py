@@ -14,6 +14,7 @@ import bisect
 import csv
 import gc
 import io
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import click
 import orjson
 
+from detections import prefilter
 from detections.alerts import iso
 from detections.engine import Engine, Settings
 from detections.evaluator import Evaluator
@@ -102,13 +104,14 @@ class Loader:
 
 
 def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
-         import_all: bool = False) -> dict[str, Any]:
+         import_all: bool = False, native: bool | None = None) -> dict[str, Any]:
     """Evaluate every rule against each evidence event once (in memory), then raise alerts
     over the evidence's span with the engine; return what was found. With `import_all`
     (`--store`), the store receives every event and the alerts. Without it the store is
     the hunt's scratch store, gone when the hunt ends: the matched events and the alerts
     stay in memory (`Matches`, `AlertTable`), where the engine reads them; the store holds
-    the engine's own state."""
+    the engine's own state. EVTX files are then read through the native prefilter
+    (`detections.prefilter`) when it is installed (`native`: None), or as `native` says."""
     # the cyclic collector's passes made rarer for the whole hunt: loading the rules makes
     # millions of objects, and each record dozens, so at the default thresholds (700, 10,
     # 10) a young pass ran every ~15 records and the full passes walked every kept event
@@ -132,7 +135,11 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
         if not import_all:
             gc.disable()
         try:
-            return _hunt(store, paths, pack, matches, unsupported, import_all)
+            if native is None:  # GOVSOC_HUNT_NATIVE=0: the Python reader (to compare)
+                native = prefilter.available() and os.environ.get("GOVSOC_HUNT_NATIVE") != "0"
+            pre = (prefilter.EvtxPrefilter(matches.evaluator)
+                   if native and not import_all else None)
+            return _hunt(store, paths, pack, matches, unsupported, import_all, pre)
         finally:
             # what the hunt made and returns (its alerts: ~2 M objects for 45,000) goes to
             # the oldest generation with the rules, not to the youngest, whose next passes
@@ -146,7 +153,8 @@ def hunt(store: EventStore, paths: list[str], rule_paths: list[str], *,
 
 
 def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
-          unsupported: dict[str, str], import_all: bool) -> dict[str, Any]:
+          unsupported: dict[str, str], import_all: bool,
+          pre: prefilter.EvtxPrefilter | None) -> dict[str, Any]:
     loader = Loader(store)
     # EVTX records come as SourceRecords: the evaluator reads their winlog fields, and
     # only the events it keeps (or every one, with import_all) are built
@@ -165,6 +173,8 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
 
         def drain() -> None:
             matches.feed(pending)
+            if pre is not None:  # the shapes this batch planned, for the records to come
+                pre.sync()
             times = [e.timestamp for e in pending if isinstance(e, SourceRecord)]
             if len(times) == len(pending):  # records only (EVTX): their span at once
                 span_stored(min(times))
@@ -182,7 +192,8 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
         if len(pending) >= MATCH_BATCH:
             drain()
 
-    imported = importer()(paths, sink, lazy=True)
+    imported = (importer()(paths, sink, lazy=True) if pre is None
+                else importer()(paths, sink, lazy=True, prefilter=pre))
     drain()
     loader.close_span()
     matches.finish()

@@ -13,6 +13,10 @@ The contract an importer's subclass must keep (its tests hold it to it):
   from the record without building the event for the paths `covers` accepts;
 - `fill(into)`, when it returns True, has put exactly the covered paths `get` answers with
   a value, with that value;
+- `candidates`, when not None, names the only rules (the evaluator's indexes) left to
+  evaluate on the record, and `matched` those already found true, as a prefilter that
+  read the record before it became this object worked out (`detections.prefilter`);
+  None: any rule may match;
 - `scan_text()` is JSON text that holds `"<leaf>":<value>` (the value as JSON) for every
   covered field the event has, `<leaf>` being the path's last segment: what a prefilter
   looking for a field's literals in the event's JSON finds there too.
@@ -28,7 +32,7 @@ __all__ = ["SourceRecord"]
 class SourceRecord:
     """One source record: some fields now, the whole ECS event on demand (cached)."""
 
-    __slots__ = ("dataset", "id", "timestamp", "_event")
+    __slots__ = ("dataset", "id", "timestamp", "_event", "candidates", "matched")
 
     # the paths a subclass's `get` answers without the event: exact paths and path
     # prefixes (ending in ".")
@@ -40,6 +44,8 @@ class SourceRecord:
         self.id = id
         self.timestamp = timestamp
         self._event: dict[str, Any] | None = None
+        self.candidates: list[int] | tuple[int, ...] | None = None
+        self.matched: list[int] | tuple[int, ...] = ()
 
     @classmethod
     def covers(cls, path: str) -> bool:
@@ -60,6 +66,16 @@ class SourceRecord:
 
     # covered paths whose values `shape()` determines (see there)
     SHAPED: frozenset[str] = frozenset()
+
+    @classmethod
+    def shape_layout(cls, shape: Any) -> tuple[tuple[Any, ...], tuple[str, ...],
+                                                tuple[str, ...] | None,
+                                                tuple[str, ...]] | None:
+        """For a `shape()` of this class: the `SHAPED` values it fixes (in the order of
+        the `fill` paths), the names of the record's data block and of its user-data
+        block (None: it has none) in their order, and every path `fill` puts, in order;
+        None when this class cannot say."""
+        return None
 
     def shape(self) -> Any:
         """None, or a hashable naming what records of this class share when it is equal:

@@ -28,7 +28,10 @@ def _files(python: bool = True) -> list[Path]:
     out = []
     for pkg in PACKAGES:
         for path in (ROOT / pkg).rglob("*"):
-            if (path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+            # a compiled extension (`detections._native`) is built, not package data: the
+            # editable install leaves it in the tree, the wheel has its own build
+            if (path.is_file() and "__pycache__" not in path.parts
+                    and path.suffix not in (".pyc", ".so")
                     and (python or path.suffix != ".py")):
                 out.append(path.relative_to(ROOT))
     return sorted(out)

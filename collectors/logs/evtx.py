@@ -356,9 +356,10 @@ class _Layout:
     share (an event id's records share theirs): the names' winlog paths, whether one holds
     a dot, and per field set asked for the names a prefilter text keeps."""
 
-    __slots__ = ("paths", "plain", "scans")
+    __slots__ = ("names", "paths", "plain", "scans")
 
     def __init__(self, prefix: str, names: tuple[str, ...]) -> None:
+        self.names = names
         self.paths = tuple(prefix + n for n in names)
         self.plain = "." not in "".join(names)
         self.scans: dict[frozenset[str], tuple[str, ...]] = {}
@@ -447,8 +448,9 @@ class EvtxRecord(SourceRecord):
     def __init__(self, rec: dict[str, Any]) -> None:
         p = self._parts = _Parts(rec)
         # SourceRecord's attributes, set here: one call less for every record of a hunt
-        self.dataset, self.id, self.timestamp, self._event = (
-            p.dataset, _record_id(p), p.stored, None)
+        self.dataset, self.id, self.timestamp, self._event, self.candidates = (
+            p.dataset, _record_id(p), p.stored, None, None)
+        self.matched = ()
         names = tuple(p.data)
         lay = self._data = _EVENT_DATA_LAYOUTS.get(names) or _layout(names, _EVENT_DATA)
         plain = lay.plain
@@ -476,6 +478,17 @@ class EvtxRecord(SourceRecord):
             return None
         v = self._parts.values
         return (v[0], v[1], v[2], self._data, self._user)
+
+    @classmethod
+    def shape_layout(cls, shape: Any) -> tuple[tuple[Any, ...], tuple[str, ...],
+                                                tuple[str, ...] | None,
+                                                tuple[str, ...]] | None:
+        if shape is None:
+            return None
+        channel, code, provider, data, user = shape
+        paths = _SYSTEM_KEYS + data.paths + (() if user is None else user.paths)
+        return ((channel, code, provider), data.names, None if user is None else user.names,
+                paths)
 
     def get(self, path: str) -> Any:
         if self._plain:
@@ -747,6 +760,14 @@ def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], i
     """Parsed records of one file; damaged ones are counted in `stats` with a reason."""
     from evtx import PyEvtxParser
 
+    parser = _checked_open(path, stats, lambda p: PyEvtxParser(p, number_of_threads=1,
+                                                               skip_errors=True))
+    yield from _records(path, stats, parser)
+
+
+def _checked_open(path: str, stats: LogStats, opener: Callable[[str], Any]) -> Any:
+    """`opener` of the file once it is known to be EVTX (a cut file and its damaged
+    chunks counted in `stats`; those chunks left out of what `opener` reads)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(_FILE_HEADER)
@@ -764,12 +785,45 @@ def iter_records(path: str, stats: LogStats) -> Iterator[tuple[dict[str, Any], i
                       "the cut chunk are lost", path)
     clean = _without_damaged_chunks(path, stats)
     try:
-        parser = PyEvtxParser(clean or path, number_of_threads=1, skip_errors=True)
+        parser = opener(clean or path)
     except (OSError, RuntimeError) as exc:
         raise EvtxError(f"{path}: not a readable EVTX file: {exc}") from exc
     finally:
         if clean:  # the parser has opened it: the name is no longer needed
             os.unlink(clean)
+    return parser
+
+
+def _read_prefiltered(path: str, sink: Callable[[Any], Any], stats: LogStats,
+                      prefilter: Any) -> LogStats:
+    _checked_open(path, stats, lambda p: prefilter.open(p, _DATASETS))
+    events = stats.events
+    while (batch := prefilter.batch()) is not None:
+        for item in batch:
+            tag = item[0]
+            if tag == 3:
+                stats.bad(f"damaged record skipped: {str(item[1])[:160]}", path)
+                continue
+            stats.lines += 1
+            try:
+                if tag == 2:
+                    doc: Any = _Unmatched(*item[2:])
+                elif tag == 1:
+                    doc = _PlannedRecord(*item[2:])
+                else:
+                    doc = EvtxRecord(orjson.loads(item[2]))
+            except orjson.JSONDecodeError as exc:
+                stats.bad(f"bad JSON: {exc}", f"{path} record {item[1]}")
+                continue
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                stats.bad(f"unmappable record: {type(exc).__name__}: {exc}",
+                          f"{path} record {item[1]}")
+                continue
+            events[doc.dataset] += 1
+            sink(doc)
+    return stats
+def _records(path: str, stats: LogStats, parser: Any
+             ) -> Iterator[tuple[dict[str, Any], int]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         it = parser.records_json()
@@ -870,11 +924,85 @@ def _without_damaged_chunks(path: str, stats: LogStats) -> str | None:
         raise EvtxError(f"{path}: {exc.strerror}") from exc
 
 
+def _identity(channel: str, computer: str, record_id: str) -> tuple[str, str]:
+    """The dataset and id of a record's event from its channel, computer and record id."""
+    dataset = _DATASET_OF.get(channel)
+    if dataset is None:
+        dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+    return dataset, _record_id(_IdParts(dataset, channel, computer, record_id))  # type: ignore[arg-type]
+
+
+class _IdParts:
+    __slots__ = ("dataset", "channel", "computer", "record_id")
+
+    def __init__(self, dataset: str, channel: str, computer: str, record_id: str) -> None:
+        self.dataset, self.channel, self.computer, self.record_id = (
+            dataset, channel, computer, record_id)
+
+
+class _Unmatched(SourceRecord):
+    """A record a prefilter found no rule for: what the hunt's bookkeeping reads (its
+    dataset, id and time), nothing more."""
+
+    __slots__ = ()
+
+    def __init__(self, made: tuple[str, str] | None, parts: tuple[str, str, str] | None,
+                 stored: str) -> None:
+        self.dataset, self.id = made or _identity(*parts)  # type: ignore[misc]
+        self.timestamp, self._event, self.candidates, self.matched = stored, None, (), ()
+
+
+class _Fields:
+    """A planned record's field values (what `EvtxRecord` reads from its `_Parts`)."""
+
+    __slots__ = ("values", "data", "user")
+
+    def __init__(self, values: tuple[str, ...], data: dict[str, str],
+                 user: dict[str, str] | None) -> None:
+        self.values, self.data, self.user = values, data, user
+
+
+class _PlannedRecord(EvtxRecord):
+    """A plain record whose fields the native prefilter read (`detections.prefilter`),
+    with its candidate rules: the fields as `EvtxRecord` holds them, the event built
+    from the record's JSON when asked for, as `EvtxRecord` builds it."""
+
+    __slots__ = ("_json",)
+
+    def __init__(self, json: str, rules: tuple[list[int], list[int]],
+                 made: tuple[str, str] | None,
+                 parts: tuple[str, str, str] | None, stored: str,
+                 fields: tuple[tuple[str, ...], dict[str, str], dict[str, str] | None]
+                 ) -> None:
+        values, data, user = fields
+        self._parts = _Fields(values, data, user)  # type: ignore[assignment]
+        self.dataset, self.id = made or _identity(*parts)  # type: ignore[misc]
+        self.timestamp, self._event = stored, None
+        self.candidates, self.matched = rules  # to evaluate, found true
+        names = tuple(data)
+        self._data = _EVENT_DATA_LAYOUTS.get(names) or _layout(names, _EVENT_DATA)
+        if user is None:
+            self._user = None
+        else:
+            names = tuple(user)
+            self._user = _USER_DATA_LAYOUTS.get(names) or _layout(names, _USER_DATA)
+        self._plain = True  # no dotted name: the prefilter plans no other record
+        self._json = json
+
+    def build(self) -> dict[str, Any]:
+        return _complete(_Parts(orjson.loads(self._json)), plain=True)
+
+
 def read_evtx(path: str, sink: Callable[[Any], Any], stats: LogStats | None = None, *,
-              lazy: bool = False) -> LogStats:
+              lazy: bool = False, prefilter: Any = None) -> LogStats:
     """Map every record of one EVTX file and hand it to `sink`; with `lazy`, hand it
-    `EvtxRecord`s, whose events are built when asked for."""
+    `EvtxRecord`s, whose events are built when asked for. A `prefilter` (lazy only:
+    `detections.prefilter`'s) reads the file instead of the `evtx` package and names
+    each record's candidate rules; a record with none reaches `sink` as its dataset, id
+    and time alone."""
     stats = stats or LogStats()
+    if lazy and prefilter is not None:
+        return _read_prefiltered(path, sink, stats, prefilter)
     for rec, rid in iter_records(path, stats):
         try:
             doc: Any = EvtxRecord(rec) if lazy else map_record(rec)
