@@ -13,7 +13,9 @@ the figures count events read, as the tools quoted below do.
 
 End to end: `govsoc hunt DIR --rules ../shared/sigma/rules/windows --json` in a child
 process (import, evaluation, alerts into the scratch store, the findings report), its CPU
-time (user + system, from the child's rusage) -> events/s per core. Its compiled rules come
+time (user + system, from the child's rusage) -> events/s per core. The hunt reads the EVTX
+files through its native filter (`detections/prefilter.py`); GOVSOC_HUNT_NATIVE=0 in the
+environment measures the Python reader instead. Its compiled rules come
 from the cache (`GOVSOC_CACHE_DIR`), filled by one untimed run first; the cold load is
 printed too.
 Reference: `PyEvtxParser(path).records_json()` with every record's JSON decoded (orjson),

@@ -123,3 +123,17 @@ def write_evtx(path: str | Path, records: list[dict]) -> Path:
     out = Path(path)
     out.write_bytes(bytes(fh) + chunk_bytes)
     return out
+
+
+def with_resealed_damage(data: bytes, start: int, end: int, fill: int = 0xEE) -> bytes:
+    """`data` (an EVTX file of one chunk) with bytes start:end overwritten and the chunk's
+    CRCs made to match again: damage written so by the producer, which only the parser's
+    reading of the record finds (damage after writing fails the CRC and withholds the
+    whole chunk)."""
+    out = bytearray(data)
+    out[start:end] = bytes([fill]) * (end - start)
+    free = int.from_bytes(out[4096 + 48:4096 + 52], "little")
+    out[4096 + 52:4096 + 56] = zlib.crc32(out[4096 + 512:4096 + free]).to_bytes(4, "little")
+    head = bytes(out[4096:4096 + 120] + out[4096 + 128:4096 + 512])
+    out[4096 + 124:4096 + 128] = zlib.crc32(head).to_bytes(4, "little")
+    return bytes(out)

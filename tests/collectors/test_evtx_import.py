@@ -8,12 +8,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from evtx_writer import write_evtx
+from evtx_writer import with_resealed_damage, write_evtx
 
 from collectors.logs import LogStats
 from collectors.logs.evtx import EvtxError, map_record, read_evtx
@@ -63,16 +62,10 @@ def test_security_sample_maps_as_winlogbeat():
 
 
 def test_damaged_record_is_counted_and_the_rest_imported(tmp_path):
-    data = bytearray(SAMPLE.read_bytes())
-    data[7650:7700] = b"\xee" * 50  # inside the third record's BinXML
-    # ...written so by the producer: the chunk's CRC covers it (damage after writing fails
-    # the CRC and withholds the whole chunk: tests/collectors/test_hostile_evtx.py)
-    free = int.from_bytes(data[4096 + 48:4096 + 52], "little")
-    data[4096 + 52:4096 + 56] = zlib.crc32(data[4096 + 512:4096 + free]).to_bytes(4, "little")
-    head = bytes(data[4096:4096 + 120] + data[4096 + 128:4096 + 512])
-    data[4096 + 124:4096 + 128] = zlib.crc32(head).to_bytes(4, "little")
+    # inside the third record's BinXML, the chunk's CRCs matching (damage after writing
+    # withholds the whole chunk: tests/collectors/test_hostile_evtx.py)
     bad = tmp_path / "damaged.evtx"
-    bad.write_bytes(data)
+    bad.write_bytes(with_resealed_damage(SAMPLE.read_bytes(), 7650, 7700))
     docs, stats = _read(bad)
     assert len(docs) == 6 and stats.bad_total == 1
     assert "damaged record skipped" in next(iter(stats.bad_reasons))

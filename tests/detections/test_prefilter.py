@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import collections
 import tempfile
-import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from evtx import PyEvtxParser
-from evtx_writer import write_evtx
+from evtx_writer import with_resealed_damage, write_evtx
 
 from collectors.logs import read_evtx
 from collectors.logs.evtx import _DATASETS, EvtxRecord
@@ -244,14 +243,8 @@ def test_hunt_finds_the_same_through_the_filter(tmp_path, monkeypatch):
 
 def test_damage_in_a_file_read_through_the_filter(tmp_path):
     """A damaged record: counted with its reason, the others read, as without the filter."""
-    data = bytearray(SECURITY.read_bytes())
-    data[7650:7700] = b"\xee" * 50
-    free = int.from_bytes(data[4096 + 48:4096 + 52], "little")
-    data[4096 + 52:4096 + 56] = zlib.crc32(data[4096 + 512:4096 + free]).to_bytes(4, "little")
-    head = bytes(data[4096:4096 + 120] + data[4096 + 128:4096 + 512])
-    data[4096 + 124:4096 + 128] = zlib.crc32(head).to_bytes(4, "little")
     bad = tmp_path / "damaged.evtx"
-    bad.write_bytes(data)
+    bad.write_bytes(with_resealed_damage(SECURITY.read_bytes(), 7650, 7700))
     _pack, compiled, _ = hunt_rules([str(OWN_PACK)], "sqlite", cache=False)
     pre = prefilter.EvtxPrefilter(Evaluator(compiled))
     docs: list = []
