@@ -252,7 +252,10 @@ class Inspector:
                     if app.tls_parts > 8:
                         app.budget = 0
                 return
-        if data[:1] == b"\x18":
+        # a ClientHello held for its rest: this segment continues it, whatever its first
+        # byte (a continuation starting 0x18 was taken for a heartbeat and the hello lost:
+        # a split chosen so hid the SNI)
+        if data[:1] == b"\x18" and not app.tls_buf:
             hb = tlsp.heartbeat(data)
             if hb:
                 sess.tls_heartbeat(f, ts, *hb)
