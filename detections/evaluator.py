@@ -1315,9 +1315,9 @@ class Evaluator:
                 out.append(i)
         return out
 
-    def fields(self, rule: Compiled) -> set[str]:
-        """The fields a rule's condition reads."""
-        return fields_of(rule.ir)
+    def fields(self, i: int) -> frozenset[str]:
+        """The fields rule `i`'s condition reads."""
+        return self._fields[i]
 
     def literal_list(self) -> list[str]:
         """The prefilter's literals, each at its number."""

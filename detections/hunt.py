@@ -192,8 +192,7 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
         if len(pending) >= MATCH_BATCH:
             drain()
 
-    imported = (importer()(paths, sink, lazy=True) if pre is None
-                else importer()(paths, sink, lazy=True, prefilter=pre))
+    imported = importer()(paths, sink, lazy=True, prefilter=pre)
     drain()
     loader.close_span()
     matches.finish()

@@ -7,8 +7,10 @@ can match reaches the hunt as its dataset, id and time; one with candidates as a
 still decides. A record of a shape not yet planned, or one the native reader does not
 call plain, reaches the evaluator whole, as without the prefilter.
 
-Only the plans' literal scan runs natively: the rules' semantics stay in one place, the
-Python evaluator, and a test holds the hunt's findings equal with and without this.
+The filter also evaluates the opened rules' conditions, in the form `native_condition`
+writes from the evaluator's own condition tree and with its semantics for string values;
+what has no such form stays the Python evaluator's. A test holds the hunt's findings equal
+with and without the filter.
 """
 
 from __future__ import annotations
@@ -101,9 +103,9 @@ class EvtxPrefilter:
         """The rules evaluated natively: those with a native form reading only fields
         records of `kind` answer by themselves."""
         conds: list[tuple | None] = []
-        for r in self.evaluator.rules:
+        for i, r in enumerate(self.evaluator.rules):
             c = native_condition(r.ir)
-            if c is not None and not all(map(kind.covers, self.evaluator.fields(r))):
+            if c is not None and not all(map(kind.covers, self.evaluator.fields(i))):
                 c = None
             conds.append(c)
         self.native_rules = self._filter.conditions(conds)

@@ -230,12 +230,7 @@ class _Parts:
         self.event_id, self.event_code = event_id, code = event_id, str(event_id)
         self.channel, self.computer, self.record_id = channel, computer, record_id
         self.values = (channel, code, name, computer, record_id)
-        dataset = _DATASET_OF.get(channel)
-        if dataset is None:
-            dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
-            if len(_DATASET_OF) < _CAP:
-                _DATASET_OF[channel] = dataset
-        self.dataset = dataset
+        self.dataset = _dataset_of(channel)
         self._system, self._names, self._winlog = system, (provider, name), None
         # what making the block could refuse (a value of an unexpected shape) is refused
         # now, as map_record refuses it: such a record's block is made at once
@@ -349,6 +344,15 @@ _SYSTEM_AT = {path: i for i, path in enumerate(_SYSTEM_KEYS)}
 _CAP = 10_000
 _NONE: Any = MappingProxyType({})  # an absent block's (read only) attributes
 _DATASET_OF: dict[str, str] = {}  # channel -> dataset
+
+
+def _dataset_of(channel: str) -> str:
+    dataset = _DATASET_OF.get(channel)
+    if dataset is None:
+        dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+        if len(_DATASET_OF) < _CAP:
+            _DATASET_OF[channel] = dataset
+    return dataset
 
 
 class _Layout:
@@ -822,6 +826,8 @@ def _read_prefiltered(path: str, sink: Callable[[Any], Any], stats: LogStats,
             events[doc.dataset] += 1
             sink(doc)
     return stats
+
+
 def _records(path: str, stats: LogStats, parser: Any
              ) -> Iterator[tuple[dict[str, Any], int]]:
     with warnings.catch_warnings(record=True) as caught:
@@ -926,9 +932,7 @@ def _without_damaged_chunks(path: str, stats: LogStats) -> str | None:
 
 def _identity(channel: str, computer: str, record_id: str) -> tuple[str, str]:
     """The dataset and id of a record's event from its channel, computer and record id."""
-    dataset = _DATASET_OF.get(channel)
-    if dataset is None:
-        dataset = _DATASETS.get(channel.lower(), "windows.eventlog")
+    dataset = _dataset_of(channel)
     return dataset, _record_id(_IdParts(dataset, channel, computer, record_id))  # type: ignore[arg-type]
 
 
