@@ -28,8 +28,21 @@ class AlertError(ValueError):
     """A workflow change the user asked for is not possible (unknown id, bad status)."""
 
 
+_SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS"
+_SECONDS_CAP = 100_000
+
+
 def iso(ms: int) -> str:
-    return ecs.format_time(datetime.fromtimestamp(ms / 1000, UTC))
+    """Epoch milliseconds in the stored form (`ecs.format_time`). An alert writes five
+    such times, most of them shared with other alerts (its window's bounds): each second
+    is formatted once (a hunt raising 48,884 alerts formatted 250,000 times)."""
+    sec, milli = divmod(int(ms), 1000)
+    head = _SECONDS.get(sec)
+    if head is None:
+        head = ecs.format_time(datetime.fromtimestamp(sec, UTC))[:19]
+        if len(_SECONDS) < _SECONDS_CAP:
+            _SECONDS[sec] = head
+    return f"{head}.{milli:03d}Z"
 
 
 def alert_id(rule_id: str, key: tuple, bucket: int) -> str:

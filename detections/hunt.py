@@ -32,7 +32,7 @@ from detections.evaluator import Evaluator
 from detections.memory import AlertTable, Matches, MemoryEngine, hunt_rules
 from detections.rules import LEVELS, OWN_PACK, RuleError
 from soc_core import ecs
-from soc_core.cliutil import fail
+from soc_core.cliutil import exit_now, fail
 from soc_core.records import SourceRecord
 from soc_core.store import EventStore, Selection, StoreError, open_store
 
@@ -397,7 +397,7 @@ def hunt_cmd(paths: tuple[str, ...], store_url: str | None, rule_paths: tuple[st
         sys.stdout.write(buf.getvalue())
     else:
         _print(result, rows, as_timeline, coverage)
-    sys.exit(1 if alerts else 0)
+    exit_now(1 if alerts else 0)
 
 
 def _print(result: dict[str, Any], rows: list[dict[str, Any]], as_timeline: bool,

@@ -3,7 +3,9 @@ one clear error line and exit code 2 for user errors, `--store URL` everywhere."
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -24,6 +26,23 @@ class UserError(click.ClickException):
 
 def fail(message: str) -> NoReturn:
     raise UserError(message)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit with `code` once the exit handlers have run and the standard streams are
+    flushed, without the interpreter's teardown: after a command that holds millions of
+    objects (a hunt's rules, events and alerts) releasing them one by one took ~4 % of
+    its CPU time, for nothing. A caller in the same process (a test: the streams are not
+    the process's own) gets `sys.exit`."""
+    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe: the status Python gives when its exit flush fails
+        os._exit(120)
+    os._exit(code)
 
 
 def store_option(fn: Callable) -> Callable:

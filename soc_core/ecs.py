@@ -401,16 +401,19 @@ def _check_address(obj: str, sub: dict[str, Any]) -> Any:
 
 
 def make_event(dataset: str, timestamp: Any, source_key: Any, fields: dict[str, Any],
-               kind: str = "event", *, dotted: bool = True) -> dict[str, Any]:
+               kind: str = "event", *, dotted: bool = True,
+               known_id: str | None = None) -> dict[str, Any]:
     """Build an event whose id derives from (dataset, source_key): the identity of the
     source record (file+offset, pcap+flow key, host+pid+start time...). `dotted=False`:
     the caller vouches that no key of `fields` holds a dot, so the walk looking for
-    dotted keys to expand is skipped."""
+    dotted keys to expand is skipped. `known_id`: that id, when the caller has made it
+    already (a hunt's records carry theirs: hashing it again was ~8 % of building an
+    event)."""
     doc = expand_dotted(dict(fields)) if dotted else dict(fields)
     doc["@timestamp"] = timestamp if isinstance(timestamp, str) else format_time(
         parse_time(timestamp))
     event = doc.setdefault("event", {})
     event["dataset"] = dataset
     event.setdefault("kind", kind)
-    event["id"] = stable_id(dataset, source_key)
+    event["id"] = known_id or stable_id(dataset, source_key)
     return doc

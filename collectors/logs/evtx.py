@@ -297,10 +297,12 @@ class _Parts:
         return self.values
 
 
-def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False) -> dict[str, Any]:
+def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False,
+              known_id: str | None = None) -> dict[str, Any]:
     """The ECS event of a record's parts (the Winlogbeat pipelines' fields added).
     `plain`: no data name holds a dot (every other key is this module's own), so the
-    event needs no dotted-key expansion."""
+    event needs no dotted-key expansion. `known_id`: the event's id (`_record_id`), when
+    the caller has it."""
     event_id, data = p.event_id, p.data
     fields: dict[str, Any] = {
         "event": {"code": str(event_id), "provider": p.provider, "module": "windows"},
@@ -326,7 +328,7 @@ def _complete(p: _Parts, source_key: Any = None, *, plain: bool = False) -> dict
                 fields["file"] = {"path": data["ImagePath"]}
     key = source_key if source_key is not None else ("evtx", p.computer, p.channel,
                                                      p.record_id)
-    return make_event(p.dataset, p.stored, key, fields, dotted=not plain)
+    return make_event(p.dataset, p.stored, key, fields, dotted=not plain, known_id=known_id)
 
 
 _EVENT_DATA = "winlog.event_data."
@@ -472,7 +474,7 @@ class EvtxRecord(SourceRecord):
             self.event()  # and its errors surface now, as map_record's would
 
     def build(self) -> dict[str, Any]:
-        return _complete(self._parts, plain=self._plain)
+        return _complete(self._parts, plain=self._plain, known_id=self.id)
 
     def shape(self) -> Any:
         # the layouts are one object per names tuple (while their caches are below the
@@ -800,7 +802,17 @@ def _checked_open(path: str, stats: LogStats, opener: Callable[[str], Any]) -> A
 
 def _read_prefiltered(path: str, sink: Callable[[Any], Any], stats: LogStats,
                       prefilter: Any) -> LogStats:
-    _checked_open(path, stats, lambda p: prefilter.open(p, _DATASETS))
+    # the prefilter reads and checks the file itself, as `_checked_open` does
+    try:
+        damage = prefilter.open(path, _DATASETS)
+    except OSError as exc:
+        raise EvtxError(f"{path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise EvtxError(f"{path}: {exc}") from exc
+    for reason, chunk, records in damage:
+        where = path if chunk is None else f"{path} chunk {chunk}"
+        for _ in range(records):
+            stats.bad(reason, where)
     events = stats.events
     while (batch := prefilter.batch()) is not None:
         for item in batch:
@@ -994,7 +1006,7 @@ class _PlannedRecord(EvtxRecord):
         self._json = json
 
     def build(self) -> dict[str, Any]:
-        return _complete(_Parts(orjson.loads(self._json)), plain=True)
+        return _complete(_Parts(orjson.loads(self._json)), plain=True, known_id=self.id)
 
 
 def read_evtx(path: str, sink: Callable[[Any], Any], stats: LogStats | None = None, *,

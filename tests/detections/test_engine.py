@@ -194,3 +194,17 @@ def test_a_long_backfill_runs_in_slices(sqlite_store, pack):
     counts = sorted(a["govsoc"]["alert"]["count"] for a in store.scan(Selection(family="alerts"))
                     if a["rule"]["id"] == ROOT_LOGIN)
     assert counts == [4, 4, 4]
+
+
+def test_alert_times_are_the_stored_form_of_their_milliseconds():
+    """`alerts.iso` (each second formatted once) writes what `ecs.format_time` writes for
+    the same instant, before 1970 too, and refuses a year past 9999 as it does."""
+    from datetime import UTC, datetime, timedelta
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for ms in (0, 1, 999, 1000, -1, -999, -1000, -1001, 1_563_547_721_050,
+               4_102_444_799_999, -2_208_988_800_000, 253_402_300_799_999):
+        want = ecs.format_time(epoch + timedelta(milliseconds=ms))
+        assert al.iso(ms) == want and al.iso(ms) == want  # the second from the cache
+    with pytest.raises(ValueError):
+        al.iso(253_402_300_800_000)

@@ -258,3 +258,98 @@ def test_damage_in_a_file_read_through_the_filter(tmp_path):
     cut.write_bytes(SECURITY.read_bytes()[:9000])
     stats = read_evtx(str(cut), docs.append, lazy=True, prefilter=pre)
     assert "file truncated: 0 of 1 chunks complete" in next(iter(stats.bad_reasons))
+
+
+HEAD, CHUNK = 4096, 65536
+PROVIDER = "Security-Auditing".encode("utf-16-le")
+
+
+def _chunks(n: int) -> bytearray:
+    """The sample's file header and its one chunk (7 records), `n` times."""
+    import struct
+    import zlib
+
+    raw = SECURITY.read_bytes()
+    data = bytearray(raw[:HEAD] + raw[HEAD:HEAD + CHUNK] * n)
+    struct.pack_into("<H", data, 42, n)
+    struct.pack_into("<I", data, 124, zlib.crc32(bytes(data[:120])))
+    return data
+
+
+def _flip_record(data: bytearray, chunk: int) -> bytearray:
+    data[data.index(PROVIDER, HEAD + chunk * CHUNK)] ^= 0x01
+    return data
+
+
+def _flip_header(data: bytearray, chunk: int) -> bytearray:
+    data[HEAD + chunk * CHUNK + 10] ^= 0xFF
+    return data
+
+
+def _blank(data: bytearray, chunk: int, fill: bytes) -> bytearray:
+    data[HEAD + chunk * CHUNK:HEAD + (chunk + 1) * CHUNK] = fill * CHUNK
+    return data
+
+
+def _large_dirty() -> bytearray:
+    """A chunk, 1,100 empty ones (a dirty file's), a damaged chunk, an intact one."""
+    data = _flip_record(_chunks(3), 1)
+    return data[:HEAD + CHUNK] + bytes(1100 * CHUNK) + data[HEAD + CHUNK:]
+
+
+HOSTILE = {
+    "intact": lambda: _chunks(3),
+    "a damaged record": lambda: with_resealed_damage(SECURITY.read_bytes(), 7650, 7700),
+    "records checksum": lambda: _flip_record(_chunks(3), 1),
+    "header checksum": lambda: _flip_header(_chunks(3), 0),
+    "every chunk damaged": lambda: _flip_header(_flip_record(_chunks(2), 0), 1),
+    "damage, then an empty chunk, then garbage": lambda: _blank(_blank(
+        _flip_record(_chunks(4), 0), 1, b"\x00"), 2, b"\x5a"),
+    # past the size read into memory whole (64 MiB): read chunk by chunk
+    "a large dirty file": lambda: _large_dirty(),
+    "cut in its last chunk": lambda: _flip_record(_chunks(3), 0)[:HEAD + 2 * CHUNK + 900],
+    "cut in its header": lambda: _chunks(1)[:300],
+    "no chunk": lambda: _chunks(1)[:HEAD],
+    "bad signature": lambda: b"ElfFilx\x00" + _chunks(1)[8:],
+    "empty": lambda: b"",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_files_read_through_the_filter_as_without_it(tmp_path, case):
+    """Damaged chunks (either checksum), a dirty file's empty and garbage chunks, cut
+    files, no EVTX at all: the same records, damage counts, reasons and examples, or the
+    same error, read through the filter as by the Python reader."""
+    from collectors.logs.evtx import EvtxError
+
+    path = tmp_path / "x.evtx"
+    path.write_bytes(bytes(HOSTILE[case]()))
+    _pack, compiled, _ = hunt_rules([str(OWN_PACK)], "sqlite", cache=False)
+
+    def read(pre):
+        docs: list = []
+        try:
+            stats = read_evtx(str(path), docs.append, lazy=True, prefilter=pre)
+        except EvtxError as exc:
+            return str(exc)
+        return ([d.id for d in docs], dict(stats.bad_reasons), stats.examples,
+                stats.lines)
+
+    native = read(prefilter.EvtxPrefilter(Evaluator(compiled)))
+    assert native == read(None)
+    if case == "records checksum":
+        assert len(native[0]) == 14 and sum(native[1].values()) == 7
+    if case == "bad signature":
+        assert native.endswith("not an EVTX file (bad signature)")
+
+
+def test_a_missing_file_through_the_filter(tmp_path):
+    from collectors.logs.evtx import EvtxError
+
+    _pack, compiled, _ = hunt_rules([str(OWN_PACK)], "sqlite", cache=False)
+    pre = prefilter.EvtxPrefilter(Evaluator(compiled))
+    with pytest.raises(EvtxError) as native:
+        read_evtx(str(tmp_path / "gone.evtx"), list().append, lazy=True, prefilter=pre)
+    with pytest.raises(EvtxError) as alone:
+        read_evtx(str(tmp_path / "gone.evtx"), list().append, lazy=True)
+    assert str(native.value) == str(alone.value) and "No such file" in str(native.value)

@@ -15,15 +15,17 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use rustc_hash::FxHashMap;
-use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
+use evtx::err::EvtxError;
+use evtx::ParserSettings;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+mod file;
 
 // -- a small JSON reader over the parser's own output ------------------------------
 
@@ -870,7 +872,7 @@ struct EvtxFilter {
     fold: Py<PyAny>,
     mark: Vec<u32>,
     generation: u32,
-    chunks: Option<IntoIterChunks<File>>,
+    chunks: Option<file::Chunks>,
     datasets: HashMap<String, String>, // lowercased channel -> dataset (else windows.eventlog)
     settings: Arc<ParserSettings>,
     text: String,
@@ -1005,15 +1007,26 @@ impl EvtxFilter {
         (self.whole, self.candidates, self.skipped)
     }
 
-    /// Start reading an EVTX file (one the caller has checked, its damaged chunks removed);
-    /// `datasets`: the reader's dataset of each (lowercased) channel.
-    fn open(&mut self, path: &str, datasets: HashMap<String, String>) -> PyResult<()> {
+    /// Start reading an EVTX file, checked first as the Python reader checks it: its
+    /// damage as (reason, chunk number or None, records), its damaged chunks left out.
+    /// `datasets`: the reader's dataset of each (lowercased) channel. OSError when the
+    /// file cannot be read, ValueError when it is no EVTX file the parser can read.
+    fn open(&mut self, path: &str, datasets: HashMap<String, String>) -> PyResult<file::Damage> {
+        self.chunks = None;
+        let (chunks, damage) = file::open(path).map_err(|e| match e {
+            file::OpenError::Io(e) => {
+                let text = e.to_string();
+                let text = text.split(" (os error").next().unwrap_or_default().to_string();
+                match e.raw_os_error() {
+                    Some(code) => PyOSError::new_err((code, text)),
+                    None => PyOSError::new_err(text),
+                }
+            }
+            file::OpenError::Format(text) => PyValueError::new_err(text),
+        })?;
         self.datasets = datasets;
-        let parser = EvtxParser::from_path(path)
-            .map_err(|e| PyOSError::new_err(format!("{e}")))?
-            .with_configuration((*self.settings).clone());
-        self.chunks = Some(parser.into_chunks());
-        Ok(())
+        self.chunks = Some(chunks);
+        Ok(damage)
     }
 
     /// The next chunk's records, in order, or None at the end of the file. Each item:
@@ -1023,14 +1036,14 @@ impl EvtxFilter {
     fn batch<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let Some(chunks) = self.chunks.as_mut() else { return Ok(None) };
         let out = PyList::empty(py);
-        let Some(next) = chunks.next() else {
+        let Some(next) = chunks.next_chunk() else {
             self.chunks = None;
             return Ok(None);
         };
         let mut chunk = match next {
             Ok(c) => c,
             Err(e) => {
-                out.append((3, format!("{e}")))?;
+                out.append((3, skipping(&e)))?;
                 return Ok(Some(out));
             }
         };
@@ -1040,22 +1053,33 @@ impl EvtxFilter {
             Ok(p) => p,
             Err(e) => {
                 out.append((3, format!(
-                    "Failed to parse chunk containing record IDs {first_id}..{last_id}: {e}")))?;
+                    "Skipping EVTX data: RuntimeError: Failed to parse chunk containing record \
+                     IDs {first_id}..{last_id}: {}", file::chained(&e))))?;
                 return Ok(Some(out));
             }
         };
         let mut rendered = Vec::new();
         for record in parsed.iter() {
-            rendered.push(record.and_then(|r| r.into_json()));
+            rendered.push(record.and_then(|r| {
+                let record_id = r.event_record_id;
+                r.into_json().map_err(|e| EvtxError::FailedToParseRecord {
+                    record_id, source: Box::new(e) })
+            }));
         }
         for record in rendered {
             match record {
-                Err(e) => out.append((3, format!("{e}")))?,
+                Err(e) => out.append((3, skipping(&e)))?,
                 Ok(r) => self.item(py, &out, r.event_record_id, r.data)?,
             }
         }
         Ok(Some(out))
     }
+}
+
+/// Damage skipped, worded as the `evtx` package's warning words it (the same reasons
+/// counted with and without the filter).
+fn skipping(e: &EvtxError) -> String {
+    format!("Skipping EVTX data: RuntimeError: {}", file::chained(e))
 }
 
 enum Decision {
