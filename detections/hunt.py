@@ -33,7 +33,7 @@ from detections.memory import AlertTable, Matches, MemoryEngine, hunt_rules
 from detections.rules import LEVELS, OWN_PACK, RuleError
 from soc_core import ecs
 from soc_core.cliutil import exit_now, fail
-from soc_core.records import SourceRecord
+from soc_core.records import SourceRecord, UnmatchedRecords
 from soc_core.store import EventStore, Selection, StoreError, open_store
 
 BATCH = 5000
@@ -175,16 +175,19 @@ def _hunt(store: EventStore, paths: list[str], pack: Any, matches: Matches,
             matches.feed(pending)
             if pre is not None:  # the shapes this batch planned, for the records to come
                 pre.sync()
-            times = [e.timestamp for e in pending if isinstance(e, SourceRecord)]
-            if len(times) == len(pending):  # records only (EVTX): their span at once
-                span_stored(min(times))
-                span_stored(max(times))
-            else:
-                for event in pending:
-                    if isinstance(event, SourceRecord):
-                        span_stored(event.timestamp)
-                    else:
-                        span(event["@timestamp"])
+            # the records' span at once (their times' text order is their time order);
+            # an event's time read as it comes
+            stored: list[str] = []
+            for event in pending:
+                if type(event) is UnmatchedRecords:
+                    stored += (event.earliest, event.latest)
+                elif isinstance(event, SourceRecord):
+                    stored.append(event.timestamp)
+                else:
+                    span(event["@timestamp"])
+            if stored:
+                span_stored(min(stored))
+                span_stored(max(stored))
             pending.clear()
 
     def sink(event: dict[str, Any] | SourceRecord) -> None:

@@ -26,7 +26,7 @@ from detections.engine import Engine, _doc_order, _doc_ts
 from detections.evaluator import Compiled, Evaluator, compile_rules
 from detections.rules import RulePack, load_pack, rule_files
 from soc_core import ecs
-from soc_core.records import SourceRecord
+from soc_core.records import SourceRecord, UnmatchedRecords
 from soc_core.store import Rejected, WriteResult
 
 CACHE_VERSION = 1
@@ -35,7 +35,7 @@ CACHE_KEEP = 8  # compiled rule sets kept (one per set of rule files in use)
 
 class Matches:
     """Import sink: each event (an ECS document or a `SourceRecord`) evaluated once; the
-    matched events kept per rule id."""
+    matched events kept per rule id (and `UnmatchedRecords` only counted)."""
 
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
@@ -54,6 +54,18 @@ class Matches:
         seen, positions, match = self.seen, self.positions, self.evaluator.match
         pos = self.read
         for event in events:
+            if type(event) is UnmatchedRecords:  # no rule matches them: kept as seen
+                ids = event.ids
+                if positions.keys().isdisjoint(ids):
+                    seen.update(ids)
+                    pos += len(ids)
+                    continue
+                for eid in ids:  # some are copies of matched events: where they were read
+                    if eid in positions:
+                        positions[eid].append(pos)
+                    seen.add(eid)
+                    pos += 1
+                continue
             record = isinstance(event, SourceRecord)
             eid = event.id if record else event["event"]["id"]
             if eid in seen:  # the same record twice: the store would keep one

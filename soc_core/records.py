@@ -20,13 +20,18 @@ The contract an importer's subclass must keep (its tests hold it to it):
 - `scan_text()` is JSON text that holds `"<leaf>":<value>` (the value as JSON) for every
   covered field the event has, `<leaf>` being the path's last segment: what a prefilter
   looking for a field's literals in the event's JSON finds there too.
+
+Records a prefilter read and found no rule for may reach such a sink together, as one
+`UnmatchedRecords`: their dataset, ids in the order read, and the earliest and latest of
+their timestamps. The sink counts them and keeps their ids (a later copy of one is a
+duplicate), nothing more: most of a hunt's records arrive so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SourceRecord"]
+__all__ = ["SourceRecord", "UnmatchedRecords"]
 
 
 class SourceRecord:
@@ -101,3 +106,13 @@ class SourceRecord:
         `fields`, only the covered fields among them must be there: a subclass may leave
         the rest out (a prefilter for rules that read only those fields loses nothing)."""
         return self.scan_text().encode()
+
+
+class UnmatchedRecords:
+    """Consecutive records of one dataset that no rule can match: their events' ids in
+    the order read and the earliest and latest of their timestamps (stored form)."""
+
+    __slots__ = ("dataset", "ids", "earliest", "latest")
+
+    def __init__(self, dataset: str, ids: list[str], earliest: str, latest: str) -> None:
+        self.dataset, self.ids, self.earliest, self.latest = dataset, ids, earliest, latest

@@ -26,7 +26,7 @@ import orjson
 
 from collectors.logs.records import LogStats
 from soc_core.ecs import format_time, make_event, parse_time
-from soc_core.records import SourceRecord
+from soc_core.records import SourceRecord, UnmatchedRecords
 
 _LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information",
            5: "verbose"}
@@ -817,12 +817,18 @@ def _read_prefiltered(path: str, sink: Callable[[Any], Any], stats: LogStats,
     while (batch := prefilter.batch()) is not None:
         for item in batch:
             tag = item[0]
+            if tag == 2:  # records no rule can match, their ids made by the prefilter
+                _, dataset, ids, earliest, latest = item
+                stats.lines += len(ids)
+                events[dataset] += len(ids)
+                sink(UnmatchedRecords(dataset, ids, earliest, latest))
+                continue
             if tag == 3:
                 stats.bad(f"damaged record skipped: {str(item[1])[:160]}", path)
                 continue
             stats.lines += 1
             try:
-                if tag == 2:
+                if tag == 4:
                     doc: Any = _Unmatched(*item[2:])
                 elif tag == 1:
                     doc = _PlannedRecord(*item[2:])
@@ -957,14 +963,13 @@ class _IdParts:
 
 
 class _Unmatched(SourceRecord):
-    """A record a prefilter found no rule for: what the hunt's bookkeeping reads (its
-    dataset, id and time), nothing more."""
+    """A record a prefilter found no rule for, whose id it left to Python (its text is
+    not simple): what the hunt's bookkeeping reads (its dataset, id and time)."""
 
     __slots__ = ()
 
-    def __init__(self, made: tuple[str, str] | None, parts: tuple[str, str, str] | None,
-                 stored: str) -> None:
-        self.dataset, self.id = made or _identity(*parts)  # type: ignore[misc]
+    def __init__(self, parts: tuple[str, str, str], stored: str) -> None:
+        self.dataset, self.id = _identity(*parts)
         self.timestamp, self._event, self.candidates, self.matched = stored, None, (), ()
 
 
@@ -1014,8 +1019,8 @@ def read_evtx(path: str, sink: Callable[[Any], Any], stats: LogStats | None = No
     """Map every record of one EVTX file and hand it to `sink`; with `lazy`, hand it
     `EvtxRecord`s, whose events are built when asked for. A `prefilter` (lazy only:
     `detections.prefilter`'s) reads the file instead of the `evtx` package and names
-    each record's candidate rules; a record with none reaches `sink` as its dataset, id
-    and time alone."""
+    each record's candidate rules; records with none reach `sink` as their dataset, ids
+    and times alone, consecutive ones together (`soc_core.records.UnmatchedRecords`)."""
     stats = stats or LogStats()
     if lazy and prefilter is not None:
         return _read_prefiltered(path, sink, stats, prefilter)

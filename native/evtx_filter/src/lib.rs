@@ -1031,8 +1031,11 @@ impl EvtxFilter {
 
     /// The next chunk's records, in order, or None at the end of the file. Each item:
     /// `(0, record_id, json)` a record for Python to read whole; `(1, record_id, json,
-    /// candidates)` one whose rules are only those candidates; `(2, channel, computer,
-    /// record_id, stored_time)` one no rule can match; `(3, message)` damage skipped.
+    /// (candidates, matched), made, parts, stored_time, fields)` one whose rules are only
+    /// those candidates; `(2, dataset, ids, earliest, latest)` consecutive records of one
+    /// dataset no rule can match (their ids, and the first and last of their stored
+    /// times); `(4, record_id, (channel, computer, record id), stored_time)` one such
+    /// record whose id Python makes; `(3, message)` damage skipped.
     fn batch<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let Some(chunks) = self.chunks.as_mut() else { return Ok(None) };
         let out = PyList::empty(py);
@@ -1066,12 +1069,17 @@ impl EvtxFilter {
                     record_id, source: Box::new(e) })
             }));
         }
+        let mut run = None;
         for record in rendered {
             match record {
-                Err(e) => out.append((3, skipping(&e)))?,
-                Ok(r) => self.item(py, &out, r.event_record_id, r.data)?,
+                Err(e) => {
+                    flush(&out, &mut run)?;
+                    out.append((3, skipping(&e)))?
+                }
+                Ok(r) => self.item(py, &out, &mut run, r.event_record_id, r.data)?,
             }
         }
+        flush(&out, &mut run)?;
         Ok(Some(out))
     }
 }
@@ -1080,6 +1088,22 @@ impl EvtxFilter {
 /// counted with and without the filter).
 fn skipping(e: &EvtxError) -> String {
     format!("Skipping EVTX data: RuntimeError: {}", file::chained(e))
+}
+
+/// Consecutive records of one dataset no rule can match, their ids made here: handed
+/// over as one item (what a hunt does with them is count them and keep their ids).
+struct Run {
+    dataset: String,
+    ids: Vec<String>,
+    earliest: String, // stored times: fixed width, so text order is time order
+    latest: String,
+}
+
+fn flush(out: &Bound<'_, PyList>, run: &mut Option<Run>) -> PyResult<()> {
+    match run.take() {
+        Some(r) => out.append((2, r.dataset, r.ids, r.earliest, r.latest)),
+        None => Ok(()),
+    }
 }
 
 enum Decision {
@@ -1112,9 +1136,30 @@ fn split(made: Option<(String, String)>, parts: [String; 3])
 }
 
 impl EvtxFilter {
-    fn item(&mut self, py: Python<'_>, out: &Bound<'_, PyList>, rid: u64, json: String
-            ) -> PyResult<()> {
-        match self.decide(py, &json)? {
+    fn item(&mut self, py: Python<'_>, out: &Bound<'_, PyList>, run: &mut Option<Run>,
+            rid: u64, json: String) -> PyResult<()> {
+        let decision = self.decide(py, &json)?;
+        if let Decision::Skip(Identity { made: Some((dataset, id)), stored, .. }) = decision {
+            self.skipped += 1;
+            match run {
+                Some(r) if r.dataset == dataset => {
+                    if stored < r.earliest {
+                        r.earliest = stored;
+                    } else if stored > r.latest {
+                        r.latest = stored;
+                    }
+                    r.ids.push(id);
+                }
+                _ => {
+                    flush(out, run)?;
+                    *run = Some(Run { dataset, ids: vec![id], earliest: stored.clone(),
+                                      latest: stored });
+                }
+            }
+            return Ok(());
+        }
+        flush(out, run)?;
+        match decision {
             Decision::Whole => {
                 self.whole += 1;
                 out.append((0, rid, json))
@@ -1142,8 +1187,7 @@ impl EvtxFilter {
             }
             Decision::Skip(who) => {
                 self.skipped += 1;
-                let (made, parts) = split(who.made, who.parts);
-                out.append((2, rid, made, parts, who.stored))
+                out.append((4, rid, who.parts, who.stored))
             }
         }
     }
