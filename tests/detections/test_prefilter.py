@@ -381,3 +381,19 @@ def test_a_missing_file_through_the_filter(tmp_path):
     with pytest.raises(EvtxError) as alone:
         read_evtx(str(tmp_path / "gone.evtx"), list().append, lazy=True)
     assert str(native.value) == str(alone.value) and "No such file" in str(native.value)
+
+
+def test_the_native_fold_is_fold_case_where_it_answers():
+    """The filter folds Latin text itself (below U+0250: "Microsoft® Windows®" is in most
+    Sysmon process records) exactly as `fold_case`, and leaves any other text to it."""
+    from detections._native import fold_text
+
+    from soc_core.textcase import fold_case
+
+    latin = "".join(map(chr, range(0x250)))
+    assert fold_text(latin) == fold_case(latin)
+    assert all(fold_text(chr(c)) == fold_case(chr(c)) for c in range(0x250))
+    assert fold_text("C:\\PROGRAM FILES\\Microsoft® İNTUNE ǄǅÀ") == \
+        fold_case("C:\\PROGRAM FILES\\Microsoft® İNTUNE ǄǅÀ")
+    for other in ("ΑΣ", "Ɐ", "АБВ", "日本", "\U0001F600"):
+        assert fold_text("x" + other) is None

@@ -355,7 +355,6 @@ fn plain_block<'a, 'j>(block: &'j J<'a>, names: &mut Vec<Cow<'j, str>>,
 struct Flat<'j> {
     key: Vec<u8>,
     values: Vec<Cow<'j, str>>, // channel, event id, provider, computer, record id, data..., user...
-    names: Vec<Cow<'j, str>>,  // data names, then user names
     data_names: usize,
     has_user: bool,
     stored: String,
@@ -476,7 +475,7 @@ fn flatten<'j>(root: &'j J<'_>) -> Option<Flat<'j>> {
     for n in &names {
         push_part(&mut key, n);
     }
-    Some(Flat { key, values, names, data_names, has_user, stored })
+    Some(Flat { key, values, data_names, has_user, stored })
 }
 
 // -- the event's identity, as the Python reader makes it ------------------------------
@@ -725,6 +724,26 @@ fn paths_known(c: &Cond<String>) -> bool {
     }
 }
 
+/// `soc_core.textcase.fold_case(text)` for text whose letters are all below U+0250
+/// (ASCII, Latin-1, Latin Extended-A and -B: "Microsoft® Windows®" and the like in many
+/// records), None for any other text (the Python fold decides it: Greek's final sigma,
+/// and mappings that differ between Python's Unicode version and Rust's). Below U+0250
+/// every lowercase mapping is one code point and the same in both, but U+0130's, which
+/// `fold_case` maps to "i" as Lucene does.
+fn fold_latin(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            'A'..='Z' => out.push(c.to_ascii_lowercase()),
+            '\0'..='\u{7f}' => out.push(c),
+            '\u{130}' => out.push('i'),
+            '\u{80}'..='\u{24f}' => out.extend(c.to_lowercase()),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// One record's values for the conditions: raw, and case-folded on first use.
 struct Values<'v, 'j> {
     raw: &'v [Cow<'j, str>],
@@ -736,10 +755,9 @@ impl Values<'_, '_> {
     fn folded(&mut self, py: Python<'_>, fold: &Py<PyAny>, i: usize) -> PyResult<&str> {
         if self.folded[i].is_none() {
             let v = &self.raw[i];
-            let f = if v.is_ascii() {
-                v.to_ascii_lowercase()
-            } else {
-                fold.bind(py).call1((PyString::new(py, v),))?.extract::<String>()?
+            let f = match fold_latin(v) {
+                Some(f) => f,
+                None => fold.bind(py).call1((PyString::new(py, v),))?.extract::<String>()?,
             };
             self.folded[i] = Some(f);
         }
@@ -812,6 +830,7 @@ struct Scan {
 }
 
 struct Plan {
+    names: Vec<Py<PyString>>, // the data names, then the user names (interned once)
     always: Vec<u32>,
     scan: Option<Scan>,
     // the plan's rules whose conditions are evaluated here, resolved for its layout
@@ -912,7 +931,7 @@ impl EvtxFilter {
     #[pyo3(signature = (channel, event_id, provider, data_names, user_names, always,
                         positions, first, rest))]
     #[allow(clippy::too_many_arguments)]
-    fn plan(&mut self, channel: &str, event_id: &str, provider: &str, data_names: Vec<String>,
+    fn plan(&mut self, py: Python<'_>, channel: &str, event_id: &str, provider: &str, data_names: Vec<String>,
             user_names: Option<Vec<String>>, always: Vec<u32>, positions: Option<Vec<usize>>,
             first: Vec<(u32, Vec<u32>)>, rest: Vec<(u32, Vec<Vec<u32>>)>) -> PyResult<()> {
         let mut key = Vec::with_capacity(256);
@@ -979,7 +998,9 @@ impl EvtxFilter {
                 conditions.entry(i).or_insert_with(|| resolve(c, &data_names, &user_names));
             }
         }
-        self.plans.insert(key, Arc::new(Plan { always, scan, conditions }));
+        let names = data_names.iter().chain(user_names.iter().flatten())
+            .map(|n| PyString::intern(py, n).unbind()).collect();
+        self.plans.insert(key, Arc::new(Plan { names, always, scan, conditions }));
         Ok(())
     }
 
@@ -1109,7 +1130,8 @@ fn flush(out: &Bound<'_, PyList>, run: &mut Option<Run>) -> PyResult<()> {
 enum Decision {
     Whole,
     Skip(Identity),
-    Candidates(Vec<u32>, Vec<u32>, Identity, Fields), // to evaluate, already true
+    // to evaluate, already true; the record's plan (its field names)
+    Candidates(Vec<u32>, Vec<u32>, Identity, Fields, Arc<Plan>),
 }
 
 /// (dataset, id) when made here, else (channel, computer, record id); the stored time.
@@ -1119,11 +1141,12 @@ struct Identity {
     stored: String,
 }
 
-/// The values of the record's fields: system (5), data names and values, user ones.
+/// The values of the record's fields: system (5), data values, user ones (their names
+/// are the plan's).
 struct Fields {
     system: [String; 5],
-    data: Vec<(String, String)>,
-    user: Option<Vec<(String, String)>>,
+    data: Vec<String>,
+    user: Option<Vec<String>>,
 }
 
 /// An item's identity part: (dataset, id) made here, or the parts Python makes it from.
@@ -1164,18 +1187,19 @@ impl EvtxFilter {
                 self.whole += 1;
                 out.append((0, rid, json))
             }
-            Decision::Candidates(cands, matched, who, fields) => {
+            Decision::Candidates(cands, matched, who, fields, plan) => {
                 self.candidates += 1;
+                let (data_names, user_names) = plan.names.split_at(fields.data.len());
                 let data = PyDict::new(py);
-                for (k, v) in &fields.data {
-                    data.set_item(PyString::intern(py, k), v)?;
+                for (k, v) in data_names.iter().zip(&fields.data) {
+                    data.set_item(k.bind(py), v)?;
                 }
                 let user = match &fields.user {
                     None => None,
                     Some(u) => {
                         let d = PyDict::new(py);
-                        for (k, v) in u {
-                            d.set_item(PyString::intern(py, k), v)?;
+                        for (k, v) in user_names.iter().zip(u) {
+                            d.set_item(k.bind(py), v)?;
                         }
                         Some(d)
                     }
@@ -1205,8 +1229,11 @@ impl EvtxFilter {
                 text.make_ascii_lowercase();
                 text.as_bytes()
             } else {
-                let f = self.fold.bind(py).call1((PyString::new(py, &text),))?;
-                folded = f.extract::<String>()?;
+                folded = match fold_latin(&text) {
+                    Some(f) => f,
+                    None => self.fold.bind(py).call1((PyString::new(py, &text),))?
+                        .extract::<String>()?,
+                };
                 folded.as_bytes()
             };
             self.generation = self.generation.wrapping_add(1);
@@ -1271,19 +1298,17 @@ impl EvtxFilter {
         if cands.is_empty() && matched.is_empty() {
             return Ok(Decision::Skip(who));
         }
-        let pairs = |names: &[Cow<'_, str>], values: &[Cow<'_, str>]| -> Vec<(String, String)> {
-            names.iter().zip(values).map(|(n, v)| (n.to_string(), v.to_string())).collect()
-        };
-        let data = pairs(&flat.names[..flat.data_names], &v[5..5 + flat.data_names]);
-        let user = flat.has_user.then(|| pairs(&flat.names[flat.data_names..],
-                                                &v[5 + flat.data_names..]));
+        // their names are the plan's (its key holds them, in this order)
+        let data = v[5..5 + flat.data_names].iter().map(|v| v.to_string()).collect();
+        let user = flat.has_user.then(|| v[5 + flat.data_names..].iter()
+            .map(|v| v.to_string()).collect());
         let fields = Fields {
             system: [v[0].to_string(), v[1].to_string(), v[2].to_string(), v[3].to_string(),
                      v[4].to_string()],
             data,
             user,
         };
-        Ok(Decision::Candidates(cands, matched, who, fields))
+        Ok(Decision::Candidates(cands, matched, who, fields, plan))
     }
 }
 
@@ -1299,9 +1324,16 @@ fn plain_fields(json: &str, datasets: HashMap<String, String>)
     Some((flat.stored, v.iter().map(|v| v.to_string()).collect(), made))
 }
 
+/// `fold_latin`, for the tests holding it to `fold_case`.
+#[pyfunction]
+fn fold_text(text: &str) -> Option<String> {
+    fold_latin(text)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EvtxFilter>()?;
+    m.add_function(wrap_pyfunction!(fold_text, m)?)?;
     m.add_function(wrap_pyfunction!(plain_fields, m)?)?;
     Ok(())
 }
