@@ -985,12 +985,13 @@ class _Fields:
 
 class _PlannedRecord(EvtxRecord):
     """A plain record whose fields the native prefilter read (`detections.prefilter`),
-    with its candidate rules: the fields as `EvtxRecord` holds them, the event built
-    from the record's JSON when asked for, as `EvtxRecord` builds it."""
+    with its candidate rules: the fields as `EvtxRecord` holds them, the event built when
+    asked for as `EvtxRecord` builds it, from the record's System block (as `orjson`
+    reads it) and those fields, or from the record's JSON."""
 
-    __slots__ = ("_json",)
+    __slots__ = ("_source",)
 
-    def __init__(self, json: str, rules: tuple[list[int], list[int]],
+    def __init__(self, source: dict[str, Any] | str, rules: tuple[list[int], list[int]],
                  made: tuple[str, str] | None,
                  parts: tuple[str, str, str] | None, stored: str,
                  fields: tuple[tuple[str, ...], dict[str, str], dict[str, str] | None]
@@ -1008,10 +1009,21 @@ class _PlannedRecord(EvtxRecord):
             names = tuple(user)
             self._user = _USER_DATA_LAYOUTS.get(names) or _layout(names, _USER_DATA)
         self._plain = True  # no dotted name: the prefilter plans no other record
-        self._json = json
+        self._source = source
 
     def build(self) -> dict[str, Any]:
-        return _complete(_Parts(orjson.loads(self._json)), plain=True, known_id=self.id)
+        source = self._source
+        if type(source) is str:
+            rec = orjson.loads(source)
+        else:
+            # the fields read are the EventData and UserData as `_Parts` flattens them
+            # (flattening them again changes nothing): the JSON is not read twice
+            fields = self._parts
+            event = {"System": source, "EventData": fields.data}  # type: ignore[attr-defined]
+            if fields.user is not None:  # type: ignore[attr-defined]
+                event["UserData"] = {"": fields.user}  # type: ignore[attr-defined]
+            rec = {"Event": event}
+        return _complete(_Parts(rec), plain=True, known_id=self.id)
 
 
 def read_evtx(path: str, sink: Callable[[Any], Any], stats: LogStats | None = None, *,

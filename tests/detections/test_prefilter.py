@@ -397,3 +397,49 @@ def test_the_native_fold_is_fold_case_where_it_answers():
         fold_case("C:\\PROGRAM FILES\\Microsoft® İNTUNE ǄǅÀ")
     for other in ("ΑΣ", "Ɐ", "АБВ", "日本", "\U0001F600"):
         assert fold_text("x" + other) is None
+
+
+def test_planned_records_build_the_events_the_python_reader_builds(tmp_path, monkeypatch):
+    """A record the filter hands over with its rules builds its event from its System
+    block and the fields the filter read: on every real sample, the event the Python
+    reader makes of the same record."""
+    from collectors.logs import evtx
+
+    monkeypatch.setenv("GOVSOC_CACHE_DIR", str(tmp_path / "cache"))
+    rules = tmp_path / "every.yml"
+    rules.write_text("title: every event\nid: 11111111-0000-4000-8000-0000000000ff\n"
+                     "logsource: {product: windows}\ndetection:\n  sel: {Channel|exists: true}\n"
+                     "  condition: sel\nlevel: low\n", encoding="utf-8")
+    built: dict = {}
+    build = evtx._PlannedRecord.build
+
+    def spy(self):
+        built[self.id] = event = build(self)
+        return event
+
+    monkeypatch.setattr(evtx._PlannedRecord, "build", spy)
+    _hunt([SAMPLES], rules, native=True)
+    assert len(built) > 6000
+    want: dict = {}
+    for path in sorted(SAMPLES.rglob("*.evtx")):
+        read_evtx(str(path), lambda ev: want.setdefault(ev["event"]["id"], ev))
+    assert all(event == want[eid] for eid, event in built.items())
+
+
+def test_a_planned_record_builds_alike_from_its_json():
+    """The other source of a planned record's event (a System block holding a number no
+    64-bit integer can be: the record's JSON instead) builds the same event."""
+    from collectors.logs.evtx import _PlannedRecord
+    from detections import _native
+
+    for rec in PyEvtxParser(str(SECURITY)).records_json():
+        found = _native.plain_fields(rec["data"], _DATASETS)
+        assert found is not None
+        stored, values, made = found
+        parsed = orjson.loads(rec["data"])
+        data = {k: v for k, v in parsed["Event"]["EventData"].items() if v is not None}
+        fields = (tuple(values[:5]), {k: str(v) for k, v in data.items()}, None)
+        args = ((), ()), made, None, stored, fields
+        by_block = _PlannedRecord(parsed["Event"]["System"], *args).build()
+        assert _PlannedRecord(rec["data"], *args).build() == by_block
+        assert by_block == EvtxRecord(parsed).event()

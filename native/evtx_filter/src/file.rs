@@ -116,15 +116,16 @@ pub fn chained(e: &dyn std::error::Error) -> String {
 }
 
 /// Open and check the file: its chunks to read, and its damage.
-pub fn open(path: &str) -> Result<(Chunks, Damage), OpenError> {
+/// `buffer`: memory to read into (a previous file's, `Chunks::into_buffer`).
+pub fn open(path: &str, mut buffer: Vec<u8>) -> Result<(Chunks, Damage), OpenError> {
     let mut file = File::open(path).map_err(OpenError::Io)?;
     let size = file.metadata().map_err(OpenError::Io)?.len();
+    buffer.clear();
     let mut source = if size <= IN_MEMORY {
-        let mut data = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut data).map_err(OpenError::Io)?;
-        Source::Memory(data)
+        file.read_to_end(&mut buffer).map_err(OpenError::Io)?;
+        Source::Memory(buffer)
     } else {
-        Source::File(file, Vec::with_capacity(CHUNK))
+        Source::File(file, buffer)
     };
     let head = source.at(0).map_err(OpenError::Io)?;
     let head = head[..head.len().min(FILE_HEADER as usize)].to_vec();
@@ -172,6 +173,13 @@ pub fn open(path: &str) -> Result<(Chunks, Damage), OpenError> {
 }
 
 impl Chunks {
+    /// The memory the file was read into, for the next one.
+    pub fn into_buffer(self) -> Vec<u8> {
+        match self.source {
+            Source::Memory(data) | Source::File(_, data) => data,
+        }
+    }
+
     /// The next chunk's data as the parser's chunk iterator gives it; None at the end.
     pub fn next_chunk(&mut self) -> Option<Result<EvtxChunkData, EvtxError>> {
         loop {

@@ -23,7 +23,7 @@ use evtx::err::EvtxError;
 use evtx::ParserSettings;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 
 mod file;
 
@@ -235,6 +235,37 @@ fn int_text<'a>(v: &J<'a>) -> Option<&'a str> {
         }
         _ => None,
     }
+}
+
+/// The value as `orjson.loads` makes it (a planned record's System block, which its
+/// event is built from); None when it holds a number that is no 64-bit integer.
+fn to_py<'py>(py: Python<'py>, v: &J<'_>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(Some(match v {
+        J::Null => py.None().into_bound(py),
+        J::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        J::Num(t) => match (t.parse::<i64>(), t.parse::<u64>()) {
+            (Ok(i), _) => i.into_pyobject(py)?.into_any(),
+            (_, Ok(u)) => u.into_pyobject(py)?.into_any(),
+            _ => return Ok(None),
+        },
+        J::Str(t) => PyString::new(py, t).into_any(),
+        J::Arr(xs) => {
+            let list = PyList::empty(py);
+            for x in xs {
+                let Some(x) = to_py(py, x)? else { return Ok(None) };
+                list.append(x)?;
+            }
+            list.into_any()
+        }
+        J::Obj(items) => {
+            let dict = PyDict::new(py);
+            for (k, x) in items {
+                let Some(x) = to_py(py, x)? else { return Ok(None) };
+                dict.set_item(PyString::new(py, k), x)?;
+            }
+            dict.into_any()
+        }
+    }))
 }
 
 /// `datetime.fromisoformat` accepts it (and the reader's fixed form): its stored form.
@@ -1033,8 +1064,10 @@ impl EvtxFilter {
     /// `datasets`: the reader's dataset of each (lowercased) channel. OSError when the
     /// file cannot be read, ValueError when it is no EVTX file the parser can read.
     fn open(&mut self, path: &str, datasets: HashMap<String, String>) -> PyResult<file::Damage> {
-        self.chunks = None;
-        let (chunks, damage) = file::open(path).map_err(|e| match e {
+        // the last file's memory is reused: a fresh allocation for each file was page
+        // faults for all of its bytes
+        let buffer = self.chunks.take().map(file::Chunks::into_buffer).unwrap_or_default();
+        let (chunks, damage) = file::open(path, buffer).map_err(|e| match e {
             file::OpenError::Io(e) => {
                 let text = e.to_string();
                 let text = text.split(" (os error").next().unwrap_or_default().to_string();
@@ -1061,7 +1094,6 @@ impl EvtxFilter {
         let Some(chunks) = self.chunks.as_mut() else { return Ok(None) };
         let out = PyList::empty(py);
         let Some(next) = chunks.next_chunk() else {
-            self.chunks = None;
             return Ok(None);
         };
         let mut chunk = match next {
@@ -1144,6 +1176,7 @@ struct Identity {
 /// The values of the record's fields: system (5), data values, user ones (their names
 /// are the plan's).
 struct Fields {
+    block: Option<Py<PyAny>>, // the System block as Python objects
     system: [String; 5],
     data: Vec<String>,
     user: Option<Vec<String>>,
@@ -1206,7 +1239,12 @@ impl EvtxFilter {
                 };
                 let system = PyTuple::new(py, &fields.system)?;
                 let (made, parts) = split(who.made, who.parts);
-                out.append((1, rid, json, (cands, matched), made, parts, who.stored,
+                // the System block the event is built from, else the record's JSON
+                let source = match fields.block {
+                    Some(block) => block,
+                    None => PyString::new(py, &json).into_any().unbind(),
+                };
+                out.append((1, rid, source, (cands, matched), made, parts, who.stored,
                             (system, data, user)))
             }
             Decision::Skip(who) => {
@@ -1302,7 +1340,12 @@ impl EvtxFilter {
         let data = v[5..5 + flat.data_names].iter().map(|v| v.to_string()).collect();
         let user = flat.has_user.then(|| v[5 + flat.data_names..].iter()
             .map(|v| v.to_string()).collect());
+        let block = match root.get("Event").and_then(|e| e.get("System")) {
+            Some(b) => to_py(py, b)?.map(Bound::unbind),
+            None => None,
+        };
         let fields = Fields {
+            block,
             system: [v[0].to_string(), v[1].to_string(), v[2].to_string(), v[3].to_string(),
                      v[4].to_string()],
             data,
