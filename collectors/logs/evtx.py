@@ -200,10 +200,12 @@ class _Parts:
                  "data", "user", "provider", "level", "dataset", "values", "_system",
                  "_names", "_winlog")
 
-    def __init__(self, rec: dict[str, Any]) -> None:
+    def __init__(self, rec: dict[str, Any],
+                 flat: tuple[dict[str, str], dict[str, str] | None] | None = None) -> None:
         # every record of a hunt comes through here: the values' usual types (what the
         # parser gives: ints and strings) are taken as they are, the rest as `_text`,
-        # `_str` and `_int` read them
+        # `_str` and `_int` read them. `flat`: the record's EventData and UserData
+        # flattened already (a prefilter's reading of them)
         event = rec["Event"]
         system = event["System"]
         get = system.get
@@ -219,11 +221,14 @@ class _Parts:
         v = get("EventRecordID")
         record_id = str(v) if type(v) is int else _str(_text(v))
         self.stored = _stored_time(system["TimeCreated"]["#attributes"]["SystemTime"])
-        self.data = _flatten_event_data(event.get("EventData"))
-        user_data = event.get("UserData")
-        self.user = _flatten_event_data(next(iter(
-            (v for k, v in user_data.items() if k != "#attributes")), {})) \
-            if isinstance(user_data, dict) else None
+        if flat is not None:
+            self.data, self.user = flat
+        else:
+            self.data = _flatten_event_data(event.get("EventData"))
+            user_data = event.get("UserData")
+            self.user = _flatten_event_data(next(iter(
+                (v for k, v in user_data.items() if k != "#attributes")), {})) \
+                if isinstance(user_data, dict) else None
         self.provider = name = provider.get("Name", "")
         v = get("Level")
         self.level = (v if type(v) is int else _int(_text(v))) or 0
@@ -1014,16 +1019,14 @@ class _PlannedRecord(EvtxRecord):
     def build(self) -> dict[str, Any]:
         source = self._source
         if type(source) is str:
-            rec = orjson.loads(source)
+            parts = _Parts(orjson.loads(source))
         else:
-            # the fields read are the EventData and UserData as `_Parts` flattens them
-            # (flattening them again changes nothing): the JSON is not read twice
+            # the fields read are the EventData and UserData as `_Parts` flattens them:
+            # the JSON is not read twice
             fields = self._parts
-            event = {"System": source, "EventData": fields.data}  # type: ignore[attr-defined]
-            if fields.user is not None:  # type: ignore[attr-defined]
-                event["UserData"] = {"": fields.user}  # type: ignore[attr-defined]
-            rec = {"Event": event}
-        return _complete(_Parts(rec), plain=True, known_id=self.id)
+            parts = _Parts({"Event": {"System": source}},
+                           (fields.data, fields.user))  # type: ignore[attr-defined]
+        return _complete(parts, plain=True, known_id=self.id)
 
 
 def read_evtx(path: str, sink: Callable[[Any], Any], stats: LogStats | None = None, *,
