@@ -68,7 +68,7 @@ impl<'a> Reader<'a> {
         match *self.b.get(self.i)? {
             b'{' => {
                 self.i += 1;
-                let mut items = Vec::new();
+                let mut items = Vec::with_capacity(16);
                 self.ws();
                 if self.b.get(self.i) == Some(&b'}') {
                     self.i += 1;
@@ -101,7 +101,7 @@ impl<'a> Reader<'a> {
             b'[' => {
                 self.i += 1;
                 self.ws();
-                let mut items = Vec::new();
+                let mut items = Vec::with_capacity(4);
                 if self.b.get(self.i) == Some(&b']') {
                     self.i += 1;
                     return Some(J::Arr(items));
@@ -918,7 +918,7 @@ struct EvtxFilter {
     literals: Vec<String>,
     automata: HashMap<Vec<u32>, Arc<AhoCorasick>>, // by the literals they find
     conditions: Vec<Option<Cond<String>>>,
-    plans: HashMap<Vec<u8>, Arc<Plan>>,
+    plans: FxHashMap<Vec<u8>, Arc<Plan>>, // by shape key: looked up for every record
     fold: Py<PyAny>,
     mark: Vec<u32>,
     generation: u32,
@@ -944,7 +944,7 @@ impl EvtxFilter {
             conditions: Vec::new(),
             mark: vec![0; literals.len()],
             literals,
-            plans: HashMap::new(),
+            plans: FxHashMap::default(),
             fold,
             generation: 0,
             chunks: None,
