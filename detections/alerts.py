@@ -21,7 +21,9 @@ EVIDENCE_IDS = 100  # matched event ids kept on the alert (the count stays exact
 # ECS fields copied from the first matched event, for list views and posture
 CONTEXT_FIELDS = ("host.name", "source.ip", "destination.ip", "destination.port", "user.name",
                   "process.executable", "dns.question.name")
-_CONTEXT_GETTERS = tuple((f, ecs.field_getter(f)) for f in CONTEXT_FIELDS)
+# (field, its first part, its getter): a field whose first part an event lacks (nor the
+# field as one flat key) is not there, found without calling the getter
+_CONTEXT_GETTERS = tuple((f, f.split(".", 1)[0], ecs.field_getter(f)) for f in CONTEXT_FIELDS)
 
 
 class AlertError(ValueError):
@@ -94,13 +96,14 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "rule": rule_doc,
         "threat": threat,
     }
-    for f, get in _CONTEXT_GETTERS:
+    for f, root, get in _CONTEXT_GETTERS:
         v = group.get(f)
         if v is None:
             for e in events:  # the first event that has it
-                v = get(e)
-                if v is not None:
-                    break
+                if root in e or f in e:
+                    v = get(e)
+                    if v is not None:
+                        break
         if v is not None:
             ecs.set_field(doc, f, list(v) if isinstance(v, tuple) else v)
     organization, departments = _departments([*events, existing or {}])

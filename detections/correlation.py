@@ -51,22 +51,27 @@ getter = ecs.field_getter
 
 
 def key_getter(fields: Sequence[str]) -> Callable[[dict[str, Any]], tuple]:
-    """A document's group key for `fields`: a tuple, lists turned into tuples (hashable)."""
-    gets = [getter(f) for f in fields]
+    """A document's group key for `fields`: a tuple, lists turned into tuples (hashable).
+    A field whose first part is not in the document (nor the field as one flat key) is
+    None without asking its getter: most events lack most of the default group fields."""
+    gets = [(f.split(".", 1)[0], f, getter(f)) for f in fields]
     if len(gets) == 1:  # the usual group-by: one field
-        one = gets[0]
+        [(root, dotted, one)] = gets
 
         def key1(doc: dict[str, Any]) -> tuple:
-            v = one(doc)
+            v = one(doc) if root in doc or dotted in doc else None
             return (tuple(v) if isinstance(v, list) else v,)
 
         return key1
 
     def key(doc: dict[str, Any]) -> tuple:
         out = []
-        for g in gets:
-            v = g(doc)
-            out.append(tuple(v) if isinstance(v, list) else v)
+        for root, dotted, g in gets:
+            if root in doc or dotted in doc:
+                v = g(doc)
+                out.append(tuple(v) if isinstance(v, list) else v)
+            else:
+                out.append(None)
         return tuple(out)
 
     return key

@@ -692,40 +692,41 @@ def _sysmon(eid: int, d: dict[str, str], f: dict[str, Any]) -> None:
     if eid in _SYSMON:
         act, cat, typ = _SYSMON[eid]
         ev.update(action=act, category=cat, type=typ)
+    # every Sysmon event a hunt keeps comes through here: each field looked up once
+    get = d.get
     proc: dict[str, Any] = {}
-    if d.get("Image"):
-        proc["executable"] = d["Image"]
-        proc["name"] = _basename(d["Image"])
-    if (pid := _int(d.get("ProcessId"))) is not None:
+    if v := get("Image"):
+        proc["executable"] = v
+        proc["name"] = _basename(v)
+    if (pid := _int(get("ProcessId"))) is not None:
         proc["pid"] = pid
-    if d.get("ProcessGuid"):
-        proc["entity_id"] = d["ProcessGuid"]
-    if d.get("CommandLine"):
-        proc["command_line"] = d["CommandLine"]
-    if d.get("CurrentDirectory"):
-        proc["working_directory"] = d["CurrentDirectory"]
+    if v := get("ProcessGuid"):
+        proc["entity_id"] = v
+    if v := get("CommandLine"):
+        proc["command_line"] = v
+    if v := get("CurrentDirectory"):
+        proc["working_directory"] = v
     parent: dict[str, Any] = {}
-    if d.get("ParentImage"):
-        parent["executable"] = d["ParentImage"]
-        parent["name"] = _basename(d["ParentImage"])
-    if (ppid := _int(d.get("ParentProcessId"))) is not None:
+    if v := get("ParentImage"):
+        parent["executable"] = v
+        parent["name"] = _basename(v)
+    if (ppid := _int(get("ParentProcessId"))) is not None:
         parent["pid"] = ppid
-    if d.get("ParentCommandLine"):
-        parent["command_line"] = d["ParentCommandLine"]
-    if d.get("ParentProcessGuid"):
-        parent["entity_id"] = d["ParentProcessGuid"]
+    if v := get("ParentCommandLine"):
+        parent["command_line"] = v
+    if v := get("ParentProcessGuid"):
+        parent["entity_id"] = v
     if parent:
         proc["parent"] = parent
-    if eid in (1, 7) and (h := _hashes(d.get("Hashes"))):
+    if eid in (1, 7) and (h := _hashes(get("Hashes"))):
         target = proc if eid == 1 else f.setdefault("file", {})
         target["hash"] = {k: v for k, v in h.items() if k in ("md5", "sha1", "sha256")}
-        if d.get("Hashes"):
-            f.setdefault("related", {})["hash"] = sorted(h.values())
-    if eid == 1 and d.get("OriginalFileName"):
-        proc["pe"] = {"original_file_name": d["OriginalFileName"]}
+        f.setdefault("related", {})["hash"] = sorted(h.values())  # (Hashes non-empty)
+    if eid == 1 and (v := get("OriginalFileName")):
+        proc["pe"] = {"original_file_name": v}
     if proc:
         f["process"] = proc
-    name, dom = _split_user(d.get("User"))
+    name, dom = _split_user(get("User"))
     _user(f, name, dom, None)
     if eid == 3:
         src: dict[str, Any] = {}
