@@ -1,8 +1,9 @@
 """The hunt's native EVTX prefilter (`detections._native`, built from `native/`): it
 reads EVTX files itself and, for every record whose shape the evaluator has met, applies
 the evaluator's own plan for that shape (the rules it always evaluates, and the literal
-scan that opens the others) before the record becomes a Python object. A record no rule
-can match reaches the hunt as its dataset, id and time; one with candidates as an
+scan that opens the others) before the record becomes a Python object. Records no rule
+can match reach the hunt as their dataset, ids and times (`UnmatchedRecords`, consecutive
+ones together); one with candidates as an
 `EvtxRecord` naming them (`SourceRecord.candidates`), whose predicates the evaluator
 still decides. A record of a shape not yet planned, or one the native reader does not
 call plain, reaches the evaluator whole, as without the prefilter.

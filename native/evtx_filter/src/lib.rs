@@ -5,10 +5,12 @@
 //! the evaluator could still find true, using the plans the Python evaluator itself
 //! worked out for records of the same shape (channel, event id, provider and the names
 //! of the record's EventData / UserData fields). A record no rule can match never
-//! becomes a Python object beyond the few values its bookkeeping needs; that is where a
-//! hunt spent most of its time (parsing, decoding and prefiltering in Python).
+//! becomes a Python object beyond its id; that is where a hunt spent most of its time
+//! (parsing, decoding and prefiltering in Python). The file itself is checked here as
+//! the Python reader checks it (`file.rs`).
 //!
-//! What is decided here is only a prefilter: every candidate is still evaluated by the
+//! The rules' conditions that have a native form (`detections.prefilter.native_condition`)
+//! are decided here with the evaluator's semantics; the others stay candidates for the
 //! Python predicates. Anything unusual about a record (a value that is not a string or
 //! an integer, a dotted name, an odd timestamp, a shape without a plan) hands the whole
 //! record to Python, which treats it as it always did.
