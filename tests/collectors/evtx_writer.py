@@ -125,6 +125,15 @@ def write_evtx(path: str | Path, records: list[dict]) -> Path:
     return out
 
 
+def with_chunk_repeated(data: bytes, n: int) -> bytearray:
+    """`data` (an EVTX file of one chunk) with that chunk `n` times, the file header's
+    chunk count and checksum made to match."""
+    out = bytearray(data[:4096] + data[4096:4096 + 65536] * n)
+    struct.pack_into("<H", out, 42, n)
+    struct.pack_into("<I", out, 124, zlib.crc32(bytes(out[:120])))
+    return out
+
+
 def with_resealed_damage(data: bytes, start: int, end: int, fill: int = 0xEE) -> bytes:
     """`data` (an EVTX file of one chunk) with bytes start:end overwritten and the chunk's
     CRCs made to match again: damage written so by the producer, which only the parser's

@@ -5,11 +5,11 @@ mangled fields); its records are counted with the reason, and the other chunks i
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
+
+from evtx_writer import with_chunk_repeated
 
 from collectors.logs.evtx import read_evtx
 
@@ -21,11 +21,7 @@ HEAD, CHUNK = 4096, 65536
 
 def _two_chunks() -> bytearray:
     """The sample's file header and its one chunk (7 records), twice."""
-    raw = SAMPLE.read_bytes()
-    two = bytearray(raw[:HEAD] + raw[HEAD:HEAD + CHUNK] * 2)
-    struct.pack_into("<H", two, 42, 2)
-    struct.pack_into("<I", two, 124, zlib.crc32(bytes(two[:120])))
-    return two
+    return with_chunk_repeated(SAMPLE.read_bytes(), 2)
 
 
 def _read(tmp_path, data: bytes):

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from evtx import PyEvtxParser
-from evtx_writer import with_resealed_damage, write_evtx
+from evtx_writer import with_chunk_repeated, with_resealed_damage, write_evtx
 
 from collectors.logs import read_evtx
 from collectors.logs.evtx import _DATASETS, EvtxRecord
@@ -294,14 +294,7 @@ PROVIDER = "Security-Auditing".encode("utf-16-le")
 
 def _chunks(n: int) -> bytearray:
     """The sample's file header and its one chunk (7 records), `n` times."""
-    import struct
-    import zlib
-
-    raw = SECURITY.read_bytes()
-    data = bytearray(raw[:HEAD] + raw[HEAD:HEAD + CHUNK] * n)
-    struct.pack_into("<H", data, 42, n)
-    struct.pack_into("<I", data, 124, zlib.crc32(bytes(data[:120])))
-    return data
+    return with_chunk_repeated(SECURITY.read_bytes(), n)
 
 
 def _flip_record(data: bytearray, chunk: int) -> bytearray:

@@ -1101,7 +1101,7 @@ impl EvtxFilter {
         let mut chunk = match next {
             Ok(c) => c,
             Err(e) => {
-                out.append((3, skipping(&e)))?;
+                out.append((3, skipping(file::chained(&e))))?;
                 return Ok(Some(out));
             }
         };
@@ -1110,9 +1110,9 @@ impl EvtxFilter {
         let mut parsed = match chunk.parse(self.settings.clone()) {
             Ok(p) => p,
             Err(e) => {
-                out.append((3, format!(
-                    "Skipping EVTX data: RuntimeError: Failed to parse chunk containing record \
-                     IDs {first_id}..{last_id}: {}", file::chained(&e))))?;
+                out.append((3, skipping(format_args!(
+                    "Failed to parse chunk containing record IDs {first_id}..{last_id}: {}",
+                    file::chained(&e)))))?;
                 return Ok(Some(out));
             }
         };
@@ -1129,7 +1129,7 @@ impl EvtxFilter {
             match record {
                 Err(e) => {
                     flush(&out, &mut run)?;
-                    out.append((3, skipping(&e)))?
+                    out.append((3, skipping(file::chained(&e))))?
                 }
                 Ok(r) => self.item(py, &out, &mut run, r.event_record_id, r.data)?,
             }
@@ -1141,8 +1141,8 @@ impl EvtxFilter {
 
 /// Damage skipped, worded as the `evtx` package's warning words it (the same reasons
 /// counted with and without the filter).
-fn skipping(e: &EvtxError) -> String {
-    format!("Skipping EVTX data: RuntimeError: {}", file::chained(e))
+fn skipping(what: impl std::fmt::Display) -> String {
+    format!("Skipping EVTX data: RuntimeError: {what}")
 }
 
 /// Consecutive records of one dataset no rule can match, their ids made here: handed

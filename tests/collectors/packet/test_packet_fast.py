@@ -145,13 +145,18 @@ def test_tlcp_hello_noted(tmp_path):
     assert tls["govsoc"]["tls"]["sm_ciphers"] == ["ECC_SM4_CBC_SM3", "ECDHE_SM4_CBC_SM3"]
 
 
-def test_client_hello_split_over_segments(tmp_path):
-    hello = client_hello("split.example.gov.cn")
+def _tls_of_split_hello(tmp_path, hello: bytes, port: int) -> dict:
+    """The TLS event of a session whose ClientHello came in two segments (at byte 40)."""
     t = Traffic()
-    t.tcp_session("10.0.0.1", 42001, "10.0.0.43", 443, [hello[:40], hello[40:]],
+    t.tcp_session("10.0.0.1", port, "10.0.0.43", 443, [hello[:40], hello[40:]],
                   [server_hello()])
-    events, _ = run(t.write(tmp_path / "split.pcap"))
+    events, _ = run(t.write(tmp_path / f"split{port}.pcap"))
     [tls] = by_dataset(events, "network.tls")
+    return tls
+
+
+def test_client_hello_split_over_segments(tmp_path):
+    tls = _tls_of_split_hello(tmp_path, client_hello("split.example.gov.cn"), 42001)
     assert tls["tls"]["client"]["server_name"] == "split.example.gov.cn"
 
 
@@ -165,11 +170,7 @@ def test_client_hello_continued_by_a_heartbeat_like_byte(tmp_path):
         version=0x0303, gmt_unix_time=0, random_bytes=b"\x00" * 25 + b"\x18\x49\xbb",
         ciphers=[0xC02F], ext=TLS(client_hello("evade.example.gov.cn")).msg[0].ext)]))
     assert hello[40] == 0x18
-    t = Traffic()
-    t.tcp_session("10.0.0.1", 42002, "10.0.0.43", 443, [hello[:40], hello[40:]],
-                  [server_hello()])
-    events, _ = run(t.write(tmp_path / "split18.pcap"))
-    [tls] = by_dataset(events, "network.tls")
+    tls = _tls_of_split_hello(tmp_path, hello, 42002)
     assert tls["tls"]["client"]["server_name"] == "evade.example.gov.cn"
 
 
