@@ -8,6 +8,7 @@ backend with the same events produce the same id and the same count, never a sec
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +22,10 @@ EVIDENCE_IDS = 100  # matched event ids kept on the alert (the count stays exact
 # ECS fields copied from the first matched event, for list views and posture
 CONTEXT_FIELDS = ("host.name", "source.ip", "destination.ip", "destination.port", "user.name",
                   "process.executable", "dns.question.name")
-# (field, its first part, its getter): a field whose first part an event lacks (nor the
-# field as one flat key) is not there, found without calling the getter
-_CONTEXT_GETTERS = tuple((f, f.split(".", 1)[0], ecs.field_getter(f)) for f in CONTEXT_FIELDS)
+# (field, its first part, the rest, its getter): a field whose first part an event lacks
+# (nor the field as one flat key) is not there, found without calling the getter; each is
+# set in the alert as {first part: {rest: value}}
+_CONTEXT_GETTERS = tuple((f, *f.split(".", 1), ecs.field_getter(f)) for f in CONTEXT_FIELDS)
 
 
 class AlertError(ValueError):
@@ -72,9 +74,9 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
     to_millis = ecs.to_millis
     times = [to_millis(e["@timestamp"]) for e in events]
     first, last = min(times), max(times)
-    ids = list(dict.fromkeys(e["event"]["id"] for e in events))
+    ids = list(dict.fromkeys([e["event"]["id"] for e in events]))
     count = len(ids)
-    prev = ((existing or {}).get("govsoc") or {}).get("alert") or {}
+    prev = ((existing or {}).get("govsoc") or {}).get("alert") or _NO_ALERT
     if prev:
         first = min(first, to_millis(prev.get("first_seen", iso(first))))
         last = max(last, to_millis(prev.get("last_seen", iso(last))))
@@ -96,7 +98,7 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "rule": rule_doc,
         "threat": threat,
     }
-    for f, root, get in _CONTEXT_GETTERS:
+    for f, root, leaf, get in _CONTEXT_GETTERS:
         v = group.get(f)
         if v is None:
             for e in events:  # the first event that has it
@@ -105,8 +107,15 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
                     if v is not None:
                         break
         if v is not None:
-            ecs.set_field(doc, f, list(v) if isinstance(v, tuple) else v)
-    organization, departments = _departments([*events, existing or {}])
+            if isinstance(v, tuple):
+                v = list(v)
+            if "." in leaf:  # dns.question.name
+                ecs.set_field(doc, f, v)
+            elif (node := doc.get(root)) is not None:
+                node[leaf] = v
+            else:
+                doc[root] = {leaf: v}
+    organization, departments = _departments(events, existing)
     if organization:
         doc["organization"] = organization
     doc["govsoc"] = {"alert": {
@@ -126,27 +135,34 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "close_reason": prev.get("close_reason"),
         "notes": prev.get("notes", []),
         "history": prev.get("history", []),  # the workflow's (detections.workflow)
-        "created": prev.get("created") or ecs.now_iso(),
+        # the clock read as milliseconds and formatted once a second (`iso`): a pass
+        # writing thousands of alerts formatted the same second for each
+        "created": prev.get("created") or iso(time.time_ns() // 1_000_000),
     }}
     if departments:
         doc["govsoc"]["departments"] = departments
     return doc
 
 
-def _departments(docs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[str]]:
+_NO_ALERT: dict[str, Any] = {}  # a new alert's (read only) previous state
+
+
+def _departments(events: list[dict[str, Any]], existing: dict[str, Any] | None
+                 ) -> tuple[dict[str, Any] | None, list[str]]:
     """The alert's department: the organization of its oldest matched event that has
     one; and every department id its events (and the alert so far) involve, so each of
     them sees the alert."""
     organization = None
     ids: list[str] = []
-    for d in docs:
+    for d in events if existing is None else [*events, existing]:
         org = d.get("organization")
-        if isinstance(org, dict) and isinstance(org.get("id"), str):
+        if org is not None and isinstance(org, dict) and isinstance(org.get("id"), str):
             if organization is None:
                 organization = {k: org[k] for k in ("id", "name") if k in org}
             if org["id"] not in ids:
                 ids.append(org["id"])
-        more = (d.get("govsoc") or {}).get("departments")
+        gov = d.get("govsoc")
+        more = gov.get("departments") if type(gov) is dict else None
         for i in more if isinstance(more, list) else ():
             if isinstance(i, str) and i not in ids:
                 ids.append(i)
