@@ -587,7 +587,7 @@ class AuditTrail:
         # the spool's "interval" fsync is done here, never in record() (see _take_slot)
         pause = min(self.drain_interval, self.spool.fsync_interval)
         while not self._stop.is_set():
-            self.spool.sync()
+            self.spool.sync_due()
             if (self.signer is not None and self._since_cp
                     and time.monotonic() - self._last_cp >= self.checkpoint_seconds):
                 self.checkpoint()
@@ -637,8 +637,12 @@ class AuditTrail:
                     docs.extend(prepared_record(d, orjson.dumps(d))
                                 for d in orjson.loads(rec.payload))
         # what reaches the store must be durable in the spool first: after a power loss
-        # the chain must resume past it, or it would reuse the ids the store holds
-        self.spool.sync()
+        # the chain must resume past it, or it would reuse the ids the store holds (a
+        # held batch is one span: a sync since its records were appended may cover it)
+        if held is not None:
+            self.spool.sync_to(recs[0].segment, recs[0].end)
+        else:
+            self.spool.sync()
         try:
             if self._store is None:
                 assert self._connect is not None

@@ -211,12 +211,15 @@ class Spool:
             raise SpoolBusy(f"spool {self.dir} is in use by another process") from exc
         self._last_sync = time.monotonic()
         self._dirty = False
+        self.fsyncs = 0  # of the segments appended to (status, tests)
         segs = _segments(self.dir)
         self._read_seg, self._read_off = _cursor(self.dir, segs)
         # Never append after what a previous run left: its tail may be torn.
         self._write_seg = (segs[-1] + 1) if segs else max(1, self._read_seg)
         self._write_fd: int | None = None
         self._write_off = 0
+        # (segment, offset) up to which appended records are known on disk (`sync_to`)
+        self._durable = (self._write_seg, 0)
         self._pending_bytes = _pending(self.dir, segs, self._read_seg, self._read_off)
         self._read_fh = None
         self._read_fh_seg = -1
@@ -241,7 +244,9 @@ class Spool:
                 not self.background_sync and now - self._last_sync >= self.fsync_interval):
             if self._dirty:
                 os.fsync(self._write_fd)
+                self.fsyncs += 1
                 self._dirty = False
+                self._durable = (self._write_seg, self._write_off)
             self._last_sync = now
 
     # -- writing ---------------------------------------------------------------------
@@ -289,12 +294,37 @@ class Spool:
             if self._write_fd is None or self.fsync == "never" or not self._dirty:
                 return
             fd = os.dup(self._write_fd)
+            upto = (self._write_seg, self._write_off)
             self._dirty = False  # appends from now on mark it again
             self._last_sync = time.monotonic()
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        with self._lock:
+            self.fsyncs += 1
+            self._durable = max(self._durable, upto)
+
+    def sync_due(self) -> None:
+        """`sync` when the last one is `fsync_interval` old (the "interval" policy's
+        background fsync): a drain moving batch after batch does not fsync for each."""
+        if time.monotonic() - self._last_sync >= self.fsync_interval:
+            self.sync()
+
+    @property
+    def durable(self) -> tuple[int, int]:
+        """(segment, offset): the records before it are known to be on disk."""
+        with self._lock:
+            return self._durable
+
+    def sync_to(self, segment: int, offset: int) -> None:
+        """`sync`, unless the records before (segment, offset) are on disk already (a
+        sync since they were appended covered them): a drain catching up moves several
+        batches that one fsync made durable, instead of one fsync a batch."""
+        with self._lock:
+            if self.fsync == "never" or (segment, offset) <= self._durable:
+                return
+        self.sync()
 
     # -- reading ---------------------------------------------------------------------
     def cursor(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from soc_core.audit import (
     verify,
 )
 from soc_core.config import Config, ConfigError
+from soc_core.spool import HEADER_SIZE
 from soc_core.store import Selection, StoreUnavailable, open_store
 
 KEY = SM2PrivateKey.generate()
@@ -400,3 +401,59 @@ def test_prune_below_180_days_keeps_the_audit_trail(tmp_path):
     assert "audit records are kept at least 180 days" in out.output
     with open_store(url) as store:
         assert store.get("audit", "a1") is not None and store.get("events", "e1") is None
+
+
+def test_a_drain_catching_up_under_load_stores_only_durable_records_with_few_fsyncs(tmp_path):
+    """A record reaches the store only once it is on disk in the spool (else, after a
+    power loss, the chain would resume before it and reuse stored ids). A drain catching
+    up while requests keep appending makes its batches durable with the fsync that covered
+    them, not with one fsync a batch."""
+    base = open_store(f"sqlite:///{tmp_path}/govsoc.db")
+    ends: dict[int, tuple[int, int]] = {}  # seq -> (segment, end offset) in the spool
+    early: list[int] = []
+    batches: list[int] = []
+    holder: dict[str, AuditTrail] = {}
+
+    class Store:  # the real store; each write checks durability and a request comes in
+        def __getattr__(self, name):
+            return getattr(base, name)
+
+        def write(self, docs, **kw):
+            docs = list(docs)
+            trail = holder["trail"]
+            durable = trail.spool.durable
+            early.extend(p.doc["govsoc"]["audit"]["seq"] for p in docs
+                         if ends[p.doc["govsoc"]["audit"]["seq"]] > durable)
+            batches.append(len(docs))
+            if len(batches) <= 6:  # a request meanwhile: the spool is written again
+                _fill(trail, 1, start=10_000 + len(batches))
+            return base.write(docs, **kw)
+
+    # long pauses: the drain moves nothing until it is woken below
+    trail = AuditTrail(tmp_path / "audit", Store(), name="api", signer=None,
+                       drain_interval=30, fsync_interval=30)
+    holder["trail"] = trail
+    append = trail.spool.append
+
+    def spooled(payload, ms=None):
+        where = append(payload, ms)
+        for d in json.loads(payload):
+            ends[d["govsoc"]["audit"]["seq"]] = (where[0], where[1] + HEADER_SIZE + len(payload))
+        return where
+
+    trail.spool.append = spooled
+    time.sleep(0.2)  # the drain's first pass (nothing to move) is over
+    _fill(trail, 1200)
+    before = trail.spool.fsyncs
+    assert trail.flush(60)
+    syncs = trail.spool.fsyncs - before
+    trail.close()
+    assert not early
+    assert batches == [250, 250, 250, 250, 204, 1, 1]
+    # the first batch's fsync covered the 1,200 records; the fifth batch holds the four
+    # appended during the first writes, and the last two one each: 4 fsyncs (one a
+    # batch, as before: 7)
+    assert syncs == 4, (syncs, batches)
+    report = verify(base, verifier=verifier)
+    assert report.ok, report.problems
+    base.close()
