@@ -67,6 +67,63 @@ def bare() -> Any:
         app_module.gate = real
 
 
+# Variants for `bench/api_attrib.py`, which splits the difference between the real app and
+# `bare` into its parts (each the real app with one thing swapped).
+
+def gate_only() -> Any:
+    """The real gate, a trail that keeps nothing."""
+    return app_module.create_app(context=app_module.build_context(load_config(),
+                                                                  trail=NoTrail()))
+
+
+def audit_only() -> Any:
+    """The real trail (spooled, drained into the store), no gate."""
+    ctx = app_module.build_context(load_config())
+    real, app_module.gate = app_module.gate, no_gate
+    try:
+        return app_module.create_app(context=ctx)
+    finally:
+        app_module.gate = real
+
+
+def _own_trail(store: Any) -> Any:
+    import os
+    from pathlib import Path
+
+    from soc_core.audit import AuditTrail
+
+    cfg = load_config()
+    trail = AuditTrail(Path(cfg.data_dir) / f"audit-attrib-{os.getpid()}", store, name="api",
+                       signer=None)
+    return app_module.create_app(context=app_module.build_context(cfg, trail=trail))
+
+
+def spool_only() -> Any:
+    """The real gate; each record sealed and spooled as the real trail does, no drain."""
+    return _own_trail(None)
+
+
+class NullStore:
+    """Takes every document and keeps none: the drain's own cost, without the store's."""
+
+    backend = "sqlite"
+
+    def write(self, docs: Any, **_: Any) -> Any:
+        from soc_core.store import WriteResult
+
+        result = WriteResult()
+        result.written = len(list(docs))
+        return result
+
+    def close(self) -> None:
+        return None
+
+
+def null_drain() -> Any:
+    """The real gate and trail, draining into a store that keeps nothing."""
+    return _own_trail(NullStore())
+
+
 def bare_router() -> Any:
     ctx = _context()
     app = FastAPI(openapi_url=None, docs_url=None)

@@ -1,0 +1,118 @@
+"""Where the API's authentication + audit overhead goes, served: the real app, the bare
+reference, and the real app with one part swapped (`bench/api_bare.py`: `gate_only`,
+`audit_only`, `spool_only`, `null_drain`), each served as `bench/api.py` serves them (2
+uvicorn workers, HTTPS) and loaded by wrk in turn (2 threads, 16 connections), SQLite.
+Printed for each: requests/s and the workers' CPU a request, split into the event loop's
+thread and all others (the request handlers' pool, the audit drain, SQLite's checkpointer),
+user and system time, from `/proc/<pid>/task`. Not a target: it names the parts.
+
+    python bench/api_attrib.py [--seconds 6] [--rounds 2] [--variants full,bare,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import api  # noqa: E402
+from ports import free_port  # noqa: E402
+
+VARIANTS = ("full", "bare", "gate_only", "audit_only", "spool_only", "null_drain")
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pids: list[int]) -> Counter:
+    """CPU seconds of the processes' threads: the event loop's (the process's main thread)
+    and the others, user and system apart."""
+    out: Counter = Counter()
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            kind = "loop" if task.name == str(pid) else "others"
+            out[f"{kind} user"] += int(fields[11]) / HZ
+            out[f"{kind} system"] += int(fields[12]) / HZ
+    return out
+
+
+def load(url: str, seconds: int, token: str, pids: list[int]) -> tuple[float, Counter]:
+    before = thread_cpu(pids)
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "-H",
+                          f"Authorization: Bearer {token}", url],
+                         capture_output=True, text=True, check=False).stdout
+    after = thread_cpu(pids)
+    done = re.search(r"(\d+) requests in", out)
+    if not done or re.search(r"Non-2xx or 3xx responses", out):
+        sys.exit(f"wrk failed or got errors on {url}:\n{out}")
+    n = int(done.group(1))
+    return n / seconds, Counter({k: (after[k] - before[k]) * 1e6 / n for k in after})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    args = ap.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    unknown = set(names) - set(VARIANTS)
+    if unknown:
+        sys.exit(f"unknown variants: {', '.join(sorted(unknown))} (of {', '.join(VARIANTS)})")
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (Debian package wrk)")
+    folder = Path(tempfile.mkdtemp(prefix="govsoc-bench-attrib-"))
+    servers: dict[str, tuple[int, subprocess.Popen]] = {}
+    try:
+        env = api.setup(folder, f"sqlite:///{folder}/govsoc.db")
+        cert = folder / "data" / "api"
+        for name in names:
+            port = free_port()
+            cmd = ([str(api.VENV_BIN / "govsoc"), "api", "serve", "--port", str(port),
+                    "--workers", "2"] if name == "full" else
+                   [sys.executable, str(BENCH / "api_bare.py"), "--factory", name,
+                    "--workers", "2", "--port", str(port), "--cert",
+                    str(cert / "tls-cert.pem"), "--key", str(cert / "tls-key.pem")])
+            servers[name] = (port, api.start(cmd, port))
+        rates: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[Counter]] = {n: [] for n in names}
+        path = "/events/bench-event-1"
+        for rnd in range(args.rounds):
+            for name in (names if rnd % 2 == 0 else names[::-1]):
+                port, proc = servers[name]
+                url = f"https://127.0.0.1:{port}{path}"
+                load(url, 1, env["reader"], api._tree(proc.pid))  # warm-up
+                rate, per = load(url, args.seconds, env["reader"], api._tree(proc.pid))
+                rates[name].append(rate)
+                cpu[name].append(per)
+        print(f"GET {path}, SQLite, 2 workers, {args.rounds} rounds of {args.seconds} s "
+              "(medians; CPU in us a request)")
+        keys = ("loop user", "loop system", "others user", "others system")
+        print(f"  {'variant':<11} {'req/s':>7} {'vs bare':>8} " + " ".join(f"{k:>13}" for k in keys)
+              + f" {'total':>7}")
+        bare = statistics.median(rates["bare"]) if "bare" in rates else None
+        for name in names:
+            rate = statistics.median(rates[name])
+            parts = [statistics.median(c[k] for c in cpu[name]) for k in keys]
+            vs = f"{rate / bare - 1:+.1%}" if bare else "-"
+            print(f"  {name:<11} {rate:7.0f} {vs:>8} " + " ".join(f"{p:13.0f}" for p in parts)
+                  + f" {sum(parts):7.0f}")
+    finally:
+        for _, proc in servers.values():
+            api.stop(proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
