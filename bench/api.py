@@ -49,7 +49,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -174,11 +176,11 @@ def node_pid(es_url: str) -> int | None:
     return pid if Path(f"/proc/{pid}/stat").exists() else None
 
 
-def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
-        server: subprocess.Popen | None = None, node: int | None = None
-        ) -> tuple[float, float, float, float]:
-    """(requests/s, p99 ms, server CPU µs a request or nan, the Elasticsearch node's CPU µs
-    a request or nan) of one wrk run."""
+def run_wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
+            probe: Callable[[], Any] | None = None) -> tuple[str, int, Any, Any]:
+    """wrk's output, the requests it completed (2 threads, 16 connections, the token as a
+    bearer) and what `probe` (CPU counters) read right before and right after it; exits
+    on a failed run or any non-2xx answer."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
         if body is not None:
@@ -186,23 +188,35 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
                          '"application/json"\n')
             script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
         script.flush()
-        cpu0 = cpu_seconds(server.pid) if server else 0.0
-        node0 = cpu_seconds(node) if node else 0.0
+        before = probe() if probe else None
         out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s",
                               script.name, url], capture_output=True, text=True)
-        cpu1 = cpu_seconds(server.pid) if server else 0.0
-        node1 = cpu_seconds(node) if node else 0.0
+        after = probe() if probe else None
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
     if not rate or errors:
         sys.exit(f"wrk failed or got errors on {url}:\n{out.stdout}{out.stderr}")
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else float("nan")
     done = re.search(r"(\d+) requests in", out.stdout)
-    if server is not None and (not done or done.group(1) == "0"):  # (not the warm-up)
-        sys.exit(f"wrk completed no request on {url}:\n{out.stdout}{out.stderr}")
-    per = (cpu1 - cpu0) / int(done.group(1)) * 1e6 if server and done else float("nan")
-    per_node = (node1 - node0) / int(done.group(1)) * 1e6 if node and done else float("nan")
+    return out.stdout, int(done.group(1)) if done else 0, before, after
+
+
+def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
+        server: subprocess.Popen | None = None, node: int | None = None
+        ) -> tuple[float, float, float, float]:
+    """(requests/s, p99 ms, server CPU µs a request or nan, the Elasticsearch node's CPU µs
+    a request or nan) of one wrk run."""
+    def cpu() -> tuple[float, float]:
+        return (cpu_seconds(server.pid) if server else 0.0, cpu_seconds(node) if node else 0.0)
+
+    out, done, (cpu0, node0), (cpu1, node1) = run_wrk(url, seconds, token=token, body=body,
+                                                      probe=cpu)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else float("nan")
+    if server is not None and not done:  # (not the warm-up)
+        sys.exit(f"wrk completed no request on {url}:\n{out}")
+    per = (cpu1 - cpu0) / done * 1e6 if server and done else float("nan")
+    per_node = (node1 - node0) / done * 1e6 if node and done else float("nan")
     return (float(rate.group(1)), float(p99.group(1)) * scale if p99 else float("nan"), per,
             per_node)
 

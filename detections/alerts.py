@@ -135,9 +135,9 @@ def build(rule: Any, group: dict[str, Any], bucket: int, bucket_ms: int,
         "close_reason": prev.get("close_reason"),
         "notes": prev.get("notes", []),
         "history": prev.get("history", []),  # the workflow's (detections.workflow)
-        # the clock read as milliseconds and formatted once a second (`iso`): a pass
-        # writing thousands of alerts formatted the same second for each
-        "created": prev.get("created") or iso(time.time_ns() // 1_000_000),
+        # formatted once a second (`iso`): a pass writing thousands of alerts formatted
+        # the same second for each
+        "created": prev.get("created") or iso(now_ms()),
     }}
     if departments:
         doc["govsoc"]["departments"] = departments
@@ -156,7 +156,7 @@ def _departments(events: list[dict[str, Any]], existing: dict[str, Any] | None
     ids: list[str] = []
     for d in events if existing is None else [*events, existing]:
         org = d.get("organization")
-        if org is not None and isinstance(org, dict) and isinstance(org.get("id"), str):
+        if isinstance(org, dict) and isinstance(org.get("id"), str):
             if organization is None:
                 organization = {k: org[k] for k in ("id", "name") if k in org}
             if org["id"] not in ids:
@@ -178,7 +178,8 @@ def changed(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
 
 
 def now_ms() -> int:
-    return ecs.to_millis(datetime.now(UTC))
+    """The wall clock in epoch milliseconds (as `ecs.to_millis(datetime.now(UTC))`)."""
+    return time.time_ns() // 1_000_000
 
 
 def set_status(store: EventStore, aid: str, *, status: str | None = None,

@@ -638,11 +638,8 @@ class AuditTrail:
                                 for d in orjson.loads(rec.payload))
         # what reaches the store must be durable in the spool first: after a power loss
         # the chain must resume past it, or it would reuse the ids the store holds (a
-        # held batch is one span: a sync since its records were appended may cover it)
-        if held is not None:
-            self.spool.sync_to(recs[0].segment, recs[0].end)
-        else:
-            self.spool.sync()
+        # sync since its records were appended may cover the batch already)
+        self.spool.sync_to(recs[-1].segment, recs[-1].end)
         try:
             if self._store is None:
                 assert self._connect is not None
