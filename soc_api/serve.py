@@ -72,11 +72,26 @@ def uvicorn_options(cfg, listen: Listen) -> dict[str, Any]:  # noqa: ANN001
 
 
 def serve(cfg, listen: Listen) -> None:  # noqa: ANN001
-    """Run in the foreground until interrupted (several workers: `run_workers`)."""
+    """Run in the foreground until interrupted (several workers: `run_workers`, with the
+    audit drain in this supervisor process)."""
     opts = uvicorn_options(cfg, listen)
     if listen.workers == 1:
         uvicorn.run(APP, factory=True, **opts)
-    elif run_workers(APP, listen.workers, opts):
+        return
+    from soc_core.audit_drain import AuditDrain
+
+    # the workers only spool their audit records and this process moves them to the
+    # store (`audit.drain = "inline"`: each worker drains its own, in a thread)
+    drain = None
+    if str(cfg.get("audit.drain", "external")) == "external":
+        drain = AuditDrain.from_config(cfg, name="api").start()
+        os.environ["GOVSOC_AUDIT_DRAIN"] = "external"  # read by the spawned workers' config
+    try:
+        status = run_workers(APP, listen.workers, opts)
+    finally:
+        if drain is not None:  # the workers are gone: what they left goes now
+            drain.close()
+    if status:
         raise SystemExit(1)
 
 

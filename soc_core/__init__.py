@@ -11,12 +11,11 @@ Its interface is its modules (import from them):
     soc_core.spool     Spool (durable disk FIFO), backlog_bytes, SpoolError
     soc_core.regex     compile_regex, regex_problem, regex_test, RegexError: outside regexes on RE2
     soc_core.audit     AuditTrail, Actor, verify, AuditUnavailable: the hash-chained trail
+    soc_core.audit_drain  AuditDrain: another process's audit records moved to the store
     soc_core.departments  Departments: which department (委办局) a host or address is in
     soc_core.textcase  fold_case: Sigma's case-insensitive matching, as ES's lowercase does it
     soc_core.records   SourceRecord: an imported record whose ECS event is built on demand
     soc_core.sm3       the SM3 hash: sm3, sm3_hex, new, sm3_parts, sm3_stream
-    soc_core.audit     the durable, hash-chained audit trail: AuditTrail, Actor, verify
-    soc_core.departments  departments (委办局) as tenants: Departments, stamped at ingest
     soc_core.notify    notifications (DingTalk, WeCom, Feishu, e-mail): Outbox, Dispatcher, Watcher
     soc_core.cliutil   fail, store_option, open_cli_store (for every package's commands)
     soc_core.lazy      lazy_exports: a package `__init__` exporting names loaded on use
@@ -24,5 +23,5 @@ Its interface is its modules (import from them):
     soc_core.cli       the `govsoc` entry point and its core commands
 """
 
-__all__ = ["audit", "cli", "cliutil", "config", "departments", "ecs", "gcpause", "lazy", "notify",
-           "query", "records", "regex", "sm3", "spool", "store", "textcase"]
+__all__ = ["audit", "audit_drain", "cli", "cliutil", "config", "departments", "ecs", "gcpause",
+           "lazy", "notify", "query", "records", "regex", "sm3", "spool", "store", "textcase"]

@@ -28,6 +28,11 @@ took them; while the store is down they wait on disk. The spool is bounded
 (`audit.spool_max_mb`): when it is full `check()` and `record()` raise AuditUnavailable,
 and callers refuse the action (fail closed).
 
+Draining elsewhere: `drain="external"` (`audit.drain`; `govsoc api serve` with several
+workers sets it) leaves the store to `soc_core.audit_drain.AuditDrain` in another process,
+which reads the slots' spools, stores, saves the heads and acknowledges; the writer only
+appends (and fsyncs, and checkpoints). The guarantees are the same.
+
 Chains: each process takes its own slot `<audit.dir>/<name>-<k>` (the first whose flock is
 free) and its own chain. A record carries `govsoc.audit.{chain, seq, prev, prev_time, hash}`:
 `hash` is the SM3 of the record's canonical JSON (sorted keys, without `hash` itself),
@@ -83,6 +88,8 @@ MAX_SLOTS = 256
 ACK_SECONDS = 1.0  # at most this long between a stored batch and its acknowledgement
 _CACHE_DOCS = 10_000  # spooled documents kept in memory for the drain (~3.4 kB each)
 HEAD_FILE = "head.json"
+DRAIN_STATUS_FILE = "drain.json"  # the external drain's state, in the audit directory
+DRAIN_MODES = ("inline", "external")
 REJECTED_FILE = "rejected.ndjson"
 REDACTED = "[redacted]"
 
@@ -205,6 +212,56 @@ def _is_ip(addr: str) -> bool:
     return True
 
 
+def save_head(slot: Path, head: _Head, fsync: str) -> None:
+    """Saved before the spool is acknowledged, and durable (unless fsync is "never"): a
+    head older than what the store holds would make the chain reuse stored ids."""
+    tmp = slot / (HEAD_FILE + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
+                             "time": head.time, "checkpointed": head.checkpointed}))
+        if fsync != "never":
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, slot / HEAD_FILE)
+    if fsync != "never":
+        fd = os.open(slot, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def head_of(docs: list[ecs.Prepared]) -> _Head:
+    """The chain head after the last of `docs` (what the store took)."""
+    last = docs[-1].doc
+    a = last["govsoc"]["audit"]
+    return _Head(a["chain"], a["seq"], a["hash"], last["@timestamp"],
+                 checkpointed=last["event"]["action"] == CHECKPOINT_ACTION)
+
+
+def read_back(rec: Record) -> list[ecs.Prepared]:
+    """A spool record's documents as the store takes them, stored as they were hashed.
+    A record of one document holds its JSON between the brackets: taken as it is."""
+    docs = orjson.loads(rec.payload)
+    if len(docs) == 1:
+        # the spool record's time is the document's (unless an older version wrote it):
+        # checked by formatting it, cheaper than parsing the document's
+        ms = rec.appended_ms
+        return [prepared_record(docs[0], rec.payload[1:-1],
+                                ms if _format_ms(ms) == docs[0]["@timestamp"] else None)]
+    return [prepared_record(d, orjson.dumps(d)) for d in docs]
+
+
+def keep_rejected(slot: Path, result: Any, errors: deque[str]) -> None:
+    """Documents the store refused (which should never happen): kept on disk beside the
+    spool rather than lost, and named in `errors`."""
+    if result.rejected:
+        with open(slot / REJECTED_FILE, "ab") as fh:
+            for rej in result.rejected:
+                fh.write(orjson.dumps(rej.doc) + b"\n")
+                errors.append(f"audit record {rej.id} rejected: {rej.reason}"[:500])
+
+
 class Recent:
     """The newest `keep` records, oldest first, read as documents (`recent[-1]`, iteration,
     `len`). Kept as the JSON the spool holds and parsed when read: bytes are invisible to
@@ -245,11 +302,18 @@ class AuditTrail:
                  fsync_interval: float = 1.0, max_bytes: int = 1024 * 1024 * 1024,
                  checkpoint_every: int = 10_000, checkpoint_seconds: float = 60.0,
                  drain_batch: int = 250, drain_interval: float = 1.0,
-                 retry_max: float = 10.0, keep: int = 1000) -> None:
+                 retry_max: float = 10.0, keep: int = 1000, drain: str = "inline") -> None:
         if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
             raise ValueError(f"audit trail name {name!r}: 1-32 lowercase letters, digits, _")
+        if drain not in DRAIN_MODES:
+            raise ValueError(f"audit drain {drain!r}: one of {', '.join(DRAIN_MODES)}")
         self.name = name
         self.root = Path(directory)
+        # "external": another process (`soc_core.audit_drain.AuditDrain`, run by the API's
+        # supervisor) moves this process's records to the store; this one only appends
+        self.external = drain == "external"
+        if self.external:
+            store = None
         self.signer = signer
         self.max_bytes = max_bytes
         self.checkpoint_every = max(1, int(checkpoint_every))
@@ -264,12 +328,13 @@ class AuditTrail:
             self._store, self._connect = store, None
         else:  # a URL or a factory: connected (and reconnected) by the drain thread
             self._store = None
-            self._connect = (store if callable(store) else _url_opener(str(store)))
+            self._connect = (store if callable(store) else store_opener(str(store)))
             self._owned_store = True
         # a trail with a background thread fsyncs there: a request never waits for one
-        background = store is not None or signer is not None
+        background = store is not None or signer is not None or self.external
         self.spool, self.slot = self._take_slot(fsync, fsync_interval, background)
-        self._head = self._recover()
+        with self.spool.drain_paused():  # no drainer removes the tail while it is read
+            self._head = self._recover()
         self._lock = threading.Lock()
         # a tail a previous process left without a checkpoint gets one at the next chance
         self._since_cp = 0 if self._head.checkpointed else 1
@@ -287,7 +352,7 @@ class AuditTrail:
         self._stop = threading.Event()
         self._wake = threading.Event()  # flush/close: drain now, not at the next interval
         self._thread: threading.Thread | None = None
-        if self._store is not None or self._connect is not None or signer is not None:
+        if background:
             self._thread = threading.Thread(target=self._run, name=f"audit-{name}",
                                             daemon=True)
             self._thread.start()
@@ -319,7 +384,8 @@ class AuditTrail:
                        max_bytes=int(float(cfg.get("audit.spool_max_mb", 1024)) * 1024 * 1024),
                        checkpoint_every=int(cfg.get("audit.checkpoint_every", 10_000)),
                        checkpoint_seconds=float(cfg.get("audit.checkpoint_seconds", 60)),
-                       drain_interval=float(cfg.get("audit.drain_interval", 1.0)))
+                       drain_interval=float(cfg.get("audit.drain_interval", 1.0)),
+                       drain=str(cfg.get("audit.drain", "inline")))
         except (SpoolError, ValueError) as exc:
             raise ConfigError(f"audit trail: {exc}") from exc
 
@@ -330,7 +396,8 @@ class AuditTrail:
             slot = self.root / f"{self.name}-{k}"
             try:
                 return Spool(slot, fsync=fsync, fsync_interval=fsync_interval,
-                             max_bytes=self.max_bytes, background_sync=background), slot
+                             max_bytes=self.max_bytes, background_sync=background,
+                             acks="external" if self.external else "own"), slot
             except SpoolBusy:
                 continue
         raise SpoolError(f"all {MAX_SLOTS} audit slots {self.root}/{self.name}-* are in use")
@@ -359,22 +426,7 @@ class AuditTrail:
         return head
 
     def _save_head(self, head: _Head) -> None:
-        """Saved before the spool is acknowledged, and durable (unless fsync is "never"):
-        a head older than what the store holds would make the chain reuse stored ids."""
-        tmp = self.slot / (HEAD_FILE + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps({"chain": head.chain, "seq": head.seq, "hash": head.hash,
-                                 "time": head.time, "checkpointed": head.checkpointed}))
-            if self.spool.fsync != "never":
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.slot / HEAD_FILE)
-        if self.spool.fsync != "never":
-            fd = os.open(self.slot, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        save_head(self.slot, head, self.spool.fsync)
 
     @property
     def chain(self) -> str:
@@ -537,7 +589,7 @@ class AuditTrail:
             doc, text = sealed[0], sealed[1]
             payload = b"[" + text + b"]"
             try:
-                where = self.spool.append(payload)
+                where = self.spool.append(payload, sealed[2])
             except (SpoolError, OSError) as exc:
                 self.errors.append(f"audit checkpoint not kept: {type(exc).__name__}")
                 return None
@@ -588,6 +640,8 @@ class AuditTrail:
         pause = min(self.drain_interval, self.spool.fsync_interval)
         while not self._stop.is_set():
             self.spool.sync_due()
+            if self.external:  # what the drainer acknowledged no longer counts as waiting
+                self.spool.refresh()
             if (self.signer is not None and self._since_cp
                     and time.monotonic() - self._last_cp >= self.checkpoint_seconds):
                 self.checkpoint()
@@ -634,8 +688,7 @@ class AuditTrail:
                     cached += len(entry[0])
                     docs.extend(entry[0])
                 else:  # read back: stored as they were hashed, like the held ones
-                    docs.extend(prepared_record(d, orjson.dumps(d))
-                                for d in orjson.loads(rec.payload))
+                    docs.extend(read_back(rec))
         # what reaches the store must be durable in the spool first: after a power loss
         # the chain must resume past it, or it would reuse the ids the store holds (a
         # sync since its records were appended may cover the batch already)
@@ -655,15 +708,8 @@ class AuditTrail:
             self._down = True
             return None
         self._down = False
-        if result.rejected:  # should never happen: kept on disk rather than lost
-            with open(self.slot / REJECTED_FILE, "ab") as fh:
-                for rej in result.rejected:
-                    fh.write(orjson.dumps(rej.doc) + b"\n")
-                    self.errors.append(f"audit record {rej.id} rejected: {rej.reason}"[:500])
-        last = docs[-1].doc
-        a = last["govsoc"]["audit"]
-        head = _Head(a["chain"], a["seq"], a["hash"], last["@timestamp"],
-                     checkpointed=last["event"]["action"] == CHECKPOINT_ACTION)
+        keep_rejected(self.slot, result, self.errors)
+        head = head_of(docs)
         if held is not None:  # acknowledged later, with the batches after it (see _ack_stored)
             span, stored = recs[0], self._unacked
             self._unacked = span if stored is None else Record(
@@ -714,11 +760,16 @@ class AuditTrail:
 
     def status(self) -> dict[str, Any]:
         """For health pages: the chain and its head, what waits for the store, the last
-        error (redacted)."""
+        error (redacted; an external drain's, as it saved it)."""
+        down, error = self._down, self.errors[-1] if self.errors else None
+        if self.external:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                saved = json.loads((self.root / DRAIN_STATUS_FILE).read_text())
+                down, error = bool(saved.get("store_down")), saved.get("last_error")
         return {"chain": self.chain, "seq": self._head.seq, "slot": self.slot.name,
-                "pending_bytes": self.spool.pending_bytes, "store_down": self._down,
-                "checkpoints": self.signer is not None,
-                "last_error": self.errors[-1] if self.errors else None}
+                "pending_bytes": self.spool.pending_bytes, "store_down": down,
+                "checkpoints": self.signer is not None, "drain": "external" if self.external
+                else "inline", "last_error": error}
 
     def flush(self, timeout: float = 30.0, *, until_failure: bool = False) -> bool:
         """Wait until every record so far is in the store; False at the timeout (or, with
@@ -726,7 +777,13 @@ class AuditTrail:
         end = time.monotonic() + timeout
         while self.spool.pending_bytes > 0:
             self._wake.set()
-            if (time.monotonic() >= end or self._thread is None
+            if self.external:  # another process drains: only watch its cursor
+                self.spool.refresh()
+                if self.spool.pending_bytes == 0:
+                    break
+                if time.monotonic() >= end:
+                    return False
+            elif (time.monotonic() >= end or self._thread is None
                     or (until_failure and self._down) or not self._thread.is_alive()):
                 return self.spool.pending_bytes == 0
             time.sleep(0.01)
@@ -741,7 +798,7 @@ class AuditTrail:
         if self._closed:
             return
         self.checkpoint()
-        if self._thread is not None:
+        if self._thread is not None and not self.external:  # the external drain goes on
             self.flush(drain_timeout, until_failure=True)
         with self._lock:
             self._closed = True
@@ -792,7 +849,7 @@ def _installed_signer(cfg: Any) -> Signer | None:
     return None
 
 
-def _url_opener(url: str) -> Callable[[], Any]:
+def store_opener(url: str) -> Callable[[], Any]:
     def connect() -> Any:
         from soc_core.store import open_store
 

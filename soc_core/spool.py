@@ -5,7 +5,9 @@ order once the store is back. Layout of a spool directory:
 
     seg-000000000001.spool   records, oldest segment first
     cursor                   "<segment> <offset>": the first record not yet acknowledged
-    lock                     flock'ed by the one process that owns the spool
+    lock                     flock'ed by the one process that appends (the owner)
+    drain.lock               flock'ed by the one that reads and acknowledges: the owner
+                             itself, or a drain in another process (`Spool.drainer`)
 
 One record on disk (little-endian):
 
@@ -23,10 +25,17 @@ ids make harmless (at-least-once delivery, exactly-once effect).
 fsync policy: "always" (every append and cursor move reaches the disk before returning:
 survives power loss), "interval" (at most every `fsync_interval` seconds: survives a
 killed process, loses at most that much on power loss), "never" (the OS decides).
+
+Draining elsewhere: an owner opened with `acks="external"` only appends; another process
+opens the same directory with `Spool.drainer` and reads, acknowledges and removes finished
+segments. The owner learns what was acknowledged from the cursor file (`refresh`), and
+pauses the drainer (`drain_paused`) while it reads its own tail at start: a drainer
+removing a segment under that read could hide records the chain must continue after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -45,6 +54,7 @@ _HEAD = struct.Struct("<4sIIQ")  # magic, length, crc32, appended_ms
 _MS = struct.Struct("<Q")  # appended_ms alone: the CRC covers it first
 HEADER_SIZE = _HEAD.size
 MAX_RECORD = 256 * 1024 * 1024  # a larger length field can only be damage
+_BATCH_READ = 4 * 1024 * 1024  # peek_many reads at most this much at once
 FSYNC_POLICIES = ("always", "interval", "never")
 # Records up to this size are written with the GIL held (see _write_holding_gil).
 SMALL_WRITE = 64 * 1024
@@ -88,6 +98,11 @@ def _write_holding_gil(fd: int, blob: bytes) -> None:
         return
 
 
+# what a record still being written looks like to a reader in another process (at the tail
+# of the newest segment); anywhere else, damage
+_UNFINISHED = ("truncated record header", "record truncated")
+
+
 class SpoolError(RuntimeError):
     """The spool cannot be used (bad directory, owned by another process, full)."""
 
@@ -98,6 +113,23 @@ class SpoolFull(SpoolError):
 
 class SpoolBusy(SpoolError):
     """The spool directory is owned (flock'ed) by another open Spool."""
+
+
+def _flock(path: Path, what: str, *, wait: bool = False) -> int:
+    """An exclusive flock on `path` (created): its descriptor. SpoolBusy when another
+    process holds it (at once, unless `wait`)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise SpoolBusy(f"spool {path.parent} is {what} by another process") from exc
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -182,12 +214,17 @@ class Spool:
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: str = "interval",
                  fsync_interval: float = 1.0, segment_bytes: int = 16 * 1024 * 1024,
-                 max_bytes: int | None = None, background_sync: bool = False) -> None:
+                 max_bytes: int | None = None, background_sync: bool = False,
+                 acks: str = "own") -> None:
         """`background_sync` (policy "interval"): the owner calls `sync()` at least every
         `fsync_interval` seconds from a thread of its own, so `append` never waits for an
-        fsync (it would stall the appending thread, e.g. a server's event loop)."""
+        fsync (it would stall the appending thread, e.g. a server's event loop).
+        `acks`: "own" (this process reads and acknowledges), "external" (a `drainer` in
+        another process does; this one appends), "drainer" (use `Spool.drainer`)."""
         if fsync not in FSYNC_POLICIES:
             raise SpoolError(f"fsync policy {fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
+        if acks not in ("own", "external", "drainer"):
+            raise SpoolError(f"acks {acks!r}: own, external or drainer")
         self.dir = Path(directory)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -203,12 +240,20 @@ class Spool:
         self.max_bytes = max_bytes
         self.corruptions: list[Corruption] = []
         self._lock = threading.RLock()
-        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self._lock_fd)
-            raise SpoolBusy(f"spool {self.dir} is in use by another process") from exc
+        self.acks = acks
+        # the owner's lock, and the drain lock where this process reads (a drainer of
+        # another process finishes its pass first: it holds that lock a pass at a time)
+        self._lock_fd = self._drain_fd = -1
+        if acks != "drainer":
+            self._lock_fd = _flock(self.dir / "lock", "in use")
+        if acks != "external":
+            try:
+                self._drain_fd = _flock(self.dir / "drain.lock", "drained",
+                                        wait=acks == "own")
+            except SpoolBusy:
+                if self._lock_fd >= 0:
+                    _unlock(self._lock_fd)
+                raise
         self._last_sync = time.monotonic()
         self._dirty = False
         self.fsyncs = 0  # of the segments appended to (status, tests)
@@ -223,6 +268,40 @@ class Spool:
         self._pending_bytes = _pending(self.dir, segs, self._read_seg, self._read_off)
         self._read_fh = None
         self._read_fh_seg = -1
+
+    @classmethod
+    def drainer(cls, directory: str | os.PathLike[str], *, fsync: str = "interval") -> Spool:
+        """The reading side of a spool whose owner (`acks="external"`) appends in another
+        process: peek, acknowledge, `sync_to`; never appends. SpoolBusy while another
+        drainer (or an owner acknowledging its own records) holds the directory; a
+        missing directory is a SpoolError, not created."""
+        if not Path(directory).is_dir():
+            raise SpoolError(f"no spool at {directory}")
+        return cls(directory, fsync=fsync, acks="drainer")
+
+    def refresh(self) -> None:
+        """Read the cursor a drainer of another process saved (owner with
+        `acks="external"`): what waits (`pending_bytes`, the size bound) follows it."""
+        with self._lock:
+            segs = _segments(self.dir)
+            self._read_seg, self._read_off = _cursor(self.dir, segs)
+            self._pending_bytes = _pending(self.dir, segs, self._read_seg, self._read_off)
+
+    @contextlib.contextmanager
+    def drain_paused(self) -> Iterator[None]:
+        """Hold off any drainer (its current pass ends first) while the owner reads what
+        the spool holds; a no-op where this process holds the drain lock anyway."""
+        if self._drain_fd >= 0:
+            yield
+            return
+        fd = _flock(self.dir / "drain.lock", "drained", wait=True)
+        try:
+            with self._lock:
+                segs = _segments(self.dir)
+                self._read_seg, self._read_off = _cursor(self.dir, segs)
+            yield
+        finally:
+            _unlock(fd)
 
     # -- bookkeeping -----------------------------------------------------------------
     def _save_cursor(self) -> None:
@@ -254,6 +333,8 @@ class Spool:
         """Add one record at the tail; returns its (segment, offset), the position
         `peek` will report for it. Raises SpoolFull past `max_bytes`. `ms`: the record's
         `appended_ms` when the caller has just read the clock (else now)."""
+        if self.acks == "drainer":
+            raise SpoolError("a drainer does not append")
         if len(payload) > MAX_RECORD:
             raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
         if ms is None:
@@ -320,9 +401,21 @@ class Spool:
     def sync_to(self, segment: int, offset: int) -> None:
         """`sync`, unless the records before (segment, offset) are on disk already (a
         sync since they were appended covered them): a drain catching up moves several
-        batches that one fsync made durable, instead of one fsync a batch."""
+        batches that one fsync made durable, instead of one fsync a batch. A drainer
+        fsyncs the segment itself (fsync reaches a file's pages through any descriptor;
+        an earlier segment was fsynced when it was read to its end, or by its owner)."""
         with self._lock:
             if self.fsync == "never" or (segment, offset) <= self._durable:
+                return
+            if self.acks == "drainer":
+                fd = os.open(self.dir / _seg_name(segment), os.O_RDONLY)
+                try:
+                    size = os.fstat(fd).st_size
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self.fsyncs += 1
+                self._durable = (segment, size)
                 return
         self.sync()
 
@@ -375,6 +468,11 @@ class Spool:
                             self._report(seg, damage_at, off - damage_at, reason)
                         return Record(seg, off, off + HEADER_SIZE + length, ms, payload), off
                     why = "checksum mismatch"
+            if (damage_at is None and why in _UNFINISHED and self.acks == "drainer"
+                    and not any(s > seg for s in _segments(self.dir))):
+                # the owner is writing this record now: a read beside a write may see the
+                # file's size grow a page at a time, never bytes that are not written yet
+                return None, off
             if damage_at is None:
                 damage_at, reason = off, why
             # resynchronise on the next record marker after the damaged byte
@@ -449,12 +547,24 @@ class Spool:
                 return []
             out = [first]
             seg, off = first.segment, first.end
-            while len(out) < max_records:
-                rec, _ = self._read_at(seg, off)
-                if rec is None or rec.offset != off:
-                    break  # end of segment or damage: the next peek handles it
-                out.append(rec)
-                off = rec.end
+            # the records after the first read with one pread and checked in memory (a
+            # read, seek and stat each cost a drain a third of its time); the first
+            # thing that is not a whole good record ends the batch, and the next peek
+            # reads it the careful way
+            fh = self._open_read(seg)
+            want = min(os.fstat(fh.fileno()).st_size - off, _BATCH_READ)
+            buf = os.pread(fh.fileno(), want, off) if want > 0 else b""
+            pos, size = 0, len(buf)
+            while len(out) < max_records and size - pos >= HEADER_SIZE:
+                magic, length, crc, ms = _HEAD.unpack_from(buf, pos)
+                end = pos + HEADER_SIZE + length
+                if magic != MAGIC or end > size:
+                    break
+                payload = buf[pos + HEADER_SIZE:end]
+                if zlib.crc32(payload, zlib.crc32(_MS.pack(ms))) != crc:
+                    break
+                out.append(Record(seg, off + pos, off + end, ms, payload))
+                pos = end
             return out
 
     def ack_many(self, records: list[Record]) -> None:
@@ -516,10 +626,10 @@ class Spool:
             if self._read_fh is not None:
                 self._read_fh.close()
                 self._read_fh = None
-            if self._lock_fd >= 0:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = -1
+            for name in ("_drain_fd", "_lock_fd"):
+                if getattr(self, name) >= 0:
+                    _unlock(getattr(self, name))
+                    setattr(self, name, -1)
 
     def __enter__(self) -> Self:
         return self

@@ -5,6 +5,7 @@ one worker accept them all)."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from soc_api.serve import ServeError, reuseport_socket, run_workers
+from soc_core.store import Selection, open_store
 
 
 def free_port() -> int:
@@ -73,6 +75,19 @@ def test_two_workers_each_listen_on_their_own_socket_and_both_serve(tmp_path):
         # the kernel hashes each connection to one of the two sockets: all 32 on one
         # worker has a chance of 2 in 2**32
         assert sum(served.values()) == 32 and all(served.values()), served
+        # the workers spool their audit records; the supervisor moves them to the store
+        conns[0].request("GET", "/events/x", headers={"Authorization": "Bearer forged"})
+        assert conns[0].getresponse().status == 401
+        with open_store(f"sqlite:///{tmp_path}/g.db") as store:
+            deadline = time.monotonic() + 30
+            found: list[dict] = []
+            while not found and time.monotonic() < deadline:
+                store.refresh()
+                found = [d for d in store.scan(Selection(family="audit"))
+                         if d["event"]["action"] == "auth.token"]
+                time.sleep(0.1)
+        assert len(found) == 1 and found[0]["event"]["outcome"] == "failure"
+        assert json.loads((tmp_path / "audit" / "drain.json").read_text())["pid"] == proc.pid
     finally:
         for conn in conns:
             conn.close()
