@@ -221,6 +221,21 @@ def wrk(url: str, seconds: int, *, token: str, body: dict | None = None,
             per_node)
 
 
+def drain_lag(folder: Path, timeout: float = 120.0) -> tuple[int, float]:
+    """(bytes of audit records the API's spools hold and the store does not yet, seconds
+    until there are none): the drain kept up with the load, or how far it fell behind."""
+    from soc_core.spool import backlog_bytes
+
+    def waiting() -> int:
+        return sum(backlog_bytes(d) for d in (folder / "data" / "audit").glob("api-*")
+                   if d.is_dir())
+
+    first, start = waiting(), time.monotonic()
+    while waiting() and time.monotonic() - start < timeout:
+        time.sleep(0.05)
+    return first, time.monotonic() - start
+
+
 def warm_node(es_url: str, limit: float, urls: dict[str, tuple[str, str, dict | None]]
               ) -> None:
     """Load the node through the API in 5 s slices (each kind of request in `urls`: url,
@@ -271,6 +286,7 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int,
             node = node_pid(es_url) if es_url else None
             full_rates, bare_rates, full_cpu, bare_cpu = [], [], [], []
             full_node, bare_node = [], []
+            backlog: list[tuple[int, float]] = []
             load0 = os.getloadavg()[0]
             for i in range(rounds):
                 pair = [("full", full_port, full), ("bare", bare_port, bare)]
@@ -280,6 +296,8 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int,
                     (full_rates if name == "full" else bare_rates).append(rate)
                     (full_cpu if name == "full" else bare_cpu).append(per)
                     (full_node if name == "full" else bare_node).append(per_node)
+                    if name == "full":
+                        backlog.append(drain_lag(folder))
             f, b = statistics.median(full_rates), statistics.median(bare_rates)
             fc, bc = statistics.median(full_cpu), statistics.median(bare_cpu)
             overhead = 1 - f / b
@@ -296,6 +314,10 @@ def run_store(label: str, store_url: str, seconds: int, rounds: int,
             print(f"  server CPU a request (both workers, all threads; not a target): "
                   f"authenticated + audited {fc:.0f} us, bare {bc:.0f} us, "
                   f"ratio {fc / bc:.2f}")
+            worst = max(backlog)
+            print(f"  audit drain (not a target): at the end of a round at most {worst[0]:,} "
+                  f"bytes of records not in the store yet, all stored "
+                  f"{max(b[1] for b in backlog):.1f} s later at most")
             if node:
                 fn, bn = statistics.median(full_node), statistics.median(bare_node)
                 print(f"  the Elasticsearch node's CPU a request (not a target): authenticated "

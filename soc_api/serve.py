@@ -8,6 +8,7 @@ shares one listening socket: asyncio accepts every connection waiting on one wak
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
@@ -75,24 +77,32 @@ def serve(cfg, listen: Listen) -> None:  # noqa: ANN001
     """Run in the foreground until interrupted (several workers: `run_workers`, with the
     audit drain in this supervisor process)."""
     opts = uvicorn_options(cfg, listen)
-    if listen.workers == 1:
-        uvicorn.run(APP, factory=True, **opts)
+    with audit_drain(cfg, "external" if listen.workers > 1 else "inline"):
+        if listen.workers == 1:
+            uvicorn.run(APP, factory=True, **opts)
+            return
+        status = run_workers(APP, listen.workers, opts)
+    if status:
+        raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def audit_drain(cfg, default: str) -> Iterator[None]:  # noqa: ANN001
+    """With `audit.drain = "external"` (`default` when unset), an `AuditDrain` thread in
+    this process moves the API trails' records to the store, and the workers it starts
+    only spool them (a drain thread inside a worker costs its requests: see
+    soc_core.audit_drain); the drain ends after the workers, storing what they left."""
+    if str(cfg.get("audit.drain", default)) != "external":
+        yield
         return
     from soc_core.audit_drain import AuditDrain
 
-    # the workers only spool their audit records and this process moves them to the
-    # store (`audit.drain = "inline"`: each worker drains its own, in a thread)
-    drain = None
-    if str(cfg.get("audit.drain", "external")) == "external":
-        drain = AuditDrain.from_config(cfg, name="api").start()
-        os.environ["GOVSOC_AUDIT_DRAIN"] = "external"  # read by the spawned workers' config
+    drain = AuditDrain.from_config(cfg, name="api").start()
+    os.environ["GOVSOC_AUDIT_DRAIN"] = "external"  # read by the workers' configuration
     try:
-        status = run_workers(APP, listen.workers, opts)
+        yield
     finally:
-        if drain is not None:  # the workers are gone: what they left goes now
-            drain.close()
-    if status:
-        raise SystemExit(1)
+        drain.close()
 
 
 def _tcp_socket(host: str) -> socket.socket:
@@ -193,4 +203,5 @@ def serve_in_thread(cfg, listen: Listen, stop: threading.Event, app: Any) -> Non
     watcher = threading.Thread(target=lambda: (stop.wait(), setattr(server, "should_exit",
                                                                      True)), daemon=True)
     watcher.start()
-    server.run()
+    with audit_drain(cfg, "inline"):  # the app's own trail drains, unless configured not to
+        server.run()
