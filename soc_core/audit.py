@@ -252,6 +252,17 @@ def read_back(rec: Record) -> list[ecs.Prepared]:
     return [prepared_record(d, orjson.dumps(d)) for d in docs]
 
 
+def write_failed(exc: Exception, errors: deque[str], owned: Any) -> bool:
+    """A failed store write noted in `errors` (redacted); `owned`, a store the drain
+    connected itself, is closed: True when the caller must connect again."""
+    errors.append(redact_url(f"audit write failed: {type(exc).__name__}: {exc}")[:500])
+    if owned is None:
+        return False
+    with contextlib.suppress(Exception):
+        owned.close()
+    return True
+
+
 def keep_rejected(slot: Path, result: Any, errors: deque[str]) -> None:
     """Documents the store refused (which should never happen): kept on disk beside the
     spool rather than lost, and named in `errors`."""
@@ -699,11 +710,7 @@ class AuditTrail:
                 self._store = self._connect()
             result = self._store.write(docs)
         except Exception as exc:  # noqa: BLE001 - down or broken: the records wait on disk
-            self.errors.append(redact_url(f"audit write failed: {type(exc).__name__}: "
-                                          f"{exc}")[:500])
-            if self._owned_store and self._store is not None:
-                with contextlib.suppress(Exception):
-                    self._store.close()
+            if write_failed(exc, self.errors, self._store if self._owned_store else None):
                 self._store = None
             self._down = True
             return None
