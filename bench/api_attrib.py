@@ -1,4 +1,5 @@
-"""Where the API's authentication + audit overhead goes, served: the real app, the bare
+"""Where the API's authentication + audit overhead goes, served: the real app (its audit
+drain in the supervisor; `full_inline`: a drain thread in each worker), the bare
 reference, and the real app with one part swapped (`bench/api_bare.py`: `gate_only`,
 `audit_only`, `spool_only`, `null_drain`), each served as `bench/api.py` serves them (2
 uvicorn workers, HTTPS) and loaded by wrk in turn (2 threads, 16 connections), SQLite.
@@ -26,7 +27,8 @@ sys.path.insert(0, str(BENCH))
 import api  # noqa: E402
 from ports import free_port  # noqa: E402
 
-VARIANTS = ("full", "bare", "gate_only", "audit_only", "spool_only", "null_drain")
+VARIANTS = ("full", "full_inline", "bare", "gate_only", "audit_only", "spool_only",
+            "null_drain")
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,12 +76,18 @@ def main() -> None:
         cert = folder / "data" / "api"
         for name in names:
             port = free_port()
+            # full: the audit drain in the supervisor (the default); full_inline: a drain
+            # thread in each worker (audit.drain = "inline")
+            os.environ.pop("GOVSOC_AUDIT_DRAIN", None)
+            if name == "full_inline":
+                os.environ["GOVSOC_AUDIT_DRAIN"] = "inline"
             cmd = ([str(api.VENV_BIN / "govsoc"), "api", "serve", "--port", str(port),
-                    "--workers", "2"] if name == "full" else
+                    "--workers", "2"] if name.startswith("full") else
                    [sys.executable, str(BENCH / "api_bare.py"), "--factory", name,
                     "--workers", "2", "--port", str(port), "--cert",
                     str(cert / "tls-cert.pem"), "--key", str(cert / "tls-key.pem")])
             servers[name] = (port, api.start(cmd, port))
+        os.environ.pop("GOVSOC_AUDIT_DRAIN", None)
         rates: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[Counter]] = {n: [] for n in names}
         path = "/events/bench-event-1"

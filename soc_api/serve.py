@@ -90,8 +90,8 @@ def serve(cfg, listen: Listen) -> None:  # noqa: ANN001
 def audit_drain(cfg, default: str) -> Iterator[None]:  # noqa: ANN001
     """With `audit.drain = "external"` (`default` when unset), an `AuditDrain` thread in
     this process moves the API trails' records to the store, and the workers it starts
-    only spool them (a drain thread inside a worker costs its requests: see
-    soc_core.audit_drain); the drain ends after the workers, storing what they left."""
+    only spool them (see soc_core.audit_drain); the drain ends after the workers, storing
+    what they left."""
     if str(cfg.get("audit.drain", default)) != "external":
         yield
         return

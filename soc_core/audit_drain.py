@@ -2,10 +2,13 @@
 `drain="external"` spool (`AuditTrail`, one slot each) into the event store.
 
 Why another process: the API's workers serve requests on an event loop that shares the
-interpreter with any thread of theirs. A drain thread beside it (reading batches, building
-the store's rows, writing them) cost the API ~12 % of its requests a second, though no
-request waits for it. `govsoc api serve` with several workers runs this drain in its
-supervisor, which otherwise only watches the workers.
+interpreter with any thread of theirs, and a drain thread there (reading batches, building
+the store's rows, writing them, reconnecting to a store that is down) competes with it.
+`govsoc api serve` with several workers runs this drain in its supervisor, which otherwise
+only watches the workers; the workers hold no store connection for the trail, and a
+worker that died leaves nothing waiting for a successor. Measured on 2 shared cores
+(`bench/api_attrib.py`'s `full` against `full_inline`, alternating rounds): 0-7 % more
+requests a second, not more: the drain's CPU stays, wherever it runs.
 
     drain = AuditDrain.from_config(cfg, name="api")   # or AuditDrain(directory, store)
     drain.start()              # a thread: a pass over every slot, each `interval` seconds
