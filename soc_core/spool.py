@@ -263,8 +263,9 @@ class Spool:
         self._write_seg = (segs[-1] + 1) if segs else max(1, self._read_seg)
         self._write_fd: int | None = None
         self._write_off = 0
-        # (segment, offset) up to which appended records are known on disk (`sync_to`)
-        self._durable = (self._write_seg, 0)
+        # (segment, offset) up to which appended records are known on disk (`sync_to`); a
+        # drainer knows nothing of another process's appends: it fsyncs what it delivers
+        self._durable = (0, 0) if acks == "drainer" else (self._write_seg, 0)
         self._pending_bytes = _pending(self.dir, segs, self._read_seg, self._read_off)
         self._read_fh = None
         self._read_fh_seg = -1

@@ -64,6 +64,44 @@ def test_two_writers_drained_elsewhere_while_they_write_and_restart(store, tmp_p
     assert drain.moved == 1700
 
 
+def test_a_batch_is_on_disk_before_the_store_takes_it(tmp_path, monkeypatch):
+    """After a power loss the writer's chain resumes after what its spool holds on disk:
+    a record the store took but the disk lost would have its id reused."""
+    opened: list[Spool] = []
+    real = Spool.drainer.__func__
+
+    def drainer(cls, directory, **kw):
+        opened.append(real(cls, directory, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(Spool, "drainer", classmethod(drainer))
+    base = open_store(f"sqlite:///{tmp_path}/govsoc.db")
+    seen: list[tuple[int, tuple[int, int], tuple[int, int]]] = []
+
+    class Checking:  # the real store, noting how far the drainer's spool was durable
+        def __getattr__(self, name):
+            return getattr(base, name)
+
+        def write(self, docs, **kw):
+            sp = opened[-1]
+            seen.append((sp.fsyncs, sp.cursor(), sp.durable))
+            return base.write(docs, **kw)
+
+    writer = AuditTrail(tmp_path / "audit", None, name="api", signer=None, drain="external",
+                        fsync_interval=60)
+    _fill(writer, 600, "w")
+    drain = AuditDrain(tmp_path / "audit", Checking(), name="api")
+    assert drain.drain_once() == 600
+    writer.close()
+    drain.close()
+    assert len(seen) == 3  # batches of 250, 250, 100
+    for fsyncs, cursor, durable in seen:
+        assert fsyncs == 1 and durable > cursor  # one fsync covered the three
+    assert seen[-1][2][1] == (tmp_path / "audit" / "api-0" / "seg-000000000001.spool"
+                              ).stat().st_size
+    base.close()
+
+
 def test_store_down_the_records_wait_then_go_once(tmp_path):
     blocker = tmp_path / "db"
     blocker.write_text("a file where the store's directory should be")
@@ -141,6 +179,10 @@ def test_a_record_being_written_is_not_damage_to_a_drainer(tmp_path):
         fh.write(full[len(whole) + HEADER_SIZE + 3:])
     second = reader.peek()
     assert second.payload == b"second record" and not reader.corruptions
+    # what a drainer delivers it makes durable first: one fsync covers both records
+    reader.sync_to(first.segment, first.end)
+    reader.sync_to(second.segment, second.end)
+    assert reader.fsyncs == 1 and reader.durable == (1, second.end)
     reader.ack(second)
     # the owner dies with a torn record; the next owner writes a new segment
     with open(seg, "ab") as fh:
