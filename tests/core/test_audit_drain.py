@@ -9,8 +9,11 @@ import json
 import os
 import threading
 
+import pytest
+
 from soc_core.audit import AuditTrail, local_heads, verify
 from soc_core.audit_drain import AuditDrain
+from soc_core.config import Config, ConfigError
 from soc_core.spool import HEADER_SIZE, Spool
 from soc_core.store import Selection, open_store
 
@@ -201,3 +204,11 @@ def test_a_record_being_written_is_not_damage_to_a_drainer(tmp_path):
     nxt.refresh()
     assert nxt.pending_bytes == 0
     nxt.close()
+
+
+def test_a_drain_mode_that_does_not_exist_is_one_clear_error(tmp_path):
+    cfg = Config(values={"store_url": f"sqlite:///{tmp_path}/g.db", "data_dir": str(tmp_path),
+                         "audit": {"drain": "sometimes"}})
+    with pytest.raises(ConfigError, match="audit drain 'sometimes': one of inline, external"):
+        AuditTrail.from_config(cfg, name="api", signer=None)
+    assert not (tmp_path / "audit").exists() or not any((tmp_path / "audit").iterdir())
