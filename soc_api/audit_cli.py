@@ -68,15 +68,11 @@ def _setup(store_url: str | None) -> tuple[Config, Any, Keystore]:
     return cfg, open_cli_store(store_url), keystore
 
 
-def _audit_dir(cfg: Config) -> Path:
-    return Path(cfg.get("audit.dir") or Path(cfg.data_dir) / "audit")
-
-
 def _verify(cfg: Config, store: Any, keystore: Keystore, start: str | None,
             end: str | None) -> trail.Report:
     try:
         return trail.verify(store, start=start, end=end, verifier=platform_verifier(keystore),
-                            heads=trail.local_heads(_audit_dir(cfg)),
+                            heads=trail.local_heads(trail.audit_dir(cfg)),
                             retention_days=int(cfg.get("retention_days", 180)))
     except (StoreError, ValueError) as exc:
         fail(str(exc))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from soc_api.identity import Identity, Principal
@@ -64,10 +63,10 @@ class Context:
 
     def verify_trail(self, *, start: Any = None, end: Any = None) -> dict[str, Any]:
         from crypto_svc import platform_verifier
-        from soc_core.audit import local_heads, verify
+        from soc_core.audit import audit_dir, local_heads, verify
 
         # the heads this machine's writers saved: a tail cut off the store shows against them
-        heads = local_heads(self.cfg.get("audit.dir") or Path(self.cfg.data_dir) / "audit")
+        heads = local_heads(audit_dir(self.cfg))
         report = verify(self.store, start=start, end=end, heads=heads,
                         verifier=platform_verifier(self.crypto_service()),
                         retention_days=int(self.cfg.get("retention_days", 180)))

@@ -17,6 +17,7 @@ Interface (everything else is internal):
     trail.close()
     report = verify(store, start=None, end=None, verifier=None, heads=local_heads(dir))
     report.ok, report.problems (chain, seq, id, what), report.to_dict()
+    audit_dir(cfg)                     # where the slots are (`audit.dir`, <data_dir>/audit)
     Actor(name, role, department, source_ip, request_id)   # who, for the crypto service
 
 Durability: `record` appends the document to an on-disk spool (`soc_core.spool`) before it
@@ -78,8 +79,8 @@ from soc_core.sm3 import sm3_hex
 from soc_core.spool import HEADER_SIZE, Record, Spool, SpoolBusy, SpoolError, SpoolFull
 
 __all__ = ["CHECKPOINT_ACTION", "DATASET", "MIN_RETENTION_DAYS", "Actor", "AuditTrail",
-           "AuditUnavailable", "Problem", "Report", "checkpoint_payload", "local_heads",
-           "record_hash", "verify"]
+           "AuditUnavailable", "Problem", "Report", "audit_dir", "checkpoint_payload",
+           "local_heads", "record_hash", "verify"]
 
 DATASET = "govsoc.audit"
 CHECKPOINT_ACTION = "audit.checkpoint"
@@ -252,15 +253,43 @@ def read_back(rec: Record) -> list[ecs.Prepared]:
     return [prepared_record(d, orjson.dumps(d)) for d in docs]
 
 
-def write_failed(exc: Exception, errors: deque[str], owned: Any) -> bool:
-    """A failed store write noted in `errors` (redacted); `owned`, a store the drain
-    connected itself, is closed: True when the caller must connect again."""
-    errors.append(redact_url(f"audit write failed: {type(exc).__name__}: {exc}")[:500])
-    if owned is None:
-        return False
-    with contextlib.suppress(Exception):
-        owned.close()
-    return True
+class StoreLink:
+    """The store a drain writes to: one given (its caller's: never closed here), or a URL
+    or factory the drain connects at its first write, closes after a failed write (and
+    connects again at the next) and closes at the end; or none (nothing is drained)."""
+
+    def __init__(self, store: Any) -> None:
+        given = store is None or hasattr(store, "write")
+        self.store = store if given else None
+        self._connect = None if given else (store if callable(store)
+                                            else _url_opener(str(store)))
+
+    @property
+    def configured(self) -> bool:
+        return self.store is not None or self._connect is not None
+
+    def write(self, docs: list[ecs.Prepared]) -> Any:
+        if self.store is None:
+            assert self._connect is not None
+            self.store = self._connect()
+        return self.store.write(docs)
+
+    def failed(self, exc: Exception, errors: deque[str]) -> None:
+        """A failed write noted in `errors` (redacted); a store of its own is dropped."""
+        errors.append(redact_url(f"audit write failed: {type(exc).__name__}: {exc}")[:500])
+        if self._connect is not None:
+            self.close()
+
+    def close(self) -> None:
+        if self._connect is not None and self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
+            self.store = None
+
+
+def audit_dir(cfg: Any) -> Path:
+    """Where the trails' slots are: `audit.dir`, by default `<data_dir>/audit`."""
+    return Path(cfg.get("audit.dir") or Path(cfg.data_dir) / "audit")
 
 
 def keep_rejected(slot: Path, result: Any, errors: deque[str]) -> None:
@@ -334,13 +363,7 @@ class AuditTrail:
         self.retry_max = retry_max
         self.errors: deque[str] = deque(maxlen=100)  # redacted texts, newest last
         self.recent = Recent(keep)  # this process's newest records (tests, diagnostics)
-        self._owned_store = False
-        if store is None or hasattr(store, "write"):
-            self._store, self._connect = store, None
-        else:  # a URL or a factory: connected (and reconnected) by the drain thread
-            self._store = None
-            self._connect = (store if callable(store) else store_opener(str(store)))
-            self._owned_store = True
+        self._link = StoreLink(store)
         # a trail with a background thread fsyncs there: a request never waits for one
         background = store is not None or signer is not None or self.external
         self.spool, self.slot = self._take_slot(fsync, fsync_interval, background)
@@ -387,9 +410,8 @@ class AuditTrail:
         check_retention(cfg)
         if signer is PLATFORM:
             signer = _installed_signer(cfg)
-        directory = cfg.get("audit.dir") or Path(cfg.data_dir) / "audit"
         try:
-            return cls(directory, store if store is not None else cfg.store_url, name=name,
+            return cls(audit_dir(cfg), store if store is not None else cfg.store_url, name=name,
                        signer=signer, fsync=str(cfg.get("audit.fsync", "interval")),
                        fsync_interval=float(cfg.get("audit.fsync_interval", 1.0)),
                        max_bytes=int(float(cfg.get("audit.spool_max_mb", 1024)) * 1024 * 1024),
@@ -616,8 +638,7 @@ class AuditTrail:
         store check and serialize them again: they go as `ecs.Prepared` with the JSON the
         chain hashed and the spool holds. Bounded: past `_CACHE_DOCS` waiting documents
         (the store is down) they are read from disk."""
-        if self._cached_docs < _CACHE_DOCS and (self._store is not None
-                                                or self._connect is not None):
+        if self._cached_docs < _CACHE_DOCS and self._link.configured:
             self._cache[where] = ([prepared_record(*t) for t in sealed],
                                   where[1] + HEADER_SIZE + size)
             self._cached_docs += len(sealed)
@@ -680,7 +701,7 @@ class AuditTrail:
     def _drain_once(self) -> int | None:
         """Move one batch from the spool to the store: the number of records moved, or
         None when the store failed (the records stay spooled)."""
-        if self._store is None and self._connect is None:
+        if not self._link.configured:
             return 0
         held = self._held_batch()
         if held is not None:
@@ -705,13 +726,9 @@ class AuditTrail:
         # sync since its records were appended may cover the batch already)
         self.spool.sync_to(recs[-1].segment, recs[-1].end)
         try:
-            if self._store is None:
-                assert self._connect is not None
-                self._store = self._connect()
-            result = self._store.write(docs)
+            result = self._link.write(docs)
         except Exception as exc:  # noqa: BLE001 - down or broken: the records wait on disk
-            if write_failed(exc, self.errors, self._store if self._owned_store else None):
-                self._store = None
+            self._link.failed(exc, self.errors)
             self._down = True
             return None
         self._down = False
@@ -794,9 +811,9 @@ class AuditTrail:
                     or (until_failure and self._down) or not self._thread.is_alive()):
                 return self.spool.pending_bytes == 0
             time.sleep(0.01)
-        if self._store is not None:
+        if self._link.store is not None:
             with contextlib.suppress(Exception):
-                self._store.refresh()
+                self._link.store.refresh()
         return True
 
     def close(self, drain_timeout: float = 5.0) -> None:
@@ -814,10 +831,7 @@ class AuditTrail:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.spool.close()
-        if self._owned_store and self._store is not None:
-            with contextlib.suppress(Exception):
-                self._store.close()
-            self._store = None
+        self._link.close()
 
     def __enter__(self) -> AuditTrail:
         return self
@@ -856,7 +870,7 @@ def _installed_signer(cfg: Any) -> Signer | None:
     return None
 
 
-def store_opener(url: str) -> Callable[[], Any]:
+def _url_opener(url: str) -> Callable[[], Any]:
     def connect() -> Any:
         from soc_core.store import open_store
 

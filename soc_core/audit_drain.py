@@ -39,16 +39,16 @@ from typing import Any
 from soc_core.audit import (
     ACK_SECONDS,
     DRAIN_STATUS_FILE,
+    StoreLink,
+    audit_dir,
     check_retention,
     head_of,
     keep_rejected,
     read_back,
     save_head,
-    store_opener,
-    write_failed,
 )
 from soc_core.config import ConfigError
-from soc_core.spool import Spool, SpoolError
+from soc_core.spool import FSYNC_POLICIES, Spool, SpoolError
 
 __all__ = ["AuditDrain"]
 
@@ -72,12 +72,7 @@ class AuditDrain:
         self.errors: deque[str] = deque(maxlen=100)  # redacted, newest last
         self.down = False
         self.moved = 0  # records stored since start (status, tests)
-        if hasattr(store, "write"):
-            self._store, self._connect, self._owned = store, None, False
-        else:
-            self._store = None
-            self._connect = store if callable(store) else store_opener(str(store))
-            self._owned = True
+        self._link = StoreLink(store)
         self._saved_state: tuple[bool, str | None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,9 +84,9 @@ class AuditDrain:
         `store_url`."""
         check_retention(cfg)
         fsync = str(cfg.get("audit.fsync", "interval"))
-        if fsync not in ("always", "interval", "never"):
+        if fsync not in FSYNC_POLICIES:
             raise ConfigError(f"audit trail: fsync policy {fsync!r}")
-        return cls(cfg.get("audit.dir") or Path(cfg.data_dir) / "audit",
+        return cls(audit_dir(cfg),
                    store if store is not None else cfg.store_url, name=name, fsync=fsync,
                    interval=float(cfg.get("audit.drain_interval", 1.0)),
                    batch=int(cfg.get("audit.drain_batch", 250)))
@@ -110,8 +105,7 @@ class AuditDrain:
                 self._failed(exc)
                 return None
             moved += n
-        if self.down:
-            self.down = False
+        self.down = False
         self._save_state()
         return moved
 
@@ -133,8 +127,7 @@ class AuditDrain:
                 # durable in the spool first: after a power loss the chain must resume past
                 # what the store holds, or it would reuse its ids
                 spool.sync_to(recs[-1].segment, recs[-1].end)
-                store = self._open()
-                keep_rejected(slot, store.write(docs), self.errors)
+                keep_rejected(slot, self._link.write(docs), self.errors)
                 save_head(slot, head_of(docs), self.fsync)
                 spool.ack_many(recs)
                 moved += len(docs)
@@ -147,15 +140,8 @@ class AuditDrain:
             spool.close()
         return moved
 
-    def _open(self) -> Any:
-        if self._store is None:
-            assert self._connect is not None
-            self._store = self._connect()
-        return self._store
-
     def _failed(self, exc: Exception) -> None:
-        if write_failed(exc, self.errors, self._store if self._owned else None):
-            self._store = None
+        self._link.failed(exc, self.errors)
         self.down = True
         self._save_state()
 
@@ -203,7 +189,4 @@ class AuditDrain:
             moved = self.drain_once()
             if not moved:  # nothing left, or the store failed
                 break
-        if self._owned and self._store is not None:
-            with contextlib.suppress(Exception):
-                self._store.close()
-            self._store = None
+        self._link.close()
