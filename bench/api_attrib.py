@@ -1,11 +1,14 @@
 """Where the API's authentication + audit overhead goes, served: the real app (its audit
 drain in the supervisor; `full_inline`: a drain thread in each worker), the bare
 reference, and the real app with one part swapped (`bench/api_bare.py`: `gate_only`,
-`audit_only`, `spool_only`, `null_drain`), each served as `bench/api.py` serves them (2
-uvicorn workers, HTTPS) and loaded by wrk in turn (2 threads, 16 connections), SQLite.
-Printed for each: requests/s and the workers' CPU a request, split into the event loop's
-thread and all others (the request handlers' pool, the audit drain, SQLite's checkpointer),
-user and system time, from `/proc/<pid>/task`. Not a target: it names the parts.
+`audit_only`, `spool_only`, `null_drain`; the floors `write_floor` and `hash_floor`: one
+plain append a request, and a hashed record appended without the chain), each served as
+`bench/api.py` serves them (2 uvicorn workers, HTTPS) and loaded by wrk in turn (2
+threads, 16 connections), SQLite. Printed for each: requests/s and the workers' CPU a
+request, split into the event loop's thread and all others (the request handlers' pool,
+the audit drain, SQLite's checkpointer), user and system time, from `/proc/<pid>/task`.
+Not a target: it names the parts. `full` goes first in `--variants`: it makes the TLS
+certificate the others are served with.
 
     python bench/api_attrib.py [--seconds 6] [--rounds 2] [--variants full,bare,...]
 """
@@ -28,7 +31,7 @@ import api  # noqa: E402
 from ports import free_port  # noqa: E402
 
 VARIANTS = ("full", "full_inline", "bare", "gate_only", "audit_only", "spool_only",
-            "null_drain")
+            "null_drain", "write_floor", "hash_floor")
 HZ = os.sysconf("SC_CLK_TCK")
 
 

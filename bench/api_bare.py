@@ -155,3 +155,57 @@ if __name__ == "__main__":  # served as `govsoc api serve` serves: soc_api.serve
         "host": "127.0.0.1", "port": args.port, "log_level": "warning", "access_log": False,
         "server_header": False, "proxy_headers": False, "ssl_certfile": args.cert,
         "ssl_keyfile": args.key}))
+
+
+
+# Floors for `bench/api_attrib.py`: what the least an audit record a request could cost,
+# served. Neither keeps a chain, frames, locks or drains: they are not an audit trail.
+
+class WriteFloor(NoTrail):
+    """One append of a fixed 560-byte blob (a record's size) a request, nothing else."""
+
+    def __init__(self) -> None:
+        import os
+        from pathlib import Path
+
+        path = Path(load_config().data_dir) / f"floor-{os.getpid()}"
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.blob = b"x" * 560
+        self.write = os.write
+
+    def record(self, **_: Any) -> None:
+        self.write(self.fd, self.blob)
+
+
+class HashFloor(WriteFloor):
+    """The real record's body, its SM3 over the sorted JSON and its JSON, and one append:
+    the trail's record without the lock, the chain's bookkeeping and the spool's frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import orjson
+
+        from soc_core.audit import AuditTrail
+        from soc_core.sm3 import sm3_hex
+
+        self.body = AuditTrail.__new__(AuditTrail)._body  # uses no instance state
+        self.dumps, self.sorted_keys, self.sm3_hex = orjson.dumps, orjson.OPT_SORT_KEYS, sm3_hex
+
+    def record(self, **kw: Any) -> None:
+        doc = self.body(**kw)
+        doc["@timestamp"] = "2026-12-03T00:00:00.000Z"
+        doc["govsoc"]["audit"]["prev"] = "0" * 64
+        doc["govsoc"]["audit"]["hash"] = self.sm3_hex(self.dumps(doc, option=self.sorted_keys))
+        self.write(self.fd, self.dumps(doc))
+
+
+def write_floor() -> Any:
+    """The real gate, one fixed append a request."""
+    return app_module.create_app(context=app_module.build_context(load_config(),
+                                                                  trail=WriteFloor()))
+
+
+def hash_floor() -> Any:
+    """The real gate, a hashed record appended a request (no chain, no drain)."""
+    return app_module.create_app(context=app_module.build_context(load_config(),
+                                                                  trail=HashFloor()))

@@ -553,7 +553,10 @@ class Spool:
             # thing that is not a whole good record ends the batch, and the next peek
             # reads it the careful way
             fh = self._open_read(seg)
-            want = min(os.fstat(fh.fileno()).st_size - off, _BATCH_READ)
+            # about what the batch needs, sized by the first record (records of one
+            # writer are alike): reading the whole tail each time copied megabytes a batch
+            guess = (max_records - 1) * (first.end - first.offset) * 2
+            want = min(os.fstat(fh.fileno()).st_size - off, guess, _BATCH_READ)
             buf = os.pread(fh.fileno(), want, off) if want > 0 else b""
             pos, size = 0, len(buf)
             while len(out) < max_records and size - pos >= HEADER_SIZE:

@@ -212,6 +212,30 @@ def test_peek_many_ack_many_and_last(tmp_path):
         assert again.last().payload == b"after"
 
 
+
+def test_peek_many_reads_about_a_batch_and_misses_no_record_of_another_size(tmp_path,
+                                                                             monkeypatch):
+    """peek_many sizes its one read by the first record: records larger than the first end
+    a batch early (the next batch takes them), and a batch of a long tail does not copy
+    the whole tail."""
+    sizes = [10] + [3000] * 5 + [10] * 400
+    with Spool(tmp_path, fsync="never") as sp:
+        for i, n in enumerate(sizes):
+            sp.append(b"%04d" % i + b"." * n)
+        read: list[int] = []
+        real = os.pread
+        monkeypatch.setattr(os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
+        got = []
+        while batch := sp.peek_many(50):
+            got += [r.payload for r in batch]
+            sp.ack_many(batch)
+        assert [int(p[:4]) for p in got] == list(range(len(sizes)))
+        assert [len(p) - 4 for p in got] == sizes
+        # the first batch: the tail after its first record is ~ 21 kB, its 49 short
+        # records take ~ 1.5 kB
+        assert read and read[0] < 4096
+
+
 KILLED_WRITER = """
 import os, resource, signal, sys
 from soc_core.spool import SMALL_WRITE, Spool
