@@ -12,6 +12,7 @@ requests a second, not more: the drain's CPU stays, wherever it runs.
 
     drain = AuditDrain.from_config(cfg, name="api")   # or AuditDrain(directory, store)
     drain.start()              # a thread: a pass over every slot, each `interval` seconds
+                               # (`audit.drain_interval`, 0.2 here)
     drain.drain_once()         # one pass now: records moved, None when the store failed
                                # (`audit.drain_batch` records a store write, 250)
     drain.close(timeout)       # stop; a last pass moves what the writers left
@@ -53,12 +54,21 @@ from soc_core.spool import FSYNC_POLICIES, Spool, SpoolError
 __all__ = ["AuditDrain"]
 
 
+# Seconds between passes once caught up; the inline drain's 1 s in a worker. A pass takes
+# what the workers wrote meanwhile, batch after batch: on Elasticsearch sharing the API's
+# 2 cores, the ~13 bulks of 1 s of signing at once made the node's work a burst that the
+# signing p99 showed (22.8 ms against 15.6 ms at 0.2 s, one run each, `bench/api.py
+# --store es`). A pass that finds nothing costs ~0.2 ms; one with records ~1 ms a slot
+# besides them (fsyncs of the segment and the head).
+INTERVAL = 0.2
+
+
 class AuditDrain:
     """Drains every slot `<directory>/<name>-<k>` into `store` (an EventStore, a URL or a
     factory; a URL or factory is connected, and reconnected, by the drain)."""
 
     def __init__(self, directory: str | os.PathLike[str], store: Any, *, name: str = "api",
-                 batch: int = 250, interval: float = 1.0, retry_max: float = 10.0,
+                 batch: int = 250, interval: float = INTERVAL, retry_max: float = 10.0,
                  fsync: str = "interval") -> None:
         self.root = Path(directory)
         self.name = name
@@ -88,7 +98,7 @@ class AuditDrain:
             raise ConfigError(f"audit trail: fsync policy {fsync!r}")
         return cls(audit_dir(cfg),
                    store if store is not None else cfg.store_url, name=name, fsync=fsync,
-                   interval=float(cfg.get("audit.drain_interval", 1.0)),
+                   interval=float(cfg.get("audit.drain_interval", INTERVAL)),
                    batch=int(cfg.get("audit.drain_batch", 250)))
 
     # -- one pass ---------------------------------------------------------------------
