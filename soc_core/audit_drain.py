@@ -12,7 +12,7 @@ requests a second, not more: the drain's CPU stays, wherever it runs.
 
     drain = AuditDrain.from_config(cfg, name="api")   # or AuditDrain(directory, store)
     drain.start()              # a thread: a pass over every slot, each `interval` seconds
-                               # (`audit.drain_interval`, 0.2 here)
+                               # (`audit.drain_interval`: by store, INTERVALS)
     drain.drain_once()         # one pass now: records moved, None when the store failed
                                # (`audit.drain_batch` records a store write, 250)
     drain.close(timeout)       # stop; a last pass moves what the writers left
@@ -54,13 +54,21 @@ from soc_core.spool import FSYNC_POLICIES, Spool, SpoolError
 __all__ = ["AuditDrain"]
 
 
-# Seconds between passes once caught up; the inline drain's 1 s in a worker. A pass takes
-# what the workers wrote meanwhile, batch after batch: on Elasticsearch sharing the API's
-# 2 cores, the ~13 bulks of 1 s of signing at once made the node's work a burst that the
-# signing p99 showed (22.8 ms against 15.6 ms at 0.2 s, one run each, `bench/api.py
-# --store es`). A pass that finds nothing costs ~0.2 ms; one with records ~1 ms a slot
-# besides them (fsyncs of the segment and the head).
-INTERVAL = 0.2
+# Seconds between passes once caught up (`audit.drain_interval`), by store; the inline
+# drain's is 1 s. Elasticsearch: a pass takes what the workers wrote meanwhile, batch after
+# batch, and with the node on the API's 2 cores the ~13 bulks of 1 s of signing at once
+# were a burst of the node's work that the signing p99 showed (22.8 ms against 15.6 ms
+# at 0.2 s, one run each, `bench/api.py --store es`). SQLite: each pass costs the workers
+# (`bench/api_attrib.py`, alternating rounds: 0.2 s served 3,505 requests/s against 3,756
+# at 1 s, their CPU a request 501 against 456 µs), so passes stay a second apart.
+INTERVALS = {"elasticsearch": 0.2, "sqlite": 1.0}
+
+
+def default_interval(store: Any) -> float:
+    """The pass interval for `store` (an EventStore or a URL)."""
+    backend = getattr(store, "backend", None) or (
+        "elasticsearch" if str(store).startswith(("http://", "https://")) else "sqlite")
+    return INTERVALS.get(backend, 1.0)
 
 
 class AuditDrain:
@@ -68,7 +76,7 @@ class AuditDrain:
     factory; a URL or factory is connected, and reconnected, by the drain)."""
 
     def __init__(self, directory: str | os.PathLike[str], store: Any, *, name: str = "api",
-                 batch: int = 250, interval: float = INTERVAL, retry_max: float = 10.0,
+                 batch: int = 250, interval: float | None = None, retry_max: float = 10.0,
                  fsync: str = "interval") -> None:
         self.root = Path(directory)
         self.name = name
@@ -76,7 +84,7 @@ class AuditDrain:
         # made the node's work come in bursts that the signing p99 showed (29-32 ms, once
         # 294, against 19-20 ms)
         self.batch = batch
-        self.interval = interval
+        self.interval = default_interval(store) if interval is None else interval
         self.retry_max = retry_max
         self.fsync = fsync
         self.errors: deque[str] = deque(maxlen=100)  # redacted, newest last
@@ -96,9 +104,10 @@ class AuditDrain:
         fsync = str(cfg.get("audit.fsync", "interval"))
         if fsync not in FSYNC_POLICIES:
             raise ConfigError(f"audit trail: fsync policy {fsync!r}")
+        interval = cfg.get("audit.drain_interval")
         return cls(audit_dir(cfg),
                    store if store is not None else cfg.store_url, name=name, fsync=fsync,
-                   interval=float(cfg.get("audit.drain_interval", INTERVAL)),
+                   interval=None if interval is None else float(interval),
                    batch=int(cfg.get("audit.drain_batch", 250)))
 
     # -- one pass ---------------------------------------------------------------------

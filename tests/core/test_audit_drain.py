@@ -212,3 +212,19 @@ def test_a_drain_mode_that_does_not_exist_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="audit drain 'sometimes': one of inline, external"):
         AuditTrail.from_config(cfg, name="api", signer=None)
     assert not (tmp_path / "audit").exists() or not any((tmp_path / "audit").iterdir())
+
+
+def test_the_pass_interval_follows_the_store_unless_configured(tmp_path):
+    """Elasticsearch gets its bulks spread out (0.2 s), SQLite's workers fewer passes (1 s);
+    `audit.drain_interval` wins over both."""
+    def drain(store_url, **audit):
+        cfg = Config(values={"store_url": store_url, "data_dir": str(tmp_path),
+                             "audit": audit})
+        return AuditDrain.from_config(cfg, name="api")
+
+    assert drain(f"sqlite:///{tmp_path}/g.db").interval == 1.0
+    assert drain("https://127.0.0.1:9/").interval == 0.2  # not connected until a write
+    assert drain("https://127.0.0.1:9/", drain_interval=2.5).interval == 2.5
+    store = open_store(f"sqlite:///{tmp_path}/h.db")
+    assert AuditDrain(tmp_path, store).interval == 1.0
+    store.close()
