@@ -162,16 +162,19 @@ if __name__ == "__main__":  # served as `govsoc api serve` serves: soc_api.serve
 # served. Neither keeps a chain, frames, locks or drains: they are not an audit trail.
 
 class WriteFloor(NoTrail):
-    """One append of a fixed 560-byte blob (a record's size) a request, nothing else."""
+    """One append of a fixed 560-byte blob (a record's size) a request, nothing else,
+    written as the spool writes a record (without letting go of the interpreter lock)."""
 
     def __init__(self) -> None:
         import os
         from pathlib import Path
 
+        from soc_core.spool import _write_holding_gil
+
         path = Path(load_config().data_dir) / f"floor-{os.getpid()}"
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.blob = b"x" * 560
-        self.write = os.write
+        self.write = _write_holding_gil
 
     def record(self, **_: Any) -> None:
         self.write(self.fd, self.blob)
