@@ -169,12 +169,12 @@ class WriteFloor(NoTrail):
         import os
         from pathlib import Path
 
-        from soc_core.spool import _write_holding_gil
+        from soc_core.spool import write_holding_gil
 
         path = Path(load_config().data_dir) / f"floor-{os.getpid()}"
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.blob = b"x" * 560
-        self.write = _write_holding_gil
+        self.write = write_holding_gil
 
     def record(self, **_: Any) -> None:
         self.write(self.fd, self.blob)

@@ -56,7 +56,7 @@ HEADER_SIZE = _HEAD.size
 MAX_RECORD = 256 * 1024 * 1024  # a larger length field can only be damage
 _BATCH_READ = 4 * 1024 * 1024  # peek_many reads at most this much at once
 FSYNC_POLICIES = ("always", "interval", "never")
-# Records up to this size are written with the GIL held (see _write_holding_gil).
+# Records up to this size are written with the GIL held (see write_holding_gil).
 SMALL_WRITE = 64 * 1024
 
 
@@ -75,7 +75,7 @@ def _libc_write() -> object | None:
 _WRITE = _libc_write()
 
 
-def _write_holding_gil(fd: int, blob: bytes) -> None:
+def write_holding_gil(fd: int, blob: bytes) -> None:
     """Write a small record without releasing the GIL. A write of a few KiB into the page
     cache takes microseconds; releasing the GIL around it (os.write) lets another thread
     take the interpreter, and taking it back costs the appending thread a wait and two
@@ -348,7 +348,7 @@ class Spool:
             if self._write_fd is None or self._write_off >= self.segment_bytes:
                 self._roll()
             assert self._write_fd is not None
-            _write_holding_gil(self._write_fd, blob)  # one write a record: never half seen
+            write_holding_gil(self._write_fd, blob)  # one write a record: never half seen
             where = (self._write_seg, self._write_off)
             self._write_off += len(blob)
             self._pending_bytes += len(blob)
