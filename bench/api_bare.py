@@ -157,7 +157,6 @@ if __name__ == "__main__":  # served as `govsoc api serve` serves: soc_api.serve
         "ssl_keyfile": args.key}))
 
 
-
 # Floors for `bench/api_attrib.py`: what the least an audit record a request could cost,
 # served. Neither keeps a chain, frames, locks or drains: they are not an audit trail.
 

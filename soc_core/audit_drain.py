@@ -50,6 +50,7 @@ from soc_core.audit import (
 )
 from soc_core.config import ConfigError
 from soc_core.spool import FSYNC_POLICIES, Spool, SpoolError
+from soc_core.store import backend_of
 
 __all__ = ["AuditDrain"]
 
@@ -66,8 +67,7 @@ INTERVALS = {"elasticsearch": 0.2, "sqlite": 1.0}
 
 def default_interval(store: Any) -> float:
     """The pass interval for `store` (an EventStore or a URL)."""
-    backend = getattr(store, "backend", None) or (
-        "elasticsearch" if str(store).startswith(("http://", "https://")) else "sqlite")
+    backend = getattr(store, "backend", None) or backend_of(str(store))
     return INTERVALS.get(backend, 1.0)
 
 

@@ -40,8 +40,17 @@ from soc_core.store.es_mappings import keyword_field
 from soc_core.store.sql import field_expr, json_path
 
 __all__ = ["EventStore", "Page", "Rejected", "Selection", "StoreError", "StoreUnavailable",
-           "Version", "VersionConflict", "WriteResult", "field_expr", "json_path", "keyword_field",
-           "open_store", "parse_duration", "resolve_millis", "resolve_time"]
+           "Version", "VersionConflict", "WriteResult", "backend_of", "field_expr", "json_path",
+           "keyword_field", "open_store", "parse_duration", "resolve_millis", "resolve_time"]
+
+
+def backend_of(url: str) -> str | None:
+    """The backend a store URL names ("sqlite", "elasticsearch"), or None."""
+    if url.startswith("sqlite:///"):
+        return "sqlite"
+    if url.startswith(("http://", "https://")):
+        return "elasticsearch"
+    return None
 
 
 def open_store(url: str | None = None, *, departments: Any = None, **options) -> EventStore:
@@ -59,11 +68,12 @@ def open_store(url: str | None = None, *, departments: Any = None, **options) ->
         from soc_core.departments import Departments
 
         departments = Departments.from_config(cfg or load_config())
-    if url.startswith("sqlite:///"):
+    backend = backend_of(url)
+    if backend == "sqlite":
         from soc_core.store.sqlite import SqliteStore
 
         store: EventStore = SqliteStore(url, **options)
-    elif url.startswith(("http://", "https://")):
+    elif backend == "elasticsearch":
         from soc_core.store.elastic import ElasticStore
 
         store = ElasticStore(url, **options)

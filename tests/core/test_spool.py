@@ -212,7 +212,6 @@ def test_peek_many_ack_many_and_last(tmp_path):
         assert again.last().payload == b"after"
 
 
-
 def test_peek_many_reads_about_a_batch_and_misses_no_record_of_another_size(tmp_path,
                                                                              monkeypatch):
     """peek_many sizes its one read by the first record: records larger than the first end
